@@ -1,0 +1,42 @@
+# Every target bootstraps what it needs: a fresh clone needs only python3, node and npm.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: demo test check lint typecheck bench clean setup
+
+setup: $(STAMP) $(NODE_STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+demo: $(STAMP)
+	$(PY) -m exchange.cli demo
+
+test: $(STAMP) $(NODE_STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+check: lint typecheck test
+
+bench: $(STAMP) $(NODE_STAMP)
+	$(PY) bench/core_bench.py
+	$(PY) bench/transport_bench.py
+
+clean:
+	rm -rf $(VENV) node_modules data .pytest_cache .mypy_cache .ruff_cache

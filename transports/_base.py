@@ -1,0 +1,127 @@
+"""The transport interface: RPC between named services, and an immutable-item DHT.
+
+Modelled on httpx's `AsyncBaseTransport`: a handful of async methods, `aclose()`, and
+`async with`. Payloads are JSON values (what `json.loads` returns). Adapters: `memory`,
+`loopback`, `grenache`; choose one with `transports.open_transport()`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self, TypeAlias
+
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
+
+__all__ = ["DEFAULT_TIMEOUT", "JSON", "Handler", "PeerResult", "Transport"]
+
+JSON: TypeAlias = Any
+"""A JSON value: None, bool, int, float, str, list of JSON, dict of str to JSON."""
+
+Handler: TypeAlias = Callable[[JSON], Awaitable[JSON]]
+"""Serves one request: takes the payload, returns the reply data.
+
+Raises `RemoteError`/`ServiceError(message)` to reply with that error string."""
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds; every request has a deadline, never an infinite wait."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerResult:
+    """One peer's answer to a `map`: exactly one of `data`/`error` is meaningful.
+
+    `error` is None on success; otherwise the peer's error string, or a description of
+    the transport failure (e.g. "ERR_TIMEOUT", "ERR_CONNECTION: ...").
+    """
+
+    peer: str
+    data: JSON = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Transport(ABC):
+    """RPC and DHT over one network. Use with `async with` or call `aclose()`."""
+
+    @abstractmethod
+    async def serve(
+        self,
+        handlers: Mapping[str, Handler],
+        *,
+        port: int = 0,
+        task_status: TaskStatus[int] = TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve every name in `handlers` until cancelled.
+
+        Listens (on 127.0.0.1:`port`, 0 = a free port), announces each name and keeps
+        re-announcing it, then calls `task_status.started(port)` once the names can be
+        found. Runs in the caller's task group: cancel it to stop serving.
+
+        Raises:
+            TransportClosed: the transport is closed.
+            ConnectionFailed: cannot listen or announce.
+        """
+
+    @abstractmethod
+    async def request(self, name: str, payload: JSON, *, timeout: float = DEFAULT_TIMEOUT) -> JSON:
+        """Send `payload` to one peer serving `name` and return its reply data.
+
+        Raises:
+            NoPeersError: nobody serves `name`.
+            RequestTimeout: no reply within `timeout` seconds.
+            RemoteError: the peer replied with an error string.
+            ConnectionFailed, ProtocolError: the network or the peer broke the exchange.
+        """
+
+    @abstractmethod
+    async def map(
+        self, name: str, payload: JSON, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> list[PeerResult]:
+        """Send `payload` to every peer announced for `name`, concurrently.
+
+        Returns one `PeerResult` per announced peer (dead or slow peers give a result with
+        `error` set); it never fails as a whole because of one peer. An empty list means
+        nobody is announced.
+
+        Raises:
+            TransportClosed: the transport is closed.
+        """
+
+    @abstractmethod
+    async def put(self, value: str) -> str:
+        """Store an immutable item; return its key, sha1 of the bencoded value (40 hex).
+
+        Raises:
+            PayloadTooLarge: `value` is 1000 UTF-8 bytes or more (nothing is sent).
+            TransportError: the DHT did not store it.
+        """
+
+    @abstractmethod
+    async def get(self, key: str) -> str | None:
+        """Fetch an immutable item by key; `None` when it is not found.
+
+        Raises:
+            TransportError: the DHT could not be asked.
+        """
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release connections; later calls raise `TransportClosed`. Idempotent."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,70 @@
+"""The one exception tree of the transports package.
+
+```
+TransportError                  anything a transport raises on purpose
+├── TransportClosed             you closed it (used after aclose())
+├── NoPeersError                nobody serves that name (lookup came back empty)
+├── RequestTimeout              no answer within the deadline
+├── PayloadTooLarge             refused before sending (DHT value >= 1000 bytes, body bound)
+├── ConnectionFailed            the peer or the network broke it (refused, reset, bad HTTP)
+├── ProtocolError               the peer answered, but not in the protocol's shape
+└── RemoteError                 the peer answered with an error string (`.message`)
+```
+A handler raises `RemoteError` (or `ServiceError`, its alias for handlers) to make the
+server reply `[rid, "<message>", null]`; any other exception in a handler becomes the
+reply `"ERR_INTERNAL: ..."` and is never swallowed into a success.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConnectionFailed",
+    "NoPeersError",
+    "PayloadTooLarge",
+    "ProtocolError",
+    "RemoteError",
+    "RequestTimeout",
+    "ServiceError",
+    "TransportClosed",
+    "TransportError",
+]
+
+
+class TransportError(Exception):
+    """Base class of every error a transport raises on purpose."""
+
+
+class TransportClosed(TransportError):
+    """The transport was used after `aclose()`."""
+
+
+class NoPeersError(TransportError):
+    """No peer is announced for the service name."""
+
+
+class RequestTimeout(TransportError):
+    """The peer did not answer within the deadline."""
+
+
+class PayloadTooLarge(TransportError):
+    """The payload exceeds a documented bound; nothing was sent."""
+
+
+class ConnectionFailed(TransportError):
+    """The connection could not be made or broke mid-request."""
+
+
+class ProtocolError(TransportError):
+    """The peer answered with bytes that are not the protocol's shape."""
+
+
+class RemoteError(TransportError):
+    """The peer answered with an error; `message` is its string, verbatim."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+ServiceError = RemoteError
+"""What a service handler raises to reply with an error string (e.g. `ERR_SEQ_GAP: ...`)."""
