@@ -18,8 +18,9 @@ worker's own database uses NORMAL: it can be rebuilt from this journal.)
 journal(seq INTEGER PRIMARY KEY,    -- 1, 2, 3, ... gap-free, never deleted, never reused
         ts INTEGER,                 -- ms since the epoch, from the sequencer; non-decreasing
         client_id TEXT, op TEXT, order_id TEXT,
+        dedupe INTEGER,             -- 1: (client_id, op, order_id) may appear only once
         command TEXT)               -- the validated command, normalized wire JSON
-UNIQUE INDEX journal_dedupe(client_id, op, order_id)
+UNIQUE INDEX journal_dedupe(client_id, op, order_id) WHERE dedupe = 1
 meta(key TEXT PRIMARY KEY, value INTEGER)   -- "acked": highest seq process_order confirmed
 ```
 The unique index makes a repeated ``(clientId, orderId)`` (for one kind of command) find
@@ -69,9 +70,11 @@ CREATE TABLE IF NOT EXISTS journal (
     client_id TEXT NOT NULL,
     op TEXT NOT NULL,
     order_id TEXT NOT NULL,
+    dedupe INTEGER NOT NULL,
     command TEXT NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS journal_dedupe ON journal (client_id, op, order_id);
+CREATE UNIQUE INDEX IF NOT EXISTS journal_dedupe
+    ON journal (client_id, op, order_id) WHERE dedupe = 1;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -161,6 +164,7 @@ class Journal:
         command_wire: dict[str, Any],
         *,
         op: str = "new",
+        dedupe: bool = True,
         ts: int | None = None,
     ) -> Appended:
         """Journal one validated command, durably, unless it is a repeat.
@@ -188,10 +192,10 @@ class Journal:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                if order_id is not None:
+                if order_id is not None and dedupe:
                     row = db.execute(
                         "SELECT seq, ts FROM journal"
-                        " WHERE client_id = ? AND op = ? AND order_id = ?",
+                        " WHERE client_id = ? AND op = ? AND order_id = ? AND dedupe = 1",
                         (client_id, op, order_id),
                     ).fetchone()
                     if row is not None:
@@ -204,9 +208,9 @@ class Journal:
                     order_id = generated_order_id(seq)
                     command["orderId"] = order_id
                 db.execute(
-                    "INSERT INTO journal (seq, ts, client_id, op, order_id, command)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (seq, ts, client_id, op, order_id, _dumps(command)),
+                    "INSERT INTO journal (seq, ts, client_id, op, order_id, dedupe, command)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (seq, ts, client_id, op, order_id, int(dedupe), _dumps(command)),
                 )
                 db.execute("COMMIT")
             except BaseException:

@@ -162,3 +162,11 @@ def test_a_failed_append_journals_nothing_and_leaves_no_gap(tmp_path: Path) -> N
             journal.append("c1", "b", {"bad": object()}, ts=1)
         assert journal.append("c1", "c", _cmd("c1", "c"), ts=1).seq == 2
         assert [e.seq for e in journal.entries()] == [1, 2]
+
+
+def test_entries_without_dedupe_are_always_queued(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as journal:
+        modify = {"op": "modify", "clientId": "c1", "orderId": "x", "price": "5"}
+        a = journal.append("c1", "x", modify, op="modify", dedupe=False, ts=1)
+        b = journal.append("c1", "x", modify, op="modify", dedupe=False, ts=1)
+        assert (a, b) == (Appended(1, 1, True), Appended(2, 1, True))
