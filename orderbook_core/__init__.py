@@ -1,1 +1,66 @@
-"""A pure, deterministic matching engine: price-time priority with exact integer ticks and lots."""
+"""A pure, deterministic matching engine: price-time priority with exact integer ticks and lots.
+
+Sans-I/O: :meth:`OrderBook.apply` takes a typed command and returns a tuple of typed,
+immutable events; nothing here reads a clock, draws random numbers, logs or does I/O.
+See docs/core.md for the matching rules and the cost of each method.
+"""
+
+from orderbook_core._book import OrderBook
+from orderbook_core._encoding import decode_book, encode_book
+from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
+from orderbook_core._types import (
+    CancelOrder,
+    CancelReason,
+    Command,
+    Event,
+    ModifyOrder,
+    NewOrder,
+    OrderAccepted,
+    OrderCancelled,
+    OrderModified,
+    OrderRejected,
+    OrderRested,
+    RejectReason,
+    RestingOrder,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+    Trade,
+)
+from orderbook_core._wire import (
+    ValidationError,
+    command_to_wire,
+    event_from_wire,
+    event_to_wire,
+    parse_command,
+)
+
+__all__ = [
+    "DEFAULT_SPEC",
+    "CancelOrder",
+    "CancelReason",
+    "Command",
+    "Event",
+    "MarketSpec",
+    "ModifyOrder",
+    "NewOrder",
+    "OrderAccepted",
+    "OrderBook",
+    "OrderCancelled",
+    "OrderModified",
+    "OrderRejected",
+    "OrderRested",
+    "RejectReason",
+    "RestingOrder",
+    "SelfTradePrevention",
+    "Side",
+    "TimeInForce",
+    "Trade",
+    "ValidationError",
+    "command_to_wire",
+    "decode_book",
+    "encode_book",
+    "event_from_wire",
+    "event_to_wire",
+    "parse_command",
+]

@@ -1,0 +1,450 @@
+"""The book facade: the indexes, the queries, transactions and the invariant checker.
+
+The matching *decisions* live in :mod:`orderbook_core._rules`; this module only keeps
+the structures they act on, consistent.
+
+Data structures (why they look like this is in docs/core.md):
+
+* an order is a plain mutable ``list`` laid out exactly like :class:`RestingOrder`,
+  ``[client_id, order_id, side, price, remaining, seq, ts]``, so a fill is one item
+  store and a view is ``RestingOrder._make(order)``;
+* each side is a ``dict`` from price (ticks) to a *level* ``[total, dead, queue]``:
+  ``total`` is the sum of the live orders' remaining lots, ``queue`` a ``deque`` of
+  orders in time priority, ``dead`` the number of cancelled orders still sitting in the
+  queue (a cancel in the middle of a queue marks the order dead, ``remaining = 0``, in
+  O(1); dead entries are skipped when they reach the head and the queue is compacted
+  when they outnumber the live ones);
+* each side has a binary heap of its prices (bids negated) with lazy deletion, and the
+  best price is cached: the hot path needs only the best price, and ``heapq`` is C;
+* an id index maps ``(client_id, order_id)`` to the live order.
+
+A level exists if and only if its total is positive, and it is then in the heap.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from orderbook_core import _rules
+from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
+from orderbook_core._types import (
+    CancelOrder,
+    Command,
+    Event,
+    ModifyOrder,
+    NewOrder,
+    OrderRejected,
+    RestingOrder,
+    Side,
+)
+
+__all__ = ["OrderBook"]
+
+_BUY = Side.BUY
+_SELL = Side.SELL
+_heappush = heapq.heappush
+_heappop = heapq.heappop
+
+# Internal aliases: an order and a level are plain lists (see the module docstring).
+Order = list[Any]
+Level = list[Any]
+# A snapshot for transactions: the live orders of each side, level by level.
+_Snapshot = tuple[list[tuple[int, list[tuple[Any, ...]]]], list[tuple[int, list[tuple[Any, ...]]]]]
+
+
+class OrderBook:
+    """One market's limit order book: price-time priority, pure and deterministic.
+
+    Every public method is sans-I/O: commands in, a tuple of events out, no clock, no
+    randomness, no logging. The same book and the same command always give the same
+    events and the same next state.
+
+    Args:
+        spec: the market's tick and lot size, limits and self-trade mode.
+    """
+
+    __slots__ = (
+        "_ask_heap",
+        "_asks",
+        "_best_ask",
+        "_best_bid",
+        "_bid_heap",
+        "_bids",
+        "_index",
+        "_spec",
+    )
+
+    def __init__(self, spec: MarketSpec = DEFAULT_SPEC) -> None:
+        self._spec = spec
+        self._bids: dict[int, Level] = {}
+        self._asks: dict[int, Level] = {}
+        self._bid_heap: list[int] = []  # negated prices
+        self._ask_heap: list[int] = []
+        self._best_bid: int | None = None
+        self._best_ask: int | None = None
+        self._index: dict[tuple[str, str], Order] = {}
+
+    # ------------------------------------------------------------------ commands
+
+    def apply(self, cmd: Command) -> tuple[Event, ...]:
+        """Apply one command and return what happened.
+
+        A rejection is an :class:`OrderRejected` event (the only event returned) and
+        leaves the book exactly as it was.
+
+        Complexity: O(1) to rest, cancel or modify in place (amortized; O(log L) more
+        when a price level appears or empties, L = number of levels); a sweep adds
+        O(1) per fill. FOK checks are O(k + L log L) over the k crossing orders.
+
+        Args:
+            cmd: a :data:`Command` (prices in ticks, amounts in lots).
+
+        Returns:
+            The events, in the order they happened.
+
+        Raises:
+            TypeError: ``cmd`` is not a command, or a price/amount is not an int
+                (a programming error: the wire validator produces ints).
+        """
+        kind = type(cmd)
+        if kind is NewOrder:
+            return _rules.new_order(self, cmd)  # type: ignore[arg-type]
+        if kind is CancelOrder:
+            return _rules.cancel_order(self, cmd)  # type: ignore[arg-type]
+        if kind is ModifyOrder:
+            return _rules.modify_order(self, cmd)  # type: ignore[arg-type]
+        raise TypeError(f"not a command: {cmd!r}")
+
+    def apply_batch(self, cmds: Iterable[Command], *, strict: bool = False) -> tuple[Event, ...]:
+        """Apply commands in order, all or nothing.
+
+        If any step raises, the book is restored exactly (byte-identical encoding) and
+        the exception propagates. With ``strict=True`` a rejection also aborts the
+        batch: the book is restored and the result is that one :class:`OrderRejected`.
+
+        Complexity: O(n) for the snapshot (n resting orders) plus the commands' cost.
+
+        Returns:
+            The events of every command, concatenated.
+        """
+        snapshot = self._snapshot()
+        events: list[Event] = []
+        try:
+            for cmd in cmds:
+                out = self.apply(cmd)
+                if strict and type(out[-1]) is OrderRejected:
+                    self._restore(snapshot)
+                    return out
+                events.extend(out)
+        except BaseException:
+            self._restore(snapshot)
+            raise
+        return tuple(events)
+
+    @contextmanager
+    def transaction(self) -> Iterator[OrderBook]:
+        """A context in which an exception restores the exact prior state.
+
+        ``with book.transaction(): ...`` applies commands (and does anything else);
+        if the block raises, the book is put back exactly as it was on entry and the
+        exception propagates. Transactions nest. Complexity: O(n) on entry.
+        """
+        snapshot = self._snapshot()
+        try:
+            yield self
+        except BaseException:
+            self._restore(snapshot)
+            raise
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def spec(self) -> MarketSpec:
+        """The market specification this book was built with."""
+        return self._spec
+
+    def best_bid(self) -> int | None:
+        """The highest bid price in ticks, or None. O(1) (cached)."""
+        return self._best_bid
+
+    def best_ask(self) -> int | None:
+        """The lowest ask price in ticks, or None. O(1) (cached)."""
+        return self._best_ask
+
+    def depth(self, side: Side, price: int) -> int:
+        """Total lots resting on ``side`` at ``price`` (0 if none). O(1)."""
+        level = (self._bids if side is _BUY else self._asks).get(price)
+        return 0 if level is None else int(level[0])
+
+    def levels(self, side: Side, n: int | None = None) -> list[tuple[int, int]]:
+        """The best ``n`` levels of ``side`` (all if None) as (price, total lots).
+
+        Best first: bids descending, asks ascending. O(L log L), L = levels of side.
+        """
+        book = self._bids if side is _BUY else self._asks
+        prices = sorted(book, reverse=side is _BUY)
+        if n is not None:
+            prices = prices[: max(n, 0)]
+        return [(p, int(book[p][0])) for p in prices]
+
+    def orders(self, side: Side | None = None) -> Iterator[RestingOrder]:
+        """Every resting order in canonical order.
+
+        Asks ascending then bids descending (one side only if ``side`` is given),
+        and within a level in time priority (the order that trades first, first).
+        O(n + L log L). Do not mutate the book while iterating.
+        """
+        sides = (_SELL, _BUY) if side is None else (side,)
+        make = RestingOrder._make
+        for s in sides:
+            book = self._bids if s is _BUY else self._asks
+            for price in sorted(book, reverse=s is _BUY):
+                for order in book[price][2]:
+                    if order[4]:
+                        yield make(order)
+
+    def get_order(self, client_id: str, order_id: str) -> RestingOrder | None:
+        """The resting order with this id, or None (filled, cancelled, unknown). O(1)."""
+        order = self._index.get((client_id, order_id))
+        return None if order is None else RestingOrder._make(order)
+
+    def __len__(self) -> int:
+        """The number of resting orders. O(1)."""
+        return len(self._index)
+
+    def state_hash(self) -> str:
+        """SHA-256 (hex) of :func:`encode_book`: equal books, equal hashes. O(n + L log L)."""
+        from orderbook_core._encoding import state_hash
+
+        return state_hash(self)
+
+    def __eq__(self, other: object) -> bool:
+        """Books are equal when their canonical encodings are. O(n + L log L)."""
+        if not isinstance(other, OrderBook):
+            return NotImplemented
+        return self._spec == other._spec and list(self.orders()) == list(other.orders())
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return (
+            f"<OrderBook {self._spec.market} orders={len(self._index)} "
+            f"bid={self._best_bid} ask={self._best_ask}>"
+        )
+
+    @classmethod
+    def from_orders(cls, spec: MarketSpec, orders: Iterable[RestingOrder]) -> OrderBook:
+        """Build a book holding ``orders`` (a restore from a snapshot). O(n + L log L).
+
+        Orders enter their level's queue in the order given, so pass them in priority
+        order (as :meth:`orders` yields them).
+
+        Raises:
+            ValueError: a duplicate id, a non-positive or out-of-range price or
+                amount, a bad side, or a crossed result.
+            TypeError: a price, amount, seq or ts that is not an int.
+        """
+        book = cls(spec)
+        for o in orders:
+            client_id, order_id, side, price, remaining, seq, ts = o
+            for name, value in (
+                ("price", price),
+                ("remaining", remaining),
+                ("seq", seq),
+                ("ts", ts),
+            ):
+                if type(value) is not int:
+                    raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+            if not (isinstance(client_id, str) and isinstance(order_id, str)):
+                raise TypeError("client_id and order_id must be str")
+            if (client_id, order_id) in book._index:
+                raise ValueError(f"duplicate order id {(client_id, order_id)!r}")
+            if not spec.min_ticks <= price <= spec.max_ticks:
+                raise ValueError(f"price {price} out of range")
+            if remaining <= 0:
+                raise ValueError(f"remaining must be > 0, not {remaining}")
+            book._rest([client_id, order_id, Side(side), price, remaining, seq, ts])
+        bid, ask = book._best_bid, book._best_ask
+        if bid is not None and ask is not None and bid >= ask:
+            raise ValueError(f"crossed book: bid {book._best_bid} >= ask {book._best_ask}")
+        return book
+
+    # ------------------------------------------------------------------ primitives
+    # Used by _rules; each keeps every index consistent.
+
+    def _rest(self, order: Order) -> None:
+        """Append ``order`` to the tail of its level. O(1), O(log L) for a new level."""
+        price = order[3]
+        if order[2] is _BUY:
+            level = self._bids.get(price)
+            if level is None:
+                self._bids[price] = [order[4], 0, deque((order,))]
+                heap = self._bid_heap
+                if len(heap) > 2 * len(self._bids) + 64:
+                    heap[:] = [-p for p in self._bids]
+                    heapq.heapify(heap)
+                else:
+                    _heappush(heap, -price)
+                best = self._best_bid
+                if best is None or price > best:
+                    self._best_bid = price
+            else:
+                level[0] += order[4]
+                level[2].append(order)
+        else:
+            level = self._asks.get(price)
+            if level is None:
+                self._asks[price] = [order[4], 0, deque((order,))]
+                heap = self._ask_heap
+                if len(heap) > 2 * len(self._asks) + 64:
+                    heap[:] = list(self._asks)
+                    heapq.heapify(heap)
+                else:
+                    _heappush(heap, price)
+                best = self._best_ask
+                if best is None or price < best:
+                    self._best_ask = price
+            else:
+                level[0] += order[4]
+                level[2].append(order)
+        self._index[(order[0], order[1])] = order
+
+    def _drop_bid_level(self, price: int) -> None:
+        """Remove an emptied bid level and refresh the cached best. O(log L) amortized."""
+        bids = self._bids
+        del bids[price]
+        if price == self._best_bid:
+            heap = self._bid_heap
+            while heap and -heap[0] not in bids:
+                _heappop(heap)
+            self._best_bid = -heap[0] if heap else None
+
+    def _drop_ask_level(self, price: int) -> None:
+        """Remove an emptied ask level and refresh the cached best. O(log L) amortized."""
+        asks = self._asks
+        del asks[price]
+        if price == self._best_ask:
+            heap = self._ask_heap
+            while heap and heap[0] not in asks:
+                _heappop(heap)
+            self._best_ask = heap[0] if heap else None
+
+    def _unlink(self, order: Order) -> None:
+        """Take a live order out of the book (cancel or reinsert). O(1) amortized."""
+        price = order[3]
+        buy = order[2] is _BUY
+        level = (self._bids if buy else self._asks)[price]
+        level[0] -= order[4]
+        order[4] = 0
+        del self._index[(order[0], order[1])]
+        if not level[0]:
+            if buy:
+                self._drop_bid_level(price)
+            else:
+                self._drop_ask_level(price)
+            return
+        queue = level[2]
+        if queue[-1] is order:
+            queue.pop()
+        elif queue[0] is order:
+            queue.popleft()
+        else:
+            # Cancelling from the middle: mark dead (remaining 0) and leave it; compact
+            # when dead entries outnumber live ones so memory stays O(live orders).
+            level[1] += 1
+            if level[1] > 16 and 2 * level[1] > len(queue):
+                level[2] = deque(o for o in queue if o[4])
+                level[1] = 0
+
+    # ------------------------------------------------------------------ transactions
+
+    def _snapshot(self) -> _Snapshot:
+        """The live orders per level, as tuples (immune to later mutation). O(n)."""
+        return (
+            [(p, [tuple(o) for o in lvl[2] if o[4]]) for p, lvl in self._bids.items()],
+            [(p, [tuple(o) for o in lvl[2] if o[4]]) for p, lvl in self._asks.items()],
+        )
+
+    def _restore(self, snapshot: _Snapshot) -> None:
+        """Rebuild every structure from a snapshot. O(n + L)."""
+        self._bids, self._asks = {}, {}
+        self._bid_heap, self._ask_heap = [], []
+        self._best_bid = self._best_ask = None
+        self._index = {}
+        for side_levels in snapshot:
+            for _price, orders in side_levels:
+                for o in orders:
+                    self._rest(list(o))
+
+    # ------------------------------------------------------------------ checking
+
+    def _check(self) -> None:
+        """Verify every invariant; O(n + L log L). Tests call it after every step.
+
+        Checks each structure, then their agreement: every level is non-empty and its
+        total equals its live orders; dead counts are right; orders sit on the right
+        side and price; the id index holds exactly the live orders; the heaps hold
+        every live price; the cached best prices are right; the book is not crossed.
+
+        Raises:
+            AssertionError: with a dump of the internals.
+        """
+        try:
+            self._check_inner()
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self._dump()}") from None
+
+    def _check_inner(self) -> None:
+        spec = self._spec
+        live: dict[tuple[str, str], Order] = {}
+        for side, book, heap, sign in (
+            (_BUY, self._bids, self._bid_heap, -1),
+            (_SELL, self._asks, self._ask_heap, 1),
+        ):
+            heap_prices = {sign * p for p in heap}
+            for price, level in book.items():
+                total, dead, queue = level
+                assert type(price) is int, f"price key {price!r} is not an int"
+                assert spec.min_ticks <= price <= spec.max_ticks, f"price {price} out of range"
+                assert isinstance(queue, deque), "queue is not a deque"
+                assert total > 0, f"empty level {side} {price} (total {total})"
+                assert price in heap_prices, f"level {side} {price} missing from heap"
+                live_sum = 0
+                dead_seen = 0
+                for o in queue:
+                    assert len(o) == 7, f"malformed order {o!r}"
+                    if o[4] == 0:
+                        dead_seen += 1
+                        continue
+                    assert o[4] > 0, f"negative remaining {o!r}"
+                    assert o[2] is side, f"order on wrong side {o!r}"
+                    assert o[3] == price, f"order at wrong level {o!r} (level {price})"
+                    key = (o[0], o[1])
+                    assert key not in live, f"order {key} appears twice"
+                    live[key] = o
+                    live_sum += o[4]
+                assert live_sum == total, f"level {side} {price}: total {total} != {live_sum}"
+                assert dead_seen == dead, f"level {side} {price}: dead {dead} != {dead_seen}"
+        assert live.keys() == self._index.keys(), "id index does not match the book"
+        for key, o in live.items():
+            assert self._index[key] is o, f"id index points elsewhere for {key}"
+        best_bid = max(self._bids) if self._bids else None
+        best_ask = min(self._asks) if self._asks else None
+        assert self._best_bid == best_bid, f"cached best bid {self._best_bid} != {best_bid}"
+        assert self._best_ask == best_ask, f"cached best ask {self._best_ask} != {best_ask}"
+        if best_bid is not None and best_ask is not None:
+            assert best_bid < best_ask, f"crossed book: {best_bid} >= {best_ask}"
+
+    def _dump(self) -> str:
+        lines = [repr(self)]
+        for name, book in (("asks", self._asks), ("bids", self._bids)):
+            for price in sorted(book):
+                total, dead, queue = book[price]
+                lines.append(f"  {name} {price}: total={total} dead={dead} {list(queue)!r}")
+        lines.append(f"  bid_heap={self._bid_heap!r} ask_heap={self._ask_heap!r}")
+        lines.append(f"  index={sorted(self._index)!r}")
+        return "\n".join(lines)

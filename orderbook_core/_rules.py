@@ -1,0 +1,408 @@
+"""The matching rules. Every decision the engine makes is in this module.
+
+Theory of operation
+-------------------
+A command is handled in two phases: **validate, then mutate**. The validate phase
+looks and never touches: static checks (price and amount positive and in range,
+parameter combinations, a live duplicate id), then execution checks that depend on
+the book (a post-only order that would cross, a FOK order that cannot fill
+completely). Any failure returns a single :class:`OrderRejected` and the book is
+untouched. Only then does the mutate phase run, and it cannot fail.
+
+Matching is price-time priority. An incoming order (the *taker*) crosses when the
+best opposite price is at or better than its limit (a market order has no limit).
+It then trades against the best level's queue from the head, level after level,
+while it crosses and has lots left. Each fill is priced at the **resting (maker)
+order's price**, so a taker never trades beyond its own limit and gets any price
+improvement. What is left then depends on the time in force:
+
+* GTC limit: the remainder rests at the order's own limit price, at the tail of
+  that level's queue;
+* IOC limit: the remainder is cancelled (reason ``ioc``);
+* FOK: checked up front; it fills completely or is rejected with nothing changed;
+* market (``price=None``): never rests; the remainder is cancelled (``market``);
+* post-only: must not cross; if it would, it is rejected with nothing changed;
+  post-only is only valid with GTC limit orders.
+
+Self-trade prevention applies whenever the taker reaches a resting order of the
+same client; the market's :class:`SelfTradePrevention` mode decides who is
+cancelled (default: the resting maker). Two orders of one client never trade.
+
+Modify: a pure size decrease at the same price keeps time priority (done in
+place). Any other change (new price, or a larger size) takes the order out and
+reinserts it with the modify's ``seq``/``ts``, at the tail of its new level; if the
+new price crosses, it first trades as a GTC taker, at the makers' prices.
+
+The hot path (a limit order that rests, a cancel, a sweep) is written for speed:
+events are built with ``tuple.__new__`` (half the cost of a NamedTuple's generated
+``__new__``, see _types), attributes are bound to locals, and internal orders are
+plain lists (see _book). The profiler pointed at event construction and method calls
+as the dominant costs, so resting is inlined into :func:`new_order` for an existing
+level.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from orderbook_core._types import (
+    CancelOrder,
+    CancelReason,
+    Event,
+    ModifyOrder,
+    NewOrder,
+    OrderAccepted,
+    OrderCancelled,
+    OrderModified,
+    OrderRejected,
+    OrderRested,
+    RejectReason,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+    Trade,
+)
+
+if TYPE_CHECKING:
+    from orderbook_core._book import OrderBook
+
+__all__ = ["cancel_order", "modify_order", "new_order"]
+
+_new: Any = tuple.__new__  # builds a NamedTuple without its Python-level __new__
+_BUY = Side.BUY
+_SELL = Side.SELL
+_GTC = TimeInForce.GTC
+_IOC = TimeInForce.IOC
+_FOK = TimeInForce.FOK
+_CANCEL_MAKER = SelfTradePrevention.CANCEL_MAKER
+_CANCEL_TAKER = SelfTradePrevention.CANCEL_TAKER
+_R = RejectReason
+_C_USER = CancelReason.USER
+_C_IOC = CancelReason.IOC
+_C_MARKET = CancelReason.MARKET
+_C_SELF = CancelReason.SELF_TRADE
+
+
+def _reject(seq: int, client_id: str, order_id: str, reason: RejectReason) -> tuple[Event, ...]:
+    return (OrderRejected(seq, client_id, order_id, reason),)
+
+
+def _check_price(book: OrderBook, price: Any) -> RejectReason | None:
+    if type(price) is not int:
+        raise TypeError(f"price must be an int (ticks), not {type(price).__name__}")
+    if price <= 0:
+        return _R.PRICE_NOT_POSITIVE
+    spec = book._spec
+    if price < spec.min_ticks or price > spec.max_ticks:
+        return _R.PRICE_OUT_OF_RANGE
+    return None
+
+
+def _check_amount(book: OrderBook, amount: Any) -> RejectReason | None:
+    if type(amount) is not int:
+        raise TypeError(f"amount must be an int (lots), not {type(amount).__name__}")
+    if amount <= 0:
+        return _R.AMOUNT_NOT_POSITIVE
+    spec = book._spec
+    if amount < spec.min_lots or amount > spec.max_lots:
+        return _R.AMOUNT_OUT_OF_RANGE
+    return None
+
+
+def _fok_fillable(book: OrderBook, client_id: str, side: Side, limit: int, amount: int) -> bool:
+    """Whether a FOK taker would fill ``amount`` completely. Looks, never touches.
+
+    Mirrors :func:`_match`: orders of the same client are skipped under
+    ``CANCEL_MAKER`` (they would be cancelled, not traded) and stop the taker
+    otherwise. O(k + L log L) over the k crossing orders and L levels.
+    """
+    buy = side is _BUY
+    levels = book._asks if buy else book._bids
+    prices = sorted((p for p in levels if p <= limit) if buy else (p for p in levels if p >= limit))
+    if not buy:
+        prices.reverse()
+    skip_own = book._spec.self_trade is _CANCEL_MAKER
+    need = amount
+    for price in prices:
+        for o in levels[price][2]:
+            if not o[4]:
+                continue
+            if o[0] == client_id:
+                if skip_own:
+                    continue
+                return False
+            need -= o[4]
+            if need <= 0:
+                return True
+    return False
+
+
+def _match(
+    book: OrderBook,
+    events: list[Event],
+    seq: int,
+    ts: int,
+    client_id: str,
+    order_id: str,
+    side: Side,
+    price: int | None,
+    limit: int,
+    remaining: int,
+) -> int:
+    """Trade a taker against the opposite side; return the lots left.
+
+    ``limit`` is the worst acceptable price (for a market order the market's
+    extreme price, so every level qualifies); ``price`` is what the taker's own
+    events report (None for a market order). Appends Trade events (and self-trade
+    cancellations) to ``events``. O(1) per fill, O(log L) per emptied level.
+    """
+    buy = side is _BUY
+    levels = book._asks if buy else book._bids
+    drop = book._drop_ask_level if buy else book._drop_bid_level
+    index = book._index
+    stp = book._spec.self_trade
+    maker_side = _SELL if buy else _BUY
+    new = _new
+    append = events.append
+    n = 0
+    while remaining:
+        best = book._best_ask if buy else book._best_bid
+        if best is None or (best > limit if buy else best < limit):
+            break
+        level = levels[best]
+        queue = level[2]
+        # A level in the dict always holds a live order, so the queue is never
+        # exhausted before its total reaches 0.
+        while remaining:
+            o = queue[0]
+            maker_left = o[4]
+            if not maker_left:  # cancelled earlier, still queued: skip it
+                queue.popleft()
+                level[1] -= 1
+                continue
+            if o[0] == client_id:
+                if stp is not _CANCEL_TAKER:  # cancel the resting maker
+                    queue.popleft()
+                    level[0] -= maker_left
+                    o[4] = 0
+                    del index[(client_id, o[1])]
+                    append(
+                        new(
+                            OrderCancelled,
+                            (seq, client_id, o[1], maker_side, best, maker_left, _C_SELF),
+                        )
+                    )
+                if stp is not _CANCEL_MAKER:  # cancel the taker's remainder
+                    append(
+                        new(
+                            OrderCancelled,
+                            (seq, client_id, order_id, side, price, remaining, _C_SELF),
+                        )
+                    )
+                    remaining = 0
+                if not level[0]:
+                    drop(best)
+                    break
+                continue
+            if maker_left > remaining:
+                fill = remaining
+                maker_left -= fill
+                o[4] = maker_left
+                remaining = 0
+            else:
+                fill = maker_left
+                remaining -= fill
+                maker_left = 0
+                o[4] = 0
+                queue.popleft()
+                del index[(o[0], o[1])]
+            level[0] -= fill
+            n += 1
+            append(
+                new(
+                    Trade,
+                    (
+                        seq,
+                        f"{seq}.{n}",
+                        ts,
+                        best,
+                        fill,
+                        side,
+                        o[0],
+                        o[1],
+                        maker_left,
+                        client_id,
+                        order_id,
+                    ),
+                )
+            )
+            if not level[0]:
+                drop(best)
+                break
+    return remaining
+
+
+def new_order(book: OrderBook, cmd: NewOrder) -> tuple[Event, ...]:
+    """Handle a :class:`NewOrder` (see the theory of operation above).
+
+    Check order: price, amount, parameter combinations, duplicate id, post-only
+    cross, FOK fillability. The first failure is the rejection reason.
+    """
+    seq, ts, client_id, order_id, side, price, amount, tif, post_only = cmd
+    spec = book._spec
+    # ---- validate (static)
+    if price is not None:
+        if type(price) is not int:
+            raise TypeError(f"price must be an int (ticks) or None, not {type(price).__name__}")
+        if price <= 0:
+            return _reject(seq, client_id, order_id, _R.PRICE_NOT_POSITIVE)
+        if price < spec.min_ticks or price > spec.max_ticks:
+            return _reject(seq, client_id, order_id, _R.PRICE_OUT_OF_RANGE)
+    if type(amount) is not int:
+        raise TypeError(f"amount must be an int (lots), not {type(amount).__name__}")
+    if amount <= 0:
+        return _reject(seq, client_id, order_id, _R.AMOUNT_NOT_POSITIVE)
+    if amount < spec.min_lots or amount > spec.max_lots:
+        return _reject(seq, client_id, order_id, _R.AMOUNT_OUT_OF_RANGE)
+    if post_only:
+        if price is None:
+            return _reject(seq, client_id, order_id, _R.POST_ONLY_MARKET)
+        if tif is not _GTC:
+            return _reject(seq, client_id, order_id, _R.POST_ONLY_TIF)
+    key = (client_id, order_id)
+    index = book._index
+    if key in index:
+        return _reject(seq, client_id, order_id, _R.DUPLICATE_ORDER_ID)
+    # ---- validate (against the book)
+    if side is _BUY:
+        best = book._best_ask
+        limit = spec.max_ticks if price is None else price
+        crosses = best is not None and best <= limit
+    elif side is _SELL:
+        best = book._best_bid
+        limit = spec.min_ticks if price is None else price
+        crosses = best is not None and best >= limit
+    else:
+        raise TypeError(f"side must be a Side, not {side!r}")
+    new = _new
+    accepted = new(OrderAccepted, (seq, client_id, order_id, side, price, amount))
+    if not crosses:
+        if tif is _FOK:
+            return _reject(seq, client_id, order_id, _R.FOK_NOT_FILLABLE)
+        if price is None:
+            return accepted, new(
+                OrderCancelled, (seq, client_id, order_id, side, None, amount, _C_MARKET)
+            )
+        if tif is _IOC:
+            return accepted, new(
+                OrderCancelled, (seq, client_id, order_id, side, price, amount, _C_IOC)
+            )
+        # ---- mutate: rest (the most common path; inlined for an existing level)
+        order = [client_id, order_id, side, price, amount, seq, ts]
+        level = (book._bids if side is _BUY else book._asks).get(price)
+        if level is None:
+            book._rest(order)
+        else:
+            level[0] += amount
+            level[2].append(order)
+            index[key] = order
+        return accepted, new(OrderRested, (seq, client_id, order_id, side, price, amount))
+    if post_only:
+        return _reject(seq, client_id, order_id, _R.POST_ONLY_WOULD_CROSS)
+    if tif is _FOK and not _fok_fillable(book, client_id, side, limit, amount):
+        return _reject(seq, client_id, order_id, _R.FOK_NOT_FILLABLE)
+    # ---- mutate: match, then deal with the remainder
+    events: list[Event] = [accepted]
+    remaining = _match(book, events, seq, ts, client_id, order_id, side, price, limit, amount)
+    if remaining:
+        if price is None:
+            events.append(
+                new(OrderCancelled, (seq, client_id, order_id, side, None, remaining, _C_MARKET))
+            )
+        elif tif is _IOC:
+            events.append(
+                new(OrderCancelled, (seq, client_id, order_id, side, price, remaining, _C_IOC))
+            )
+        else:  # GTC (a FOK never has a remainder here)
+            book._rest([client_id, order_id, side, price, remaining, seq, ts])
+            events.append(new(OrderRested, (seq, client_id, order_id, side, price, remaining)))
+    return tuple(events)
+
+
+def cancel_order(book: OrderBook, cmd: CancelOrder) -> tuple[Event, ...]:
+    """Handle a :class:`CancelOrder`: remove the order's whole remainder.
+
+    Orders are keyed by ``(client_id, order_id)``, so only the owner can name an
+    order: another client's cancel is ``ERR_ORDER_UNKNOWN`` (it does not reveal
+    whether the id exists). A filled or cancelled order is unknown too.
+    """
+    seq, _ts, client_id, order_id = cmd
+    order = book._index.get((client_id, order_id))
+    if order is None:
+        return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER)
+    remaining = order[4]
+    book._unlink(order)
+    return (
+        _new(
+            OrderCancelled,
+            (seq, client_id, order_id, order[2], order[3], remaining, _C_USER),
+        ),
+    )
+
+
+def modify_order(book: OrderBook, cmd: ModifyOrder) -> tuple[Event, ...]:
+    """Handle a :class:`ModifyOrder` (reprice and/or resize a resting order).
+
+    ``amount`` is the new *remaining* amount. Check order: unknown order, price,
+    amount, no change. A pure decrease at the same price keeps priority; anything
+    else is cancel + reinsert (losing priority), trading first at the makers'
+    prices if the new price crosses, with self-trade prevention as for a new order.
+    """
+    seq, ts, client_id, order_id, price, amount = cmd
+    order = book._index.get((client_id, order_id))
+    if order is None:
+        return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER)
+    if price is not None:
+        reason = _check_price(book, price)
+        if reason is not None:
+            return _reject(seq, client_id, order_id, reason)
+    if amount is not None:
+        reason = _check_amount(book, amount)
+        if reason is not None:
+            return _reject(seq, client_id, order_id, reason)
+    side, old_price, old_amount = order[2], order[3], order[4]
+    new_price = old_price if price is None else price
+    new_amount = old_amount if amount is None else amount
+    if new_price == old_price and new_amount == old_amount:
+        return _reject(seq, client_id, order_id, _R.MODIFY_NO_CHANGE)
+    if new_price == old_price and new_amount < old_amount:
+        # Pure size decrease: in place, time priority kept.
+        level = (book._bids if side is _BUY else book._asks)[old_price]
+        level[0] -= old_amount - new_amount
+        order[4] = new_amount
+        return (
+            OrderModified(
+                seq, client_id, order_id, side, new_price, new_amount, old_price, old_amount, True
+            ),
+        )
+    book._unlink(order)
+    events: list[Event] = [
+        OrderModified(
+            seq, client_id, order_id, side, new_price, new_amount, old_price, old_amount, False
+        )
+    ]
+    if side is _BUY:
+        best = book._best_ask
+        crosses = best is not None and best <= new_price
+    else:
+        best = book._best_bid
+        crosses = best is not None and best >= new_price
+    remaining = new_amount
+    if crosses:
+        remaining = _match(
+            book, events, seq, ts, client_id, order_id, side, new_price, new_price, remaining
+        )
+    if remaining:
+        book._rest([client_id, order_id, side, new_price, remaining, seq, ts])
+        events.append(OrderRested(seq, client_id, order_id, side, new_price, remaining))
+    return tuple(events)
