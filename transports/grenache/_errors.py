@@ -1,0 +1,75 @@
+"""The one place where the Grenache adapter turns library failures into transport errors.
+
+h11, anyio, the OS and the codec each raise their own exceptions; callers of the adapter
+see only the tree in `transports._exceptions`. Every network operation of this package
+runs inside `map_errors()`, which re-raises ``from exc`` so the cause stays visible.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anyio
+import h11
+
+from transports._exceptions import (
+    ConnectionFailed,
+    ProtocolError,
+    RequestTimeout,
+    TransportError,
+)
+
+__all__ = ["ConnectFailed", "map_errors"]
+
+
+class ConnectFailed(ConnectionFailed):
+    """No connection could be made, so the request was certainly not delivered.
+
+    Private refinement of `ConnectionFailed`: safe to retry on another peer, and a sign
+    that an announced peer is dead (refused) and should be dropped from the lookup cache.
+    """
+
+
+_REFUSED = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
+
+
+@contextmanager
+def map_errors(what: str, *, connecting: bool = False) -> Iterator[None]:
+    """Translate failures inside the block; `what` names the peer/operation in messages.
+
+    With ``connecting=True`` the block only opens a connection, so any `OSError` means
+    the request was not delivered: it becomes `ConnectFailed`.
+
+    - `TransportError` (incl. the codec's `CodecError`) passes through unchanged.
+    - `TimeoutError` (from ``anyio.fail_after``) becomes `RequestTimeout`.
+    - h11's `RemoteProtocolError` and `LocalProtocolError` become `ProtocolError`.
+    - `OSError` while connecting (refused, unreachable: anyio raises a bare
+      ``OSError("All connection attempts failed")`` with the cause chained) becomes
+      `ConnectFailed`.
+    - Other `OSError`, and anyio's broken/closed/end-of-stream errors, become
+      `ConnectionFailed`.
+    """
+    try:
+        yield
+    except TransportError:
+        raise
+    except TimeoutError as exc:
+        raise RequestTimeout(f"{what}: timed out") from exc
+    except h11.ProtocolError as exc:
+        raise ProtocolError(f"{what}: bad HTTP: {exc}") from exc
+    except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+        raise ConnectionFailed(f"{what}: connection closed") from exc
+    except OSError as exc:
+        detail = _describe(exc)
+        if connecting or isinstance(exc, ConnectionRefusedError) or exc.errno in _REFUSED:
+            raise ConnectFailed(f"{what}: {detail}") from exc
+        raise ConnectionFailed(f"{what}: {detail}") from exc
+
+
+def _describe(exc: OSError) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, OSError):  # anyio wraps the real error of a single attempt
+        exc = cause
+    return exc.strerror or str(exc) or type(exc).__name__

@@ -1,0 +1,208 @@
+"""The Grape link: a client of one grape's HTTP API (announce, lookup, put, get).
+
+Grape answers every call with HTTP 200 and ``JSON.stringify(result)``, errors included:
+an error is a JSON *string*. So each call decides success by the type it expects
+(announce → number, lookup → array, put → 40-hex string, get → object) and turns any
+other JSON string into `RemoteError(message)`. Other quirks handled here:
+
+- ``get`` of a missing item is HTTP 200 with an *empty* body → ``None``.
+- A name first announced while the grape had no DHT peers keeps answering announces
+  with ``"No nodes to query"``; a lookup of the name repairs it, then we announce again.
+- Lookups are cached for `lookup_ttl` seconds (default 1 s), an empty result never is,
+  and `drop_peer` removes a peer that refused a connection from the cached entry.
+- Connections are kept alive (`ConnectionPool`); every call has a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+
+from transports._base import JSON
+from transports._dht import check_key, check_value, dht_key
+from transports._exceptions import ProtocolError, RemoteError
+from transports.grenache._errors import map_errors
+from transports.grenache._http import ConnectionPool
+
+__all__ = ["GrapeLink"]
+
+_JSON_HEADERS = ((b"content-type", b"application/json"),)
+_NO_NODES = "No nodes to query"
+
+
+def parse_grape_url(url: str) -> tuple[str, int]:
+    """Split ``http://host:port`` into ``(host, port)``.
+
+    Raises:
+        ValueError: not an ``http://host:port`` URL.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.port is None:
+        raise ValueError(f"grape URL must look like http://127.0.0.1:30001, not {url!r}")
+    if parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"grape URL must have no path or query: {url!r}")
+    return parts.hostname, parts.port
+
+
+class GrapeLink:
+    """Client of one grape's HTTP API.
+
+    Args:
+        grape: the grape's API URL, e.g. ``"http://127.0.0.1:30001"``.
+        timeout: seconds allowed for each call to the grape.
+        lookup_ttl: seconds a non-empty lookup result is reused.
+        pool: connection pool to use (the link does not close a pool it was given).
+    """
+
+    def __init__(
+        self,
+        grape: str,
+        *,
+        timeout: float = 5.0,
+        lookup_ttl: float = 1.0,
+        pool: ConnectionPool | None = None,
+    ) -> None:
+        self.url = grape
+        self._host, self._port = parse_grape_url(grape)
+        self._timeout = timeout
+        self._lookup_ttl = lookup_ttl
+        self._own_pool = pool is None
+        self._pool = pool if pool is not None else ConnectionPool()
+        self._cache: dict[str, tuple[float, list[str]]] = {}
+
+    async def _call(self, path: str, data: JSON) -> tuple[bool, Any]:
+        """POST ``{"rid", "data"}`` to `path`; return ``(empty_body, parsed_json)``.
+
+        Raises:
+            RequestTimeout, ConnectionFailed, ProtocolError: see `map_errors`.
+            RemoteError: HTTP status other than 200 (e.g. 500 ERR_GRAPE_PAYLOAD_INVALID).
+        """
+        body = json.dumps({"rid": str(uuid.uuid4()), "data": data}, separators=(",", ":"))
+        where = f"grape {self.url}{path}"
+        with map_errors(where), anyio.fail_after(self._timeout):
+            response = await self._pool.post(
+                self._host, self._port, path.encode(), _JSON_HEADERS, body.encode()
+            )
+        text = response.body.decode("utf-8", "replace")
+        if response.status != 200:
+            raise RemoteError(f"{where}: HTTP {response.status}: {text[:200]}")
+        if not response.body:
+            return True, None
+        try:
+            return False, json.loads(text)
+        except ValueError as exc:
+            raise ProtocolError(f"{where}: reply is not JSON: {text[:200]!r}") from exc
+
+    @staticmethod
+    def _unexpected(call: str, value: Any) -> Exception:
+        if isinstance(value, str):
+            return RemoteError(value)
+        return ProtocolError(f"grape {call}: unexpected reply {json.dumps(value)[:200]}")
+
+    async def announce(self, name: str, port: int) -> int:
+        """Announce `name` served on `port` of this host; return the DHT nodes storing it.
+
+        Repairs the "No nodes to query" state (lookup, then announce again once).
+
+        Raises:
+            RemoteError: the grape refused it (its error string).
+            RequestTimeout, ConnectionFailed, ProtocolError: the grape could not be asked.
+        """
+        if not 0 < port < 65536:
+            raise ValueError(f"port out of range: {port}")
+        for attempt in range(2):
+            _, result = await self._call("/announce", [name, port])
+            if isinstance(result, int) and not isinstance(result, bool):
+                if result >= 1:
+                    return result
+                raise RemoteError(f"announce of {name!r} stored on no DHT node")
+            if result == _NO_NODES and attempt == 0:
+                await self.lookup(name, fresh=True)
+                continue
+            raise self._unexpected("announce", result)
+        raise AssertionError("unreachable")
+
+    async def lookup(self, name: str, *, fresh: bool = False) -> list[str]:
+        """Return the announced peers of `name` as ``"host:port"`` strings (maybe []).
+
+        Args:
+            fresh: bypass the cache.
+
+        Raises:
+            RemoteError: the grape answered with an error string.
+            RequestTimeout, ConnectionFailed, ProtocolError: the grape could not be asked.
+        """
+        if not fresh:
+            cached = self._cache.get(name)
+            if cached is not None and time.monotonic() < cached[0] and cached[1]:
+                return list(cached[1])
+        _, result = await self._call("/lookup", name)
+        if not isinstance(result, list) or not all(isinstance(p, str) for p in result):
+            raise self._unexpected("lookup", result)
+        if result:
+            self._cache[name] = (time.monotonic() + self._lookup_ttl, list(result))
+        else:
+            self._cache.pop(name, None)
+        return result
+
+    def drop_peer(self, name: str, peer: str) -> None:
+        """Forget `peer` in the cached lookup of `name` (it refused a connection)."""
+        cached = self._cache.get(name)
+        if cached is None:
+            return
+        peers = [p for p in cached[1] if p != peer]
+        if peers:
+            self._cache[name] = (cached[0], peers)
+        else:
+            del self._cache[name]
+
+    async def put(self, value: str) -> str:
+        """Store the immutable item `value`; return its key (checked against `dht_key`).
+
+        Raises:
+            PayloadTooLarge: `value` is 1000 UTF-8 bytes or more (nothing is sent).
+            RemoteError: the grape refused it (its error string).
+            ProtocolError: the grape returned another key than sha1(bencode(value)).
+            RequestTimeout, ConnectionFailed: the grape could not be asked.
+        """
+        check_value(value)
+        _, result = await self._call("/put", {"v": value})
+        if not isinstance(result, str) or len(result) != 40:
+            raise self._unexpected("put", result)
+        expected = dht_key(value)
+        if result.lower() != expected:
+            raise ProtocolError(f"grape put returned key {result}, expected {expected}")
+        return expected
+
+    async def get(self, key: str) -> str | None:
+        """Fetch the immutable item `key`; None when not found.
+
+        Raises:
+            ValueError: `key` is not 40 lowercase hex characters.
+            ProtocolError: the value does not hash to `key` (or the reply is malformed).
+            RemoteError: the grape answered with an error string.
+            RequestTimeout, ConnectionFailed: the grape could not be asked.
+        """
+        check_key(key)
+        empty, result = await self._call("/get", key)
+        if empty or result is None:
+            return None
+        if not isinstance(result, dict):
+            raise self._unexpected("get", result)
+        value = result.get("v")
+        if not isinstance(value, str):
+            raise ProtocolError(f"grape get {key}: reply has no string 'v'")
+        if dht_key(value) != key:
+            raise ProtocolError(f"grape get {key}: value hashes to {dht_key(value)}")
+        return value
+
+    async def aclose(self) -> None:
+        """Close the link's connections (unless the pool was given by the caller)."""
+        self._cache.clear()
+        if self._own_pool:
+            await self._pool.aclose()

@@ -1,0 +1,288 @@
+"""`GrenacheTransport`: the `Transport` interface over real grapes and HTTP peers."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Mapping
+
+import anyio
+import anyio.abc
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
+
+from transports._base import DEFAULT_TIMEOUT, JSON, Handler, PeerResult, Transport
+from transports._codec import MAX_BODY_BYTES, ClientCodec, CodecError
+from transports._exceptions import (
+    ConnectionFailed,
+    NoPeersError,
+    ProtocolError,
+    RemoteError,
+    RequestTimeout,
+    TransportClosed,
+    TransportError,
+)
+from transports.grenache._errors import ConnectFailed, map_errors
+from transports.grenache._http import ConnectionPool
+from transports.grenache._link import GrapeLink
+from transports.grenache._server import ServerOptions, serve_connection
+
+__all__ = ["GrenacheTransport"]
+
+log = logging.getLogger("transports.grenache")
+
+# Lookups right after an announce may come back empty: retry after these pauses (s).
+_EMPTY_LOOKUP_RETRIES = (0.05, 0.1, 0.2, 0.25)
+
+
+def _split_peer(peer: str) -> tuple[str, int]:
+    host, sep, port = peer.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ProtocolError(f"grape returned a malformed peer address {peer!r}")
+    return host, int(port)
+
+
+class GrenacheTransport(Transport):
+    """RPC with grenache-nodejs-http peers, discovery and DHT items through a grape.
+
+    Args:
+        grape: URL of the grape's HTTP API on this host (announces are stored with the
+            grape's view of our IP, so use the local grape).
+        grape_timeout: deadline of each call to the grape (announce, lookup, put, get).
+        compress: send requests gzipped (``grc-compress: gzip``).
+        max_body: bound in bytes on request and reply bodies, both directions (and on
+            their decompressed size).
+        lookup_ttl: seconds a non-empty lookup result is reused.
+        announce_interval: seconds between re-announces once serving has settled (the
+            first 10 s re-announce every second).
+        announce_timeout: how long `serve` keeps trying its first announce.
+        read_timeout: server: seconds allowed to receive one whole request (from its
+            first byte), and to send one reply.
+        idle_timeout: server: seconds a kept-alive connection may sit idle.
+        handler_timeout: server: seconds a handler may run (None: no bound); past it
+            the caller gets ``ERR_TIMEOUT``.
+        host: the address servers listen on.
+    """
+
+    def __init__(
+        self,
+        grape: str = "http://127.0.0.1:30001",
+        *,
+        grape_timeout: float = 5.0,
+        compress: bool = False,
+        max_body: int = MAX_BODY_BYTES,
+        lookup_ttl: float = 1.0,
+        announce_interval: float = 5.0,
+        announce_timeout: float = 10.0,
+        read_timeout: float = 10.0,
+        idle_timeout: float = 30.0,
+        handler_timeout: float | None = 30.0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self._pool = ConnectionPool(max_response=max_body)
+        self._link = GrapeLink(grape, timeout=grape_timeout, lookup_ttl=lookup_ttl, pool=self._pool)
+        self._codec = ClientCodec(compress=compress, max_size=max_body)
+        self._server_options = ServerOptions(
+            max_body=max_body,
+            read_timeout=read_timeout,
+            idle_timeout=idle_timeout,
+            handler_timeout=handler_timeout,
+        )
+        self._announce_interval = announce_interval
+        self._announce_timeout = announce_timeout
+        self._host = host
+        self._closed = False
+
+    @property
+    def link(self) -> GrapeLink:
+        """The Grape client this transport uses (announce, lookup, put, get)."""
+        return self._link
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportClosed("the Grenache transport is closed")
+
+    # -- serving ------------------------------------------------------------------------
+
+    async def serve(
+        self,
+        handlers: Mapping[str, Handler],
+        *,
+        port: int = 0,
+        task_status: TaskStatus[int] = TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port``, announce every name, then serve until cancelled.
+
+        See `Transport.serve`. Re-announces every second for 10 s, then every
+        `announce_interval`; a failed re-announce is logged and retried, never fatal.
+
+        Raises:
+            TransportClosed: the transport is closed.
+            ConnectionFailed: cannot listen, or no announce succeeded within
+                `announce_timeout`.
+        """
+        self._check_open()
+        handlers = dict(handlers)
+        options = self._server_options
+        with map_errors(f"listen on {self._host}:{port}"):
+            listener = await anyio.create_tcp_listener(local_host=self._host, local_port=port)
+
+        async def handle(stream: anyio.abc.SocketStream) -> None:
+            try:
+                await serve_connection(stream, handlers, options)
+            except Exception:  # a bug must not take the whole server down
+                log.exception("peer connection failed")
+
+        async with listener:
+            bound = listener.extra(anyio.abc.SocketAttribute.local_port)
+            await self._first_announce(list(handlers), bound)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(listener.serve, handle)
+                task_status.started(bound)
+                await self._reannounce(list(handlers), bound)
+
+    async def _first_announce(self, names: list[str], port: int) -> None:
+        last: Exception | None = None
+        with anyio.move_on_after(self._announce_timeout):
+            pending = list(names)
+            while pending:
+                for name in list(pending):
+                    try:
+                        await self._link.announce(name, port)
+                        pending.remove(name)
+                    except TransportError as exc:
+                        last = exc
+                if pending:
+                    await anyio.sleep(0.2)
+            return
+        raise ConnectionFailed(f"could not announce {names} via {self._link.url}: {last}")
+
+    async def _reannounce(self, names: list[str], port: int) -> None:
+        started = anyio.current_time()
+        while True:
+            fast = anyio.current_time() - started < 10.0
+            await anyio.sleep(1.0 if fast else self._announce_interval)
+            for name in names:
+                try:
+                    await self._link.announce(name, port)
+                except TransportError as exc:
+                    log.warning("re-announce of %r on port %d failed: %s", name, port, exc)
+
+    # -- calling ------------------------------------------------------------------------
+
+    async def _lookup(self, name: str) -> list[str]:
+        peers = await self._link.lookup(name)
+        for pause in _EMPTY_LOOKUP_RETRIES:
+            if peers:
+                break
+            await anyio.sleep(pause)
+            peers = await self._link.lookup(name, fresh=True)
+        return peers
+
+    async def _call(self, peer: str, name: str, payload: JSON) -> JSON:
+        """One RPC to one peer; no deadline of its own (the caller's applies)."""
+        host, port = _split_peer(peer)
+        rid = str(uuid.uuid4())
+        body = self._codec.request(rid, name, payload)
+        try:
+            response = await self._pool.post(host, port, b"/", self._codec.headers, body)
+        except ConnectFailed:
+            self._link.drop_peer(name, peer)
+            raise
+        try:
+            reply = self._codec.reply(response.body, rid=rid)
+        except CodecError as exc:
+            if response.status != 200:
+                text = response.body[:200].decode("utf-8", "replace")
+                raise ProtocolError(f"peer {peer}: HTTP {response.status}: {text}") from exc
+            raise ProtocolError(f"peer {peer}: {exc}") from exc
+        if reply.error is not None:
+            raise RemoteError(reply.error)
+        return reply.data
+
+    async def request(self, name: str, payload: JSON, *, timeout: float = DEFAULT_TIMEOUT) -> JSON:
+        """Send `payload` to one random peer serving `name`; see `Transport.request`.
+
+        A peer that refuses the connection (the request surely was not delivered) is
+        dropped from the lookup cache and another announced peer is tried, within the
+        same deadline.
+        """
+        self._check_open()
+        with map_errors(f"request {name!r}"), anyio.fail_after(timeout):
+            peers = await self._lookup(name)
+            if not peers:
+                raise NoPeersError(f"no peer is announced for {name!r}")
+            last: ConnectFailed | None = None
+            for peer in random.sample(peers, len(peers)):
+                try:
+                    return await self._call(peer, name, payload)
+                except ConnectFailed as exc:
+                    last = exc
+            assert last is not None
+            raise last
+
+    async def map(
+        self, name: str, payload: JSON, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> list[PeerResult]:
+        """Send `payload` to every announced peer of `name`; see `Transport.map`.
+
+        Each peer gets its own rid and deadline; failures become results with `error`
+        set to the peer's error string, ``ERR_TIMEOUT``, ``ERR_CONNECTION: ...`` or
+        ``ERR_PROTOCOL: ...``. Results are in lookup order.
+
+        Raises:
+            TransportClosed: the transport is closed.
+            TransportError: the grape could not be asked (not a peer failure).
+        """
+        self._check_open()
+        with map_errors(f"map {name!r}"), anyio.fail_after(timeout):
+            peers = await self._lookup(name)
+        results: list[PeerResult] = [PeerResult(peer, error="ERR_TIMEOUT") for peer in peers]
+
+        async def one(index: int, peer: str) -> None:
+            try:
+                with map_errors(f"peer {peer}"), anyio.fail_after(timeout):
+                    data = await self._call(peer, name, payload)
+            except RemoteError as exc:
+                results[index] = PeerResult(peer, error=exc.message)
+            except RequestTimeout:
+                results[index] = PeerResult(peer, error="ERR_TIMEOUT")
+            except ConnectionFailed as exc:
+                results[index] = PeerResult(peer, error=f"ERR_CONNECTION: {exc}")
+            except TransportError as exc:
+                results[index] = PeerResult(peer, error=f"ERR_PROTOCOL: {exc}")
+            else:
+                results[index] = PeerResult(peer, data=data)
+
+        async with anyio.create_task_group() as tg:
+            for index, peer in enumerate(peers):
+                tg.start_soon(one, index, peer)
+        return results
+
+    # -- DHT ----------------------------------------------------------------------------
+
+    async def put(self, value: str) -> str:
+        """Store an immutable item through the grape; see `Transport.put`."""
+        self._check_open()
+        return await self._link.put(value)
+
+    async def get(self, key: str) -> str | None:
+        """Fetch an immutable item through the grape; see `Transport.get`.
+
+        Raises:
+            ValueError: `key` is not 40 lowercase hex characters.
+            ProtocolError: the returned value does not hash to `key`.
+            TransportError: the grape could not be asked.
+        """
+        self._check_open()
+        return await self._link.get(key)
+
+    async def aclose(self) -> None:
+        """Close every kept-alive connection. Idempotent; running `serve` calls go on
+        until their task group is cancelled, but stop re-announcing successfully."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._link.aclose()
+        await self._pool.aclose()
