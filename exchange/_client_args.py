@@ -32,13 +32,14 @@ DEFAULT_TIMEOUT = 30.0
 
 USAGE = """\
 usage: client.py [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [price=P]
-                 [tif=GTC|IOC|FOK] [postOnly=true] [orderId=ID] [op=new|cancel]
-                 [grape=URL] [--once] [--json] [--timeout=SECONDS]
+                 [ordType=limit|market] [tif=GTC|IOC|FOK] [postOnly=true]
+                 [orderId=ID] [op=new|cancel] [grape=URL] [--once] [--json] [--timeout=SECONDS]
 
   clientId=ID      who you are: 1-64 of [A-Za-z0-9_.-] (required to submit; a watcher
                    without one is named watcher-<pid>)
   type=Buy|Sell    the challenge's spelling of the side (side=buy|sell also works)
   amount=, price=  decimal numbers, on the market's lot and tick
+  ordType=market   a market order (no price; never rests)
   tif=             time in force: GTC (default), IOC or FOK
   postOnly=true    refuse the order if it would trade on arrival
   orderId=ID       your id for the order (generated when absent); with op=cancel, the
@@ -52,9 +53,20 @@ No order arguments: watch the book only.
 Exit status: 0 done, 1 refused or timed out, 2 bad arguments, 3 grape or workers
 unreachable."""
 
-_KEYS = ("clientId", "type", "side", "amount", "price", "tif", "orderId", "grape", "op", "postOnly")
+_KEYS = (
+    "clientId",
+    "type",
+    "side",
+    "amount",
+    "price",
+    "ordType",
+    "tif",
+    "orderId",
+    "grape",
+    "op",
+    "postOnly",
+)
 _BY_LOWER = {key.lower(): key for key in _KEYS}
-_ORDER_KEYS = frozenset({"type", "side", "amount", "price", "tif", "orderId", "op", "postOnly"})
 _CLIENT_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
@@ -163,6 +175,8 @@ def _build_order(values: dict[str, str], client_id: str | None) -> dict[str, Any
         order["postOnly"] = _parse_bool("postOnly", values.pop("postOnly"))
     if "tif" in values:
         values["tif"] = values["tif"].upper()
+    if "ordType" in values:
+        values["ordType"] = values["ordType"].lower()
     order.update(values)
     if "amount" not in order:
         raise ArgumentError("amount: required to submit an order")

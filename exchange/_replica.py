@@ -11,11 +11,12 @@ or never (a dropped request), and any peer can send one. So:
   at once and never waits on the DHT.
 * One task at a time (`sync()`, under a lock) drains the recorded hashes: it reads the
   root of each (small, one `get`), drops those whose `seq` is not above the replica's,
-  and fetches the full version of the highest one. Every hash is verified by the
+  and fetches the full version of the highest one (falling back to the next highest
+  if it does not verify). Every hash is verified by the
   source (`VersionSource`); a version that fails verification changes nothing.
 * When the new version skips versions the replica never saw (`first > seq + 1`), the
-  events it missed are collected by walking the `prev` roots back, at most `max_walk`
-  versions; the update then says whether the events are complete.
+  events it missed are collected by walking the `prev` roots back (events only, not
+  their books), at most `max_walk` versions; the update says whether they are complete.
 
 Whatever order hashes arrive in, the replica ends at the highest sequence number it
 was told about (and that verified), and its sequence number never goes down.
@@ -94,6 +95,10 @@ class VersionSource(Protocol[V_co]):
     async def fetch_root(self, root_hash: str) -> RootLike: ...
 
     async def fetch(self, root_hash: str) -> V_co: ...
+
+    async def fetch_events(self, root_hash: str) -> tuple[RootLike, tuple[Any, ...]]:
+        """The root and events of a version, without its book (for the walk back)."""
+        ...
 
 
 def check_root_hash(payload: object) -> str:
@@ -264,13 +269,12 @@ class Replica(Generic[V]):
                 complete = prev is not None and prev == self._root_hash
                 return self._flatten(chunks, previous_seq), complete
             try:
-                older = await self._source.fetch(prev)
+                root, events = await self._source.fetch_events(prev)
             except FetchFailed as exc:
                 self._problem(f"could not walk back to {prev}: {exc}")
                 return self._flatten(chunks, previous_seq), False
             steps += 1
-            chunks.append(older.events)
-            root = older.root
+            chunks.append(events)
         return self._flatten(chunks, previous_seq), True
 
     @staticmethod

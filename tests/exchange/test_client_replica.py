@@ -65,6 +65,11 @@ class FakeSource:
         self.fetches.append(root_hash)
         return await self._get(root_hash)
 
+    async def fetch_events(self, root_hash: str) -> tuple[FakeRoot, tuple[Any, ...]]:
+        self.fetches.append(root_hash)
+        version = await self._get(root_hash)
+        return version.root, version.events
+
     async def _get(self, root_hash: str) -> FakeVersion:
         await anyio.sleep(self.delay.get(root_hash, 0))
         if root_hash in self.broken:
