@@ -1,0 +1,345 @@
+"""The process_order worker: applies the sequenced commands and publishes each version.
+
+It serves two names:
+
+- ``process_order`` with payload ``{"seq": N, "ts": ms, "command": {...}}`` (from the
+  submit worker). N is applied only if it is the last applied number plus one; an N
+  already applied gets its recorded reply ``{"seq": N, "root": "<hash>"}`` again and
+  changes nothing (DESIGN principle 4); any other N is refused with
+  ``ERR_SEQ_GAP: expected <n>``, which tells the sender where to resume.
+- ``orderbook_head`` with payload ``null``: ``{"seq": N, "root": "<hash>" | null}``.
+
+Applying one command (under a lock, so one at a time, in order):
+
+1. validate the request's shape (``ERR_BAD_REQUEST``) and the command with the core's
+   validator (``ERR_VALIDATION``);
+2. in ``book.transaction()``: apply through the core, store the new version in the DHT
+   (`VersionPublisher`), then record ``(seq, ts, command, root)`` in SQLite. If the DHT
+   put fails, the transaction restores the book and the command is refused with
+   ``ERR_UNAVAILABLE``: the submit worker retries it, and no published version ever
+   shows a half-applied command. A rejected order is *not* a failure: it is an
+   ``OrderRejected`` event, consumes its number and is published like any command;
+3. hand the new root to the broadcaster and reply.
+
+The broadcaster is a task of the worker's own task group: it ``map``s the *latest* root
+to ``orderbook_updated`` (per-peer results; failures are logged once per peer, never
+raised), one broadcast at a time. Processing never waits for it, so a slow or dead
+subscriber (dead peers stay announced forever on CLI grapes) delays nothing; roots that
+come in while a broadcast is running are coalesced into the newest one (each root
+document links to its ``prev``, so a client can walk back).
+
+Restart: the worker's SQLite (`exchange._process_state`) holds every applied command;
+`run` replays them through the deterministic core, which rebuilds exactly the book it had,
+and resumes at the recorded head. Nothing is applied twice (numbers up to the head are
+answered from the record) and nothing is lost (the submit worker's journal resends
+everything after the head).
+
+A failure to write the record after a successful publish means the disk is failing: the
+worker stops (``run`` raises) rather than go on with memory and disk disagreeing; its
+restart replays what was recorded and the submit worker resends the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
+
+from exchange._errors import ERR_BAD_REQUEST, ERR_SEQ_GAP, ERR_UNAVAILABLE
+from exchange._process_state import AppliedRecord, ProcessStore, canonical_json
+from exchange._service import Refused, service_handler
+from exchange.versions import VersionPublisher
+from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, parse_command
+from transports import JSON, Transport, TransportError
+
+__all__ = ["ProcessWorker"]
+
+_log = logging.getLogger("exchange.process")
+
+_T = TypeVar("_T")
+
+_MAX_SEQ = 2**53 - 1
+"""The largest sequence number we take: every JSON peer (JavaScript too) holds it exactly."""
+
+
+class ProcessWorker:
+    """Serves ``process_order`` and ``orderbook_head``; broadcasts ``orderbook_updated``.
+
+    Args:
+        transport: the network to serve, publish and broadcast on.
+        db_path: this worker's SQLite file (applied commands and their roots).
+        spec: the market's specification.
+        port: where to serve (0: a free port).
+        broadcast_timeout: seconds each ``orderbook_updated`` request may take.
+        republish_timeout: seconds the startup republish of the head version may take.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        db_path: str | Path,
+        spec: MarketSpec = DEFAULT_SPEC,
+        *,
+        port: int = 0,
+        broadcast_timeout: float = 2.0,
+        republish_timeout: float = 30.0,
+    ) -> None:
+        self.transport = transport
+        self.db_path = Path(db_path)
+        self.spec = spec
+        self.port = port
+        self.broadcast_timeout = broadcast_timeout
+        self.republish_timeout = republish_timeout
+        self.book = OrderBook(spec)
+        self.head_seq = 0
+        self.head_root: str | None = None
+        self.publisher = VersionPublisher(transport, spec)
+        self._store: ProcessStore | None = None
+        self._lock = anyio.Lock()
+        self._changed = anyio.Event()
+        self._failed = anyio.Event()
+        self._failure: BaseException | None = None
+        self._failing_peers: set[str] = set()
+        self.broadcasts = 0
+        """How many ``orderbook_updated`` maps were sent (for tests and operators)."""
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, *, task_status: TaskStatus[int] = TASK_STATUS_IGNORED) -> None:
+        """Restore the state from the database, then serve until cancelled.
+
+        Calls ``task_status.started(port)`` once both names are announced.
+
+        Raises:
+            transports.TransportError: cannot serve (listen or announce).
+            sqlite3.Error: the database cannot be read, or an applied command could not
+                be recorded (the worker stops; restart it).
+        """
+        store = await anyio.to_thread.run_sync(ProcessStore, self.db_path)
+        try:
+            self._store = store
+            head_events = await anyio.to_thread.run_sync(self._restore)
+            await self._republish_head(head_events)
+            handlers = {
+                "process_order": service_handler("process_order", self.process, logger=_log),
+                "orderbook_head": service_handler("orderbook_head", self.head, logger=_log),
+            }
+            async with anyio.create_task_group() as tg:
+                port: int = await tg.start(partial(self.transport.serve, handlers, port=self.port))
+                tg.start_soon(self._broadcaster)
+                _log.info(
+                    "process_order: serving on port %d, head seq=%d root=%s (db %s)",
+                    port,
+                    self.head_seq,
+                    self.head_root,
+                    self.db_path,
+                )
+                task_status.started(port)
+                await self._failed.wait()
+                assert self._failure is not None
+                raise self._failure
+        finally:
+            self._store = None
+            await anyio.to_thread.run_sync(store.close)
+
+    def _restore(self) -> tuple[Event, ...]:
+        """Rebuild the book by replaying every recorded command (blocking).
+
+        Returns:
+            The events of the head command (empty when nothing was applied).
+        """
+        assert self._store is not None
+        book = OrderBook(self.spec)
+        events: tuple[Event, ...] = ()
+        prev_root: str | None = None
+        head: AppliedRecord | None = None
+        for record in self._store.records():
+            if record.seq != (head.seq if head else 0) + 1:
+                raise RuntimeError(f"{self.db_path}: applied commands have a gap at {record.seq}")
+            command = parse_command(
+                json.loads(record.command), self.spec, seq=record.seq, ts=record.ts
+            )
+            events = book.apply(command)
+            if head is not None:
+                prev_root = head.root
+            head = record
+        self.book = book
+        if head is not None:
+            self.head_seq, self.head_root = head.seq, head.root
+            self.publisher = VersionPublisher(self.transport, self.spec, prev=prev_root)
+        return events
+
+    async def _republish_head(self, events: tuple[Event, ...]) -> None:
+        """Put the head version again, so it is readable even if the DHT forgot it.
+
+        The core and the publisher are deterministic, so this reproduces the recorded
+        root exactly (checked). A failure is logged, not raised: the next command's
+        version is published in full anyway, and a restart must not wait for the DHT.
+        """
+        if self.head_root is None:
+            return
+        try:
+            with anyio.fail_after(self.republish_timeout):
+                root = await self.publisher.publish(
+                    self.book, events, seq=self.head_seq, first=self.head_seq
+                )
+        except (TransportError, TimeoutError) as exc:
+            _log.warning("republishing head seq=%d failed: %s", self.head_seq, exc)
+        else:
+            if root != self.head_root:
+                _log.error(
+                    "republished head seq=%d as %s, but %s was recorded (code changed?)",
+                    self.head_seq,
+                    root,
+                    self.head_root,
+                )
+        # Whatever happened, the next version links to the recorded head.
+        self.publisher.last_root = self.head_root
+        self._notify()
+
+    # ------------------------------------------------------------------ services
+
+    async def head(self, payload: JSON) -> JSON:
+        """Handle ``orderbook_head``: reply ``{"seq": N, "root": hash | None}``."""
+        if payload is not None:
+            raise Refused(ERR_BAD_REQUEST, "orderbook_head takes null")
+        return {"seq": self.head_seq, "root": self.head_root}
+
+    async def process(self, payload: JSON) -> JSON:
+        """Handle ``process_order``: apply the command numbered N exactly once.
+
+        Returns:
+            ``{"seq": N, "root": "<hash>"}``: the version that includes command N.
+
+        Raises:
+            Refused: ERR_BAD_REQUEST (shape), ERR_SEQ_GAP (not the next number),
+                ERR_UNAVAILABLE (the DHT did not store the version; nothing changed).
+            orderbook_core.ValidationError: the command breaks a rule (nothing changed).
+        """
+        seq, ts, command_json = _parse_request(payload)
+        async with self._lock:
+            if self._failure is not None:
+                raise Refused(ERR_UNAVAILABLE, "the worker is stopping")
+            if seq <= self.head_seq:
+                return await self._recorded(seq, command_json)
+            if seq != self.head_seq + 1:
+                raise Refused(ERR_SEQ_GAP, f"expected {self.head_seq + 1}")
+            command = parse_command(command_json, self.spec, seq=seq, ts=ts)
+            record_text = canonical_json(command_json)
+            try:
+                with self.book.transaction():
+                    events = self.book.apply(command)
+                    root = await self.publisher.publish(self.book, events, seq=seq, first=seq)
+                    await self._record(AppliedRecord(seq, ts, record_text, root))
+            except TransportError as exc:
+                _log.warning("seq=%d not applied: storing the version failed: %s", seq, exc)
+                raise Refused(ERR_UNAVAILABLE, f"storing version {seq} failed: {exc}") from exc
+            # No checkpoint between the commit above and these lines: memory follows disk.
+            self.head_seq, self.head_root = seq, root
+            self._notify()
+        _log.info(
+            "applied seq=%d %s -> %s root=%s",
+            seq,
+            type(command).__name__,
+            ",".join(type(e).__name__ for e in events),
+            root,
+        )
+        return {"seq": seq, "root": root}
+
+    async def _recorded(self, seq: int, command_json: dict[str, Any]) -> JSON:
+        """The reply recorded for an already applied `seq` (the same command only)."""
+        record = await self._db(partial(self._store_get, seq))
+        if record is None:  # pragma: no cover - the table has no gaps up to the head
+            raise RuntimeError(f"seq {seq} is below the head but not recorded")
+        if record.command != canonical_json(command_json):
+            # Two different commands under one number: the sender's journal is not the one
+            # we applied (e.g. it was wiped). Refuse loudly rather than answer for another.
+            _log.error("seq=%d was applied with a different command than resent", seq)
+            raise Refused(ERR_BAD_REQUEST, f"seq {seq} was applied with a different command")
+        return {"seq": record.seq, "root": record.root}
+
+    async def _record(self, record: AppliedRecord) -> None:
+        """Persist an applied command; a failure stops the worker (see the module doc)."""
+        try:
+            await self._db(partial(self._store_record, record))
+        except Exception as exc:
+            _log.critical("seq=%d: recording the applied command failed: %s", record.seq, exc)
+            self._failure = exc
+            self._failed.set()
+            raise Refused(ERR_UNAVAILABLE, "the worker is stopping") from exc
+
+    def _store_get(self, seq: int) -> AppliedRecord | None:
+        assert self._store is not None
+        return self._store.get(seq)
+
+    def _store_record(self, record: AppliedRecord) -> None:
+        assert self._store is not None
+        self._store.record(record)
+
+    async def _db(self, call: Callable[[], _T]) -> _T:
+        return await anyio.to_thread.run_sync(call)
+
+    # ------------------------------------------------------------------ broadcasting
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _broadcaster(self) -> None:
+        """Map the latest root to ``orderbook_updated`` whenever it changes."""
+        sent: str | None = None
+        while True:
+            changed = self._changed  # taken before reading the root: no missed update
+            root = self.head_root
+            if root is None or root == sent:
+                await changed.wait()
+                continue
+            sent = root
+            await self._broadcast(root)
+
+    async def _broadcast(self, root: str) -> None:
+        try:
+            results = await self.transport.map(
+                "orderbook_updated", root, timeout=self.broadcast_timeout
+            )
+        except TransportError as exc:
+            _log.warning("orderbook_updated %s: broadcast failed: %s", root, exc)
+            return
+        self.broadcasts += 1
+        for result in results:
+            if result.ok:
+                if result.peer in self._failing_peers:
+                    self._failing_peers.discard(result.peer)
+                    _log.info("orderbook_updated: %s answers again", result.peer)
+            elif result.peer not in self._failing_peers:
+                # Dead peers stay announced: say so once per peer, not once per version.
+                self._failing_peers.add(result.peer)
+                _log.warning("orderbook_updated: %s failed: %s", result.peer, result.error)
+
+
+def _parse_request(payload: JSON) -> tuple[int, int, dict[str, Any]]:
+    """Check the shape of a ``process_order`` payload; return (seq, ts, command).
+
+    Raises:
+        Refused: ERR_BAD_REQUEST naming the field and the rule.
+    """
+    if not isinstance(payload, dict):
+        raise Refused(ERR_BAD_REQUEST, "payload: must be an object {seq, ts, command}")
+    extra = sorted(set(payload) - {"seq", "ts", "command"})
+    if extra:
+        raise Refused(ERR_BAD_REQUEST, f"{extra[0]}: unknown field")
+    seq, ts, command = payload.get("seq"), payload.get("ts"), payload.get("command")
+    if type(seq) is not int or not 1 <= seq <= _MAX_SEQ:
+        raise Refused(ERR_BAD_REQUEST, f"seq: must be an integer from 1 to {_MAX_SEQ}")
+    if type(ts) is not int or not 0 <= ts <= _MAX_SEQ:
+        raise Refused(ERR_BAD_REQUEST, f"ts: must be an integer from 0 to {_MAX_SEQ}")
+    if not isinstance(command, dict):
+        raise Refused(ERR_BAD_REQUEST, "command: must be an object")
+    return seq, ts, command
