@@ -1,0 +1,41 @@
+"""The versioned book in the DHT: content-addressed page trees, a publisher, a reader.
+
+A version is a root document (`RootDoc`, one DHT value) naming the root page of the
+book's page tree and of the version's event pages. Pages are at most 999 bytes, shared
+between versions when unchanged, and verified by their key. Formats: docs/protocol.md,
+"Versions in the DHT".
+"""
+
+from exchange.versions._pages import (
+    MAX_PAGE_BYTES,
+    PageTree,
+    TreeBuilder,
+    book_hash,
+    build_book_tree,
+    build_event_pages,
+)
+from exchange.versions._publisher import (
+    DEFAULT_REFRESH_BUDGET,
+    DEFAULT_RESIDENCY_WINDOW,
+    VersionPublisher,
+)
+from exchange.versions._reader import Version, VersionReader
+from exchange.versions._root import ROOT_FORMAT, RootDoc, decode_root, encode_root
+
+__all__ = [
+    "DEFAULT_REFRESH_BUDGET",
+    "DEFAULT_RESIDENCY_WINDOW",
+    "MAX_PAGE_BYTES",
+    "ROOT_FORMAT",
+    "PageTree",
+    "RootDoc",
+    "TreeBuilder",
+    "Version",
+    "VersionPublisher",
+    "VersionReader",
+    "book_hash",
+    "build_book_tree",
+    "build_event_pages",
+    "decode_root",
+    "encode_root",
+]
