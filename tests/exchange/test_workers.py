@@ -1,0 +1,251 @@
+"""Submit worker + process worker together: order, exactly-once and resync under faults."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.abc import TaskGroup
+
+from exchange.journal import Journal
+from exchange.process_worker import ProcessWorker
+from exchange.submit_worker import SubmitWorker
+from exchange.versions import book_hash
+from orderbook_core import DEFAULT_SPEC, Event, OrderBook, Side, Trade, parse_command
+from transports import (
+    LoopbackNetwork,
+    MemoryNetwork,
+    Transport,
+    TransportError,
+    TransportKind,
+    open_transport,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 20) -> None:
+    with anyio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110 - polls state other tasks change
+            await anyio.sleep(0.01)
+
+
+def replay(journal: Journal) -> tuple[OrderBook, list[Event]]:
+    """The book the journal describes, built through the core alone."""
+    book = OrderBook(DEFAULT_SPEC)
+    events: list[Event] = []
+    for entry in journal.entries():
+        command = parse_command(entry.command, DEFAULT_SPEC, seq=entry.seq, ts=entry.ts)
+        events.extend(book.apply(command))
+    return book, events
+
+
+@dataclass
+class Exchange:
+    network: MemoryNetwork
+    journal: Journal
+    submitter: SubmitWorker
+    client: Transport
+    tmp_path: Path
+    tg: TaskGroup
+    processor: ProcessWorker | None = None
+    process_scope: anyio.CancelScope | None = None
+    process_done: anyio.Event | None = None
+
+    def kind(self) -> TransportKind:
+        return "loopback" if isinstance(self.network, LoopbackNetwork) else "memory"
+
+    async def start_processor(self, db_name: str = "process.db") -> ProcessWorker:
+        """Run a process worker (on its own transport) until `stop_processor`."""
+        scope = anyio.CancelScope()
+        done = anyio.Event()
+
+        async def run(*, task_status: anyio.abc.TaskStatus[ProcessWorker]) -> None:
+            try:
+                with scope:
+                    async with open_transport(self.kind(), network=self.network) as transport:
+                        worker = ProcessWorker(transport, self.tmp_path / db_name)
+                        async with anyio.create_task_group() as tg:
+                            await tg.start(worker.run)
+                            task_status.started(worker)
+            finally:
+                done.set()
+
+        self.processor = await self.tg.start(run)
+        self.process_scope, self.process_done = scope, done
+        return self.processor
+
+    async def stop_processor(self) -> None:
+        """Stop the process worker and wait until it has stopped serving."""
+        assert self.process_scope is not None
+        assert self.process_done is not None
+        self.process_scope.cancel()
+        await self.process_done.wait()
+        self.processor = None
+
+    async def submit(self, payload: dict[str, Any], timeout: float = 1.0) -> Any:
+        """Submit as a careful client does: retry (same orderId) until answered."""
+        while True:
+            try:
+                return await self.client.request("submit_order", payload, timeout=timeout)
+            except TransportError:
+                await anyio.sleep(0.01)
+
+    async def settled(self, timeout: float = 30) -> ProcessWorker:
+        """Wait until the process worker has applied the whole journal."""
+        head = self.journal.head()
+        await wait_until(
+            lambda: self.processor is not None and self.processor.head_seq == head, timeout
+        )
+        assert self.processor is not None
+        return self.processor
+
+
+@asynccontextmanager
+async def exchange(
+    tmp_path: Path, network: MemoryNetwork, *, process: bool = True, **submit_options: Any
+) -> AsyncIterator[Exchange]:
+    kind: TransportKind = "loopback" if isinstance(network, LoopbackNetwork) else "memory"
+    with Journal(tmp_path / "journal.db") as journal:
+        async with (
+            open_transport(kind, network=network) as submit_transport,
+            open_transport(kind, network=network) as client,
+            anyio.create_task_group() as tg,
+        ):
+            options: dict[str, Any] = {"backoff": 0.01, "max_backoff": 0.1, "seed": 3}
+            options.update(submit_options)
+            submitter = SubmitWorker(submit_transport, journal, **options)
+            await tg.start(submitter.run)
+            rig = Exchange(network, journal, submitter, client, tmp_path, tg)
+            if process:
+                await rig.start_processor()
+            yield rig
+            tg.cancel_scope.cancel()
+
+
+def order(client: str, order_id: str, side: str, price: str, amount: str) -> dict[str, Any]:
+    return {"clientId": client, "orderId": order_id, "side": side, "price": price, "amount": amount}
+
+
+def orders(n: int) -> list[dict[str, Any]]:
+    """A deterministic mix of crossing and resting orders and cancels."""
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        side = "buy" if i % 2 else "sell"
+        price = str(100 + (i * 7) % 5 - (2 if side == "buy" else 0))
+        out.append(order(f"c{i % 3}", f"o{i}", side, price, str(1 + i % 4)))
+        if i % 5 == 4:
+            out.append({"op": "cancel", "clientId": f"c{(i - 2) % 3}", "orderId": f"o{i - 2}"})
+    return out
+
+
+async def test_every_command_is_applied_once_in_order_on_the_memory_transport(
+    tmp_path: Path,
+) -> None:
+    async with exchange(tmp_path, MemoryNetwork()) as ex:
+        for payload in orders(20):
+            await ex.submit(payload)
+        processor = await ex.settled()
+        book, _ = replay(ex.journal)
+        assert processor.book.state_hash() == book.state_hash()
+        assert book_hash(processor.book) == book_hash(book)
+
+
+async def test_faults_on_every_link_still_apply_each_command_exactly_once(
+    tmp_path: Path,
+) -> None:
+    network = LoopbackNetwork(seed=20261125, drop=0.15, duplicate=0.2, delay=(0.0, 0.004))
+    async with exchange(tmp_path, network, request_timeout=0.2) as ex:
+        replies = [await ex.submit(payload, timeout=0.2) for payload in orders(25)]
+        processor = await ex.settled()
+        # The client's retries were deduplicated: one entry per command, gap-free.
+        assert [r["seq"] for r in replies] == list(range(1, len(replies) + 1))
+        book, _ = replay(ex.journal)
+        assert processor.book.state_hash() == book.state_hash()
+        assert book_hash(processor.book) == book_hash(book)
+        # The faults did happen.
+        assert any("drop" in line for line in network.log)
+        assert any("duplicate" in line for line in network.log)
+        assert any("process_order" in line and "drop" in line for line in network.log)
+
+
+async def test_a_process_worker_that_comes_up_late_gets_everything(tmp_path: Path) -> None:
+    async with exchange(tmp_path, MemoryNetwork(), process=False) as ex:
+        for payload in orders(5):
+            await ex.submit(payload)
+        await anyio.sleep(0.05)  # the forwarder is retrying against nobody
+        await ex.start_processor()
+        processor = await ex.settled()
+        assert processor.book.state_hash() == replay(ex.journal)[0].state_hash()
+
+
+async def test_a_process_worker_that_lost_its_state_is_resynced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "exchange.submit")
+    async with exchange(tmp_path, MemoryNetwork(), idle_check=0.05) as ex:
+        for payload in orders(6):
+            await ex.submit(payload)
+        await ex.settled()
+        await ex.stop_processor()
+        # A new, empty process worker: the forwarder learns it is behind and resends all.
+        await ex.start_processor("wiped.db")
+        processor = await ex.settled()
+        assert processor.book.state_hash() == replay(ex.journal)[0].state_hash()
+        assert "process_order is at seq 0; resending from 1" in caplog.text
+
+
+async def test_a_gap_reply_rewinds_the_forwarder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "exchange.submit")
+    # No idle check: the next submitted command is what meets ERR_SEQ_GAP.
+    async with exchange(tmp_path, MemoryNetwork(), idle_check=60) as ex:
+        for payload in orders(4):
+            await ex.submit(payload)
+        await ex.settled()
+        await ex.stop_processor()
+        await ex.start_processor("wiped.db")
+        await ex.submit(order("z", "z1", "buy", "1", "1"))
+        processor = await ex.settled()
+        assert processor.head_seq == ex.journal.head()
+        assert processor.book.state_hash() == replay(ex.journal)[0].state_hash()
+        assert "process_order expects seq 1; resending from there" in caplog.text
+
+
+async def test_a_restarted_process_worker_continues_where_it_stopped(tmp_path: Path) -> None:
+    async with exchange(tmp_path, MemoryNetwork()) as ex:
+        for payload in orders(4):
+            await ex.submit(payload)
+        await ex.settled()
+        await ex.stop_processor()
+        for payload in orders(8)[4:]:
+            await ex.submit(payload)
+        await ex.start_processor()
+        processor = await ex.settled()
+        assert processor.book.state_hash() == replay(ex.journal)[0].state_hash()
+
+
+async def test_two_concurrent_buys_fill_exactly_the_resting_sell(tmp_path: Path) -> None:
+    async with exchange(tmp_path, MemoryNetwork()) as ex:
+        await ex.submit(order("maker", "s1", "sell", "100", "10"))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ex.submit, order("t1", "b1", "buy", "100", "7"))
+            tg.start_soon(ex.submit, order("t2", "b2", "buy", "100", "7"))
+        processor = await ex.settled()
+        book, events = replay(ex.journal)
+        filled = sum(e.amount for e in events if isinstance(e, Trade))
+        assert filled == DEFAULT_SPEC.amount_to_lots(Decimal(10))
+        assert processor.book.best_ask() is None
+        bids = processor.book.levels(Side.BUY)
+        assert bids == [
+            (DEFAULT_SPEC.price_to_ticks(Decimal(100)), DEFAULT_SPEC.amount_to_lots(Decimal(4)))
+        ]
+        assert processor.book.state_hash() == book.state_hash()
