@@ -1,13 +1,13 @@
 """Test support: real grapes and Node peers for integration, interop and end-to-end tests.
 
-- `tests.support.grapes`: `running_grapes(n)`, the `grapes` fixture, `Grape`.
-- `tests.support.node`: `run_node`, `arun_node`, `open_node`, `require_node`.
-- `tests.support.ports`: `free_port`.
+- `support.grapes`: `running_grapes(n)`, the `grapes` fixture, `Grape`.
+- `support.node`: `run_node`, `arun_node`, `open_node`, `require_node`.
+- `support.ports`: `free_port`.
 """
 
-from tests.support.grapes import Grape, grape_call, running_grapes
-from tests.support.node import NodeProcess, arun_node, open_node, require_node, run_node
-from tests.support.ports import free_port
+from support.grapes import Grape, grape_call, running_grapes
+from support.node import NodeProcess, arun_node, open_node, require_node, run_node
+from support.ports import free_port
 
 __all__ = [
     "Grape",

@@ -1,14 +1,17 @@
 """Real grapes for integration tests: start, wait until they work, always clean up.
 
 ```python
-from tests.support.grapes import running_grapes
+from support.grapes import running_grapes
 
 with running_grapes(2) as grapes:          # sync; usable from any test or script
     url = grapes[0].url                    # "http://127.0.0.1:<api port>"
 ```
 or, in a test module, the session-scoped pytest fixture::
 
-    from tests.support.grapes import grapes  # noqa: F401  (registers the fixture)
+    from support.grapes import grapes  # noqa: F401  (registers the fixture)
+
+or `shared_grapes()`: one pair per test process, started on first use and stopped when
+the process exits (the `grapes` fixture uses it, so a session starts grapes once).
 
 Each grape runs the challenge's command, ``grape --dp A --aph B --bn '127.0.0.1:C,...'``,
 plus ``-b 127.0.0.1``, on free loopback ports; every grape bootstraps from all the
@@ -19,6 +22,8 @@ their PID (SIGTERM, then SIGKILL), in a ``finally``.
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import json
 import os
 import signal
@@ -29,15 +34,15 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any, NamedTuple
 
 import pytest
 
-from tests.support.node import NODE_MODULES, REPO_ROOT, node_env, require_node
-from tests.support.ports import free_port
+from support.node import NODE_MODULES, REPO_ROOT, node_env, require_node
+from support.ports import free_port
 
-__all__ = ["Grape", "grape_call", "grapes", "running_grapes"]
+__all__ = ["Grape", "grape_call", "grapes", "running_grapes", "shared_grapes"]
 
 GRAPE_JS = NODE_MODULES / "grenache-grape" / "bin" / "grape.js"
 
@@ -69,7 +74,7 @@ def _wait_ready(grapes: list[Grape], procs: list[subprocess.Popen[bytes]], deadl
     while pending:
         for proc in procs:
             if proc.poll() is not None:
-                raise RuntimeError(f"grape {proc.args} exited with {proc.returncode}")
+                raise RuntimeError(f"grape {proc.args!r} exited with {proc.returncode}")
         grape = pending[0]
         try:
             if isinstance(grape_call(grape.url, "lookup", "ping", timeout=0.5), list):
@@ -98,12 +103,19 @@ def _wait_ready(grapes: list[Grape], procs: list[subprocess.Popen[bytes]], deadl
         time.sleep(0.1)
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, however it dies (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
-        try:
+        with suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         try:
             proc.wait(timeout=3)
         except subprocess.TimeoutExpired:
@@ -127,9 +139,7 @@ def running_grapes(n: int = 2, *, ready_timeout: float = 20.0) -> Iterator[list[
         try:
             for i, (dht_port, api_port) in enumerate(ports):
                 bootstrap = ",".join(f"127.0.0.1:{d}" for j, (d, _) in enumerate(ports) if j != i)
-                log = stack.enter_context(
-                    tempfile.TemporaryFile(prefix=f"grape-{dht_port}-")  # noqa: SIM115
-                )
+                log = stack.enter_context(tempfile.TemporaryFile(prefix=f"grape-{dht_port}-"))
                 cmd = [node, str(GRAPE_JS), "--dp", str(dht_port), "--aph", str(api_port)]
                 cmd += ["--bn", bootstrap, "-b", "127.0.0.1"]
                 proc = subprocess.Popen(
@@ -140,6 +150,7 @@ def running_grapes(n: int = 2, *, ready_timeout: float = 20.0) -> Iterator[list[
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
                 procs.append(proc)
                 grapes.append(Grape(f"http://127.0.0.1:{api_port}", dht_port, api_port, proc.pid))
@@ -150,8 +161,23 @@ def running_grapes(n: int = 2, *, ready_timeout: float = 20.0) -> Iterator[list[
                 _stop(proc)
 
 
+_shared: list[Grape] = []
+_shared_stack = ExitStack()
+
+
+def shared_grapes() -> list[Grape]:
+    """Two grapes shared by the whole process: started on first call, stopped at exit.
+
+    Tests using them must use unique service names (grapes remember names for ever).
+    """
+    if not _shared:
+        started = _shared_stack.enter_context(running_grapes(2))
+        atexit.register(_shared_stack.close)
+        _shared.extend(started)
+    return list(_shared)
+
+
 @pytest.fixture(scope="session")
-def grapes() -> Iterator[list[Grape]]:
-    """Two real grapes for the whole test session (names in tests must be unique)."""
-    with running_grapes(2) as started:
-        yield started
+def grapes() -> list[Grape]:
+    """Two real grapes shared by the session (see `shared_grapes`)."""
+    return shared_grapes()

@@ -17,7 +17,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,9 +51,7 @@ def require_node() -> str:
         pytest.fail("`node` is not on PATH: install Node.js 20 and run `make setup`")
     missing = [p for p in _PACKAGES if not (NODE_MODULES / p / "package.json").is_file()]
     if missing:
-        pytest.fail(
-            f"node_modules lacks {', '.join(missing)}: run `make setup` (it runs `npm ci`)"
-        )
+        pytest.fail(f"node_modules lacks {', '.join(missing)}: run `make setup` (it runs `npm ci`)")
     return node
 
 
@@ -163,10 +161,8 @@ async def open_node(
 
 async def _stop(process: anyio.abc.Process) -> None:
     if process.returncode is None:
-        try:
+        with suppress(ProcessLookupError):
             os.kill(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         with anyio.move_on_after(3):
             await process.wait()
         if process.returncode is None:
