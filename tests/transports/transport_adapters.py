@@ -20,6 +20,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+import pytest
 
 from transports import (
     Handler,
@@ -128,3 +129,9 @@ ADAPTERS: dict[str, Adapter] = {
 }
 """Adapter name -> how to open it. Add a block above and an entry here to add one,
 e.g. ``"grenache": Adapter(grenache_harness, marks=(pytest.mark.integration,))``."""
+
+# -- grenache: real grapes; the harness lives in adapters_grenache.py (its owner's file) --
+
+from adapters_grenache import grenache_harness  # noqa: E402
+
+ADAPTERS["grenache"] = Adapter(grenache_harness, marks=(pytest.mark.integration,))
