@@ -44,6 +44,7 @@ class PeerResult:
 
     @property
     def ok(self) -> bool:
+        """True when the peer answered with data, not an error."""
         return self.error is None
 
 
@@ -64,6 +65,16 @@ class Transport(ABC):
         re-announcing it, then calls `task_status.started(port)` once the names can be
         found. Runs in the caller's task group: cancel it to stop serving.
 
+        Each request runs its handler in a task of `serve`'s own task group, so a
+        caller's timeout never cancels a handler, and stopping `serve` cancels the
+        handlers still running (their callers see `ConnectionFailed` or a timeout).
+        A handler's `RemoteError` becomes the reply's error string, verbatim; any other
+        exception becomes ``"ERR_INTERNAL: <type>: <message>"``; reply data that JSON
+        cannot carry becomes an error too (never a success).
+
+        Whether a name stays announced after `serve` stops is the network's business:
+        memory and loopback forget it, a grape remembers it (a dead peer).
+
         Raises:
             TransportClosed: the transport is closed.
             ConnectionFailed: cannot listen or announce.
@@ -73,11 +84,19 @@ class Transport(ABC):
     async def request(self, name: str, payload: JSON, *, timeout: float = DEFAULT_TIMEOUT) -> JSON:
         """Send `payload` to one peer serving `name` and return its reply data.
 
+        The peer is chosen at random among those announced (as the Node client does).
+        At most one reply is returned, even when the network delivered the request
+        twice; a timeout says nothing about whether the handler ran (at-least-once).
+
         Raises:
+            TransportClosed: the transport is closed.
+            ValueError: `timeout` is not a positive, finite number of seconds.
             NoPeersError: nobody serves `name`.
             RequestTimeout: no reply within `timeout` seconds.
             RemoteError: the peer replied with an error string.
             ConnectionFailed, ProtocolError: the network or the peer broke the exchange.
+            ProtocolError: `payload` is not a JSON value (nothing is sent).
+            PayloadTooLarge: the encoded request exceeds the adapter's body bound.
         """
 
     @abstractmethod
@@ -88,18 +107,27 @@ class Transport(ABC):
 
         Returns one `PeerResult` per announced peer (dead or slow peers give a result with
         `error` set); it never fails as a whole because of one peer. An empty list means
-        nobody is announced.
+        nobody is announced. `timeout` bounds each peer, and so the whole call. The
+        order of the results is unspecified; match them by `PeerResult.peer`.
 
         Raises:
             TransportClosed: the transport is closed.
+            ValueError: `timeout` is not a positive, finite number of seconds.
+            ProtocolError: `payload` is not a JSON value (nothing is sent).
         """
 
     @abstractmethod
     async def put(self, value: str) -> str:
         """Store an immutable item; return its key, sha1 of the bencoded value (40 hex).
 
+        The key is `transports.dht_key(value)`; storing the same value twice is harmless.
+        A stored item may later be evicted (a grape keeps a bounded LRU of values).
+
         Raises:
-            PayloadTooLarge: `value` is 1000 UTF-8 bytes or more (nothing is sent).
+            TransportClosed: the transport is closed.
+            TypeError: `value` is not a str (Grape would store "[object Object]").
+            PayloadTooLarge: `value` is 1000 characters or UTF-8 bytes or more (nothing
+                is sent; see `transports.check_value`).
             TransportError: the DHT did not store it.
         """
 
@@ -108,12 +136,19 @@ class Transport(ABC):
         """Fetch an immutable item by key; `None` when it is not found.
 
         Raises:
+            TransportClosed: the transport is closed.
+            TypeError, ValueError: `key` is not 40 lowercase hex characters (see
+                `transports.check_key`; nothing is sent).
             TransportError: the DHT could not be asked.
         """
 
     @abstractmethod
     async def aclose(self) -> None:
-        """Release connections; later calls raise `TransportClosed`. Idempotent."""
+        """Release connections; later calls raise `TransportClosed`. Idempotent.
+
+        Cancel a running `serve` yourself: memory and loopback also stop it (and fail
+        their waiting requests with `TransportClosed`), other adapters need not.
+        """
 
     async def __aenter__(self) -> Self:
         return self
