@@ -32,8 +32,8 @@ from orderbook_core import (
 # HYPOTHESIS_PROFILE=core-long explores more, locally.
 settings.register_profile(
     "core",
-    max_examples=60,
-    stateful_step_count=40,
+    max_examples=150,
+    stateful_step_count=50,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],

@@ -1,0 +1,221 @@
+"""Hypothesis stateful tests: the real book against the naive twin, step by step.
+
+Random command sequences (new limit/market orders with every time in force and
+post-only, cancels, modifies, bad values, reused and duplicate ids, all three
+self-trade modes) go through both books. After *every* step: the events are equal,
+the resting orders (in priority order) are equal, the queries agree, the real book's
+``_check()`` passes (not crossed, level totals, id index, cached best prices), quantity
+is conserved (see ``core_support.Ledger``), and the state hash equals the hash of a
+book rebuilt from the naive twin's orders (content, not history, decides the hash).
+Snapshot/restore, failed transactions and strict batches are steps too.
+"""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+
+from core_support import CORE_PROFILE, Ledger
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from naive_reference import NaiveBook
+
+from orderbook_core import (
+    CancelOrder,
+    Command,
+    Event,
+    MarketSpec,
+    ModifyOrder,
+    NewOrder,
+    OrderBook,
+    OrderRejected,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+    decode_book,
+    encode_book,
+)
+
+CLIENTS = st.sampled_from(["a", "b", "c"])
+# Mostly a small pool (duplicates, reuse after fill/cancel), sometimes a larger one
+# (deeper queues, cancels from the middle of a level).
+ORDER_IDS = st.sampled_from(["0", "1", "2", "3", "4", "5"]) | st.integers(0, 40).map(str)
+PRICES = st.one_of(
+    st.integers(95, 105),
+    st.integers(95, 105),
+    st.integers(95, 105),
+    st.sampled_from([0, -1, 1, 200, 201]),
+)
+AMOUNTS = st.one_of(st.integers(1, 10), st.integers(1, 10), st.sampled_from([0, -3, 50, 51]))
+OPT_PRICE = st.none() | PRICES
+OPT_AMOUNT = st.none() | AMOUNTS
+
+
+class Boom(Exception):
+    """Raised inside a transaction to force a rollback."""
+
+
+class BookVersusNaive(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seq = 0
+        self.spec = MarketSpec()
+        self.book = OrderBook(self.spec)
+        self.naive = NaiveBook(self.spec)
+        self.ledger = Ledger()
+
+    @initialize(mode=st.sampled_from(SelfTradePrevention))
+    def choose_market(self, mode: SelfTradePrevention) -> None:
+        self.spec = MarketSpec(
+            market="PROP",
+            tick_size=Decimal(1),
+            lot_size=Decimal(1),
+            min_price=Decimal(1),
+            max_price=Decimal(200),
+            min_amount=Decimal(1),
+            max_amount=Decimal(50),
+            self_trade=mode,
+        )
+        self.book = OrderBook(self.spec)
+        self.naive = NaiveBook(self.spec)
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def run(self, cmd: Command) -> None:
+        actual = self.book.apply(cmd)
+        expected = self.naive.apply(cmd)
+        assert actual == expected
+        self.ledger.record(actual)
+
+    @rule(
+        client=CLIENTS,
+        order_id=ORDER_IDS,
+        side=st.sampled_from(Side),
+        price=PRICES,
+        amount=AMOUNTS,
+        tif=st.sampled_from(TimeInForce),
+        post_only=st.integers(0, 4).map(lambda n: n == 0),
+        market=st.integers(0, 9).map(lambda n: n == 0),
+    )
+    def new_order(
+        self,
+        client: str,
+        order_id: str,
+        side: Side,
+        price: int,
+        amount: int,
+        tif: TimeInForce,
+        post_only: bool,
+        market: bool,
+    ) -> None:
+        seq = self.next_seq()
+        limit = None if market else price
+        self.run(NewOrder(seq, seq * 10, client, order_id, side, limit, amount, tif, post_only))
+
+    @rule(client=CLIENTS, order_id=ORDER_IDS)
+    def cancel(self, client: str, order_id: str) -> None:
+        seq = self.next_seq()
+        self.run(CancelOrder(seq, seq * 10, client, order_id))
+
+    @rule(client=CLIENTS, order_id=ORDER_IDS, price=OPT_PRICE, amount=OPT_AMOUNT)
+    def modify(self, client: str, order_id: str, price: int | None, amount: int | None) -> None:
+        seq = self.next_seq()
+        self.run(ModifyOrder(seq, seq * 10, client, order_id, price, amount))
+
+    @rule(data=st.data())
+    def modify_a_live_order(self, data: st.DataObject) -> None:
+        live = list(self.naive.orders())
+        if not live:
+            return
+        target = data.draw(st.sampled_from(live))
+        price = data.draw(OPT_PRICE)
+        amount = data.draw(OPT_AMOUNT)
+        self.modify(target.client_id, target.order_id, price, amount)
+
+    @rule()
+    def snapshot_restore_and_continue(self) -> None:
+        data = encode_book(self.book)
+        self.book = decode_book(data)
+        assert encode_book(self.book) == data
+
+    @rule(n=st.integers(1, 4), data=st.data())
+    def failed_transaction_rolls_back(self, n: int, data: st.DataObject) -> None:
+        before = encode_book(self.book)
+        seq_before = self.seq
+        try:
+            with self.book.transaction():
+                for _ in range(n):
+                    seq = self.next_seq()
+                    cmd = NewOrder(
+                        seq,
+                        0,
+                        data.draw(CLIENTS),
+                        data.draw(ORDER_IDS),
+                        data.draw(st.sampled_from(Side)),
+                        data.draw(st.integers(95, 105)),
+                        data.draw(st.integers(1, 10)),
+                    )
+                    self.book.apply(cmd)
+                raise Boom
+        except Boom:
+            pass
+        self.seq = seq_before
+        assert encode_book(self.book) == before
+
+    @rule(
+        orders=st.lists(
+            st.tuples(CLIENTS, ORDER_IDS, st.sampled_from(Side), PRICES, AMOUNTS),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    def strict_batch(self, orders: list[tuple[str, str, Side, int, int]]) -> None:
+        cmds: list[Command] = []
+        for client, order_id, side, price, amount in orders:
+            seq = self.next_seq()
+            cmds.append(NewOrder(seq, seq * 10, client, order_id, side, price, amount))
+        before = encode_book(self.book)
+        trial = copy.deepcopy(self.naive)
+        expected: list[Event] = []
+        rejection: tuple[Event, ...] | None = None
+        for cmd in cmds:
+            out = trial.apply(cmd)
+            if isinstance(out[-1], OrderRejected):
+                rejection = out
+                break
+            expected.extend(out)
+        actual = self.book.apply_batch(cmds, strict=True)
+        if rejection is not None:
+            assert actual == rejection
+            assert encode_book(self.book) == before
+        else:
+            assert actual == tuple(expected)
+            self.naive = trial
+            self.ledger.record(actual)
+
+    @invariant()
+    def books_agree(self) -> None:
+        self.book._check()
+        orders = list(self.book.orders())
+        assert orders == list(self.naive.orders())
+        assert self.book.best_bid() == self.naive.best_bid()
+        assert self.book.best_ask() == self.naive.best_ask()
+        for side in Side:
+            assert self.book.levels(side) == self.naive.levels(side)
+            assert self.book.levels(side, 2) == self.naive.levels(side, 2)
+            for price in (95, 100, 105):
+                assert self.book.depth(side, price) == self.naive.depth(side, price)
+        for o in orders:
+            assert self.book.get_order(o.client_id, o.order_id) == o
+        assert len(self.book) == len(orders)
+        bid, ask = self.book.best_bid(), self.book.best_ask()
+        assert bid is None or ask is None or bid < ask
+        self.ledger.check(orders)
+        rebuilt = OrderBook.from_orders(self.spec, self.naive.orders())
+        assert rebuilt.state_hash() == self.book.state_hash()
+
+
+BookVersusNaive.TestCase.settings = CORE_PROFILE
+TestBookVersusNaive = BookVersusNaive.TestCase
