@@ -10,6 +10,7 @@ import inspect
 import subprocess
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,3 +104,9 @@ def test_open_grenache_imports_the_adapter_only_then(monkeypatch: pytest.MonkeyP
     transport = open_transport("grenache", grape="http://127.0.0.1:30001")
     assert isinstance(transport, FakeGrenacheTransport)
     assert made == [{"grape": "http://127.0.0.1:30001"}]
+
+
+def test_the_example_in_docs_runs() -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "transports.md"
+    example = doc.read_text(encoding="utf-8").split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(example, str(doc), "exec"), {"__name__": "docs_example"})
