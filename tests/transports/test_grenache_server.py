@@ -334,3 +334,24 @@ async def test_reply_from_a_non_grenache_server_is_a_protocol_error() -> None:
         with pytest.raises(ProtocolError):
             await r.client.request("weird", 1)
         tg.cancel_scope.cancel()
+
+
+async def test_aclose_fails_inflight_calls_and_stops_serving() -> None:
+    async with rig() as r:
+        failed: list[BaseException] = []
+
+        async def slow_call() -> None:
+            try:
+                await r.client.request("echo", {"sleep": 0.8})
+            except TransportClosed as exc:
+                failed.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(slow_call)
+            await anyio.sleep(0.2)
+            await r.client.aclose()
+        assert len(failed) == 1
+        await r.server.aclose()
+        await anyio.sleep(0.05)
+        with pytest.raises(OSError):
+            await anyio.connect_tcp("127.0.0.1", r.port)

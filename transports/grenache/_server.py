@@ -115,7 +115,8 @@ async def _read_request(
             raise _Abort from exc
         if event is h11.NEED_DATA:
             if conn.they_are_waiting_for_100_continue:
-                await _send(conn, stream, options, h11.InformationalResponse(status_code=100, headers=[]))
+                continue_ = h11.InformationalResponse(status_code=100, headers=[])
+                await _send(conn, stream, options, continue_)
             if deadline == math.inf:
                 timeout = options.idle_timeout
             else:

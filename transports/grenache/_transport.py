@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import anyio
 import anyio.abc
@@ -41,6 +43,11 @@ def _split_peer(peer: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ProtocolError(f"grape returned a malformed peer address {peer!r}")
     return host, int(port)
+
+
+def _check_timeout(timeout: float) -> None:
+    if not 0 < timeout < math.inf:
+        raise ValueError(f"timeout must be positive and finite, not {timeout!r}")
 
 
 class GrenacheTransport(Transport):
@@ -93,6 +100,8 @@ class GrenacheTransport(Transport):
         self._announce_timeout = announce_timeout
         self._host = host
         self._closed = False
+        # Cancel scopes of running serve() calls and in-flight calls, cancelled by aclose().
+        self._active: set[anyio.CancelScope] = set()
 
     @property
     def link(self) -> GrapeLink:
@@ -102,6 +111,20 @@ class GrenacheTransport(Transport):
     def _check_open(self) -> None:
         if self._closed:
             raise TransportClosed("the Grenache transport is closed")
+
+    @contextmanager
+    def _until_closed(self) -> Iterator[anyio.CancelScope]:
+        """Run the block until it ends or `aclose()` cancels it (then: TransportClosed)."""
+        self._check_open()
+        scope = anyio.CancelScope()
+        self._active.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._active.discard(scope)
+        if scope.cancelled_caught:
+            raise TransportClosed("the Grenache transport was closed during the call")
 
     # -- serving ------------------------------------------------------------------------
 
@@ -123,7 +146,7 @@ class GrenacheTransport(Transport):
                 `announce_timeout`.
         """
         self._check_open()
-        handlers = dict(handlers)
+        handlers = dict(handlers)  # a snapshot: later changes to the mapping are ignored
         options = self._server_options
         with map_errors(f"listen on {self._host}:{port}"):
             listener = await anyio.create_tcp_listener(local_host=self._host, local_port=port)
@@ -134,13 +157,17 @@ class GrenacheTransport(Transport):
             except Exception:  # a bug must not take the whole server down
                 log.exception("peer connection failed")
 
-        async with listener:
-            bound = listener.extra(anyio.abc.SocketAttribute.local_port)
-            await self._first_announce(list(handlers), bound)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(listener.serve, handle)
-                task_status.started(bound)
-                await self._reannounce(list(handlers), bound)
+        try:
+            with self._until_closed():
+                async with listener:
+                    bound = listener.extra(anyio.abc.SocketAttribute.local_port)
+                    await self._first_announce(list(handlers), bound)
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(listener.serve, handle)
+                        task_status.started(bound)
+                        await self._reannounce(list(handlers), bound)
+        except TransportClosed:
+            return  # aclose() stops serving: a normal end
 
     async def _first_announce(self, names: list[str], port: int) -> None:
         last: Exception | None = None
@@ -171,8 +198,8 @@ class GrenacheTransport(Transport):
 
     # -- calling ------------------------------------------------------------------------
 
-    async def _lookup(self, name: str) -> list[str]:
-        peers = await self._link.lookup(name)
+    async def _lookup(self, name: str, *, fresh: bool = False) -> list[str]:
+        peers = await self._link.lookup(name, fresh=fresh)
         for pause in _EMPTY_LOOKUP_RETRIES:
             if peers:
                 break
@@ -208,26 +235,33 @@ class GrenacheTransport(Transport):
         dropped from the lookup cache and another announced peer is tried, within the
         same deadline.
         """
-        self._check_open()
-        with map_errors(f"request {name!r}"), anyio.fail_after(timeout):
-            peers = await self._lookup(name)
-            if not peers:
-                raise NoPeersError(f"no peer is announced for {name!r}")
-            last: ConnectFailed | None = None
-            for peer in random.sample(peers, len(peers)):
-                try:
-                    return await self._call(peer, name, payload)
-                except ConnectFailed as exc:
-                    last = exc
-            assert last is not None
-            raise last
+        _check_timeout(timeout)
+        result: JSON = None
+        with self._until_closed(), map_errors(f"request {name!r}"), anyio.fail_after(timeout):
+            result = await self._request(name, payload)
+        return result
+
+    async def _request(self, name: str, payload: JSON) -> JSON:
+        peers = await self._lookup(name)
+        if not peers:
+            raise NoPeersError(f"no peer is announced for {name!r}")
+        last: ConnectFailed | None = None
+        for peer in random.sample(peers, len(peers)):
+            try:
+                return await self._call(peer, name, payload)
+            except ConnectFailed as exc:
+                last = exc
+        assert last is not None
+        raise last
 
     async def map(
         self, name: str, payload: JSON, *, timeout: float = DEFAULT_TIMEOUT
     ) -> list[PeerResult]:
         """Send `payload` to every announced peer of `name`; see `Transport.map`.
 
-        Each peer gets its own rid and deadline; failures become results with `error`
+        The lookup is always fresh (a `map` is meant to reach *every* peer, including
+        one announced a moment ago); it refreshes the cache `request` uses. Each peer
+        gets its own rid and deadline; failures become results with `error`
         set to the peer's error string, ``ERR_TIMEOUT``, ``ERR_CONNECTION: ...`` or
         ``ERR_PROTOCOL: ...``. Results are in lookup order.
 
@@ -235,15 +269,19 @@ class GrenacheTransport(Transport):
             TransportClosed: the transport is closed.
             TransportError: the grape could not be asked (not a peer failure).
         """
+        _check_timeout(timeout)
         self._check_open()
+        self._codec.request("", name, payload)  # a payload JSON cannot carry: nothing sent
         with map_errors(f"map {name!r}"), anyio.fail_after(timeout):
-            peers = await self._lookup(name)
+            peers = await self._lookup(name, fresh=True)
         results: list[PeerResult] = [PeerResult(peer, error="ERR_TIMEOUT") for peer in peers]
 
         async def one(index: int, peer: str) -> None:
             try:
                 with map_errors(f"peer {peer}"), anyio.fail_after(timeout):
                     data = await self._call(peer, name, payload)
+            except TransportClosed:
+                results[index] = PeerResult(peer, error="ERR_CLOSED")
             except RemoteError as exc:
                 results[index] = PeerResult(peer, error=exc.message)
             except RequestTimeout:
@@ -255,17 +293,20 @@ class GrenacheTransport(Transport):
             else:
                 results[index] = PeerResult(peer, data=data)
 
-        async with anyio.create_task_group() as tg:
-            for index, peer in enumerate(peers):
-                tg.start_soon(one, index, peer)
+        with self._until_closed():
+            async with anyio.create_task_group() as tg:
+                for index, peer in enumerate(peers):
+                    tg.start_soon(one, index, peer)
         return results
 
     # -- DHT ----------------------------------------------------------------------------
 
     async def put(self, value: str) -> str:
         """Store an immutable item through the grape; see `Transport.put`."""
-        self._check_open()
-        return await self._link.put(value)
+        key = ""
+        with self._until_closed():
+            key = await self._link.put(value)
+        return key
 
     async def get(self, key: str) -> str | None:
         """Fetch an immutable item through the grape; see `Transport.get`.
@@ -275,14 +316,18 @@ class GrenacheTransport(Transport):
             ProtocolError: the returned value does not hash to `key`.
             TransportError: the grape could not be asked.
         """
-        self._check_open()
-        return await self._link.get(key)
+        value: str | None = None
+        with self._until_closed():
+            value = await self._link.get(key)
+        return value
 
     async def aclose(self) -> None:
-        """Close every kept-alive connection. Idempotent; running `serve` calls go on
-        until their task group is cancelled, but stop re-announcing successfully."""
+        """Stop this transport's `serve` calls (they return), fail its in-flight calls
+        with `TransportClosed`, close every kept-alive connection. Idempotent."""
         if self._closed:
             return
         self._closed = True
+        for scope in list(self._active):
+            scope.cancel()
         await self._link.aclose()
         await self._pool.aclose()
