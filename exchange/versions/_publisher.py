@@ -144,7 +144,10 @@ class VersionPublisher:
         root_key = dht_key(root_text)
         pages = {**tree.pages, **event_tree.pages}
 
-        new = [key for key in pages if key not in self._last_put]
+        # Event pages first: when a version is bigger than the DHT's LRU, the book's
+        # pages (which must stay resident) are then the most recently put.
+        new = [key for key in event_tree.pages if key not in self._last_put]
+        new += [key for key in tree.pages if key not in self._last_put]
         stale = sorted(
             (when, key)
             for key, when in self._last_put.items()

@@ -1,0 +1,166 @@
+"""exchange.versions at scale, on the memory DHT (issue 4 §3).
+
+* A 10,000-order book publishes; a client that starts afterwards rebuilds it with the
+  same book hash and state hash; a one-order update then puts a small, bounded number
+  of items, and a client that has the previous version gets as few.
+* A 5,000-fill sweep (its events span hundreds of pages) publishes and reads back.
+* Residency: on a DHT that keeps only 1000 values (an LRU, like a grape started with
+  the challenge's flags), the current version stays readable through hundreds of
+  updates; without refreshes it does not (the control that shows the test bites).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from exchange._errors import InvalidVersion
+from exchange.versions import (
+    DEFAULT_REFRESH_BUDGET,
+    VersionPublisher,
+    VersionReader,
+    book_hash,
+    build_book_tree,
+)
+from orderbook_core import DEFAULT_SPEC, CancelOrder, Command, NewOrder, OrderBook, Side, Trade
+from transports import MemoryNetwork, open_transport
+
+pytestmark = pytest.mark.anyio
+
+SPEC = DEFAULT_SPEC
+MID = 1_000_000
+
+
+def big_book(n: int, seed: int) -> OrderBook:
+    """`n` resting orders over 1,000 price levels, with 64-character ids for 1 in 10."""
+    rng = random.Random(seed)
+    book = OrderBook(SPEC)
+    for i in range(n):
+        side = Side.SELL if i % 2 else Side.BUY
+        offset = rng.randrange(1, 500)
+        price = MID + offset if side is Side.SELL else MID - offset
+        client = "C" * 64 if i % 10 == 0 else f"client{i % 97}"
+        order_id = f"{i:064d}" if i % 10 == 0 else f"o{i}"
+        book.apply(NewOrder(i + 1, 1_764_000_000_000 + i, client, order_id, side, price, 1 + i % 9))
+    assert len(book) == n
+    return book
+
+
+def one_order(book: OrderBook, seq: int, rng: random.Random) -> Command:
+    """A random one-order change: a new bid, or the cancel of a random resting order."""
+    if rng.random() < 0.5:
+        return NewOrder(seq, seq, "late", f"l{seq}", Side.BUY, MID - rng.randrange(1, 500), 1)
+    orders = list(book.orders())
+    victim = orders[rng.randrange(len(orders))]
+    return CancelOrder(seq, seq, victim.client_id, victim.order_id)
+
+
+async def test_ten_thousand_orders_publish_read_and_update_cheaply() -> None:
+    book = big_book(10_000, seed=1)
+    network = MemoryNetwork()
+    async with (
+        open_transport("memory", network=network) as worker,
+        open_transport("memory", network=network) as client,
+    ):
+        publisher = VersionPublisher(worker, SPEC)
+        started = time.perf_counter()
+        key = await publisher.publish(book, (), seq=10_000, first=10_001)
+        publish_s = time.perf_counter() - started
+        pages = publisher.last_put_count - 1
+        assert pages == len(build_book_tree(book).pages)
+
+        reader = VersionReader(client, SPEC)  # a client that starts afterwards
+        started = time.perf_counter()
+        version = await reader.fetch(key)
+        fetch_s = time.perf_counter() - started
+        assert version.root.book == book_hash(book) == book_hash(version.book)
+        assert version.book.state_hash() == book.state_hash()
+        assert reader.last_get_count == pages + 1
+
+        rng = random.Random(2)
+        worst_new = worst_gets = 0
+        for seq in range(10_001, 10_021):
+            events = book.apply(one_order(book, seq, rng))
+            key = await publisher.publish(book, events, seq=seq, first=seq)
+            height = publisher.last_height
+            new = publisher.last_put_count - publisher.last_refresh_count
+            # Changed book pages (<= 2 per level, +2 slack for boundary shifts), one
+            # event page, the root; plus at most the refresh budget (this version has
+            # ~1,400 pages, more than the 300-put residency window).
+            assert new <= 2 * height + 4
+            assert publisher.last_refresh_count <= DEFAULT_REFRESH_BUDGET
+            version = await reader.fetch(key)
+            assert reader.last_get_count <= 2 * height + 4
+            assert version.book.state_hash() == book.state_hash()
+            worst_new, worst_gets = max(worst_new, new), max(worst_gets, reader.last_get_count)
+    print(
+        f"\n10,000 orders: {pages} pages, height {height}; first publish {publish_s:.2f} s, "
+        f"cold fetch {fetch_s:.2f} s; one-order update: at most {worst_new} new items "
+        f"(+ <= {DEFAULT_REFRESH_BUDGET} refreshes), at most {worst_gets} gets"
+    )
+
+
+async def test_a_five_thousand_fill_sweep_publishes_and_reads_back() -> None:
+    book = OrderBook(SPEC)
+    for i in range(5_000):
+        book.apply(NewOrder(i + 1, i, f"maker{i % 50}", f"m{i}", Side.SELL, MID + i // 10, 1))
+    network = MemoryNetwork()
+    async with (
+        open_transport("memory", network=network) as worker,
+        open_transport("memory", network=network) as client,
+    ):
+        publisher = VersionPublisher(worker, SPEC)
+        await publisher.publish(book, (), seq=5_000, first=5_001)
+        sweep = book.apply(NewOrder(5_001, 5_001, "taker", "t1", Side.BUY, None, 5_000))
+        assert sum(isinstance(event, Trade) for event in sweep) == 5_000
+        assert len(book) == 0
+        key = await publisher.publish(book, sweep, seq=5_001, first=5_001)
+        assert publisher.last_put_count > 1_000  # the events span many pages
+        version = await VersionReader(client, SPEC).fetch(key)
+    assert version.events == sweep
+    assert version.root.book is None
+    print(f"\n5,000-fill sweep: {publisher.last_put_count} items put")
+
+
+async def _run_updates(refresh_budget: int) -> tuple[str, MemoryNetwork, list[str]]:
+    """Publish a ~2,500-order book, then 450 one-order updates, on a 1000-value DHT.
+
+    Returns the last root, the network, and the problems a fresh client met reading
+    the current version every 150 updates. (Reading touches every page of the version,
+    which moves it up the LRU, so reads must be further apart than 1000 puts for an
+    eviction to show: 150 updates make ~1,300 puts.)
+    """
+    network = MemoryNetwork(max_values=1000)
+    book = big_book(2_500, seed=3)
+    rng = random.Random(4)
+    problems: list[str] = []
+    async with open_transport("memory", network=network) as worker:
+        publisher = VersionPublisher(worker, SPEC, refresh_budget=refresh_budget)
+        key = await publisher.publish(book, (), seq=2_500, first=2_501)
+        assert len(build_book_tree(book).pages) < 500
+        for seq in range(2_501, 2_951):
+            events = book.apply(one_order(book, seq, rng))
+            key = await publisher.publish(book, events, seq=seq, first=seq)
+            if seq % 150 == 0:
+                async with open_transport("memory", network=network) as client:
+                    try:
+                        version = await VersionReader(client, SPEC).fetch(key)
+                    except InvalidVersion as exc:
+                        problems.append(f"seq {seq}: {exc}")
+                    else:
+                        assert version.book.state_hash() == book.state_hash()
+        assert network.dht_size() <= 1000
+    return key, network, problems
+
+
+async def test_the_current_version_stays_resident_in_a_1000_value_dht() -> None:
+    _, _, problems = await _run_updates(DEFAULT_REFRESH_BUDGET)
+    assert problems == []
+
+
+async def test_without_refreshes_the_current_version_is_evicted() -> None:
+    _, _, problems = await _run_updates(refresh_budget=0)
+    assert problems, "expected evictions without refreshes: the residency test is vacuous"
+    assert all("missing page" in problem for problem in problems)
