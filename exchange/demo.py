@@ -219,7 +219,8 @@ def _book_records(book: OrderBook, spec: MarketSpec) -> list[dict[str, Any]]:
 def _text(record: dict[str, Any]) -> str:
     kind = record["event"]
     if kind == "started":
-        return f"dex demo: both workers and {len(record['clients'])} clients, memory transport"
+        clients = len(record["clients"])
+        return f"dex demo: both workers and {clients} clients, memory transport\norders:"
     if kind == "submitted":
         r = record
         if r["op"] == "cancel":
@@ -270,7 +271,6 @@ def run_demo(
             stream.write(text + "\n")
 
     with tempfile.TemporaryDirectory(prefix="dex-demo-") as tmp:
-        heading("orders:")
         try:
             result = anyio.run(
                 lambda: run_demo_async(
