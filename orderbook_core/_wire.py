@@ -96,8 +96,9 @@ def _identifier(value: object, field: str) -> str:
     return value
 
 
-def _decimal(value: object, field: str) -> Decimal:
-    """A positive exact Decimal from a decimal string or a JSON integer."""
+def _decimal(value: object, field: str, *, allow_zero: bool = False) -> Decimal:
+    """A positive (or, with ``allow_zero``, non-negative) exact Decimal from a decimal
+    string or a JSON integer."""
     if isinstance(value, bool):
         raise ValidationError(field, "must be a decimal string or an integer, not a boolean")
     if isinstance(value, float):
@@ -105,7 +106,7 @@ def _decimal(value: object, field: str) -> Decimal:
             field, 'must be a decimal string or an integer, not a JSON float (send "100.5")'
         )
     if isinstance(value, int):
-        if value <= 0:
+        if value < 0 or (value == 0 and not allow_zero):
             raise ValidationError(field, "must be > 0")
         return Decimal(value)
     if not isinstance(value, str):
@@ -114,7 +115,7 @@ def _decimal(value: object, field: str) -> Decimal:
         raise ValidationError(field, f"must be at most {_MAX_NUMBER_LEN} characters")
     if _DECIMAL_RE.fullmatch(value):
         number = Decimal(value)
-        if number <= 0:
+        if number == 0 and not allow_zero:
             raise ValidationError(field, "must be > 0")
         return number
     bare = value.strip().lstrip("+-").lower()
@@ -422,9 +423,7 @@ def _from_wire(kind: str, value: object, field: str, spec: MarketSpec) -> Any:
         except ValueError:
             raise ValidationError(field, f"not a multiple of {spec.tick_size}") from None
     if kind == "amount":
-        if value == "0" or value == 0:  # a maker's remaining may be zero
-            return 0
-        number = _decimal(value, field)
+        number = _decimal(value, field, allow_zero=True)  # a maker's remaining may be 0
         try:
             return spec.amount_to_lots(number)
         except ValueError:
