@@ -1,0 +1,210 @@
+"""exchange.versions, properties (Hypothesis).
+
+* History independence: books with the same content, reached by different histories,
+  have the same page tree, book hash and state hash.
+* Size: every page fits in a DHT value (<= 999 bytes) however long the ids (64
+  characters, the wire's limit) and however large the numbers; pages parse back to
+  exactly the book's orders, and the worst-case event fits in an event page.
+* Parsers: arbitrary text, and arbitrary JSON, given to `decode_root` and `parse_page`
+  give a result or `InvalidVersion`, never another exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exchange._errors import InvalidVersion
+from exchange.versions import (
+    MAX_PAGE_BYTES,
+    TreeBuilder,
+    book_hash,
+    build_book_tree,
+    build_event_pages,
+    decode_root,
+)
+from exchange.versions._pages import BookLeaf, BookNode, parse_page
+from orderbook_core import (
+    DEFAULT_SPEC,
+    CancelOrder,
+    CancelReason,
+    ModifyOrder,
+    NewOrder,
+    OrderBook,
+    OrderCancelled,
+    OrderModified,
+    RestingOrder,
+    Side,
+    Trade,
+)
+from transports import dht_key
+
+SPEC = DEFAULT_SPEC
+MID = 1_000_000
+PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+ID_ALPHABET = string.ascii_letters + string.digits + "_.-"
+ids = st.one_of(
+    st.text(ID_ALPHABET, min_size=64, max_size=64),
+    st.text(ID_ALPHABET, min_size=1, max_size=64),
+)
+
+# One planned order: side, distance from MID in ticks, lots, client, kept at the end?
+planned = st.tuples(
+    st.sampled_from([Side.BUY, Side.SELL]),
+    st.integers(1, 40),
+    st.integers(1, 50),
+    st.sampled_from(["a", "b", "c"]),
+    st.booleans(),
+    st.integers(0, 5),
+)
+
+
+def _price(side: Side, offset: int) -> int:
+    return MID + offset if side is Side.SELL else MID - offset
+
+
+@PROPS
+@given(st.lists(planned, max_size=120))
+def test_equal_content_from_different_histories_has_one_hash(
+    plan: list[tuple[Side, int, int, str, bool, int]],
+) -> None:
+    # History A places only the orders that are kept. History B also places orders
+    # that it cancels later, and places the kept ones bigger, then shrinks them with a
+    # modify (a pure decrease keeps time priority). Sequence numbers are shared, so
+    # the kept orders end up identical, priority included.
+    direct, noisy = OrderBook(SPEC), OrderBook(SPEC)
+    cancels: list[tuple[str, str]] = []
+    shrinks: list[tuple[str, str, int]] = []
+    for seq, (side, offset, lots, client, kept, extra) in enumerate(plan, start=1):
+        order_id = f"o{seq}"
+        price = _price(side, offset)
+        if kept:
+            direct.apply(NewOrder(seq, seq * 10, client, order_id, side, price, lots))
+            noisy.apply(NewOrder(seq, seq * 10, client, order_id, side, price, lots + extra))
+            if extra:
+                shrinks.append((client, order_id, lots))
+        else:
+            noisy.apply(NewOrder(seq, seq * 10, client, order_id, side, price, lots))
+            cancels.append((client, order_id))
+    seq = len(plan)
+    for client, order_id, lots in shrinks:
+        seq += 1
+        noisy.apply(ModifyOrder(seq, seq, client, order_id, None, lots))
+    for client, order_id in cancels:
+        seq += 1
+        noisy.apply(CancelOrder(seq, seq, client, order_id))
+    restored = OrderBook.from_orders(SPEC, direct.orders())
+
+    assert list(noisy.orders()) == list(direct.orders())  # same content, by construction
+    builder = TreeBuilder()  # one memo across books must not matter either
+    trees = [builder.build_book_tree(b) for b in (noisy, direct, restored)]
+    assert trees[0] == trees[1] == trees[2] == build_book_tree(direct)
+    assert book_hash(noisy) == book_hash(direct) == trees[0].root
+    assert noisy.state_hash() == direct.state_hash()
+
+
+@st.composite
+def extreme_books(draw: st.DrawFn) -> OrderBook:
+    """Books of orders with long ids and extreme numbers, uncrossed by construction."""
+    n = draw(st.integers(1, 80))
+    split = draw(st.integers(SPEC.min_ticks + 1, SPEC.max_ticks))
+    orders: list[RestingOrder] = []
+    seen: set[tuple[str, str]] = set()
+    for _ in range(n):
+        client, order_id = draw(ids), draw(ids)
+        if (client, order_id) in seen:
+            continue
+        seen.add((client, order_id))
+        side = draw(st.sampled_from([Side.BUY, Side.SELL]))
+        if side is Side.SELL:
+            price = draw(st.integers(split, SPEC.max_ticks))
+        else:
+            price = draw(st.integers(SPEC.min_ticks, split - 1))
+        remaining = draw(st.integers(1, SPEC.max_lots))
+        seq = draw(st.integers(0, 2**53))
+        ts = draw(st.integers(0, 2**53))
+        orders.append(RestingOrder(client, order_id, side, price, remaining, seq, ts))
+    # Canonical order: asks ascending, bids descending, then priority.
+    orders.sort(key=lambda o: (o.side is Side.BUY, -o.price if o.side is Side.BUY else o.price))
+    return OrderBook.from_orders(SPEC, orders)
+
+
+@PROPS
+@given(extreme_books())
+def test_every_page_fits_a_dht_value_and_parses_back(book: OrderBook) -> None:
+    tree = build_book_tree(book)
+    leaves: dict[str, tuple[RestingOrder, ...]] = {}
+    nodes: dict[str, BookNode] = {}
+    for key, page in tree.pages.items():
+        assert len(page.encode("utf-8")) <= MAX_PAGE_BYTES
+        parsed = parse_page(key, page, SPEC)
+        if isinstance(parsed, BookLeaf):
+            leaves[key] = parsed.orders
+        else:
+            assert isinstance(parsed, BookNode)
+            nodes[key] = parsed
+
+    def walk(key: str) -> list[RestingOrder]:
+        if key in leaves:
+            return list(leaves[key])
+        return [o for child, _ in nodes[key].children for o in walk(child)]
+
+    assert tree.root is not None
+    assert walk(tree.root) == list(book.orders())
+
+
+def test_the_largest_events_fit_an_event_page() -> None:
+    long_a, long_b = "A" * 64, "B" * 64
+    big = SPEC.max_lots
+    events = (
+        Trade(2**53, f"{2**53}.{2**20}", 2**53, SPEC.max_ticks, big, Side.BUY, long_a, long_b,
+              big, long_b, long_a),
+        OrderModified(2**53, long_a, long_b, Side.SELL, SPEC.max_ticks, big, SPEC.max_ticks,
+                      big, False),
+        OrderCancelled(2**53, long_a, long_b, Side.SELL, SPEC.max_ticks, big,
+                       CancelReason.SELF_TRADE),
+    )  # fmt: skip
+    tree = build_event_pages(events * 30, SPEC)
+    assert tree.height >= 2
+    assert all(len(page) <= MAX_PAGE_BYTES for page in tree.pages.values())
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=20,
+)
+
+
+garbage = st.one_of(
+    st.text(max_size=300),
+    json_values.map(json.dumps),
+    st.fixed_dictionaries(
+        {"t": st.sampled_from(["BL", "BN", "EL", "EN", "x"]), "v": st.sampled_from([1, 2])},
+        optional={"o": json_values, "c": json_values, "e": json_values, "h": json_values},
+    ).map(json.dumps),
+    st.fixed_dictionaries(
+        {"format": st.just("dex-book/1")},
+        optional={
+            k: json_values
+            for k in ("market", "seq", "first", "prev", "book", "events", "tick", "lot")
+        },
+    ).map(json.dumps),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(garbage)
+def test_parsers_raise_only_invalid_version(text: str) -> None:
+    with contextlib.suppress(InvalidVersion):
+        decode_root(text)
+    with contextlib.suppress(InvalidVersion):
+        parse_page(dht_key(text), text, SPEC)
+    with pytest.raises(InvalidVersion, match="does not match its hash"):
+        parse_page("0" * 40, text, SPEC)
