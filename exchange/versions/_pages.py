@@ -439,12 +439,6 @@ def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
 def _parse_event(key: str, item: object, spec: MarketSpec) -> Event:
     if not isinstance(item, dict):
         raise _bad(key, "an event is a JSON object")
-    remaining = item.get("makerRemaining")
-    if isinstance(remaining, str) and remaining.strip("0.") == "" and remaining[:1] == "0":
-        # Workaround: orderbook_core's event_to_wire writes a filled maker's remaining
-        # as "0.000" and its event_from_wire accepts only "0" (found by the 5,000-fill
-        # sweep test). Delete this once event_from_wire round-trips it.
-        item = {**item, "makerRemaining": "0"}
     try:
         return event_from_wire(item, spec)
     except (ValueError, TypeError, KeyError) as exc:
