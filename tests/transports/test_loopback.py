@@ -261,3 +261,27 @@ def test_fault_plans_are_checked() -> None:
 def test_loopback_transport_needs_a_loopback_network() -> None:
     with pytest.raises(TypeError, match="LoopbackNetwork"):
         LoopbackTransport(MemoryNetwork())  # type: ignore[arg-type]
+
+
+async def test_same_seed_same_faults_under_concurrency() -> None:
+    async def run(seed: int) -> tuple[list[tuple[str, str | None]], list[str]]:
+        network = LoopbackNetwork(seed, drop=0.3, duplicate=0.3, reorder=0.3)
+        seen: list[tuple[str, str | None]] = []
+        async with LoopbackTransport(network) as client:
+            servers = [LoopbackTransport(network) for _ in range(3)]
+            async with (
+                servers[0],
+                servers[1],
+                servers[2],
+                serving(servers[0], {"svc": Recorder()}),
+                serving(servers[1], {"svc": Recorder()}),
+                serving(servers[2], {"svc": Recorder()}),
+            ):
+                for round_ in range(4):
+                    results = await client.map("svc", round_, timeout=0.1)
+                    seen += sorted((result.peer, result.error) for result in results)
+        return seen, sorted(network.log)
+
+    first = await run(11)
+    assert first == await run(11)
+    assert any(error == "ERR_TIMEOUT" for _, error in first[0])
