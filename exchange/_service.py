@@ -6,8 +6,8 @@ code raises what it means:
 - `Refused(code, detail)` for a refusal the protocol defines (``ERR_SEQ_GAP``,
   ``ERR_BAD_REQUEST``, ``ERR_UNAVAILABLE``, ...);
 - `orderbook_core.ValidationError` from the core's wire validator (``ERR_VALIDATION``);
-- `transports.TransportError` when a dependency on the network failed
-  (``ERR_UNAVAILABLE``: the caller retries);
+- `transports.TransportError` when a dependency on the network failed, and
+  `sqlite3.OperationalError` when the disk did (``ERR_UNAVAILABLE``: the caller retries);
 
 and anything else is a bug: it is logged with its traceback and answered with
 ``ERR_INTERNAL``, never swallowed into a success. Business outcomes (a rejected order) are
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 
 from exchange._errors import (
@@ -61,6 +62,9 @@ def error_string(exc: Exception) -> str:
         return error_reply(ERR_UNAVAILABLE, f"upstream refused: {exc.message}")
     if isinstance(exc, TransportError):
         return error_reply(ERR_UNAVAILABLE, f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, sqlite3.OperationalError):
+        # Disk full, database locked, I/O error: nothing was stored; a retry may work.
+        return error_reply(ERR_UNAVAILABLE, f"storage: {exc}")
     if isinstance(exc, ExchangeError):
         return error_reply(ERR_BAD_REQUEST, str(exc))
     return error_reply(ERR_INTERNAL, type(exc).__name__)

@@ -147,7 +147,8 @@ class ProcessWorker:
                 raise self._failure
         finally:
             self._store = None
-            await anyio.to_thread.run_sync(store.close)
+            with anyio.CancelScope(shield=True):  # we are usually here because of a cancel
+                await anyio.to_thread.run_sync(store.close)
 
     def _restore(self) -> tuple[Event, ...]:
         """Rebuild the book by replaying every recorded command (blocking).
