@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import string
 
@@ -67,6 +68,13 @@ planned = st.tuples(
 
 def _price(side: Side, offset: int) -> int:
     return MID + offset if side is Side.SELL else MID - offset
+
+
+def _plain_book(plan: list[tuple[Side, int, int, str, bool, int]]) -> OrderBook:
+    book = OrderBook(SPEC)
+    for seq, (side, offset, lots, client, _, _) in enumerate(plan, start=1):
+        book.apply(NewOrder(seq, seq, client, f"o{seq}", side, _price(side, offset), lots))
+    return book
 
 
 @PROPS
@@ -208,3 +216,66 @@ def test_parsers_raise_only_invalid_version(text: str) -> None:
         parse_page(dht_key(text), text, SPEC)
     with pytest.raises(InvalidVersion, match="does not match its hash"):
         parse_page("0" * 40, text, SPEC)
+
+
+# --------------------------------------------------------------------------- the docs
+
+
+def _doc_key(value: str) -> str:
+    data = value.encode("utf-8")
+    return hashlib.sha1(str(len(data)).encode() + b":" + data).hexdigest()
+
+
+def _doc_chunks(entries: list[str], boundary: list[bool], empty_page_len: int) -> list[list[str]]:
+    chunks: list[list[str]] = []
+    chunk: list[str] = []
+    for entry, is_boundary in zip(entries, boundary, strict=True):
+        # The page with the entry added: the empty page, the entries, the commas.
+        if chunk and empty_page_len + sum(map(len, chunk)) + len(chunk) + len(entry) > 999:
+            chunks.append(chunk)
+            chunk = []
+        chunk.append(entry)
+        if is_boundary and len(chunk) >= 2:
+            chunks.append(chunk)
+            chunk = []
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
+def doc_book_hash(orders: list[RestingOrder]) -> str | None:
+    """The book hash computed from docs/protocol.md's "Canonical tree", independently."""
+    if not orders:
+        return None
+    dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+    entries = [
+        dumps(["s" if o.side == "sell" else "b", o.price, o.remaining, o.client_id,
+               o.order_id, o.seq, o.ts])
+        for o in orders
+    ]  # fmt: skip
+    boundary = [
+        hashlib.sha1(dumps([o.client_id, o.order_id, o.seq]).encode()).digest()[0] < 32
+        for o in orders
+    ]
+    level: list[tuple[str, int]] = []
+    for chunk in _doc_chunks(entries, boundary, len('{"o":[],"t":"BL","v":1}')):
+        level.append((_doc_key('{"o":[' + ",".join(chunk) + '],"t":"BL","v":1}'), len(chunk)))
+    height = 1
+    while len(level) > 1:
+        counts = {f'["{key}",{count}]': count for key, count in level}
+        entries = list(counts)
+        boundary = [int(key[:2], 16) < 32 for key, _ in level]
+        tail = f'],"h":{height},"t":"BN","v":1}}'
+        parents = []
+        for chunk in _doc_chunks(entries, boundary, len('{"c":[' + tail)):
+            page = '{"c":[' + ",".join(chunk) + tail
+            parents.append((_doc_key(page), sum(counts[entry] for entry in chunk)))
+        level = parents
+        height += 1
+    return level[0][0]
+
+
+@PROPS
+@given(st.one_of(extreme_books(), st.lists(planned, max_size=300).map(_plain_book)))
+def test_the_documented_algorithm_gives_the_book_hash(book: OrderBook) -> None:
+    assert doc_book_hash(list(book.orders())) == book_hash(book)
