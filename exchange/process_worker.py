@@ -32,7 +32,10 @@ Restart: the worker's SQLite (`exchange._process_state`) holds every applied com
 `run` replays them through the deterministic core, which rebuilds exactly the book it had,
 and resumes at the recorded head. Nothing is applied twice (numbers up to the head are
 answered from the record) and nothing is lost (the submit worker's journal resends
-everything after the head).
+everything after the head). The next version links (``prev``) to the recorded head, so
+the chain of versions is the one an uninterrupted run publishes, hash for hash; and the
+head version is put again in the background, in case the DHT forgot it meanwhile (a
+grape restarted, or evicted it).
 
 A failure to write the record after a successful publish means the disk is failing: the
 worker stops (``run`` raises) rather than go on with memory and disk disagreeing; its
@@ -46,7 +49,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import anyio
 from anyio import TASK_STATUS_IGNORED
@@ -56,7 +59,15 @@ from exchange._errors import ERR_BAD_REQUEST, ERR_SEQ_GAP, ERR_UNAVAILABLE
 from exchange._process_state import AppliedRecord, ProcessStore, canonical_json
 from exchange._service import Refused, service_handler
 from exchange.versions import VersionPublisher
-from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, parse_command
+from orderbook_core import (
+    DEFAULT_SPEC,
+    Event,
+    MarketSpec,
+    OrderBook,
+    decode_book,
+    encode_book,
+    parse_command,
+)
 from transports import JSON, Transport, TransportError
 
 __all__ = ["ProcessWorker"]
@@ -67,6 +78,16 @@ _T = TypeVar("_T")
 
 _MAX_SEQ = 2**53 - 1
 """The largest sequence number we take: every JSON peer (JavaScript too) holds it exactly."""
+
+
+class _Head(NamedTuple):
+    """The restored head: what republishing its version takes."""
+
+    seq: int
+    root: str
+    prev: str | None
+    book: OrderBook
+    events: tuple[Event, ...]
 
 
 class ProcessWorker:
@@ -107,6 +128,8 @@ class ProcessWorker:
         self._failed = anyio.Event()
         self._failure: BaseException | None = None
         self._failing_peers: set[str] = set()
+        self.republished = anyio.Event()
+        """Set once the restored head version was put again (or that failed)."""
         self.broadcasts = 0
         """How many ``orderbook_updated`` maps were sent (for tests and operators)."""
 
@@ -125,13 +148,13 @@ class ProcessWorker:
         store = await anyio.to_thread.run_sync(ProcessStore, self.db_path)
         try:
             self._store = store
-            head_events = await anyio.to_thread.run_sync(self._restore)
-            await self._republish_head(head_events)
+            head = await anyio.to_thread.run_sync(self._restore)
             handlers = {
                 "process_order": service_handler("process_order", self.process, logger=_log),
                 "orderbook_head": service_handler("orderbook_head", self.head, logger=_log),
             }
             async with anyio.create_task_group() as tg:
+                tg.start_soon(self._republish_head, head)
                 port: int = await tg.start(partial(self.transport.serve, handlers, port=self.port))
                 tg.start_soon(self._broadcaster)
                 _log.info(
@@ -150,11 +173,12 @@ class ProcessWorker:
             with anyio.CancelScope(shield=True):  # we are usually here because of a cancel
                 await anyio.to_thread.run_sync(store.close)
 
-    def _restore(self) -> tuple[Event, ...]:
+    def _restore(self) -> _Head | None:
         """Rebuild the book by replaying every recorded command (blocking).
 
         Returns:
-            The events of the head command (empty when nothing was applied).
+            What `_republish_head` needs to put the head version again, or None when
+            nothing was applied yet.
         """
         assert self._store is not None
         book = OrderBook(self.spec)
@@ -172,38 +196,44 @@ class ProcessWorker:
                 prev_root = head.root
             head = record
         self.book = book
-        if head is not None:
-            self.head_seq, self.head_root = head.seq, head.root
-            self.publisher = VersionPublisher(self.transport, self.spec, prev=prev_root)
-        return events
+        if head is None:
+            return None
+        self.head_seq, self.head_root = head.seq, head.root
+        # The next version links to the recorded head, as it would without the restart.
+        self.publisher = VersionPublisher(self.transport, self.spec, prev=head.root)
+        # A private copy: processing may change `self.book` while the head is republished.
+        return _Head(head.seq, head.root, prev_root, decode_book(encode_book(book)), events)
 
-    async def _republish_head(self, events: tuple[Event, ...]) -> None:
-        """Put the head version again, so it is readable even if the DHT forgot it.
+    async def _republish_head(self, head: _Head | None) -> None:
+        """Put the restored head version again, so it is readable even if the DHT forgot it.
 
-        The core and the publisher are deterministic, so this reproduces the recorded
-        root exactly (checked). A failure is logged, not raised: the next command's
-        version is published in full anyway, and a restart must not wait for the DHT.
+        Runs in the background (a restart does not wait for the DHT), with a publisher of
+        its own so it never touches the main publisher's state. The core and the
+        publisher are deterministic, so it reproduces the recorded root exactly; a
+        mismatch or a failure is logged, not raised. Sets `republished` when done: the
+        broadcaster waits for it, so clients are not sent a root whose pages are missing.
         """
-        if self.head_root is None:
-            return
         try:
-            with anyio.fail_after(self.republish_timeout):
-                root = await self.publisher.publish(
-                    self.book, events, seq=self.head_seq, first=self.head_seq
-                )
-        except (TransportError, TimeoutError) as exc:
-            _log.warning("republishing head seq=%d failed: %s", self.head_seq, exc)
-        else:
-            if root != self.head_root:
+            if head is None:
+                return
+            publisher = VersionPublisher(self.transport, self.spec, prev=head.prev)
+            try:
+                with anyio.fail_after(self.republish_timeout):
+                    root = await publisher.publish(
+                        head.book, head.events, seq=head.seq, first=head.seq
+                    )
+            except (TransportError, TimeoutError) as exc:
+                _log.warning("republishing head seq=%d failed: %s", head.seq, exc)
+                return
+            if root != head.root:
                 _log.error(
                     "republished head seq=%d as %s, but %s was recorded (code changed?)",
-                    self.head_seq,
+                    head.seq,
                     root,
-                    self.head_root,
+                    head.root,
                 )
-        # Whatever happened, the next version links to the recorded head.
-        self.publisher.last_root = self.head_root
-        self._notify()
+        finally:
+            self.republished.set()
 
     # ------------------------------------------------------------------ services
 
@@ -295,6 +325,7 @@ class ProcessWorker:
 
     async def _broadcaster(self) -> None:
         """Map the latest root to ``orderbook_updated`` whenever it changes."""
+        await self.republished.wait()
         sent: str | None = None
         while True:
             changed = self._changed  # taken before reading the root: no missed update

@@ -253,13 +253,18 @@ async def test_restart_resumes_from_the_database(tmp_path: Path) -> None:
         assert book_hash(rig.worker.book) == book_hash(replay(COMMANDS))
 
 
-async def test_restart_republishes_the_head_version(tmp_path: Path) -> None:
+async def test_restart_republishes_the_head_version(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     db = tmp_path / "p.db"
     async with running(db) as rig:
         for seq, command in enumerate(COMMANDS[:2], start=1):
             head = await rig.process(seq, command)
     fresh = MemoryNetwork()  # a DHT that forgot everything, as after a grape restart
     async with running(db, fresh) as rig:
+        with anyio.fail_after(5):
+            await rig.worker.republished.wait()
+        assert "republished head" not in caplog.text  # the same root, as recorded
         version = await VersionReader(rig.client, DEFAULT_SPEC).fetch(head["root"])
         assert version.root.seq == 2
         assert version.book.state_hash() == rig.worker.book.state_hash()
