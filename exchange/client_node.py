@@ -55,6 +55,7 @@ from transports import (
     ServiceError,
     Transport,
     TransportError,
+    open_transport,
 )
 
 __all__ = [
@@ -197,11 +198,17 @@ class ClientNode:
         Raises:
             transports.TransportError: cannot serve (e.g. the grape is unreachable).
         """
-        async with anyio.create_task_group() as tg:
-            await tg.start(self.replica.run)
-            await tg.start(partial(self.transport.serve, {ORDERBOOK_UPDATED: self.on_updated}))
-            tg.start_soon(self._poll_head)
-            task_status.started()
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.replica.run)
+                handlers = {ORDERBOOK_UPDATED: self.on_updated}
+                await tg.start(partial(self.transport.serve, handlers))
+                tg.start_soon(self._poll_head)
+                task_status.started()
+        except BaseExceptionGroup as group:
+            # One failure (the usual case: serve could not announce) is raised as itself,
+            # so callers can catch TransportError without unpacking groups.
+            raise _single(group) from None
 
     async def on_updated(self, payload: JSON) -> JSON:
         """The `orderbook_updated` handler: record the hash, reply null at once.
@@ -411,6 +418,14 @@ class ClientNode:
         self._emit({"event": "warning", "message": message})
 
 
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The only exception inside nested one-member groups, or the group itself."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _parse_head(reply: JSON) -> Head:
     if not isinstance(reply, dict):
         raise ValueError(f"orderbook_head replied {reply!r}, expected {{seq, root}}")
@@ -459,15 +474,16 @@ async def run_client(
             return EXIT_USAGE
     node = ClientNode(transport, args.client_id, spec, emit=emit, head_interval=head_interval)
     deadline = anyio.current_time() + args.timeout
+    startup = min(args.timeout, 15.0)
     async with anyio.create_task_group() as tg:
         try:
-            with anyio.fail_after(min(args.timeout, 15.0)):
+            with anyio.fail_after(startup + 2.0):  # the transport gives up first
                 await tg.start(node.run)
         except (TimeoutError, TransportError) as exc:
-            detail = str(exc) or "timed out"
-            print(
-                f"client: cannot serve through the grape at {args.grape}: {detail}", file=sys.stderr
+            detail = (
+                str(exc) if isinstance(exc, TransportError) else f"no answer in {startup + 2.0} s"
             )
+            print(f"client: cannot serve through grape {args.grape}: {detail}", file=sys.stderr)
             tg.cancel_scope.cancel()
             return EXIT_UNREACHABLE
         emit({"event": "started", "clientId": args.client_id, "grape": args.grape})
@@ -536,10 +552,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
 
     async def amain() -> int:
-        from transports._factory import open_transport
-
         try:
-            transport = open_transport("grenache", grape=args.grape)
+            transport = open_transport(
+                "grenache",
+                grape=args.grape,
+                announce_timeout=min(args.timeout, 10.0),
+                grape_timeout=min(args.timeout, 5.0),
+            )
         except (TransportError, ValueError) as exc:
             print(f"client: cannot use grape {args.grape}: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
