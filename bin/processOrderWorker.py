@@ -45,7 +45,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--grape", help="the grape's HTTP API URL")
     parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite state (default {DEFAULT_DB})")
-    parser.add_argument("--port", type=int, default=0, help="port to serve on (default: free)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="port to serve on (default: a free one). Give a fixed port in production: "
+        "grapes keep a dead worker's address announced, and a restarted worker on the "
+        "same port takes it over",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
     for setting in args.settings:
