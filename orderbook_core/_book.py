@@ -75,11 +75,20 @@ class OrderBook:
         "_bid_heap",
         "_bids",
         "_index",
+        "_max_lots",
+        "_max_ticks",
+        "_min_lots",
+        "_min_ticks",
         "_spec",
     )
 
     def __init__(self, spec: MarketSpec = DEFAULT_SPEC) -> None:
         self._spec = spec
+        # The spec's integer limits, copied here: read on every order (hot path).
+        self._min_ticks = spec.min_ticks
+        self._max_ticks = spec.max_ticks
+        self._min_lots = spec.min_lots
+        self._max_lots = spec.max_lots
         self._bids: dict[int, Level] = {}
         self._asks: dict[int, Level] = {}
         self._bid_heap: list[int] = []  # negated prices
