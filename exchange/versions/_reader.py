@@ -62,15 +62,16 @@ DEFAULT_MAX_PAGES = 200_000
 
 @dataclass(frozen=True, slots=True)
 class Version:
-    """One verified version: its key, its root document, its book and its events.
+    """One verified version: its root document, its book, its events and its key.
 
-    `book` is a fresh `OrderBook` that belongs to the caller.
+    `book` is a fresh `OrderBook` that belongs to the caller; `key` is the root hash
+    the version was fetched by.
     """
 
-    key: str
     root: RootDoc
     book: OrderBook
     events: tuple[Event, ...]
+    key: str
 
 
 class VersionReader:
@@ -155,7 +156,7 @@ class VersionReader:
                 f"(rebuilt {rebuilt}, root says {root.book})"
             )
         events = await self._events(root_hash, root)
-        return Version(root_hash, root, book, events)
+        return Version(root, book, events, root_hash)
 
     async def fetch_events(self, root_hash: str) -> tuple[RootDoc, tuple[Event, ...]]:
         """Fetch and verify a version's root and events only, not its book.
@@ -235,13 +236,15 @@ class VersionReader:
             leaves: list[Page] = []
             for key, expected in level:
                 page = pages[key]
+                if isinstance(page, BookLeaf):
+                    page_height, count = 0, len(page.orders)
+                elif isinstance(page, EventLeaf):
+                    page_height, count = 0, len(page.events)
+                else:
+                    page_height, count = page.height, sum(n for _, n in page.children)
                 if isinstance(page, leaf_type):
-                    page_height = 0
-                    count = len(page[0])
                     leaves.append(page)
                 elif isinstance(page, node_type):
-                    page_height = page.height
-                    count = sum(n for _, n in page.children)
                     children.extend(page.children)
                 else:
                     raise InvalidVersion(f"{what} tree {top}: page {key} is not a {what} page")
