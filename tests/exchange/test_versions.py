@@ -417,6 +417,10 @@ async def test_tampered_page_is_rejected_and_the_replica_kept(network: MemoryNet
         assert replica.book.state_hash() == held  # what the caller holds is untouched
         assert (await reader.fetch(replica.key)).book.state_hash() == held
         del dht.tampered[victim]
+        dht.tampered[key] = root_text()  # a valid root, but not the one under `key`
+        with pytest.raises(InvalidVersion, match="does not match its hash"):
+            await VersionReader(dht, SPEC).fetch(key)  # (`reader` has the root cached)
+        del dht.tampered[key]
         assert (await reader.fetch(key)).book.state_hash() == book.state_hash()
 
 
@@ -553,7 +557,7 @@ async def test_failed_publish_changes_nothing_and_a_retry_republishes(
         dht = FaultyDht(inner)
         publisher = VersionPublisher(dht, SPEC)
         first = await publisher.publish(book, events, seq=600, first=1)
-        assert dht.max_in_flight <= 16
+        assert 1 < dht.max_in_flight <= 16  # concurrent, and bounded
         state = (publisher.last_root, publisher.put_total, publisher.last_put_count)
         more = book.apply(NewOrder(601, 601, "x", "x1", Side.BUY, MID - 3, 1))
         more += book.apply(NewOrder(602, 602, "y", "y1", Side.SELL, MID + 299, 1))
