@@ -1,7 +1,7 @@
 """The `dex` command: `dex replay --db PATH` and `dex demo`.
 
 `dex replay` recomputes the book hash from a submit worker's journal with the core
-alone (see `exchange._replay`): compare it with the ``book`` a client prints in its
+alone (see `exchange.replay`): compare it with the ``book`` a client prints in its
 ``done`` line (same ``seq``) to check a replica. `dex demo` runs the whole exchange in
 one process on the memory transport (see `exchange.demo`).
 
@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from exchange._replay import ReplayError, replay_journal
+    from exchange.replay import ReplayError, replay_journal
 
     if args.upto is not None and args.upto < 0:
         print("dex replay: --upto must be >= 0", file=sys.stderr)

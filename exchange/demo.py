@@ -24,10 +24,10 @@ from typing import Any, TextIO
 
 import anyio
 
-from exchange._replay import ReplayResult, replay_journal
 from exchange.client_node import ClientNode, OrderRefused
 from exchange.journal import Journal
 from exchange.process_worker import ProcessWorker
+from exchange.replay import ReplayResult, replay_journal
 from exchange.submit_worker import SubmitWorker
 from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Side, Trade
 from transports import MemoryNetwork, open_transport

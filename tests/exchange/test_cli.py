@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from exchange._replay import ReplayError, replay_journal
 from exchange.cli import main
 from exchange.journal import Journal
+from exchange.replay import ReplayError, replay_journal
 from exchange.versions import book_hash
 from orderbook_core import DEFAULT_SPEC, OrderBook, Trade, parse_command
 

@@ -15,8 +15,8 @@ import pytest
 
 from exchange._client_args import parse_client_args
 from exchange._client_output import Record
-from exchange._replay import replay_journal
 from exchange.client_node import ClientNode, OrderRefused, new_order_id, run_client
+from exchange.replay import replay_journal
 from exchange.versions import VersionPublisher, book_hash
 from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side
 from transports import JSON, MemoryNetwork, MemoryTransport, RemoteError, ServiceError
