@@ -16,6 +16,7 @@ import hashlib
 import json
 import string
 
+import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,8 @@ from exchange._errors import InvalidVersion
 from exchange.versions import (
     MAX_PAGE_BYTES,
     TreeBuilder,
+    VersionPublisher,
+    VersionReader,
     book_hash,
     build_book_tree,
     build_event_pages,
@@ -34,6 +37,7 @@ from orderbook_core import (
     DEFAULT_SPEC,
     CancelOrder,
     CancelReason,
+    Command,
     ModifyOrder,
     NewOrder,
     OrderBook,
@@ -41,9 +45,10 @@ from orderbook_core import (
     OrderModified,
     RestingOrder,
     Side,
+    TimeInForce,
     Trade,
 )
-from transports import dht_key
+from transports import MemoryNetwork, dht_key, open_transport
 
 SPEC = DEFAULT_SPEC
 MID = 1_000_000
@@ -279,3 +284,62 @@ def doc_book_hash(orders: list[RestingOrder]) -> str | None:
 @given(st.one_of(extreme_books(), st.lists(planned, max_size=300).map(_plain_book)))
 def test_the_documented_algorithm_gives_the_book_hash(book: OrderBook) -> None:
     assert doc_book_hash(list(book.orders())) == book_hash(book)
+
+
+# --------------------------------------------------------------------------- publish/read
+
+# One step: (kind, side, distance from MID, lots, which resting order, tif).
+steps = st.tuples(
+    st.sampled_from(["limit", "limit", "limit", "market", "cancel", "modify"]),
+    st.sampled_from([Side.BUY, Side.SELL]),
+    st.integers(-5, 30),
+    st.integers(1, 30),
+    st.integers(0, 10_000),
+    st.sampled_from(list(TimeInForce)),
+)
+
+
+def _command(
+    book: OrderBook, seq: int, step: tuple[str, Side, int, int, int, TimeInForce]
+) -> Command:
+    kind, side, offset, lots, pick, tif = step
+    resting = list(book.orders())
+    if kind in ("cancel", "modify") and resting:
+        target = resting[pick % len(resting)]
+        if kind == "cancel":
+            return CancelOrder(seq, seq, target.client_id, target.order_id)
+        return ModifyOrder(seq, seq, target.client_id, target.order_id, None, lots)
+    price = None if kind == "market" else _price(side, offset)
+    return NewOrder(seq, seq, f"c{pick % 3}", f"o{seq}", side, price, lots, tif)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(steps, min_size=1, max_size=60))
+def test_every_published_version_reads_back_exactly(
+    plan: list[Step],
+) -> None:
+    async def run() -> None:
+        network = MemoryNetwork()
+        async with (
+            open_transport("memory", network=network) as worker,
+            open_transport("memory", network=network) as client,
+        ):
+            book = OrderBook(SPEC)
+            publisher = VersionPublisher(worker, SPEC)
+            reader = VersionReader(client, SPEC)
+            key = await publisher.publish(book, (), seq=0, first=1)
+            for seq, step in enumerate(plan, start=1):
+                previous = key
+                events = book.apply(_command(book, seq, step))
+                key = await publisher.publish(book, events, seq=seq, first=seq)
+                version = await reader.fetch(key)
+                assert version.root.prev == previous
+                assert version.events == events
+                assert list(version.book.orders()) == list(book.orders())
+                assert version.root.book == book_hash(book)
+                height = publisher.last_height
+                assert publisher.last_put_count <= 2 * height + 4  # small book: no refresh
+            cold = await VersionReader(client, SPEC).fetch(key)
+            assert cold.book.state_hash() == book.state_hash()
+
+    anyio.run(run)
