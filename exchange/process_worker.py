@@ -268,10 +268,19 @@ class ProcessWorker:
                 with self.book.transaction():
                     events = self.book.apply(command)
                     root = await self.publisher.publish(self.book, events, seq=seq, first=seq)
-                    await self._record(AppliedRecord(seq, ts, record_text, root))
+                    # Published: record it even if we are cancelled now, so that memory,
+                    # disk and the publisher's chain (`prev`) move on together.
+                    with anyio.CancelScope(shield=True):
+                        await self._record(AppliedRecord(seq, ts, record_text, root))
             except TransportError as exc:
                 _log.warning("seq=%d not applied: storing the version failed: %s", seq, exc)
                 raise Refused(ERR_UNAVAILABLE, f"storing version {seq} failed: {exc}") from exc
+            except BaseException:
+                # Not applied after all (cancelled mid-publish, or a bug). If the publisher
+                # got as far as the root, its next version would link to this unapplied
+                # one: start a publisher afresh from the real head.
+                self.publisher = VersionPublisher(self.transport, self.spec, prev=self.head_root)
+                raise
             # No checkpoint between the commit above and these lines: memory follows disk.
             self.head_seq, self.head_root = seq, root
             self._notify()

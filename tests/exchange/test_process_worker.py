@@ -285,3 +285,23 @@ async def test_unexpected_failures_become_err_internal(
         assert "unexpected failure" in caplog.text
         assert rig.worker.book.state_hash() == OrderBook(DEFAULT_SPEC).state_hash()
         assert await rig.head() == {"seq": 0, "root": None}
+
+
+async def test_a_cancelled_application_leaves_no_trace(tmp_path: Path) -> None:
+    network = LoopbackNetwork(seed=1)
+    async with running(tmp_path / "p.db", network) as rig:
+        await rig.process(1, COMMANDS[0])
+        before = rig.worker.book.state_hash()
+        network.with_faults(delay=(0.02, 0.02))  # DHT puts now take a while
+        payload = {"seq": 2, "ts": 1_000, "command": COMMANDS[2]}
+        with anyio.move_on_after(0.03):
+            await rig.worker.process(payload)
+            pytest.fail("the publish should have been cancelled")
+        assert rig.worker.book.state_hash() == before
+        assert rig.worker.head_seq == 1
+        network.with_faults(delay=(0.0, 0.0))
+        second = await rig.process(2, COMMANDS[2])
+    # The chain of versions is the one an undisturbed run publishes.
+    async with running(tmp_path / "clean.db") as clean:
+        await clean.process(1, COMMANDS[0])
+        assert await clean.process(2, COMMANDS[2]) == second
