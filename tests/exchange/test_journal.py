@@ -59,7 +59,9 @@ def test_entries_survive_reopening(tmp_path: Path) -> None:
 
 def test_journal_uses_wal_and_full_sync(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
-    Journal(path).close()
+    with Journal(path) as journal:
+        # synchronous is per connection: ask the journal's own (2 = FULL).
+        assert journal._db.execute("PRAGMA synchronous").fetchone()[0] == 2
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
