@@ -299,9 +299,10 @@ steps = st.tuples(
 )
 
 
-def _command(
-    book: OrderBook, seq: int, step: tuple[str, Side, int, int, int, TimeInForce]
-) -> Command:
+Step = tuple[str, Side, int, int, int, TimeInForce]
+
+
+def _command(book: OrderBook, seq: int, step: Step) -> Command:
     kind, side, offset, lots, pick, tif = step
     resting = list(book.orders())
     if kind in ("cancel", "modify") and resting:
