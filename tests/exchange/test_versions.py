@@ -6,9 +6,11 @@ test_versions_props.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -602,3 +604,56 @@ async def test_a_tiny_cache_still_reads_correctly(network: MemoryNetwork) -> Non
         assert (await reader.fetch(key)).book.state_hash() == book.state_hash()
         assert reader.cached_pages <= 5
         assert (await reader.fetch(key)).events == tuple(events)
+
+
+async def doc_reader(transport: Transport, root_key: str) -> tuple[list[Any], list[Any]]:
+    """A reader written from docs/protocol.md alone: raw JSON, no exchange code.
+
+    Returns the orders as (side, Decimal price, Decimal remaining, clientId, orderId,
+    seq, ts) and the events as JSON objects.
+    """
+
+    async def get(key: str) -> Any:
+        text = await transport.get(key)
+        assert text is not None
+        data = text.encode("utf-8")
+        assert hashlib.sha1(b"%d:" % len(data) + data).hexdigest() == key
+        return json.loads(text)
+
+    async def walk(key: str | None, leaf_field: str) -> list[Any]:
+        if key is None:
+            return []
+        page = await get(key)
+        if "c" not in page:
+            return list(page[leaf_field])
+        return [item for child, _count in page["c"] for item in await walk(child, leaf_field)]
+
+    root = await get(root_key)
+    assert root["format"] == "dex-book/1"
+    tick, lot = Decimal(root["tick"]), Decimal(root["lot"])
+    orders = [
+        (side, price * tick, remaining * lot, client, order, seq, ts)
+        for side, price, remaining, client, order, seq, ts in await walk(root["book"], "o")
+    ]
+    return orders, await walk(root["events"], "e")
+
+
+@pytest.mark.anyio
+async def test_a_reader_written_from_the_docs_reads_a_version(network: MemoryNetwork) -> None:
+    book, events = random_book(600, seed=14)
+    async with open_transport("memory", network=network) as transport:
+        key = await VersionPublisher(transport, SPEC).publish(book, events, seq=600, first=1)
+        orders, wire_events = await doc_reader(transport, key)
+    assert orders == [
+        (
+            "s" if o.side is Side.SELL else "b",
+            SPEC.ticks_to_price(o.price),
+            SPEC.lots_to_amount(o.remaining),
+            o.client_id,
+            o.order_id,
+            o.seq,
+            o.ts,
+        )
+        for o in book.orders()
+    ]
+    assert wire_events == [event_to_wire(event, SPEC) for event in events]
