@@ -205,16 +205,17 @@ class OrderBook:
 
         Asks ascending then bids descending (one side only if ``side`` is given),
         and within a level in time priority (the order that trades first, first).
-        O(n + L log L). Do not mutate the book while iterating.
+        The views are taken when this is called, so the caller may apply commands
+        while iterating. O(n + L log L).
         """
         sides = (_SELL, _BUY) if side is None else (side,)
         make = RestingOrder._make
+        out: list[RestingOrder] = []
         for s in sides:
             book = self._bids if s is _BUY else self._asks
             for price in sorted(book, reverse=s is _BUY):
-                for order in book[price][2]:
-                    if order[4]:
-                        yield make(order)
+                out.extend([make(order) for order in book[price][2] if order[4]])
+        return iter(out)
 
     def get_order(self, client_id: str, order_id: str) -> RestingOrder | None:
         """The resting order with this id, or None (filled, cancelled, unknown). O(1)."""

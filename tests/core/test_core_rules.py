@@ -665,3 +665,14 @@ def test_apply_batch_and_ledger_example() -> None:
     ledger.record(events)
     ledger.check(book.orders())
     assert [type(e) for e in events] == [OrderAccepted, OrderRested, OrderAccepted, Trade]
+
+
+def test_orders_may_be_iterated_while_applying() -> None:
+    book = OrderBook(unit_spec())
+    seq = Seq()
+    for i in range(5):
+        book.apply(seq.new("a", str(i), SELL, 100 + i % 2, 1))
+    for o in book.orders():
+        book.apply(seq.cancel(o.client_id, o.order_id))
+    assert len(book) == 0
+    book._check()
