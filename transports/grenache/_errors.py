@@ -8,8 +8,8 @@ runs inside `map_errors()`, which re-raises ``from exc`` so the cause stays visi
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
+from typing import Literal
 
 import anyio
 import h11
@@ -32,11 +32,11 @@ class ConnectFailed(ConnectionFailed):
     """
 
 
+_CLOSED = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
 _REFUSED = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
 
 
-@contextmanager
-def map_errors(what: str, *, connecting: bool = False) -> Iterator[None]:
+class map_errors:  # lower case: it reads like the function it replaced
     """Translate failures inside the block; `what` names the peer/operation in messages.
 
     With ``connecting=True`` the block only opens a connection, so any `OSError` means
@@ -50,22 +50,43 @@ def map_errors(what: str, *, connecting: bool = False) -> Iterator[None]:
       `ConnectFailed`.
     - Other `OSError`, and anyio's broken/closed/end-of-stream errors, become
       `ConnectionFailed`.
+
+    A class rather than a ``@contextmanager`` generator: it wraps every request, and
+    a plain ``__exit__`` costs a fraction of a generator-based one.
     """
-    try:
-        yield
-    except TransportError:
-        raise
-    except TimeoutError as exc:
-        raise RequestTimeout(f"{what}: timed out") from exc
-    except h11.ProtocolError as exc:
-        raise ProtocolError(f"{what}: bad HTTP: {exc}") from exc
-    except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-        raise ConnectionFailed(f"{what}: connection closed") from exc
-    except OSError as exc:
-        detail = _describe(exc)
-        if connecting or isinstance(exc, ConnectionRefusedError) or exc.errno in _REFUSED:
-            raise ConnectFailed(f"{what}: {detail}") from exc
-        raise ConnectionFailed(f"{what}: {detail}") from exc
+
+    __slots__ = ("connecting", "what")
+
+    def __init__(self, what: str, *, connecting: bool = False) -> None:
+        self.what = what
+        self.connecting = connecting
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        if exc is None or isinstance(exc, TransportError) or not isinstance(exc, Exception):
+            return False  # success, ours already, or cancellation / KeyboardInterrupt
+        what = self.what
+        if isinstance(exc, TimeoutError):
+            raise RequestTimeout(f"{what}: timed out") from exc
+        if isinstance(exc, h11.ProtocolError):
+            raise ProtocolError(f"{what}: bad HTTP: {exc}") from exc
+        if isinstance(
+            exc, anyio.EndOfStream | anyio.BrokenResourceError | anyio.ClosedResourceError
+        ):
+            raise ConnectionFailed(f"{what}: connection closed") from exc
+        if isinstance(exc, OSError):
+            detail = _describe(exc)
+            if self.connecting or isinstance(exc, ConnectionRefusedError) or exc.errno in _REFUSED:
+                raise ConnectFailed(f"{what}: {detail}") from exc
+            raise ConnectionFailed(f"{what}: {detail}") from exc
+        return False
 
 
 def _describe(exc: OSError) -> str:

@@ -28,7 +28,8 @@ from transports._exceptions import (
 from transports.grenache._errors import ConnectFailed, map_errors
 from transports.grenache._http import ConnectionPool
 from transports.grenache._link import GrapeLink
-from transports.grenache._server import ServerOptions, serve_connection
+from transports.grenache._server import ServerOptions, Watchdog, serve_connection
+from transports.grenache._stream import listen
 
 __all__ = ["GrenacheTransport"]
 
@@ -149,20 +150,23 @@ class GrenacheTransport(Transport):
         handlers = dict(handlers)  # a snapshot: later changes to the mapping are ignored
         options = self._server_options
         with map_errors(f"listen on {self._host}:{port}"):
-            listener = await anyio.create_tcp_listener(local_host=self._host, local_port=port)
+            listener = await listen(self._host, port)
 
-        async def handle(stream: anyio.abc.SocketStream) -> None:
+        watchdog = Watchdog(tick=max(0.01, min(0.1, options.read_timeout / 5)))
+
+        async def handle(stream: anyio.abc.ByteStream) -> None:
             try:
-                await serve_connection(stream, handlers, options)
+                await serve_connection(stream, handlers, options, watchdog)
             except Exception:  # a bug must not take the whole server down
                 log.exception("peer connection failed")
 
         try:
             with self._until_closed():
                 async with listener:
-                    bound = listener.extra(anyio.abc.SocketAttribute.local_port)
+                    bound = listener.port
                     await self._first_announce(list(handlers), bound)
                     async with anyio.create_task_group() as tg:
+                        tg.start_soon(watchdog.run)
                         tg.start_soon(listener.serve, handle)
                         task_status.started(bound)
                         await self._reannounce(list(handlers), bound)
@@ -236,10 +240,19 @@ class GrenacheTransport(Transport):
         same deadline.
         """
         _check_timeout(timeout)
-        result: JSON = None
-        with self._until_closed(), map_errors(f"request {name!r}"), anyio.fail_after(timeout):
-            result = await self._request(name, payload)
-        return result
+        self._check_open()
+        # One cancel scope serves as both the deadline and the hook aclose() cancels
+        # (a scope per request is a measurable cost; two would be twice that).
+        scope = anyio.CancelScope(deadline=anyio.current_time() + timeout)
+        self._active.add(scope)
+        try:
+            with scope, map_errors(f"request {name!r}"):
+                return await self._request(name, payload)
+        finally:
+            self._active.discard(scope)
+        if self._closed:
+            raise TransportClosed("the Grenache transport was closed during the call")
+        raise RequestTimeout(f"request {name!r}: no reply within {timeout} s")
 
     async def _request(self, name: str, payload: JSON) -> JSON:
         peers = await self._lookup(name)

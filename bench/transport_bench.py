@@ -1,0 +1,267 @@
+"""Transport benchmark: Grenache RPC round trips and DHT put/get over loopback.
+
+Starts two real grapes, then measures, each for `--duration` seconds after a warm-up,
+with `--concurrency` requests in flight over keep-alive connections:
+
+- ``py_py``: Python client (GrenacheTransport) -> Python server (GrenacheTransport)
+- ``node_py``: Node client (grenache-nodejs-http PeerRPCClient) -> Python server
+- ``node_node``: Node client -> Node server (PeerRPCServer): the reference
+- ``py_node``: Python client -> Node server
+- ``put``/``get``: Python `put`/`get` per second through the grapes (same concurrency)
+
+Every client and every server is its own OS process (the Python server is this script
+with ``--serve``), so a client and its server never share an event loop. Clients look
+the service up through one grape, servers announce through the other.
+
+Usage::
+
+    .venv/bin/python bench/transport_bench.py [--duration 5] [--concurrency 16] [--json]
+
+With ``--json`` the last line of output is one JSON object with every number
+(``py_py_rps``, ``node_py_rps``, ``node_node_rps``, ``py_py_p99_ms``, ``put_per_s``,
+``get_per_s``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from support.grapes import running_grapes  # noqa: E402
+from support.node import NODE_SCRIPTS, node_env, require_node  # noqa: E402
+from support.ports import free_port  # noqa: E402
+
+from transports import JSON  # noqa: E402
+from transports.grenache import GrenacheTransport  # noqa: E402
+
+
+def percentile(sorted_ms: list[float], q: float) -> float:
+    if not sorted_ms:
+        return float("nan")
+    return sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))]
+
+
+async def closed_loop(
+    call: Callable[[int], Awaitable[object]], *, concurrency: int, warmup: float, duration: float
+) -> dict[str, float]:
+    """Keep `concurrency` calls in flight; measure the calls that start after `warmup`."""
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+    measure_from = start + warmup
+    end = measure_from + duration
+    counter = 0
+
+    async def worker() -> None:
+        nonlocal errors, counter
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                return
+            counter += 1
+            try:
+                await call(counter)
+            except Exception:
+                errors += 1
+                continue
+            if t0 >= measure_from:
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(worker)
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "rps": len(latencies) / duration,
+        "p50_ms": percentile(latencies, 0.5),
+        "p99_ms": percentile(latencies, 0.99),
+        "errors": errors,
+    }
+
+
+# -- the Python server process --------------------------------------------------------
+
+
+async def _echo(payload: JSON) -> JSON:
+    return {"echo": payload}
+
+
+async def serve_forever(grape: str, name: str) -> None:
+    async with GrenacheTransport(grape) as transport, anyio.create_task_group() as tg:
+        port = await tg.start(partial(transport.serve, {name: _echo}))
+        print(json.dumps({"ready": True, "port": port}), flush=True)
+
+
+@contextmanager
+def process(cmd: list[str], *, env: dict[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """Start a server process; yield its ready line; stop it by PID."""
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            try:
+                ready = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(ready, dict) and ready.get("ready"):
+                break
+        else:
+            raise RuntimeError(f"{cmd} exited before it was ready")
+        yield ready
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def node_bench(grape: str, name: str, args: argparse.Namespace) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            require_node(),
+            str(NODE_SCRIPTS / "bench_client.js"),
+            *("--grape", grape, "--name", name),
+            *("--concurrency", str(args.concurrency), "--duration", str(args.duration)),
+            *("--warmup", str(args.warmup)),
+        ],
+        cwd=REPO,
+        env=node_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=args.duration + args.warmup + 60,
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+async def py_bench(grape: str, name: str, args: argparse.Namespace) -> dict[str, float]:
+    async with GrenacheTransport(grape) as client:
+
+        async def call(i: int) -> object:
+            return await client.request(name, {"bench": True, "n": 1})
+
+        return await closed_loop(
+            call, concurrency=args.concurrency, warmup=args.warmup, duration=args.duration
+        )
+
+
+async def dht_bench(grape: str, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    run = uuid.uuid4().hex[:8]
+    keys: list[str] = []
+    async with GrenacheTransport(grape) as client:
+
+        async def put(i: int) -> object:
+            key = await client.put(f"bench {run} {i}")
+            keys.append(key)
+            return key
+
+        puts = await closed_loop(
+            put, concurrency=args.concurrency, warmup=args.warmup, duration=args.duration
+        )
+        # Read back what was just stored (each grape keeps at most 1000 values).
+        recent = keys[-900:]
+
+        async def get(i: int) -> object:
+            value = await client.get(recent[i % len(recent)])
+            if value is None:
+                raise LookupError("missing")
+            return value
+
+        gets = await closed_loop(
+            get, concurrency=args.concurrency, warmup=args.warmup, duration=args.duration
+        )
+    return {"put": puts, "get": gets}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per case")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument("--serve", nargs=2, metavar=("GRAPE", "NAME"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        anyio.run(serve_forever, *args.serve)
+        return
+
+    results: dict[str, Any] = {"concurrency": args.concurrency, "duration_s": args.duration}
+    with running_grapes(2) as grapes:
+        server_grape, client_grape = grapes[0].url, grapes[1].url
+        py_name = f"bench-py-{uuid.uuid4().hex[:8]}"
+        node_name = f"bench-node-{uuid.uuid4().hex[:8]}"
+        py_server = [sys.executable, __file__, "--serve", server_grape, py_name]
+        node_server = [
+            require_node(),
+            str(NODE_SCRIPTS / "rpc_server.js"),
+            *("--grape", server_grape, "--name", node_name, "--port", str(free_port())),
+        ]
+        with process(py_server):
+            time.sleep(0.5)  # let the announce reach the other grape
+            cases = {
+                "py_py": lambda: anyio.run(py_bench, client_grape, py_name, args),
+                "node_py": lambda: node_bench(client_grape, py_name, args),
+            }
+            for case, run in cases.items():
+                results[case] = run()
+                print(f"{case:10s} {format_case(results[case])}", flush=True)
+        with process(node_server, env=node_env()):
+            time.sleep(0.5)
+            cases = {
+                "node_node": lambda: node_bench(client_grape, node_name, args),
+                "py_node": lambda: anyio.run(py_bench, client_grape, node_name, args),
+            }
+            for case, run in cases.items():
+                results[case] = run()
+                print(f"{case:10s} {format_case(results[case])}", flush=True)
+        dht = anyio.run(dht_bench, client_grape, args)
+        for case in ("put", "get"):
+            results[case] = dht[case]
+            print(f"{case:10s} {format_case(dht[case])}", flush=True)
+
+    flat: dict[str, Any] = {"concurrency": args.concurrency, "duration_s": args.duration}
+    for case in ("py_py", "node_py", "node_node", "py_node"):
+        for field in ("rps", "p50_ms", "p99_ms", "errors"):
+            flat[f"{case}_{field}"] = round(results[case][field], 3)
+    for case in ("put", "get"):
+        flat[f"{case}_per_s"] = round(results[case]["rps"], 1)
+        flat[f"{case}_p99_ms"] = round(results[case]["p99_ms"], 3)
+    if args.json:
+        print(json.dumps(flat))
+
+
+def format_case(r: dict[str, float]) -> str:
+    return (
+        f"{r['rps']:9.0f}/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
+        f"  errors {int(r['errors'])}"
+    )
+
+
+if __name__ == "__main__":
+    main()
