@@ -37,16 +37,12 @@ from orderbook_core import (
     DEFAULT_SPEC,
     Event,
     MarketSpec,
-    OrderAccepted,
     OrderBook,
-    OrderCancelled,
-    OrderModified,
-    OrderRejected,
-    OrderRested,
     RestingOrder,
     Side,
     Trade,
     ValidationError,
+    event_to_wire,
     parse_command,
 )
 from transports import (
@@ -73,6 +69,8 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+_OTHER_SIDE = {Side.BUY: Side.SELL, Side.SELL: Side.BUY}
 
 SUBMIT_ORDER = "submit_order"
 ORDERBOOK_UPDATED = "orderbook_updated"
@@ -156,6 +154,8 @@ class ClientNode:
         head_interval: seconds between `orderbook_head` polls.
         request_timeout: seconds one RPC may take.
         max_walk: how many skipped versions to read back for their events.
+        source: where versions come from (default: the DHT through `transport`, with
+            every hash verified); tests may pass another `DhtVersionSource`.
     """
 
     def __init__(
@@ -184,7 +184,8 @@ class ClientNode:
         )
         self.head = Head(0, None)
         self.fills: list[Trade] = []
-        self.own_events: list[Any] = []
+        self.own_events: list[Event] = []
+        """This client's own events, in sequence order, from the versions it verified."""
         self._shown_orders: list[Record] | None = None
         self._head_ok = True
 
@@ -359,15 +360,20 @@ class ClientNode:
             self._emit({"event": "orders", "seq": update.seq, "orders": orders})
         self._shown_orders = orders
 
-    def _own_record(self, event: Any) -> Record | None:
+    def _own_record(self, event: Event) -> Record | None:
+        """The record to show for `event` if it concerns this client, else None.
+
+        Fields are the core's wire form (`event_to_wire`: camelCase, decimal strings); a
+        trade becomes a ``fill`` seen from this client's side.
+        """
         me = self.client_id
+        wire = event_to_wire(event, self.spec)
         if isinstance(event, Trade):
             if me not in (event.maker_client_id, event.taker_client_id):
                 return None
             self.fills.append(event)
             taker = event.taker_client_id == me
-            taker_side = Side(event.taker_side)
-            side = taker_side if taker else (Side.SELL if taker_side == Side.BUY else Side.BUY)
+            side = event.taker_side if taker else _OTHER_SIDE[event.taker_side]
             return {
                 "event": "fill",
                 "seq": event.seq,
@@ -375,44 +381,13 @@ class ClientNode:
                 "orderId": event.taker_order_id if taker else event.maker_order_id,
                 "role": "taker" if taker else "maker",
                 "side": str(side),
-                "price": self._price(event.price),
-                "amount": self._amount(event.amount),
+                "price": wire["price"],
+                "amount": wire["amount"],
                 "counterparty": event.maker_client_id if taker else event.taker_client_id,
             }
-        if getattr(event, "client_id", None) != me:
+        if wire.pop("clientId") != me:
             return None
-        base: Record = {"seq": event.seq, "orderId": event.order_id}
-        if isinstance(event, OrderAccepted | OrderRested):
-            kind = "accepted" if isinstance(event, OrderAccepted) else "rested"
-            return {
-                "event": kind,
-                **base,
-                "side": str(event.side),
-                "price": self._price(event.price),
-                "amount": self._amount(event.amount),
-            }
-        if isinstance(event, OrderCancelled):
-            return {
-                "event": "cancelled",
-                **base,
-                "side": str(event.side),
-                "price": self._price(event.price),
-                "amount": self._amount(event.amount),
-                "reason": str(event.reason),
-            }
-        if isinstance(event, OrderRejected):
-            return {"event": "rejected", **base, "reason": str(event.reason)}
-        if isinstance(event, OrderModified):
-            return {
-                "event": "modified",
-                **base,
-                "side": str(event.side),
-                "price": self._price(event.price),
-                "amount": self._amount(event.amount),
-                "oldPrice": self._price(event.old_price),
-                "oldAmount": self._amount(event.old_amount),
-            }
-        return None
+        return {"event": wire.pop("type"), **wire}
 
     def _warn(self, message: str) -> None:
         self._emit({"event": "warning", "message": message})
