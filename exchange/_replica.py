@@ -164,8 +164,6 @@ class Replica(Generic[V]):
         self._lock = anyio.Lock()
         self._wakeup = anyio.Event()
         self._changed = anyio.Event()
-        self.highest_notified_seq = 0
-        """The highest sequence number of any root read so far (verified or not yet)."""
 
     @property
     def seq(self) -> int:
@@ -230,7 +228,6 @@ class Replica(Generic[V]):
             except FetchFailed as exc:
                 self._problem(f"ignored root {root_hash}: {exc}")
                 continue
-            self.highest_notified_seq = max(self.highest_notified_seq, root.seq)
             if root.seq > self.seq:
                 candidates.append((root.seq, root_hash))
         # Highest first; fall back to the next one if the best fails to verify.

@@ -153,6 +153,8 @@ class ClientNode:
             default.
         head_interval: seconds between `orderbook_head` polls.
         request_timeout: seconds one RPC may take.
+        fetch_timeout: seconds one version fetch may take (a cold fetch of a big book
+            is many DHT gets).
         max_walk: how many skipped versions to read back for their events.
         source: where versions come from (default: the DHT through `transport`, with
             every hash verified); tests may pass another `DhtVersionSource`.
@@ -167,6 +169,7 @@ class ClientNode:
         emit: Emit | None = None,
         head_interval: float = 1.0,
         request_timeout: float = 5.0,
+        fetch_timeout: float = 30.0,
         max_walk: int = 32,
         source: DhtVersionSource | None = None,
     ) -> None:
@@ -177,7 +180,7 @@ class ClientNode:
         self._head_interval = head_interval
         self._request_timeout = request_timeout
         self.replica: Replica[Version] = Replica(
-            source or DhtVersionSource(transport, spec, timeout=request_timeout),
+            source or DhtVersionSource(transport, spec, timeout=fetch_timeout),
             max_walk=max_walk,
             on_update=self._on_update,
             on_problem=self._warn,
