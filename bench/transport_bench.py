@@ -13,9 +13,15 @@ Every client and every server is its own OS process (the Python server is this s
 with ``--serve``), so a client and its server never share an event loop. Clients look
 the service up through one grape, servers announce through the other.
 
+The machine may be shared, so the four RPC cases run in `--rounds` interleaved rounds
+and the median of each number is reported, together with ``cpu_us``: the CPU time of
+client and server together per round trip (from /proc and `process.cpuUsage`), a
+figure that depends much less on the load of the machine than requests per second.
+
 Usage::
 
-    .venv/bin/python bench/transport_bench.py [--duration 5] [--concurrency 16] [--json]
+    .venv/bin/python bench/transport_bench.py [--duration 3] [--rounds 3]
+        [--concurrency 16] [--json]
 
 With ``--json`` the last line of output is one JSON object with every number
 (``py_py_rps``, ``node_py_rps``, ``node_node_rps``, ``py_py_p99_ms``, ``put_per_s``,
@@ -28,6 +34,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -63,13 +70,15 @@ async def closed_loop(
     """Keep `concurrency` calls in flight; measure the calls that start after `warmup`."""
     latencies: list[float] = []
     errors = 0
+    total = 0
+    cpu0 = time.process_time()
     start = time.perf_counter()
     measure_from = start + warmup
     end = measure_from + duration
     counter = 0
 
     async def worker() -> None:
-        nonlocal errors, counter
+        nonlocal errors, counter, total
         while True:
             t0 = time.perf_counter()
             if t0 >= end:
@@ -80,6 +89,7 @@ async def closed_loop(
             except Exception:
                 errors += 1
                 continue
+            total += 1
             if t0 >= measure_from:
                 latencies.append((time.perf_counter() - t0) * 1000)
 
@@ -93,6 +103,8 @@ async def closed_loop(
         "p50_ms": percentile(latencies, 0.5),
         "p99_ms": percentile(latencies, 0.99),
         "errors": errors,
+        "total": total,
+        "cpu_s": time.process_time() - cpu0,
     }
 
 
@@ -126,7 +138,7 @@ def process(cmd: list[str], *, env: dict[str, str] | None = None) -> Iterator[di
                 break
         else:
             raise RuntimeError(f"{cmd} exited before it was ready")
-        yield ready
+        yield {**ready, "pid": proc.pid}
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)
@@ -200,7 +212,8 @@ async def dht_bench(grape: str, args: argparse.Namespace) -> dict[str, dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds measured per case")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds measured per run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of all cases")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
@@ -211,7 +224,6 @@ def main() -> None:
         anyio.run(serve_forever, *args.serve)
         return
 
-    results: dict[str, Any] = {"concurrency": args.concurrency, "duration_s": args.duration}
     with running_grapes(2) as grapes:
         server_grape, client_grape = grapes[0].url, grapes[1].url
         py_name = f"bench-py-{uuid.uuid4().hex[:8]}"
@@ -222,44 +234,63 @@ def main() -> None:
             str(NODE_SCRIPTS / "rpc_server.js"),
             *("--grape", server_grape, "--name", node_name, "--port", str(free_port())),
         ]
-        with process(py_server):
-            time.sleep(0.5)  # let the announce reach the other grape
-            cases = {
-                "py_py": lambda: anyio.run(py_bench, client_grape, py_name, args),
-                "node_py": lambda: node_bench(client_grape, py_name, args),
+        with process(py_server) as py_srv, process(node_server, env=node_env()) as node_srv:
+            time.sleep(0.5)  # let the announces reach the other grape
+            cases: dict[str, tuple[Callable[[], dict[str, float]], int]] = {
+                "py_py": (lambda: anyio.run(py_bench, client_grape, py_name, args), py_srv["pid"]),
+                "node_node": (lambda: node_bench(client_grape, node_name, args), node_srv["pid"]),
+                "node_py": (lambda: node_bench(client_grape, py_name, args), py_srv["pid"]),
+                "py_node": (
+                    lambda: anyio.run(py_bench, client_grape, node_name, args),
+                    node_srv["pid"],
+                ),
             }
-            for case, run in cases.items():
-                results[case] = run()
-                print(f"{case:10s} {format_case(results[case])}", flush=True)
-        with process(node_server, env=node_env()):
-            time.sleep(0.5)
-            cases = {
-                "node_node": lambda: node_bench(client_grape, node_name, args),
-                "py_node": lambda: anyio.run(py_bench, client_grape, node_name, args),
-            }
-            for case, run in cases.items():
-                results[case] = run()
-                print(f"{case:10s} {format_case(results[case])}", flush=True)
+            runs: dict[str, list[dict[str, float]]] = {case: [] for case in cases}
+            # Interleaved rounds: the machine is shared, so load drifts; every case sees
+            # every phase of it, and the median is reported.
+            for round_ in range(args.rounds):
+                for case, (run, server_pid) in cases.items():
+                    server_cpu = cpu_seconds(server_pid)
+                    result = run()
+                    server_cpu = cpu_seconds(server_pid) - server_cpu
+                    result["cpu_us"] = (result["cpu_s"] + server_cpu) / result["total"] * 1e6
+                    runs[case].append(result)
+                    print(f"round {round_ + 1} {case:10s} {format_case(result)}", flush=True)
         dht = anyio.run(dht_bench, client_grape, args)
-        for case in ("put", "get"):
-            results[case] = dht[case]
-            print(f"{case:10s} {format_case(dht[case])}", flush=True)
 
-    flat: dict[str, Any] = {"concurrency": args.concurrency, "duration_s": args.duration}
-    for case in ("py_py", "node_py", "node_node", "py_node"):
-        for field in ("rps", "p50_ms", "p99_ms", "errors"):
-            flat[f"{case}_{field}"] = round(results[case][field], 3)
+    flat: dict[str, Any] = {
+        "concurrency": args.concurrency,
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+    }
+    print("median of rounds:")
+    for case, results in runs.items():
+        summary = {
+            field: statistics.median(r[field] for r in results)
+            for field in ("rps", "p50_ms", "p99_ms", "errors", "cpu_us")
+        }
+        print(f"{case:10s} {format_case(summary)}", flush=True)
+        for field, value in summary.items():
+            flat[f"{case}_{field}"] = round(value, 3)
     for case in ("put", "get"):
-        flat[f"{case}_per_s"] = round(results[case]["rps"], 1)
-        flat[f"{case}_p99_ms"] = round(results[case]["p99_ms"], 3)
+        print(f"{case:10s} {format_case(dht[case])}", flush=True)
+        flat[f"{case}_per_s"] = round(dht[case]["rps"], 1)
+        flat[f"{case}_p99_ms"] = round(dht[case]["p99_ms"], 3)
     if args.json:
         print(json.dumps(flat))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process `pid` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def format_case(r: dict[str, float]) -> str:
+    cpu = f"  cpu {r['cpu_us']:6.0f} us/req" if "cpu_us" in r else ""
     return (
         f"{r['rps']:9.0f}/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
-        f"  errors {int(r['errors'])}"
+        f"  errors {int(r['errors'])}{cpu}"
     )
 
 

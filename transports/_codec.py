@@ -110,9 +110,14 @@ def wants_gzip(header_value: bytes | str | None) -> bool:
     return b"gzip" in header_value
 
 
+# One encoder for every call: json.dumps with non-default options builds a new
+# JSONEncoder each time (measured: a few microseconds of every small request).
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+
+
 def _dumps(value: JSON) -> bytes:
     try:
-        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+        text = _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise CodecError("ERR_ENCODE", f"not a JSON value: {exc}") from exc
     return text.encode("ascii")

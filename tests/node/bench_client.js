@@ -4,7 +4,7 @@
 //          [--warmup 1]
 // Keeps `concurrency` requests in flight (keep-alive HTTP agent) for `duration` seconds
 // after `warmup` seconds, then prints {"requests", "seconds", "rps", "p50_ms", "p99_ms",
-// "errors"}.
+// "errors", "total" (requests including the warm-up), "cpu_s" (this process's CPU time)}.
 const { PeerRPCClient } = require('grenache-nodejs-http')
 const Link = require('grenache-nodejs-link')
 const args = require('./_args')(process.argv.slice(2))
@@ -19,6 +19,8 @@ const duration = Number(args.duration || 5) * 1000
 const warmup = Number(args.warmup || 1) * 1000
 const payload = { bench: true, n: 1 }
 
+const cpu0 = process.cpuUsage()
+let total = 0
 const t0 = Date.now()
 const measureFrom = t0 + warmup
 const end = measureFrom + duration
@@ -30,8 +32,12 @@ function worker () {
   const start = process.hrtime.bigint()
   peer.request(args.name, payload, { timeout: 10000 }, (err) => {
     const now = Date.now()
-    if (err) errors++
-    else if (now >= measureFrom) latencies.push(Number(process.hrtime.bigint() - start) / 1e6)
+    if (err) {
+      errors++
+    } else {
+      total++
+      if (now >= measureFrom) latencies.push(Number(process.hrtime.bigint() - start) / 1e6)
+    }
     if (now < end) return worker()
     if (--running === 0) finish()
   })
@@ -47,7 +53,9 @@ function finish () {
     rps: latencies.length / seconds,
     p50_ms: q(0.5),
     p99_ms: q(0.99),
-    errors
+    errors,
+    total,
+    cpu_s: (() => { const c = process.cpuUsage(cpu0); return (c.user + c.system) / 1e6 })()
   }) + '\n')
   peer.stop()
   link.stop()

@@ -144,6 +144,7 @@ class ConnectionPool:
         self._idle_expiry = idle_expiry
         self._max_response = max_response
         self._closed = False
+        self._expired: list[_Connection] = []  # closed by the next release
 
     async def post(
         self,
@@ -167,7 +168,7 @@ class ConnectionPool:
             raise TransportClosed("connection pool is closed")
         where = f"{host}:{port}"
         host_header = where.encode()
-        conn = await self._take_idle(host, port)
+        conn = self._take_idle(host, port)
         if conn is not None:
             try:
                 with map_errors(where):
@@ -194,21 +195,31 @@ class ConnectionPool:
         await self._release(host, port, conn)
         return response
 
-    async def _take_idle(self, host: str, port: int) -> _Connection | None:
+    def _take_idle(self, host: str, port: int) -> _Connection | None:
+        """Pop the most recently used live idle connection (synchronous: hot path)."""
         queue = self._idle.get((host, port))
-        now = time.monotonic()
-        while queue:
-            conn = queue.pop()  # most recently used first
-            if now - conn.idle_since < self._idle_expiry:
-                return conn
-            await self._discard(conn)
+        if not queue:
+            return None
+        conn = queue.pop()
+        if time.monotonic() - conn.idle_since < self._idle_expiry:
+            return conn
+        # The most recent one expired, so all have: close them (without waiting).
+        queue.append(conn)
+        self._expired.extend(queue)
+        queue.clear()
         return None
 
     async def _release(self, host: str, port: int, conn: _Connection) -> None:
+        if self._expired:
+            expired, self._expired = self._expired, []
+            for old in expired:
+                await self._discard(old)
         if self._closed or not conn.reusable:
             await self._discard(conn)
             return
-        queue = self._idle.setdefault((host, port), deque())
+        queue = self._idle.get((host, port))
+        if queue is None:
+            queue = self._idle[(host, port)] = deque()
         if len(queue) >= self._max_idle:
             await self._discard(conn)
             return
@@ -229,6 +240,6 @@ class ConnectionPool:
         """Close every idle connection; later posts raise `TransportClosed`."""
         self._closed = True
         idle, self._idle = self._idle, {}
-        for queue in idle.values():
-            for conn in queue:
-                await self._discard(conn)
+        expired, self._expired = self._expired, []
+        for conn in [*expired, *(c for queue in idle.values() for c in queue)]:
+            await self._discard(conn)

@@ -30,10 +30,11 @@ timeouts fire up to one tick late.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import anyio
 import anyio.abc
@@ -159,23 +160,33 @@ async def _serve(
     options: ServerOptions,
     watched: _Watched,
 ) -> None:
+    clock = _clock()
     while True:
         watched.phase = _IDLE
-        watched.deadline = anyio.current_time() + options.idle_timeout
-        request = await _read_request(conn, stream, options, watched)
+        watched.deadline = clock() + options.idle_timeout
+        request = await _read_request(conn, stream, options, watched, clock)
         if request is None:
             return
         head, body = request
         compressed = wants_gzip(_header(head, COMPRESS_HEADER))
         watched.phase = _HANDLE
-        watched.deadline = anyio.current_time() + options.handler_timeout
+        watched.deadline = clock() + options.handler_timeout
         status, reply = await _dispatch(handlers, options, body, compressed, watched)
         watched.phase = _WRITE
-        watched.deadline = anyio.current_time() + options.read_timeout
+        watched.deadline = clock() + options.read_timeout
         await _respond(conn, stream, status, reply)
         if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
             return
         conn.start_next_cycle()
+
+
+def _clock() -> Callable[[], float]:
+    """anyio's clock, fetched once: on asyncio it is the loop's `time` (anyio's own
+    `current_time()` looks the backend up on every call)."""
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:
+        return anyio.current_time
 
 
 def _header(head: h11.Request, name: bytes) -> bytes | None:
@@ -186,7 +197,11 @@ def _header(head: h11.Request, name: bytes) -> bytes | None:
 
 
 async def _read_request(
-    conn: h11.Connection, stream: anyio.abc.ByteStream, options: ServerOptions, watched: _Watched
+    conn: h11.Connection,
+    stream: anyio.abc.ByteStream,
+    options: ServerOptions,
+    watched: _Watched,
+    clock: Callable[[], float],
 ) -> tuple[h11.Request, bytes] | None:
     """Read one complete request; None when the client closed the connection."""
     head: h11.Request | None = None
@@ -208,7 +223,7 @@ async def _read_request(
                 data = b""
             if watched.phase == _IDLE:
                 watched.phase = _READ
-                watched.deadline = anyio.current_time() + options.read_timeout
+                watched.deadline = clock() + options.read_timeout
             conn.receive_data(data)
         elif isinstance(event, h11.Request):
             head = event

@@ -39,11 +39,21 @@ log = logging.getLogger("transports.grenache")
 _EMPTY_LOOKUP_RETRIES = (0.05, 0.1, 0.2, 0.25)
 
 
+_peer_cache: dict[str, tuple[str, int]] = {}
+
+
 def _split_peer(peer: str) -> tuple[str, int]:
+    """``"host:port"`` -> ``(host, port)``, memoized (it runs on every request)."""
+    address = _peer_cache.get(peer)
+    if address is not None:
+        return address
     host, sep, port = peer.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ProtocolError(f"grape returned a malformed peer address {peer!r}")
-    return host, int(port)
+    if len(_peer_cache) >= 4096:
+        _peer_cache.clear()
+    address = _peer_cache[peer] = (host, int(port))
+    return address
 
 
 def _check_timeout(timeout: float) -> None:
