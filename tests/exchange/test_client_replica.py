@@ -8,6 +8,8 @@ from typing import Any
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exchange._replica import BadRootHash, FetchFailed, Replica, ReplicaUpdate, check_root_hash
 
@@ -302,3 +304,41 @@ async def test_concurrent_syncs_are_serialized() -> None:
             tg.start_soon(sync_after, i)
     assert replica.seq == 4
     assert seen == sorted(seen)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    steps=st.lists(st.tuples(st.integers(0, 15), st.booleans()), min_size=1, max_size=30),
+    broken=st.sets(st.integers(0, 11), max_size=4),
+    walk=st.integers(0, 5),
+)
+def test_property_replica_ends_at_highest_valid_and_never_goes_back(
+    n: int, steps: list[tuple[int, bool]], broken: set[int], walk: int
+) -> None:
+    """Any interleaving of notifications (valid, unknown, broken) and syncs."""
+
+    async def check() -> None:
+        source = FakeSource()
+        hashes = source.chain(n)
+        source.broken = {hashes[i] for i in broken if i < n}
+        replica: Replica[FakeVersion] = Replica(source, max_walk=walk, on_problem=lambda _: None)
+        seen = [0]
+        best = 0
+        for index, sync_now in steps:
+            root_hash = hashes[index] if index < n else h(50_000 + index)
+            replica.notify(root_hash)
+            if index < n and root_hash not in source.broken:
+                best = max(best, index + 1)
+            if sync_now:
+                update = await replica.sync()
+                if update is not None:
+                    assert update.previous_seq == seen[-1]
+                    assert all(seen[-1] < e.seq <= update.seq for e in update.events)
+                seen.append(replica.seq)
+        await replica.sync()
+        seen.append(replica.seq)
+        assert seen == sorted(seen)
+        assert replica.seq == best
+
+    anyio.run(check)
