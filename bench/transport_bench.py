@@ -15,8 +15,9 @@ the service up through one grape, servers announce through the other.
 
 The machine may be shared, so the four RPC cases run in `--rounds` interleaved rounds
 and the median of each number is reported, together with ``cpu_us``: the CPU time of
-client and server together per round trip (from /proc and `process.cpuUsage`), a
-figure that depends much less on the load of the machine than requests per second.
+client and server together per round trip (from /proc and `process.cpuUsage`, split
+into ``client_cpu_us`` and ``server_cpu_us``), a figure that depends much less on the
+load of the machine than requests per second.
 
 Usage::
 
@@ -253,7 +254,9 @@ def main() -> None:
                     server_cpu = cpu_seconds(server_pid)
                     result = run()
                     server_cpu = cpu_seconds(server_pid) - server_cpu
-                    result["cpu_us"] = (result["cpu_s"] + server_cpu) / result["total"] * 1e6
+                    result["client_cpu_us"] = result["cpu_s"] / result["total"] * 1e6
+                    result["server_cpu_us"] = server_cpu / result["total"] * 1e6
+                    result["cpu_us"] = result["client_cpu_us"] + result["server_cpu_us"]
                     runs[case].append(result)
                     print(f"round {round_ + 1} {case:10s} {format_case(result)}", flush=True)
         dht = anyio.run(dht_bench, client_grape, args)
@@ -267,7 +270,15 @@ def main() -> None:
     for case, results in runs.items():
         summary = {
             field: statistics.median(r[field] for r in results)
-            for field in ("rps", "p50_ms", "p99_ms", "errors", "cpu_us")
+            for field in (
+                "rps",
+                "p50_ms",
+                "p99_ms",
+                "errors",
+                "cpu_us",
+                "client_cpu_us",
+                "server_cpu_us",
+            )
         }
         print(f"{case:10s} {format_case(summary)}", flush=True)
         for field, value in summary.items():
@@ -287,7 +298,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def format_case(r: dict[str, float]) -> str:
-    cpu = f"  cpu {r['cpu_us']:6.0f} us/req" if "cpu_us" in r else ""
+    cpu = ""
+    if "cpu_us" in r:
+        cpu = (
+            f"  cpu {r['cpu_us']:4.0f} us/req"
+            f" (client {r['client_cpu_us']:4.0f} + server {r['server_cpu_us']:4.0f})"
+        )
     return (
         f"{r['rps']:9.0f}/s  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms"
         f"  errors {int(r['errors'])}{cpu}"
