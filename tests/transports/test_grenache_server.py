@@ -23,6 +23,7 @@ from support.ports import free_port
 
 from transports import (
     JSON,
+    ConnectionFailed,
     NoPeersError,
     PeerResult,
     ProtocolError,
@@ -355,3 +356,25 @@ async def test_aclose_fails_inflight_calls_and_stops_serving() -> None:
         await anyio.sleep(0.05)
         with pytest.raises(OSError, match=r"connect|refused"):
             await anyio.connect_tcp("127.0.0.1", r.port)
+
+
+async def test_serve_fails_when_the_grape_refuses_every_announce() -> None:
+    async def script(path: str, data: Any) -> bytes:
+        return grape_reply("ERR_GRAPE_ANNOUNCE")
+
+    async with fake_grape(script) as grape, GrenacheTransport(grape.url, announce_timeout=0.5) as t:
+        start = time.monotonic()
+        with pytest.raises(ConnectionFailed, match="ERR_GRAPE_ANNOUNCE"):
+            await t.serve({"x": echo})
+        assert time.monotonic() - start < 2
+
+
+async def test_serve_on_a_closed_transport() -> None:
+    async def script(path: str, data: Any) -> bytes:
+        return grape_reply(1)
+
+    async with fake_grape(script) as grape:
+        t = GrenacheTransport(grape.url)
+        await t.aclose()
+        with pytest.raises(TransportClosed):
+            await t.serve({"x": echo})

@@ -170,6 +170,7 @@ class GrenacheTransport(Transport):
             except Exception:  # a bug must not take the whole server down
                 log.exception("peer connection failed")
 
+        started = False
         try:
             with self._until_closed():
                 async with listener:
@@ -179,9 +180,12 @@ class GrenacheTransport(Transport):
                         tg.start_soon(watchdog.run)
                         tg.start_soon(listener.serve, handle)
                         task_status.started(bound)
+                        started = True
                         await self._reannounce(list(handlers), bound)
         except TransportClosed:
-            return  # aclose() stops serving: a normal end
+            if not started:
+                raise  # closed before it was serving: tg.start() must not hang or lie
+            # aclose() stops serving: a normal end
 
     async def _first_announce(self, names: list[str], port: int) -> None:
         last: Exception | None = None
