@@ -15,11 +15,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from support.grapes import running_grapes
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv").is_dir() else sys.executable
@@ -232,3 +235,20 @@ class Exchange:
     def watch_once(self, client_id: str, *, grape: int = 0) -> ClientRun:
         """A watch-only client with --once: its replica at the head it first saw."""
         return self.run_client([f"clientId={client_id}"], grape=grape)
+
+
+@contextmanager
+def running_exchange(workdir: Path) -> Iterator[Exchange]:
+    """Two fresh grapes and both workers; everything stopped by PID on the way out.
+
+    The grapes are private: service names are fixed and grapes keep dead peers announced
+    for ever, so sharing them with other tests would make these talk to dead workers.
+    """
+    with running_grapes(2) as grapes:
+        exchange = Exchange([g.url for g in grapes], workdir)
+        try:
+            exchange.start_process()
+            exchange.start_submit()
+            yield exchange
+        finally:
+            exchange.close()

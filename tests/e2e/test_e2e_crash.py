@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from support.grapes import running_grapes
 
-from e2e.harness import ClientRun, Exchange, Proc
+from e2e.harness import ClientRun, Exchange, Proc, running_exchange
 from exchange.journal import Journal
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -26,14 +25,8 @@ PRICES = ["99", "100", "101", "100.5", "99.5", "102"]
 
 @pytest.fixture(scope="module")
 def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange]:
-    with running_grapes(2) as grapes:
-        ex = Exchange([g.url for g in grapes], tmp_path_factory.mktemp("crash"))
-        try:
-            ex.start_process()
-            ex.start_submit()
-            yield ex
-        finally:
-            ex.close()
+    with running_exchange(tmp_path_factory.mktemp("crash")) as exchange:
+        yield exchange
 
 
 class Stream:

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import anyio
 import pytest
-from support.grapes import running_grapes
 
-from e2e.harness import ClientRun, Exchange, Proc
+from e2e.harness import ClientRun, Exchange, Proc, running_exchange
 from transports import RemoteError
 from transports.grenache import GrenacheTransport
 
@@ -26,14 +25,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 @pytest.fixture(scope="module")
 def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange]:
-    with running_grapes(2) as grapes:
-        ex = Exchange([g.url for g in grapes], tmp_path_factory.mktemp("runbook"))
-        try:
-            ex.start_process()
-            ex.start_submit()
-            yield ex
-        finally:
-            ex.close()
+    with running_exchange(tmp_path_factory.mktemp("runbook")) as exchange:
+        yield exchange
 
 
 def assert_agrees_with_replay(exchange: Exchange, runs: list[ClientRun]) -> None:
