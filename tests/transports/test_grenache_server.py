@@ -228,6 +228,7 @@ async def test_malformed_bodies_get_an_error_array(body: bytes, status: int, rid
         pytest.param(
             b"GET / HTTP/1.1\r\nhost: x\r\n" + b"a: b\r\n" * 5000 + b"\r\n", id="huge-head"
         ),
+        pytest.param(b"GET / HTTP/1.1\r\nx: " + b"y" * 200_000, id="endless-header"),
     ],
 )
 async def test_bad_http_gets_an_error_status_or_a_close(data: bytes) -> None:

@@ -50,6 +50,7 @@ log = logging.getLogger("transports.grenache.server")
 
 _RECEIVE_SIZE = 65536
 _MAX_HEAD = 16384
+_MAX_HEADERS = 100
 _END = h11.EndOfMessage()
 _ERROR_CODEC = ServerCodec()
 
@@ -227,6 +228,11 @@ async def _read_request(
             conn.receive_data(data)
         elif isinstance(event, h11.Request):
             head = event
+            if len(event.headers) > _MAX_HEADERS:
+                # h11 bounds an *incomplete* head; a complete one read in one chunk
+                # (up to 64 KiB) is bounded here.
+                await _refuse(conn, stream, 431, f"ERR_BAD_HTTP: over {_MAX_HEADERS} headers")
+                raise _Abort
             length = _header(event, b"content-length")
             if length is not None and length.isdigit() and int(length) > options.max_body:
                 await _refuse(conn, stream, 413, _too_large(options))
