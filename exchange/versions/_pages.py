@@ -13,10 +13,13 @@ The tree over the book is a *prolly tree* (content-defined chunking, as in Noms/
 * Level 0 is the book's canonical order sequence (asks ascending by price, then bids
   descending, FIFO within a level: ``OrderBook.orders()``). One entry per order.
 * A level is cut into chunks left to right; a chunk ends after an entry whose
-  *boundary hash* has its first byte below ``BOUNDARY_BYTE_BELOW`` (probability 1/8),
+  *boundary hash* has its first byte below ``BOUNDARY_BYTE_BELOW`` (probability 1/32),
   provided the chunk then has at least two entries; and a chunk is also closed before
   an entry that would push its page over ``MAX_PAGE_BYTES`` (a deterministic forced
-  split). Each chunk becomes one page.
+  split). Each chunk becomes one page. A book leaf groups its orders by side and price
+  (``[side, price, [[remaining, clientId, orderId, seq, ts], ...]]``) and stores an
+  order id ``f"{clientId}-{n}"`` as the integer ``n``: about 45 bytes per order with
+  realistic ids, so a full leaf holds about 20 orders.
 * Level k+1 is the list of ``[key, count]`` of the pages of level k, chunked the same
   way (the boundary hash of an entry is the child's key itself), until one page is
   left: the tree's root. Every chunk but a level's last has two or more entries, so
@@ -25,15 +28,20 @@ The tree over the book is a *prolly tree* (content-defined chunking, as in Noms/
 Why this shape: boundaries depend only on the entries next to them, never on the
 history or the position, so (1) the tree is a pure function of the book's content and
 its root key doubles as a state hash, and (2) inserting, removing or changing one
-order re-chunks only its own neighbourhood: one or two pages per level change, about
-``2 * height + 1`` new pages for a one-order update, and every other page is shared
-with the previous version. An order's boundary hash covers ``[client_id, order_id,
-seq]`` but not its remaining amount, so a partial fill changes exactly one leaf per
-level. The events of a version are not shared between versions, so their pages are
-packed greedily (forced splits only), which needs the fewest pages.
+order re-chunks only its own neighbourhood, from its leaf to the next content-defined
+boundary, and every other page is shared with the previous version.
+
+Density against update cost: boundaries 1 in 32 make most leaves end at a forced split
+(full pages: ~620 items for 10,000 orders, against ~1,320 at 1 in 8), but a forced
+split moves when the bytes before it change, so an update re-chunks up to the next
+boundary: ~6 changed pages on average, a geometric tail (`UPDATE_PAGES_BOUND`). 1 in 64
+would save ~90 more items for a worse tail; 1 in 16 needs ~820. An order's boundary
+hash covers ``[client_id, order_id, seq]`` but not its remaining amount, so a partial
+fill never moves a content-defined boundary. The events of a version are not shared
+between versions, so their pages are packed greedily (forced splits only).
 
 Costs: building is O(n) (one JSON encoding and one sha1 per order, memoised across
-builds by `TreeBuilder`), plus O(n / 8) page encodings and sha1s. Parsing a page is
+builds by `TreeBuilder`), plus O(n / 20) page encodings and sha1s. Parsing a page is
 O(page size). The formats are specified in docs/protocol.md, "Versions in the DHT".
 """
 
@@ -62,6 +70,7 @@ __all__ = [
     "MAX_PAGE_BYTES",
     "MAX_TREE_HEIGHT",
     "PAGE_VERSION",
+    "UPDATE_PAGES_BOUND",
     "BookLeaf",
     "BookNode",
     "EventLeaf",
@@ -78,15 +87,30 @@ __all__ = [
 MAX_PAGE_BYTES = MAX_VALUE_BYTES
 """Every page is at most this many bytes (999): what every grape stores."""
 
-BOUNDARY_BYTE_BELOW = 32
-"""An entry ends a chunk when the first byte of its boundary hash is below this (1/8)."""
+BOUNDARY_BYTE_BELOW = 8
+"""An entry ends a chunk when the first byte of its boundary hash is below this (1/32)."""
 
 MAX_TREE_HEIGHT = 32
 """Deepest tree a reader accepts; each level is at most half the one below, so 32
 levels cover 2**32 orders. Bounds the work a hostile root can ask for."""
 
-PAGE_VERSION = 1
-"""The ``"v"`` of every page; a change of page format changes it."""
+UPDATE_PAGES_BOUND = 24
+"""The book pages a one-order update is expected to change, at most: a statistical
+bound, not an enforced one. Measured on a 10,000-order book (realistic ids, height 4)
+over 3,000 random inserts and cancels: mean 6.1, worst 19. A change re-chunks from its
+leaf up to the next content-defined boundary (1/32 per order), so the tail is
+geometric; the tests assert this bound. See docs/protocol.md, "Canonical tree"."""
+
+PAGE_VERSION = 2
+"""The ``"v"`` of every page; a change of page format changes it. Version 1 had one
+``[side, price, remaining, clientId, orderId, seq, ts]`` per order and 1/8 boundaries;
+version 2 groups a leaf's orders by side and price and stores ``clientId-<n>`` order ids
+as the integer ``n``."""
+
+_MAX_ORDER_NUMBER_DIGITS = 15
+"""An order id ``f"{clientId}-{n}"`` is stored as the integer ``n`` when ``n`` has at
+most 15 digits (below 2**53: exact in every JSON reader) and no leading zero."""
+_MAX_ORDER_NUMBER = 10**_MAX_ORDER_NUMBER_DIGITS
 
 _SEPARATORS = (",", ":")
 
@@ -120,42 +144,49 @@ class PageTree:
 # --------------------------------------------------------------------------- building
 
 
-def _chunk(encodings: Sequence[str], flags: Sequence[bool] | None, overhead: int) -> list[int]:
-    """Cut `encodings` into chunks; return the end index of each chunk.
+def _chunk(
+    first_widths: Sequence[int],
+    next_widths: Sequence[int],
+    flags: Sequence[bool] | None,
+    overhead: int,
+) -> list[int]:
+    """Cut a level into chunks; return the end index of each chunk.
 
-    A page holding entries ``e_i..e_j`` is ``prefix + ",".join(e) + suffix`` with
-    ``len(prefix) + len(suffix) == overhead``. Before adding an entry to a non-empty
-    chunk, close the chunk if the page would exceed `MAX_PAGE_BYTES`; after adding it,
-    close the chunk if the entry's flag is set and the chunk has two or more entries.
-    O(n). Encodings are ASCII, so ``len`` is the byte count.
+    A page of a chunk is ``overhead`` bytes plus the widths of its entries: entry ``i``
+    costs ``first_widths[i]`` as a chunk's first entry and ``next_widths[i]`` after
+    entry ``i - 1`` in the same chunk (commas and, in a book leaf, the price group it
+    opens included). Before adding an entry to a non-empty chunk, close the chunk if
+    the page would exceed `MAX_PAGE_BYTES`; after adding it, close the chunk if the
+    entry's flag is set and the chunk has two or more entries. O(n).
     """
     ends: list[int] = []
     start = 0
     size = overhead
-    for i, enc in enumerate(encodings):
-        width = len(enc)
-        if overhead + width > MAX_PAGE_BYTES:
-            raise ValueError(f"entry of {width} bytes cannot fit in a page: {enc[:80]}...")
+    for i, first in enumerate(first_widths):
+        if overhead + first > MAX_PAGE_BYTES:
+            raise ValueError(f"entry {i} of {first} bytes cannot fit in a page")
         if i > start:
-            if size + 1 + width > MAX_PAGE_BYTES:
+            width = next_widths[i]
+            if size + width > MAX_PAGE_BYTES:
                 ends.append(i)
                 start = i
-                size = overhead + width
+                size = overhead + first
             else:
-                size += 1 + width
+                size += width
         else:
-            size = overhead + width
+            size = overhead + first
         if flags is not None and flags[i] and i > start:
             ends.append(i + 1)
             start = i + 1
             size = overhead
-    if start < len(encodings):
-        ends.append(len(encodings))
+    if start < len(first_widths):
+        ends.append(len(first_widths))
     return ends
 
 
 def _key_is_boundary(key: str) -> bool:
-    """An interior entry ends a chunk when its child's key starts with a byte < 32."""
+    """An interior entry ends a chunk when its child's key starts with a byte below
+    `BOUNDARY_BYTE_BELOW`."""
     return int(key[:2], 16) < BOUNDARY_BYTE_BELOW
 
 
@@ -163,36 +194,43 @@ def _node_page(kind: str, height: int, children: Sequence[str]) -> str:
     return '{"c":[' + ",".join(children) + f'],"h":{height},"t":"{kind}","v":{PAGE_VERSION}}}'
 
 
-def _build(
-    encodings: Sequence[str],
-    flags: Sequence[bool] | None,
-    leaf_kind: str,
-    node_kind: str,
-    leaf_key: str,
-) -> PageTree:
-    """Build the whole tree over one level-0 sequence. O(n)."""
-    if not encodings:
-        return PageTree(None, {}, 0)
-    pages: dict[str, str] = {}
-    prefix = f'{{"{leaf_key}":['
-    suffix = f'],"t":"{leaf_kind}","v":{PAGE_VERSION}}}'
-    # Level 0: leaves. `level` holds (key, count) of the pages just built.
-    level: list[tuple[str, int]] = []
-    start = 0
-    for end in _chunk(encodings, flags, len(prefix) + len(suffix)):
-        page = prefix + ",".join(encodings[start:end]) + suffix
-        key = dht_key(page)
-        pages[key] = page
-        level.append((key, end - start))
-        start = end
+def _leaf_page(kind: str, field_name: str, items: Sequence[str]) -> str:
+    return f'{{"{field_name}":[' + ",".join(items) + f'],"t":"{kind}","v":{PAGE_VERSION}}}'
+
+
+class _Entry(NamedTuple):
+    """A book leaf entry: the order's encoding, its price group, whether it ends a chunk."""
+
+    enc: str
+    group: str  # '"s",1000123' : side and price, as in the group's head
+    boundary: bool
+
+
+def _group_items(entries: Sequence[_Entry]) -> list[str]:
+    """The encoded price groups ``[side,price,[order,...]]`` of consecutive entries."""
+    items: list[str] = []
+    i, n = 0, len(entries)
+    while i < n:
+        group = entries[i].group
+        j = i + 1
+        while j < n and entries[j].group == group:
+            j += 1
+        items.append("[" + group + ",[" + ",".join(e.enc for e in entries[i:j]) + "]]")
+        i = j
+    return items
+
+
+def _build_levels(pages: dict[str, str], level: list[tuple[str, int]], node_kind: str) -> PageTree:
+    """Build the interior levels over `level` (the leaves' ``(key, count)``). O(len)."""
     height = 1
     while len(level) > 1:
         entries = [f'["{key}",{count}]' for key, count in level]
+        widths = [len(entry) for entry in entries]
         overhead = len(_node_page(node_kind, height, []))
         child_flags = [_key_is_boundary(key) for key, _ in level]
         parents: list[tuple[str, int]] = []
         start = 0
-        for end in _chunk(entries, child_flags, overhead):
+        for end in _chunk(widths, [w + 1 for w in widths], child_flags, overhead):
             page = _node_page(node_kind, height, entries[start:end])
             key = dht_key(page)
             pages[key] = page
@@ -207,36 +245,93 @@ def _build(
     return PageTree(level[0][0], pages, height)
 
 
-def _order_entry(order: RestingOrder) -> tuple[str, bool]:
-    """A leaf entry's encoding and whether it ends a chunk. O(1)."""
+def _build_book(entries: Sequence[_Entry]) -> PageTree:
+    """Build the book tree over the canonical order entries. O(n)."""
+    if not entries:
+        return PageTree(None, {}, 0)
+    firsts: list[int] = []
+    nexts: list[int] = []
+    previous = None
+    for entry in entries:
+        # A group costs '[' + group + ',[' + orders + ']]'; orders are comma-separated,
+        # groups too.
+        opened = len(entry.group) + len(entry.enc) + 5
+        firsts.append(opened)
+        nexts.append(len(entry.enc) + 1 if entry.group == previous else opened + 1)
+        previous = entry.group
+    pages: dict[str, str] = {}
+    level: list[tuple[str, int]] = []
+    start = 0
+    overhead = len(_leaf_page(_BOOK_LEAF, "o", []))
+    for end in _chunk(firsts, nexts, [e.boundary for e in entries], overhead):
+        page = _leaf_page(_BOOK_LEAF, "o", _group_items(entries[start:end]))
+        key = dht_key(page)
+        pages[key] = page
+        level.append((key, end - start))
+        start = end
+    return _build_levels(pages, level, _BOOK_NODE)
+
+
+def _build_events(encodings: Sequence[str]) -> PageTree:
+    """Build the event tree: leaves packed greedily (no boundaries). O(n)."""
+    if not encodings:
+        return PageTree(None, {}, 0)
+    widths = [len(enc) for enc in encodings]
+    pages: dict[str, str] = {}
+    level: list[tuple[str, int]] = []
+    start = 0
+    overhead = len(_leaf_page(_EVENT_LEAF, "e", []))
+    for end in _chunk(widths, [w + 1 for w in widths], None, overhead):
+        page = _leaf_page(_EVENT_LEAF, "e", encodings[start:end])
+        key = dht_key(page)
+        pages[key] = page
+        level.append((key, end - start))
+        start = end
+    return _build_levels(pages, level, _EVENT_NODE)
+
+
+def _compact_order_id(client_id: str, order_id: str) -> str | int:
+    """`order_id` as stored: the integer ``n`` when it is ``f"{client_id}-{n}"``."""
+    if order_id.startswith(client_id) and order_id[len(client_id) : len(client_id) + 1] == "-":
+        suffix = order_id[len(client_id) + 1 :]
+        if (
+            0 < len(suffix) <= _MAX_ORDER_NUMBER_DIGITS
+            and suffix.isascii()
+            and suffix.isdigit()
+            and (suffix == "0" or suffix[0] != "0")
+        ):
+            return int(suffix)
+    return order_id
+
+
+def _order_entry(order: RestingOrder) -> _Entry:
+    """A leaf entry's encoding, price group and whether it ends a chunk. O(1)."""
     enc = _dumps(
         [
-            _SIDE_CODE[Side(order.side)],
-            order.price,
             order.remaining,
             order.client_id,
-            order.order_id,
+            _compact_order_id(order.client_id, order.order_id),
             order.seq,
             order.ts,
         ]
     )
+    group = f'"{_SIDE_CODE[Side(order.side)]}",{order.price}'
     digest = hashlib.sha1(
         _dumps([order.client_id, order.order_id, order.seq]).encode("ascii")
     ).digest()
-    return enc, digest[0] < BOUNDARY_BYTE_BELOW
+    return _Entry(enc, group, digest[0] < BOUNDARY_BYTE_BELOW)
 
 
 class TreeBuilder:
     """Builds book trees, remembering each order's encoding from the previous build.
 
     A one-order update then costs one JSON encoding and one sha1 for the order that
-    changed, plus O(n) dictionary look-ups and O(n / 8) page hashes: about 10 ms for a
-    10,000-order book instead of ~60 ms. The memo holds the orders of the last book
-    built only, so its size is bounded by the book's.
+    changed, plus O(n) dictionary look-ups and O(n / 20) page hashes. The memo holds
+    the orders of the last book built only, so its size is bounded by the book's.
     """
 
     def __init__(self) -> None:
-        self._memo: dict[RestingOrder, tuple[str, bool]] = {}
+        self._memo: dict[RestingOrder, _Entry] = {}
 
     def build_book_tree(self, book: OrderBook) -> PageTree:
         """The page tree of `book` (see `build_book_tree`). O(n)."""
@@ -245,18 +340,16 @@ class TreeBuilder:
     def build_from_orders(self, orders: Iterable[RestingOrder]) -> PageTree:
         """The page tree over `orders`, which must be in canonical order. O(n)."""
         old = self._memo
-        memo: dict[RestingOrder, tuple[str, bool]] = {}
-        encodings: list[str] = []
-        flags: list[bool] = []
+        memo: dict[RestingOrder, _Entry] = {}
+        entries: list[_Entry] = []
         for order in orders:
             entry = old.get(order)
             if entry is None:
                 entry = _order_entry(order)
             memo[order] = entry
-            encodings.append(entry[0])
-            flags.append(entry[1])
+            entries.append(entry)
         self._memo = memo
-        return _build(encodings, flags, _BOOK_LEAF, _BOOK_NODE, "o")
+        return _build_book(entries)
 
     def book_hash(self, book: OrderBook) -> str | None:
         """The root key of `book`'s tree, None when the book is empty. O(n)."""
@@ -293,8 +386,7 @@ def build_event_pages(events: Sequence[Event], spec: MarketSpec) -> PageTree:
         ValueError: one event's encoding cannot fit in a page (it cannot happen with ids
             of at most 64 characters).
     """
-    encodings = [_dumps(event_to_wire(event, spec)) for event in events]
-    return _build(encodings, None, _EVENT_LEAF, _EVENT_NODE, "e")
+    return _build_events([_dumps(event_to_wire(event, spec)) for event in events])
 
 
 # --------------------------------------------------------------------------- parsing
@@ -341,22 +433,35 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _parse_order(key: str, item: object) -> RestingOrder:
-    if not (isinstance(item, list) and len(item) == 7):
-        raise _bad(key, "an order is a list of 7 items")
-    side, price, remaining, client_id, order_id, seq, ts = item
+def _parse_group(key: str, item: object) -> list[RestingOrder]:
+    if not (isinstance(item, list) and len(item) == 3):
+        raise _bad(key, "a price group is a list [side, price, orders]")
+    side, price, orders = item
     if side not in _CODE_SIDE:
         raise _bad(key, f"order side must be 's' or 'b', not {side!r}")
-    for name, value in (("price", price), ("remaining", remaining)):
-        if not (_is_int(value) and value > 0):
-            raise _bad(key, f"order {name} must be a positive integer")
+    if not (_is_int(price) and price > 0):
+        raise _bad(key, "order price must be a positive integer")
+    if not (isinstance(orders, list) and orders):
+        raise _bad(key, "a price group has a non-empty list of orders")
+    return [_parse_order(key, _CODE_SIDE[side], price, order) for order in orders]
+
+
+def _parse_order(key: str, side: Side, price: int, item: object) -> RestingOrder:
+    if not (isinstance(item, list) and len(item) == 5):
+        raise _bad(key, "an order is a list of 5 items")
+    remaining, client_id, order_id, seq, ts = item
+    if not (_is_int(remaining) and remaining > 0):
+        raise _bad(key, "order remaining must be a positive integer")
     for name, value in (("seq", seq), ("ts", ts)):
         if not _is_int(value):
             raise _bad(key, f"order {name} must be an integer")
-    for name, value in (("client_id", client_id), ("order_id", order_id)):
-        if not (isinstance(value, str) and value):
-            raise _bad(key, f"order {name} must be a non-empty string")
-    return RestingOrder(client_id, order_id, _CODE_SIDE[side], price, remaining, seq, ts)
+    if not (isinstance(client_id, str) and client_id):
+        raise _bad(key, "order client_id must be a non-empty string")
+    if _is_int(order_id) and 0 <= order_id < _MAX_ORDER_NUMBER:
+        order_id = f"{client_id}-{order_id}"
+    elif not (isinstance(order_id, str) and order_id):
+        raise _bad(key, "order order_id must be a non-empty string or an integer in 0..10**15-1")
+    return RestingOrder(client_id, order_id, side, price, remaining, seq, ts)
 
 
 def _parse_children(key: str, obj: dict[str, Any]) -> tuple[int, tuple[tuple[str, int], ...]]:
@@ -423,8 +528,8 @@ def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
     if kind == _BOOK_LEAF:
         items = obj["o"]
         if not (isinstance(items, list) and items):
-            raise _bad(key, "a leaf has a non-empty list of orders")
-        return BookLeaf(tuple(_parse_order(key, item) for item in items))
+            raise _bad(key, "a leaf has a non-empty list of price groups")
+        return BookLeaf(tuple(order for item in items for order in _parse_group(key, item)))
     if kind == _EVENT_LEAF:
         items = obj["e"]
         if not (isinstance(items, list) and items):

@@ -5,8 +5,9 @@ Theory of operation
 Each `publish` builds the version's page trees (pure, `_pages`), then puts
 
 1. every page of the version that this publisher has not put as part of the previous
-   version: new pages (a one-order update makes about ``2 * height + 1`` of them, the
-   events' pages and none of the unchanged ones);
+   version: new pages (a one-order update makes about 6 of them on a 10,000-order
+   book, at most ``UPDATE_PAGES_BOUND`` in practice, the events' pages and none of the
+   unchanged ones);
 2. *refreshes*: pages shared with the previous version whose last put is more than
    `residency_window` puts ago, oldest first, at most `refresh_budget` of them;
 3. last, the root document, so a reader who sees a root finds its pages.
@@ -20,8 +21,9 @@ publish can cost, so a one-order update stays a handful of puts even on a 10,000
 book. With a version of ``P`` pages, ``d`` new puts per publish and budget ``R``, no
 page of the current version waits more than about ``P * (d + R) / R`` puts between
 refreshes, i.e. the current version stays resident on a 1000-value grape while it has
-up to roughly 700 pages (about 5,000 orders). A bigger book does not fit in the
-challenge's DHT at all (1000 values of 999 bytes); see docs/protocol.md.
+up to roughly 750 pages (about 12,000 orders with realistic ids; a 10,000-order book
+is ~620-650 pages). A much bigger book does not fit in the challenge's DHT at all (1000
+values of 999 bytes); see docs/protocol.md.
 
 Failure: puts run concurrently (a bounded pool, `_bounded.run_bounded`); the first
 `TransportError` cancels the rest and is raised as itself. The publisher's state (what

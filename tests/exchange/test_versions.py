@@ -33,7 +33,13 @@ from exchange.versions import (
     decode_root,
     encode_root,
 )
-from exchange.versions._pages import BookLeaf, BookNode, EventLeaf, parse_page
+from exchange.versions._pages import (
+    UPDATE_PAGES_BOUND,
+    BookLeaf,
+    BookNode,
+    EventLeaf,
+    parse_page,
+)
 from orderbook_core import (
     DEFAULT_SPEC,
     CancelOrder,
@@ -71,9 +77,10 @@ def random_book(n: int, seed: int, *, levels: int = 300) -> tuple[OrderBook, lis
         side = Side.SELL if rng.random() < 0.5 else Side.BUY
         offset = rng.randrange(1, levels)
         price = MID + offset if side is Side.SELL else MID - offset
-        cmd = NewOrder(
-            i + 1, 1_764_000_000_000 + i, f"c{rng.randrange(40)}", f"o{i}", side, price, 7
-        )
+        client = f"c{rng.randrange(40)}"
+        # Half the ids are "<clientId>-<n>", which a leaf stores as the integer n.
+        order_id = f"{client}-{i}" if i % 2 else f"o{i}"
+        cmd = NewOrder(i + 1, 1_764_000_000_000 + i, client, order_id, side, price, 7)
         events.extend(book.apply(cmd))
     assert len(book) == n
     return book, events
@@ -193,8 +200,8 @@ def test_one_order_is_one_leaf() -> None:
     assert tree.height == 1
     assert list(tree.pages) == [tree.root]
     page = tree.pages[tree.root or ""]
-    assert page.startswith('{"o":[[')
-    assert page.endswith('],"t":"BL","v":1}')
+    assert page.startswith('{"o":[["')  # one price group
+    assert page.endswith(']]],"t":"BL","v":2}')
 
 
 @pytest.mark.parametrize("n", [1, 40, 700])
@@ -233,6 +240,46 @@ def test_leaves_in_tree_order_are_the_canonical_order() -> None:
         return out
 
     assert walk(tree.root or "") == list(book.orders())
+
+
+@pytest.mark.parametrize(
+    ("client_id", "order_id", "stored"),
+    [
+        ("client17", "client17-1234", 1234),
+        ("c", "c-0", 0),
+        ("c", "c-" + "9" * 15, 10**15 - 1),
+        ("c", "c-" + "1" * 16, "c-" + "1" * 16),  # 16 digits: may not be below 2**53
+        ("c", "c-007", "c-007"),  # a leading zero would not survive the round trip
+        ("c", "c-", "c-"),
+        ("c", "c--1", "c--1"),
+        ("c", "c-1.5", "c-1.5"),
+        ("c", "c1", "c1"),
+        ("c", "d-1", "d-1"),
+        ("client1", "client17-1", "client17-1"),
+    ],
+)
+def test_order_ids_of_the_form_client_dash_n_are_stored_as_n(
+    client_id: str, order_id: str, stored: str | int
+) -> None:
+    order = RestingOrder(client_id, order_id, Side.SELL, MID, 5, 1, 2)
+    tree = build_book_tree(OrderBook.from_orders(SPEC, [order]))
+    page = tree.pages[tree.root or ""]
+    assert json.loads(page)["o"] == [["s", MID, [[5, client_id, stored, 1, 2]]]]
+    assert parse_page(tree.root or "", page, SPEC) == BookLeaf((order,))
+
+
+def test_a_leaf_groups_orders_by_side_and_price() -> None:
+    orders = [
+        RestingOrder("a", "a-1", Side.SELL, MID + 1, 5, 1, 10),
+        RestingOrder("b", "x", Side.SELL, MID + 1, 6, 2, 11),
+        RestingOrder("a", "a-2", Side.SELL, MID + 2, 7, 3, 12),
+        RestingOrder("c", "c-3", Side.BUY, MID, 8, 4, 13),
+    ]
+    tree = build_book_tree(OrderBook.from_orders(SPEC, orders))
+    assert tree.pages[tree.root or ""] == (
+        '{"o":[["s",1000001,[[5,"a",1,1,10],[6,"b","x",2,11]]],["s",1000002,[[7,"a",2,3,12]]],'
+        '["b",1000000,[[8,"c",3,4,13]]]],"t":"BL","v":2}'
+    )
 
 
 def test_book_hash_is_history_independent_and_content_sensitive() -> None:
@@ -368,7 +415,7 @@ async def test_one_order_update_shares_unchanged_pages(network: MemoryNetwork) -
             else:
                 cmd = NewOrder(seq, seq, "new", f"n{i}", Side.BUY, MID - rng.randrange(1, 300), 3)
             key = await publisher.publish(book, book.apply(cmd), seq=seq, first=seq)
-            bound = 2 * publisher.last_height + 4  # book pages, one event page, the root
+            bound = UPDATE_PAGES_BOUND + 2  # book pages, one event page, the root
             # The first publish (4,500 items) is past the 300-put residency window, so
             # each update also refreshes up to DEFAULT_REFRESH_BUDGET unchanged pages.
             assert publisher.last_refresh_count <= DEFAULT_REFRESH_BUDGET
@@ -427,17 +474,24 @@ async def test_tampered_page_is_rejected_and_the_replica_kept(network: MemoryNet
 
 
 def leaf(*orders: tuple[Any, ...]) -> str:
-    return json.dumps({"o": [list(o) for o in orders], "t": "BL", "v": 1}, separators=(",", ":"))
+    """A book leaf of `orders` given as (side, price, remaining, client, order, seq, ts),
+    consecutive orders of one side and price in one price group."""
+    groups: list[list[Any]] = []
+    for side, price, *rest in orders:
+        if not groups or groups[-1][:2] != [side, price]:
+            groups.append([side, price, []])
+        groups[-1][2].append(rest)
+    return json.dumps({"o": groups, "t": "BL", "v": 2}, separators=(",", ":"))
 
 
 def node(height: int, *children: tuple[str, int], kind: str = "BN") -> str:
-    body = {"c": [list(c) for c in children], "h": height, "t": kind, "v": 1}
+    body = {"c": [list(c) for c in children], "h": height, "t": kind, "v": 2}
     return json.dumps(body, separators=(",", ":"))
 
 
 def event_leaf(seq: int) -> str:
     event = OrderRejected(seq, "c1", "o1", RejectReason.UNKNOWN_ORDER)
-    body = {"e": [event_to_wire(event, SPEC)], "t": "EL", "v": 1}
+    body = {"e": [event_to_wire(event, SPEC)], "t": "EL", "v": 2}
     return json.dumps(body, separators=(",", ":"), sort_keys=True)
 
 
@@ -479,6 +533,8 @@ async def forge(transport: Transport, case: str) -> str:
         book = await put(leaf(ASK, ("s", MID + 2, 5, "c1", "o1", 3, 1)))
     elif case == "float price":
         book = await put(leaf(("s", MID + 0.5, 5, "c1", "o1", 1, 1)))
+    elif case == "order number too big":
+        book = await put(leaf(("s", MID + 1, 5, "c1", 10**15, 1, 1)))
     elif case == "count mismatch":
         book = await put(node(1, (await put(leaf(ASK)), 1), (await put(leaf(BID)), 2)))
     elif case == "height mismatch":
@@ -510,6 +566,7 @@ FORGERIES = [
     "crossed book",
     "duplicate id",
     "float price",
+    "order number too big",
     "count mismatch",
     "height mismatch",
     "not the canonical chunking",
@@ -632,9 +689,12 @@ async def doc_reader(transport: Transport, root_key: str) -> tuple[list[Any], li
     assert root["format"] == "dex-book/1"
     tick, lot = Decimal(root["tick"]), Decimal(root["lot"])
     orders = [
-        (side, price * tick, remaining * lot, client, order, seq, ts)
-        for side, price, remaining, client, order, seq, ts in await walk(root["book"], "o")
-    ]
+        # An integer order id n stands for "<clientId>-<n>".
+        (side, price * tick, remaining * lot, client, f"{client}-{order}"
+         if isinstance(order, int) else order, seq, ts)
+        for side, price, group in await walk(root["book"], "o")
+        for remaining, client, order, seq, ts in group
+    ]  # fmt: skip
     return orders, await walk(root["events"], "e")
 
 
