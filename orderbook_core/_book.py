@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from orderbook_core import _rules
@@ -52,8 +52,13 @@ _heappop = heapq.heappop
 # Internal aliases: an order and a level are plain lists (see the module docstring).
 Order = list[Any]
 Level = list[Any]
-# A snapshot for transactions: the live orders of each side, level by level.
-_Snapshot = tuple[list[tuple[int, list[tuple[Any, ...]]]], list[tuple[int, list[tuple[Any, ...]]]]]
+# Undo log entry for one command: the pre-image of every level it may touch, as
+# (side dict, heap, heap sign, price, level object or None, total, dead, queue object,
+#  the queue's orders, their remaining amounts).
+_LevelImage = tuple[
+    dict[int, Level], list[int], int, int, Level | None, int, int, Any, tuple[Order, ...],
+    tuple[int, ...],
+]  # fmt: skip
 
 
 class OrderBook:
@@ -75,6 +80,7 @@ class OrderBook:
         "_bid_heap",
         "_bids",
         "_index",
+        "_journal",
         "_max_lots",
         "_max_ticks",
         "_min_lots",
@@ -96,6 +102,9 @@ class OrderBook:
         self._best_bid: int | None = None
         self._best_ask: int | None = None
         self._index: dict[tuple[str, str], Order] = {}
+        # The undo log, only while a transaction or batch is open (None otherwise, so
+        # the hot path pays one "is not None" test per command).
+        self._journal: list[list[_LevelImage]] | None = None
 
     # ------------------------------------------------------------------ commands
 
@@ -119,6 +128,8 @@ class OrderBook:
             TypeError: ``cmd`` is not a command, or a price/amount is not an int
                 (a programming error: the wire validator produces ints).
         """
+        if self._journal is not None:
+            self._journal.append(self._preimage(cmd))
         kind = type(cmd)
         if kind is NewOrder:
             return _rules.new_order(self, cmd)  # type: ignore[arg-type]
@@ -135,39 +146,58 @@ class OrderBook:
         the exception propagates. With ``strict=True`` a rejection also aborts the
         batch: the book is restored and the result is that one :class:`OrderRejected`.
 
-        Complexity: O(n) for the snapshot (n resting orders) plus the commands' cost.
+        Complexity: the commands' cost, plus for each command a copy of the levels it
+        may touch (see :meth:`transaction`).
 
         Returns:
             The events of every command, concatenated.
         """
-        snapshot = self._snapshot()
-        events: list[Event] = []
-        try:
+        with self._journaled() as mark:
+            events: list[Event] = []
             for cmd in cmds:
                 out = self.apply(cmd)
                 if strict and type(out[-1]) is OrderRejected:
-                    self._restore(snapshot)
+                    self._rollback(mark)
                     return out
                 events.extend(out)
-        except BaseException:
-            self._restore(snapshot)
-            raise
-        return tuple(events)
+            return tuple(events)
 
-    @contextmanager
-    def transaction(self) -> Iterator[OrderBook]:
+    def transaction(self) -> AbstractContextManager[OrderBook]:
         """A context in which an exception restores the exact prior state.
 
         ``with book.transaction(): ...`` applies commands (and does anything else);
-        if the block raises, the book is put back exactly as it was on entry and the
-        exception propagates. Transactions nest. Complexity: O(n) on entry.
+        if the block raises, the book is put back exactly as it was on entry (same
+        canonical encoding, same hash, same behaviour afterwards) and the exception
+        propagates. Transactions nest; an inner rollback undoes only its own block.
+
+        Complexity: an undo log, not a copy of the book. O(1) on entry; while open,
+        each command first records the levels it may touch (its own level, and the
+        opposite levels it can trade against, up to the one that would complete it),
+        O(orders in those levels + L log L); a rollback costs the same again.
         """
-        snapshot = self._snapshot()
-        try:
+        return self._transaction()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[OrderBook]:
+        with self._journaled():
             yield self
+
+    @contextmanager
+    def _journaled(self) -> Iterator[int]:
+        """Open (or nest in) the undo log; roll back to the mark on an exception."""
+        outermost = self._journal is None
+        if outermost:
+            self._journal = []
+        assert self._journal is not None
+        mark = len(self._journal)
+        try:
+            yield mark
         except BaseException:
-            self._restore(snapshot)
+            self._rollback(mark)
             raise
+        finally:
+            if outermost:
+                self._journal = None
 
     # ------------------------------------------------------------------ queries
 
@@ -372,23 +402,118 @@ class OrderBook:
 
     # ------------------------------------------------------------------ transactions
 
-    def _snapshot(self) -> _Snapshot:
-        """The live orders per level, as tuples (immune to later mutation). O(n)."""
-        return (
-            [(p, [tuple(o) for o in lvl[2] if o[4]]) for p, lvl in self._bids.items()],
-            [(p, [tuple(o) for o in lvl[2] if o[4]]) for p, lvl in self._asks.items()],
-        )
+    def _preimage(self, cmd: Command) -> list[_LevelImage]:
+        """Copy every level ``cmd`` may touch, before it runs (the undo record).
 
-    def _restore(self, snapshot: _Snapshot) -> None:
-        """Rebuild every structure from a snapshot. O(n + L)."""
-        self._bids, self._asks = {}, {}
-        self._bid_heap, self._ask_heap = [], []
-        self._best_bid = self._best_ask = None
-        self._index = {}
-        for side_levels in snapshot:
-            for _price, orders in side_levels:
-                for o in orders:
-                    self._rest(list(o))
+        Which levels a command can touch follows from the rules: a cancel, its order's
+        level; a new order, its own level at its price and the opposite levels it
+        crosses, best first, up to the one where the other clients' lots reach its
+        amount; a modify, the order's old level plus the same as a new order at the
+        new price and amount. Over-approximating is harmless (a copy too many). A
+        malformed command (which apply then refuses with TypeError) may give a
+        meaningless list; nothing is mutated before that TypeError.
+        """
+        touched: list[tuple[bool, Any]] = []
+        kind = type(cmd)
+        if kind is NewOrder:
+            assert isinstance(cmd, NewOrder)
+            if cmd.price is not None:
+                touched.append((cmd.side is _BUY, cmd.price))
+            touched += self._crossing(cmd.side, cmd.price, cmd.amount, cmd.client_id)
+        elif kind is CancelOrder or kind is ModifyOrder:
+            assert isinstance(cmd, CancelOrder | ModifyOrder)
+            order = self._index.get((cmd.client_id, cmd.order_id))
+            if order is not None:
+                buy = order[2] is _BUY
+                touched.append((buy, order[3]))
+                if isinstance(cmd, ModifyOrder):
+                    price = order[3] if cmd.price is None else cmd.price
+                    amount = order[4] if cmd.amount is None else cmd.amount
+                    touched.append((buy, price))
+                    touched += self._crossing(order[2], price, amount, cmd.client_id)
+        images: list[_LevelImage] = []
+        seen: set[tuple[bool, Any]] = set()
+        for buy, price in touched:
+            if (buy, price) in seen:
+                continue
+            seen.add((buy, price))
+            if buy:
+                levels, heap, sign = self._bids, self._bid_heap, -1
+            else:
+                levels, heap, sign = self._asks, self._ask_heap, 1
+            level = levels.get(price)
+            if level is None:
+                images.append((levels, heap, sign, price, None, 0, 0, None, (), ()))
+            else:
+                queue = level[2]
+                orders = tuple(queue)
+                remaining = tuple([o[4] for o in orders])
+                images.append(
+                    (levels, heap, sign, price, level, level[0], level[1], queue, orders, remaining)
+                )
+        return images
+
+    def _crossing(
+        self, side: Side, limit: int | None, amount: int, client_id: str
+    ) -> list[tuple[bool, int]]:
+        """The opposite levels a taker may reach, best first (see :meth:`_preimage`)."""
+        buy = side is _BUY
+        levels = self._asks if buy else self._bids
+        if limit is None:
+            prices = sorted(levels, reverse=not buy)
+        elif buy:
+            prices = sorted(p for p in levels if p <= limit)
+        else:
+            prices = sorted((p for p in levels if p >= limit), reverse=True)
+        out: list[tuple[bool, int]] = []
+        covered = 0
+        for price in prices:
+            out.append((not buy, price))
+            level = levels[price]
+            covered += level[0] - sum(o[4] for o in level[2] if o[0] == client_id)
+            if covered >= amount:
+                break
+        return out
+
+    def _rollback(self, mark: int) -> None:
+        """Undo every journaled command after ``mark``, newest first. Exact."""
+        journal = self._journal
+        assert journal is not None
+        index = self._index
+        while len(journal) > mark:
+            images = journal.pop()
+            # Forget the live orders now in the touched levels; the pre-images below
+            # put back exactly those that were live before.
+            for levels, _heap, _sign, price, *_rest in images:
+                current = levels.get(price)
+                if current is not None:
+                    for o in current[2]:
+                        if o[4]:
+                            del index[(o[0], o[1])]
+            for levels, heap, sign, price, level, total, dead, queue, orders, remaining in images:
+                if level is None:
+                    levels.pop(price, None)
+                    continue
+                queue.clear()
+                queue.extend(orders)
+                for o, left in zip(orders, remaining, strict=True):
+                    o[4] = left
+                    if left:
+                        index[(o[0], o[1])] = o
+                level[0], level[1], level[2] = total, dead, queue
+                levels[price] = level
+                _heappush(heap, sign * price)  # a duplicate entry is harmless (lazy)
+        for levels, heap, sign in (
+            (self._bids, self._bid_heap, -1),
+            (self._asks, self._ask_heap, 1),
+        ):
+            while heap and sign * heap[0] not in levels:
+                _heappop(heap)
+            best = sign * heap[0] if heap else None
+            if sign < 0:
+                self._best_bid = best
+            else:
+                self._best_ask = best
 
     # ------------------------------------------------------------------ checking
 

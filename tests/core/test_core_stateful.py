@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 from decimal import Decimal
 
+import pytest
 from core_support import CORE_PROFILE, Ledger
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -140,29 +141,68 @@ class BookVersusNaive(RuleBasedStateMachine):
         self.book = decode_book(data)
         assert encode_book(self.book) == data
 
-    @rule(n=st.integers(1, 4), data=st.data())
-    def failed_transaction_rolls_back(self, n: int, data: st.DataObject) -> None:
+    def draw_command(self, data: st.DataObject) -> Command:
+        """Any command: new (every kind), cancel or modify, often aimed at a live order."""
+        seq = self.next_seq()
+        live = list(self.naive.orders())
+        kind = data.draw(st.sampled_from(["new", "new", "cancel", "modify"]))
+        if kind != "new" and live and data.draw(st.booleans()):
+            target = data.draw(st.sampled_from(live))
+            client, order_id = target.client_id, target.order_id
+        else:
+            client, order_id = data.draw(CLIENTS), data.draw(ORDER_IDS)
+        if kind == "cancel":
+            return CancelOrder(seq, seq * 10, client, order_id)
+        if kind == "modify":
+            return ModifyOrder(
+                seq, seq * 10, client, order_id, data.draw(OPT_PRICE), data.draw(OPT_AMOUNT)
+            )
+        price = None if data.draw(st.integers(0, 9)) == 0 else data.draw(PRICES)
+        return NewOrder(
+            seq,
+            seq * 10,
+            client,
+            order_id,
+            data.draw(st.sampled_from(Side)),
+            price,
+            data.draw(AMOUNTS),
+            data.draw(st.sampled_from(TimeInForce)),
+            data.draw(st.integers(0, 4)) == 0,
+        )
+
+    def apply_then_fail(self, n: int, nested: bool, data: st.DataObject) -> None:
+        """Apply n commands (the naive twin does not see them) in a transaction; raise."""
+        with self.book.transaction():
+            for _ in range(n):
+                self.book.apply(self.draw_command(data))
+                self.book._check()
+            if nested:
+                # An inner transaction that commits is still undone by the outer one.
+                with self.book.transaction():
+                    self.book.apply(self.draw_command(data))
+            raise Boom
+
+    @rule(n=st.integers(1, 5), nested=st.booleans(), data=st.data())
+    def failed_transaction_rolls_back(self, n: int, nested: bool, data: st.DataObject) -> None:
         before = encode_book(self.book)
         seq_before = self.seq
-        try:
-            with self.book.transaction():
-                for _ in range(n):
-                    seq = self.next_seq()
-                    cmd = NewOrder(
-                        seq,
-                        0,
-                        data.draw(CLIENTS),
-                        data.draw(ORDER_IDS),
-                        data.draw(st.sampled_from(Side)),
-                        data.draw(st.integers(95, 105)),
-                        data.draw(st.integers(1, 10)),
-                    )
-                    self.book.apply(cmd)
-                raise Boom
-        except Boom:
-            pass
+        with pytest.raises(Boom):
+            self.apply_then_fail(n, nested, data)
         self.seq = seq_before
         assert encode_book(self.book) == before
+        self.book._check()
+
+    @rule(n=st.integers(1, 4), data=st.data())
+    def inner_rollback_outer_commit(self, n: int, data: st.DataObject) -> None:
+        with self.book.transaction():
+            self.run(self.draw_command(data))
+            middle = encode_book(self.book)
+            seq_middle = self.seq
+            with pytest.raises(Boom):
+                self.apply_then_fail(n, False, data)
+            self.seq = seq_middle
+            assert encode_book(self.book) == middle
+            self.run(self.draw_command(data))
 
     @rule(
         orders=st.lists(
