@@ -16,7 +16,9 @@ Data structures (why they look like this is in docs/core.md):
   when they outnumber the live ones);
 * each side has a binary heap of its prices (bids negated) with lazy deletion, and the
   best price is cached: the hot path needs only the best price, and ``heapq`` is C;
-* an id index maps ``(client_id, order_id)`` to the live order.
+* an id index maps ``(client_id, order_id)`` to the live order;
+* while a transaction or batch is open, an undo log holds, per command, a pre-image
+  of every level the command may touch (see :meth:`OrderBook._preimage`).
 
 A level exists if and only if its total is positive, and it is then in the heap.
 """
