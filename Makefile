@@ -11,7 +11,6 @@ setup: $(STAMP) $(NODE_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
@@ -29,8 +28,13 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# Test folders are checked one at a time: each has its own conftest.py module.
+TEST_DIRS := tests/core tests/transports tests/exchange tests/e2e tests/support
+
 typecheck: $(STAMP)
 	$(PY) -m mypy
+	$(PY) -m mypy tests/conftest.py
+	for d in $(TEST_DIRS); do $(PY) -m mypy $$d || exit 1; done
 
 check: lint typecheck test
 
