@@ -158,10 +158,7 @@ def _match(
     """
     buy = side is _BUY
     levels = book._asks if buy else book._bids
-    drop = book._drop_ask_level if buy else book._drop_bid_level
     index = book._index
-    stp = book._spec.self_trade
-    maker_side = _SELL if buy else _BUY
     new = _new
     append = events.append
     n = 0
@@ -181,6 +178,8 @@ def _match(
                 level[1] -= 1
                 continue
             if o[0] == client_id:
+                stp = book._spec.self_trade
+                maker_side = _SELL if buy else _BUY
                 if stp is not _CANCEL_TAKER:  # cancel the resting maker
                     queue.popleft()
                     level[0] -= maker_left
@@ -201,7 +200,10 @@ def _match(
                     )
                     remaining = 0
                 if not level[0]:
-                    drop(best)
+                    if buy:
+                        book._drop_ask_level(best)
+                    else:
+                        book._drop_bid_level(best)
                     break
                 continue
             if maker_left > remaining:
@@ -237,7 +239,10 @@ def _match(
                 )
             )
             if not level[0]:
-                drop(best)
+                if buy:
+                    book._drop_ask_level(best)
+                else:
+                    book._drop_bid_level(best)
                 break
     return remaining
 
@@ -325,7 +330,14 @@ def new_order(book: OrderBook, cmd: NewOrder) -> tuple[Event, ...]:
                 new(OrderCancelled, (seq, client_id, order_id, side, price, remaining, _C_IOC))
             )
         else:  # GTC (a FOK never has a remainder here)
-            book._rest([client_id, order_id, side, price, remaining, seq, ts])
+            order = [client_id, order_id, side, price, remaining, seq, ts]
+            level = own_levels.get(price)
+            if level is None:
+                book._rest(order)
+            else:
+                level[0] += remaining
+                level[2].append(order)
+                index[key] = order
             events.append(new(OrderRested, (seq, client_id, order_id, side, price, remaining)))
     return tuple(events)
 
