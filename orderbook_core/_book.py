@@ -127,8 +127,9 @@ class OrderBook:
             The events, in the order they happened.
 
         Raises:
-            TypeError: ``cmd`` is not a command, or a price/amount is not an int
-                (a programming error: the wire validator produces ints).
+            TypeError: ``cmd`` is not a command, a price or amount is not an int, or
+                a side or time in force is not the enum (programming errors: the
+                wire validator produces exactly these types). Nothing has changed.
         """
         if self._journal is not None:
             self._journal.append(self._preimage(cmd))

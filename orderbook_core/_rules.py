@@ -268,6 +268,9 @@ def new_order(book: OrderBook, cmd: NewOrder) -> tuple[Event, ...]:
     if not book._min_lots <= amount <= book._max_lots:
         reason = _R.AMOUNT_NOT_POSITIVE if amount <= 0 else _R.AMOUNT_OUT_OF_RANGE
         return _reject(seq, client_id, order_id, reason)
+    if tif is not _GTC and tif is not _IOC and tif is not _FOK:
+        # A plain "IOC" string would otherwise be treated as GTC without a word.
+        raise TypeError(f"tif must be a TimeInForce, not {tif!r}")
     if post_only:
         if price is None:
             return _reject(seq, client_id, order_id, _R.POST_ONLY_MARKET)
