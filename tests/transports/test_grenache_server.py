@@ -18,6 +18,8 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from support.fake_grape import FakeGrape, fake_grape, grape_reply
 from support.ports import free_port
 
@@ -48,11 +50,14 @@ class Rig:
     port: int
     peers: dict[str, list[str]] = field(default_factory=dict)
 
-    async def raw(self, data: bytes, *, wait: float = 3.0) -> bytes:
-        """Send raw bytes on a fresh connection; return all bytes until the server closes."""
+    async def raw(self, data: bytes, *, wait: float = 3.0, eof: bool = False) -> bytes:
+        """Send raw bytes on a fresh connection (then EOF if `eof`); return every byte
+        received until the server closes."""
         stream = await anyio.connect_tcp("127.0.0.1", self.port)
         async with stream:
             await stream.send(data)
+            if eof:
+                await stream.send_eof()
             return await read_until_closed(stream, wait)
 
 
@@ -379,3 +384,22 @@ async def test_serve_on_a_closed_transport() -> None:
         await t.aclose()
         with pytest.raises(TransportClosed):
             await t.serve({"x": echo})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    bodies=st.lists(st.binary(max_size=3000), min_size=3, max_size=6),
+    raw=st.binary(min_size=1, max_size=3000),
+)
+async def test_fuzz_the_server_with_garbage(bodies: list[bytes], raw: bytes) -> None:
+    async with rig() as r:
+        for body in bodies:
+            reply = await r.raw(post(body), wait=READ_TIMEOUT + 2)
+            status, data = parse_response(reply)
+            assert status in (200, 400)
+            assert isinstance(data, list)
+            assert len(data) == 3
+            assert data[1] is None or isinstance(data[1], str)
+        answer = await r.raw(raw, wait=1.0, eof=True)
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 ")
+        assert await r.client.request("echo", "still here") == {"echo": "still here"}
