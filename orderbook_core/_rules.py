@@ -271,7 +271,9 @@ def new_order(book: OrderBook, cmd: NewOrder) -> tuple[Event, ...]:
     if tif is not _GTC and tif is not _IOC and tif is not _FOK:
         # A plain "IOC" string would otherwise be treated as GTC without a word.
         raise TypeError(f"tif must be a TimeInForce, not {tif!r}")
-    if post_only:
+    if post_only is not False:
+        if post_only is not True:
+            raise TypeError(f"post_only must be a bool, not {post_only!r}")
         if price is None:
             return _reject(seq, client_id, order_id, _R.POST_ONLY_MARKET)
         if tif is not _GTC:

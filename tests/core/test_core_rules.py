@@ -623,6 +623,8 @@ def test_programming_errors_raise() -> None:
         book.apply(seq.new("a", "1", BUY, 100, True))
     with pytest.raises(TypeError):
         book.apply(seq.new("a", "1", "buy", 100, 1))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="post_only"):
+        book.apply(seq.new("a", "1", BUY, 100, 1, GTC, "false"))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="tif"):
         book.apply(seq.new("a", "1", BUY, 100, 1, "IOC"))  # type: ignore[arg-type]
     assert len(book) == 0
