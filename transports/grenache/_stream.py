@@ -151,11 +151,15 @@ class _AsyncioStream(anyio.abc.ByteStream):
     async def send_eof(self) -> None:
         self._transport.write_eof()
 
-    async def aclose(self) -> None:
+    def close_now(self) -> None:
+        """Close without awaiting (idempotent); `aclose` is this plus a checkpoint."""
         if not self._closed:
             self._closed = True
             self._transport.close()
             self._protocol._wake_reader()
+
+    async def aclose(self) -> None:
+        self.close_now()
         await anyio.lowlevel.checkpoint()
 
     @property
@@ -185,7 +189,7 @@ class _AsyncioListener(anyio.abc.Listener[anyio.abc.ByteStream]):
         self._loop = asyncio.get_running_loop()
         self.port: int = sock.getsockname()[1]
 
-    async def accept(self) -> anyio.abc.ByteStream:
+    async def accept(self) -> _AsyncioStream:
         conn, _ = await self._loop.sock_accept(self._socket)
         try:
             transport, protocol = await self._loop.connect_accepted_socket(_Protocol, conn)
@@ -200,10 +204,26 @@ class _AsyncioListener(anyio.abc.Listener[anyio.abc.ByteStream]):
         handler: Callable[[anyio.abc.ByteStream], Any],
         task_group: anyio.abc.TaskGroup | None = None,
     ) -> None:
-        async with anyio.create_task_group() as tg:
-            while True:
-                stream = await self.accept()
-                (task_group or tg).start_soon(handler, stream)
+        # Streams whose handler has not finished: a task cancelled before its first
+        # step never runs its own cleanup, so whatever is left is closed here.
+        live: set[_AsyncioStream] = set()
+
+        async def run(stream: _AsyncioStream) -> None:
+            try:
+                await handler(stream)
+            finally:
+                live.discard(stream)
+                stream.close_now()
+
+        try:
+            async with anyio.create_task_group() as tg:
+                while True:
+                    stream = await self.accept()
+                    live.add(stream)
+                    (task_group or tg).start_soon(run, stream)
+        finally:
+            for stream in live:
+                stream.close_now()
 
     async def aclose(self) -> None:
         self._socket.close()
