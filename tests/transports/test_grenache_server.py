@@ -403,3 +403,15 @@ async def test_fuzz_the_server_with_garbage(bodies: list[bytes], raw: bytes) -> 
         answer = await r.raw(raw, wait=1.0, eof=True)
         assert answer == b"" or answer.startswith(b"HTTP/1.1 ")
         assert await r.client.request("echo", "still here") == {"echo": "still here"}
+
+
+async def test_connections_over_the_limit_are_closed() -> None:
+    async with rig(max_connections=2) as r:
+        first = await anyio.connect_tcp("127.0.0.1", r.port)
+        second = await anyio.connect_tcp("127.0.0.1", r.port)
+        async with first, second:
+            await anyio.sleep(0.05)
+            assert await r.raw(post(b'["r","echo",1]')) == b""  # the third: closed
+        # Once they are gone, requests are served again.
+        await anyio.sleep(0.05)
+        assert await r.client.request("echo", 4) == {"echo": 4}

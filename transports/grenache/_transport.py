@@ -80,6 +80,8 @@ class GrenacheTransport(Transport):
         idle_timeout: server: seconds a kept-alive connection may sit idle.
         handler_timeout: server: seconds a handler may run (None: no bound); past it
             the caller gets ``ERR_TIMEOUT``.
+        max_connections: server: connections served at once; more are closed at once
+            (each costs a file descriptor and a task).
         host: the address servers listen on.
     """
 
@@ -96,6 +98,7 @@ class GrenacheTransport(Transport):
         read_timeout: float = 10.0,
         idle_timeout: float = 30.0,
         handler_timeout: float | None = 30.0,
+        max_connections: int = 1024,
         host: str = "127.0.0.1",
     ) -> None:
         self._pool = ConnectionPool(max_response=max_body)
@@ -110,6 +113,7 @@ class GrenacheTransport(Transport):
         self._announce_interval = announce_interval
         self._announce_timeout = announce_timeout
         self._host = host
+        self._max_connections = max_connections
         self._closed = False
         # Cancel scopes of running serve() calls and in-flight calls, cancelled by aclose().
         self._active: set[anyio.CancelScope] = set()
@@ -164,11 +168,22 @@ class GrenacheTransport(Transport):
 
         watchdog = Watchdog(tick=max(0.01, min(0.1, options.read_timeout / 5)))
 
+        connections = 0
+        max_connections = self._max_connections
+
         async def handle(stream: anyio.abc.ByteStream) -> None:
+            nonlocal connections
+            if connections >= max_connections:
+                log.warning("refusing a connection: %d open already", connections)
+                await stream.aclose()
+                return
+            connections += 1
             try:
                 await serve_connection(stream, handlers, options, watchdog)
             except Exception:  # a bug must not take the whole server down
                 log.exception("peer connection failed")
+            finally:
+                connections -= 1
 
         started = False
         try:
