@@ -335,14 +335,9 @@ def new_order(book: OrderBook, cmd: NewOrder) -> tuple[Event, ...]:
                 new(OrderCancelled, (seq, client_id, order_id, side, price, remaining, _C_IOC))
             )
         else:  # GTC (a FOK never has a remainder here)
-            order = [client_id, order_id, side, price, remaining, seq, ts]
-            level = own_levels.get(price)
-            if level is None:
-                book._rest(order)
-            else:
-                level[0] += remaining
-                level[2].append(order)
-                index[key] = order
+            # Always a new level: an own-side level at this price would have meant a
+            # crossed book before this order arrived.
+            book._rest([client_id, order_id, side, price, remaining, seq, ts])
             events.append(new(OrderRested, (seq, client_id, order_id, side, price, remaining)))
     return tuple(events)
 

@@ -631,6 +631,8 @@ def test_programming_errors_raise() -> None:
     book.apply(seq.new("a", "1", BUY, 100, 1))
     with pytest.raises(TypeError):
         book.apply(seq.modify("a", "1", price=100.5))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        book.apply(seq.modify("a", "1", amount=2.0))  # type: ignore[arg-type]
 
 
 def test_check_detects_corruption() -> None:
@@ -643,21 +645,33 @@ def test_check_detects_corruption() -> None:
         book._check()
 
 
-def test_heap_compaction_keeps_best_prices_right() -> None:
+@pytest.mark.parametrize("side", [BUY, SELL])
+def test_heap_compaction_keeps_best_prices_right(side: object) -> None:
     book = OrderBook(unit_spec())
     seq = Seq()
     # Create and empty many non-best levels so stale heap entries pile up.
-    book.apply(seq.new("a", "best", SELL, 1, 1))
+    best, others = (1000, range(300, 500)) if side is BUY else (1, range(500, 700))
+    book.apply(seq.new("a", "best", side, best, 1))  # type: ignore[arg-type]
     for round_ in range(5):
-        for p in range(500, 700):
-            book.apply(seq.new("a", f"{round_}-{p}", SELL, p, 1))
-        for p in range(500, 700):
+        for p in others:
+            book.apply(seq.new("a", f"{round_}-{p}", side, p, 1))  # type: ignore[arg-type]
+        for p in others:
             book.apply(seq.cancel("a", f"{round_}-{p}"))
         book._check()
-    assert len(book._ask_heap) <= 2 * len(book._asks) + 64 + 200
+    heap = book._bid_heap if side is BUY else book._ask_heap
+    assert len(heap) <= 2 * 1 + 64 + 200
     book.apply(seq.cancel("a", "best"))
     book._check()
+    assert book.best_bid() is None
     assert book.best_ask() is None
+
+
+def test_fok_skips_cancelled_entries(h: Harness) -> None:
+    for i in range(3):
+        h.new("a", f"m{i}", SELL, 100, 1)
+    h.cancel("a", "m1")  # dead entry in the middle of the queue
+    assert rejected(h.new("b", "t", BUY, 100, 3, FOK)) is RejectReason.FOK_NOT_FILLABLE
+    assert trades(h.new("b", "t", BUY, 100, 2, FOK)) == [("m0", 100, 1), ("m2", 100, 1)]
 
 
 def test_apply_batch_and_ledger_example() -> None:

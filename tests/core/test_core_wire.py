@@ -335,6 +335,14 @@ def test_event_from_wire_errors(mutate: Any, field: str) -> None:
     assert info.value.field == field
 
 
+def test_event_from_wire_bool_field() -> None:
+    modified = next(e for e in sample_events() if type(e).__name__ == "OrderModified")
+    wire = event_to_wire(modified, S)
+    wire["priorityKept"] = 1
+    with pytest.raises(ValidationError, match="priorityKept: must be true or false"):
+        event_from_wire(wire, S)
+
+
 def test_event_from_wire_other_errors() -> None:
     with pytest.raises(ValidationError, match="payload"):
         event_from_wire([], S)
