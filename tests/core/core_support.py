@@ -36,6 +36,7 @@ settings.register_profile(
     stateful_step_count=50,
     deadline=None,
     derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile(
