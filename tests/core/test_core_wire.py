@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from core_support import CORE_PROFILE, Seq
+from hypothesis import event as note_event
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -363,3 +364,45 @@ def test_event_from_wire_other_errors() -> None:
 def test_event_from_wire_garbage(obj: object) -> None:
     with pytest.raises(ValidationError):
         event_from_wire(obj, S)
+
+
+PLAUSIBLE: dict[str, list[object]] = {
+    "op": ["new", "cancel", "modify", "NEW"],
+    "clientId": ["c1", "A.b-_9"],
+    "orderId": ["o1", "o-2.x_"],
+    "side": ["buy", "sell", "BUY", "Sell"],
+    "type": ["Buy", "sell"],
+    "ordType": ["limit", "market", "MARKET"],
+    "price": ["100.5", "100", "0.01", 100, "100.50", "007.10"],
+    "amount": ["1", "0.001", 2, "1.5000"],
+    "tif": ["GTC", "ioc", "Fok"],
+    "postOnly": [True, False],
+}
+REQUIRED = ("clientId", "orderId", "side", "price", "amount")
+
+
+def _values(key: str) -> st.SearchStrategy[object]:
+    plausible = st.sampled_from(PLAUSIBLE[key])
+    if key in ("price", "amount"):  # and garbage now and then
+        return st.one_of(plausible, plausible, plausible, SCALARS)
+    return plausible
+
+
+VALIDISH = st.fixed_dictionaries(
+    {key: _values(key) for key in REQUIRED},
+    optional={key: _values(key) for key in PLAUSIBLE if key not in REQUIRED},
+)
+
+
+@CORE_PROFILE
+@given(payload=VALIDISH)
+def test_whatever_parses_normalizes_to_itself(payload: dict[str, object]) -> None:
+    """Any accepted payload and its normalized form parse to the same command."""
+    error: ValidationError | None = None
+    try:
+        cmd = parse(payload, default_order_id="d")
+    except ValidationError as exc:
+        error = exc
+    note_event("parsed" if error is None else f"refused: {error.field}")
+    if error is None:
+        assert parse(json.loads(json.dumps(command_to_wire(cmd, S)))) == cmd
