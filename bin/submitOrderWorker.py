@@ -1,18 +1,11 @@
 """The submit_order worker: `python bin/submitOrderWorker.py grape=http://127.0.0.1:30001`.
 
-Run it with the project's interpreter (`.venv/bin/python bin/submitOrderWorker.py ...`,
-after `make setup`). It validates and sequences orders into its SQLite journal (`--db`)
-and forwards them, in order, to the process_order worker. See `--help`, and the module
-docstring of `exchange.submit_worker` for what it does.
-
-Thin on purpose: parse the arguments, build the objects, run.
+It validates and sequences orders into its SQLite journal (`--db`) and forwards them, in
+order, to the process_order worker. Run it with the project's interpreter (after
+`make setup`: `.venv/bin/python`, or `python` in the activated venv); `--help` lists the
+options. Thin on purpose: the program is `exchange.worker_cli.submit_main`.
 """
 
-from __future__ import annotations
-
-import argparse
-import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -21,78 +14,7 @@ try:
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import anyio
-
-from exchange.journal import Journal
-from exchange.submit_worker import SubmitWorker
-from transports import TransportError, open_transport
-
-DEFAULT_GRAPE = "http://127.0.0.1:30001"
-DEFAULT_DB = "data/submit_journal.db"
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="submitOrderWorker.py",
-        description="Serve submit_order: validate, sequence and journal orders, then "
-        "forward them in order to process_order.",
-    )
-    parser.add_argument(
-        "settings",
-        nargs="*",
-        metavar="grape=URL",
-        help=f"the grape to announce through (default {DEFAULT_GRAPE}); same as --grape",
-    )
-    parser.add_argument("--grape", help="the grape's HTTP API URL")
-    parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite journal (default {DEFAULT_DB})")
-    parser.add_argument(
-        "--port", type=int, default=0, help="port to serve on (default: a free one)"
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    args = parser.parse_args(argv)
-    for setting in args.settings:
-        key, sep, value = setting.partition("=")
-        if key != "grape" or not sep or not value:
-            parser.error(f"unknown setting {setting!r}; expected grape=URL")
-        args.grape = value
-    args.grape = args.grape or DEFAULT_GRAPE
-    return args
-
-
-async def serve(args: argparse.Namespace, journal: Journal) -> None:
-    async with (
-        open_transport("grenache", grape=args.grape) as transport,
-        anyio.create_task_group() as tg,
-    ):
-        tg.start_soon(_stop_on_signal, tg.cancel_scope)
-        port = await tg.start(SubmitWorker(transport, journal, port=args.port).run)
-        logging.info("submit_order worker ready on port %d via %s", port, args.grape)
-
-
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            logging.info("%s: stopping", signal.Signals(signum).name)
-            scope.cancel()
-            return
-
-
-def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    status = 0
-    try:
-        with Journal(args.db) as journal:
-            anyio.run(serve, args, journal)
-    except* TransportError as group:
-        logging.error("stopped: %s", "; ".join(str(exc) for exc in group.exceptions))
-        status = 1
-    return status
-
+from exchange.worker_cli import submit_main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(submit_main(sys.argv[1:]))
