@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from exchange._errors import ExchangeError
 from exchange.journal import Journal
 from exchange.versions import book_hash
 from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Trade, parse_command
@@ -18,7 +19,7 @@ from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Trade, parse_com
 __all__ = ["ReplayError", "ReplayResult", "replay_journal"]
 
 
-class ReplayError(Exception):
+class ReplayError(ExchangeError):
     """The journal cannot be replayed: missing file, a gap, or an entry the core refuses."""
 
 
