@@ -33,7 +33,7 @@ TEST_DIRS := tests/core tests/transports tests/exchange tests/e2e tests/support
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
-	$(PY) -m mypy tests/conftest.py
+	$(PY) -m mypy tests/conftest.py tests/test_readme.py
 	for d in $(TEST_DIRS); do $(PY) -m mypy $$d || exit 1; done
 
 check: lint typecheck test
