@@ -6,7 +6,7 @@ A Grenache RPC is one HTTP exchange. The client sends the body
 ``[rid, key, payload]`` (JSON, UTF-8) with the header ``grc-compress: none`` or
 ``gzip``; the server answers ``[rid, error-or-null, data]``, gzipped when the request
 was. This module turns those bodies into values and back, and nothing else: it does no
-I/O, keeps no clock, and knows nothing of HTTP framing (h11 does that in
+I/O, keeps no clock, and knows nothing of HTTP framing (httptools does that in
 `transports.grenache`). The loopback adapter can use it to put real bytes on its fake
 wire.
 

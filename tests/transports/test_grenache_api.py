@@ -42,6 +42,6 @@ def test_bad_options_fail_early() -> None:
 
 
 def test_the_adapter_is_imported_lazily() -> None:
-    # `import transports` must not need h11: the package's __init__ never imports us.
+    # `import transports` must not need httptools: the package's __init__ never imports us.
     source = inspect.getsource(importlib.import_module("transports"))
     assert "grenache import" not in source

@@ -6,6 +6,7 @@ timeouts, never a hang or a crash, and a well-behaved client is served meanwhile
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import time
@@ -415,3 +416,116 @@ async def test_connections_over_the_limit_are_closed() -> None:
         # Once they are gone, requests are served again.
         await anyio.sleep(0.05)
         assert await r.client.request("echo", 4) == {"echo": 4}
+
+
+async def test_expect_100_continue_and_http_1_0() -> None:
+    async with rig() as r:
+        stream = await anyio.connect_tcp("127.0.0.1", r.port)
+        async with stream:
+            body = b'["e","echo","waited"]'
+            await stream.send(
+                b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n" % len(body)
+                + b"expect: 100-continue\r\nconnection: close\r\n\r\n"
+            )
+            interim = b""
+            with anyio.fail_after(3):
+                while b"\r\n\r\n" not in interim:
+                    interim += await stream.receive()
+            assert interim.startswith(b"HTTP/1.1 100 ")
+            await stream.send(body)
+            raw = await read_until_closed(stream, 3)
+        assert parse_response(raw) == (200, ["e", None, {"echo": "waited"}])
+        # HTTP/1.0 without keep-alive: answered, then the connection is closed.
+        body = b'["h","echo",10]'
+        raw = await r.raw(b"POST / HTTP/1.0\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        assert parse_response(raw) == (200, ["h", None, {"echo": 10}])
+        assert b"connection: close" in raw.lower()
+
+
+async def test_pipelined_requests_before_bad_http_are_answered() -> None:
+    async with rig() as r:
+        raw = await r.raw(post(b'["p","echo",1]', close=False) + b"NOT HTTP AT ALL\r\n\r\n")
+        first, _, rest = raw.partition(b"]")
+        assert parse_response(first + b"]") == (200, ["p", None, {"echo": 1}])
+        assert rest.startswith(b"HTTP/1.1 400")
+        assert b"ERR_BAD_HTTP" in rest
+        # Upgrades are refused the same way, and the server still serves.
+        raw = await r.raw(
+            b"GET / HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+            + b"\x81\x05hello"
+        )
+        assert raw == b"" or raw.startswith(b"HTTP/1.1 4")
+        assert await r.client.request("echo", 5) == {"echo": 5}
+
+
+def _reply_to(request: bytes, template: bytes) -> bytes:
+    """`template` with ``{rid}`` replaced by the request's rid (as JSON)."""
+    body = request.partition(b"\r\n\r\n")[2]
+    rid = json.dumps(json.loads(body)[0]).encode()
+    return template.replace(b"{rid}", rid)
+
+
+async def _read_request(stream: anyio.abc.SocketStream) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive()
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += await stream.receive()
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        pytest.param(b"CHUNKED", "ok", id="chunked"),  # as Node's server replies
+        pytest.param(b'HTTP/1.1 200 OK\r\n\r\n[{rid},null,"ok"]', "ok", id="until-close"),
+        pytest.param(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: {len}\r\n\r\n"
+            b'[{rid},null,"ok"]',
+            "ok",
+            id="after-100-continue",
+        ),
+        pytest.param(b"SPDY/3 200 OK\r\n\r\n", ProtocolError, id="not-http"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2000000\r\n\r\n" + b"x" * 1_100_000,
+            ProtocolError,
+            id="too-large",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n[{rid},",
+            ProtocolError,
+            id="truncated",
+        ),
+        pytest.param(b"", ConnectionFailed, id="closed-at-once"),
+    ],
+)
+async def test_client_reads_every_response_framing(template: bytes, expected: Any) -> None:
+    async def peer(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            request = await _read_request(stream)
+            if template == b"CHUNKED":
+                body = _reply_to(request, b'[{rid},null,"ok"]')
+                reply = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                for part in (body[:3], body[3:]):  # the rid split across two chunks
+                    reply += b"%x\r\n%s\r\n" % (len(part), part)
+                reply += b"0\r\n\r\n"
+            else:
+                reply = _reply_to(request, template) if b"{rid}" in template else template
+                length = len(_reply_to(request, b'[{rid},null,"ok"]'))
+                reply = reply.replace(b"{len}", str(length).encode())
+            with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                await stream.send(reply)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with rig() as r, listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, peer)
+        r.peers["framed"] = [f"127.0.0.1:{port}"]
+        if isinstance(expected, type):
+            with pytest.raises(expected):
+                await r.client.request("framed", 1, timeout=3)
+        else:
+            assert await r.client.request("framed", 1, timeout=3) == expected
+        tg.cancel_scope.cancel()

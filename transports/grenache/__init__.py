@@ -1,6 +1,6 @@
 """The Grenache adapter: grenache-nodejs-http peer RPC and a Grape client, in Python.
 
-Import cost: h11 and this subpackage are only imported when the adapter is asked for
+Import cost: httptools and this subpackage are only imported when the adapter is asked for
 (`transports.open_transport("grenache", grape=...)`).
 """
 

@@ -1,6 +1,6 @@
 """The one place where the Grenache adapter turns library failures into transport errors.
 
-h11, anyio, the OS and the codec each raise their own exceptions; callers of the adapter
+httptools, anyio, the OS and the codec each raise their own exceptions; callers of the adapter
 see only the tree in `transports._exceptions`. Every network operation of this package
 runs inside `map_errors()`, which re-raises ``from exc`` so the cause stays visible.
 """
@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Literal
 
 import anyio
-import h11
+import httptools
 
 from transports._exceptions import (
     ConnectionFailed,
@@ -44,7 +44,7 @@ class map_errors:  # lower case: it reads like the function it replaced
 
     - `TransportError` (incl. the codec's `CodecError`) passes through unchanged.
     - `TimeoutError` (from ``anyio.fail_after``) becomes `RequestTimeout`.
-    - h11's `RemoteProtocolError` and `LocalProtocolError` become `ProtocolError`.
+    - httptools' `HttpParserError` (a peer's bytes are not HTTP) becomes `ProtocolError`.
     - `OSError` while connecting (refused, unreachable: anyio raises a bare
       ``OSError("All connection attempts failed")`` with the cause chained) becomes
       `ConnectFailed`.
@@ -75,7 +75,7 @@ class map_errors:  # lower case: it reads like the function it replaced
         what = self.what
         if isinstance(exc, TimeoutError):
             raise RequestTimeout(f"{what}: timed out") from exc
-        if isinstance(exc, h11.ProtocolError):
+        if isinstance(exc, httptools.HttpParserError):
             raise ProtocolError(f"{what}: bad HTTP: {exc}") from exc
         if isinstance(
             exc, anyio.EndOfStream | anyio.BrokenResourceError | anyio.ClosedResourceError

@@ -1,8 +1,15 @@
-"""A minimal HTTP/1.1 client on h11 and anyio: POST one body, read one body, keep-alive.
+"""A minimal HTTP/1.1 client on httptools and anyio: POST one body, read one body, keep-alive.
 
 Used by the Grape link (``POST /lookup`` ...) and the peer RPC client (``POST /``). One
 request at a time per connection (no pipelining); a `ConnectionPool` keeps idle
 connections per ``host:port`` and opens more under concurrency. It never starts tasks.
+
+The request is written by hand (``POST``, ``host``, ``content-length``, the caller's
+headers); the response is read by llhttp through `httptools.HttpResponseParser`, so
+``content-length``, chunked and read-until-close bodies are all accepted (Node's
+grenache-nodejs-http server answers chunked, Grape and our server with a length).
+A connection is reused only after a complete response that allows keep-alive and
+nothing after it.
 
 Deadlines belong to the caller: `ConnectionPool.post` must run under ``fail_after``.
 Failures are translated by `map_errors` (the adapter's one place for that).
@@ -17,7 +24,7 @@ from typing import NamedTuple
 
 import anyio
 import anyio.abc
-import h11
+import httptools
 
 from transports._exceptions import ConnectionFailed, ProtocolError, TransportClosed
 from transports.grenache._errors import map_errors
@@ -26,7 +33,6 @@ from transports.grenache._stream import connect
 __all__ = ["ConnectionPool", "Response"]
 
 _RECEIVE_SIZE = 65536
-_END = h11.EndOfMessage()
 
 
 class Response(NamedTuple):
@@ -35,45 +41,124 @@ class Response(NamedTuple):
     body: bytes
 
 
-_request_cache: dict[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], int], h11.Request] = {}
+_request_cache: dict[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...]], bytes] = {}
 
 
 def _request_head(
     host: bytes, target: bytes, headers: tuple[tuple[bytes, bytes], ...], length: int
-) -> h11.Request:
-    """The h11 request event for these headers, built once and reused.
-
-    h11 events are immutable values, and validating headers is a good part of building
-    one (measured: ~30 us of a ~150 us round trip), so equal heads share one object.
-    """
-    key = (host, target, headers, length)
-    head = _request_cache.get(key)
-    if head is None:
+) -> bytes:
+    """The request head for these headers; everything but the length is built once."""
+    key = (host, target, headers)
+    prefix = _request_cache.get(key)
+    if prefix is None:
         if len(_request_cache) >= 1024:
             _request_cache.clear()
-        head = h11.Request(
-            method=b"POST",
-            target=target,
-            headers=[(b"host", host), (b"content-length", str(length).encode()), *headers],
-        )
-        _request_cache[key] = head
-    return head
+        for name, value in ((b"host", host), *headers):
+            if not _token_ok(name) or b"\r" in value or b"\n" in value:
+                raise ValueError(f"bad request header {name!r}: {value!r}")
+        if b" " in target or b"\r" in target or b"\n" in target:
+            raise ValueError(f"bad request target {target!r}")
+        lines = [b"POST " + target + b" HTTP/1.1", b"host: " + host]
+        lines += [name + b": " + value for name, value in headers]
+        prefix = b"\r\n".join(lines) + b"\r\ncontent-length: "
+        _request_cache[key] = prefix
+    return b"%s%d\r\n\r\n" % (prefix, length)
+
+
+def _token_ok(name: bytes) -> bool:
+    return bool(name) and all(33 <= c < 127 and c not in b'()<>@,;:\\"/[]?={}' for c in name)
+
+
+class _ResponseReader:
+    """httptools callbacks for one response at a time on one connection."""
+
+    __slots__ = (
+        "chunks",
+        "done",
+        "failed",
+        "headers",
+        "keep_alive",
+        "length_known",
+        "max_size",
+        "parser",
+        "size",
+        "started",
+        "status",
+        "trailing",
+    )
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.max_size = 0
+        self.trailing = False  # bytes arrived after a complete response
+        self.failed = False
+        self.reset(0)
+
+    def reset(self, max_size: int) -> None:
+        self.max_size = max_size
+        self.started = False
+        self.done = False
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.keep_alive = False
+        self.length_known = False  # content-length or chunked: the body has an end
+
+    def on_message_begin(self) -> None:
+        if self.done:
+            self.trailing = True
+        self.started = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length" or (
+            name == b"transfer-encoding" and b"chunked" in value.lower()
+        ):
+            self.length_known = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        self.status = parser.get_status_code()
+        self.keep_alive = parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size <= self.max_size:
+            self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:  # an interim response (100 Continue): keep reading
+            self.reset(self.max_size)
+            return
+        self.done = True
+
+    def feed(self, data: bytes) -> None:
+        """Parse received bytes; bad HTTP raises `httptools.HttpParserError` (mapped to
+        `ProtocolError` by `map_errors`) unless the response was already complete."""
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self.failed = True
+            if self.done:
+                return  # garbage after a complete response: keep it, drop the connection
+            if isinstance(exc, httptools.HttpParserUpgrade):
+                raise httptools.HttpParserError("unexpected protocol upgrade") from exc
+            raise
 
 
 class _Connection:
-    """One client connection: an anyio stream driven by an h11 state machine."""
+    """One client connection: an anyio stream and a response parser."""
 
-    __slots__ = ("_h11", "_stream", "idle_since", "used")
+    __slots__ = ("_reader", "_stream", "idle_since", "reusable", "used")
 
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self._stream = stream
-        self._h11 = h11.Connection(h11.CLIENT)
+        self._reader = _ResponseReader()
         self.idle_since = time.monotonic()
         self.used = False
-
-    @property
-    def reusable(self) -> bool:
-        return self._h11.our_state is h11.IDLE and self._h11.their_state is h11.IDLE
+        self.reusable = False
 
     async def post(
         self,
@@ -83,43 +168,35 @@ class _Connection:
         body: bytes,
         max_response: int,
     ) -> Response:
-        conn = self._h11
-        out = conn.send(_request_head(host, target, headers, len(body))) or b""
-        out += conn.send(h11.Data(data=body)) or b""
-        out += conn.send(_END) or b""
+        self.reusable = False
         self.used = True
-        await self._stream.send(out)
+        await self._stream.send(_request_head(host, target, headers, len(body)) + body)
 
-        status = 0
-        response_headers: list[tuple[bytes, bytes]] = []
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                try:
-                    data = await self._stream.receive(_RECEIVE_SIZE)
-                except anyio.EndOfStream:
-                    data = b""
-                conn.receive_data(data)
-                continue
-            if isinstance(event, h11.Response):
-                status = event.status_code
-                response_headers = list(event.headers)
-            elif isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > max_response:
-                    raise ProtocolError(f"response body exceeds {max_response} bytes")
-                chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
-                raise ConnectionFailed("connection closed before the response")
-            # InformationalResponse (100 Continue): keep reading.
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
+        reader = self._reader
+        reader.reset(max_response)
+        while not reader.done:
+            try:
+                data = await self._stream.receive(_RECEIVE_SIZE)
+            except anyio.EndOfStream:
+                data = b""
+            if not data:
+                if not reader.started:
+                    raise ConnectionFailed("connection closed before the response")
+                if reader.status and not reader.length_known:
+                    reader.done = True  # the body ends with the connection
+                    break
+                raise ProtocolError("connection closed in the middle of the response")
+            reader.feed(data)
+            if reader.size > max_response:
+                raise ProtocolError(f"response body exceeds {max_response} bytes")
+        self.reusable = (
+            reader.keep_alive and reader.length_known and not (reader.trailing or reader.failed)
+        )
         self.idle_since = time.monotonic()
-        return Response(status, response_headers, b"".join(chunks))
+        chunks = reader.chunks
+        return Response(
+            reader.status, reader.headers, chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        )
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -1,25 +1,34 @@
-"""The peer RPC server: the grenache-nodejs-http protocol on h11 and anyio.
+"""The peer RPC server: the grenache-nodejs-http protocol on httptools and anyio.
 
-One connection is served by one task, one request at a time (HTTP/1.1 keep-alive; h11
-holds back pipelined requests until the reply is sent). For each request:
+HTTP parsing is llhttp (Node's own parser, in C) through `httptools`: h11, pure Python,
+cost about as much CPU per request as Node's whole server (see docs/benchmarks.md).
+The parser only reports what it reads (callbacks on `_RequestReader`); the HTTP rules
+this server needs are the few lines around it: bounds, keep-alive, `100 Continue`, and a
+hand-written response (status line, ``content-type``, ``content-length``).
+
+One connection is served by one task, one request at a time (HTTP/1.1 keep-alive).
+Pipelined requests that arrive together are parsed together and queued; they are
+answered in order, and nothing more is read while one is queued. For each request:
 
 1. Read the head and the body under two deadlines: `idle_timeout` for the first byte
    of a request on a kept-alive connection, then `read_timeout` for the whole request
-   from that byte (so a slowloris client is cut off: HTTP 408 if the state allows it,
-   then the connection is closed).
-2. Refuse a body over `max_body` with 413 (from Content-Length before reading it, or as
-   the chunks arrive) and close the connection.
+   from that byte (so a slowloris client is cut off: HTTP 408, then the connection is
+   closed).
+2. Refuse a head over 16 KiB or with over 100 headers with 431, a body over `max_body`
+   with 413 (from Content-Length before reading it, or as the chunks arrive), bytes
+   that are not HTTP/1.x with 400; each with the error array
+   ``[null, "ERR_...", null]``, then close the connection.
 3. Decode ``[rid, key, payload]`` (`transports._codec`); a malformed body gets HTTP 400
    and ``[rid-or-null, "ERR_BAD_REQUEST: ...", null]``.
 4. Run the handler under `handler_timeout`; a `RemoteError` becomes its message, a
    timeout ``ERR_TIMEOUT`` (and the connection is closed after that reply), an unknown
    key ``ERR_SERVICE_UNKNOWN``, anything else ``ERR_INTERNAL: ...`` (logged).
 5. Reply HTTP 200 with ``[rid, error-or-null, data]`` (gzipped when asked), within
-   `read_timeout` (a client that stops reading is cut off).
+   `read_timeout` (a client that stops reading is cut off). The connection is kept open
+   unless the client asked otherwise (``connection: close``, or HTTP/1.0).
 
-Bad HTTP (h11 `RemoteProtocolError`) gets the status h11 suggests and a closed
-connection. Nothing a client sends can crash the accept loop: every connection task
-catches its own failures.
+Nothing a client sends can crash the accept loop: every connection task catches its own
+failures.
 
 Deadlines: rather than a cancel scope with a timer per phase of every request (three
 per request, measured at ~15% of a small request's CPU), each connection has one cancel
@@ -34,11 +43,13 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import anyio
 import anyio.abc
-import h11
+import httptools
 
 from transports._base import JSON, Handler
 from transports._codec import COMPRESS_HEADER, CodecError, ServerCodec, wants_gzip
@@ -51,8 +62,15 @@ log = logging.getLogger("transports.grenache.server")
 _RECEIVE_SIZE = 65536
 _MAX_HEAD = 16384
 _MAX_HEADERS = 100
-_END = h11.EndOfMessage()
 _ERROR_CODEC = ServerCodec()
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    413: b"Payload Too Large",
+    431: b"Request Header Fields Too Large",
+}
 
 # Phases of a connection, for the watchdog and for what to do when one runs late.
 _IDLE, _READ, _HANDLE, _WRITE = range(4)
@@ -121,6 +139,129 @@ class _Abort(Exception):
     """Stop serving this connection (after an optional final response)."""
 
 
+class _Request(NamedTuple):
+    body: bytes
+    compressed: bool
+    keep_alive: bool
+
+
+class _RequestReader:
+    """httptools callbacks for one connection: complete requests queue up in `ready`.
+
+    The first problem found (bad HTTP, a bound passed) is kept in `error` as
+    ``(status, message)``; the requests completed before it are still served, then the
+    server refuses with it and closes.
+    """
+
+    __slots__ = (
+        "body_size",
+        "chunks",
+        "compressed",
+        "error",
+        "expect_continue",
+        "head_bytes",
+        "head_done",
+        "head_size",
+        "header_count",
+        "in_message",
+        "keep_alive",
+        "max_body",
+        "parser",
+        "ready",
+    )
+
+    def __init__(self, max_body: int) -> None:
+        self.max_body = max_body
+        self.parser = httptools.HttpRequestParser(self)
+        self.ready: deque[_Request] = deque()
+        self.error: tuple[int, str] | None = None
+        self.in_message = False
+        self.head_done = False
+        self.head_bytes = 0  # bytes received while a head was incomplete
+        self._reset()
+
+    def _reset(self) -> None:
+        self.head_size = 0
+        self.header_count = 0
+        self.compressed = False
+        self.expect_continue = False
+        self.keep_alive = False
+        self.chunks: list[bytes] = []
+        self.body_size = 0
+
+    def feed(self, data: bytes) -> None:
+        """Parse received bytes (never raises: problems land in `error`)."""
+        if self.error is not None:
+            return
+        if not self.head_done:
+            self.head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "ERR_BAD_HTTP: protocol upgrades are not supported")
+        except httptools.HttpParserError as exc:
+            detail = str(exc) or type(exc).__name__
+            self._fail(400, f"ERR_BAD_HTTP: {detail}")
+        if not self.head_done and self.head_bytes > _MAX_HEAD:
+            self._fail(431, f"ERR_BAD_HTTP: request head over {_MAX_HEAD} bytes")
+
+    def _fail(self, status: int, message: str) -> None:
+        if self.error is None:
+            self.error = (status, message)
+
+    # -- httptools callbacks --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.in_message = True
+        self._reset()
+
+    def on_url(self, url: bytes) -> None:
+        self.head_size += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_count += 1
+        self.head_size += len(name) + len(value) + 4
+        name = name.lower()
+        if name == COMPRESS_HEADER:
+            self.compressed = wants_gzip(value)
+        elif name == b"content-length":
+            if value.strip().isdigit() and int(value) > self.max_body:
+                self._fail(413, _too_large(self.max_body))
+        elif name == b"expect" and value.strip().lower() == b"100-continue":
+            self.expect_continue = True
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+        self.head_bytes = 0
+        if self.header_count > _MAX_HEADERS:
+            self._fail(431, f"ERR_BAD_HTTP: over {_MAX_HEADERS} headers")
+        elif self.head_size > _MAX_HEAD:
+            self._fail(431, f"ERR_BAD_HTTP: request head over {_MAX_HEAD} bytes")
+        parser = self.parser
+        self.keep_alive = parser.should_keep_alive() and parser.get_http_version() == "1.1"
+
+    def on_body(self, body: bytes) -> None:
+        self.expect_continue = False
+        if self.error is not None:
+            return
+        self.body_size += len(body)
+        if self.body_size > self.max_body:
+            self._fail(413, _too_large(self.max_body))
+            self.chunks = []
+            return
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        self.in_message = False
+        self.head_done = False
+        self.head_bytes = 0
+        if self.error is None:
+            chunks = self.chunks
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            self.ready.append(_Request(body, self.compressed, self.keep_alive))
+        self._reset()
+
+
 async def serve_connection(
     stream: anyio.abc.ByteStream,
     handlers: Mapping[str, Handler],
@@ -128,17 +269,13 @@ async def serve_connection(
     watchdog: Watchdog,
 ) -> None:
     """Serve one client connection until it closes, times out or misbehaves."""
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEAD)
     async with stream:
         with anyio.CancelScope() as scope:
             watched = _Watched(scope)
             watchdog.add(watched)
             try:
-                await _serve(conn, stream, handlers, options, watched)
+                await _serve(stream, handlers, options, watched)
             except (_Abort, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                return
-            except h11.ProtocolError as exc:
-                log.debug("h11 state error: %s", exc)
                 return
             finally:
                 watchdog.discard(watched)
@@ -147,38 +284,35 @@ async def serve_connection(
         # Late: tell the client why, if HTTP still allows a response, then close.
         with anyio.move_on_after(min(1.0, options.read_timeout)), contextlib.suppress(Exception):
             if watched.phase == _READ:
-                await _refuse(conn, stream, 408, "ERR_TIMEOUT: request not completed in time")
+                await _refuse(stream, 408, "ERR_TIMEOUT: request not completed in time")
             elif watched.phase == _HANDLE:
                 error = f"ERR_TIMEOUT: handler took longer than {options.handler_timeout} s"
                 body = options.codec.error_reply(watched.rid, error)
-                await _respond(conn, stream, 200, body, close=True)
+                await stream.send(_response(200, body, close=True))
 
 
 async def _serve(
-    conn: h11.Connection,
     stream: anyio.abc.ByteStream,
     handlers: Mapping[str, Handler],
     options: ServerOptions,
     watched: _Watched,
 ) -> None:
     clock = _clock()
+    reader = _RequestReader(options.max_body)
     while True:
         watched.phase = _IDLE
         watched.deadline = clock() + options.idle_timeout
-        request = await _read_request(conn, stream, options, watched, clock)
+        request = await _read_request(reader, stream, options, watched, clock)
         if request is None:
             return
-        head, body = request
-        compressed = wants_gzip(_header(head, COMPRESS_HEADER))
         watched.phase = _HANDLE
         watched.deadline = clock() + options.handler_timeout
-        status, reply = await _dispatch(handlers, options, body, compressed, watched)
+        status, reply = await _dispatch(handlers, options, request, watched)
         watched.phase = _WRITE
         watched.deadline = clock() + options.read_timeout
-        await _respond(conn, stream, status, reply)
-        if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
+        await stream.send(_response(status, reply, close=not request.keep_alive))
+        if not request.keep_alive:
             return
-        conn.start_next_cycle()
 
 
 def _clock() -> Callable[[], float]:
@@ -190,80 +324,54 @@ def _clock() -> Callable[[], float]:
         return anyio.current_time
 
 
-def _header(head: h11.Request, name: bytes) -> bytes | None:
-    for key, value in head.headers:
-        if key == name:
-            return bytes(value)
-    return None
-
-
 async def _read_request(
-    conn: h11.Connection,
+    reader: _RequestReader,
     stream: anyio.abc.ByteStream,
     options: ServerOptions,
     watched: _Watched,
     clock: Callable[[], float],
-) -> tuple[h11.Request, bytes] | None:
-    """Read one complete request; None when the client closed the connection."""
-    head: h11.Request | None = None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
+) -> _Request | None:
+    """The next complete request; None when the client closed the connection.
+
+    Raises:
+        _Abort: the request was refused (the refusal has been sent, if possible).
+    """
+    ready = reader.ready
+    while not ready:
+        if reader.error is not None:
+            await _refuse(stream, *reader.error)
+            raise _Abort
+        if reader.expect_continue:
+            reader.expect_continue = False
+            await stream.send(_CONTINUE)
         try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            await _refuse(conn, stream, exc.error_status_hint, f"ERR_BAD_HTTP: {exc}")
-            raise _Abort from exc
-        if event is h11.NEED_DATA:
-            if conn.they_are_waiting_for_100_continue:
-                continue_ = h11.InformationalResponse(status_code=100, headers=[])
-                await stream.send(conn.send(continue_) or b"")
-            try:
-                data = await stream.receive(_RECEIVE_SIZE)
-            except anyio.EndOfStream:
-                data = b""
-            if watched.phase == _IDLE:
-                watched.phase = _READ
-                watched.deadline = clock() + options.read_timeout
-            conn.receive_data(data)
-        elif isinstance(event, h11.Request):
-            head = event
-            if len(event.headers) > _MAX_HEADERS:
-                # h11 bounds an *incomplete* head; a complete one read in one chunk
-                # (up to 64 KiB) is bounded here.
-                await _refuse(conn, stream, 431, f"ERR_BAD_HTTP: over {_MAX_HEADERS} headers")
-                raise _Abort
-            length = _header(event, b"content-length")
-            if length is not None and length.isdigit() and int(length) > options.max_body:
-                await _refuse(conn, stream, 413, _too_large(options))
-                raise _Abort
-        elif isinstance(event, h11.Data):
-            size += len(event.data)
-            if size > options.max_body:
-                await _refuse(conn, stream, 413, _too_large(options))
-                raise _Abort
-            chunks.append(bytes(event.data))
-        elif isinstance(event, h11.EndOfMessage):
-            assert head is not None
-            return head, b"".join(chunks)
-        else:  # ConnectionClosed, or PAUSED (cannot happen: we reply before reading on)
+            data = await stream.receive(_RECEIVE_SIZE)
+        except anyio.EndOfStream:
+            if reader.in_message or (reader.head_bytes and not reader.head_done):
+                await _refuse(stream, 400, "ERR_BAD_HTTP: connection closed mid-request")
+                raise _Abort from None
             return None
+        if watched.phase == _IDLE:
+            watched.phase = _READ
+            watched.deadline = clock() + options.read_timeout
+        reader.feed(data)
+    return ready.popleft()
 
 
-def _too_large(options: ServerOptions) -> str:
-    return f"ERR_BODY_TOO_LARGE: the bound is {options.max_body} bytes"
+def _too_large(max_body: int) -> str:
+    return f"ERR_BODY_TOO_LARGE: the bound is {max_body} bytes"
 
 
 async def _dispatch(
     handlers: Mapping[str, Handler],
     options: ServerOptions,
-    body: bytes,
-    compressed: bool,
+    http_request: _Request,
     watched: _Watched,
 ) -> tuple[int, bytes]:
     codec = options.codec
+    compressed = http_request.compressed
     try:
-        request = codec.request(body, compressed=compressed)
+        request = codec.request(http_request.body, compressed=compressed)
     except CodecError as exc:
         return 400, codec.error_reply(exc.rid, f"ERR_BAD_REQUEST: {exc}", compressed=compressed)
     watched.rid = request.rid
@@ -283,51 +391,18 @@ async def _dispatch(
     return 200, codec.reply(request.rid, error, data, compressed=compressed)
 
 
-async def _respond(
-    conn: h11.Connection,
-    stream: anyio.abc.ByteStream,
-    status: int,
-    body: bytes,
-    *,
-    close: bool = False,
-) -> None:
-    out = conn.send(_response_head(status, len(body), close)) or b""
-    out += conn.send(h11.Data(data=body)) or b""
-    out += conn.send(_END) or b""
-    await stream.send(out)
+def _response(status: int, body: bytes, *, close: bool = False) -> bytes:
+    """A whole HTTP/1.1 response: status line, JSON content type, length, body."""
+    return b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s" % (
+        status,
+        _REASONS.get(status, b""),
+        len(body),
+        b"connection: close\r\n" if close else b"",
+        body,
+    )
 
 
-_response_cache: dict[tuple[int, int, bool], h11.Response] = {}
-
-
-def _response_head(status: int, length: int, close: bool) -> h11.Response:
-    """The h11 response event, built once per (status, length, close) and reused.
-
-    h11 events are immutable; building one validates every header, a measurable part
-    of serving a small request.
-    """
-    key = (status, length, close)
-    head = _response_cache.get(key)
-    if head is None:
-        if len(_response_cache) >= 1024:
-            _response_cache.clear()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(length).encode()),
-        ]
-        if close:
-            headers.append((b"connection", b"close"))
-        head = h11.Response(status_code=status, headers=headers)
-        _response_cache[key] = head
-    return head
-
-
-async def _refuse(
-    conn: h11.Connection, stream: anyio.abc.ByteStream, status: int, error: str
-) -> None:
-    """Send a final error reply if the HTTP state still allows one; the caller closes."""
-    if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-        return
-    with contextlib.suppress(h11.LocalProtocolError, anyio.BrokenResourceError, OSError):
-        body = _ERROR_CODEC.error_reply(None, error)
-        await _respond(conn, stream, status, body, close=True)
+async def _refuse(stream: anyio.abc.ByteStream, status: int, error: str) -> None:
+    """Send a final error response (the caller closes the connection)."""
+    with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        await stream.send(_response(status, _ERROR_CODEC.error_reply(None, error), close=True))
