@@ -136,9 +136,17 @@ def _main(worker: _Worker, argv: list[str]) -> int:
         with ExitStack() as stack:
             anyio.run(_serve, worker, args, worker.build(args, stack))
     except* TransportError as group:
-        logging.error("stopped: %s", "; ".join(str(exc) for exc in group.exceptions))
+        logging.error("stopped: %s", "; ".join(str(exc) for exc in _leaves(group)))
         status = 1
     return status
+
+
+def _leaves(group: BaseExceptionGroup[TransportError]) -> list[BaseException]:
+    """The errors themselves, out of task groups nested in task groups."""
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
 
 
 def submit_main(argv: list[str]) -> int:

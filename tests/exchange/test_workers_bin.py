@@ -43,3 +43,19 @@ def test_unknown_settings_are_refused() -> None:
     )
     assert result.returncode == 2
     assert "expected grape=URL" in result.stderr
+
+
+@pytest.mark.parametrize("script", ["bin/submitOrderWorker.py", "bin/processOrderWorker.py"])
+def test_an_unreachable_grape_is_a_clear_error(script: str, tmp_path: Path) -> None:
+    # Port 1 on loopback: nothing listens there, so the announce is refused at once.
+    result = subprocess.run(
+        [sys.executable, script, "grape=http://127.0.0.1:1", "--db", str(tmp_path / "w.db")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "stopped: could not announce" in result.stderr
+    assert "sub-exception" not in result.stderr
