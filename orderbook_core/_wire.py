@@ -151,7 +151,9 @@ def _amount(value: object, spec: MarketSpec, field: str = "amount") -> int:
 
 
 def _choice(value: object, field: str, choices: dict[str, Any]) -> Any:
-    if isinstance(value, str):
+    # ASCII case-insensitive only: str.lower() also folds non-ASCII letters, and the
+    # Kelvin sign (U+212A) lowers to "k", so "FO\u212a" would pass as "fok".
+    if isinstance(value, str) and value.isascii():
         found = choices.get(value.lower())
         if found is not None:
             return found

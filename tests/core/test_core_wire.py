@@ -148,6 +148,13 @@ def test_post_only() -> None:
         (base(postOnly="yes"), "postOnly", "true or false"),
         (base(postOnly=1), "postOnly", "true or false"),
         (base(ordType="stop"), "ordType", "must be one of"),
+        # Case-insensitive means ASCII case only: str.lower() maps the Kelvin sign
+        # (U+212A) to "k", which once made "FO\u212a" a FOK and "mar\u212aet" a
+        # market order.
+        (base(tif="FO\u212a"), "tif", "must be one of"),
+        (base(ordType="mar\u212aet", price=...), "ordType", "must be one of"),
+        (base(side="\uff22\uff35\uff39"), "side", "must be one of"),
+        (base(op="N\u0130W"), "op", "must be one of"),
         (base(ordType="market"), "price", "must be absent for a market order"),
         ({"op": "modify", "clientId": "c", "orderId": "o"}, "amount", "price and/or an amount"),
         ({"op": "cancel", "clientId": "c"}, "orderId", "required"),
