@@ -7,8 +7,10 @@ timeouts, never a hang or a crash, and a well-behaved client is served meanwhile
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +37,7 @@ from transports import (
     ServiceError,
     TransportClosed,
 )
-from transports.grenache import GrenacheTransport
+from transports.grenache import GrenacheTransport, _stream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -416,6 +418,30 @@ async def test_connections_over_the_limit_are_closed() -> None:
         # Once they are gone, requests are served again.
         await anyio.sleep(0.05)
         assert await r.client.request("echo", 4) == {"echo": 4}
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ECONNABORTED])
+async def test_accept_failures_do_not_stop_the_server(
+    code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Out of file descriptors (EMFILE: easy to reach with `ulimit -n 1024` and the
+    # default max_connections of 1024) or a connection aborted in the backlog used to
+    # end `serve` with the OSError, and the worker with it.
+    failures = 3
+    real_accept = _stream._AsyncioListener.accept
+
+    async def accept(self: Any) -> Any:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise OSError(code, os.strerror(code))
+        return await real_accept(self)
+
+    monkeypatch.setattr(_stream._AsyncioListener, "accept", accept)
+    async with rig() as r:
+        with anyio.fail_after(5):
+            assert await r.client.request("echo", "after") == {"echo": "after"}
+        assert failures == 0
 
 
 async def test_expect_100_continue_and_http_1_0() -> None:

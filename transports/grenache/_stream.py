@@ -18,9 +18,12 @@ buffer is above its high-water mark (back pressure); reading pauses while more t
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import socket
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import anyio
@@ -28,8 +31,48 @@ import anyio.abc
 
 __all__ = ["connect", "listen"]
 
+log = logging.getLogger("transports.grenache.server")
+
 _READ_HIGH = 256 * 1024
 _READ_LOW = 64 * 1024
+
+# accept() failures that say nothing about the listening socket: out of file
+# descriptors or kernel memory (wait, connections will close), or a connection that
+# died in the backlog (skip it). Any of them used to end `serve` and take the whole
+# worker down; asyncio's own servers pause and retry in the same way.
+_ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_SKIPPED = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.ECONNRESET})
+_ACCEPT_PAUSE = 0.1
+"""Seconds to wait before accepting again when the process is out of descriptors."""
+
+
+async def _accept_loop(
+    accept: Callable[[], Any], start: Callable[[Any], None], *, port: int
+) -> None:
+    """Accept connections for ever, handing each to `start`.
+
+    Raises:
+        OSError: accept failed for a reason that will not go away (e.g. the socket was
+            closed); exhaustion and per-connection failures are waited out or skipped.
+    """
+    exhausted = False
+    while True:
+        try:
+            stream = await accept()
+        except OSError as exc:
+            if exc.errno in _ACCEPT_SKIPPED:
+                continue
+            if exc.errno not in _ACCEPT_EXHAUSTED:
+                raise
+            if not exhausted:  # once per episode, not ten times a second
+                log.warning("port %d: cannot accept connections (%s); retrying", port, exc.strerror)
+            exhausted = True
+            await anyio.sleep(_ACCEPT_PAUSE)
+            continue
+        if exhausted:
+            log.info("port %d: accepting connections again", port)
+            exhausted = False
+        start(stream)
 
 
 def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
@@ -217,10 +260,12 @@ class _AsyncioListener(anyio.abc.Listener[anyio.abc.ByteStream]):
 
         try:
             async with anyio.create_task_group() as tg:
-                while True:
-                    stream = await self.accept()
+
+                def start(stream: _AsyncioStream) -> None:
                     live.add(stream)
                     (task_group or tg).start_soon(run, stream)
+
+                await _accept_loop(self.accept, start, port=self.port)
         finally:
             for stream in live:
                 stream.close_now()
@@ -246,7 +291,15 @@ class _AnyioListener(anyio.abc.Listener[anyio.abc.ByteStream]):
         handler: Callable[[anyio.abc.ByteStream], Any],
         task_group: anyio.abc.TaskGroup | None = None,
     ) -> None:
-        await self._listener.serve(handler, task_group)
+        # anyio's own `serve` ends on the first accept error; accept ourselves instead.
+        listeners = getattr(self._listener, "listeners", [self._listener])
+        async with anyio.create_task_group() as tg:
+
+            def start(stream: anyio.abc.SocketStream) -> None:
+                (task_group or tg).start_soon(handler, stream)
+
+            for listener in listeners:
+                tg.start_soon(partial(_accept_loop, listener.accept, start, port=self.port))
 
     async def aclose(self) -> None:
         await self._listener.aclose()
