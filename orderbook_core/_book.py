@@ -308,8 +308,9 @@ class OrderBook:
                 raise ValueError(f"duplicate order id {(client_id, order_id)!r}")
             if not spec.min_ticks <= price <= spec.max_ticks:
                 raise ValueError(f"price {price} out of range")
-            if remaining <= 0:
-                raise ValueError(f"remaining must be > 0, not {remaining}")
+            if not 0 < remaining <= spec.max_lots:
+                # Above max_lots is impossible too: new orders and modifies are capped.
+                raise ValueError(f"remaining must be in 1..{spec.max_lots}, not {remaining}")
             book._rest([client_id, order_id, Side(side), price, remaining, seq, ts])
         bid, ask = book._best_bid, book._best_ask
         if bid is not None and ask is not None and bid >= ask:

@@ -155,6 +155,10 @@ def test_from_orders_round_trip() -> None:
         ([RestingOrder("a", "1", BUY, 10, 1, 1, 1)] * 2, "duplicate"),
         ([RestingOrder("a", "1", BUY, 0, 1, 1, 1)], "out of range"),
         ([RestingOrder("a", "1", BUY, 10, 0, 1, 1)], "remaining"),
+        # No command can leave more than max_amount resting (new and modify check it),
+        # so a snapshot or a version in the DHT that says so is not a book of this market.
+        ([RestingOrder("a", "1", BUY, 10, 10_001, 1, 1)], "remaining"),
+        ([RestingOrder("a", "1", SELL, 1001, 1, 1, 1)], "out of range"),
         (
             [RestingOrder("a", "1", BUY, 10, 1, 1, 1), RestingOrder("a", "2", SELL, 10, 1, 1, 1)],
             "crossed",
@@ -193,6 +197,7 @@ GOOD = encode_book(OrderBook.from_orders(unit_spec(), [RestingOrder("a", "1", BU
         GOOD.replace(b'"bids":[[10,[["a","1",1,1,1]]]]', b'"bids":{}'),
         GOOD.replace(b'"bids":[[10,[["a","1",1,1,1]]]]', b'"bids":[10]'),
         GOOD.replace(b'"asks":[]', b'"asks":[[5,[["b","1",1,1,1]]]]'),  # crossed
+        GOOD.replace(b'"bids":[[10,[["a","1",1,1,1]]]]', b'"bids":[[10,[["a","1",10001,1,1]]]]'),
         GOOD.replace(b'"tickSize":"1"', b'"tickSize":"x"'),
         GOOD.replace(b'"tickSize":"1"', b'"tickSize":"0"'),
         GOOD.replace(b'"tickSize":"1"', b'"tickSize":1'),

@@ -533,6 +533,8 @@ async def forge(transport: Transport, case: str) -> str:
         book = await put(leaf(ASK, ("s", MID + 2, 5, "c1", "o1", 3, 1)))
     elif case == "float price":
         book = await put(leaf(("s", MID + 0.5, 5, "c1", "o1", 1, 1)))
+    elif case == "remaining above max amount":
+        book = await put(leaf(("s", MID + 1, SPEC.max_lots + 1, "c1", "o1", 1, 1)))
     elif case == "order number too big":
         book = await put(leaf(("s", MID + 1, 5, "c1", 10**15, 1, 1)))
     elif case == "count mismatch":
@@ -567,6 +569,7 @@ FORGERIES = [
     "duplicate id",
     "float price",
     "order number too big",
+    "remaining above max amount",
     "count mismatch",
     "height mismatch",
     "not the canonical chunking",
