@@ -259,7 +259,7 @@ class ProcessWorker:
             if self._failure is not None:
                 raise Refused(ERR_UNAVAILABLE, "the worker is stopping")
             if seq <= self.head_seq:
-                return await self._recorded(seq, command_json)
+                return await self._recorded(seq, ts, command_json)
             if seq != self.head_seq + 1:
                 raise Refused(ERR_SEQ_GAP, f"expected {self.head_seq + 1}")
             command = parse_command(command_json, self.spec, seq=seq, ts=ts)
@@ -293,12 +293,17 @@ class ProcessWorker:
         )
         return {"seq": seq, "root": root}
 
-    async def _recorded(self, seq: int, command_json: dict[str, Any]) -> JSON:
-        """The reply recorded for an already applied `seq` (the same command only)."""
+    async def _recorded(self, seq: int, ts: int, command_json: dict[str, Any]) -> JSON:
+        """The reply recorded for an already applied `seq` (the same entry only).
+
+        The timestamp is compared too: a journal never rewrites an entry's, so equal
+        commands with another `ts` come from another journal (e.g. another run that
+        submitted the same payloads) and were not what this worker applied.
+        """
         record = await self._db(partial(self._store_get, seq))
         if record is None:  # pragma: no cover - the table has no gaps up to the head
             raise RuntimeError(f"seq {seq} is below the head but not recorded")
-        if record.command != canonical_json(command_json):
+        if record.command != canonical_json(command_json) or record.ts != ts:
             # Two different commands under one number: the sender's journal is not the one
             # we applied (e.g. it was wiped). Refuse loudly rather than answer for another.
             _log.error("seq=%d was applied with a different command than resent", seq)

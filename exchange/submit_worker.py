@@ -11,8 +11,9 @@ command at a time, and retries each one (exponential backoff, capped, with jitte
 seeded RNG) until the process worker acknowledges it. A command that fails or is refused
 is retried, never skipped or reordered. When the process worker answers
 ``ERR_SEQ_GAP: expected <n>`` (it restarted from an older state, or lost it), the
-forwarder rewinds to ``n`` and resends from there: the journal is the source of truth,
-and the process worker answers already-applied numbers idempotently.
+forwarder rewinds and resends from ``n - 1``: the journal is the source of truth, the
+process worker answers already-applied numbers idempotently, and it confirms ``n - 1``
+only if it applied that very entry, so a state from another journal is not built upon.
 
 Blocking SQLite calls run in a worker thread (``anyio.to_thread.run_sync``), one at a
 time (an ``anyio.Lock``), so the event loop never blocks on the disk.
@@ -217,7 +218,7 @@ class SubmitWorker:
                     expected = int(gap.group(1))
                     if expected != next_seq:
                         _log.warning("process_order expects seq %d; resending from there", expected)
-                        next_seq = expected
+                        next_seq = _rewind(expected)
                         failures = 0
                         continue
                 _log.warning("process_order refused seq=%d: %s", entry.seq, exc.message)
@@ -261,7 +262,7 @@ class SubmitWorker:
         head = reply.get("seq") if isinstance(reply, dict) else None
         if type(head) is int and 0 <= head < next_seq - 1:
             _log.warning("process_order is at seq %d; resending from %d", head, head + 1)
-            return head + 1
+            return _rewind(head + 1)
         return next_seq
 
     async def _sleep_backoff(self, failures: int) -> int:
@@ -276,6 +277,17 @@ class SubmitWorker:
         """Run a blocking journal call in a worker thread, one at a time."""
         async with self._db_lock:
             return await anyio.to_thread.run_sync(call)
+
+
+def _rewind(expected: int) -> int:
+    """Where to resume when the process worker expects `expected` next.
+
+    One entry earlier: the process worker answers ``expected - 1`` from its record only
+    if it applied that very entry (same command, same timestamp), so a process worker
+    whose state comes from another journal (an old copy, another run) is refused
+    loudly before anything of this journal is applied on top of it.
+    """
+    return max(1, expected - 1)
 
 
 def _dedupe_key(command: Command) -> tuple[str, str | None]:

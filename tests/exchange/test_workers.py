@@ -249,3 +249,40 @@ async def test_two_concurrent_buys_fill_exactly_the_resting_sell(tmp_path: Path)
             (DEFAULT_SPEC.price_to_ticks(Decimal(100)), DEFAULT_SPEC.amount_to_lots(Decimal(4)))
         ]
         assert processor.book.state_hash() == book.state_hash()
+
+
+@pytest.mark.parametrize("same_commands", [False, True])
+async def test_a_process_state_from_another_journal_is_not_built_upon(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, same_commands: bool
+) -> None:
+    """A process worker restarted on the state of another run, *behind* the journal.
+
+    It used to answer ``ERR_SEQ_GAP: expected 4`` and get journal B's 4.. applied on top
+    of journal A's 1..3: a book that no replay of either journal gives, published to
+    every client without a word. The forwarder now resends 3 first, which the process
+    worker confirms only if it applied that very entry (command and timestamp).
+    """
+    caplog.set_level(logging.WARNING)
+    run_a = (
+        orders(6)[:3]
+        if same_commands
+        else [order("a", f"a{i}", "buy", "90", "1") for i in range(3)]
+    )
+    async with exchange(tmp_path / "a", MemoryNetwork(), clock=lambda: 1_000) as ex:
+        for payload in run_a:
+            await ex.submit(payload)
+        await ex.settled()
+    async with exchange(tmp_path / "b", MemoryNetwork(), clock=lambda: 2_000) as ex:
+        for payload in orders(6):
+            await ex.submit(payload)
+        await ex.settled()
+        await wait_until(lambda: ex.journal.acked() == ex.journal.head())
+    async with exchange(
+        tmp_path / "b", MemoryNetwork(), process=False, idle_check=0.05, clock=lambda: 3_000
+    ) as ex:
+        processor = await ex.start_processor("../a/process.db")
+        assert processor.head_seq == 3
+        await ex.submit(order("z", "z1", "buy", "1", "1"))
+        await anyio.sleep(0.5)
+        assert processor.head_seq == 3, "journal B's commands were applied on run A's book"
+        assert "seq 3 was applied with a different command" in caplog.text
