@@ -299,8 +299,8 @@ _EVENT_FIELDS: Final[dict[type[Any], tuple[str, tuple[tuple[str, str, str], ...]
         "accepted",
         (
             ("seq", "seq", "int"),
-            ("client_id", "clientId", "str"),
-            ("order_id", "orderId", "str"),
+            ("client_id", "clientId", "id"),
+            ("order_id", "orderId", "id"),
             ("side", "side", "side"),
             ("price", "price", "price?"),
             ("amount", "amount", "amount"),
@@ -315,19 +315,19 @@ _EVENT_FIELDS: Final[dict[type[Any], tuple[str, tuple[tuple[str, str, str], ...]
             ("price", "price", "price"),
             ("amount", "amount", "amount"),
             ("taker_side", "takerSide", "side"),
-            ("maker_client_id", "makerClientId", "str"),
-            ("maker_order_id", "makerOrderId", "str"),
+            ("maker_client_id", "makerClientId", "id"),
+            ("maker_order_id", "makerOrderId", "id"),
             ("maker_remaining", "makerRemaining", "amount"),
-            ("taker_client_id", "takerClientId", "str"),
-            ("taker_order_id", "takerOrderId", "str"),
+            ("taker_client_id", "takerClientId", "id"),
+            ("taker_order_id", "takerOrderId", "id"),
         ),
     ),
     OrderRested: (
         "rested",
         (
             ("seq", "seq", "int"),
-            ("client_id", "clientId", "str"),
-            ("order_id", "orderId", "str"),
+            ("client_id", "clientId", "id"),
+            ("order_id", "orderId", "id"),
             ("side", "side", "side"),
             ("price", "price", "price"),
             ("amount", "amount", "amount"),
@@ -337,8 +337,8 @@ _EVENT_FIELDS: Final[dict[type[Any], tuple[str, tuple[tuple[str, str, str], ...]
         "cancelled",
         (
             ("seq", "seq", "int"),
-            ("client_id", "clientId", "str"),
-            ("order_id", "orderId", "str"),
+            ("client_id", "clientId", "id"),
+            ("order_id", "orderId", "id"),
             ("side", "side", "side"),
             ("price", "price", "price?"),
             ("amount", "amount", "amount"),
@@ -349,8 +349,8 @@ _EVENT_FIELDS: Final[dict[type[Any], tuple[str, tuple[tuple[str, str, str], ...]
         "rejected",
         (
             ("seq", "seq", "int"),
-            ("client_id", "clientId", "str"),
-            ("order_id", "orderId", "str"),
+            ("client_id", "clientId", "id"),
+            ("order_id", "orderId", "id"),
             ("reason", "reason", "reject_reason"),
         ),
     ),
@@ -358,8 +358,8 @@ _EVENT_FIELDS: Final[dict[type[Any], tuple[str, tuple[tuple[str, str, str], ...]
         "modified",
         (
             ("seq", "seq", "int"),
-            ("client_id", "clientId", "str"),
-            ("order_id", "orderId", "str"),
+            ("client_id", "clientId", "id"),
+            ("order_id", "orderId", "id"),
             ("side", "side", "side"),
             ("price", "price", "price"),
             ("amount", "amount", "amount"),
@@ -406,6 +406,10 @@ def _from_wire(kind: str, value: object, field: str, spec: MarketSpec) -> Any:
         if type(value) is not int:
             raise ValidationError(field, "must be an integer")
         return value
+    if kind == "id":
+        # Events come back from the DHT, where anyone may store a version: ids must obey
+        # the same rule as on submit_order (no control characters, at most 64).
+        return _identifier(value, field)
     if kind == "str":
         if not isinstance(value, str):
             raise ValidationError(field, "must be a string")

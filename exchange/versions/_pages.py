@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -113,6 +114,9 @@ most 15 digits (below 2**53: exact in every JSON reader) and no leading zero."""
 _MAX_ORDER_NUMBER = 10**_MAX_ORDER_NUMBER_DIGITS
 
 _SEPARATORS = (",", ":")
+
+_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""The id rule of submit_order (docs/core.md); a page's ids must obey it too."""
 
 # Page types: book leaf/node, event leaf/node.
 _BOOK_LEAF = "BL"
@@ -455,12 +459,17 @@ def _parse_order(key: str, side: Side, price: int, item: object) -> RestingOrder
     for name, value in (("seq", seq), ("ts", ts)):
         if not _is_int(value):
             raise _bad(key, f"order {name} must be an integer")
-    if not (isinstance(client_id, str) and client_id):
-        raise _bad(key, "order client_id must be a non-empty string")
+    # Anyone can store a version whose tree is canonical for the orders it lists, so the
+    # ids are checked against the submit_order rule: no control characters or other
+    # bytes a client would print, and at most 64 characters once expanded.
+    if not (isinstance(client_id, str) and _ID_RE.fullmatch(client_id)):
+        raise _bad(key, "order client_id must be 1-64 characters of [A-Za-z0-9_.-]")
     if _is_int(order_id) and 0 <= order_id < _MAX_ORDER_NUMBER:
         order_id = f"{client_id}-{order_id}"
-    elif not (isinstance(order_id, str) and order_id):
-        raise _bad(key, "order order_id must be a non-empty string or an integer in 0..10**15-1")
+    elif not isinstance(order_id, str):
+        raise _bad(key, "order order_id must be a string or an integer in 0..10**15-1")
+    if not _ID_RE.fullmatch(order_id):
+        raise _bad(key, "order order_id must be 1-64 characters of [A-Za-z0-9_.-]")
     return RestingOrder(client_id, order_id, side, price, remaining, seq, ts)
 
 

@@ -10,9 +10,9 @@ DHT may return anything, or nothing. So `VersionReader.fetch` trusts no byte:
 2. Each tree (book, events) is walked level by level from its root page. A level's
    pages are fetched concurrently (16 at a time), except those already in the page
    cache; every fetched page's key is recomputed and its JSON shape checked
-   (`parse_page`). Every page of a level must be of the tree's kind and the level's
-   height (so leaves are all at one depth), and each child's count must equal what
-   its parent says.
+   (`parse_page`, which also holds every id to the submit_order id rule). Every page
+   of a level must be of the tree's kind and the level's height (so leaves are all at
+   one depth), and each child's count must equal what its parent says.
 3. The book is rebuilt from the leaves' orders (`OrderBook.from_orders`: no duplicate
    id, no crossed book, prices in range) and its page tree recomputed: its root key
    must be the root document's ``book``. This proves the tree is *the* canonical tree

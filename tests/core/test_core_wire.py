@@ -22,6 +22,7 @@ from orderbook_core import (
     OrderBook,
     Side,
     TimeInForce,
+    Trade,
     ValidationError,
     command_to_wire,
     event_from_wire,
@@ -338,6 +339,26 @@ def test_event_from_wire_errors(mutate: Any, field: str) -> None:
     trade = next(e for e in sample_events() if type(e).__name__ == "Trade")
     wire = event_to_wire(trade, S)
     mutate(wire)
+    with pytest.raises(ValidationError) as info:
+        event_from_wire(wire, S)
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("makerClientId", "a" * 65),
+        ("makerClientId", ""),
+        ("makerOrderId", "x\u001b[31m"),
+        ("takerClientId", "b c"),
+        ("takerOrderId", 7),
+    ],
+)
+def test_event_from_wire_checks_ids(field: str, value: object) -> None:
+    # Events are read back from the DHT, where anyone may store a version.
+    trade = next(e for e in sample_events() if isinstance(e, Trade))
+    wire = event_to_wire(trade, S)
+    wire[field] = value
     with pytest.raises(ValidationError) as info:
         event_from_wire(wire, S)
     assert info.value.field == field

@@ -533,6 +533,17 @@ async def forge(transport: Transport, case: str) -> str:
         book = await put(leaf(ASK, ("s", MID + 2, 5, "c1", "o1", 3, 1)))
     elif case == "float price":
         book = await put(leaf(("s", MID + 0.5, 5, "c1", "o1", 1, 1)))
+    elif case == "client id breaks the id rule":
+        book = await put(leaf(("s", MID + 1, 5, "c\u001b[2J", "o1", 1, 1)))
+    elif case == "order id breaks the id rule":
+        book = await put(leaf(("s", MID + 1, 5, "c1", "o 1", 1, 1)))
+    elif case == "expanded order id over 64 characters":
+        # "<60 x c>-123456789012345" is 76 characters: no client could submit it.
+        book = await put(leaf(("s", MID + 1, 5, "c" * 60, 123456789012345, 1, 1)))
+    elif case == "event id breaks the id rule":
+        rejected = OrderRejected(5, "c1", "o1", RejectReason.UNKNOWN_ORDER)
+        wire = {**event_to_wire(rejected, SPEC), "orderId": "o1\n"}
+        events = await put(json.dumps({"e": [wire], "t": "EL", "v": 2}, sort_keys=True))
     elif case == "remaining above max amount":
         book = await put(leaf(("s", MID + 1, SPEC.max_lots + 1, "c1", "o1", 1, 1)))
     elif case == "order number too big":
@@ -570,6 +581,10 @@ FORGERIES = [
     "float price",
     "order number too big",
     "remaining above max amount",
+    "client id breaks the id rule",
+    "order id breaks the id rule",
+    "expanded order id over 64 characters",
+    "event id breaks the id rule",
     "count mismatch",
     "height mismatch",
     "not the canonical chunking",
