@@ -17,8 +17,9 @@ DHT may return anything, or nothing. So `VersionReader.fetch` trusts no byte:
    id, no crossed book, prices in range) and its page tree recomputed: its root key
    must be the root document's ``book``. This proves the tree is *the* canonical tree
    of that book (right order, right chunk boundaries), so the key is a state hash.
-4. Events are parsed with `event_from_wire`; each one's ``seq`` must lie in
-   ``first..seq``.
+4. Events are parsed with `event_from_wire`; their ``seq`` must run through
+   ``first..seq`` in order, every command with at least one event (each command
+   gives one at least, a rejection included).
 
 Any failure raises `InvalidVersion` before anything is returned: the caller's replica
 is never touched by a bad version. Pages are cached by key (they are immutable, and a
@@ -203,12 +204,28 @@ class VersionReader:
         for leaf in leaves:
             assert isinstance(leaf, EventLeaf)
             events.extend(leaf.events)
+        # Every command has at least one event (a rejection is one), and the events are
+        # in the order they happened: so their seqs run through first..seq, in order,
+        # each at least once (none at all when first == seq + 1).
+        following = root.first  # the seq the next command's first event must have
         for event in events:
             if not root.first <= event.seq <= root.seq:
                 raise InvalidVersion(
                     f"version {root_hash}: event of seq {event.seq} outside "
                     f"{root.first}..{root.seq}"
                 )
+            if event.seq == following:
+                following += 1
+            elif event.seq != following - 1:
+                raise InvalidVersion(
+                    f"version {root_hash}: event of seq {event.seq} out of order "
+                    f"(expected {following - 1} or {following})"
+                )
+        if following != root.seq + 1:
+            raise InvalidVersion(
+                f"version {root_hash}: command {following} (of {root.first}..{root.seq}) "
+                "has no events"
+            )
         return tuple(events)
 
     async def _walk(

@@ -489,9 +489,9 @@ def node(height: int, *children: tuple[str, int], kind: str = "BN") -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
-def event_leaf(seq: int) -> str:
-    event = OrderRejected(seq, "c1", "o1", RejectReason.UNKNOWN_ORDER)
-    body = {"e": [event_to_wire(event, SPEC)], "t": "EL", "v": 2}
+def event_leaf(*seqs: int) -> str:
+    events = [OrderRejected(seq, "c1", "o1", RejectReason.UNKNOWN_ORDER) for seq in seqs]
+    body = {"e": [event_to_wire(event, SPEC) for event in events], "t": "EL", "v": 2}
     return json.dumps(body, separators=(",", ":"), sort_keys=True)
 
 
@@ -558,6 +558,14 @@ async def forge(transport: Transport, case: str) -> str:
         book = await put(node(1, (await put(leaf(ASK)), 1), (await put(leaf(BID)), 1)))
     elif case == "event outside first..seq":
         events = await put(event_leaf(99))
+    elif case == "no events for a command":
+        # Every command has at least one event (a rejection, at least), so a root that
+        # covers commands 5..5 must carry events: here it names none.
+        return await put(root_text(book=None, events=None))
+    elif case == "a command of first..seq without events":
+        return await put(root_text(first=3, events=await put(event_leaf(3, 5))))
+    elif case == "events out of order":
+        return await put(root_text(first=4, events=await put(event_leaf(5, 4))))
     else:  # pragma: no cover
         raise AssertionError(case)
     if case == "not the canonical chunking":
@@ -589,6 +597,9 @@ FORGERIES = [
     "height mismatch",
     "not the canonical chunking",
     "event outside first..seq",
+    "no events for a command",
+    "a command of first..seq without events",
+    "events out of order",
 ]
 
 
