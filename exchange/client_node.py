@@ -78,6 +78,11 @@ ORDERBOOK_HEAD = "orderbook_head"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
+_RETRYABLE = (ERR_UNAVAILABLE, "ERR_TIMEOUT")
+"""Error codes after which a submit is retried (same orderId): a dependency failed, or
+the Grenache server cut the handler off at its time bound (journaled or not: the
+retry finds out). Any other error is the sequencer's answer."""
+
 
 class OrderRefused(Exception):
     """The submit_order worker refused the order; `str()` is its ``ERR_*`` reply."""
@@ -264,7 +269,8 @@ class ClientNode:
         """Submit `order` (a `submit_order` payload) and return the sequencer's reply.
 
         The payload gets an `orderId` if it has none, so that retries are idempotent.
-        Retries on transport failures and ``ERR_UNAVAILABLE`` until `timeout`.
+        Retries on transport failures, ``ERR_UNAVAILABLE`` and ``ERR_TIMEOUT`` (the
+        server's handler bound) until `timeout`.
 
         Raises:
             OrderRefused: the submit_order worker refused the order.
@@ -283,7 +289,7 @@ class ClientNode:
                         SUBMIT_ORDER, payload, timeout=min(self._request_timeout, timeout)
                     )
                 except RemoteError as exc:
-                    if not exc.message.startswith(ERR_UNAVAILABLE):
+                    if not exc.message.startswith(_RETRYABLE):
                         raise OrderRefused(exc.message) from None
                     last_error = exc.message
                 except TransportError as exc:

@@ -256,6 +256,7 @@ class FakeSubmit:
 
     fail_first: int = 0
     refuse: str | None = None
+    transient: str = "ERR_UNAVAILABLE: process worker down"
     seen: list[Any] = field(default_factory=list)
 
     async def __call__(self, payload: JSON) -> JSON:
@@ -263,7 +264,7 @@ class FakeSubmit:
         if self.refuse is not None:
             raise ServiceError(self.refuse)
         if len(self.seen) <= self.fail_first:
-            raise ServiceError("ERR_UNAVAILABLE: process worker down")
+            raise ServiceError(self.transient)
         return {"seq": 41, "orderId": payload["orderId"]}
 
 
@@ -282,6 +283,28 @@ async def test_submit_retries_with_the_same_order_id(network: MemoryNetwork) -> 
     assert len(fake.seen) == 3
     assert len({p["orderId"] for p in fake.seen}) == 1
     assert fake.seen[0]["clientId"] == "alice"
+
+
+async def test_submit_retries_when_the_server_timed_the_handler_out(
+    network: MemoryNetwork,
+) -> None:
+    # The Grenache server answers ERR_TIMEOUT for a handler that ran past its bound (a
+    # stalled disk under the journal): the order may or may not be journaled. It used to
+    # be reported as "refused" (exit 1) although the order could still trade; a retry
+    # with the same orderId gets the first reply, or journals it once.
+    fake = FakeSubmit(fail_first=1, transient="ERR_TIMEOUT: handler took longer than 30.0 s")
+    async with (
+        MemoryTransport(network) as worker,
+        MemoryTransport(network) as transport,
+        anyio.create_task_group() as tg,
+    ):
+        await tg.start(worker.serve, {"submit_order": fake})
+        node = ClientNode(transport, "alice", SPEC)
+        submitted = await node.submit({"side": "buy", "price": "1", "amount": "1"}, timeout=5)
+        tg.cancel_scope.cancel()
+    assert submitted.seq == 41
+    assert len(fake.seen) == 2
+    assert len({p["orderId"] for p in fake.seen}) == 1
 
 
 async def test_submit_refused_and_timeout(network: MemoryNetwork) -> None:
