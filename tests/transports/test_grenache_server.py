@@ -316,6 +316,27 @@ async def test_map_with_a_dead_peer_and_request_failover() -> None:
             assert await r.client.request("echo", i) == {"echo": i}
 
 
+async def test_request_skips_a_peer_that_does_not_serve_the_name() -> None:
+    # Grapes keep a dead peer's address announced for ever; once another process (say a
+    # client node, which serves only orderbook_updated) binds that port, it answers
+    # ERR_SERVICE_UNKNOWN. `request` used to return that as the answer (a client then
+    # reported its order "refused"); the handler certainly did not run, so it is now a
+    # peer to skip, like one that refuses the connection.
+    async with rig() as r, anyio.create_task_group() as tg:
+        other = GrenacheTransport(r.grape.url, lookup_ttl=0.0)
+        async with other:
+            port = await tg.start(partial(other.serve, {"other": echo}))
+            stale = f"127.0.0.1:{port}"
+            r.peers["echo"].insert(0, stale)
+            for i in range(20):
+                assert await r.client.request("echo", i) == {"echo": i}
+            # Nobody serving it at all: that is "no peer", not the service's answer.
+            r.peers["echo"] = [stale]
+            with pytest.raises(NoPeersError, match="ERR_SERVICE_UNKNOWN"):
+                await r.client.request("echo", "x")
+            tg.cancel_scope.cancel()
+
+
 async def test_closed_transport() -> None:
     async with rig() as r:
         await r.client.aclose()

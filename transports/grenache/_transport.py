@@ -35,6 +35,9 @@ __all__ = ["GrenacheTransport"]
 
 log = logging.getLogger("transports.grenache")
 
+_SERVICE_UNKNOWN = "ERR_SERVICE_UNKNOWN"
+"""What our server answers for a name it does not serve (the handler never ran)."""
+
 # Lookups right after an announce may come back empty: retry after these pauses (s).
 _EMPTY_LOOKUP_RETRIES = (0.05, 0.1, 0.2, 0.25)
 
@@ -264,9 +267,10 @@ class GrenacheTransport(Transport):
     async def request(self, name: str, payload: JSON, *, timeout: float = DEFAULT_TIMEOUT) -> JSON:
         """Send `payload` to one random peer serving `name`; see `Transport.request`.
 
-        A peer that refuses the connection (the request surely was not delivered) is
-        dropped from the lookup cache and another announced peer is tried, within the
-        same deadline.
+        A peer that refuses the connection, or answers ``ERR_SERVICE_UNKNOWN`` (the
+        request surely was not handled: a dead peer's address, now another process's),
+        is dropped from the lookup cache and another announced peer is tried, within
+        the same deadline; if none serves `name`, `NoPeersError`.
         """
         _check_timeout(timeout)
         self._check_open()
@@ -287,12 +291,20 @@ class GrenacheTransport(Transport):
         peers = await self._lookup(name)
         if not peers:
             raise NoPeersError(f"no peer is announced for {name!r}")
-        last: ConnectFailed | None = None
+        last: TransportError | None = None
         for peer in random.sample(peers, len(peers)):
             try:
                 return await self._call(peer, name, payload)
             except ConnectFailed as exc:
                 last = exc
+            except RemoteError as exc:
+                # The address is announced for `name` but what listens there now does
+                # not serve it (a dead peer's port, taken over by another process): no
+                # handler ran, so try the next peer, as for a refused connection.
+                if not exc.message.startswith(_SERVICE_UNKNOWN):
+                    raise
+                self._link.drop_peer(name, peer)
+                last = NoPeersError(f"peer {peer} does not serve {name!r}: {exc.message}")
         assert last is not None
         raise last
 
