@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 _ID_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_TRADE_ID_RE: Final = re.compile(r"(0|[1-9][0-9]{0,30})\.[1-9][0-9]{0,30}")
 _DECIMAL_RE: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _NONFINITE: Final = frozenset({"nan", "snan", "inf", "infinity"})
 _MAX_NUMBER_LEN: Final = 64
@@ -310,7 +311,7 @@ _EVENT_FIELDS: Final[dict[type[Any], tuple[str, tuple[tuple[str, str, str], ...]
         "trade",
         (
             ("seq", "seq", "int"),
-            ("trade_id", "tradeId", "str"),
+            ("trade_id", "tradeId", "trade_id"),
             ("ts", "ts", "int"),
             ("price", "price", "price"),
             ("amount", "amount", "amount"),
@@ -410,9 +411,9 @@ def _from_wire(kind: str, value: object, field: str, spec: MarketSpec) -> Any:
         # Events come back from the DHT, where anyone may store a version: ids must obey
         # the same rule as on submit_order (no control characters, at most 64).
         return _identifier(value, field)
-    if kind == "str":
-        if not isinstance(value, str):
-            raise ValidationError(field, "must be a string")
+    if kind == "trade_id":
+        if not (isinstance(value, str) and _TRADE_ID_RE.fullmatch(value)):
+            raise ValidationError(field, 'must be "<seq>.<n>" with n >= 1')
         return value
     if kind == "bool":
         if not isinstance(value, bool):
@@ -466,4 +467,6 @@ def event_from_wire(obj: object, spec: MarketSpec) -> Event:
             raise ValidationError(wire, "required")
         values.append(_from_wire(kind, obj[wire], wire, spec))
     event: Event = cls(*values)
+    if isinstance(event, Trade) and event.trade_id.partition(".")[0] != str(event.seq):
+        raise ValidationError("tradeId", 'must be "<seq>.<n>" with the event\'s seq')
     return event

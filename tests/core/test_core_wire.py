@@ -352,9 +352,15 @@ def test_event_from_wire_errors(mutate: Any, field: str) -> None:
         ("makerOrderId", "x\u001b[31m"),
         ("takerClientId", "b c"),
         ("takerOrderId", 7),
+        ("tradeId", "x\u001b[2J"),
+        ("tradeId", "3.0"),
+        ("tradeId", "3"),
+        ("tradeId", "03.1"),
+        ("tradeId", "4.1"),  # not this event's seq
+        ("tradeId", 3.1),
     ],
 )
-def test_event_from_wire_checks_ids(field: str, value: object) -> None:
+def test_event_from_wire_checks_ids_and_trade_id(field: str, value: object) -> None:
     # Events are read back from the DHT, where anyone may store a version.
     trade = next(e for e in sample_events() if isinstance(e, Trade))
     wire = event_to_wire(trade, S)
