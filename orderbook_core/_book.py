@@ -217,17 +217,33 @@ class OrderBook:
         """The lowest ask price in ticks, or None. O(1) (cached)."""
         return self._best_ask
 
+    def _side_levels(self, side: Side) -> dict[int, Level]:
+        # A plain "buy" equals Side.BUY but is not it: refuse it, as apply does, rather
+        # than answer for the other side.
+        if side is _BUY:
+            return self._bids
+        if side is _SELL:
+            return self._asks
+        raise TypeError(f"side must be a Side, not {side!r}")
+
     def depth(self, side: Side, price: int) -> int:
-        """Total lots resting on ``side`` at ``price`` (0 if none). O(1)."""
-        level = (self._bids if side is _BUY else self._asks).get(price)
+        """Total lots resting on ``side`` at ``price`` (0 if none). O(1).
+
+        Raises:
+            TypeError: ``side`` is not a :class:`Side`.
+        """
+        level = self._side_levels(side).get(price)
         return 0 if level is None else int(level[0])
 
     def levels(self, side: Side, n: int | None = None) -> list[tuple[int, int]]:
         """The best ``n`` levels of ``side`` (all if None) as (price, total lots).
 
         Best first: bids descending, asks ascending. O(L log L), L = levels of side.
+
+        Raises:
+            TypeError: ``side`` is not a :class:`Side`.
         """
-        book = self._bids if side is _BUY else self._asks
+        book = self._side_levels(side)
         prices = sorted(book, reverse=side is _BUY)
         if n is not None:
             prices = prices[: max(n, 0)]
@@ -240,12 +256,15 @@ class OrderBook:
         and within a level in time priority (the order that trades first, first).
         The views are taken when this is called, so the caller may apply commands
         while iterating. O(n + L log L).
+
+        Raises:
+            TypeError: ``side`` is neither None nor a :class:`Side`.
         """
         sides = (_SELL, _BUY) if side is None else (side,)
         make = RestingOrder._make
         out: list[RestingOrder] = []
         for s in sides:
-            book = self._bids if s is _BUY else self._asks
+            book = self._side_levels(s)
             for price in sorted(book, reverse=s is _BUY):
                 out.extend([make(order) for order in book[price][2] if order[4]])
         return iter(out)

@@ -633,6 +633,18 @@ def test_programming_errors_raise() -> None:
         book.apply(seq.modify("a", "1", price=100.5))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         book.apply(seq.modify("a", "1", amount=2.0))  # type: ignore[arg-type]
+    # The queries too: a plain "buy" (equal to Side.BUY, but not it) used to be read as
+    # the sell side, so levels("buy") answered with the asks.
+    for query in (
+        lambda: book.levels("buy"),  # type: ignore[arg-type]
+        lambda: book.depth("buy", 100),  # type: ignore[arg-type]
+        lambda: book.orders("buy"),  # type: ignore[arg-type]
+        lambda: book.levels("bid"),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(TypeError, match="side"):
+            query()
+    assert book.levels(BUY) == [(100, 1)]
+    assert book.depth(BUY, 100) == 1
 
 
 def test_check_detects_corruption() -> None:
