@@ -17,6 +17,8 @@ DHT may return anything, or nothing. So `VersionReader.fetch` trusts no byte:
    id, no crossed book, prices in range) and its page tree recomputed: its root key
    must be the root document's ``book``. This proves the tree is *the* canonical tree
    of that book (right order, right chunk boundaries), so the key is a state hash.
+   Every order's ``seq`` must lie in ``1..seq`` and increase along each price level
+   (time priority is arrival order).
 4. Events are parsed with `event_from_wire`; their ``seq`` must run through
    ``first..seq`` in order, every command with at least one event (each command
    gives one at least, a rejection included).
@@ -74,6 +76,28 @@ class Version:
     book: OrderBook
     events: tuple[Event, ...]
     key: str
+
+
+def _check_priority(root_hash: str, root: RootDoc, orders: list[RestingOrder]) -> None:
+    """Each order got its priority from a command of this version or an earlier one
+    (``1 <= seq <= root.seq``), and at one price the order that trades first came
+    first: seqs strictly increase along a level (the book only ever appends a
+    command's order at a level's tail). `orders` are in canonical order. O(n)."""
+    level: tuple[object, int] | None = None
+    last_seq = 0
+    for o in orders:
+        if not 1 <= o.seq <= root.seq:
+            raise InvalidVersion(
+                f"version {root_hash}: order {o.client_id}/{o.order_id} has seq {o.seq}, "
+                f"outside 1..{root.seq}"
+            )
+        here = (o.side, o.price)
+        if here == level and o.seq <= last_seq:
+            raise InvalidVersion(
+                f"version {root_hash}: at price {o.price} order {o.client_id}/{o.order_id} "
+                f"(seq {o.seq}) is queued after an order of seq {last_seq}"
+            )
+        level, last_seq = here, o.seq
 
 
 class VersionReader:
@@ -157,6 +181,7 @@ class VersionReader:
                 f"version {root_hash}: the book's pages are not its canonical tree "
                 f"(rebuilt {rebuilt}, root says {root.book})"
             )
+        _check_priority(root_hash, root, orders)
         events = await self._events(root_hash, root)
         return Version(root, book, events, root_hash)
 

@@ -544,6 +544,13 @@ async def forge(transport: Transport, case: str) -> str:
         rejected = OrderRejected(5, "c1", "o1", RejectReason.UNKNOWN_ORDER)
         wire = {**event_to_wire(rejected, SPEC), "orderId": "o1\n"}
         events = await put(json.dumps({"e": [wire], "t": "EL", "v": 2}, sort_keys=True))
+    elif case == "order seq after the root's seq":
+        book = await put(leaf(("s", MID + 1, 5, "c1", "o1", 6, 100)))
+    elif case == "time priority disagrees with seq":
+        # At one price the order that trades first must be the one that came first.
+        book = await put(
+            leaf(("s", MID + 1, 5, "c1", "o1", 3, 100), ("s", MID + 1, 5, "c2", "o2", 2, 90))
+        )
     elif case == "remaining above max amount":
         book = await put(leaf(("s", MID + 1, SPEC.max_lots + 1, "c1", "o1", 1, 1)))
     elif case == "order number too big":
@@ -570,7 +577,9 @@ async def forge(transport: Transport, case: str) -> str:
         raise AssertionError(case)
     if case == "not the canonical chunking":
         assert book != await put(leaf(ASK, BID))
-    return await put(root_text(book=book, events=events))
+    # Without events the root covers no command (first = seq + 1), so that the only
+    # defect of a forgery is the one its case names.
+    return await put(root_text(book=book, events=events, first=5 if events else 6))
 
 
 FORGERIES = [
@@ -589,6 +598,8 @@ FORGERIES = [
     "float price",
     "order number too big",
     "remaining above max amount",
+    "order seq after the root's seq",
+    "time priority disagrees with seq",
     "client id breaks the id rule",
     "order id breaks the id rule",
     "expanded order id over 64 characters",
