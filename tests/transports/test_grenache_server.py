@@ -337,6 +337,27 @@ async def test_request_skips_a_peer_that_does_not_serve_the_name() -> None:
             tg.cancel_scope.cancel()
 
 
+async def test_idle_connections_to_peers_never_called_again_are_closed() -> None:
+    # The process worker calls every client once per version; a client that exits is
+    # never called again. Its kept-alive connection (a file descriptor) and the pool's
+    # per-peer entry used to stay for ever; an idle sweep now closes them.
+    async with rig() as r, anyio.create_task_group() as tg:
+        pool = r.client._pool
+        pool._idle_expiry = 0.1
+        pool._next_sweep = 0.0
+        gone = GrenacheTransport(r.grape.url, lookup_ttl=0.0)
+        async with gone:
+            port = await tg.start(partial(gone.serve, {"once": echo}))
+            assert await r.client.request("once", 1) == {"echo": 1}
+            assert ("127.0.0.1", port) in pool._idle
+            await anyio.sleep(0.2)
+            for i in range(3):  # other traffic (here: the grape and the rig's server)
+                assert await r.client.request("echo", i) == {"echo": i}
+            assert ("127.0.0.1", port) not in pool._idle
+            assert len(pool._idle) <= 2, "only the peers still in use keep an entry"
+            tg.cancel_scope.cancel()
+
+
 async def test_closed_transport() -> None:
     async with rig() as r:
         await r.client.aclose()

@@ -222,6 +222,7 @@ class ConnectionPool:
         self._max_response = max_response
         self._closed = False
         self._expired: list[_Connection] = []  # closed by the next release
+        self._next_sweep = time.monotonic() + idle_expiry
 
     async def post(
         self,
@@ -287,6 +288,8 @@ class ConnectionPool:
         return None
 
     async def _release(self, host: str, port: int, conn: _Connection) -> None:
+        if conn.idle_since >= self._next_sweep:
+            self._sweep(conn.idle_since)
         if self._expired:
             expired, self._expired = self._expired, []
             for old in expired:
@@ -301,6 +304,22 @@ class ConnectionPool:
             await self._discard(conn)
             return
         queue.append(conn)
+
+    def _sweep(self, now: float) -> None:
+        """Queue every expired idle connection for closing, whatever its peer.
+
+        `_take_idle` expires connections only of the peer asked for; a peer that is
+        never asked again (a client that came and went: the process worker talks to
+        every client once per version) would keep its connection, a file descriptor,
+        for ever. Runs at most once per `idle_expiry`, from `_release`; it also drops
+        the entries of peers left with no idle connection (the hot path keeps them).
+        """
+        self._next_sweep = now + self._idle_expiry
+        horizon = now - self._idle_expiry
+        for key, queue in list(self._idle.items()):
+            if not queue or queue[-1].idle_since <= horizon:  # newest expired: all have
+                self._expired.extend(queue)
+                del self._idle[key]
 
     @staticmethod
     async def _discard(conn: _Connection) -> None:
