@@ -201,6 +201,14 @@ class Journal:
                     if row is not None:
                         db.execute("ROLLBACK")
                         return Appended(row[0], row[1], False)
+                # From the file, not from memory: another handle (or process) on the same
+                # file may have appended since we last looked. The last entry holds the
+                # highest seq and ts (ts never decreases along the journal); O(log n).
+                last = db.execute(
+                    "SELECT seq, ts FROM journal ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                if last is not None:
+                    self._head, self._last_ts = last
                 seq = self._head + 1
                 ts = max(ts, self._last_ts)
                 command = dict(command_wire)
@@ -237,7 +245,8 @@ class Journal:
     # ------------------------------------------------------------------ reading
 
     def head(self) -> int:
-        """Return the last sequence number journaled (0 when empty)."""
+        """Return the last sequence number journaled (0 when empty), as of this handle's
+        last append (or opening)."""
         with self._lock:
             return self._head
 

@@ -172,3 +172,17 @@ def test_entries_without_dedupe_are_always_queued(tmp_path: Path) -> None:
         a = journal.append("c1", "x", modify, op="modify", dedupe=False, ts=1)
         b = journal.append("c1", "x", modify, op="modify", dedupe=False, ts=1)
         assert (a, b) == (Appended(1, 1, True), Appended(2, 1, True))
+
+
+def test_two_handles_on_one_file_keep_one_gap_free_sequence(tmp_path: Path) -> None:
+    # The module doc promises seq = max(seq) + 1 *inside* the write transaction; the
+    # code used a head cached when the file was opened. A second writer on the file (a
+    # restarted worker while the old one still ran) then made every later append of the
+    # first fail with IntegrityError (ERR_INTERNAL to every client) until its restart.
+    with Journal(tmp_path / "j.db") as first, Journal(tmp_path / "j.db") as second:
+        assert first.append("c1", "a", _cmd("c1", "a"), ts=10).seq == 1
+        assert second.append("c2", "b", _cmd("c2", "b"), ts=5) == Appended(2, 10, True)
+        assert first.append("c1", "c", _cmd("c1", "c"), ts=7) == Appended(3, 10, True)
+        assert first.head() == 3
+        assert first.append("c2", "b", _cmd("c2", "b"), ts=20) == Appended(2, 10, False)
+        assert [e.seq for e in second.entries()] == [1, 2, 3]
