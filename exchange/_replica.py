@@ -142,6 +142,10 @@ class Replica(Generic[V]):
         on_update: awaited after each replacement, inside the sync lock (so updates
             are reported in order).
         on_problem: called with a message when a notified hash could not be used.
+        admit: awaited with a candidate's `seq` before its version is fetched; False
+            drops it. The client checks it against the process worker's head, so a
+            self-consistent but forged version numbered far ahead (anyone can put
+            items in the DHT and call `orderbook_updated`) cannot pin the replica.
     """
 
     def __init__(
@@ -152,8 +156,10 @@ class Replica(Generic[V]):
         max_pending: int = 64,
         on_update: Callable[[ReplicaUpdate[V]], Awaitable[None]] | None = None,
         on_problem: Callable[[str], None] | None = None,
+        admit: Callable[[int], Awaitable[bool]] | None = None,
     ) -> None:
         self._source = source
+        self._admit = admit
         self._max_walk = max_walk
         self._max_pending = max_pending
         self._on_update = on_update
@@ -228,8 +234,12 @@ class Replica(Generic[V]):
             except FetchFailed as exc:
                 self._problem(f"ignored root {root_hash}: {exc}")
                 continue
-            if root.seq > self.seq:
-                candidates.append((root.seq, root_hash))
+            if root.seq <= self.seq:
+                continue
+            if self._admit is not None and not await self._admit(root.seq):
+                self._problem(f"ignored root {root_hash}: seq {root.seq} is ahead of the head")
+                continue
+            candidates.append((root.seq, root_hash))
         # Highest first; fall back to the next one if the best fails to verify.
         for _, root_hash in sorted(candidates, reverse=True):
             try:

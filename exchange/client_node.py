@@ -189,8 +189,10 @@ class ClientNode:
             max_walk=max_walk,
             on_update=self._on_update,
             on_problem=self._warn,
+            admit=self._admit,
         )
         self.head = Head(0, None)
+        self._head_known = False
         self.fills: list[Trade] = []
         self.own_events: list[Event] = []
         """This client's own events, in sequence order, from the versions it verified."""
@@ -241,11 +243,31 @@ class ClientNode:
         """
         reply = await self.transport.request(ORDERBOOK_HEAD, None, timeout=self._request_timeout)
         head = _parse_head(reply)
+        self._head_known = True
         if head.seq > self.head.seq:
             self.head = head
         if head.root is not None and head.seq > self.replica.seq:
             self.replica.notify(head.root)
         return head
+
+    async def _admit(self, seq: int) -> bool:
+        """Whether a version numbered `seq` may replace the replica: not beyond the head.
+
+        `orderbook_updated` is unauthenticated and anyone can put a self-consistent
+        version in the DHT; one numbered far ahead used to pin the replica on a forged
+        book for good (no real version is ever "newer"). The process worker's head is
+        the anchor: a version beyond the last head seen makes the client ask for the
+        head again (the worker records a version before it broadcasts it, so a real
+        one is never beyond it). Without any head yet (no process worker answering,
+        e.g. before the first poll), nothing can be checked and the version is taken.
+        """
+        if seq <= self.head.seq:
+            return True
+        try:
+            await self.fetch_head()
+        except (TransportError, ValueError):
+            return not self._head_known
+        return seq <= self.head.seq
 
     async def _poll_head(self) -> None:
         while True:

@@ -179,6 +179,34 @@ async def test_tampered_page_or_root_leaves_replica_unchanged(
         assert node.replica.seq == 2
 
 
+async def test_a_forged_version_far_ahead_of_the_head_cannot_pin_the_replica(
+    market: Market, network: MemoryNetwork, node: ClientNode, records: Records
+) -> None:
+    # Anyone can put a self-consistent version in the DHT and call orderbook_updated.
+    # One numbered 10**9 used to be taken, and then no real version was ever "newer":
+    # the replica showed the forger's book for good. The process worker's head bounds it.
+    async def head(_: JSON) -> JSON:
+        return {"seq": market.seq, "root": market.roots[-1] if market.roots else None}
+
+    await market.order("bob", Side.SELL, 10_100, 1_000)
+    async with MemoryTransport(network) as worker, anyio.create_task_group() as tg:
+        await tg.start(worker.serve, {"orderbook_head": head})
+        await node.fetch_head()
+        await node.replica.sync()
+        assert node.replica.seq == 1
+        forger = Market(market.transport, VersionPublisher(market.transport, SPEC), seq=10**9 - 1)
+        forged = await forger.order("mallory", Side.SELL, 100, 999_000)
+        await node.on_updated(forged)
+        assert await node.replica.sync() is None
+        assert node.replica.seq == 1
+        assert "ahead of the head" in records.of("warning")[-1]["message"]
+        # A real version, notified before the client polled the head, is still taken.
+        await node.on_updated(await market.order("bob", Side.SELL, 10_200, 1_000))
+        await node.replica.sync()
+        assert (node.replica.seq, node.book_hash) == (2, market.books[-1])
+        tg.cancel_scope.cancel()
+
+
 async def test_unknown_hash_leaves_replica_unchanged(market: Market, node: ClientNode) -> None:
     await market.order("bob", Side.SELL, 10_100, 1_000)
     await node.on_updated(market.roots[0])
