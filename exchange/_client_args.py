@@ -51,7 +51,7 @@ usage: client.py [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [price
 
 No order arguments: watch the book only.
 Exit status: 0 done, 1 refused or timed out, 2 bad arguments, 3 grape or workers
-unreachable."""
+unreachable, 130 interrupted, 141 output pipe closed."""
 
 _KEYS = (
     "clientId",

@@ -77,6 +77,8 @@ ORDERBOOK_UPDATED = "orderbook_updated"
 ORDERBOOK_HEAD = "orderbook_head"
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports when the output pipe closed
 
 _RETRYABLE = (ERR_UNAVAILABLE, "ERR_TIMEOUT")
 """Error codes after which a submit is retried (same orderId): a dependency failed, or
@@ -571,7 +573,16 @@ def main(argv: list[str] | None = None) -> int:
         async with transport:
             return await run_client(args, transport, sys.stdout)
 
+    status = EXIT_INTERRUPTED  # Ctrl-C, unless the run ends otherwise
     try:
-        return anyio.run(amain)
+        try:
+            status = anyio.run(amain)
+        except* BrokenPipeError:
+            # The reader of our output went away (`client.py ... | head -1`): stop
+            # quietly, as a shell tool killed by SIGPIPE would, and keep Python from
+            # printing a second error while flushing stdout at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            status = EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
-        return 130
+        pass
+    return status
