@@ -368,6 +368,8 @@ class ProcessWorker:
                 # Dead peers stay announced: say so once per peer, not once per version.
                 self._failing_peers.add(result.peer)
                 _log.warning("orderbook_updated: %s failed: %s", result.peer, result.error)
+        # Forget peers this map did not reach, so the set stays within one lookup's size.
+        self._failing_peers &= {result.peer for result in results}
 
 
 def _parse_request(payload: JSON) -> tuple[int, int, dict[str, Any]]:

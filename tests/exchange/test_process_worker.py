@@ -230,6 +230,29 @@ async def test_dead_and_slow_subscribers_do_not_block_processing(tmp_path: Path)
         tg.cancel_scope.cancel()
 
 
+async def _broadcasts_reach(worker: ProcessWorker, count: int) -> None:
+    for _ in range(500):  # 5 s
+        if worker.broadcasts >= count:
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError(f"only {worker.broadcasts} broadcasts, expected {count}")
+
+
+async def test_failing_peers_are_forgotten_once_no_longer_announced(tmp_path: Path) -> None:
+    # Clients come and go for ever; the worker's memory of failing ones must not grow.
+    network = MemoryNetwork(keep_dead_peers=True)
+    dead = [network.announce_dead("orderbook_updated") for _ in range(3)]
+    async with running(tmp_path / "p.db", network) as rig:
+        await rig.process(1, COMMANDS[0])
+        await _broadcasts_reach(rig.worker, 1)
+        assert rig.worker._failing_peers == set(dead)
+        for address in dead[:2]:
+            network.unannounce(address)
+        await rig.process(2, COMMANDS[1])
+        await _broadcasts_reach(rig.worker, 2)
+        assert rig.worker._failing_peers == {dead[2]}
+
+
 async def test_restart_resumes_from_the_database(tmp_path: Path) -> None:
     db = tmp_path / "p.db"
     async with running(db) as rig:
