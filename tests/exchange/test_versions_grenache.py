@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from support.grapes import Grape, running_grapes
+from versions_books import MID, realistic_book
 
 from exchange.versions import DEFAULT_REFRESH_BUDGET, VersionPublisher, VersionReader, book_hash
 from exchange.versions._pages import UPDATE_PAGES_BOUND
@@ -24,7 +25,6 @@ from transports.grenache import GrenacheTransport
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 SPEC = DEFAULT_SPEC
-MID = 1_000_000
 
 
 @pytest.fixture(scope="module")
@@ -84,22 +84,6 @@ async def test_publish_and_read_through_real_grapes(private_grapes: list[Grape])
         f"cold fetch from the other grape {fetch_s:.2f} s; 200 one-order updates "
         f"{update_s / 200 * 1000:.1f} ms each on average; a late client reads the last one"
     )
-
-
-def realistic_book(n: int, seed: int) -> OrderBook:
-    """`n` resting orders from 100 clients with the ids a real client sends
-    ("client17", "client17-1234"), 13-digit ms timestamps, 1..4,999 lots."""
-    rng = random.Random(seed)
-    book = OrderBook(SPEC)
-    for i in range(n):
-        side = Side.SELL if i % 2 else Side.BUY
-        offset = rng.randrange(1, 500)
-        price = MID + offset if side is Side.SELL else MID - offset
-        client = f"client{rng.randrange(100)}"
-        ts = 1_764_000_000_000 + 37 * i
-        order = NewOrder(i + 1, ts, client, f"{client}-{i}", side, price, rng.randrange(1, 5000))
-        book.apply(order)
-    return book
 
 
 async def test_ten_thousand_orders_fit_and_read_back_from_the_other_grape(

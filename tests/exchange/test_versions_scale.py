@@ -19,6 +19,7 @@ import random
 import time
 
 import pytest
+from versions_books import MID, realistic_book
 
 from exchange._errors import InvalidVersion
 from exchange.versions import (
@@ -37,7 +38,6 @@ from transports import MemoryNetwork, open_transport
 pytestmark = pytest.mark.anyio
 
 SPEC = DEFAULT_SPEC
-MID = 1_000_000
 
 
 def big_book(n: int, seed: int) -> OrderBook:
@@ -51,23 +51,6 @@ def big_book(n: int, seed: int) -> OrderBook:
         client = "C" * 64 if i % 10 == 0 else f"client{i % 97}"
         order_id = f"{i:064d}" if i % 10 == 0 else f"o{i}"
         book.apply(NewOrder(i + 1, 1_764_000_000_000 + i, client, order_id, side, price, 1 + i % 9))
-    assert len(book) == n
-    return book
-
-
-def realistic_book(n: int, seed: int) -> OrderBook:
-    """`n` resting orders over 1,000 price levels from 100 clients, with the ids a real
-    client sends ("client17", "client17-1234"), 13-digit ms timestamps, 1..4,999 lots."""
-    rng = random.Random(seed)
-    book = OrderBook(SPEC)
-    for i in range(n):
-        side = Side.SELL if i % 2 else Side.BUY
-        offset = rng.randrange(1, 500)
-        price = MID + offset if side is Side.SELL else MID - offset
-        client = f"client{rng.randrange(100)}"
-        ts = 1_764_000_000_000 + 37 * i
-        order = NewOrder(i + 1, ts, client, f"{client}-{i}", side, price, rng.randrange(1, 5000))
-        book.apply(order)
     assert len(book) == n
     return book
 
