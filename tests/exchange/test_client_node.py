@@ -15,7 +15,7 @@ import pytest
 
 from exchange._client_args import parse_client_args
 from exchange._client_output import Record
-from exchange.client_node import ClientNode, OrderRefused, new_order_id, run_client
+from exchange.client_node import ClientNode, OrderRefused, Submitted, new_order_id, run_client
 from exchange.replay import replay_journal
 from exchange.versions import VersionPublisher, book_hash
 from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side
@@ -296,8 +296,8 @@ class FakeSubmit:
         return {"seq": 41, "orderId": payload["orderId"]}
 
 
-async def test_submit_retries_with_the_same_order_id(network: MemoryNetwork) -> None:
-    fake = FakeSubmit(fail_first=2)
+async def submit_to(network: MemoryNetwork, fake: FakeSubmit) -> Submitted:
+    """Alice submits one buy through `fake`, served as `submit_order` on `network`."""
     async with (
         MemoryTransport(network) as worker,
         MemoryTransport(network) as transport,
@@ -307,6 +307,12 @@ async def test_submit_retries_with_the_same_order_id(network: MemoryNetwork) -> 
         node = ClientNode(transport, "alice", SPEC)
         submitted = await node.submit({"side": "buy", "price": "1", "amount": "1"}, timeout=5)
         tg.cancel_scope.cancel()
+    return submitted
+
+
+async def test_submit_retries_with_the_same_order_id(network: MemoryNetwork) -> None:
+    fake = FakeSubmit(fail_first=2)
+    submitted = await submit_to(network, fake)
     assert submitted.seq == 41
     assert len(fake.seen) == 3
     assert len({p["orderId"] for p in fake.seen}) == 1
@@ -321,15 +327,7 @@ async def test_submit_retries_when_the_server_timed_the_handler_out(
     # be reported as "refused" (exit 1) although the order could still trade; a retry
     # with the same orderId gets the first reply, or journals it once.
     fake = FakeSubmit(fail_first=1, transient="ERR_TIMEOUT: handler took longer than 30.0 s")
-    async with (
-        MemoryTransport(network) as worker,
-        MemoryTransport(network) as transport,
-        anyio.create_task_group() as tg,
-    ):
-        await tg.start(worker.serve, {"submit_order": fake})
-        node = ClientNode(transport, "alice", SPEC)
-        submitted = await node.submit({"side": "buy", "price": "1", "amount": "1"}, timeout=5)
-        tg.cancel_scope.cancel()
+    submitted = await submit_to(network, fake)
     assert submitted.seq == 41
     assert len(fake.seen) == 2
     assert len({p["orderId"] for p in fake.seen}) == 1
