@@ -6,7 +6,7 @@ See docs/core.md for the matching rules and the cost of each method.
 """
 
 from orderbook_core._book import OrderBook
-from orderbook_core._encoding import decode_book, encode_book
+from orderbook_core._encoding import canonical_json, decode_book, encode_book
 from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
 from orderbook_core._types import (
     CancelOrder,
@@ -28,15 +28,18 @@ from orderbook_core._types import (
     Trade,
 )
 from orderbook_core._wire import (
+    ID_RULE,
     ValidationError,
     command_to_wire,
     event_from_wire,
     event_to_wire,
+    is_identifier,
     parse_command,
 )
 
 __all__ = [
     "DEFAULT_SPEC",
+    "ID_RULE",
     "CancelOrder",
     "CancelReason",
     "Command",
@@ -57,10 +60,12 @@ __all__ = [
     "TimeInForce",
     "Trade",
     "ValidationError",
+    "canonical_json",
     "command_to_wire",
     "decode_book",
     "encode_book",
     "event_from_wire",
     "event_to_wire",
+    "is_identifier",
     "parse_command",
 ]

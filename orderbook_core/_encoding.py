@@ -28,7 +28,7 @@ from orderbook_core._book import OrderBook
 from orderbook_core._spec import MarketSpec
 from orderbook_core._types import RestingOrder, SelfTradePrevention, Side
 
-__all__ = ["FORMAT", "decode_book", "encode_book", "state_hash"]
+__all__ = ["FORMAT", "canonical_json", "decode_book", "encode_book", "state_hash"]
 
 FORMAT = "orderbook-core/1"
 
@@ -40,6 +40,22 @@ _SPEC_FIELDS = (
     ("minPrice", "min_price"),
     ("tickSize", "tick_size"),
 )
+
+
+def canonical_json(value: Any) -> str:
+    """The one canonical JSON text of a wire value: sorted keys, no spaces, ASCII only.
+
+    Everything the project hashes, dedupes or compares as text (the book encoding, the
+    journal's commands, the pages and roots of a version) goes through this function,
+    so two equal values always give the same bytes.
+
+    Raises:
+        ValueError: `value` holds NaN or an infinity (not JSON).
+        TypeError: `value` holds something JSON cannot carry.
+    """
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
 
 
 def _canonical_decimal(value: Decimal) -> str:
@@ -86,7 +102,7 @@ def encode_book(book: OrderBook) -> bytes:
         "format": FORMAT,
         "spec": _spec_to_json(book.spec),
     }
-    return json.dumps(doc, separators=(",", ":"), sort_keys=True, ensure_ascii=True).encode()
+    return canonical_json(doc).encode()
 
 
 def state_hash(book: OrderBook) -> str:

@@ -45,14 +45,18 @@ from orderbook_core._types import (
 )
 
 __all__ = [
+    "ID_RULE",
     "ValidationError",
     "command_to_wire",
     "event_from_wire",
     "event_to_wire",
+    "is_identifier",
     "parse_command",
 ]
 
 _ID_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+ID_RULE: Final = "1-64 characters of [A-Za-z0-9_.-]"
+"""The rule every clientId and orderId obeys, as the error messages state it."""
 _TRADE_ID_RE: Final = re.compile(r"(0|[1-9][0-9]{0,30})\.[1-9][0-9]{0,30}")
 _DECIMAL_RE: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _NONFINITE: Final = frozenset({"nan", "snan", "inf", "infinity"})
@@ -89,11 +93,16 @@ class ValidationError(ValueError):
 # --------------------------------------------------------------------------- fields
 
 
+def is_identifier(value: object) -> bool:
+    """Whether `value` obeys the id rule of clientId and orderId (`ID_RULE`)."""
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
+
+
 def _identifier(value: object, field: str) -> str:
     if not isinstance(value, str):
         raise ValidationError(field, "must be a string")
     if not _ID_RE.fullmatch(value):
-        raise ValidationError(field, "must be 1-64 characters of [A-Za-z0-9_.-]")
+        raise ValidationError(field, f"must be {ID_RULE}")
     return value
 
 

@@ -17,6 +17,7 @@ from transports._exceptions import (
     ServiceError,
     TransportClosed,
     TransportError,
+    peer_error,
 )
 from transports._factory import TransportKind, open_transport
 from transports._loopback import FaultPlan, LoopbackNetwork, LoopbackTransport
@@ -49,4 +50,5 @@ __all__ = [
     "dht_key",
     "is_dht_key",
     "open_transport",
+    "peer_error",
 ]

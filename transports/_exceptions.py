@@ -27,6 +27,7 @@ __all__ = [
     "ServiceError",
     "TransportClosed",
     "TransportError",
+    "peer_error",
 ]
 
 
@@ -68,3 +69,24 @@ class RemoteError(TransportError):
 
 ServiceError = RemoteError
 """What a service handler raises to reply with an error string (e.g. `ERR_SEQ_GAP: ...`)."""
+
+
+def peer_error(exc: TransportError) -> str:
+    """The `PeerResult.error` string for one peer's failure in a `map`.
+
+    Every adapter maps failures with this one function, so a caller reads the same
+    string for the same failure whichever adapter carried it: the peer's own error
+    verbatim, or a transport code (``ERR_CLOSED``, ``ERR_TIMEOUT``, ``ERR_CONNECTION``,
+    ``ERR_PROTOCOL``, ``ERR_TRANSPORT``) with a detail.
+    """
+    if isinstance(exc, RemoteError):
+        return exc.message
+    if isinstance(exc, TransportClosed):
+        return "ERR_CLOSED"
+    if isinstance(exc, RequestTimeout):
+        return "ERR_TIMEOUT"
+    if isinstance(exc, ConnectionFailed):
+        return f"ERR_CONNECTION: {exc}"
+    if isinstance(exc, ProtocolError):
+        return f"ERR_PROTOCOL: {exc}"
+    return f"ERR_TRANSPORT: {type(exc).__name__}: {exc}"

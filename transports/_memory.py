@@ -50,6 +50,7 @@ from transports._exceptions import (
     RequestTimeout,
     TransportClosed,
     TransportError,
+    peer_error,
 )
 
 __all__ = ["MemoryNetwork", "MemoryTransport"]
@@ -58,19 +59,6 @@ __all__ = ["MemoryNetwork", "MemoryTransport"]
 def internal_error(exc: BaseException) -> str:
     """The error string a server replies with when a handler raised `exc` unexpectedly."""
     return f"ERR_INTERNAL: {type(exc).__name__}: {exc}"
-
-
-def map_error(exc: TransportError) -> str:
-    """The `PeerResult.error` string for a failure of one peer in a `map`."""
-    if isinstance(exc, RemoteError):
-        return exc.message
-    if isinstance(exc, RequestTimeout):
-        return "ERR_TIMEOUT"
-    if isinstance(exc, ConnectionFailed):
-        return f"ERR_CONNECTION: {exc}"
-    if isinstance(exc, ProtocolError):
-        return f"ERR_PROTOCOL: {exc}"
-    return f"ERR_TRANSPORT: {type(exc).__name__}: {exc}"
 
 
 def check_timeout(timeout: float) -> float:
@@ -474,10 +462,8 @@ class MemoryTransport(Transport):
             address = addresses[index]
             try:
                 data = await self._exchange(address, name, messages[index], timeout)
-            except TransportClosed:
-                results[index] = PeerResult(address, error="ERR_CLOSED")
             except TransportError as exc:
-                results[index] = PeerResult(address, error=map_error(exc))
+                results[index] = PeerResult(address, error=peer_error(exc))
             else:
                 results[index] = PeerResult(address, data=data)
 

@@ -24,6 +24,7 @@ from transports._exceptions import (
     RequestTimeout,
     TransportClosed,
     TransportError,
+    peer_error,
 )
 from transports.grenache._errors import ConnectFailed, map_errors
 from transports.grenache._http import ConnectionPool
@@ -334,16 +335,8 @@ class GrenacheTransport(Transport):
             try:
                 with map_errors(f"peer {peer}"), anyio.fail_after(timeout):
                     data = await self._call(peer, name, payload)
-            except TransportClosed:
-                results[index] = PeerResult(peer, error="ERR_CLOSED")
-            except RemoteError as exc:
-                results[index] = PeerResult(peer, error=exc.message)
-            except RequestTimeout:
-                results[index] = PeerResult(peer, error="ERR_TIMEOUT")
-            except ConnectionFailed as exc:
-                results[index] = PeerResult(peer, error=f"ERR_CONNECTION: {exc}")
             except TransportError as exc:
-                results[index] = PeerResult(peer, error=f"ERR_PROTOCOL: {exc}")
+                results[index] = PeerResult(peer, error=peer_error(exc))
             else:
                 results[index] = PeerResult(peer, data=data)
 
