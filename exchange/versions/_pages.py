@@ -49,22 +49,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from exchange._errors import InvalidVersion
+from exchange.protocol import InvalidVersion
 from orderbook_core import (
+    ID_RULE,
     Event,
     MarketSpec,
     OrderBook,
     RestingOrder,
     Side,
+    canonical_json,
     event_from_wire,
     event_to_wire,
+    is_identifier,
 )
-from transports._dht import MAX_VALUE_BYTES, dht_key, is_dht_key
+from transports import MAX_VALUE_BYTES, dht_key, is_dht_key
 
 __all__ = [
     "BOUNDARY_BYTE_BELOW",
@@ -113,10 +115,6 @@ _MAX_ORDER_NUMBER_DIGITS = 15
 most 15 digits (below 2**53: exact in every JSON reader) and no leading zero."""
 _MAX_ORDER_NUMBER = 10**_MAX_ORDER_NUMBER_DIGITS
 
-_SEPARATORS = (",", ":")
-
-_ID_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-"""The id rule of submit_order (docs/core.md); a page's ids must obey it too."""
 
 # Page types: book leaf/node, event leaf/node.
 _BOOK_LEAF = "BL"
@@ -126,11 +124,6 @@ _EVENT_NODE = "EN"
 
 _SIDE_CODE = {Side.SELL: "s", Side.BUY: "b"}
 _CODE_SIDE = {"s": Side.SELL, "b": Side.BUY}
-
-
-def _dumps(obj: object) -> str:
-    """Canonical compact JSON: no spaces, sorted keys, ASCII only (so bytes == chars)."""
-    return json.dumps(obj, separators=_SEPARATORS, sort_keys=True, ensure_ascii=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,7 +303,7 @@ def _compact_order_id(client_id: str, order_id: str) -> str | int:
 
 def _order_entry(order: RestingOrder) -> _Entry:
     """A leaf entry's encoding, price group and whether it ends a chunk. O(1)."""
-    enc = _dumps(
+    enc = canonical_json(
         [
             order.remaining,
             order.client_id,
@@ -321,7 +314,7 @@ def _order_entry(order: RestingOrder) -> _Entry:
     )
     group = f'"{_SIDE_CODE[Side(order.side)]}",{order.price}'
     digest = hashlib.sha1(
-        _dumps([order.client_id, order.order_id, order.seq]).encode("ascii")
+        canonical_json([order.client_id, order.order_id, order.seq]).encode("ascii")
     ).digest()
     return _Entry(enc, group, digest[0] < BOUNDARY_BYTE_BELOW)
 
@@ -390,7 +383,7 @@ def build_event_pages(events: Sequence[Event], spec: MarketSpec) -> PageTree:
         ValueError: one event's encoding cannot fit in a page (it cannot happen with ids
             of at most 64 characters).
     """
-    return _build_events([_dumps(event_to_wire(event, spec)) for event in events])
+    return _build_events([canonical_json(event_to_wire(event, spec)) for event in events])
 
 
 # --------------------------------------------------------------------------- parsing
@@ -462,14 +455,14 @@ def _parse_order(key: str, side: Side, price: int, item: object) -> RestingOrder
     # Anyone can store a version whose tree is canonical for the orders it lists, so the
     # ids are checked against the submit_order rule: no control characters or other
     # bytes a client would print, and at most 64 characters once expanded.
-    if not (isinstance(client_id, str) and _ID_RE.fullmatch(client_id)):
-        raise _bad(key, "order client_id must be 1-64 characters of [A-Za-z0-9_.-]")
+    if not is_identifier(client_id):
+        raise _bad(key, f"order client_id must be {ID_RULE}")
     if _is_int(order_id) and 0 <= order_id < _MAX_ORDER_NUMBER:
         order_id = f"{client_id}-{order_id}"
     elif not isinstance(order_id, str):
         raise _bad(key, "order order_id must be a string or an integer in 0..10**15-1")
-    if not _ID_RE.fullmatch(order_id):
-        raise _bad(key, "order order_id must be 1-64 characters of [A-Za-z0-9_.-]")
+    if not is_identifier(order_id):
+        raise _bad(key, f"order order_id must be {ID_RULE}")
     return RestingOrder(client_id, order_id, side, price, remaining, seq, ts)
 
 

@@ -39,8 +39,7 @@ from exchange.versions._bounded import DEFAULT_CONCURRENCY, run_bounded
 from exchange.versions._pages import TreeBuilder, build_event_pages
 from exchange.versions._root import RootDoc, encode_root, spec_fields
 from orderbook_core import Event, MarketSpec, OrderBook
-from transports import ProtocolError, Transport
-from transports._dht import dht_key
+from transports import ProtocolError, Transport, dht_key
 
 __all__ = ["DEFAULT_REFRESH_BUDGET", "DEFAULT_RESIDENCY_WINDOW", "VersionPublisher"]
 

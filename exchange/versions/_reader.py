@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from exchange._errors import InvalidVersion
+from exchange.protocol import InvalidVersion
 from exchange.versions._bounded import DEFAULT_CONCURRENCY, run_bounded
 from exchange.versions._pages import (
     BookLeaf,
@@ -52,8 +52,7 @@ from exchange.versions._pages import (
 )
 from exchange.versions._root import RootDoc, decode_root, spec_fields
 from orderbook_core import Event, MarketSpec, OrderBook, RestingOrder
-from transports import Transport
-from transports._dht import check_key, dht_key
+from transports import Transport, check_key, dht_key
 
 __all__ = ["DEFAULT_CACHE_PAGES", "DEFAULT_MAX_PAGES", "Version", "VersionReader"]
 

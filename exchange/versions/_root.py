@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from exchange._errors import InvalidVersion
-from orderbook_core import MarketSpec
-from transports._dht import MAX_VALUE_BYTES, is_dht_key
+from exchange.protocol import InvalidVersion
+from orderbook_core import MarketSpec, canonical_json
+from transports import MAX_VALUE_BYTES, is_dht_key
 
 __all__ = ["ROOT_FORMAT", "RootDoc", "decode_root", "encode_root", "spec_fields"]
 
@@ -102,7 +102,7 @@ def encode_root(root: RootDoc) -> str:
             fit in one DHT value.
     """
     _check(root)
-    text = json.dumps(
+    text = canonical_json(
         {
             "book": root.book,
             "events": root.events,
@@ -113,10 +113,7 @@ def encode_root(root: RootDoc) -> str:
             "prev": root.prev,
             "seq": root.seq,
             "tick": root.tick,
-        },
-        separators=(",", ":"),
-        sort_keys=True,
-        ensure_ascii=True,
+        }
     )
     if len(text) > MAX_VALUE_BYTES:
         raise ValueError(f"root document of {len(text)} bytes does not fit in a DHT value")
