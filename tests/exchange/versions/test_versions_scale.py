@@ -21,7 +21,7 @@ import time
 import pytest
 from versions_books import MID, realistic_book
 
-from exchange._errors import InvalidVersion
+from exchange.protocol import InvalidVersion
 from exchange.versions import (
     DEFAULT_REFRESH_BUDGET,
     MAX_PAGE_BYTES,

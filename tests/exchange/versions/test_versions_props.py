@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange._errors import InvalidVersion
+from exchange.protocol import InvalidVersion
 from exchange.versions import (
     MAX_PAGE_BYTES,
     TreeBuilder,

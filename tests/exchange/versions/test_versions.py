@@ -20,7 +20,7 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
 import exchange.versions
-from exchange._errors import ExchangeError, InvalidVersion
+from exchange.protocol import ExchangeError, InvalidVersion
 from exchange.versions import (
     DEFAULT_REFRESH_BUDGET,
     ROOT_FORMAT,
