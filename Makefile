@@ -19,7 +19,7 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $(NODE_STAMP)
 
 demo: $(STAMP)
-	$(PY) -m exchange.cli demo
+	$(PY) -m exchange.tools demo
 
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q
@@ -33,7 +33,7 @@ TEST_DIRS := tests/core tests/transports tests/exchange tests/e2e tests/support
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
-	$(PY) -m mypy tests/conftest.py tests/test_readme.py
+	$(PY) -m mypy tests/conftest.py tests/test_readme.py tests/test_layout.py
 	for d in $(TEST_DIRS); do $(PY) -m mypy $$d || exit 1; done
 
 check: lint typecheck test

@@ -4,7 +4,7 @@ It applies the sequenced commands through the matching core, stores each version
 book in the DHT, serves `process_order` and `orderbook_head`, and tells every client
 `orderbook_updated`. Its state (`--db`) survives restarts. Run it with the project's
 interpreter (after `make setup`); `--help` lists the options. Thin on purpose: the program
-is `exchange.worker_cli.process_main`.
+is `exchange.matcher.main`.
 """
 
 import sys
@@ -15,7 +15,7 @@ try:
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exchange.worker_cli import process_main
+from exchange.matcher import main
 
 if __name__ == "__main__":
-    sys.exit(process_main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

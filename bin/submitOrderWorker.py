@@ -3,7 +3,7 @@
 It validates and sequences orders into its SQLite journal (`--db`) and forwards them, in
 order, to the process_order worker. Run it with the project's interpreter (after
 `make setup`: `.venv/bin/python`, or `python` in the activated venv); `--help` lists the
-options. Thin on purpose: the program is `exchange.worker_cli.submit_main`.
+options. Thin on purpose: the program is `exchange.sequencer.main`.
 """
 
 import sys
@@ -14,7 +14,7 @@ try:
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from exchange.worker_cli import submit_main
+from exchange.sequencer import main
 
 if __name__ == "__main__":
-    sys.exit(submit_main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))

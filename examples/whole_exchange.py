@@ -15,11 +15,10 @@ from pathlib import Path
 
 import anyio
 
-from exchange.client_node import ClientNode
-from exchange.journal import Journal
-from exchange.process_worker import ProcessWorker
-from exchange.replay import replay_journal
-from exchange.submit_worker import SubmitWorker
+from exchange.client import ClientNode
+from exchange.matcher import ProcessWorker
+from exchange.sequencer import Journal, SubmitWorker
+from exchange.tools import replay_journal
 from transports import MemoryNetwork, open_transport
 
 

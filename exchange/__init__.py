@@ -1,18 +1,25 @@
-"""The services of the exchange: submit_order worker, process_order worker, client node.
+"""The services of the exchange, one folder per role, in the order an order meets them.
 
-The imperative shell around `orderbook_core`: these own the clock, sequence numbers,
-SQLite, retries and the network (through `transports`). The versioned book in the DHT
-lives in `exchange.versions`; the command lines in `exchange.cli` (`dex`),
-`exchange.worker_cli` and `exchange.client_node.main`.
+```
+client ──submit_order──▶ sequencer ──process_order──▶ matcher ──put──▶ versions (DHT)
+  ▲                                                      │
+  └───────────── orderbook_updated / orderbook_head ─────┘
+```
+- `exchange.protocol`: the services' names, typed messages, error codes and exceptions;
+- `exchange.client`: a node with its own verified replica, and `bin/client.py`'s program;
+- `exchange.sequencer`: the submit_order worker and its journal;
+- `exchange.matcher`: the process_order worker, `apply_entry` and its applied log;
+- `exchange.versions`: the versioned book in the DHT (page trees, publisher, reader);
+- `exchange.tools`: the operator's `dex` (replay, demo).
+
+The most used names are re-exported here.
 """
 
-from exchange._errors import ExchangeError, InvalidVersion
-from exchange.client_node import ClientNode
-from exchange.demo import run_demo
-from exchange.journal import Journal, JournalEntry
-from exchange.process_worker import ProcessWorker
-from exchange.replay import ReplayError, ReplayResult, replay_journal
-from exchange.submit_worker import SubmitWorker
+from exchange.client import ClientNode
+from exchange.matcher import ProcessWorker, apply_entry
+from exchange.protocol import ExchangeError, InvalidVersion, OrderRefused, ReplayError
+from exchange.sequencer import Journal, JournalEntry, SubmitWorker
+from exchange.tools import ReplayResult, replay_journal, run_demo
 
 __all__ = [
     "ClientNode",
@@ -20,10 +27,12 @@ __all__ = [
     "InvalidVersion",
     "Journal",
     "JournalEntry",
+    "OrderRefused",
     "ProcessWorker",
     "ReplayError",
     "ReplayResult",
     "SubmitWorker",
+    "apply_entry",
     "replay_journal",
     "run_demo",
 ]

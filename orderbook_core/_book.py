@@ -284,6 +284,14 @@ class OrderBook:
 
         return state_hash(self)
 
+    def copy(self) -> OrderBook:
+        """An independent book with the same content: equal, and it behaves the same.
+
+        O(n log n). The book's content is its spec and resting orders in priority, so
+        this is `from_orders` of them.
+        """
+        return OrderBook.from_orders(self._spec, self.orders())
+
     def __eq__(self, other: object) -> bool:
         """Books are equal when their canonical encodings are. O(n + L log L)."""
         if not isinstance(other, OrderBook):

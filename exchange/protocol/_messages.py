@@ -156,7 +156,7 @@ def head_request_from_wire(payload: JSON) -> None:
         raise BadMessage("orderbook_head takes null")
 
 
-def root_hash_from_wire(payload: JSON) -> str:
+def root_hash_from_wire(payload: object) -> str:
     """Return the ``orderbook_updated`` payload, a version's root hash (40 lowercase hex).
 
     Raises:

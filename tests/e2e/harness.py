@@ -222,7 +222,7 @@ class Exchange:
 
     def replay(self, upto: int | None = None) -> dict[str, Any]:
         """`dex replay --db <journal> --json [--upto N]`, run as its own process."""
-        argv = [PYTHON, "-m", "exchange.cli", "replay", "--db", str(self.journal), "--json"]
+        argv = [PYTHON, "-m", "exchange.tools", "replay", "--db", str(self.journal), "--json"]
         if upto is not None:
             argv += ["--upto", str(upto)]
         proc = subprocess.run(

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from e2e.harness import ClientRun, Exchange, Proc, running_exchange
-from exchange.journal import Journal
+from exchange.sequencer import Journal
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -1,0 +1,120 @@
+"""How a worker runs as a command-line program: arguments, logging, signals, exit status.
+
+Both workers (`bin/submitOrderWorker.py`, `bin/processOrderWorker.py`) take the same
+shape of arguments (the challenge's `grape=URL`, or `--grape`, plus `--db` and
+`--port`), log to stderr, stop cleanly on SIGINT/SIGTERM and exit 1 with a short
+message when the grape cannot be used. Only what they build differs: each role
+describes itself with a `WorkerProgram` (`exchange.sequencer._program`,
+`exchange.matcher._program`) and runs it with `run_worker_program`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from transports import Transport, TransportError, open_transport
+
+__all__ = ["Runner", "WorkerProgram", "run_worker_program"]
+
+Runner = Callable[..., Coroutine[Any, Any, None]]
+"""A worker's `run(*, task_status)`: serves until cancelled, reports its port."""
+
+
+@dataclass(frozen=True)
+class WorkerProgram:
+    """What one worker's command line needs to know about the worker."""
+
+    name: str
+    prog: str
+    description: str
+    default_grape: str
+    default_db: str
+    db_help: str
+    port_help: str
+    build: Callable[[argparse.Namespace, ExitStack], Callable[[Transport], Runner]]
+    """Opens the worker's files (synchronously, before the event loop starts) and
+    returns how to make its `run` once the transport is open."""
+
+
+def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=worker.prog, description=worker.description)
+    parser.add_argument(
+        "settings",
+        nargs="*",
+        metavar="grape=URL",
+        help=f"the grape to announce through (default {worker.default_grape}); same as --grape",
+    )
+    parser.add_argument("--grape", help="the grape's HTTP API URL")
+    parser.add_argument(
+        "--db", default=worker.default_db, help=f"{worker.db_help} (default {worker.default_db})"
+    )
+    parser.add_argument("--port", type=int, default=0, help=worker.port_help)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    args = parser.parse_args(argv)
+    for setting in args.settings:
+        key, sep, value = setting.partition("=")
+        if key != "grape" or not sep or not value:
+            parser.error(f"unknown setting {setting!r}; expected grape=URL")
+        args.grape = value
+    args.grape = args.grape or worker.default_grape
+    return args
+
+
+async def _serve(
+    worker: WorkerProgram, args: argparse.Namespace, make_run: Callable[[Transport], Runner]
+) -> None:
+    async with (
+        open_transport("grenache", grape=args.grape) as transport,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(_stop_on_signal, tg.cancel_scope)
+        port = await tg.start(make_run(transport))
+        logging.info("%s worker ready on port %d via %s", worker.name, port, args.grape)
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            logging.info("%s: stopping", signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+def _main(worker: WorkerProgram, argv: list[str]) -> int:
+    args = _parse_args(worker, argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    status = 0
+    try:
+        with ExitStack() as stack:
+            anyio.run(_serve, worker, args, worker.build(args, stack))
+    except* TransportError as group:
+        logging.error("stopped: %s", "; ".join(str(exc) for exc in _leaves(group)))
+        status = 1
+    return status
+
+
+def _leaves(group: BaseExceptionGroup[TransportError]) -> list[BaseException]:
+    """The errors themselves, out of task groups nested in task groups."""
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
+
+
+def run_worker_program(worker: WorkerProgram, argv: list[str]) -> int:
+    """Run `worker` with command-line `argv`; return the exit status (0, or 1 on a
+    transport failure such as an unreachable grape)."""
+    return _main(worker, argv)

@@ -1,0 +1,223 @@
+"""Command-line arguments of the client (`bin/client.py`), parsed without I/O.
+
+The challenge's form is `python bin/client.py clientId=client1 type=Buy amount=10
+price=100`: `key=value` words, in any order. Keys are matched case-insensitively to
+their wire spelling (`clientid=` is `clientId=`). Flags start with `--`. Parsing only
+checks the shape of the words; the order itself is validated by the core's wire
+validator (`orderbook_core.parse_command`) before anything is sent, so the messages are
+the ones the submit_order worker would give.
+
+No order key at all means *watch only*: the client keeps its replica and shows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from exchange.protocol import ArgumentError
+from orderbook_core import ID_RULE, is_identifier
+
+__all__ = [
+    "DEFAULT_GRAPE",
+    "DEFAULT_TIMEOUT",
+    "USAGE",
+    "ClientArgs",
+    "parse_client_args",
+]
+
+DEFAULT_GRAPE = "http://127.0.0.1:30001"
+DEFAULT_TIMEOUT = 30.0
+"""Seconds `--once` waits for its order's outcome (and startup waits for the grape)."""
+
+USAGE = """\
+usage: client.py [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [price=P]
+                 [ordType=limit|market] [tif=GTC|IOC|FOK] [postOnly=true]
+                 [orderId=ID] [op=new|cancel] [grape=URL] [--once] [--json] [--timeout=SECONDS]
+
+  clientId=ID      who you are: 1-64 of [A-Za-z0-9_.-] (required to submit; a watcher
+                   without one is named watcher-<pid>)
+  type=Buy|Sell    the challenge's spelling of the side (side=buy|sell also works)
+  amount=, price=  decimal numbers, on the market's lot and tick
+  ordType=market   a market order (no price; never rests)
+  tif=             time in force: GTC (default), IOC or FOK
+  postOnly=true    refuse the order if it would trade on arrival
+  orderId=ID       your id for the order (generated when absent); with op=cancel, the
+                   order to cancel
+  grape=URL        the grape to use (default http://127.0.0.1:30001)
+  --once           exit 0 once the order's outcome is in this client's replica
+  --json           one JSON object per line instead of text
+  --timeout=S      how long --once and startup may take (default 30)
+
+No order arguments: watch the book only.
+Exit status: 0 done, 1 refused or timed out, 2 bad arguments, 3 grape or workers
+unreachable, 130 interrupted, 141 output pipe closed."""
+
+_KEYS = (
+    "clientId",
+    "type",
+    "side",
+    "amount",
+    "price",
+    "ordType",
+    "tif",
+    "orderId",
+    "grape",
+    "op",
+    "postOnly",
+)
+_BY_LOWER = {key.lower(): key for key in _KEYS}
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+
+@dataclass(frozen=True, slots=True)
+class ClientArgs:
+    """What the client was asked to do.
+
+    `order` is the `submit_order` payload (strings as typed, the side normalized to
+    "buy"/"sell"; `orderId` may be absent), or None to watch only.
+    """
+
+    client_id: str
+    grape: str = DEFAULT_GRAPE
+    order: dict[str, Any] | None = None
+    once: bool = False
+    json: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    help: bool = False
+
+
+def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") -> ClientArgs:
+    """Parse the client's words into `ClientArgs`.
+
+    Args:
+        argv: the words after the script name.
+        default_client_id: the id a watch-only client uses when none is given.
+
+    Returns:
+        The parsed arguments; `help=True` (and nothing else checked) for `-h`/`--help`.
+
+    Raises:
+        ArgumentError: an unknown, repeated or malformed word, or an order without a
+            clientId, or a cancel without an orderId.
+    """
+    if "-h" in argv or "--help" in argv:
+        return ClientArgs(client_id=default_client_id, help=True)
+    values: dict[str, str] = {}
+    once = as_json = False
+    timeout = DEFAULT_TIMEOUT
+    words = iter(argv)
+    for word in words:
+        if word.startswith("--"):
+            name, eq, value = word[2:].partition("=")
+            if name == "once" and not eq:
+                once = True
+            elif name == "json" and not eq:
+                as_json = True
+            elif name == "timeout":
+                if not eq:
+                    value = next(words, "")
+                timeout = _parse_timeout(value)
+            else:
+                raise ArgumentError(f"unknown flag {word!r} (flags: --once, --json, --timeout=S)")
+            continue
+        key, eq, value = word.partition("=")
+        if not eq or not key:
+            raise ArgumentError(f"expected key=value, got {word!r}")
+        canonical = _BY_LOWER.get(key.lower())
+        if canonical is None:
+            raise ArgumentError(f"unknown key {key!r} (keys: {', '.join(_KEYS)})")
+        if canonical in values:
+            raise ArgumentError(f"{canonical} given twice")
+        if not value:
+            raise ArgumentError(f"{canonical}: empty value")
+        values[canonical] = value
+
+    grape = _parse_grape(values.pop("grape", DEFAULT_GRAPE))
+    client_id = values.pop("clientId", None)
+    if client_id is not None and not is_identifier(client_id):
+        raise ArgumentError(f"clientId: must be {ID_RULE}, got {client_id!r}")
+    order = _build_order(values, client_id) if values else None
+    return ClientArgs(
+        client_id=client_id or default_client_id,
+        grape=grape,
+        order=order,
+        once=once,
+        json=as_json,
+        timeout=timeout,
+    )
+
+
+def _build_order(values: dict[str, str], client_id: str | None) -> dict[str, Any]:
+    if client_id is None:
+        raise ArgumentError("clientId: required to submit an order (e.g. clientId=client1)")
+    op = values.pop("op", "new").lower()
+    if op not in ("new", "cancel"):
+        raise ArgumentError(f"op: must be new or cancel, got {op!r}")
+    order: dict[str, Any] = {"clientId": client_id}
+    if op == "cancel":
+        extra = sorted(set(values) - {"orderId"})
+        if extra:
+            raise ArgumentError(f"op=cancel takes only orderId, not {', '.join(extra)}")
+        if "orderId" not in values:
+            raise ArgumentError("orderId: required with op=cancel")
+        order.update(op="cancel", orderId=values["orderId"])
+        return order
+    side = _parse_side(values.pop("type", None), values.pop("side", None))
+    order["side"] = side
+    if "postOnly" in values:
+        order["postOnly"] = _parse_bool("postOnly", values.pop("postOnly"))
+    if "tif" in values:
+        values["tif"] = values["tif"].upper()
+    if "ordType" in values:
+        values["ordType"] = values["ordType"].lower()
+    order.update(values)
+    if "amount" not in order:
+        raise ArgumentError("amount: required to submit an order")
+    return order
+
+
+def _parse_side(type_: str | None, side: str | None) -> str:
+    given = [v.lower() for v in (type_, side) if v is not None]
+    if not given:
+        raise ArgumentError("type: required to submit an order (type=Buy or type=Sell)")
+    for value in given:
+        if value not in ("buy", "sell"):
+            raise ArgumentError(f"type: must be Buy or Sell, got {value!r}")
+    if len(set(given)) > 1:
+        raise ArgumentError(f"type={type_} and side={side} disagree")
+    return given[0]
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ArgumentError(f"{key}: must be true or false, got {value!r}")
+
+
+def _parse_timeout(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ArgumentError(f"--timeout: not a number of seconds: {value!r}") from None
+    if not 0 < seconds <= 3600:
+        raise ArgumentError(f"--timeout: must be in (0, 3600] seconds, got {value}")
+    return seconds
+
+
+def _parse_grape(value: str) -> str:
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+        raise ArgumentError(f"grape: expected a URL like http://127.0.0.1:30001, got {value!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ArgumentError(f"grape: the URL takes no path or query, got {value!r}")
+    return f"{parts.scheme}://{parts.netloc}"

@@ -1,0 +1,349 @@
+"""The client node: its own replica of the book, fed by `orderbook_updated`, and submits.
+
+A `ClientNode` serves `orderbook_updated` (payload: a version's root hash), catches up
+through the matcher's `orderbook_head`, and keeps a `Replica` of the published book
+that only ever moves forward to versions whose every hash it verified (see
+`exchange.client._replica`). It submits orders through `submit_order` and reports, from
+the versions it sees, what became of them: accepted, filled, rested, cancelled, rejected.
+The program around it (`bin/client.py`) is `exchange.client._program`.
+
+Why the client polls `orderbook_head` as well as listening: a `map` from the process
+worker can miss a client that announced a moment ago, or be dropped on a loaded
+machine; a cheap periodic head request (one small RPC) bounds how long a replica can
+lag, whatever happened to the notifications.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from contextlib import suppress
+from functools import partial
+
+import anyio
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
+
+from exchange.client._output import Emit, Record
+from exchange.client._replica import Replica, ReplicaUpdate
+from exchange.client._source import DhtVersionSource
+from exchange.protocol import (
+    ORDERBOOK_HEAD,
+    ORDERBOOK_UPDATED,
+    RETRYABLE_CODES,
+    SUBMIT_ORDER,
+    BadMessage,
+    Head,
+    OrderRefused,
+    SubmitReply,
+    service_handler,
+)
+from exchange.versions import Version
+from orderbook_core import (
+    DEFAULT_SPEC,
+    Event,
+    MarketSpec,
+    OrderBook,
+    RestingOrder,
+    Side,
+    Trade,
+    event_to_wire,
+)
+from transports import JSON, RemoteError, Transport, TransportError
+
+__all__ = ["ClientNode", "new_order_id"]
+
+_OTHER_SIDE = {Side.BUY: Side.SELL, Side.SELL: Side.BUY}
+
+_HELD_CHECK_INTERVAL = 0.05
+"""Seconds between head requests prompted by versions held beyond the bound."""
+
+
+def new_order_id(client_id: str) -> str:
+    """Return a fresh order id for `client_id`, chosen by the client.
+
+    The client picks the id (instead of letting the sequencer generate one) so that a
+    submit retried after a timeout is the same `(clientId, orderId)`: the sequencer
+    answers a repeat with the first reply and queues nothing. The result is at most 64
+    of [A-Za-z0-9_.-] and never starts with "_" (the sequencer's own ids do).
+    """
+    stem = client_id.lstrip("_.-")[:48] or "o"
+    return f"{stem}-{secrets.token_hex(6)}"
+
+
+class ClientNode:
+    """One client: serves `orderbook_updated`, keeps a verified replica, submits orders.
+
+    Args:
+        transport: the client's own transport (it serves on it).
+        client_id: who this client is; its own orders and fills are those with this id.
+        spec: the market.
+        emit: receives every record to show (see `exchange._client_output`); none by
+            default.
+        head_interval: seconds between `orderbook_head` polls.
+        request_timeout: seconds one RPC may take.
+        fetch_timeout: seconds one version fetch may take (a cold fetch of a big book
+            is many DHT gets).
+        max_walk: how many skipped versions to read back for their events.
+        source: where versions come from (default: the DHT through `transport`, with
+            every hash verified); tests may pass another `DhtVersionSource`.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        client_id: str,
+        spec: MarketSpec = DEFAULT_SPEC,
+        *,
+        emit: Emit | None = None,
+        head_interval: float = 1.0,
+        request_timeout: float = 5.0,
+        fetch_timeout: float = 30.0,
+        max_walk: int = 32,
+        source: DhtVersionSource | None = None,
+    ) -> None:
+        self.transport = transport
+        self.client_id = client_id
+        self.spec = spec
+        self._emit = emit or (lambda _record: None)
+        self._head_interval = head_interval
+        self._request_timeout = request_timeout
+        self.replica: Replica[Version] = Replica(
+            source or DhtVersionSource(transport, spec, timeout=fetch_timeout),
+            max_walk=max_walk,
+            on_update=self._on_update,
+            on_problem=self._warn,
+        )
+        self.head = Head(0, None)
+        self.fills: list[Trade] = []
+        self.own_events: list[Event] = []
+        """This client's own events, in sequence order, from the versions it verified."""
+        self._shown_orders: list[Record] | None = None
+        self._head_ok = True
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
+        """Serve `orderbook_updated`, keep the replica and poll the head, until cancelled.
+
+        Signals `task_status.started()` once `orderbook_updated` is served and announced.
+
+        Raises:
+            transports.TransportError: cannot serve (e.g. the grape is unreachable).
+        """
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self.replica.run)
+                handlers = {ORDERBOOK_UPDATED: service_handler(ORDERBOOK_UPDATED, self.on_updated)}
+                await tg.start(partial(self.transport.serve, handlers))
+                tg.start_soon(self._poll_head)
+                tg.start_soon(self._check_held)
+                task_status.started()
+        except BaseExceptionGroup as group:
+            # One failure (the usual case: serve could not announce) is raised as itself,
+            # so callers can catch TransportError without unpacking groups.
+            raise _single(group) from None
+
+    async def on_updated(self, payload: JSON) -> JSON:
+        """The `orderbook_updated` handler: record the hash, reply null at once.
+
+        Raises:
+            BadRootHash: `payload` is not a 40-hex root hash (the replica is unchanged);
+                served as ``ERR_BAD_REQUEST``.
+        """
+        self.replica.notify(payload)
+        return None
+
+    async def fetch_head(self) -> Head:
+        """Ask the matcher for its latest version; raise the replica's bound to it.
+
+        Raises:
+            transports.TransportError: the matcher did not answer (or refused).
+            BadMessage: the reply is not ``{"seq": int, "root": hash | null}``.
+        """
+        reply = await self.transport.request(ORDERBOOK_HEAD, None, timeout=self._request_timeout)
+        head = Head.from_wire(reply)
+        if head.seq > self.head.seq:
+            self.head = head
+        self.replica.raise_bound(head.seq)
+        if head.root is not None and head.seq > self.replica.seq:
+            self.replica.notify(head.root)
+        return head
+
+    async def _poll_head(self) -> None:
+        while True:
+            try:
+                await self.fetch_head()
+            except (TransportError, BadMessage) as exc:
+                if self._head_ok:
+                    self._warn(f"orderbook_head: {exc}")
+                self._head_ok = False
+            else:
+                self._head_ok = True
+            await anyio.sleep(self._head_interval)
+
+    async def _check_held(self) -> None:
+        """Ask the head again whenever the replica holds a version beyond its bound.
+
+        The matcher records a version before it broadcasts it, so a real version is
+        never beyond the head for long; a forged one stays held and is never taken.
+        """
+        while True:
+            await self.replica.wait_held()
+            # A failure leaves the version held: the poll tries again later.
+            with anyio.move_on_after(self._request_timeout), suppress(TransportError, BadMessage):
+                await self.fetch_head()
+            await anyio.sleep(_HELD_CHECK_INTERVAL)
+
+    async def wait_for_seq(self, seq: int) -> None:
+        """Return once the replica holds sequence number `seq` (or later)."""
+        await self.replica.wait_for(seq)
+
+    # ------------------------------------------------------------------ submitting
+
+    async def submit(self, order: Mapping[str, JSON], *, timeout: float = 30.0) -> SubmitReply:
+        """Submit `order` (a `submit_order` payload) and return the sequencer's reply.
+
+        The payload gets an `orderId` if it has none, so that retries are idempotent.
+        Retries on transport failures, ``ERR_UNAVAILABLE`` and ``ERR_TIMEOUT`` (the
+        server's handler bound) until `timeout`.
+
+        Raises:
+            OrderRefused: the submit_order worker refused the order.
+            TimeoutError: no worker accepted it within `timeout` seconds.
+        """
+        payload = dict(order)
+        payload.setdefault("clientId", self.client_id)
+        if payload.get("op", "new") == "new":
+            payload.setdefault("orderId", new_order_id(str(payload["clientId"])))
+        delay = 0.05
+        last_error = "no attempt"
+        with anyio.move_on_after(timeout):
+            while True:
+                try:
+                    reply = await self.transport.request(
+                        SUBMIT_ORDER, payload, timeout=min(self._request_timeout, timeout)
+                    )
+                except RemoteError as exc:
+                    if not exc.message.startswith(RETRYABLE_CODES):
+                        raise OrderRefused(exc.message) from None
+                    last_error = exc.message
+                except TransportError as exc:
+                    last_error = f"{type(exc).__name__}: {exc}"
+                else:
+                    try:
+                        return SubmitReply.from_wire(reply)
+                    except BadMessage as exc:
+                        raise OrderRefused(f"submit_order replied {reply!r}: {exc}") from None
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        raise TimeoutError(f"submit_order not accepted within {timeout} s ({last_error})")
+
+    # ------------------------------------------------------------------ the replica
+
+    @property
+    def book(self) -> OrderBook:
+        """The replica's book (an empty book before the first version)."""
+        version = self.replica.version
+        return version.book if version is not None else OrderBook(self.spec)
+
+    @property
+    def book_hash(self) -> str | None:
+        """The replica's book hash, as its verified root names it (None: empty book)."""
+        version = self.replica.version
+        return version.root.book if version is not None else None
+
+    def own_orders(self) -> list[RestingOrder]:
+        """This client's resting orders in the replica, in priority order."""
+        return [o for o in self.book.orders() if o.client_id == self.client_id]
+
+    def top_of_book(self) -> tuple[Record | None, Record | None]:
+        """The best bid and ask of the replica as ``{"price", "amount"}`` (or None)."""
+        book = self.book
+        return (
+            self._level(book.levels(Side.BUY, 1)),
+            self._level(book.levels(Side.SELL, 1)),
+        )
+
+    def _level(self, levels: list[tuple[int, int]]) -> Record | None:
+        if not levels:
+            return None
+        price, amount = levels[0]
+        return {"price": self._price(price), "amount": self._amount(amount)}
+
+    def _price(self, ticks: int | None) -> str | None:
+        return None if ticks is None else str(self.spec.ticks_to_price(ticks))
+
+    def _amount(self, lots: int) -> str:
+        return str(self.spec.lots_to_amount(lots))
+
+    async def _on_update(self, update: ReplicaUpdate[Version]) -> None:
+        bid, ask = self.top_of_book()
+        self._emit(
+            {
+                "event": "book",
+                "seq": update.seq,
+                "root": update.root_hash,
+                "book": update.version.root.book,
+                "bid": bid,
+                "ask": ask,
+                "complete": update.complete,
+            }
+        )
+        for event in update.events:
+            record = self._own_record(event)
+            if record is not None:
+                self.own_events.append(event)
+                self._emit(record)
+        orders = [
+            {
+                "orderId": o.order_id,
+                "side": str(o.side),
+                "price": self._price(o.price),
+                "remaining": self._amount(o.remaining),
+            }
+            for o in self.own_orders()
+        ]
+        if orders != self._shown_orders and (orders or self._shown_orders is not None):
+            self._emit({"event": "orders", "seq": update.seq, "orders": orders})
+        self._shown_orders = orders
+
+    def _own_record(self, event: Event) -> Record | None:
+        """The record to show for `event` if it concerns this client, else None.
+
+        Fields are the core's wire form (`event_to_wire`: camelCase, decimal strings); a
+        trade becomes a ``fill`` seen from this client's side.
+        """
+        me = self.client_id
+        wire = event_to_wire(event, self.spec)
+        if isinstance(event, Trade):
+            if me not in (event.maker_client_id, event.taker_client_id):
+                return None
+            self.fills.append(event)
+            taker = event.taker_client_id == me
+            side = event.taker_side if taker else _OTHER_SIDE[event.taker_side]
+            return {
+                "event": "fill",
+                "seq": event.seq,
+                "tradeId": event.trade_id,
+                "orderId": event.taker_order_id if taker else event.maker_order_id,
+                "role": "taker" if taker else "maker",
+                "side": str(side),
+                "price": wire["price"],
+                "amount": wire["amount"],
+                "counterparty": event.maker_client_id if taker else event.taker_client_id,
+            }
+        if wire.pop("clientId") != me:
+            return None
+        return {"event": wire.pop("type"), **wire}
+
+    def _warn(self, message: str) -> None:
+        self._emit({"event": "warning", "message": message})
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The only exception inside nested one-member groups, or the group itself."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc

@@ -1,0 +1,367 @@
+"""The process_order worker (the matcher): applies the sequenced commands, publishes versions.
+
+It serves two names:
+
+- ``process_order`` with payload ``{"seq": N, "ts": ms, "command": {...}}`` (from the
+  submit worker). N is applied only if it is the last applied number plus one; an N
+  already applied gets its recorded reply ``{"seq": N, "root": "<hash>"}`` again and
+  changes nothing (DESIGN principle 4); any other N is refused with
+  ``ERR_SEQ_GAP: expected <n>``, which tells the sender where to resume.
+- ``orderbook_head`` with payload ``null``: ``{"seq": N, "root": "<hash>" | null}``.
+
+Applying one command (under a lock, so one at a time, in order):
+
+1. validate the request's shape (`exchange.protocol.ProcessRequest`, ``ERR_BAD_REQUEST``)
+   and the command with the core's validator (`apply_entry`, ``ERR_VALIDATION``);
+2. in ``book.transaction()``: apply through the core, store the new version in the DHT
+   (`VersionPublisher`), then record ``(seq, ts, command, root)`` in SQLite. If the DHT
+   put fails, the transaction restores the book and the command is refused with
+   ``ERR_UNAVAILABLE``: the submit worker retries it, and no published version ever
+   shows a half-applied command. A rejected order is *not* a failure: it is an
+   ``OrderRejected`` event, consumes its number and is published like any command;
+3. hand the new root to the broadcaster and reply.
+
+The broadcaster is a task of the worker's own task group: it ``map``s the *latest* root
+to ``orderbook_updated`` (per-peer results; failures are logged once per peer, never
+raised), one broadcast at a time. Processing never waits for it, so a slow or dead
+subscriber (dead peers stay announced forever on CLI grapes) delays nothing; roots that
+come in while a broadcast is running are coalesced into the newest one (each root
+document links to its ``prev``, so a client can walk back).
+
+Restart: the worker's SQLite (`AppliedLog`) holds every applied command;
+`run` replays them through the deterministic core, which rebuilds exactly the book it had,
+and resumes at the recorded head. Nothing is applied twice (numbers up to the head are
+answered from the record) and nothing is lost (the submit worker's journal resends
+everything after the head). The next version links (``prev``) to the recorded head, so
+the chain of versions is the one an uninterrupted run publishes, hash for hash; and the
+head version is put again in the background, in case the DHT forgot it meanwhile (a
+grape restarted, or evicted it).
+
+A failure to write the record after a successful publish means the disk is failing: the
+worker stops (``run`` raises) rather than go on with memory and disk disagreeing; its
+restart replays what was recorded and the submit worker resends the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import NamedTuple, TypeVar
+
+import anyio
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
+
+from exchange.matcher._applied import AppliedEntry, AppliedLog
+from exchange.matcher._apply import apply_entry
+from exchange.protocol import (
+    ERR_BAD_REQUEST,
+    ERR_UNAVAILABLE,
+    ORDERBOOK_HEAD,
+    ORDERBOOK_UPDATED,
+    PROCESS_ORDER,
+    Head,
+    ProcessReply,
+    ProcessRequest,
+    Refused,
+    head_request_from_wire,
+    seq_gap,
+    service_handler,
+)
+from exchange.versions import VersionPublisher
+from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, canonical_json
+from transports import JSON, Transport, TransportError
+
+__all__ = ["ProcessWorker"]
+
+_log = logging.getLogger("exchange.matcher")
+
+_T = TypeVar("_T")
+
+
+class _Head(NamedTuple):
+    """The restored head: what republishing its version takes."""
+
+    seq: int
+    root: str
+    prev: str | None
+    book: OrderBook
+    events: tuple[Event, ...]
+
+
+class ProcessWorker:
+    """Serves ``process_order`` and ``orderbook_head``; broadcasts ``orderbook_updated``.
+
+    Args:
+        transport: the network to serve, publish and broadcast on.
+        db_path: this worker's SQLite file (applied commands and their roots).
+        spec: the market's specification.
+        port: where to serve (0: a free port).
+        broadcast_timeout: seconds each ``orderbook_updated`` request may take.
+        republish_timeout: seconds the startup republish of the head version may take.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        db_path: str | Path,
+        spec: MarketSpec = DEFAULT_SPEC,
+        *,
+        port: int = 0,
+        broadcast_timeout: float = 2.0,
+        republish_timeout: float = 30.0,
+    ) -> None:
+        self.transport = transport
+        self.db_path = Path(db_path)
+        self.spec = spec
+        self.port = port
+        self.broadcast_timeout = broadcast_timeout
+        self.republish_timeout = republish_timeout
+        self.book = OrderBook(spec)
+        self.head_seq = 0
+        self.head_root: str | None = None
+        self.publisher = VersionPublisher(transport, spec)
+        self._log: AppliedLog | None = None
+        self._lock = anyio.Lock()
+        self._changed = anyio.Event()
+        self._failed = anyio.Event()
+        self._failure: BaseException | None = None
+        self._failing_peers: set[str] = set()
+        self.republished = anyio.Event()
+        """Set once the restored head version was put again (or that failed)."""
+        self.broadcasts = 0
+        """How many ``orderbook_updated`` maps were sent (for tests and operators)."""
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, *, task_status: TaskStatus[int] = TASK_STATUS_IGNORED) -> None:
+        """Restore the state from the database, then serve until cancelled.
+
+        Calls ``task_status.started(port)`` once both names are announced.
+
+        Raises:
+            transports.TransportError: cannot serve (listen or announce).
+            sqlite3.Error: the database cannot be read, or an applied command could not
+                be recorded (the worker stops; restart it).
+        """
+        log = await anyio.to_thread.run_sync(AppliedLog, self.db_path)
+        try:
+            self._log = log
+            head = await anyio.to_thread.run_sync(self._restore)
+            handlers = {
+                PROCESS_ORDER: service_handler(PROCESS_ORDER, self.process, logger=_log),
+                ORDERBOOK_HEAD: service_handler(ORDERBOOK_HEAD, self.head, logger=_log),
+            }
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._republish_head, head)
+                port: int = await tg.start(partial(self.transport.serve, handlers, port=self.port))
+                tg.start_soon(self._broadcaster)
+                _log.info(
+                    "process_order: serving on port %d, head seq=%d root=%s (db %s)",
+                    port,
+                    self.head_seq,
+                    self.head_root,
+                    self.db_path,
+                )
+                task_status.started(port)
+                await self._failed.wait()
+                assert self._failure is not None
+                raise self._failure
+        finally:
+            self._log = None
+            with anyio.CancelScope(shield=True):  # we are usually here because of a cancel
+                await anyio.to_thread.run_sync(log.close)
+
+    def _restore(self) -> _Head | None:
+        """Rebuild the book by replaying every recorded command (blocking).
+
+        Returns:
+            What `_republish_head` needs to put the head version again, or None when
+            nothing was applied yet.
+        """
+        assert self._log is not None
+        book = OrderBook(self.spec)
+        events: tuple[Event, ...] = ()
+        prev_root: str | None = None
+        head: AppliedEntry | None = None
+        for entry in self._log.entries():
+            if entry.seq != (head.seq if head else 0) + 1:
+                raise RuntimeError(f"{self.db_path}: applied commands have a gap at {entry.seq}")
+            events = apply_entry(book, entry)
+            if head is not None:
+                prev_root = head.root
+            head = entry
+        self.book = book
+        if head is None:
+            return None
+        self.head_seq, self.head_root = head.seq, head.root
+        # The next version links to the recorded head, as it would without the restart.
+        self.publisher = VersionPublisher(self.transport, self.spec, prev=head.root)
+        # A private copy: processing may change `self.book` while the head is republished.
+        return _Head(head.seq, head.root, prev_root, book.copy(), events)
+
+    async def _republish_head(self, head: _Head | None) -> None:
+        """Put the restored head version again, so it is readable even if the DHT forgot it.
+
+        Runs in the background (a restart does not wait for the DHT), with a publisher of
+        its own so it never touches the main publisher's state. The core and the
+        publisher are deterministic, so it reproduces the recorded root exactly; a
+        mismatch or a failure is logged, not raised. Sets `republished` when done: the
+        broadcaster waits for it, so clients are not sent a root whose pages are missing.
+        """
+        try:
+            if head is None:
+                return
+            publisher = VersionPublisher(self.transport, self.spec, prev=head.prev)
+            try:
+                with anyio.fail_after(self.republish_timeout):
+                    root = await publisher.publish(
+                        head.book, head.events, seq=head.seq, first=head.seq
+                    )
+            except (TransportError, TimeoutError) as exc:
+                _log.warning("republishing head seq=%d failed: %s", head.seq, exc)
+                return
+            if root != head.root:
+                _log.error(
+                    "republished head seq=%d as %s, but %s was recorded (code changed?)",
+                    head.seq,
+                    root,
+                    head.root,
+                )
+        finally:
+            self.republished.set()
+
+    # ------------------------------------------------------------------ services
+
+    async def head(self, payload: JSON) -> JSON:
+        """Handle ``orderbook_head``: reply ``{"seq": N, "root": hash | None}``."""
+        head_request_from_wire(payload)
+        return Head(self.head_seq, self.head_root).to_wire()
+
+    async def process(self, payload: JSON) -> JSON:
+        """Handle ``process_order``: apply the command numbered N exactly once.
+
+        Returns:
+            ``{"seq": N, "root": "<hash>"}``: the version that includes command N.
+
+        Raises:
+            Refused: ERR_BAD_REQUEST (shape), ERR_SEQ_GAP (not the next number),
+                ERR_UNAVAILABLE (the DHT did not store the version; nothing changed).
+            orderbook_core.ValidationError: the command breaks a rule (nothing changed).
+        """
+        request = ProcessRequest.from_wire(payload)
+        seq = request.seq
+        async with self._lock:
+            if self._failure is not None:
+                raise Refused(ERR_UNAVAILABLE, "the worker is stopping")
+            if seq <= self.head_seq:
+                return await self._recorded(request)
+            if seq != self.head_seq + 1:
+                raise seq_gap(self.head_seq + 1)
+            try:
+                with self.book.transaction():
+                    events = apply_entry(self.book, request)
+                    root = await self.publisher.publish(self.book, events, seq=seq, first=seq)
+                    # Published: record it even if we are cancelled now, so that memory,
+                    # disk and the publisher's chain (`prev`) move on together.
+                    with anyio.CancelScope(shield=True):
+                        await self._record(AppliedEntry(*request, root))
+            except TransportError as exc:
+                _log.warning("seq=%d not applied: storing the version failed: %s", seq, exc)
+                raise Refused(ERR_UNAVAILABLE, f"storing version {seq} failed: {exc}") from exc
+            except BaseException:
+                # Not applied after all (cancelled mid-publish, or a bug). If the publisher
+                # got as far as the root, its next version would link to this unapplied
+                # one: start a publisher afresh from the real head.
+                self.publisher = VersionPublisher(self.transport, self.spec, prev=self.head_root)
+                raise
+            # No checkpoint between the commit above and these lines: memory follows disk.
+            self.head_seq, self.head_root = seq, root
+            self._notify()
+        _log.info(
+            "applied seq=%d -> %s root=%s", seq, ",".join(type(e).__name__ for e in events), root
+        )
+        return ProcessReply(seq, root).to_wire()
+
+    async def _recorded(self, request: ProcessRequest) -> JSON:
+        """The reply recorded for an already applied `seq` (the same entry only).
+
+        The timestamp is compared too: a journal never rewrites an entry's, so equal
+        commands with another `ts` come from another journal (e.g. another run that
+        submitted the same payloads) and were not what this worker applied.
+        """
+        seq = request.seq
+        record = await self._db(partial(self._log_get, seq))
+        if record is None:  # pragma: no cover - the table has no gaps up to the head
+            raise RuntimeError(f"seq {seq} is below the head but not recorded")
+        if canonical_json(record.command) != canonical_json(request.command) or (
+            record.ts != request.ts
+        ):
+            # Two different commands under one number: the sender's journal is not the one
+            # we applied (e.g. it was wiped). Refuse loudly rather than answer for another.
+            _log.error("seq=%d was applied with a different command than resent", seq)
+            raise Refused(ERR_BAD_REQUEST, f"seq {seq} was applied with a different command")
+        return ProcessReply(record.seq, record.root).to_wire()
+
+    async def _record(self, record: AppliedEntry) -> None:
+        """Persist an applied command; a failure stops the worker (see the module doc)."""
+        try:
+            await self._db(partial(self._log_append, record))
+        except Exception as exc:
+            _log.critical("seq=%d: recording the applied command failed: %s", record.seq, exc)
+            self._failure = exc
+            self._failed.set()
+            raise Refused(ERR_UNAVAILABLE, "the worker is stopping") from exc
+
+    def _log_get(self, seq: int) -> AppliedEntry | None:
+        assert self._log is not None
+        return self._log.get(seq)
+
+    def _log_append(self, record: AppliedEntry) -> None:
+        assert self._log is not None
+        self._log.append([record])
+
+    async def _db(self, call: Callable[[], _T]) -> _T:
+        return await anyio.to_thread.run_sync(call)
+
+    # ------------------------------------------------------------------ broadcasting
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _broadcaster(self) -> None:
+        """Map the latest root to ``orderbook_updated`` whenever it changes."""
+        await self.republished.wait()
+        sent: str | None = None
+        while True:
+            changed = self._changed  # taken before reading the root: no missed update
+            root = self.head_root
+            if root is None or root == sent:
+                await changed.wait()
+                continue
+            sent = root
+            await self._broadcast(root)
+
+    async def _broadcast(self, root: str) -> None:
+        try:
+            results = await self.transport.map(
+                ORDERBOOK_UPDATED, root, timeout=self.broadcast_timeout
+            )
+        except TransportError as exc:
+            _log.warning("orderbook_updated %s: broadcast failed: %s", root, exc)
+            return
+        self.broadcasts += 1
+        for result in results:
+            if result.ok:
+                if result.peer in self._failing_peers:
+                    self._failing_peers.discard(result.peer)
+                    _log.info("orderbook_updated: %s answers again", result.peer)
+            elif result.peer not in self._failing_peers:
+                # Dead peers stay announced: say so once per peer, not once per version.
+                self._failing_peers.add(result.peer)
+                _log.warning("orderbook_updated: %s failed: %s", result.peer, result.error)
+        # Forget peers this map did not reach, so the set stays within one lookup's size.
+        self._failing_peers &= {result.peer for result in results}

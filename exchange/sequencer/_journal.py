@@ -1,0 +1,281 @@
+"""The sequencer's journal: a durable, gap-free FIFO queue of accepted commands in SQLite.
+
+The journal is the exchange's source of truth: every accepted command is committed here
+under its sequence number *before* the client hears "accepted"; everything downstream
+(the matcher's book, the versions in the DHT, every client's replica) is derived from it
+and can be rebuilt by replaying it. It is storage only: the sequencer
+(`exchange.sequencer.SubmitWorker`) numbers, timestamps and settles each command; the
+journal checks that what it is given continues its sequence, and stores it.
+
+Storage
+-------
+One SQLite file in WAL mode with ``synchronous=FULL``, chosen over NORMAL on purpose: in
+WAL mode NORMAL survives a crash of the *process* but may lose the last committed
+transactions on a power loss or OS crash, and the sequencer acknowledges a command as
+soon as it is committed here. One `append` is one transaction and one fsync, whatever
+the number of entries in it (the sequencer's group commit).
+
+```
+journal(seq INTEGER PRIMARY KEY,    -- 1, 2, 3, ... gap-free, never deleted, never reused
+        ts INTEGER,                 -- ms since the epoch, from the sequencer; non-decreasing
+        client_id TEXT, op TEXT, order_id TEXT,
+        dedupe INTEGER,             -- 1: (client_id, op, order_id) may appear only once
+        command TEXT)               -- the command's wire JSON (canonical), orderId settled
+UNIQUE INDEX journal_dedupe(client_id, op, order_id) WHERE dedupe = 1
+meta(key TEXT PRIMARY KEY, value INTEGER)   -- "acked": highest seq process_order confirmed
+```
+The unique index lets `find` answer a repeated ``(clientId, orderId)`` (for one kind of
+command) with the first entry. A modify is not deduplicated: it sets absolute values,
+so a repeat is harmless, while two different modifies of one order are both meant.
+
+Threads
+-------
+The methods are blocking. Every method takes an internal ``threading.Lock``, so a
+``Journal`` may be used from several threads (the sequencer calls it through
+``anyio.to_thread.run_sync``; ``dex replay`` calls it directly).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NamedTuple, Self
+
+from orderbook_core import canonical_json
+
+__all__ = [
+    "GENERATED_ORDER_ID_PREFIX",
+    "Journal",
+    "JournalConflict",
+    "JournalEntry",
+    "generated_order_id",
+]
+
+GENERATED_ORDER_ID_PREFIX = "_"
+"""Generated order ids start with this; the sequencer refuses client ids that do."""
+
+_PAGE = 500
+"""Rows fetched per query by `Journal.entries` (the lock is released between pages)."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    client_id TEXT NOT NULL,
+    op TEXT NOT NULL,
+    order_id TEXT NOT NULL,
+    dedupe INTEGER NOT NULL,
+    command TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS journal_dedupe
+    ON journal (client_id, op, order_id) WHERE dedupe = 1;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def generated_order_id(seq: int) -> str:
+    """Return the order id the sequencer gives a new order without one, numbered `seq`.
+
+    It is deterministic and cannot collide with an id a client chose: it starts with
+    `GENERATED_ORDER_ID_PREFIX`, which the sequencer refuses in client-chosen ids, and it
+    embeds the sequence number, which is unique.
+    """
+    return f"{GENERATED_ORDER_ID_PREFIX}{seq}"
+
+
+class JournalEntry(NamedTuple):
+    """One journaled command: its sequence number, timestamp (ms) and wire JSON.
+
+    `command` is the core's normalized wire form (`orderbook_core.command_to_wire`),
+    with its ``clientId``, ``op`` and ``orderId`` always present.
+    """
+
+    seq: int
+    ts: int
+    command: dict[str, Any]
+
+
+class JournalConflict(Exception):
+    """An append does not continue the journal's sequence (a second writer on the file)."""
+
+
+def _columns(entry: JournalEntry) -> tuple[int, int, str, str, str, int, str]:
+    command = entry.command
+    op = command["op"]
+    return (
+        entry.seq,
+        entry.ts,
+        command["clientId"],
+        op,
+        command["orderId"],
+        int(op != "modify"),
+        canonical_json(command),
+    )
+
+
+class Journal:
+    """A durable FIFO queue of accepted commands with gap-free sequence numbers.
+
+    Args:
+        path: the SQLite file; its parent directory is created if missing.
+
+    Use as a context manager, or call `close()`.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False:
+        # calls come from anyio's worker threads; the lock serializes them.
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._head, self._last_ts = self._last()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _last(self) -> tuple[int, int]:
+        row = self._db.execute("SELECT seq, ts FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+        return (0, 0) if row is None else (row[0], row[1])
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the database. Idempotent."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, entries: Sequence[JournalEntry]) -> None:
+        """Store `entries` durably, in one transaction (one fsync). O(k log n).
+
+        Args:
+            entries: consecutive sequence numbers starting at `head() + 1`, with
+                non-decreasing timestamps not below `last_ts()`.
+
+        Raises:
+            JournalConflict: the entries do not continue the sequence on the file (another
+                handle or process appended); nothing was stored.
+            sqlite3.IntegrityError: an entry repeats a deduplicated key; nothing stored.
+            sqlite3.Error: the database failed; nothing was stored.
+        """
+        if not entries:
+            return
+        rows = [_columns(entry) for entry in entries]
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                # From the file, not from memory: another handle may have appended.
+                head, last_ts = self._last()
+                expected = head + 1
+                for entry in entries:
+                    if entry.seq != expected or entry.ts < last_ts:
+                        raise JournalConflict(
+                            f"{self.path}: entry {entry.seq} (ts {entry.ts}) does not follow"
+                            f" seq {expected - 1} (ts {last_ts})"
+                        )
+                    expected, last_ts = entry.seq + 1, entry.ts
+                db.executemany(
+                    "INSERT INTO journal (seq, ts, client_id, op, order_id, dedupe, command)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            self._head, self._last_ts = entries[-1].seq, entries[-1].ts
+
+    def mark_acked(self, seq: int) -> None:
+        """Record that process_order confirmed every command up to `seq`.
+
+        The acked mark only moves forward; it is where a restarted forwarder starts (the
+        matcher answers repeats idempotently, so starting too early is harmless).
+        """
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('acked', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                (seq,),
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def head(self) -> int:
+        """The last sequence number journaled (0 when empty), as of this handle's last
+        append (or opening)."""
+        with self._lock:
+            return self._head
+
+    def last_ts(self) -> int:
+        """The timestamp of the last entry (0 when empty); the next may not be lower."""
+        with self._lock:
+            return self._last_ts
+
+    def acked(self) -> int:
+        """The highest sequence number marked acknowledged (0 when none)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'acked'").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def find(self, client_id: str, op: str, order_id: str) -> JournalEntry | None:
+        """The entry of a deduplicated `(client_id, op, order_id)`, if any. O(log n)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq, ts, command FROM journal"
+                " WHERE client_id = ? AND op = ? AND order_id = ? AND dedupe = 1",
+                (client_id, op, order_id),
+            ).fetchone()
+        return None if row is None else JournalEntry(row[0], row[1], json.loads(row[2]))
+
+    def get(self, seq: int) -> JournalEntry | None:
+        """The entry with sequence number `seq`, or None if there is none. O(log n)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq, ts, command FROM journal WHERE seq = ?", (seq,)
+            ).fetchone()
+        return None if row is None else JournalEntry(row[0], row[1], json.loads(row[2]))
+
+    def read(self, after_seq: int, limit: int) -> list[JournalEntry]:
+        """Up to `limit` entries with `seq > after_seq`, in order. O(limit + log n)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, ts, command FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+        return [JournalEntry(seq, ts, json.loads(command)) for seq, ts, command in rows]
+
+    def entries(self, after_seq: int = 0) -> Iterator[JournalEntry]:
+        """Yield the entries with `seq > after_seq`, in sequence order.
+
+        Reads in pages and releases the lock between them, so appends may go on; entries
+        appended while iterating are yielded too.
+        """
+        while True:
+            page = self.read(after_seq, _PAGE)
+            yield from page
+            if len(page) < _PAGE:
+                return
+            after_seq = page[-1].seq

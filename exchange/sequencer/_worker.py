@@ -1,0 +1,403 @@
+"""The submit_order worker: the exchange's sequencer.
+
+It serves ``submit_order``. Each payload is validated once, by the core's wire
+validator, numbered with the next gap-free sequence number, timestamped, given its
+order id (the client's, or ``_<seq>`` when it has none), and committed to the `Journal`
+(SQLite, fsynced) *before* the reply ``{"seq": N, "orderId": "..."}`` goes out. A bad
+payload gets ``ERR_VALIDATION: <field>: <rule>`` and stores nothing; a repeated
+``(clientId, orderId)`` gets the first reply back and queues nothing.
+
+Group commit
+------------
+Numbering happens in the event loop, with no await between choosing a number and
+queueing the entry, so numbers are handed out in the order payloads are validated. A
+committer task writes everything queued since its last commit in one transaction (one
+fsync), then wakes each submit whose entry it stored: every reply still goes out after
+its own commit. If a commit fails, nothing of it is stored, so the entries queued after
+it (numbered beyond it) are failed too and numbering restarts at the journal's head:
+no gap is ever written. The failed submits get ``ERR_UNAVAILABLE`` and their clients
+retry with the same orderId.
+
+Dedupe: a payload with a client order id is looked up among the queued entries and in
+the journal. The journal lookup runs in a thread; if a commit landed meanwhile, the
+lookup is repeated, so an entry is always either still queued or already on disk when
+it is looked for.
+
+Forwarding
+----------
+A forwarder task sends the journal to ``process_order`` strictly in sequence order
+and retries each entry (exponential backoff, capped, with jitter from a seeded RNG)
+until the matcher acknowledges it; an entry is never skipped or reordered. When the
+matcher answers ``ERR_SEQ_GAP: expected <n>`` (it restarted from an older state, or
+lost it), the forwarder rewinds and resends from ``n - 1``: the matcher confirms
+``n - 1`` only if it applied that very entry, so a state from another journal is not
+built upon.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
+
+import anyio
+from anyio import TASK_STATUS_IGNORED
+from anyio.abc import TaskStatus
+
+from exchange.protocol import (
+    ERR_VALIDATION,
+    ORDERBOOK_HEAD,
+    PROCESS_ORDER,
+    SUBMIT_ORDER,
+    BadMessage,
+    Head,
+    ProcessReply,
+    ProcessRequest,
+    Refused,
+    SubmitReply,
+    expected_seq,
+    service_handler,
+)
+from exchange.sequencer._journal import (
+    GENERATED_ORDER_ID_PREFIX,
+    Journal,
+    JournalEntry,
+    generated_order_id,
+)
+from orderbook_core import (
+    DEFAULT_SPEC,
+    Command,
+    MarketSpec,
+    ModifyOrder,
+    NewOrder,
+    command_to_wire,
+    parse_command,
+)
+from transports import JSON, RemoteError, Transport, TransportError
+
+__all__ = ["SubmitWorker"]
+
+_log = logging.getLogger("exchange.sequencer")
+
+_T = TypeVar("_T")
+
+_ACK_PERSIST_EVERY = 64
+"""Persist the acked mark at least every this many commands (and whenever idle)."""
+
+_READ_AHEAD = 256
+"""Journal entries the forwarder reads at once."""
+
+DedupeKey = tuple[str, str, str]
+"""(clientId, op, orderId) of a command that may not be journaled twice."""
+
+
+@dataclass(eq=False)
+class _Queued:
+    """An entry numbered and waiting for its commit, with the submits waiting on it."""
+
+    entry: JournalEntry
+    key: DedupeKey | None
+    committed: anyio.Event = field(default_factory=anyio.Event)
+    error: BaseException | None = None
+
+    def reply(self) -> JSON:
+        return SubmitReply(self.entry.seq, self.entry.command["orderId"]).to_wire()
+
+
+class SubmitWorker:
+    """Serves ``submit_order`` and forwards the journal to ``process_order``.
+
+    Args:
+        transport: the network to serve and call on.
+        journal: the durable queue; the worker does not close it.
+        spec: the market's specification (tick and lot sizes) for validation.
+        port: where to serve (0: a free port).
+        seed: seeds the retry jitter, so a test run is reproducible.
+        request_timeout: seconds to wait for one ``process_order`` reply.
+        backoff: the first retry delay in seconds; it doubles per failure.
+        max_backoff: the cap of the retry delay in seconds.
+        idle_check: when the queue is empty, ask ``orderbook_head`` this often (seconds)
+            whether the matcher fell behind (e.g. lost its state).
+        clock: returns the sequencer's timestamp in ms (default: the wall clock).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        journal: Journal,
+        spec: MarketSpec = DEFAULT_SPEC,
+        *,
+        port: int = 0,
+        seed: int = 0,
+        request_timeout: float = 5.0,
+        backoff: float = 0.05,
+        max_backoff: float = 2.0,
+        idle_check: float = 5.0,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.journal = journal
+        self.spec = spec
+        self.port = port
+        self.request_timeout = request_timeout
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.idle_check = idle_check
+        self._clock = clock or _wall_clock_ms
+        self._random = random.Random(seed)
+        # Numbering state: what the next entry gets, if the queue commits.
+        self._next_seq = journal.head() + 1
+        self._last_ts = journal.last_ts()
+        self._queue: list[_Queued] = []
+        self._queued_keys: dict[DedupeKey, _Queued] = {}
+        self._commits = 0
+        self._queue_changed = anyio.Event()
+        self._appended = anyio.Event()
+        self.forwarded = 0
+        """The highest sequence number process_order has acknowledged in this run."""
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, *, task_status: TaskStatus[int] = TASK_STATUS_IGNORED) -> None:
+        """Serve ``submit_order``, commit and forward, until cancelled.
+
+        Calls ``task_status.started(port)`` once ``submit_order`` is announced.
+
+        Raises:
+            transports.TransportError: cannot serve (listen or announce).
+        """
+        handlers = {SUBMIT_ORDER: service_handler(SUBMIT_ORDER, self.submit, logger=_log)}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._commit_loop)
+            port: int = await tg.start(partial(self.transport.serve, handlers, port=self.port))
+            tg.start_soon(self.forward)
+            _log.info("submit_order: serving on port %d (journal %s)", port, self.journal.path)
+            task_status.started(port)
+
+    # ------------------------------------------------------------------ submit_order
+
+    async def submit(self, payload: JSON) -> JSON:
+        """Handle one ``submit_order`` request: validate, number, commit, reply.
+
+        Returns:
+            ``{"seq": N, "orderId": "..."}`` once the command is durable.
+
+        Raises:
+            orderbook_core.ValidationError: the payload breaks a rule (nothing stored).
+            Refused: ERR_VALIDATION for a client order id in the generated namespace.
+            sqlite3.Error, JournalConflict: the commit failed (nothing stored).
+        """
+        command = self._validate(payload, self._next_seq)
+        key = _dedupe_key(command) if _has_order_id(payload) else None
+        if key is not None:
+            while True:
+                queued = self._queued_keys.get(key)
+                if queued is not None:
+                    return await self._wait(queued)
+                commits = self._commits
+                found = await anyio.to_thread.run_sync(partial(self.journal.find, *key))
+                if found is not None:
+                    _log.info("repeat of seq=%d client=%s order=%s", found.seq, *key[::2])
+                    return SubmitReply(found.seq, found.command["orderId"]).to_wire()
+                if commits == self._commits:
+                    break
+                # A commit landed during the lookup: look again (queue, then disk).
+        return await self._wait(self._enqueue(command, key))
+
+    def _validate(self, payload: JSON, seq: int) -> Command:
+        """Validate once; a new order without an id gets ``_<seq>``, settled here."""
+        command = parse_command(
+            payload, self.spec, seq=seq, ts=0, default_order_id=generated_order_id(seq)
+        )
+        if (
+            isinstance(command, NewOrder)
+            and _has_order_id(payload)
+            and command.order_id.startswith(GENERATED_ORDER_ID_PREFIX)
+        ):
+            raise Refused(
+                ERR_VALIDATION,
+                f"orderId: must not start with {GENERATED_ORDER_ID_PREFIX!r}"
+                " (reserved for generated ids)",
+            )
+        return command
+
+    def _enqueue(self, command: Command, key: DedupeKey | None) -> _Queued:
+        """Number `command` and queue it for the next commit.
+
+        No await separates this from `_validate` when the order id was generated, so
+        the number validated with (and embedded in the id) is the number given here.
+        """
+        seq = self._next_seq
+        wire = command_to_wire(command, self.spec)
+        ts = max(self._clock(), self._last_ts)
+        queued = _Queued(JournalEntry(seq, ts, wire), key)
+        self._next_seq, self._last_ts = seq + 1, ts
+        self._queue.append(queued)
+        if key is not None:
+            self._queued_keys[key] = queued
+        self._queue_changed.set()
+        return queued
+
+    async def _wait(self, queued: _Queued) -> JSON:
+        await queued.committed.wait()
+        if queued.error is not None:
+            raise queued.error
+        return queued.reply()
+
+    async def _commit_loop(self) -> None:
+        """Commit whatever is queued, one transaction at a time, forever."""
+        while True:
+            if not self._queue:
+                await self._queue_changed.wait()
+                self._queue_changed = anyio.Event()
+                continue
+            batch, self._queue = self._queue, []
+            try:
+                await anyio.to_thread.run_sync(
+                    self.journal.append, [queued.entry for queued in batch]
+                )
+            except Exception as exc:
+                # Nothing of `batch` is stored, so nothing numbered after it may be.
+                failed, self._queue = batch + self._queue, []
+                self._next_seq = batch[0].entry.seq
+                self._last_ts = self.journal.last_ts()
+                _log.error("journal commit of seq %d.. failed: %s", batch[0].entry.seq, exc)
+                self._settle(failed, exc)
+                continue
+            self._commits += 1
+            for queued in batch:
+                command = queued.entry.command
+                _log.info(
+                    "accepted seq=%d client=%s order=%s op=%s",
+                    queued.entry.seq,
+                    command["clientId"],
+                    command["orderId"],
+                    command["op"],
+                )
+            self._settle(batch, None)
+            self._appended.set()
+            self._appended = anyio.Event()
+
+    def _settle(self, batch: list[_Queued], error: BaseException | None) -> None:
+        for queued in batch:
+            queued.error = error
+            if queued.key is not None:
+                self._queued_keys.pop(queued.key, None)
+            queued.committed.set()
+
+    # ------------------------------------------------------------------ forwarder
+
+    async def forward(self) -> None:
+        """Send the journal to ``process_order`` in sequence order, forever.
+
+        Starts after the journal's acked mark. Runs until cancelled; never raises for a
+        network failure or a refusal (it logs and retries the same command).
+        """
+        acked = await anyio.to_thread.run_sync(self.journal.acked)
+        persisted = acked
+        next_seq = acked + 1
+        failures = 0
+        ahead: list[JournalEntry] = []
+        while True:
+            if not ahead or ahead[0].seq != next_seq:
+                appended = self._appended  # taken before reading: an append after it wakes us
+                ahead = await anyio.to_thread.run_sync(self.journal.read, next_seq - 1, _READ_AHEAD)
+                if not ahead:
+                    if persisted < acked:
+                        await anyio.to_thread.run_sync(self.journal.mark_acked, acked)
+                        persisted = acked
+                    with anyio.move_on_after(self.idle_check):
+                        await appended.wait()
+                        continue
+                    next_seq = await self._check_head(next_seq)
+                    continue
+            entry = ahead[0]
+            try:
+                reply = await self.transport.request(
+                    PROCESS_ORDER, ProcessRequest(*entry).to_wire(), timeout=self.request_timeout
+                )
+                confirmed = ProcessReply.from_wire(reply)
+                if confirmed.seq != entry.seq:
+                    raise BadMessage(f"seq: {confirmed.seq}, expected {entry.seq}")
+            except RemoteError as exc:
+                expected = expected_seq(exc.message)
+                if expected is not None and 1 <= expected < next_seq:
+                    _log.warning("process_order expects seq %d; resending from there", expected)
+                    next_seq = _rewind(expected)
+                    failures = 0
+                    continue
+                _log.warning("process_order refused seq=%d: %s", entry.seq, exc.message)
+                failures = await self._sleep_backoff(failures)
+                continue
+            except (TransportError, BadMessage) as exc:
+                _log.warning(
+                    "process_order failed for seq=%d: %s: %s", entry.seq, type(exc).__name__, exc
+                )
+                failures = await self._sleep_backoff(failures)
+                continue
+            _log.debug("forwarded seq=%d root=%s", entry.seq, confirmed.root)
+            failures = 0
+            del ahead[0]
+            acked = max(acked, entry.seq)
+            self.forwarded = max(self.forwarded, entry.seq)
+            next_seq = entry.seq + 1
+            if acked - persisted >= _ACK_PERSIST_EVERY:
+                await anyio.to_thread.run_sync(self.journal.mark_acked, acked)
+                persisted = acked
+
+    async def _check_head(self, next_seq: int) -> int:
+        """While idle, ask ``orderbook_head`` whether the matcher fell behind.
+
+        A matcher that lost its state (or restarted from an older copy) would otherwise
+        learn about the missing commands only with the next submitted one.
+
+        Returns:
+            Where to resume forwarding: `next_seq`, or the matcher's head + 1 if lower.
+        """
+        try:
+            reply = await self.transport.request(ORDERBOOK_HEAD, None, timeout=self.request_timeout)
+            head = Head.from_wire(reply)
+        except (TransportError, BadMessage) as exc:
+            _log.debug("orderbook_head failed: %s", exc)
+            return next_seq
+        if head.seq < next_seq - 1:
+            _log.warning("process_order is at seq %d; resending from %d", head.seq, head.seq + 1)
+            return _rewind(head.seq + 1)
+        return next_seq
+
+    async def _sleep_backoff(self, failures: int) -> int:
+        """Sleep before retry number `failures + 1`; return the new failure count."""
+        delay = min(self.max_backoff, self.backoff * 2 ** min(failures, 30))
+        await anyio.sleep(delay * (0.5 + 0.5 * self._random.random()))
+        return failures + 1
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _has_order_id(payload: JSON) -> bool:
+    return isinstance(payload, dict) and "orderId" in payload
+
+
+def _rewind(expected: int) -> int:
+    """Where to resume when the matcher expects `expected` next.
+
+    One entry earlier: the matcher answers ``expected - 1`` from its record only if it
+    applied that very entry (same command, same timestamp), so a matcher whose state
+    comes from another journal is refused loudly before anything of this journal is
+    applied on top of it.
+    """
+    return max(1, expected - 1)
+
+
+def _dedupe_key(command: Command) -> DedupeKey | None:
+    """The journal's dedupe key of `command`; None for a modify (never deduplicated)."""
+    if isinstance(command, ModifyOrder):
+        return None
+    op = "new" if isinstance(command, NewOrder) else "cancel"
+    return command.client_id, op, command.order_id

@@ -1,0 +1,304 @@
+"""The whole exchange in one process, on the memory transport: `dex demo` / `make demo`.
+
+Both workers and several clients run as tasks of one event loop, each with its own
+`MemoryTransport` on one `MemoryNetwork` (so every message still goes through the
+transport interface, JSON-encoded, exactly as on Grenache). The clients submit crossing
+and resting orders concurrently, then each cancels one of its resting orders (found in
+its own replica). The demo then waits until every replica has converged, prints the
+trades and the book, replays the submit worker's journal through the core alone
+(`dex replay`) and checks that every replica holds the replay's book hash at the
+replay's sequence number. Any disagreement is a failure (exit status 1).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+
+from exchange.client import ClientNode
+from exchange.matcher import ProcessWorker
+from exchange.protocol import OrderRefused
+from exchange.sequencer import Journal, SubmitWorker
+from exchange.tools._replay import ReplayResult, replay_journal
+from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Side, Trade
+from transports import MemoryNetwork, open_transport
+
+__all__ = ["DemoResult", "demo_orders", "run_demo", "run_demo_async"]
+
+
+@dataclass
+class DemoResult:
+    """What the demo saw: the replay, and each replica's (seq, book hash)."""
+
+    replay: ReplayResult
+    replicas: dict[str, tuple[int, str | None]] = field(default_factory=dict)
+    submitted: int = 0
+    refused: int = 0
+
+    @property
+    def converged(self) -> bool:
+        """Every replica holds the replay's sequence number and book hash."""
+        want = (self.replay.seq, self.replay.book_hash)
+        return bool(self.replicas) and all(got == want for got in self.replicas.values())
+
+
+def demo_orders(clients: list[str], count: int, seed: int) -> list[dict[str, Any]]:
+    """Deterministic `submit_order` payloads: bids around 99, asks around 101, some cross.
+
+    Buys are priced 97..101 and sells 99..103, so roughly a third of the orders cross
+    the spread and trade; one in six is IOC (it never rests).
+    """
+    rng = random.Random(seed)
+    orders = []
+    for i in range(count):
+        client = clients[i % len(clients)]
+        side = rng.choice(("buy", "sell"))
+        price = 99 + rng.randint(-2, 2) if side == "buy" else 101 + rng.randint(-2, 2)
+        order: dict[str, Any] = {
+            "clientId": client,
+            "orderId": f"{client}-{i + 1}",
+            "side": side,
+            "price": f"{price}.{rng.choice(('00', '50'))}",
+            "amount": str(Decimal(rng.randint(1, 20)) / 4),
+        }
+        if rng.random() < 1 / 6:
+            order["tif"] = "IOC"
+        orders.append(order)
+    return orders
+
+
+async def run_demo_async(
+    workdir: Path,
+    *,
+    clients: int = 4,
+    orders: int = 24,
+    seed: int = 7,
+    say: Callable[[dict[str, Any]], None] = lambda _record: None,
+    spec: MarketSpec = DEFAULT_SPEC,
+    timeout: float = 20.0,
+) -> DemoResult:
+    """Run the whole exchange in this event loop; return what it saw.
+
+    Args:
+        workdir: where the two SQLite files go.
+        clients: how many clients (named client1..clientN).
+        orders: how many orders they submit in all.
+        seed: seeds the orders and the workers' randomness.
+        say: receives progress records (``{"event": ...}``).
+        spec: the market.
+        timeout: seconds the whole run may take.
+
+    Raises:
+        TimeoutError: the replicas did not converge within `timeout`.
+    """
+    network = MemoryNetwork(seed=seed)
+    names = [f"client{i + 1}" for i in range(clients)]
+    with anyio.fail_after(timeout), Journal(workdir / "journal.sqlite") as journal:
+        async with (
+            open_transport("memory", network=network) as submit_net,
+            open_transport("memory", network=network) as process_net,
+            anyio.create_task_group() as tg,
+        ):
+            process = ProcessWorker(process_net, workdir / "process.sqlite", spec)
+            await tg.start(process.run)
+            await tg.start(SubmitWorker(submit_net, journal, spec, seed=seed).run)
+            nodes = []
+            for name in names:
+                transport = open_transport("memory", network=network)
+                node = ClientNode(transport, name, spec, head_interval=0.2)
+                tg.start_soon(_run_node, node, transport)
+                nodes.append(node)
+            say({"event": "started", "clients": names, "transport": "memory"})
+
+            result_counts = [0, 0]
+            payloads = demo_orders(names, orders, seed)
+            async with anyio.create_task_group() as clients_tg:
+                for node in nodes:
+                    mine = [p for p in payloads if p["clientId"] == node.client_id]
+                    clients_tg.start_soon(_submit_all, node, mine, say, result_counts)
+            # Each client cancels its oldest resting order, as seen in its own replica.
+            for node in nodes:
+                await node.wait_for_seq(journal.head())
+            async with anyio.create_task_group() as clients_tg:
+                for node in nodes:
+                    own = node.own_orders()
+                    if own:
+                        cancel = {"clientId": node.client_id, "op": "cancel"}
+                        cancel["orderId"] = own[0].order_id
+                        clients_tg.start_soon(_submit_all, node, [cancel], say, result_counts)
+
+            head = journal.head()
+            for node in nodes:
+                await node.wait_for_seq(head)
+            replay = await anyio.to_thread.run_sync(lambda: replay_journal(journal.path, spec))
+            result = DemoResult(replay, submitted=result_counts[0], refused=result_counts[1])
+            for node in nodes:
+                result.replicas[node.client_id] = (node.replica.seq, node.book_hash)
+            tg.cancel_scope.cancel()
+    return result
+
+
+async def _run_node(node: ClientNode, transport: Any) -> None:
+    async with transport:
+        await node.run()
+
+
+async def _submit_all(
+    node: ClientNode,
+    payloads: list[dict[str, Any]],
+    say: Callable[[dict[str, Any]], None],
+    counts: list[int],
+) -> None:
+    for payload in payloads:
+        try:
+            submitted = await node.submit(payload)
+        except OrderRefused as exc:
+            counts[1] += 1
+            say({"event": "refused", "clientId": node.client_id, "error": str(exc)})
+            continue
+        counts[0] += 1
+        say(
+            {
+                "event": "submitted",
+                "seq": submitted.seq,
+                "clientId": node.client_id,
+                "orderId": submitted.order_id,
+                "op": payload.get("op", "new"),
+                "side": payload.get("side"),
+                "price": payload.get("price"),
+                "amount": payload.get("amount"),
+                "tif": payload.get("tif", "GTC"),
+            }
+        )
+
+
+def _trade_record(trade: Trade, spec: MarketSpec) -> dict[str, Any]:
+    buyer, seller = (
+        (trade.taker_client_id, trade.maker_client_id)
+        if trade.taker_side == Side.BUY
+        else (trade.maker_client_id, trade.taker_client_id)
+    )
+    return {
+        "event": "trade",
+        "seq": trade.seq,
+        "tradeId": trade.trade_id,
+        "buyer": buyer,
+        "seller": seller,
+        "price": str(spec.ticks_to_price(trade.price)),
+        "amount": str(spec.lots_to_amount(trade.amount)),
+    }
+
+
+def _book_records(book: OrderBook, spec: MarketSpec) -> list[dict[str, Any]]:
+    records = []
+    for side in (Side.SELL, Side.BUY):
+        levels = book.levels(side)
+        if side == Side.SELL:
+            levels = list(reversed(levels))  # asks printed highest first, above the bids
+        for price, amount in levels:
+            records.append(
+                {
+                    "event": "level",
+                    "side": str(side),
+                    "price": str(spec.ticks_to_price(price)),
+                    "amount": str(spec.lots_to_amount(amount)),
+                }
+            )
+    return records
+
+
+def _text(record: dict[str, Any]) -> str:
+    kind = record["event"]
+    if kind == "started":
+        clients = len(record["clients"])
+        return f"dex demo: both workers and {clients} clients, memory transport\norders:"
+    if kind == "submitted":
+        r = record
+        if r["op"] == "cancel":
+            return f"  seq {r['seq']:>3}  {r['clientId']} cancels {r['orderId']}"
+        return (
+            f"  seq {r['seq']:>3}  {r['clientId']} {r['side']:<4} {r['amount']:>5} @ "
+            f"{r['price']:>6} {r['tif']}"
+        )
+    if kind == "refused":
+        return f"  refused {record['clientId']}: {record['error']}"
+    if kind == "trade":
+        r = record
+        return (
+            f"  trade {r['tradeId']:>6}: {r['buyer']} buys {r['amount']:>6} @ {r['price']:>7}"
+            f" from {r['seller']}"
+        )
+    if kind == "level":
+        return f"  {record['side']:<4} {record['price']:>8} {record['amount']:>8}"
+    if kind == "replica":
+        mark = "ok" if record["ok"] else "MISMATCH"
+        return f"  {record['clientId']:<9} seq {record['seq']:>3} book {record['book']}  {mark}"
+    if kind == "replay":
+        return f"replay of the journal: seq {record['seq']} book {record['book']}"
+    if kind == "result":
+        if record["ok"]:
+            return f"OK: all {record['replicas']} replicas hold the replay's book hash"
+        return "FAILED: some replicas disagree with the replay"
+    return f"  {kind}"
+
+
+def run_demo(
+    *,
+    clients: int = 4,
+    orders: int = 24,
+    seed: int = 7,
+    as_json: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """Run the demo and print it; return 0 if every replica agrees with the replay."""
+    stream = out if out is not None else sys.stdout
+    spec = DEFAULT_SPEC
+
+    def say(record: dict[str, Any]) -> None:
+        stream.write((json.dumps(record) if as_json else _text(record)) + "\n")
+
+    def heading(text: str) -> None:
+        if not as_json:
+            stream.write(text + "\n")
+
+    with tempfile.TemporaryDirectory(prefix="dex-demo-") as tmp:
+        try:
+            result = anyio.run(
+                lambda: run_demo_async(
+                    Path(tmp), clients=clients, orders=orders, seed=seed, say=say, spec=spec
+                )
+            )
+        except TimeoutError:
+            print("dex demo: the replicas did not converge in time", file=sys.stderr)
+            return 1
+    heading("trades:")
+    for trade in result.replay.trades:
+        say(_trade_record(trade, spec))
+    heading(f"book at seq {result.replay.seq} (asks above bids):")
+    for record in _book_records(result.replay.book, spec):
+        say(record)
+    say({"event": "replay", "seq": result.replay.seq, "book": result.replay.book_hash})
+    heading("replicas:")
+    want = (result.replay.seq, result.replay.book_hash)
+    for client_id, (seq, book) in result.replicas.items():
+        say(
+            {
+                "event": "replica",
+                "clientId": client_id,
+                "seq": seq,
+                "book": book,
+                "ok": (seq, book) == want,
+            }
+        )
+    say({"event": "result", "ok": result.converged, "replicas": len(result.replicas)})
+    stream.flush()
+    return 0 if result.converged else 1

@@ -1,0 +1,112 @@
+"""The client's command line: the challenge's form, the extensions, and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from exchange.client import DEFAULT_GRAPE, ClientArgs, parse_client_args
+from exchange.protocol import ArgumentError
+
+
+def test_challenge_form() -> None:
+    args = parse_client_args(["clientId=client1", "type=Buy", "amount=10", "price=100"])
+    assert args == ClientArgs(
+        client_id="client1",
+        grape=DEFAULT_GRAPE,
+        order={"clientId": "client1", "side": "buy", "amount": "10", "price": "100"},
+    )
+
+
+def test_extensions_and_flags() -> None:
+    args = parse_client_args(
+        [
+            "clientId=c2",
+            "side=SELL",
+            "amount=0.5",
+            "price=101.25",
+            "tif=ioc",
+            "orderId=c2-1",
+            "postOnly=true",
+            "grape=http://127.0.0.1:40001",
+            "--once",
+            "--json",
+            "--timeout=12.5",
+        ]
+    )
+    assert args.order == {
+        "clientId": "c2",
+        "side": "sell",
+        "amount": "0.5",
+        "price": "101.25",
+        "tif": "IOC",
+        "orderId": "c2-1",
+        "postOnly": True,
+    }
+    assert (args.grape, args.once, args.json, args.timeout) == (
+        "http://127.0.0.1:40001",
+        True,
+        True,
+        12.5,
+    )
+
+
+def test_keys_are_case_insensitive_and_timeout_takes_a_separate_word() -> None:
+    args = parse_client_args(["CLIENTID=c1", "Type=sell", "AMOUNT=1", "price=2", "--timeout", "3"])
+    assert args.order == {"clientId": "c1", "side": "sell", "amount": "1", "price": "2"}
+    assert args.timeout == 3
+
+
+def test_cancel() -> None:
+    args = parse_client_args(["clientId=c1", "op=cancel", "orderId=c1-7"])
+    assert args.order == {"clientId": "c1", "op": "cancel", "orderId": "c1-7"}
+
+
+def test_watch_only() -> None:
+    args = parse_client_args(["grape=http://localhost:30002"], default_client_id="watcher-9")
+    assert args.order is None
+    assert args.client_id == "watcher-9"
+    assert args.grape == "http://localhost:30002"
+    named = parse_client_args(["clientId=eve"])
+    assert named.order is None
+    assert named.client_id == "eve"
+
+
+def test_help() -> None:
+    assert parse_client_args(["--help"]).help
+    assert parse_client_args(["clientId=x", "-h"]).help
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["clientId=c1", "type=Buy", "amount=1", "price"], "expected key=value, got 'price'"),
+        (["=1"], "expected key=value"),
+        (["clientId=c1", "colour=red"], "unknown key 'colour'"),
+        (["clientId=c1", "clientId=c2"], "clientId given twice"),
+        (["clientId=c1", "type=Buy", "amount="], "amount: empty value"),
+        (["clientId=bad id!", "type=Buy", "amount=1"], "clientId: must be 1-64"),
+        (["clientId=" + "x" * 65], "clientId: must be 1-64"),
+        (["type=Buy", "amount=1", "price=1"], "clientId: required to submit"),
+        (["clientId=c1", "amount=1", "price=1"], "type: required"),
+        (["clientId=c1", "type=Hold", "amount=1"], "type: must be Buy or Sell"),
+        (["clientId=c1", "type=Buy", "side=sell", "amount=1"], "disagree"),
+        (["clientId=c1", "type=Buy", "price=1"], "amount: required"),
+        (["clientId=c1", "op=cancel"], "orderId: required with op=cancel"),
+        (["clientId=c1", "op=cancel", "orderId=x", "price=1"], "op=cancel takes only orderId"),
+        (["clientId=c1", "op=modify", "orderId=x"], "op: must be new or cancel"),
+        (["clientId=c1", "type=Buy", "amount=1", "postOnly=maybe"], "postOnly: must be true"),
+        (["grape=127.0.0.1:30001"], "grape: expected a URL"),
+        (["grape=http://127.0.0.1"], "grape: expected a URL"),
+        (["grape=http://127.0.0.1:99999"], "grape: expected a URL"),
+        (["grape=http://127.0.0.1:30001/x"], "grape: the URL takes no path"),
+        (["--forever"], "unknown flag '--forever'"),
+        (["--once=yes"], "unknown flag"),
+        (["--timeout=soon"], "--timeout: not a number"),
+        (["--timeout=0"], "--timeout: must be in"),
+        (["--timeout"], "--timeout: not a number"),
+    ],
+)
+def test_errors_are_clear(argv: list[str], message: str) -> None:
+    with pytest.raises(ArgumentError) as info:
+        parse_client_args(argv)
+    assert message in str(info.value)

@@ -1,0 +1,68 @@
+"""`bin/client.py` as a process: clear messages and exit status, bounded in time."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def run(*words: str, timeout: float = 30) -> tuple[int, str, str, float]:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "bin/client.py", *words],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_help() -> None:
+    status, out, _, _ = run("--help")
+    assert status == 0
+    assert "usage: client.py" in out
+
+
+def test_bad_arguments_exit_2_with_the_usage() -> None:
+    status, out, err, _ = run("clientId=client1", "type=Buy", "amount=10", "price")
+    assert status == 2
+    assert out == ""
+    assert "client: expected key=value, got 'price'" in err
+    assert "usage: client.py" in err
+
+
+def test_bad_order_exits_2_before_any_network() -> None:
+    status, _, err, _ = run(
+        "clientId=client1",
+        "type=Buy",
+        "amount=10",
+        "price=100.001",
+        f"grape=http://127.0.0.1:{closed_port()}",
+    )
+    assert status == 2
+    assert "client: bad order: price: not a multiple of 0.01" in err
+
+
+def test_unreachable_grape_exits_3_in_bounded_time() -> None:
+    grape = f"http://127.0.0.1:{closed_port()}"
+    status, _, err, elapsed = run(
+        "clientId=client1", "type=Buy", "amount=10", "price=100", f"grape={grape}", "--timeout=2"
+    )
+    assert status == 3
+    assert f"client: cannot serve through grape {grape}" in err
+    assert elapsed < 15

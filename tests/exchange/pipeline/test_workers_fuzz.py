@@ -1,0 +1,88 @@
+"""Garbage in, a clear error out: both workers' boundaries under Hypothesis.
+
+Whatever JSON arrives, `submit_order` and `process_order` reply with data or with an
+`ERR_VALIDATION`/`ERR_BAD_REQUEST` string; never `ERR_INTERNAL`, never a crash, and a
+refused payload stores nothing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exchange.protocol import BadMessage, ProcessRequest, Refused, error_string
+from exchange.sequencer import Journal, SubmitWorker
+from orderbook_core import ValidationError
+from transports import MemoryNetwork, MemoryTransport
+
+_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+_json = st.recursive(
+    _scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=12,
+)
+_keys = st.sampled_from(
+    ["op", "clientId", "orderId", "side", "type", "price", "amount", "tif", "postOnly", "x"]
+)
+_values = st.sampled_from(
+    ["buy", "Sell", "new", "cancel", "modify", "c1", "_1", "100", "0.5", "-1", "1e3", "GTC"]
+)
+_near_orders = st.dictionaries(_keys, _values | _scalars, max_size=8)
+_payloads = _json | _near_orders
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=_payloads)
+def test_submit_replies_or_refuses_cleanly(payload: Any) -> None:
+    with tempfile.TemporaryDirectory() as tmp, Journal(Path(tmp) / "j.db") as journal:
+        worker = SubmitWorker(MemoryTransport(MemoryNetwork()), journal, clock=lambda: 1)
+
+        async def main() -> None:
+            reply: Any = None
+            refused: Exception | None = None
+            async with anyio.create_task_group() as tg:
+                await tg.start(worker.run)
+                try:
+                    reply = await worker.submit(payload)
+                except (ValidationError, Refused) as exc:
+                    refused = exc
+                tg.cancel_scope.cancel()
+            if refused is not None:
+                assert journal.head() == 0
+                if isinstance(refused, Refused):
+                    assert refused.code == "ERR_VALIDATION"
+            else:
+                order_id = payload.get("orderId", "_1")
+                assert reply == {"seq": 1, "orderId": order_id}
+                assert journal.head() == 1
+                entry = journal.get(1)
+                assert entry is not None
+                assert entry.command["orderId"] == order_id
+
+        anyio.run(main)
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=_json | st.fixed_dictionaries({"seq": _scalars, "ts": _scalars, "command": _json}))
+def test_process_request_shape_is_checked(payload: Any) -> None:
+    try:
+        seq, ts, command = ProcessRequest.from_wire(payload)
+    except BadMessage as exc:
+        refused: BadMessage | None = exc
+    else:
+        refused = None
+        assert type(seq) is int
+        assert seq >= 1
+        assert type(ts) is int
+        assert ts >= 0
+        assert isinstance(command, dict)
+        assert ProcessRequest(seq, ts, command).to_wire() == payload
+    if refused is not None:
+        assert error_string(refused).startswith("ERR_BAD_REQUEST: ")
