@@ -180,6 +180,12 @@ _OPS: Final = {"new": "new", "cancel": "cancel", "modify": "modify"}
 # --------------------------------------------------------------------------- commands
 
 
+def _plain(number: Decimal) -> str:
+    """A decimal string the validator accepts: never exponent notation, which ``str``
+    gives for 7 or more decimals (``str(Decimal("0.00000001")) == "1E-8"``)."""
+    return format(number, "f")
+
+
 def parse_command(
     payload: object,
     spec: MarketSpec,
@@ -284,8 +290,8 @@ def command_to_wire(cmd: Command, spec: MarketSpec) -> dict[str, Any]:
             "ordType": "market" if cmd.price is None else "limit",
         }
         if cmd.price is not None:
-            out["price"] = str(spec.ticks_to_price(cmd.price))
-        out["amount"] = str(spec.lots_to_amount(cmd.amount))
+            out["price"] = _plain(spec.ticks_to_price(cmd.price))
+        out["amount"] = _plain(spec.lots_to_amount(cmd.amount))
         out["tif"] = cmd.tif.value
         out["postOnly"] = cmd.post_only
         return out
@@ -294,9 +300,9 @@ def command_to_wire(cmd: Command, spec: MarketSpec) -> dict[str, Any]:
     if isinstance(cmd, ModifyOrder):
         out = {"op": "modify", "clientId": cmd.client_id, "orderId": cmd.order_id}
         if cmd.price is not None:
-            out["price"] = str(spec.ticks_to_price(cmd.price))
+            out["price"] = _plain(spec.ticks_to_price(cmd.price))
         if cmd.amount is not None:
-            out["amount"] = str(spec.lots_to_amount(cmd.amount))
+            out["amount"] = _plain(spec.lots_to_amount(cmd.amount))
         return out
     raise TypeError(f"not a command: {cmd!r}")
 
@@ -384,9 +390,9 @@ _EVENT_BY_TYPE: Final = {name: (cls, fields) for cls, (name, fields) in _EVENT_F
 
 def _to_wire(kind: str, value: Any, spec: MarketSpec) -> Any:
     if kind in ("price", "price?"):
-        return None if value is None else str(spec.ticks_to_price(value))
+        return None if value is None else _plain(spec.ticks_to_price(value))
     if kind == "amount":
-        return str(spec.lots_to_amount(value))
+        return _plain(spec.lots_to_amount(value))
     if kind in ("side", "cancel_reason", "reject_reason"):
         return value.value
     return value

@@ -1,11 +1,11 @@
-"""Shared helpers for tests/core: specs, command shorthands, the book protocol, the
-quantity-conservation ledger and the Hypothesis profiles."""
+"""Shared helpers for tests/core: specs, command shorthands, the book protocol and the
+Hypothesis profiles. The reference book, the quantity ledger and the strategies are
+public, in `orderbook_core.testing`: the tests use them as a user would."""
 
 from __future__ import annotations
 
 import os
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Protocol
 
@@ -18,14 +18,10 @@ from orderbook_core import (
     MarketSpec,
     ModifyOrder,
     NewOrder,
-    OrderAccepted,
-    OrderCancelled,
-    OrderModified,
     RestingOrder,
     SelfTradePrevention,
     Side,
     TimeInForce,
-    Trade,
 )
 
 # Hypothesis: bounded and derandomized so CI is stable and the directory stays fast.
@@ -72,7 +68,7 @@ def unit_spec(
 
 
 class Book(Protocol):
-    """What the parametrized unit suite needs from OrderBook and NaiveBook alike."""
+    """What the parametrized unit suite needs from OrderBook and ReferenceBook alike."""
 
     def apply(self, cmd: Command) -> tuple[Event, ...]: ...
     def orders(self, side: Side | None = None) -> Iterator[RestingOrder]: ...
@@ -116,60 +112,3 @@ class Seq:
     ) -> ModifyOrder:
         s = self.next()
         return ModifyOrder(s, 1000 * s, client_id, order_id, price, amount)
-
-
-class Ledger:
-    """Quantity conservation, checked from the event stream alone.
-
-    Definitions, per order key ``(client_id, order_id)`` accumulated over all its
-    lives (an id may be reused once its order is gone), in lots:
-
-    * ``submitted``: the amount of every :class:`OrderAccepted`, plus the new
-      ``amount`` of every :class:`OrderModified` (a modify withdraws the old
-      remainder and submits the new one, whether or not priority is kept);
-    * ``cancelled``: the amount of every :class:`OrderCancelled` (owner, IOC, market,
-      self-trade), plus the ``old_amount`` of every :class:`OrderModified`;
-    * ``filled``: the amount of every :class:`Trade` the order took part in, as maker
-      or as taker;
-    * ``resting``: what the book holds for it now (0 if absent).
-
-    Invariant per key: ``submitted == filled + cancelled + resting``. Summed over all
-    keys each trade is counted twice (maker and taker), so in total:
-    ``sum(submitted) == 2 * sum(trade amounts) + sum(cancelled) + sum(resting)``.
-    """
-
-    def __init__(self) -> None:
-        self.submitted: dict[tuple[str, str], int] = defaultdict(int)
-        self.cancelled: dict[tuple[str, str], int] = defaultdict(int)
-        self.filled: dict[tuple[str, str], int] = defaultdict(int)
-        self.traded_total = 0
-
-    def record(self, events: Iterable[Event]) -> None:
-        for e in events:
-            if isinstance(e, OrderAccepted):
-                self.submitted[(e.client_id, e.order_id)] += e.amount
-            elif isinstance(e, OrderModified):
-                self.submitted[(e.client_id, e.order_id)] += e.amount
-                self.cancelled[(e.client_id, e.order_id)] += e.old_amount
-            elif isinstance(e, OrderCancelled):
-                self.cancelled[(e.client_id, e.order_id)] += e.amount
-            elif isinstance(e, Trade):
-                self.filled[(e.maker_client_id, e.maker_order_id)] += e.amount
-                self.filled[(e.taker_client_id, e.taker_order_id)] += e.amount
-                self.traded_total += e.amount
-
-    def check(self, resting_orders: Iterable[RestingOrder]) -> None:
-        resting: dict[tuple[str, str], int] = defaultdict(int)
-        for o in resting_orders:
-            resting[(o.client_id, o.order_id)] += o.remaining
-        keys = set(self.submitted) | set(self.filled) | set(self.cancelled) | set(resting)
-        for key in keys:
-            assert self.submitted[key] == self.filled[key] + self.cancelled[key] + resting[key], (
-                key,
-                self.submitted[key],
-                self.filled[key],
-                self.cancelled[key],
-                resting[key],
-            )
-        total = sum(self.submitted.values())
-        assert total == 2 * self.traded_total + sum(self.cancelled.values()) + sum(resting.values())

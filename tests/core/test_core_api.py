@@ -1,4 +1,5 @@
-"""The public surface: __all__, the contract names, purity, and the docs example."""
+"""The public surface: __all__ (of orderbook_core and orderbook_core.testing), the
+contract names, purity, and the docs example."""
 
 from __future__ import annotations
 
@@ -7,26 +8,37 @@ import re
 import types
 from pathlib import Path
 
+import pytest
+
 import orderbook_core
+import orderbook_core.testing
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "orderbook_core"
 
 
-def test_all_matches_the_public_names() -> None:
+@pytest.mark.parametrize(
+    "module", [orderbook_core, orderbook_core.testing], ids=lambda m: m.__name__
+)
+def test_all_matches_the_public_names(module: types.ModuleType) -> None:
     public = {
         name
-        for name, value in vars(orderbook_core).items()
+        for name, value in vars(module).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
-    assert set(orderbook_core.__all__) == public
+    assert set(module.__all__) == public
 
     # Sorted isort-style, as ruff's RUF022 keeps it: CONSTANTS, Classes, functions.
     def style(name: str) -> tuple[int, str]:
         return (0 if name.isupper() else 1 if name[0].isupper() else 2, name)
 
-    assert list(orderbook_core.__all__) == sorted(orderbook_core.__all__, key=style)
-    assert len(set(orderbook_core.__all__)) == len(orderbook_core.__all__)
+    assert list(module.__all__) == sorted(module.__all__, key=style)
+    assert len(set(module.__all__)) == len(module.__all__)
+    # Every public name is documented where it is defined (the API reference shows it).
+    for name in module.__all__:
+        value = getattr(module, name)
+        if callable(value):
+            assert value.__doc__, f"{module.__name__}.{name} has no docstring"
 
 
 def test_contract_names_exist() -> None:
@@ -95,8 +107,11 @@ FORBIDDEN_IMPORTS = {
 
 
 def test_core_is_pure() -> None:
-    """No I/O, clock, randomness, logging or threads: checked on the imports."""
-    for path in sorted(PACKAGE.glob("*.py")):
+    """No I/O, clock, randomness, logging or threads: checked on the imports.
+
+    Hypothesis is imported by `orderbook_core.testing` alone (an optional extra)."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        in_testing = path.relative_to(PACKAGE).parts[0] == "testing"
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             names: list[str] = []
@@ -105,17 +120,20 @@ def test_core_is_pure() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             for name in names:
-                assert name.split(".")[0] not in FORBIDDEN_IMPORTS, (path.name, name)
+                top = name.split(".")[0]
+                assert top not in FORBIDDEN_IMPORTS, (path.name, name)
+                if not in_testing:
+                    assert top != "hypothesis", (path.name, name)
 
 
 def test_no_float_on_the_money_path() -> None:
     pattern = re.compile(r"\bfloat\(|: float\b")
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         assert not pattern.search(path.read_text()), path.name
 
 
 def test_modules_stay_small() -> None:
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         assert len(path.read_text().splitlines()) <= 800, path.name
 
 

@@ -1,4 +1,5 @@
-"""One unit suite for every matching rule, run against the real book and the naive twin.
+"""One unit suite for every matching rule, run against the real book and the reference
+book (`orderbook_core.testing.ReferenceBook`, the naive twin).
 
 Each test that mutates also checks, where it matters, that rejections leave the book
 exactly as it was, and the real book's invariant checker runs after every command.
@@ -9,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from core_support import BUY, FOK, GTC, IOC, SELL, Book, Ledger, Seq, unit_spec
-from naive_reference import NaiveBook
+from core_support import BUY, FOK, GTC, IOC, SELL, Book, Seq, unit_spec
 
 from orderbook_core import (
     CancelReason,
@@ -29,6 +29,7 @@ from orderbook_core import (
     Trade,
     encode_book,
 )
+from orderbook_core.testing import QuantityLedger, ReferenceBook
 
 Factory = Callable[[MarketSpec], Book]
 
@@ -37,7 +38,7 @@ Factory = Callable[[MarketSpec], Book]
 def make_book(request: pytest.FixtureRequest) -> Factory:
     if request.param == "real":
         return OrderBook
-    return NaiveBook
+    return ReferenceBook
 
 
 class Harness:
@@ -46,7 +47,7 @@ class Harness:
     def __init__(self, factory: Factory, spec: MarketSpec | None = None) -> None:
         self.book = factory(spec or unit_spec())
         self.seq = Seq()
-        self.ledger = Ledger()
+        self.ledger = QuantityLedger()
 
     def run(self, cmd: Command) -> tuple[Event, ...]:
         before = list(self.book.orders())
@@ -689,7 +690,7 @@ def test_fok_skips_cancelled_entries(h: Harness) -> None:
 def test_apply_batch_and_ledger_example() -> None:
     book = OrderBook(unit_spec())
     seq = Seq()
-    ledger = Ledger()
+    ledger = QuantityLedger()
     cmds = [seq.new("a", "1", SELL, 100, 5), seq.new("b", "2", BUY, 100, 3)]
     events = book.apply_batch(cmds)
     ledger.record(events)

@@ -5,21 +5,22 @@ post-only, cancels, modifies, bad values, reused and duplicate ids, all three
 self-trade modes) go through both books. After *every* step: the events are equal,
 the resting orders (in priority order) are equal, the queries agree, the real book's
 ``_check()`` passes (not crossed, level totals, id index, cached best prices), quantity
-is conserved (see ``core_support.Ledger``), and the state hash equals the hash of a
-book rebuilt from the naive twin's orders (content, not history, decides the hash).
-Snapshot/restore, failed transactions and strict batches are steps too.
+is conserved (``QuantityLedger``), and the state hash equals the hash of a book rebuilt
+from the naive twin's orders (content, not history, decides the hash). Snapshot/restore,
+failed transactions and strict batches are steps too. The twin, the ledger and the
+strategies are the public ones of `orderbook_core.testing` (docs/testing.md).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from decimal import Decimal
 
 import pytest
-from core_support import CORE_PROFILE, Ledger
+from core_support import CORE_PROFILE
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from naive_reference import NaiveBook
 
 from orderbook_core import (
     CancelOrder,
@@ -36,20 +37,52 @@ from orderbook_core import (
     decode_book,
     encode_book,
 )
+from orderbook_core.testing import QuantityLedger, ReferenceBook, amounts, new_orders, prices
 
+SPEC = MarketSpec(
+    market="PROP",
+    tick_size=Decimal(1),
+    lot_size=Decimal(1),
+    min_price=Decimal(1),
+    max_price=Decimal(200),
+    min_amount=Decimal(1),
+    max_amount=Decimal(50),
+)
 CLIENTS = st.sampled_from(["a", "b", "c"])
 # Mostly a small pool (duplicates, reuse after fill/cancel), sometimes a larger one
 # (deeper queues, cancels from the middle of a level).
 ORDER_IDS = st.sampled_from(["0", "1", "2", "3", "4", "5"]) | st.integers(0, 40).map(str)
-PRICES = st.one_of(
-    st.integers(95, 105),
-    st.integers(95, 105),
-    st.integers(95, 105),
-    st.sampled_from([0, -1, 1, 200, 201]),
-)
-AMOUNTS = st.one_of(st.integers(1, 10), st.integers(1, 10), st.sampled_from([0, -3, 50, 51]))
+# Prices crowd 95..105 so orders cross; one draw in four is an edge (0, -1, 1, 200, 201),
+# amounts likewise 1..10 with the edges (-1, 0, 1, 50, 51).
+PRICES = prices(SPEC, low=95, high=105, invalid=True)
+AMOUNTS = amounts(SPEC, low=1, high=10, invalid=True)
 OPT_PRICE = st.none() | PRICES
 OPT_AMOUNT = st.none() | AMOUNTS
+# Any new order: every side and time in force, post-only one in five, market one in ten.
+# seq and ts are placeholders: the machine numbers each command as it applies it.
+NEW_ORDERS = new_orders(
+    SPEC,
+    client_id=CLIENTS,
+    order_id=ORDER_IDS,
+    price=PRICES,
+    amount=AMOUNTS,
+    tif=st.sampled_from(TimeInForce),
+    seq=st.just(0),
+    ts=st.just(0),
+)
+# Plain GTC limit orders, for strict batches.
+GTC_LIMITS = new_orders(
+    SPEC,
+    client_id=CLIENTS,
+    order_id=ORDER_IDS,
+    price=PRICES,
+    amount=AMOUNTS,
+    tif=st.just(TimeInForce.GTC),
+    post_only=st.just(False),
+    market_orders=False,
+    seq=st.just(0),
+    ts=st.just(0),
+)
 
 
 class Boom(Exception):
@@ -62,23 +95,14 @@ class BookVersusNaive(RuleBasedStateMachine):
         self.seq = 0
         self.spec = MarketSpec()
         self.book = OrderBook(self.spec)
-        self.naive = NaiveBook(self.spec)
-        self.ledger = Ledger()
+        self.naive = ReferenceBook(self.spec)
+        self.ledger = QuantityLedger()
 
     @initialize(mode=st.sampled_from(SelfTradePrevention))
     def choose_market(self, mode: SelfTradePrevention) -> None:
-        self.spec = MarketSpec(
-            market="PROP",
-            tick_size=Decimal(1),
-            lot_size=Decimal(1),
-            min_price=Decimal(1),
-            max_price=Decimal(200),
-            min_amount=Decimal(1),
-            max_amount=Decimal(50),
-            self_trade=mode,
-        )
+        self.spec = dataclasses.replace(SPEC, self_trade=mode)
         self.book = OrderBook(self.spec)
-        self.naive = NaiveBook(self.spec)
+        self.naive = ReferenceBook(self.spec)
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -90,30 +114,10 @@ class BookVersusNaive(RuleBasedStateMachine):
         assert actual == expected
         self.ledger.record(actual)
 
-    @rule(
-        client=CLIENTS,
-        order_id=ORDER_IDS,
-        side=st.sampled_from(Side),
-        price=PRICES,
-        amount=AMOUNTS,
-        tif=st.sampled_from(TimeInForce),
-        post_only=st.integers(0, 4).map(lambda n: n == 0),
-        market=st.integers(0, 9).map(lambda n: n == 0),
-    )
-    def new_order(
-        self,
-        client: str,
-        order_id: str,
-        side: Side,
-        price: int,
-        amount: int,
-        tif: TimeInForce,
-        post_only: bool,
-        market: bool,
-    ) -> None:
+    @rule(order=NEW_ORDERS)
+    def new_order(self, order: NewOrder) -> None:
         seq = self.next_seq()
-        limit = None if market else price
-        self.run(NewOrder(seq, seq * 10, client, order_id, side, limit, amount, tif, post_only))
+        self.run(order._replace(seq=seq, ts=seq * 10))
 
     @rule(client=CLIENTS, order_id=ORDER_IDS)
     def cancel(self, client: str, order_id: str) -> None:
@@ -157,18 +161,8 @@ class BookVersusNaive(RuleBasedStateMachine):
             return ModifyOrder(
                 seq, seq * 10, client, order_id, data.draw(OPT_PRICE), data.draw(OPT_AMOUNT)
             )
-        price = None if data.draw(st.integers(0, 9)) == 0 else data.draw(PRICES)
-        return NewOrder(
-            seq,
-            seq * 10,
-            client,
-            order_id,
-            data.draw(st.sampled_from(Side)),
-            price,
-            data.draw(AMOUNTS),
-            data.draw(st.sampled_from(TimeInForce)),
-            data.draw(st.integers(0, 4)) == 0,
-        )
+        order = data.draw(NEW_ORDERS)
+        return order._replace(seq=seq, ts=seq * 10, client_id=client, order_id=order_id)
 
     def apply_then_fail(self, n: int, nested: bool, data: st.DataObject) -> None:
         """Apply n commands (the naive twin does not see them) in a transaction; raise."""
@@ -204,18 +198,12 @@ class BookVersusNaive(RuleBasedStateMachine):
             assert encode_book(self.book) == middle
             self.run(self.draw_command(data))
 
-    @rule(
-        orders=st.lists(
-            st.tuples(CLIENTS, ORDER_IDS, st.sampled_from(Side), PRICES, AMOUNTS),
-            min_size=1,
-            max_size=4,
-        )
-    )
-    def strict_batch(self, orders: list[tuple[str, str, Side, int, int]]) -> None:
+    @rule(orders=st.lists(GTC_LIMITS, min_size=1, max_size=4))
+    def strict_batch(self, orders: list[NewOrder]) -> None:
         cmds: list[Command] = []
-        for client, order_id, side, price, amount in orders:
+        for order in orders:
             seq = self.next_seq()
-            cmds.append(NewOrder(seq, seq * 10, client, order_id, side, price, amount))
+            cmds.append(order._replace(seq=seq, ts=seq * 10))
         before = encode_book(self.book)
         trial = copy.deepcopy(self.naive)
         expected: list[Event] = []

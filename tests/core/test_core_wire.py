@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from orderbook_core import (
     CancelOrder,
     Command,
     Event,
+    MarketSpec,
     ModifyOrder,
     NewOrder,
     OrderBook,
@@ -28,6 +30,18 @@ from orderbook_core import (
     event_from_wire,
     event_to_wire,
     parse_command,
+)
+from orderbook_core.testing import (
+    InvalidPayload,
+    ValidPayload,
+    amounts,
+    commands,
+    garbage_payloads,
+    ids,
+    invalid_payloads,
+    json_values,
+    prices,
+    valid_payloads,
 )
 
 S = DEFAULT_SPEC
@@ -184,26 +198,9 @@ def test_validation_error_pickles() -> None:
 
 # ---------------------------------------------------------------- fuzz and round trip
 
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
-KEYS = st.sampled_from(
-    ["op", "clientId", "orderId", "side", "type", "ordType", "price", "amount", "tif", "postOnly"]
-)
-SCALARS = st.one_of(
-    JSON,
-    st.sampled_from(["new", "cancel", "modify", "buy", "Sell", "market", "GTC", "1", "0.5"]),
-    st.from_regex(r"-?[0-9]{1,4}(\.[0-9]{1,4})?([eE][0-9])?", fullmatch=True),
-)
-NEAR_VALID = st.dictionaries(KEYS, SCALARS, max_size=10)
-
 
 @CORE_PROFILE
-@given(payload=JSON | NEAR_VALID)
+@given(payload=garbage_payloads())
 def test_parse_garbage_gives_a_command_or_a_validation_error(payload: object) -> None:
     error: ValidationError | None = None
     try:
@@ -216,30 +213,15 @@ def test_parse_garbage_gives_a_command_or_a_validation_error(payload: object) ->
         assert isinstance(cmd, NewOrder | CancelOrder | ModifyOrder)
 
 
-IDS = st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True)
-TICKS = st.integers(S.min_ticks, S.max_ticks)
-LOTS = st.integers(S.min_lots, S.max_lots)
-COMMANDS = st.one_of(
-    st.builds(
-        NewOrder,
-        seq=st.integers(0, 10**9),
-        ts=st.integers(0, 10**13),
-        client_id=IDS,
-        order_id=IDS,
-        side=st.sampled_from(Side),
-        price=st.none() | TICKS,
-        amount=LOTS,
-        tif=st.sampled_from(TimeInForce),
-        post_only=st.booleans(),
-    ),
-    st.builds(CancelOrder, st.integers(0, 10**9), st.integers(0, 10**13), IDS, IDS),
-    st.builds(ModifyOrder, st.integers(0, 10**9), st.integers(0, 10**13), IDS, IDS, TICKS, LOTS),
-    st.builds(
-        ModifyOrder, st.integers(0, 10**9), st.integers(0, 10**13), IDS, IDS, st.none(), LOTS
-    ),
-    st.builds(
-        ModifyOrder, st.integers(0, 10**9), st.integers(0, 10**13), IDS, IDS, TICKS, st.none()
-    ),
+# Any valid command: ids by the wire's rule, prices and amounts over the whole range.
+COMMANDS = commands(
+    S,
+    client_id=ids(),
+    order_id=ids(),
+    price=prices(S),
+    amount=amounts(S),
+    seq=st.integers(0, 10**9),
+    ts=st.integers(0, 10**13),
 )
 
 
@@ -394,49 +376,61 @@ def test_event_from_wire_other_errors() -> None:
 
 
 @CORE_PROFILE
-@given(obj=JSON)
+@given(obj=json_values())
 def test_event_from_wire_garbage(obj: object) -> None:
     with pytest.raises(ValidationError):
         event_from_wire(obj, S)
 
 
-PLAUSIBLE: dict[str, list[object]] = {
-    "op": ["new", "cancel", "modify", "NEW"],
-    "clientId": ["c1", "A.b-_9"],
-    "orderId": ["o1", "o-2.x_"],
-    "side": ["buy", "sell", "BUY", "Sell"],
-    "type": ["Buy", "sell"],
-    "ordType": ["limit", "market", "MARKET"],
-    "price": ["100.5", "100", "0.01", 100, "100.50", "007.10"],
-    "amount": ["1", "0.001", 2, "1.5000"],
-    "tif": ["GTC", "ioc", "Fok"],
-    "postOnly": [True, False],
-}
-REQUIRED = ("clientId", "orderId", "side", "price", "amount")
-
-
-def _values(key: str) -> st.SearchStrategy[object]:
-    plausible = st.sampled_from(PLAUSIBLE[key])
-    if key in ("price", "amount"):  # and garbage now and then
-        return st.one_of(plausible, plausible, plausible, SCALARS)
-    return plausible
-
-
-VALIDISH = st.fixed_dictionaries(
-    {key: _values(key) for key in REQUIRED},
-    optional={key: _values(key) for key in PLAUSIBLE if key not in REQUIRED},
-)
-
-
 @CORE_PROFILE
-@given(payload=VALIDISH)
-def test_whatever_parses_normalizes_to_itself(payload: dict[str, object]) -> None:
+@given(case=valid_payloads(S) | invalid_payloads(S))
+def test_whatever_parses_normalizes_to_itself(case: ValidPayload | InvalidPayload) -> None:
     """Any accepted payload and its normalized form parse to the same command."""
     error: ValidationError | None = None
     try:
-        cmd = parse(payload, default_order_id="d")
+        cmd = parse(case.payload)
     except ValidationError as exc:
         error = exc
     note_event("parsed" if error is None else f"refused: {error.field}")
     if error is None:
         assert parse(json.loads(json.dumps(command_to_wire(cmd, S)))) == cmd
+
+
+@CORE_PROFILE
+@given(case=valid_payloads(S))
+def test_every_accepted_spelling_parses_to_its_command(case: ValidPayload) -> None:
+    """Implicit op, side/type/both, any ASCII case, zeros, JSON integers, defaults."""
+    command = case.command
+    assert parse_command(case.payload, S, seq=command.seq, ts=command.ts) == command
+
+
+@CORE_PROFILE
+@given(case=invalid_payloads(S))
+def test_one_broken_field_is_the_field_the_error_names(case: InvalidPayload) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse(case.payload)
+    assert info.value.field == case.field, (case, str(info.value))
+
+
+def test_wire_numbers_never_use_exponent_notation() -> None:
+    """str(Decimal) writes 1E-8 for a satoshi, which parse_command refuses; the wire
+    forms must be plain decimals for every tick and lot size."""
+    spec = MarketSpec(
+        tick_size=Decimal("0.0000001"),
+        lot_size=Decimal("0.00000001"),
+        min_price=Decimal("0.0000001"),
+        min_amount=Decimal("0.00000001"),
+    )
+    book = OrderBook(spec)
+    book.apply(NewOrder(1, 10, "a", "1", Side.SELL, 1, 3))
+    cmd = NewOrder(2, 20, "b", "1", Side.BUY, 1, 1)
+    wire = command_to_wire(cmd, spec)
+    assert (wire["price"], wire["amount"]) == ("0.0000001", "0.00000001")
+    assert parse_command(wire, spec, seq=2, ts=20) == cmd
+    modify = ModifyOrder(3, 30, "a", "1", 2, 1)
+    assert parse_command(command_to_wire(modify, spec), spec, seq=3, ts=30) == modify
+    for event in book.apply(cmd):
+        out = event_to_wire(event, spec)
+        for key in ("price", "amount", "makerRemaining"):
+            assert out.get(key) is None or "E" not in out[key], out
+        assert event_from_wire(out, spec) == event

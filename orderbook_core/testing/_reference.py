@@ -1,15 +1,17 @@
-"""A deliberately naive, obviously correct reference matcher (the "naive twin").
+"""`ReferenceBook`: a deliberately naive, obviously correct matcher to test against.
 
-Like exchange-core's ``OrderBookNaiveImpl``: one plain list of resting orders, scanned
-linearly for everything. No levels, no heaps, no caches, no index. Its only job is to
-be easy to believe, so the stateful tests can compare the real book against it after
-every step. It shares the value types (commands, events) with the real book but none
-of its logic:
+Like exchange-core's ``OrderBookNaiveImpl`` beside its real book: one plain list of
+resting orders, scanned linearly for everything. No levels, no heaps, no caches, no
+index. Its only job is to be easy to believe, so a differential test can compare
+:class:`~orderbook_core.OrderBook` (or a book of your own) against it after every step.
+It shares the value types (commands, events) with the real book but none of its logic:
 
 * the best maker is found by scanning every order (best price, then earliest arrival);
-* FOK fillability is decided by *simulating* the match on a deep copy and checking that
-  the whole amount traded;
+* FOK fillability is decided by *simulating* the match on a deep copy and checking
+  that the whole amount traded;
 * post-only "would cross" is "some opposite order is at or better than my price".
+
+Every method is O(n) or worse on purpose: use it on books of tens of orders, in tests.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from orderbook_core import (
     ModifyOrder,
     NewOrder,
     OrderAccepted,
+    OrderBook,
     OrderCancelled,
     OrderModified,
     OrderRejected,
@@ -39,6 +42,8 @@ from orderbook_core import (
     TimeInForce,
     Trade,
 )
+
+__all__ = ["ReferenceBook"]
 
 
 @dataclass
@@ -52,6 +57,11 @@ class _Order:
     ts: int
     arrival: int  # time priority: smaller trades first
 
+    def view(self) -> RestingOrder:
+        return RestingOrder(
+            self.client_id, self.order_id, self.side, self.price, self.remaining, self.seq, self.ts
+        )
+
 
 def _crosses(taker_side: Side, limit: int | None, maker_price: int) -> bool:
     if limit is None:
@@ -59,25 +69,40 @@ def _crosses(taker_side: Side, limit: int | None, maker_price: int) -> bool:
     return maker_price <= limit if taker_side is Side.BUY else maker_price >= limit
 
 
-class NaiveBook:
-    """The reference book. Same public surface as OrderBook for what the tests use."""
+class ReferenceBook:
+    """The oracle: same commands in, same events and queries out as `OrderBook`.
+
+    It implements the rules of docs/core.md (price-time priority, the maker's price,
+    GTC/IOC/FOK, post-only, market orders, cancel, modify, self-trade prevention and
+    every reject reason) for **valid typed commands**: it does not repeat `OrderBook`'s
+    type checks (a float price is a programming error there, undefined here). It has
+    no transactions or batches: to check those, ``copy.deepcopy`` the reference first.
+
+    Args:
+        spec: the market; its bounds decide the price and amount reject reasons.
+    """
 
     def __init__(self, spec: MarketSpec = DEFAULT_SPEC) -> None:
-        self.spec = spec
-        self.book: list[_Order] = []
-        self.arrivals = 0
+        self._spec = spec
+        self._book: list[_Order] = []
+        self._arrivals = 0
+
+    @property
+    def spec(self) -> MarketSpec:
+        """The market specification this book was built with."""
+        return self._spec
 
     # -------------------------------------------------------------- helpers
 
     def _find(self, client_id: str, order_id: str) -> _Order | None:
-        for o in self.book:
+        for o in self._book:
             if o.client_id == client_id and o.order_id == order_id:
                 return o
         return None
 
     def _best_maker(self, taker_side: Side) -> _Order | None:
         best: _Order | None = None
-        for o in self.book:
+        for o in self._book:
             if o.side is taker_side:
                 continue
             if best is None:
@@ -91,14 +116,14 @@ class NaiveBook:
     def _price_problem(self, price: int) -> RejectReason | None:
         if price <= 0:
             return RejectReason.PRICE_NOT_POSITIVE
-        if not self.spec.min_ticks <= price <= self.spec.max_ticks:
+        if not self._spec.min_ticks <= price <= self._spec.max_ticks:
             return RejectReason.PRICE_OUT_OF_RANGE
         return None
 
     def _amount_problem(self, amount: int) -> RejectReason | None:
         if amount <= 0:
             return RejectReason.AMOUNT_NOT_POSITIVE
-        if not self.spec.min_lots <= amount <= self.spec.max_lots:
+        if not self._spec.min_lots <= amount <= self._spec.max_lots:
             return RejectReason.AMOUNT_OUT_OF_RANGE
         return None
 
@@ -117,14 +142,14 @@ class NaiveBook:
         left = amount
         traded = 0
         n = 0
-        mode = self.spec.self_trade
+        mode = self._spec.self_trade
         while left > 0:
             maker = self._best_maker(side)
             if maker is None or not _crosses(side, price, maker.price):
                 break
             if maker.client_id == client_id:
                 if mode in (SelfTradePrevention.CANCEL_MAKER, SelfTradePrevention.CANCEL_BOTH):
-                    self.book.remove(maker)
+                    self._book.remove(maker)
                     events.append(
                         OrderCancelled(
                             seq,
@@ -165,17 +190,26 @@ class NaiveBook:
                 )
             )
             if maker.remaining == 0:
-                self.book.remove(maker)
+                self._book.remove(maker)
         return left, traded
 
     def _rest(self, client_id: str, order_id: str, side: Side, price: int, amount: int,
               seq: int, ts: int) -> None:  # fmt: skip
-        self.arrivals += 1
-        self.book.append(_Order(client_id, order_id, side, price, amount, seq, ts, self.arrivals))
+        self._arrivals += 1
+        self._book.append(_Order(client_id, order_id, side, price, amount, seq, ts, self._arrivals))
 
     # -------------------------------------------------------------- commands
 
     def apply(self, cmd: Command) -> tuple[Event, ...]:
+        """Apply one command and return its events, as `OrderBook.apply` must.
+
+        Args:
+            cmd: a `NewOrder`, `CancelOrder` or `ModifyOrder` (ticks and lots).
+
+        Returns:
+            The events in the order they happened; a rejection is one `OrderRejected`
+            and changes nothing.
+        """
         if isinstance(cmd, NewOrder):
             return self._new(cmd)
         if isinstance(cmd, CancelOrder):
@@ -198,7 +232,7 @@ class NaiveBook:
             return reject(RejectReason.POST_ONLY_TIF)
         if self._find(cid, oid) is not None:
             return reject(RejectReason.DUPLICATE_ORDER_ID)
-        crossing = any(o.side is not side and _crosses(side, price, o.price) for o in self.book)
+        crossing = any(o.side is not side and _crosses(side, price, o.price) for o in self._book)
         if post_only and crossing:
             return reject(RejectReason.POST_ONLY_WOULD_CROSS)
         if tif is TimeInForce.FOK:
@@ -224,7 +258,7 @@ class NaiveBook:
             return (
                 OrderRejected(cmd.seq, cmd.client_id, cmd.order_id, RejectReason.UNKNOWN_ORDER),
             )
-        self.book.remove(o)
+        self._book.remove(o)
         return (
             OrderCancelled(
                 cmd.seq, o.client_id, o.order_id, o.side, o.price, o.remaining, CancelReason.USER
@@ -255,7 +289,7 @@ class NaiveBook:
         if keep:
             o.remaining = new_amount
             return (modified,)
-        self.book.remove(o)
+        self._book.remove(o)
         events: list[Event] = [modified]
         left, _ = self._match(events, seq, ts, cid, oid, o.side, new_price, new_amount)
         if left > 0:
@@ -266,36 +300,56 @@ class NaiveBook:
     # -------------------------------------------------------------- queries
 
     def orders(self, side: Side | None = None) -> Iterator[RestingOrder]:
+        """Every resting order in canonical order, as `OrderBook.orders` gives them.
+
+        Asks ascending then bids descending (one side only if ``side`` is given), each
+        level in time priority. The views are taken when this is called.
+        """
         asks = sorted(
-            (o for o in self.book if o.side is Side.SELL), key=lambda o: (o.price, o.arrival)
+            (o for o in self._book if o.side is Side.SELL), key=lambda o: (o.price, o.arrival)
         )
         bids = sorted(
-            (o for o in self.book if o.side is Side.BUY), key=lambda o: (-o.price, o.arrival)
+            (o for o in self._book if o.side is Side.BUY), key=lambda o: (-o.price, o.arrival)
         )
         chosen = asks + bids if side is None else (bids if side is Side.BUY else asks)
-        for o in chosen:
-            yield RestingOrder(o.client_id, o.order_id, o.side, o.price, o.remaining, o.seq, o.ts)
+        return iter([o.view() for o in chosen])
 
     def best_bid(self) -> int | None:
-        return max((o.price for o in self.book if o.side is Side.BUY), default=None)
+        """The highest bid price in ticks, or None."""
+        return max((o.price for o in self._book if o.side is Side.BUY), default=None)
 
     def best_ask(self) -> int | None:
-        return min((o.price for o in self.book if o.side is Side.SELL), default=None)
+        """The lowest ask price in ticks, or None."""
+        return min((o.price for o in self._book if o.side is Side.SELL), default=None)
 
     def depth(self, side: Side, price: int) -> int:
-        return sum(o.remaining for o in self.book if o.side is side and o.price == price)
+        """Total lots resting on ``side`` at ``price`` (0 if none)."""
+        return sum(o.remaining for o in self._book if o.side is side and o.price == price)
 
     def levels(self, side: Side, n: int | None = None) -> list[tuple[int, int]]:
-        prices = sorted({o.price for o in self.book if o.side is side}, reverse=side is Side.BUY)
+        """The best ``n`` levels of ``side`` (all if None) as (price, total lots), best first."""
+        prices = sorted({o.price for o in self._book if o.side is side}, reverse=side is Side.BUY)
         if n is not None:
             prices = prices[: max(n, 0)]
         return [(p, self.depth(side, p)) for p in prices]
 
     def get_order(self, client_id: str, order_id: str) -> RestingOrder | None:
+        """The resting order with this id, or None (filled, cancelled, unknown)."""
         o = self._find(client_id, order_id)
-        if o is None:
-            return None
-        return RestingOrder(o.client_id, o.order_id, o.side, o.price, o.remaining, o.seq, o.ts)
+        return None if o is None else o.view()
+
+    def state_hash(self) -> str:
+        """The hash `OrderBook.state_hash` must give for this content.
+
+        Computed by the real canonical encoding (`OrderBook.from_orders`): the hash is a
+        function of the content alone, so a book that agrees with this one order for
+        order must agree here too, whatever history led to it.
+        """
+        return OrderBook.from_orders(self._spec, self.orders()).state_hash()
 
     def __len__(self) -> int:
-        return len(self.book)
+        """The number of resting orders."""
+        return len(self._book)
+
+    def __repr__(self) -> str:
+        return f"<ReferenceBook {self._spec.market} orders={len(self._book)}>"
