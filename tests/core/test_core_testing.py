@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from core_support import CORE_PROFILE, Seq, unit_spec
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from orderbook_core import (
     CancelOrder,
@@ -205,3 +208,36 @@ def test_quantity_ledger_names_what_does_not_balance() -> None:
     ledger.filled.clear()
     with pytest.raises(AssertionError, match=r"in total: submitted 0 != 2 x traded 2 \+"):
         ledger.check([])
+
+
+# ---------------------------------------------------------------- docs/testing.md
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
+
+
+def test_docs_testing_examples_run() -> None:
+    """Each python block runs as written; then its state machines and test_ functions
+    run as pytest would run them in a user's test file."""
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 2, "docs/testing.md: expected the stateful and the @given examples"
+    ran: list[str] = []
+    for number, block in enumerate(blocks, start=1):
+        namespace: dict[str, object] = {"__name__": f"docs_testing_example_{number}"}
+        exec(compile(block, str(DOC), "exec"), namespace)
+        for name, value in namespace.items():
+            if (
+                isinstance(value, type)
+                and issubclass(value, RuleBasedStateMachine)
+                and value is not RuleBasedStateMachine
+            ):
+                run_state_machine_as_test(value, settings=value.TestCase.settings)
+                ran.append(name)
+            elif name.startswith("test_") and callable(value):
+                value()
+                ran.append(name)
+    assert ran == [
+        "BookAgainstReference",
+        "test_replaying_a_log_gives_the_reference_book",
+        "test_every_spelling_is_understood",
+        "test_the_error_names_the_broken_field",
+    ]
