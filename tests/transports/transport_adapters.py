@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
+from support.examples import load_example
 
 from transports import (
     Handler,
@@ -123,9 +124,29 @@ async def loopback_harness() -> AsyncIterator[Harness]:
     yield Harness("loopback", new_transport, announce_dead)
 
 
+# -- metered: examples/custom_transport.py, an application's own adapter ------------------
+
+
+@asynccontextmanager
+async def metered_harness() -> AsyncIterator[Harness]:
+    # The example wraps any transport; around memory ones, the contract must still hold
+    # through the wrapper (it may add behaviour, never change a result or an exception).
+    metered: Callable[[Transport], Transport] = load_example("custom_transport").MeteredTransport
+    network = MemoryNetwork(seed=0)
+
+    async def new_transport() -> Transport:
+        return metered(MemoryTransport(network))
+
+    async def announce_dead(name: str) -> None:
+        network.announce_dead(name)
+
+    yield Harness("metered", new_transport, announce_dead)
+
+
 ADAPTERS: dict[str, Adapter] = {
     "memory": Adapter(memory_harness),
     "loopback": Adapter(loopback_harness),
+    "metered": Adapter(metered_harness),
 }
 """Adapter name -> how to open it. Add a block above and an entry here to add one,
 e.g. ``"grenache": Adapter(grenache_harness, marks=(pytest.mark.integration,))``."""
