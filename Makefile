@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 # Test folders are checked one at a time: each has its own conftest.py module.
-TEST_DIRS := tests/core tests/transports tests/exchange tests/e2e tests/support tests/examples
+TEST_DIRS := tests/core tests/transports tests/exchange tests/e2e tests/support tests/examples tests/packaging
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
