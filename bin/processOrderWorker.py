@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """The process_order worker: `python bin/processOrderWorker.py grape=http://127.0.0.1:40001`.
 
 It applies the sequenced commands through the matching core, stores each version of the
@@ -7,13 +8,21 @@ interpreter (after `make setup`); `--help` lists the options. Thin on purpose: t
 is `exchange.matcher.main`.
 """
 
+import os
 import sys
 from pathlib import Path
 
 try:
-    import exchange  # noqa: F401  (installed by `make setup`, editable)
-except ImportError:  # run from a checkout without the package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import anyio  # noqa: F401  (the project's environment: `make setup`)
+
+    import exchange  # noqa: F401  (installed there, editable)
+except ImportError:
+    _REPO = Path(__file__).resolve().parent.parent
+    _VENV = _REPO / ".venv"
+    if (_VENV / "bin" / "python").is_file() and Path(sys.prefix).resolve() != _VENV.resolve():
+        # `./bin/<script>.py` started by another Python: run again in the project's.
+        os.execv(_VENV / "bin" / "python", [str(_VENV / "bin" / "python"), *sys.argv])
+    sys.path.insert(0, str(_REPO))  # a checkout whose package is not installed
 
 from exchange.matcher import main
 

@@ -32,9 +32,10 @@ DEFAULT_TIMEOUT = 30.0
 """Seconds `--once` waits for its order's outcome (and startup waits for the grape)."""
 
 USAGE = """\
-usage: client.py [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [price=P]
+usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [price=P]
                  [ordType=limit|market] [tif=GTC|IOC|FOK] [postOnly=true]
-                 [orderId=ID] [op=new|cancel] [grape=URL] [--once] [--json] [--timeout=SECONDS]
+                 [orderId=ID] [op=new|cancel] [grape=URL]
+                 [--once] [--json | --plain] [--timeout=SECONDS]
 
   clientId=ID      who you are: 1-64 of [A-Za-z0-9_.-] (required to submit; a watcher
                    without one is named watcher-<pid>)
@@ -48,11 +49,15 @@ usage: client.py [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [price
   grape=URL        the grape to use (default http://127.0.0.1:30001)
   --once           exit 0 once the order's outcome is in this client's replica
   --json           one JSON object per line instead of text
+  --plain          text lines even on a terminal (the live view is for terminals)
   --timeout=S      how long --once and startup may take (default 30)
 
-No order arguments: watch the book only.
-Exit status: 0 done, 1 refused or timed out, 2 bad arguments, 3 grape or workers
-unreachable, 130 interrupted, 141 output pipe closed."""
+No order arguments: watch the book only. On a terminal the client shows the market
+live (the book, the trades, your orders); otherwise one line per event.
+Exit status: 0 done, 1 refused by the sequencer or timed out, 2 bad arguments or a
+bad order, 3 grape or workers unreachable, 4 rejected by the matcher (a cancel of no
+resting order of yours, a post-only order that would cross, an unfillable FOK),
+130 interrupted, 141 output pipe closed."""
 
 _KEYS = (
     "clientId",
@@ -85,6 +90,7 @@ class ClientArgs:
     order: dict[str, Any] | None = None
     once: bool = False
     json: bool = False
+    plain: bool = False
     timeout: float = DEFAULT_TIMEOUT
     help: bool = False
 
@@ -106,7 +112,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
     if "-h" in argv or "--help" in argv:
         return ClientArgs(client_id=default_client_id, help=True)
     values: dict[str, str] = {}
-    once = as_json = False
+    once = as_json = plain = False
     timeout = DEFAULT_TIMEOUT
     words = iter(argv)
     for word in words:
@@ -116,12 +122,16 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
                 once = True
             elif name == "json" and not eq:
                 as_json = True
+            elif name == "plain" and not eq:
+                plain = True
             elif name == "timeout":
                 if not eq:
                     value = next(words, "")
                 timeout = _parse_timeout(value)
             else:
-                raise ArgumentError(f"unknown flag {word!r} (flags: --once, --json, --timeout=S)")
+                raise ArgumentError(
+                    f"unknown flag {word!r} (flags: --once, --json, --plain, --timeout=S)"
+                )
             continue
         key, eq, value = word.partition("=")
         if not eq or not key:
@@ -146,6 +156,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
         order=order,
         once=once,
         json=as_json,
+        plain=plain,
         timeout=timeout,
     )
 

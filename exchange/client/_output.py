@@ -3,15 +3,18 @@
 Every record has an ``"event"`` key. The kinds, in the order a client usually meets them:
 
 ``started``    the client serves `orderbook_updated` (clientId)
-``submitted``  the submit_order worker made the order durable (seq, orderId)
+``submitted``  the submit_order worker made the command durable (seq, orderId, op)
 ``refused``    the submit_order worker refused it (error: the ``ERR_*`` string)
 ``book``       the replica moved to a new verified version (seq, root, book hash, top
-               of the book; ``complete: false`` when some skipped events are gone)
+               of the book; ``complete: false`` when events of versions skipped while
+               running are gone from the DHT, so some fills may not be shown)
+``trade``      text only: a trade of anyone, from the versions it verified (the tape)
 ``accepted``, ``rested``, ``fill``, ``cancelled``, ``rejected``, ``modified``
                events of this client's own orders, from the versions it verified
 ``orders``     this client's resting orders, when they change
 ``warning``    a hash that was ignored, a worker that does not answer
-``done``       with ``--once``: the order's outcome is in the replica (seq, book hash)
+``done``       with ``--once``: the order's outcome is in the replica (seq, book hash,
+               outcome)
 
 Prices and amounts are decimal strings, as on the wire.
 """
@@ -22,7 +25,7 @@ import json
 from collections.abc import Callable
 from typing import Any, TextIO
 
-__all__ = ["Emit", "Record", "TextOrJsonWriter"]
+__all__ = ["REJECT_TEXT", "Emit", "Record", "TextOrJsonWriter", "describe_record", "format_text"]
 
 Record = dict[str, Any]
 Emit = Callable[[Record], None]
@@ -51,6 +54,48 @@ class TextOrJsonWriter:
         self._stream.flush()
 
 
+REJECT_TEXT = {
+    "ERR_ORDER_UNKNOWN": "no resting order of yours has this id",
+    "ERR_ORDER_DUPLICATE_ID": "you already have a resting order with this id",
+    "ERR_EXEC_POST_ONLY_WOULD_CROSS": "post-only, and it would have traded on arrival",
+    "ERR_EXEC_FOK_NOT_FILLABLE": "fill-or-kill, and the book could not fill all of it",
+    "ERR_PARAM_MODIFY_NO_CHANGE": "the modify changes nothing",
+}
+"""What each of the matcher's reject codes means to the trader (others: the code)."""
+
+
+def describe_record(record: Record) -> str | None:
+    """A short sentence for a record of the client's own orders, or None for others."""
+    r = record
+    kind = r.get("event")
+    if kind in ("accepted", "rested"):
+        price = r["price"] if r.get("price") is not None else "market"
+        verb = "order accepted" if kind == "accepted" else "resting"
+        return f"seq {r['seq']}: {verb} {r['orderId']}: {r['side']} {r['amount']} @ {price}"
+    if kind == "fill":
+        verb = "bought" if r["side"] == "buy" else "sold"
+        return (
+            f"seq {r['seq']}: {r['orderId']} {verb} {r['amount']} @ {r['price']} "
+            f"({r['role']}, against {r['counterparty']})"
+        )
+    if kind == "cancelled":
+        if r.get("reason") == "user":
+            return f"seq {r['seq']}: cancelled {r['orderId']}: {r['amount']} taken off the book"
+        return (
+            f"seq {r['seq']}: {r['orderId']}: {r['amount']} not filled, not resting ({r['reason']})"
+        )
+    if kind == "rejected":
+        what = "cancel of" if r.get("op") == "cancel" else "order"
+        reason = REJECT_TEXT.get(r["reason"], r["reason"])
+        return f"seq {r['seq']}: {what} {r['orderId']} failed: {reason} ({r['reason']})"
+    if kind == "modified":
+        return (
+            f"seq {r['seq']}: modified {r['orderId']}: {r['amount']} @ {r['price']} "
+            f"(was {r['oldAmount']} @ {r['oldPrice']})"
+        )
+    return None
+
+
 def _level(level: Any) -> str:
     if not level:
         return "-"
@@ -64,31 +109,22 @@ def format_text(record: Record) -> str:
     if kind == "started":
         return f"client {r['clientId']} watching the book through {r['grape']}"
     if kind == "submitted":
-        return f"order {r['orderId']} accepted by the sequencer as seq {r['seq']}"
+        what = f"cancel of {r['orderId']}" if r.get("op") == "cancel" else f"order {r['orderId']}"
+        return f"{what} sent: journaled by the sequencer as seq {r['seq']}"
     if kind == "refused":
         return f"order refused: {r['error']}"
     if kind == "book":
-        gap = "" if r.get("complete", True) else " (some skipped events were unavailable)"
+        gap = ""
+        if not r.get("complete", True):
+            gap = (
+                " (events of the versions skipped since the last one are gone from the DHT:"
+                " fills among them are not shown; the book is exact)"
+            )
         book = (r["book"] or "empty")[:12]
         return f"book v{r['seq']} [{book}] bid {_level(r['bid'])} | ask {_level(r['ask'])}{gap}"
-    if kind in ("accepted", "rested"):
-        price = r["price"] if r["price"] is not None else "market"
-        return f"seq {r['seq']} {kind} {r['orderId']}: {r['side']} {r['amount']} @ {price}"
-    if kind == "fill":
-        verb = "bought" if r["side"] == "buy" else "sold"
-        return (
-            f"seq {r['seq']} fill {r['tradeId']}: {r['orderId']} {verb} {r['amount']} @ "
-            f"{r['price']} as {r['role']} against {r['counterparty']}"
-        )
-    if kind == "cancelled":
-        return f"seq {r['seq']} cancelled {r['orderId']}: {r['amount']} not filled ({r['reason']})"
-    if kind == "rejected":
-        return f"seq {r['seq']} rejected {r['orderId']}: {r['reason']}"
-    if kind == "modified":
-        return (
-            f"seq {r['seq']} modified {r['orderId']}: {r['amount']} @ {r['price']} "
-            f"(was {r['oldAmount']} @ {r['oldPrice']})"
-        )
+    if kind == "trade":
+        verb = "buy" if r["side"] == "buy" else "sell"
+        return f"seq {r['seq']} trade {r['tradeId']}: {r['amount']} @ {r['price']} ({verb} taker)"
     if kind == "orders":
         orders = r["orders"]
         if not orders:
@@ -100,5 +136,8 @@ def format_text(record: Record) -> str:
     if kind == "warning":
         return f"warning: {r['message']}"
     if kind == "done":
-        return f"done: replica at seq {r['seq']}, book {r['book'] or 'empty'}"
-    return json.dumps(record)
+        outcome = r.get("outcome")
+        where = f"replica at seq {r['seq']}, book {r['book'] or 'empty'}"
+        return f"done: {outcome}; {where}" if outcome else f"done: {where}"
+    described = describe_record(record)
+    return described if described is not None else json.dumps(record)

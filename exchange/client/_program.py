@@ -1,24 +1,45 @@
-"""The client program behind `bin/client.py`: arguments in, records out, an exit status.
+"""The client program behind `bin/client`: arguments in, the market out, an exit status.
 
 `main()` parses the challenge's ``key=value`` words (`exchange.client._args`), opens the
-Grenache transport, runs a `ClientNode`, submits the order if there is one, and prints
-what happens to it (`exchange.client._output`). Exit statuses are `EXIT_*` below and in
-docs/operations.md.
+Grenache transport, runs a node, submits the order if there is one, and shows what
+happens: on a terminal, the live market view (`exchange.client.view`, with rich); else
+one line per record, text or ``--json`` (`exchange.client._output`). Exit statuses are
+`EXIT_*` below and in docs/operations.md.
+
+What is shown is what concerns *this run*: a client that submits an order does not
+reprint the events of its earlier orders (those of sequence numbers before its own
+command), which a fresh replica collects when it walks back through recent versions.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import anyio
 
-from exchange.client._args import USAGE, ClientArgs, parse_client_args
+from exchange.client._args import USAGE as USAGE
+from exchange.client._args import ClientArgs, parse_client_args
 from exchange.client._node import ClientNode, new_order_id
-from exchange.client._output import Emit, TextOrJsonWriter
+from exchange.client._output import REJECT_TEXT, Emit, Record, TextOrJsonWriter
+from exchange.client._replica import ReplicaUpdate
+from exchange.client.view import LiveMarket, MarketState, WatchNode, rich_available
 from exchange.protocol import ArgumentError, BadMessage, OrderRefused
-from orderbook_core import DEFAULT_SPEC, MarketSpec, ValidationError, parse_command
+from exchange.sequencer import GENERATED_ORDER_ID_PREFIX
+from exchange.versions import Version
+from orderbook_core import (
+    DEFAULT_SPEC,
+    MarketSpec,
+    OrderCancelled,
+    OrderRejected,
+    OrderRested,
+    Trade,
+    ValidationError,
+    parse_command,
+)
 from transports import Transport, TransportError, open_transport
 
 __all__ = [
@@ -26,15 +47,85 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_REJECTED",
     "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "main",
     "run_client",
 ]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REJECTED = 0, 1, 2, 3, 4
+"""0 done; 1 refused by the sequencer (or ``--once`` timed out); 2 bad arguments or a
+bad order; 3 grape or workers unreachable; 4 the matcher rejected the command (a cancel
+of no resting order of this client's, a post-only order that would cross, ...)."""
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports when the output pipe closed
+
+_OWN_KINDS = frozenset({"accepted", "rested", "fill", "cancelled", "rejected", "modified"})
+"""Records about orders (the client's, and the tape's trades): shown from its command on."""
+
+
+def _seconds(value: float) -> str:
+    """A duration for people: ``2 s``, ``17.5 s``, not ``17.000000000000004 s``."""
+    return f"{round(value, 1):g} s"
+
+
+class _Shown:
+    """Passes records on, minus those about earlier commands; the first book is complete.
+
+    While the order is being submitted its seq is unknown, so records about orders are
+    held; `start_at` releases those at or after the order's seq and drops the rest.
+    A ``complete: false`` on the first version means only that the client started
+    there (it skipped nothing it had), so that flag is set true.
+    """
+
+    def __init__(self, sink: Emit, *, hold: bool) -> None:
+        self._sink = sink
+        self._from: float | None = None if hold else 0
+        self._held: list[Record] = []
+        self._seen_book = False
+        self._target = 0
+        self._op = "new"
+
+    def __call__(self, record: Record) -> None:
+        kind = record.get("event")
+        if kind == "book" and not self._seen_book:
+            self._seen_book = True
+            record = {**record, "complete": True}
+        if kind in _OWN_KINDS or kind == "trade":
+            if self._from is None:
+                self._held.append(record)
+                return
+            if record["seq"] < self._from:
+                return
+            if kind == "rejected" and record["seq"] == self._target and self._op == "cancel":
+                record = {**record, "op": "cancel"}
+        self._sink(record)
+
+    def start_at(self, seq: float, op: str = "new") -> None:
+        """Show records from sequence number `seq` on (math.inf: none), held ones first."""
+        self._from = seq
+        if seq != math.inf:
+            self._target = int(seq)
+        self._op = op
+        held, self._held = self._held, []
+        for record in held:
+            self(record)
+
+
+def _check_order(order: dict[str, Any], spec: MarketSpec) -> str | None:
+    """What the sequencer would refuse in `order`, said before anything is sent."""
+    try:
+        parse_command(order, spec, seq=1, ts=0)
+    except ValidationError as exc:
+        return str(exc)
+    order_id = str(order.get("orderId", ""))
+    if order.get("op", "new") == "new" and order_id.startswith(GENERATED_ORDER_ID_PREFIX):
+        return (
+            f"orderId: must not start with {GENERATED_ORDER_ID_PREFIX!r}"
+            " (reserved for generated ids)"
+        )
+    return None
 
 
 async def run_client(
@@ -44,61 +135,150 @@ async def run_client(
     *,
     spec: MarketSpec = DEFAULT_SPEC,
     head_interval: float = 1.0,
+    view: bool | None = None,
+    console: Any = None,
 ) -> int:
     """Run the client program on `transport`; return its exit status.
 
     With an order: submit it, then (with ``--once``) wait until the replica holds its
-    sequence number and print ``done``. Without: watch (``--once``: until the replica
-    has caught up with the head it first saw).
+    sequence number and print ``done`` with its outcome. Without: watch (``--once``:
+    until the replica has caught up with the head it first saw).
+
+    Args:
+        view: draw the live market view (default: when `out` is a terminal, rich is
+            installed and neither ``--json`` nor ``--plain`` was given).
+        console: the `rich.console.Console` of the view (default: one on `out`).
     """
-    emit: Emit = TextOrJsonWriter(out, as_json=args.json, prefix=f"[{args.client_id}] ")
     order = dict(args.order) if args.order is not None else None
     if order is not None:
         if order.get("op", "new") == "new":
             order.setdefault("orderId", new_order_id(args.client_id))
-        try:
-            parse_command(order, spec, seq=1, ts=0)
-        except ValidationError as exc:
-            print(f"client: bad order: {exc}", file=sys.stderr)
+        problem = _check_order(order, spec)
+        if problem is not None:
+            print(f"client: bad order: {problem}", file=sys.stderr)
             return EXIT_USAGE
-    node = ClientNode(transport, args.client_id, spec, emit=emit, head_interval=head_interval)
+    if view is None:
+        view = not (args.json or args.plain) and out.isatty() and rich_available()
+    live: LiveMarket | None = None
+    on_version: Callable[[ReplicaUpdate[Version]], None]
+    if view:
+        if console is None:
+            from rich.console import Console
+
+            console = Console(file=out)
+        live = LiveMarket(MarketState(spec, args.client_id), console, head=lambda: node.head.seq)
+        shown = _Shown(live.emit, hold=order is not None)
+        on_version = lambda update: live.on_version(node, update)  # noqa: E731
+    else:
+        writer = TextOrJsonWriter(out, as_json=args.json, prefix=f"[{args.client_id}] ")
+        shown = _Shown(writer, hold=order is not None)
+        on_version = _tape_lines(shown, spec) if not args.json else (lambda _update: None)
+    node = WatchNode(
+        transport,
+        args.client_id,
+        spec,
+        emit=shown,
+        head_interval=head_interval,
+        on_version=on_version,
+    )
     deadline = anyio.current_time() + args.timeout
     startup = min(args.timeout, 15.0)
     async with anyio.create_task_group() as tg:
+        if live is not None:
+            await tg.start(live.run)
         try:
             with anyio.fail_after(startup + 2.0):  # the transport gives up first
                 await tg.start(node.run)
         except (TimeoutError, TransportError) as exc:
             detail = (
-                str(exc) if isinstance(exc, TransportError) else f"no answer in {startup + 2.0} s"
+                str(exc)
+                if isinstance(exc, TransportError)
+                else f"no answer in {_seconds(startup + 2.0)}"
             )
             print(f"client: cannot serve through grape {args.grape}: {detail}", file=sys.stderr)
             tg.cancel_scope.cancel()
             return EXIT_UNREACHABLE
-        emit({"event": "started", "clientId": args.client_id, "grape": args.grape})
-        status = await _drive(node, args, order, emit, deadline)
+        shown({"event": "started", "clientId": args.client_id, "grape": args.grape})
+        status = await _drive(node, args, order, shown, deadline)
         tg.cancel_scope.cancel()
     return status
 
 
+def _tape_lines(emit: Emit, spec: MarketSpec) -> Callable[[ReplicaUpdate[Version]], None]:
+    """Text mode's tape: one ``trade`` record per trade of any client."""
+
+    def on_version(update: ReplicaUpdate[Version]) -> None:
+        for event in update.events:
+            if isinstance(event, Trade):
+                emit(
+                    {
+                        "event": "trade",
+                        "seq": event.seq,
+                        "tradeId": event.trade_id,
+                        "side": str(event.taker_side),
+                        "price": str(spec.ticks_to_price(event.price)),
+                        "amount": str(spec.lots_to_amount(event.amount)),
+                    }
+                )
+
+    return on_version
+
+
+def _outcome(node: ClientNode, seq: int, order: dict[str, Any]) -> tuple[str | None, int]:
+    """What became of this run's command (seq `seq`), said for people, and the status."""
+    events = [e for e in node.own_events if e.seq == seq]
+    order_id = str(order.get("orderId", "?"))
+    spec = node.spec
+    if order.get("op") == "cancel":
+        for event in events:
+            if isinstance(event, OrderRejected):
+                reason = REJECT_TEXT.get(event.reason, str(event.reason))
+                return f"cancel of {order_id} failed: {reason} ({event.reason})", EXIT_REJECTED
+            if isinstance(event, OrderCancelled):
+                amount = spec.lots_to_amount(event.amount)
+                return f"cancelled {order_id}: {amount} taken off the book", EXIT_OK
+        return None, EXIT_OK
+    parts: list[str] = []
+    filled = sum(e.amount for e in events if isinstance(e, Trade))
+    if filled:
+        parts.append(f"filled {spec.lots_to_amount(filled)}")
+    for event in events:
+        if isinstance(event, OrderRejected):
+            reason = REJECT_TEXT.get(event.reason, str(event.reason))
+            return f"order {order_id} rejected: {reason} ({event.reason})", EXIT_REJECTED
+        if isinstance(event, OrderRested):
+            price = spec.ticks_to_price(event.price)
+            parts.append(f"{spec.lots_to_amount(event.amount)} resting at {price}")
+        if isinstance(event, OrderCancelled):
+            parts.append(f"{spec.lots_to_amount(event.amount)} not filled ({event.reason})")
+    if not parts:
+        return None, EXIT_OK
+    return f"order {order_id}: " + ", ".join(parts), EXIT_OK
+
+
 async def _drive(
-    node: ClientNode, args: ClientArgs, order: dict[str, Any] | None, emit: Emit, deadline: float
+    node: ClientNode, args: ClientArgs, order: dict[str, Any] | None, shown: _Shown, deadline: float
 ) -> int:
     def left() -> float:
         return max(deadline - anyio.current_time(), 0.01)
 
     target: int | None = None
     if order is not None:
+        op = str(order.get("op", "new"))
         try:
             submitted = await node.submit(order, timeout=left())
         except OrderRefused as exc:
-            emit({"event": "refused", "error": str(exc)})
+            shown.start_at(math.inf)
+            shown({"event": "refused", "error": str(exc)})
             return EXIT_FAILED
         except TimeoutError as exc:
+            shown.start_at(math.inf)
             print(f"client: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
-        emit({"event": "submitted", "seq": submitted.seq, "orderId": submitted.order_id})
+        order["orderId"] = submitted.order_id
         target = submitted.seq
+        shown({"event": "submitted", "seq": target, "orderId": submitted.order_id, "op": op})
+        shown.start_at(target, op)
     if not args.once:
         await anyio.sleep_forever()
     if target is None:
@@ -108,10 +288,14 @@ async def _drive(
             return EXIT_UNREACHABLE
     with anyio.move_on_after(left()):
         await node.wait_for_seq(target)
-        emit({"event": "done", "seq": node.replica.seq, "book": node.book_hash})
-        return EXIT_OK
+        outcome, status = _outcome(node, target, order) if order is not None else (None, EXIT_OK)
+        done: Record = {"event": "done", "seq": node.replica.seq, "book": node.book_hash}
+        if outcome is not None:
+            done["outcome"] = outcome
+        shown(done)
+        return status
     print(
-        f"client: timed out after {args.timeout} s waiting for seq {target} "
+        f"client: timed out after {_seconds(args.timeout)} waiting for seq {target} "
         f"(replica at seq {node.replica.seq})",
         file=sys.stderr,
     )
@@ -129,12 +313,12 @@ async def _first_head(node: ClientNode, timeout: float) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The program behind `bin/client.py`; returns the exit status."""
+    """The program behind `bin/client`; returns the exit status."""
     words = sys.argv[1:] if argv is None else argv
     try:
         args = parse_client_args(words, default_client_id=f"watcher-{os.getpid()}")
     except ArgumentError as exc:
-        print(f"client: {exc}\n\n{USAGE}", file=sys.stderr)
+        print(f"client: {exc}\nhint: --help lists every word and flag", file=sys.stderr)
         return EXIT_USAGE
     if args.help:
         print(USAGE)

@@ -35,15 +35,18 @@ def closed_port() -> int:
 def test_help() -> None:
     status, out, _, _ = run("--help")
     assert status == 0
-    assert "usage: client.py" in out
+    assert "usage: bin/client" in out
+    assert "4 rejected by the matcher" in out
 
 
-def test_bad_arguments_exit_2_with_the_usage() -> None:
+def test_bad_arguments_exit_2_with_a_one_line_hint() -> None:
     status, out, err, _ = run("clientId=client1", "type=Buy", "amount=10", "price")
     assert status == 2
     assert out == ""
-    assert "client: expected key=value, got 'price'" in err
-    assert "usage: client.py" in err
+    assert err.splitlines() == [
+        "client: expected key=value, got 'price'",
+        "hint: --help lists every word and flag",
+    ]
 
 
 def test_bad_order_exits_2_before_any_network() -> None:
@@ -56,6 +59,19 @@ def test_bad_order_exits_2_before_any_network() -> None:
     )
     assert status == 2
     assert "client: bad order: price: not a multiple of 0.01" in err
+
+
+def test_a_reserved_order_id_is_caught_locally() -> None:
+    status, _, err, _ = run(
+        "clientId=client1",
+        "type=Buy",
+        "amount=10",
+        "price=100",
+        "orderId=_x",
+        f"grape=http://127.0.0.1:{closed_port()}",
+    )
+    assert status == 2
+    assert "client: bad order: orderId: must not start with '_'" in err
 
 
 def test_unreachable_grape_exits_3_in_bounded_time() -> None:

@@ -21,7 +21,7 @@ LEVEL = {"price": "100.00", "amount": "2.000"}
         ),
         (
             {"event": "submitted", "seq": 3, "orderId": "a-1"},
-            "order a-1 accepted by the sequencer as seq 3",
+            "order a-1 sent: journaled by the sequencer as seq 3",
         ),
         (
             {"event": "refused", "error": "ERR_VALIDATION: x: y"},
@@ -37,8 +37,9 @@ LEVEL = {"price": "100.00", "amount": "2.000"}
                 "ask": None,
                 "complete": False,
             },
-            "book v4 [0123456789ab] bid 2.000 @ 100.00 | ask -"
-            " (some skipped events were unavailable)",
+            "book v4 [0123456789ab] bid 2.000 @ 100.00 | ask - (events of the versions"
+            " skipped since the last one are gone from the DHT: fills among them are not"
+            " shown; the book is exact)",
         ),
         (
             {
@@ -49,7 +50,7 @@ LEVEL = {"price": "100.00", "amount": "2.000"}
                 "price": None,
                 "amount": "1.000",
             },
-            "seq 1 accepted a-1: buy 1.000 @ market",
+            "seq 1: order accepted a-1: buy 1.000 @ market",
         ),
         (
             {
@@ -60,7 +61,7 @@ LEVEL = {"price": "100.00", "amount": "2.000"}
                 "price": "9.00",
                 "amount": "1.000",
             },
-            "seq 1 rested a-1: sell 1.000 @ 9.00",
+            "seq 1: resting a-1: sell 1.000 @ 9.00",
         ),
         (
             {
@@ -74,7 +75,7 @@ LEVEL = {"price": "100.00", "amount": "2.000"}
                 "amount": "0.500",
                 "counterparty": "b",
             },
-            "seq 2 fill 2.1: a-1 sold 0.500 @ 9.00 as maker against b",
+            "seq 2: a-1 sold 0.500 @ 9.00 (maker, against b)",
         ),
         (
             {
@@ -86,11 +87,11 @@ LEVEL = {"price": "100.00", "amount": "2.000"}
                 "amount": "0.500",
                 "reason": "user",
             },
-            "seq 5 cancelled a-1: 0.500 not filled (user)",
+            "seq 5: cancelled a-1: 0.500 taken off the book",
         ),
         (
             {"event": "rejected", "seq": 6, "orderId": "a-2", "reason": "ERR_ORDER_UNKNOWN"},
-            "seq 6 rejected a-2: ERR_ORDER_UNKNOWN",
+            "seq 6: order a-2 failed: no resting order of yours has this id (ERR_ORDER_UNKNOWN)",
         ),
         (
             {
@@ -104,7 +105,7 @@ LEVEL = {"price": "100.00", "amount": "2.000"}
                 "oldAmount": "2.000",
                 "priorityKept": False,
             },
-            "seq 7 modified a-1: 1.000 @ 9.50 (was 2.000 @ 9.00)",
+            "seq 7: modified a-1: 1.000 @ 9.50 (was 2.000 @ 9.00)",
         ),
         ({"event": "orders", "seq": 7, "orders": []}, "my resting orders: none"),
         (
@@ -119,6 +120,59 @@ LEVEL = {"price": "100.00", "amount": "2.000"}
         ),
         ({"event": "warning", "message": "m"}, "warning: m"),
         ({"event": "done", "seq": 7, "book": None}, "done: replica at seq 7, book empty"),
+        (
+            {"event": "submitted", "seq": 9, "orderId": "a-1", "op": "cancel"},
+            "cancel of a-1 sent: journaled by the sequencer as seq 9",
+        ),
+        (
+            {
+                "event": "rejected",
+                "seq": 9,
+                "orderId": "x",
+                "reason": "ERR_ORDER_UNKNOWN",
+                "op": "cancel",
+            },
+            "seq 9: cancel of x failed: no resting order of yours has this id (ERR_ORDER_UNKNOWN)",
+        ),
+        (
+            {
+                "event": "cancelled",
+                "seq": 5,
+                "orderId": "a-1",
+                "side": "buy",
+                "price": None,
+                "amount": "0.500",
+                "reason": "ioc",
+            },
+            "seq 5: a-1: 0.500 not filled, not resting (ioc)",
+        ),
+        (
+            {
+                "event": "trade",
+                "seq": 4,
+                "tradeId": "4.1",
+                "side": "sell",
+                "price": "9.00",
+                "amount": "1.000",
+            },
+            "seq 4 trade 4.1: 1.000 @ 9.00 (sell taker)",
+        ),
+        (
+            {
+                "event": "book",
+                "seq": 4,
+                "root": "r",
+                "book": None,
+                "bid": None,
+                "ask": None,
+                "complete": True,
+            },
+            "book v4 [empty] bid - | ask -",
+        ),
+        (
+            {"event": "done", "seq": 9, "book": "h", "outcome": "cancelled a-1"},
+            "done: cancelled a-1; replica at seq 9, book h",
+        ),
         ({"event": "novel", "x": 1}, '{"event": "novel", "x": 1}'),
     ],
 )

@@ -1,0 +1,175 @@
+"""What a trader sees of one command: its outcome, its exit status, nothing from before.
+
+Both real workers on the memory transport; each client is `run_client` with ``--once``,
+exactly as `bin/client` runs it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from rich.console import Console
+
+from exchange.client import parse_client_args, run_client
+from exchange.client._program import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from exchange.matcher import ProcessWorker
+from exchange.sequencer import Journal, SubmitWorker
+from orderbook_core import DEFAULT_SPEC
+from transports import MemoryNetwork, MemoryTransport
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def exchange(tmp_path: Path) -> AsyncIterator[MemoryNetwork]:
+    network = MemoryNetwork(seed=3)
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        async with (
+            MemoryTransport(network) as submit_t,
+            MemoryTransport(network) as process_t,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(ProcessWorker(process_t, tmp_path / "process.sqlite", DEFAULT_SPEC).run)
+            await tg.start(SubmitWorker(submit_t, journal, DEFAULT_SPEC).run)
+            yield network
+            tg.cancel_scope.cancel()
+
+
+async def client(network: MemoryNetwork, *words: str) -> tuple[int, list[dict[str, Any]]]:
+    out = io.StringIO()
+    args = parse_client_args([*words, "--once", "--json", "--timeout=10"])
+    async with MemoryTransport(network) as transport:
+        status = await run_client(args, transport, out, head_interval=0.05)
+    return status, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+async def text_client(network: MemoryNetwork, *words: str) -> tuple[int, str]:
+    out = io.StringIO()
+    args = parse_client_args([*words, "--once", "--timeout=10"])
+    async with MemoryTransport(network) as transport:
+        status = await run_client(args, transport, out, head_interval=0.05)
+    return status, out.getvalue()
+
+
+def kinds(records: list[dict[str, Any]]) -> list[str]:
+    return [r["event"] for r in records]
+
+
+async def test_cancel_of_an_unknown_order_exits_4_and_says_so(tmp_path: Path) -> None:
+    async with exchange(tmp_path) as network:
+        status, text = await text_client(network, "clientId=c1", "op=cancel", "orderId=nope")
+    assert status == EXIT_REJECTED
+    assert "cancel of nope sent: journaled by the sequencer as seq 1" in text
+    assert "order nope" not in text  # a cancel is worded as a cancel
+    assert "cancel of nope failed: no resting order of yours has this id" in text
+    assert text.splitlines()[-1].startswith("[c1] done: cancel of nope failed")
+
+
+async def test_cancel_of_another_clients_order_exits_4(tmp_path: Path) -> None:
+    async with exchange(tmp_path) as network:
+        status, _ = await client(
+            network, "clientId=alice", "type=Sell", "amount=1", "price=100", "orderId=a1"
+        )
+        assert status == EXIT_OK
+        status, records = await client(network, "clientId=mallory", "op=cancel", "orderId=a1")
+    assert status == EXIT_REJECTED
+    rejected = next(r for r in records if r["event"] == "rejected")
+    assert rejected["reason"] == "ERR_ORDER_UNKNOWN"
+    assert rejected["op"] == "cancel"
+    assert "failed" in records[-1]["outcome"]
+
+
+async def test_a_post_only_order_that_would_cross_exits_4(tmp_path: Path) -> None:
+    async with exchange(tmp_path) as network:
+        await client(network, "clientId=alice", "type=Sell", "amount=1", "price=100")
+        status, records = await client(
+            network, "clientId=bob", "type=Buy", "amount=1", "price=100", "postOnly=true"
+        )
+    assert status == EXIT_REJECTED
+    assert records[-1]["event"] == "done"
+    assert "ERR_EXEC_POST_ONLY_WOULD_CROSS" in records[-1]["outcome"]
+
+
+async def test_a_successful_cancel_exits_0_and_says_cancelled(tmp_path: Path) -> None:
+    async with exchange(tmp_path) as network:
+        await client(network, "clientId=alice", "type=Sell", "amount=2", "price=100", "orderId=a1")
+        status, records = await client(network, "clientId=alice", "op=cancel", "orderId=a1")
+    assert status == EXIT_OK
+    assert records[-1]["outcome"] == "cancelled a1: 2.000 taken off the book"
+
+
+async def test_a_once_run_does_not_reprint_earlier_events(tmp_path: Path) -> None:
+    async with exchange(tmp_path) as network:
+        await client(network, "clientId=alice", "type=Sell", "amount=2", "price=100", "orderId=a1")
+        await client(network, "clientId=bob", "type=Buy", "amount=1", "price=100")
+        status, records = await client(
+            network, "clientId=alice", "type=Sell", "amount=1", "price=101", "orderId=a2"
+        )
+    assert status == EXIT_OK
+    own = [r for r in records if r["event"] in ("accepted", "rested", "fill")]
+    assert own, records
+    assert {r["orderId"] for r in own} == {"a2"}  # not a1, nor a1's fill at seq 2
+    assert all(r["seq"] == 3 for r in own)
+    # The resting orders are state, not events: both are listed.
+    orders = [r for r in records if r["event"] == "orders"][-1]["orders"]
+    assert {o["orderId"] for o in orders} == {"a1", "a2"}
+    assert records[-1]["outcome"] == "order a2: 1.000 resting at 101.00"
+
+
+async def test_the_first_version_is_not_called_incomplete(tmp_path: Path) -> None:
+    async with exchange(tmp_path) as network:
+        for i in range(40):  # more versions than a client walks back at start
+            await client(network, f"clientId=c{i}", "type=Sell", "amount=1", f"price={100 + i}")
+        _, records = await client(network, "clientId=late")
+    books = [r for r in records if r["event"] == "book"]
+    assert books
+    assert books[0]["complete"] is True
+
+
+async def test_reserved_order_ids_are_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    args = parse_client_args(
+        ["clientId=c1", "type=Buy", "amount=1", "price=1", "orderId=_7", "--once"]
+    )
+    async with MemoryTransport(MemoryNetwork()) as transport:
+        assert await run_client(args, transport, io.StringIO()) == EXIT_USAGE
+
+
+async def test_text_mode_prints_the_tape(tmp_path: Path) -> None:
+    async with exchange(tmp_path) as network:
+        await client(network, "clientId=alice", "type=Sell", "amount=2", "price=100")
+        status, text = await text_client(
+            network, "clientId=bob", "type=Buy", "amount=1", "price=100"
+        )
+    assert status == EXIT_OK
+    assert "trade 2.1: 1.000 @ 100.00 (buy taker)" in text
+    assert "bought 1.000 @ 100.00 (taker, against alice)" in text
+
+
+async def test_the_live_view_draws_the_market_and_the_outcome(tmp_path: Path) -> None:
+    async with exchange(tmp_path) as network:
+        await client(network, "clientId=alice", "type=Sell", "amount=2", "price=100.5")
+        await client(network, "clientId=carol", "type=Buy", "amount=3", "price=99")
+        out = io.StringIO()
+        console = Console(file=out, width=100, height=40, force_terminal=False, record=True)
+        args = parse_client_args(["clientId=bob", "type=Buy", "amount=1", "price=100.5", "--once"])
+        async with MemoryTransport(network) as transport:
+            status = await run_client(
+                args, transport, out, head_interval=0.05, view=True, console=console
+            )
+    assert status == EXIT_OK
+    screen = console.export_text()
+    assert "BTC-USD  bob  v3" in screen
+    assert "ask" in screen
+    assert "bid" in screen
+    assert "99.00" in screen
+    assert "100.50" in screen
+    assert "order bob-" in screen
+    assert "filled 1.000" in screen
+    assert "lag 0" in screen
