@@ -38,6 +38,12 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+.PHONY: docs
+# The documentation site, with the API reference generated from the docstrings; strict:
+# a warning fails (tests/packaging/test_docs_site.py checks the same build).
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict --site-dir site
+
 bench: $(STAMP) $(NODE_STAMP)
 	$(PY) bench/core_bench.py
 	$(PY) bench/transport_bench.py

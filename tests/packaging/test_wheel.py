@@ -100,6 +100,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     result = Installed(root, wheel, python)
     result.base = json.loads(ok(run([python, "-c", PROBE], cwd=root)))
     result.help["dex"] = run([result.bin("dex"), "--help"], cwd=root)
+    result.help["dex demo"] = run([result.bin("dex"), "demo"], cwd=root)
     ok(run([python, "-m", "pip", "install", "-q", f"{wheel}[grenache,testing]"], cwd=root))
     result.extras = json.loads(ok(run([python, "-c", PROBE], cwd=root)))
     return result
@@ -154,6 +155,13 @@ def test_console_scripts(installed: Installed) -> None:
             out = run([installed.bin(name), "--help"], cwd=installed.root)
             assert out.returncode == 0, (name, out.stderr)
             assert "usage:" in out.stdout, name
+
+
+def test_the_whole_exchange_runs_from_the_base_install(installed: Installed) -> None:
+    """``dex demo``: both workers and four clients on the memory transport; it exits
+    non-zero unless every replica holds the book of a replay of the journal."""
+    demo = installed.help["dex demo"]
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
 
 
 def test_an_example_runs_against_the_installed_packages(installed: Installed) -> None:
