@@ -1,7 +1,9 @@
-"""The operator's tools: `dex` (replay the journal, run the demo), and what they build on.
+"""The operator's tools: `dex` and what it builds on.
 
-`replay_journal` recomputes the book from the sequencer's journal with the core alone;
-`run_demo` runs the whole exchange in one process on the memory transport.
+`dex` reads the network (`head`, `book`, `watch`, `status`, and the Grenache basics
+`lookup`, `request`, `get`) and the sequencer's journal (`journal`, `replay`), and runs
+the whole exchange in one process (`demo`). `replay_journal` recomputes the book from
+the journal with the core alone; `run_demo` runs the demo on the memory transport.
 """
 
 from exchange.tools._demo import DemoResult, demo_orders, run_demo, run_demo_async

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
+from anyio.abc import TaskGroup
 
 from exchange.client import ClientNode
 from exchange.matcher import ProcessWorker
@@ -103,47 +104,70 @@ async def run_demo_async(
     network = MemoryNetwork(seed=seed)
     names = [f"client{i + 1}" for i in range(clients)]
     with anyio.fail_after(timeout), Journal(workdir / "journal.sqlite") as journal:
+        # Three nested task groups, stopped from the inside out: the clients, then the
+        # submit worker (its forwarder would otherwise report the process worker gone,
+        # "no peer serves process_order", while everything stops), then the process
+        # worker.
         async with (
             open_transport("memory", network=network) as submit_net,
             open_transport("memory", network=network) as process_net,
-            anyio.create_task_group() as tg,
+            anyio.create_task_group() as process_tg,
         ):
             process = ProcessWorker(process_net, workdir / "process.sqlite", spec)
-            await tg.start(process.run)
-            await tg.start(SubmitWorker(submit_net, journal, spec, seed=seed).run)
-            nodes = []
-            for name in names:
-                transport = open_transport("memory", network=network)
-                node = ClientNode(transport, name, spec, head_interval=0.2)
-                tg.start_soon(_run_node, node, transport)
-                nodes.append(node)
-            say({"event": "started", "clients": names, "transport": "memory"})
+            await process_tg.start(process.run)
+            async with anyio.create_task_group() as submit_tg:
+                await submit_tg.start(SubmitWorker(submit_net, journal, spec, seed=seed).run)
+                async with anyio.create_task_group() as tg:
+                    result = await _trade(tg, network, journal, names, orders, seed, say, spec)
+                    tg.cancel_scope.cancel()
+                submit_tg.cancel_scope.cancel()
+            process_tg.cancel_scope.cancel()
+    return result
 
-            result_counts = [0, 0]
-            payloads = demo_orders(names, orders, seed)
-            async with anyio.create_task_group() as clients_tg:
-                for node in nodes:
-                    mine = [p for p in payloads if p["clientId"] == node.client_id]
-                    clients_tg.start_soon(_submit_all, node, mine, say, result_counts)
-            # Each client cancels its oldest resting order, as seen in its own replica.
-            for node in nodes:
-                await node.wait_for_seq(journal.head())
-            async with anyio.create_task_group() as clients_tg:
-                for node in nodes:
-                    own = node.own_orders()
-                    if own:
-                        cancel = {"clientId": node.client_id, "op": "cancel"}
-                        cancel["orderId"] = own[0].order_id
-                        clients_tg.start_soon(_submit_all, node, [cancel], say, result_counts)
 
-            head = journal.head()
-            for node in nodes:
-                await node.wait_for_seq(head)
-            replay = await anyio.to_thread.run_sync(lambda: replay_journal(journal.path, spec))
-            result = DemoResult(replay, submitted=result_counts[0], refused=result_counts[1])
-            for node in nodes:
-                result.replicas[node.client_id] = (node.replica.seq, node.book_hash)
-            tg.cancel_scope.cancel()
+async def _trade(
+    tg: TaskGroup,
+    network: MemoryNetwork,
+    journal: Journal,
+    names: list[str],
+    orders: int,
+    seed: int,
+    say: Callable[[dict[str, Any]], None],
+    spec: MarketSpec,
+) -> DemoResult:
+    """The clients' part: submit, cancel one each, wait for every replica, replay."""
+    nodes = []
+    for name in names:
+        transport = open_transport("memory", network=network)
+        node = ClientNode(transport, name, spec, head_interval=0.2)
+        tg.start_soon(_run_node, node, transport)
+        nodes.append(node)
+    say({"event": "started", "clients": names, "transport": "memory"})
+
+    result_counts = [0, 0]
+    payloads = demo_orders(names, orders, seed)
+    async with anyio.create_task_group() as clients_tg:
+        for node in nodes:
+            mine = [p for p in payloads if p["clientId"] == node.client_id]
+            clients_tg.start_soon(_submit_all, node, mine, say, result_counts)
+    # Each client cancels its oldest resting order, as seen in its own replica.
+    for node in nodes:
+        await node.wait_for_seq(journal.head())
+    async with anyio.create_task_group() as clients_tg:
+        for node in nodes:
+            own = node.own_orders()
+            if own:
+                cancel = {"clientId": node.client_id, "op": "cancel"}
+                cancel["orderId"] = own[0].order_id
+                clients_tg.start_soon(_submit_all, node, [cancel], say, result_counts)
+
+    head = journal.head()
+    for node in nodes:
+        await node.wait_for_seq(head)
+    replay = await anyio.to_thread.run_sync(lambda: replay_journal(journal.path, spec))
+    result = DemoResult(replay, submitted=result_counts[0], refused=result_counts[1])
+    for node in nodes:
+        result.replicas[node.client_id] = (node.replica.seq, node.book_hash)
     return result
 
 
@@ -258,13 +282,18 @@ def run_demo(
     seed: int = 7,
     as_json: bool = False,
     out: TextIO | None = None,
+    timeout: float = 20.0,
 ) -> int:
-    """Run the demo and print it; return 0 if every replica agrees with the replay."""
+    """Run the demo and print it; return 0 if every replica agrees with the replay.
+
+    `timeout` bounds the whole run (``dex demo --timeout``); past it, exit status 1.
+    """
     stream = out if out is not None else sys.stdout
     spec = DEFAULT_SPEC
 
     def say(record: dict[str, Any]) -> None:
         stream.write((json.dumps(record) if as_json else _text(record)) + "\n")
+        stream.flush()  # a reader (`| head -3`) sees lines as they come
 
     def heading(text: str) -> None:
         if not as_json:
@@ -274,11 +303,21 @@ def run_demo(
         try:
             result = anyio.run(
                 lambda: run_demo_async(
-                    Path(tmp), clients=clients, orders=orders, seed=seed, say=say, spec=spec
+                    Path(tmp),
+                    clients=clients,
+                    orders=orders,
+                    seed=seed,
+                    say=say,
+                    spec=spec,
+                    timeout=timeout,
                 )
             )
         except TimeoutError:
-            print("dex demo: the replicas did not converge in time", file=sys.stderr)
+            print(
+                f"dex demo: the replicas did not converge within {timeout:g} s"
+                " (a bigger --timeout for more --orders)",
+                file=sys.stderr,
+            )
             return 1
     heading("trades:")
     for trade in result.replay.trades:

@@ -1,36 +1,127 @@
-"""The `dex` command: `dex replay --db PATH` and `dex demo`.
+"""The `dex` command: the operator's tool, git-style subcommands.
 
-`dex replay` recomputes the book hash from a submit worker's journal with the core
-alone (`exchange.tools.replay_journal`): compare it with the ``book`` a client prints in its
-``done`` line (same ``seq``) to check a replica. `dex demo` runs the whole exchange in
-one process on the memory transport (`exchange.tools.run_demo`).
+Network commands take ``-g/--grape URL`` (default ``http://127.0.0.1:30001``, as the
+Grenache CLI tools) and ``--timeout SECONDS``; journal commands take ``--db PATH``
+(default: the sequencer's own, ``data/submit_journal.db``). ``--json`` prints JSON
+instead of text wherever it is offered. Every subcommand and exit status is in
+docs/operations.md ("dex").
 
-Exit status: 0 success, 1 a check failed (demo), 2 bad arguments or unreadable journal.
+Exit status: 0 success; 1 a check failed or nothing was found (demo, lookup, get, a
+peer's error reply); 2 bad arguments or an unreadable journal; 3 the grape or the
+services could not be reached; 130 interrupted; 141 the output pipe closed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["main"]
 
+DEFAULT_GRAPE = "http://127.0.0.1:30001"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dex", description="Tools of the distributed exchange.")
+    from exchange.sequencer import DEFAULT_JOURNAL
+
+    parser = argparse.ArgumentParser(
+        prog="dex",
+        description="The operator's tool of the distributed exchange.",
+        epilog="Exit status: 0 ok, 1 failed or not found, 2 bad arguments or journal, "
+        "3 unreachable, 130 interrupted, 141 output closed.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    net = argparse.ArgumentParser(add_help=False)
+    net.add_argument(
+        "-g", "--grape", default=DEFAULT_GRAPE, metavar="URL", help=f"default {DEFAULT_GRAPE}"
+    )
+    net.add_argument(
+        "--timeout", type=_positive(float), default=5.0, metavar="S", help="default 5 s"
+    )
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument(
+        "--db", default=DEFAULT_JOURNAL, metavar="PATH", help=f"default {DEFAULT_JOURNAL}"
+    )
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON")
+
+    commands.add_parser(
+        "head", parents=[net, as_json], help="the matcher's latest version (seq, root hash)"
+    )
+    book = commands.add_parser(
+        "book",
+        parents=[net, as_json],
+        help="the current book from the DHT, verified, as a ladder",
+    )
+    book.add_argument("--depth", type=_positive(int), default=10, help="levels a side (10)")
+    book.add_argument("--root", metavar="HASH", help="this version instead of the head's")
+    watch = commands.add_parser(
+        "watch", parents=[net], help="the live market view (a client that submits nothing)"
+    )
+    watch.add_argument("--once", action="store_true", help="exit once caught up with the head")
+    watch.add_argument("--json", action="store_true", help="one JSON object per line")
+    watch.add_argument("--plain", action="store_true", help="text lines even on a terminal")
+
+    journal = commands.add_parser(
+        "journal", parents=[db, as_json], help="the sequencer's journal, newest last"
+    )
+    journal.add_argument("--tail", type=int, default=20, metavar="N", help="last N (20)")
+    journal.add_argument("--follow", "-f", action="store_true", help="then print new entries")
+    journal.add_argument("--order", metavar="ID", help="only this orderId")
+    journal.add_argument("--client", metavar="ID", help="only this clientId")
+    status = commands.add_parser(
+        "status",
+        parents=[net, as_json],
+        help="workers announced and answering, heads, backlog, orders/s",
+    )
+    status.add_argument(
+        "--db", default=DEFAULT_JOURNAL, metavar="PATH", help="the journal, if readable here"
+    )
+
+    lookup = commands.add_parser(
+        "lookup", parents=[net, as_json], help="the peers announced for a name"
+    )
+    lookup.add_argument("name")
+    request = commands.add_parser(
+        "request", parents=[net], help="send one request to a peer of a name; print the reply"
+    )
+    request.add_argument("name")
+    request.add_argument("payload", metavar="JSON")
+    get = commands.add_parser("get", parents=[net], help="read one DHT item by its key")
+    get.add_argument("key")
+
     replay = commands.add_parser(
         "replay",
-        help="recompute the book hash from a submit worker's journal",
-        description="Apply every journal entry in seq order through the core and print "
-        "the book hash and the seq reached.",
+        parents=[db, as_json],
+        help="recompute the book from the journal alone",
+        description="Apply every journal entry in seq order through the core; print the "
+        "seq reached, the book hash, the book and the last trades.",
     )
-    replay.add_argument("--db", required=True, metavar="PATH", help="the journal (SQLite)")
     replay.add_argument("--upto", type=int, metavar="SEQ", help="stop after this seq")
-    replay.add_argument("--json", action="store_true", help="print one JSON object")
+    replay.add_argument("--depth", type=_positive(int), default=10, help="levels a side (10)")
+    replay.add_argument("--trades", type=int, default=10, metavar="N", help="last N trades (10)")
     demo = commands.add_parser(
         "demo",
+        parents=[as_json],
         help="run the whole exchange in one process (memory transport)",
         description="Both workers and several clients on the memory transport; checks "
         "that every replica holds the replay's book hash.",
@@ -38,55 +129,47 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--clients", type=int, default=4, help="number of clients (2-26)")
     demo.add_argument("--orders", type=int, default=24, help="number of orders")
     demo.add_argument("--seed", type=int, default=7, help="seed of the order generator")
-    demo.add_argument("--json", action="store_true", help="print one JSON object per line")
+    demo.add_argument(
+        "--timeout", type=_positive(float), default=20.0, metavar="S", help="bound (20 s)"
+    )
     return parser
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from exchange.protocol import ReplayError
-    from exchange.tools._replay import replay_journal
+def _run(args: argparse.Namespace) -> int:
+    if args.command in ("replay", "journal", "demo"):
+        from exchange.tools import _local
 
-    if args.upto is not None and args.upto < 0:
-        print("dex replay: --upto must be >= 0", file=sys.stderr)
-        return 2
-    try:
-        result = replay_journal(args.db, upto=args.upto)
-    except ReplayError as exc:
-        print(f"dex replay: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "seq": result.seq,
-                    "book": result.book_hash,
-                    "orders": len(result.book),
-                    "trades": len(result.trades),
-                }
-            )
-        )
-    else:
-        print(f"seq {result.seq}")
-        print(f"book {result.book_hash or 'empty'}")
-        print(f"resting orders {len(result.book)}, trades {len(result.trades)}")
-    return 0
+        return int(getattr(_local, args.command)(args))
+    from exchange.tools import _remote
 
-
-def _demo(args: argparse.Namespace) -> int:
-    from exchange.tools._demo import run_demo
-
-    if not 2 <= args.clients <= 26 or args.orders < 1:
-        print("dex demo: --clients must be 2-26 and --orders >= 1", file=sys.stderr)
-        return 2
-    return run_demo(clients=args.clients, orders=args.orders, seed=args.seed, as_json=args.json)
+    return int(getattr(_remote, args.command)(args))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run `dex` with `argv` (default: the process's arguments); return the exit status."""
     args = _parser().parse_args(argv)
-    if args.command == "replay":
-        return _replay(args)
-    return _demo(args)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _broken_pipe()
+    except BaseExceptionGroup as group:
+        if group.subgroup(BrokenPipeError) is not None:
+            return _broken_pipe()
+        raise
+
+
+def _broken_pipe() -> int:
+    """The reader of our output went away (`dex demo | head -3`): end quietly, as a
+    shell tool killed by SIGPIPE would, and keep Python from failing again at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
+
+
+def print_json(value: Any) -> None:
+    """One compact JSON document on stdout."""
+    print(json.dumps(value, separators=(",", ":")), flush=True)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,13 @@ that sequence number must hold, so anyone can check a replica without trusting a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from exchange.matcher import apply_entry
 from exchange.protocol import ReplayError
-from exchange.sequencer import Journal
+from exchange.tools._journal_view import open_journal
 from exchange.versions import book_hash
 from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Trade, ValidationError
 
@@ -31,7 +32,11 @@ class ReplayResult:
 
 
 def replay_journal(
-    path: str | Path, spec: MarketSpec = DEFAULT_SPEC, *, upto: int | None = None
+    path: str | Path,
+    spec: MarketSpec = DEFAULT_SPEC,
+    *,
+    upto: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ReplayResult:
     """Apply every journal entry in sequence order, up to `upto` (default: the head).
 
@@ -43,21 +48,19 @@ def replay_journal(
         path: the submit worker's journal (SQLite); it is not created if missing.
         spec: the market.
         upto: stop after this sequence number.
+        progress: called with ``(seq, upto)`` every 1000 entries and at the end.
 
     Returns:
         The sequence number reached, the book, its `book_hash` and the trades made.
 
     Raises:
-        ReplayError: the file does not exist, `upto` is beyond the head, sequence
-            numbers have a gap, or an entry is not a valid command.
+        ReplayError: the file does not exist or is not a journal, `upto` is beyond the
+            head, sequence numbers have a gap, or an entry is not a valid command.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ReplayError(f"no journal at {path}")
     book = OrderBook(spec)
     trades: list[Trade] = []
     seq = 0
-    with Journal(path) as journal:
+    with open_journal(path) as journal:
         head = journal.head()
         if upto is None:
             upto = head
@@ -74,4 +77,8 @@ def replay_journal(
                 raise ReplayError(f"journal entry {entry.seq} is not a command: {exc}") from exc
             trades.extend(e for e in events if isinstance(e, Trade))
             seq = entry.seq
+            if progress is not None and seq % 1000 == 0:
+                progress(seq, upto)
+    if progress is not None:
+        progress(seq, upto)
     return ReplayResult(seq, book, book_hash(book), tuple(trades))

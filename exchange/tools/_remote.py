@@ -1,0 +1,258 @@
+"""The `dex` commands that use the network: head, book, watch, status, lookup, request, get.
+
+Each opens a Grenache transport on ``--grape`` (it serves nothing, except `watch`),
+runs one bounded async call (`exchange.tools._network`), prints the result and
+returns the exit status; see `exchange.tools._dex`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+
+from exchange.client.view import ladder_lines
+from exchange.protocol import BadMessage, InvalidVersion, ReplayError
+from exchange.tools._dex import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, print_json
+from exchange.tools._network import (
+    Status,
+    fetch_book,
+    fetch_head,
+    grenache_get,
+    grenache_lookup,
+    grenache_request,
+    network_status,
+    now_ms,
+)
+from transports import RemoteError, Transport, TransportError, is_dht_key, open_transport
+
+__all__ = ["book", "get", "head", "lookup", "request", "status", "watch"]
+
+_T = TypeVar("_T")
+
+
+def _with_transport(args: argparse.Namespace, call: Callable[[Transport], Awaitable[_T]]) -> _T:
+    """Run `call` on a transport through ``--grape``, the whole under ``--timeout``."""
+
+    async def run() -> _T:
+        transport = open_transport(
+            "grenache", grape=args.grape, grape_timeout=args.timeout, lookup_ttl=0.5
+        )
+        async with transport:
+            with anyio.fail_after(args.timeout * 3):
+                return await call(transport)
+
+    return anyio.run(run)
+
+
+def _fail(command: str, exc: BaseException, grape: str) -> int:
+    """Print why `command` failed; return the exit status that says so."""
+    if isinstance(exc, RemoteError):
+        print(f"dex {command}: the peer answered with an error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    if isinstance(exc, TimeoutError):
+        print(f"dex {command}: no answer in time through {grape}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if isinstance(exc, InvalidVersion):
+        print(f"dex {command}: the version does not verify: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"dex {command}: {exc} (through grape {grape})", file=sys.stderr)
+    return EXIT_UNREACHABLE
+
+
+_EXPECTED = (TransportError, TimeoutError, BadMessage, InvalidVersion, ValueError)
+
+
+def head(args: argparse.Namespace) -> int:
+    try:
+        found = _with_transport(args, lambda t: fetch_head(t, args.timeout))
+    except _EXPECTED as exc:
+        return _fail("head", exc, args.grape)
+    if args.json:
+        print_json(found.to_wire())
+    else:
+        print(f"seq {found.seq}")
+        print(f"root {found.root or '-'}")
+    return EXIT_OK
+
+
+def book(args: argparse.Namespace) -> int:
+    if args.root is not None and not is_dht_key(args.root):
+        print(f"dex book: --root must be a 40-hex root hash, got {args.root!r}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        view = _with_transport(
+            args,
+            lambda t: fetch_book(t, root=args.root, depth=args.depth, timeout=args.timeout * 2),
+        )
+    except _EXPECTED as exc:
+        return _fail("book", exc, args.grape)
+    if args.json:
+        print_json(view.to_json())
+        return EXIT_OK
+    print(f"seq {view.seq}  root {view.root or '-'}")
+    print(f"book {view.book_hash or 'empty'} ({view.ladder.orders} orders resting, verified)")
+    print()
+    for line in ladder_lines(view.ladder):
+        print(line)
+    return EXIT_OK
+
+
+def watch(args: argparse.Namespace) -> int:
+    from exchange.client import ClientArgs, run_client
+
+    client = ClientArgs(
+        client_id=f"dex-watch-{os.getpid()}",
+        grape=args.grape,
+        once=args.once,
+        json=args.json,
+        plain=args.plain,
+        timeout=max(args.timeout, 30.0) if args.once else 30.0,
+    )
+
+    async def run() -> int:
+        transport = open_transport("grenache", grape=args.grape, grape_timeout=args.timeout)
+        async with transport:
+            return await run_client(client, transport, sys.stdout)
+
+    return anyio.run(run)
+
+
+def lookup(args: argparse.Namespace) -> int:
+    async def call(transport: Transport) -> list[str]:
+        from transports.grenache import GrapeLink
+
+        link = GrapeLink(args.grape, timeout=args.timeout)
+        try:
+            return await grenache_lookup(link, args.name)
+        finally:
+            await link.aclose()
+
+    try:
+        peers = _with_transport(args, call)
+    except _EXPECTED as exc:
+        return _fail("lookup", exc, args.grape)
+    if args.json:
+        print_json(peers)
+    else:
+        for peer in peers:
+            print(peer)
+    if not peers:
+        print(f"dex lookup: nobody is announced as {args.name!r}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def request(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except ValueError as exc:
+        print(f"dex request: the payload is not JSON: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        reply = _with_transport(
+            args, lambda t: grenache_request(t, args.name, payload, args.timeout)
+        )
+    except _EXPECTED as exc:
+        return _fail("request", exc, args.grape)
+    print_json(reply)
+    return EXIT_OK
+
+
+def get(args: argparse.Namespace) -> int:
+    if not is_dht_key(args.key):
+        print(f"dex get: a key is 40 lowercase hex characters, got {args.key!r}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        value = _with_transport(args, lambda t: grenache_get(t, args.key))
+    except _EXPECTED as exc:
+        return _fail("get", exc, args.grape)
+    if value is None:
+        print(f"dex get: {args.key} is not in the DHT", file=sys.stderr)
+        return EXIT_FAILED
+    print(value)
+    return EXIT_OK
+
+
+def _journal_status(path: str) -> dict[str, Any]:
+    from exchange.tools._journal_view import file_head, open_journal, orders_per_second
+
+    try:
+        with open_journal(path) as journal:
+            return {
+                "db": str(Path(path)),
+                "head": file_head(journal),
+                "acked": journal.acked(),
+                "ordersPerSecond": round(orders_per_second(journal, now_ms=now_ms()), 2),
+            }
+    except ReplayError as exc:
+        return {"db": str(Path(path)), "error": str(exc)}
+
+
+def status(args: argparse.Namespace) -> int:
+    async def call(transport: Transport) -> Status:
+        from transports.grenache import GrapeLink
+
+        link = GrapeLink(args.grape, timeout=args.timeout)
+        try:
+            return await network_status(link, transport, args.timeout)
+        finally:
+            await link.aclose()
+
+    try:
+        found = _with_transport(args, call)
+    except _EXPECTED as exc:
+        return _fail("status", exc, args.grape)
+    journal = _journal_status(args.db)
+    matcher = found.head.seq if found.head is not None else None
+    backlog = journal["head"] - matcher if matcher is not None and "head" in journal else None
+    if args.json:
+        print_json(
+            {
+                "grape": found.grape,
+                "services": [s.to_json() for s in found.services],
+                "matcherHead": found.head.to_wire() if found.head is not None else None,
+                "matcherError": found.head_error,
+                "journal": journal,
+                "backlog": backlog,
+            }
+        )
+    else:
+        _print_status(found, journal, backlog)
+    workers_up = all(s.answering for s in found.services[:2]) and found.head is not None
+    return EXIT_OK if workers_up else EXIT_UNREACHABLE
+
+
+def _print_status(found: Status, journal: dict[str, Any], backlog: int | None) -> None:
+    print(f"grape {found.grape}")
+    for service in found.services:
+        if not service.probed:
+            print(f"  {service.name:18} {len(service.announced)} announced (clients; not asked)")
+            continue
+        dead = len(service.announced) - len(service.answering)
+        line = f"  {service.name:18} {len(service.answering)} answering"
+        if dead:
+            line += f", {dead} announced but not answering (dead peers stay announced)"
+        print(line)
+        for peer in service.answering:
+            print(f"      {peer}  ok")
+    if found.head is not None:
+        print(f"matcher head   seq {found.head.seq}  root {found.head.root or '-'}")
+    else:
+        print(f"matcher head   unknown: {found.head_error}")
+    if "error" in journal:
+        print(f"journal        {journal['error']}")
+        return
+    print(
+        f"journal head   seq {journal['head']}  (acked by the matcher: {journal['acked']})"
+        f"  {journal['db']}"
+    )
+    if backlog is not None:
+        print(f"backlog        {backlog} journaled, not yet in the matcher's book")
+    print(f"orders/s       {journal['ordersPerSecond']} over the last minute")
