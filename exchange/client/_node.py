@@ -28,12 +28,14 @@ from exchange.client._output import Emit, Record
 from exchange.client._replica import Replica, ReplicaUpdate
 from exchange.client._source import DhtVersionSource
 from exchange.protocol import (
+    MAX_WAIT_MS,
     ORDERBOOK_HEAD,
     ORDERBOOK_UPDATED,
     RETRYABLE_CODES,
     SUBMIT_ORDER,
     BadMessage,
     Head,
+    HeadRequest,
     OrderRefused,
     SubmitReply,
     service_handler,
@@ -80,7 +82,10 @@ class ClientNode:
         spec: the market.
         emit: receives every record to show (see `exchange._client_output`); none by
             default.
-        head_interval: seconds between `orderbook_head` polls.
+        head_interval: seconds to wait before asking `orderbook_head` again after a
+            failure (or a peer that answers long polls at once).
+        long_poll_ms: how long one `orderbook_head` long poll may wait (0: plain polls,
+            one every `head_interval`).
         request_timeout: seconds one RPC may take.
         fetch_timeout: seconds one version fetch may take (a cold fetch of a big book
             is many DHT gets).
@@ -97,6 +102,7 @@ class ClientNode:
         *,
         emit: Emit | None = None,
         head_interval: float = 1.0,
+        long_poll_ms: int = 10_000,
         request_timeout: float = 5.0,
         fetch_timeout: float = 30.0,
         max_walk: int = 32,
@@ -107,6 +113,7 @@ class ClientNode:
         self.spec = spec
         self._emit = emit or (lambda _record: None)
         self._head_interval = head_interval
+        self._long_poll_ms = min(long_poll_ms, MAX_WAIT_MS)
         self._request_timeout = request_timeout
         self.replica: Replica[Version] = Replica(
             source or DhtVersionSource(transport, spec, timeout=fetch_timeout),
@@ -154,14 +161,20 @@ class ClientNode:
         self.replica.notify(payload)
         return None
 
-    async def fetch_head(self) -> Head:
+    async def fetch_head(self, *, wait_ms: int = 0) -> Head:
         """Ask the matcher for its latest version; raise the replica's bound to it.
+
+        Args:
+            wait_ms: with more than 0, a long poll: the matcher answers as soon as a
+                version beyond the last head this node saw exists, or after `wait_ms`.
 
         Raises:
             transports.TransportError: the matcher did not answer (or refused).
             BadMessage: the reply is not ``{"seq": int, "root": hash | null}``.
         """
-        reply = await self.transport.request(ORDERBOOK_HEAD, None, timeout=self._request_timeout)
+        request = HeadRequest(self.head.seq, wait_ms) if wait_ms > 0 else HeadRequest()
+        timeout = self._request_timeout + wait_ms / 1000
+        reply = await self.transport.request(ORDERBOOK_HEAD, request.to_wire(), timeout=timeout)
         head = Head.from_wire(reply)
         if head.seq > self.head.seq:
             self.head = head
@@ -171,16 +184,28 @@ class ClientNode:
         return head
 
     async def _poll_head(self) -> None:
+        """Follow the matcher's head by long polls: a new version is known in ms.
+
+        Push (``orderbook_updated``) reaches a random subset of announced peers on the
+        challenge's grapes (dead peers stay announced), so the long poll is what keeps
+        a replica current; after a failure it waits `head_interval` before asking again.
+        """
         while True:
+            seen = self.head.seq
+            started = anyio.current_time()
             try:
-                await self.fetch_head()
+                head = await self.fetch_head(wait_ms=self._long_poll_ms)
             except (TransportError, BadMessage) as exc:
                 if self._head_ok:
                     self._warn(f"orderbook_head: {exc}")
                 self._head_ok = False
-            else:
-                self._head_ok = True
-            await anyio.sleep(self._head_interval)
+                await anyio.sleep(self._head_interval)
+                continue
+            self._head_ok = True
+            early = anyio.current_time() - started < self._long_poll_ms / 2000
+            if self._long_poll_ms == 0 or (head.seq <= seen and early):
+                # Plain polling, or a peer that answers long polls at once: do not spin.
+                await anyio.sleep(self._head_interval)
 
     async def _check_held(self) -> None:
         """Ask the head again whenever the replica holds a version beyond its bound.

@@ -88,6 +88,14 @@ class AppliedLog:
         ).fetchone()
         return None if row is None else _entry(row)
 
+    def range(self, first: int, last: int) -> list[AppliedEntry]:
+        """The entries of seqs `first..last` that were applied, in order. O(k + log n)."""
+        rows = self._db.execute(
+            "SELECT seq, ts, command, root FROM applied WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            (first, last),
+        ).fetchall()
+        return [_entry(row) for row in rows]
+
     def entries(self) -> Iterator[AppliedEntry]:
         """Yield every entry in sequence order (read in pages)."""
         after = 0

@@ -63,10 +63,11 @@ from exchange.protocol import (
     ORDERBOOK_UPDATED,
     PROCESS_ORDER,
     Head,
+    HeadRequest,
+    ProcessBatch,
     ProcessReply,
     ProcessRequest,
     Refused,
-    head_request_from_wire,
     seq_gap,
     service_handler,
 )
@@ -85,6 +86,7 @@ class _Head(NamedTuple):
     """The restored head: what republishing its version takes."""
 
     seq: int
+    first: int
     root: str
     prev: str | None
     book: OrderBook
@@ -183,15 +185,18 @@ class ProcessWorker:
         """
         assert self._log is not None
         book = OrderBook(self.spec)
-        events: tuple[Event, ...] = ()
+        # The head version covers every trailing entry recorded with its root (a batch).
+        events: list[Event] = []
+        first = 1
         prev_root: str | None = None
         head: AppliedEntry | None = None
         for entry in self._log.entries():
             if entry.seq != (head.seq if head else 0) + 1:
                 raise RuntimeError(f"{self.db_path}: applied commands have a gap at {entry.seq}")
-            events = apply_entry(book, entry)
-            if head is not None:
-                prev_root = head.root
+            if head is None or entry.root != head.root:  # the first entry of a version
+                events, first = [], entry.seq
+                prev_root = head.root if head is not None else None
+            events.extend(apply_entry(book, entry))
             head = entry
         self.book = book
         if head is None:
@@ -200,7 +205,7 @@ class ProcessWorker:
         # The next version links to the recorded head, as it would without the restart.
         self.publisher = VersionPublisher(self.transport, self.spec, prev=head.root)
         # A private copy: processing may change `self.book` while the head is republished.
-        return _Head(head.seq, head.root, prev_root, book.copy(), events)
+        return _Head(head.seq, first, head.root, prev_root, book.copy(), tuple(events))
 
     async def _republish_head(self, head: _Head | None) -> None:
         """Put the restored head version again, so it is readable even if the DHT forgot it.
@@ -218,7 +223,7 @@ class ProcessWorker:
             try:
                 with anyio.fail_after(self.republish_timeout):
                     root = await publisher.publish(
-                        head.book, head.events, seq=head.seq, first=head.seq
+                        head.book, head.events, seq=head.seq, first=head.first
                     )
             except (TransportError, TimeoutError) as exc:
                 _log.warning("republishing head seq=%d failed: %s", head.seq, exc)
@@ -236,40 +241,62 @@ class ProcessWorker:
     # ------------------------------------------------------------------ services
 
     async def head(self, payload: JSON) -> JSON:
-        """Handle ``orderbook_head``: reply ``{"seq": N, "root": hash | None}``."""
-        head_request_from_wire(payload)
+        """Handle ``orderbook_head``: reply ``{"seq": N, "root": hash | None}``.
+
+        A long poll (``{"after": N, "waitMs": M}``) is answered as soon as a version
+        beyond N is recorded, or after M ms with the head as it is then.
+        """
+        request = HeadRequest.from_wire(payload)
+        if request.after is not None:
+            with anyio.move_on_after(request.wait_ms / 1000):
+                while self.head_seq <= request.after:
+                    await self._changed.wait()
         return Head(self.head_seq, self.head_root).to_wire()
 
     async def process(self, payload: JSON) -> JSON:
-        """Handle ``process_order``: apply the command numbered N exactly once.
+        """Handle ``process_order``: apply a run of entries, each number exactly once.
+
+        Entries at or below the head are answered from the record (the same entry only);
+        the rest must start at head + 1, and are applied in one transaction and
+        published as one version covering ``first..seq``.
 
         Returns:
-            ``{"seq": N, "root": "<hash>"}``: the version that includes command N.
+            ``{"seq": N, "root": "<hash>"}``: the version that includes the last entry N.
 
         Raises:
-            Refused: ERR_BAD_REQUEST (shape), ERR_SEQ_GAP (not the next number),
-                ERR_UNAVAILABLE (the DHT did not store the version; nothing changed).
-            orderbook_core.ValidationError: the command breaks a rule (nothing changed).
+            BadMessage: the payload is not the protocol's shape (ERR_BAD_REQUEST).
+            Refused: ERR_SEQ_GAP (the run does not start at head + 1), ERR_BAD_REQUEST (an
+                applied number resent with another command), ERR_UNAVAILABLE (the DHT did
+                not store the version; nothing changed).
+            orderbook_core.ValidationError: a command breaks a rule (nothing changed).
         """
-        request = ProcessRequest.from_wire(payload)
-        seq = request.seq
+        batch = ProcessBatch.from_wire(payload)
         async with self._lock:
             if self._failure is not None:
                 raise Refused(ERR_UNAVAILABLE, "the worker is stopping")
-            if seq <= self.head_seq:
-                return await self._recorded(request)
-            if seq != self.head_seq + 1:
+            applied = [entry for entry in batch.entries if entry.seq <= self.head_seq]
+            fresh = batch.entries[len(applied) :]
+            if applied:
+                reply = await self._recorded(applied)
+                if not fresh:
+                    return reply
+            if fresh[0].seq != self.head_seq + 1:
                 raise seq_gap(self.head_seq + 1)
+            first, seq = fresh[0].seq, fresh[-1].seq
             try:
                 with self.book.transaction():
-                    events = apply_entry(self.book, request)
-                    root = await self.publisher.publish(self.book, events, seq=seq, first=seq)
+                    events: list[Event] = []
+                    for entry in fresh:
+                        events.extend(apply_entry(self.book, entry))
+                    root = await self.publisher.publish(self.book, events, seq=seq, first=first)
                     # Published: record it even if we are cancelled now, so that memory,
                     # disk and the publisher's chain (`prev`) move on together.
                     with anyio.CancelScope(shield=True):
-                        await self._record(AppliedEntry(*request, root))
+                        await self._record([AppliedEntry(*entry, root) for entry in fresh])
             except TransportError as exc:
-                _log.warning("seq=%d not applied: storing the version failed: %s", seq, exc)
+                _log.warning(
+                    "seq=%d..%d not applied: storing the version failed: %s", first, seq, exc
+                )
                 raise Refused(ERR_UNAVAILABLE, f"storing version {seq} failed: {exc}") from exc
             except BaseException:
                 # Not applied after all (cancelled mid-publish, or a bug). If the publisher
@@ -281,47 +308,56 @@ class ProcessWorker:
             self.head_seq, self.head_root = seq, root
             self._notify()
         _log.info(
-            "applied seq=%d -> %s root=%s", seq, ",".join(type(e).__name__ for e in events), root
+            "applied seq=%d..%d (%d events) root=%s puts=%d refreshes=%d",
+            first,
+            seq,
+            len(events),
+            root,
+            self.publisher.last_put_count,
+            self.publisher.last_refresh_count,
         )
         return ProcessReply(seq, root).to_wire()
 
-    async def _recorded(self, request: ProcessRequest) -> JSON:
-        """The reply recorded for an already applied `seq` (the same entry only).
+    async def _recorded(self, entries: list[ProcessRequest]) -> JSON:
+        """The reply recorded for already applied entries (the same entries only).
 
         The timestamp is compared too: a journal never rewrites an entry's, so equal
         commands with another `ts` come from another journal (e.g. another run that
         submitted the same payloads) and were not what this worker applied.
         """
-        seq = request.seq
-        record = await self._db(partial(self._log_get, seq))
-        if record is None:  # pragma: no cover - the table has no gaps up to the head
-            raise RuntimeError(f"seq {seq} is below the head but not recorded")
-        if canonical_json(record.command) != canonical_json(request.command) or (
-            record.ts != request.ts
-        ):
-            # Two different commands under one number: the sender's journal is not the one
-            # we applied (e.g. it was wiped). Refuse loudly rather than answer for another.
-            _log.error("seq=%d was applied with a different command than resent", seq)
-            raise Refused(ERR_BAD_REQUEST, f"seq {seq} was applied with a different command")
-        return ProcessReply(record.seq, record.root).to_wire()
+        first, last = entries[0].seq, entries[-1].seq
+        records = await self._db(partial(self._log_range, first, last))
+        if [r.seq for r in records] != [e.seq for e in entries]:  # pragma: no cover
+            raise RuntimeError(f"seqs {first}..{last} are below the head but not recorded")
+        for record, entry in zip(records, entries, strict=True):
+            if canonical_json(record.command) != canonical_json(entry.command) or (
+                record.ts != entry.ts
+            ):
+                # Two different commands under one number: the sender's journal is not the
+                # one we applied (e.g. it was wiped). Refuse loudly, never answer for another.
+                _log.error("seq=%d was applied with a different command than resent", entry.seq)
+                raise Refused(
+                    ERR_BAD_REQUEST, f"seq {entry.seq} was applied with a different command"
+                )
+        return ProcessReply(last, records[-1].root).to_wire()
 
-    async def _record(self, record: AppliedEntry) -> None:
-        """Persist an applied command; a failure stops the worker (see the module doc)."""
+    async def _record(self, records: list[AppliedEntry]) -> None:
+        """Persist applied commands; a failure stops the worker (see the module doc)."""
         try:
-            await self._db(partial(self._log_append, record))
+            await self._db(partial(self._log_append, records))
         except Exception as exc:
-            _log.critical("seq=%d: recording the applied command failed: %s", record.seq, exc)
+            _log.critical("seq=%d: recording the applied commands failed: %s", records[0].seq, exc)
             self._failure = exc
             self._failed.set()
             raise Refused(ERR_UNAVAILABLE, "the worker is stopping") from exc
 
-    def _log_get(self, seq: int) -> AppliedEntry | None:
+    def _log_range(self, first: int, last: int) -> list[AppliedEntry]:
         assert self._log is not None
-        return self._log.get(seq)
+        return self._log.range(first, last)
 
-    def _log_append(self, record: AppliedEntry) -> None:
+    def _log_append(self, records: list[AppliedEntry]) -> None:
         assert self._log is not None
-        self._log.append([record])
+        self._log.append(records)
 
     async def _db(self, call: Callable[[], _T]) -> _T:
         return await anyio.to_thread.run_sync(call)

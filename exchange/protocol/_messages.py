@@ -11,6 +11,7 @@ validator (`orderbook_core.parse_command`) is its parser.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any, Final, NamedTuple, Self
 
@@ -23,13 +24,16 @@ from exchange.protocol._errors import (
 from transports import JSON, is_dht_key
 
 __all__ = [
+    "MAX_BATCH",
     "MAX_SEQ",
+    "MAX_WAIT_MS",
     "Head",
+    "HeadRequest",
+    "ProcessBatch",
     "ProcessReply",
     "ProcessRequest",
     "SubmitReply",
     "expected_seq",
-    "head_request_from_wire",
     "root_hash_from_wire",
     "seq_gap",
 ]
@@ -37,6 +41,13 @@ __all__ = [
 MAX_SEQ: Final = 2**53 - 1
 """The largest sequence number or timestamp taken: every JSON peer (JavaScript too)
 holds it exactly."""
+
+MAX_BATCH: Final = 1000
+"""The most journal entries one ``process_order`` request may carry."""
+
+MAX_WAIT_MS: Final = 20_000
+"""The longest an ``orderbook_head`` long poll may wait: below the Grenache server's
+30 s handler bound, so the wait ends with an answer, not a cut-off."""
 
 _GAP_RE: Final = re.compile(rf"^{ERR_SEQ_GAP}: expected ([0-9]{{1,16}})")
 
@@ -107,6 +118,45 @@ class ProcessRequest(NamedTuple):
         return cls(seq, ts, command)
 
 
+class ProcessBatch(NamedTuple):
+    """``process_order``'s payload: a run of consecutive journal entries.
+
+    On the wire a single entry is ``{"seq", "ts", "command"}`` (`ProcessRequest`) and a
+    run is ``{"entries": [{"seq", "ts", "command"}, ...]}`` with consecutive seqs, at
+    most `MAX_BATCH` of them; both parse to a batch.
+    """
+
+    entries: tuple[ProcessRequest, ...]
+
+    @property
+    def first(self) -> int:
+        return self.entries[0].seq
+
+    @property
+    def last(self) -> int:
+        return self.entries[-1].seq
+
+    def to_wire(self) -> JSON:
+        if len(self.entries) == 1:
+            return self.entries[0].to_wire()
+        return {"entries": [entry.to_wire() for entry in self.entries]}
+
+    @classmethod
+    def from_wire(cls, payload: JSON) -> Self:
+        """Raises: BadMessage: neither form, empty, too long, or seqs not consecutive."""
+        if not (isinstance(payload, dict) and "entries" in payload):
+            return cls((ProcessRequest.from_wire(payload),))
+        obj = _object(payload, "payload", frozenset({"entries"}))
+        items = obj["entries"]
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
+            raise BadMessage(f"entries: must be a list of 1 to {MAX_BATCH} entries")
+        entries = tuple(ProcessRequest.from_wire(item) for item in items)
+        for before, after in itertools.pairwise(entries):
+            if after.seq != before.seq + 1:
+                raise BadMessage(f"entries: seq {after.seq} does not follow {before.seq}")
+        return cls(entries)
+
+
 class ProcessReply(NamedTuple):
     """``process_order``'s reply: the version `root` includes command `seq`."""
 
@@ -146,14 +196,31 @@ class Head(NamedTuple):
         return cls(seq, root)
 
 
-def head_request_from_wire(payload: JSON) -> None:
-    """Check an ``orderbook_head`` payload (null).
+class HeadRequest(NamedTuple):
+    """``orderbook_head``'s payload: ``null`` (answer now) or a long poll.
 
-    Raises:
-        BadMessage: it is not null.
+    ``{"after": N, "waitMs": M}`` asks for an answer as soon as a version beyond N
+    exists, or after M ms (at most `MAX_WAIT_MS`) with the head as it is then.
     """
-    if payload is not None:
-        raise BadMessage("orderbook_head takes null")
+
+    after: int | None = None
+    wait_ms: int = 0
+
+    def to_wire(self) -> JSON:
+        if self.after is None:
+            return None
+        return {"after": self.after, "waitMs": self.wait_ms}
+
+    @classmethod
+    def from_wire(cls, payload: JSON) -> Self:
+        """Raises: BadMessage: not null nor ``{"after": 0.., "waitMs": 0..MAX_WAIT_MS}``."""
+        if payload is None:
+            return cls()
+        obj = _object(payload, "orderbook_head payload", frozenset({"after", "waitMs"}))
+        wait_ms = obj.get("waitMs", 0)
+        if type(wait_ms) is not int or not 0 <= wait_ms <= MAX_WAIT_MS:
+            raise BadMessage(f"waitMs: must be an integer from 0 to {MAX_WAIT_MS}")
+        return cls(_count(obj.get("after"), "after"), wait_ms)
 
 
 def root_hash_from_wire(payload: object) -> str:

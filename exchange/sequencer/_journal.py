@@ -242,13 +242,20 @@ class Journal:
 
     def find(self, client_id: str, op: str, order_id: str) -> JournalEntry | None:
         """The entry of a deduplicated `(client_id, op, order_id)`, if any. O(log n)."""
+        return self.find_many([(client_id, op, order_id)])[0]
+
+    def find_many(self, keys: Sequence[tuple[str, str, str]]) -> list[JournalEntry | None]:
+        """`find` for each `(client_id, op, order_id)`, under one lock hold. O(k log n)."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT seq, ts, command FROM journal"
-                " WHERE client_id = ? AND op = ? AND order_id = ? AND dedupe = 1",
-                (client_id, op, order_id),
-            ).fetchone()
-        return None if row is None else JournalEntry(row[0], row[1], json.loads(row[2]))
+            rows = [
+                self._db.execute(
+                    "SELECT seq, ts, command FROM journal"
+                    " WHERE client_id = ? AND op = ? AND order_id = ? AND dedupe = 1",
+                    key,
+                ).fetchone()
+                for key in keys
+            ]
+        return [None if r is None else JournalEntry(r[0], r[1], json.loads(r[2])) for r in rows]
 
     def get(self, seq: int) -> JournalEntry | None:
         """The entry with sequence number `seq`, or None if there is none. O(log n)."""

@@ -18,10 +18,10 @@ it (numbered beyond it) are failed too and numbering restarts at the journal's h
 no gap is ever written. The failed submits get ``ERR_UNAVAILABLE`` and their clients
 retry with the same orderId.
 
-Dedupe: a payload with a client order id is looked up among the queued entries and in
-the journal. The journal lookup runs in a thread; if a commit landed meanwhile, the
-lookup is repeated, so an entry is always either still queued or already on disk when
-it is looked for.
+Dedupe: a payload with a client order id is looked up among the queued entries, then
+in the journal. Journal lookups are batched too: one task looks up every key asked for
+since its last trip in one thread call. An entry committed while a lookup runs is
+noted for that lookup, so an entry is always found: queued, noted, or on disk.
 
 Forwarding
 ----------
@@ -50,11 +50,13 @@ from anyio.abc import TaskStatus
 
 from exchange.protocol import (
     ERR_VALIDATION,
+    MAX_BATCH,
     ORDERBOOK_HEAD,
     PROCESS_ORDER,
     SUBMIT_ORDER,
     BadMessage,
     Head,
+    ProcessBatch,
     ProcessReply,
     ProcessRequest,
     Refused,
@@ -88,8 +90,8 @@ _T = TypeVar("_T")
 _ACK_PERSIST_EVERY = 64
 """Persist the acked mark at least every this many commands (and whenever idle)."""
 
-_READ_AHEAD = 256
-"""Journal entries the forwarder reads at once."""
+_READ_AHEAD = 512
+"""Journal entries the forwarder reads at once, at least."""
 
 DedupeKey = tuple[str, str, str]
 """(clientId, op, orderId) of a command that may not be journaled twice."""
@@ -108,6 +110,16 @@ class _Queued:
         return SubmitReply(self.entry.seq, self.entry.command["orderId"]).to_wire()
 
 
+@dataclass(eq=False)
+class _Lookup:
+    """A dedupe key to look up in the journal, and what was found."""
+
+    key: DedupeKey
+    done: anyio.Event = field(default_factory=anyio.Event)
+    found: JournalEntry | None = None
+    error: BaseException | None = None
+
+
 class SubmitWorker:
     """Serves ``submit_order`` and forwards the journal to ``process_order``.
 
@@ -123,6 +135,7 @@ class SubmitWorker:
         idle_check: when the queue is empty, ask ``orderbook_head`` this often (seconds)
             whether the matcher fell behind (e.g. lost its state).
         clock: returns the sequencer's timestamp in ms (default: the wall clock).
+        batch_size: the most journal entries one ``process_order`` request carries.
     """
 
     def __init__(
@@ -138,7 +151,11 @@ class SubmitWorker:
         max_backoff: float = 2.0,
         idle_check: float = 5.0,
         clock: Callable[[], int] | None = None,
+        batch_size: int = 256,
     ) -> None:
+        if not 1 <= batch_size <= MAX_BATCH:
+            raise ValueError(f"batch_size must be 1..{MAX_BATCH}, not {batch_size}")
+        self.batch_size = batch_size
         self.transport = transport
         self.journal = journal
         self.spec = spec
@@ -154,7 +171,9 @@ class SubmitWorker:
         self._last_ts = journal.last_ts()
         self._queue: list[_Queued] = []
         self._queued_keys: dict[DedupeKey, _Queued] = {}
-        self._commits = 0
+        self._lookups: list[_Lookup] = []
+        self._lookups_changed = anyio.Event()
+        self._noted: dict[DedupeKey, JournalEntry] | None = None
         self._queue_changed = anyio.Event()
         self._appended = anyio.Event()
         self.forwarded = 0
@@ -173,6 +192,7 @@ class SubmitWorker:
         handlers = {SUBMIT_ORDER: service_handler(SUBMIT_ORDER, self.submit, logger=_log)}
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._commit_loop)
+            tg.start_soon(self._lookup_loop)
             port: int = await tg.start(partial(self.transport.serve, handlers, port=self.port))
             tg.start_soon(self.forward)
             _log.info("submit_order: serving on port %d (journal %s)", port, self.journal.path)
@@ -194,19 +214,49 @@ class SubmitWorker:
         command = self._validate(payload, self._next_seq)
         key = _dedupe_key(command) if _has_order_id(payload) else None
         if key is not None:
-            while True:
-                queued = self._queued_keys.get(key)
-                if queued is not None:
-                    return await self._wait(queued)
-                commits = self._commits
-                found = await anyio.to_thread.run_sync(partial(self.journal.find, *key))
+            queued = self._queued_keys.get(key)
+            if queued is None:
+                found = await self._look_up(key)
                 if found is not None:
                     _log.info("repeat of seq=%d client=%s order=%s", found.seq, *key[::2])
                     return SubmitReply(found.seq, found.command["orderId"]).to_wire()
-                if commits == self._commits:
-                    break
-                # A commit landed during the lookup: look again (queue, then disk).
+                queued = self._queued_keys.get(key)  # a twin queued while we looked
+            if queued is not None:
+                return await self._wait(queued)
         return await self._wait(self._enqueue(command, key))
+
+    async def _look_up(self, key: DedupeKey) -> JournalEntry | None:
+        lookup = _Lookup(key)
+        self._lookups.append(lookup)
+        self._lookups_changed.set()
+        await lookup.done.wait()
+        if lookup.error is not None:
+            raise lookup.error
+        return lookup.found
+
+    async def _lookup_loop(self) -> None:
+        """Look up every key asked for since the last trip, in one thread call."""
+        while True:
+            if not self._lookups:
+                await self._lookups_changed.wait()
+                self._lookups_changed = anyio.Event()
+                continue
+            batch, self._lookups = self._lookups, []
+            noted: dict[DedupeKey, JournalEntry] = {}
+            self._noted = noted  # the committer notes what it commits meanwhile
+            try:
+                found = await anyio.to_thread.run_sync(
+                    self.journal.find_many, [lookup.key for lookup in batch]
+                )
+            except Exception as exc:
+                for lookup in batch:
+                    lookup.error = exc
+                found = [None] * len(batch)
+            finally:
+                self._noted = None
+            for lookup, entry in zip(batch, found, strict=True):
+                lookup.found = entry or noted.get(lookup.key)
+                lookup.done.set()
 
     def _validate(self, payload: JSON, seq: int) -> Command:
         """Validate once; a new order without an id gets ``_<seq>``, settled here."""
@@ -268,16 +318,19 @@ class SubmitWorker:
                 _log.error("journal commit of seq %d.. failed: %s", batch[0].entry.seq, exc)
                 self._settle(failed, exc)
                 continue
-            self._commits += 1
-            for queued in batch:
-                command = queued.entry.command
-                _log.info(
-                    "accepted seq=%d client=%s order=%s op=%s",
-                    queued.entry.seq,
-                    command["clientId"],
-                    command["orderId"],
-                    command["op"],
-                )
+            if self._noted is not None:
+                self._noted.update((q.key, q.entry) for q in batch if q.key is not None)
+            _log.info("accepted seq=%d..%d", batch[0].entry.seq, batch[-1].entry.seq)
+            if _log.isEnabledFor(logging.DEBUG):
+                for queued in batch:
+                    command = queued.entry.command
+                    _log.debug(
+                        "accepted seq=%d client=%s order=%s op=%s",
+                        queued.entry.seq,
+                        command["clientId"],
+                        command["orderId"],
+                        command["op"],
+                    )
             self._settle(batch, None)
             self._appended.set()
             self._appended = anyio.Event()
@@ -294,8 +347,11 @@ class SubmitWorker:
     async def forward(self) -> None:
         """Send the journal to ``process_order`` in sequence order, forever.
 
-        Starts after the journal's acked mark. Runs until cancelled; never raises for a
-        network failure or a refusal (it logs and retries the same command).
+        Starts after the journal's acked mark and sends runs of consecutive entries, up
+        to `batch_size` per request, one request at a time: while the matcher works on
+        one run, the next one grows, so the request rate adapts to the matcher's speed.
+        Runs until cancelled; never raises for a network failure or a refusal (it logs
+        and retries the same run).
         """
         acked = await anyio.to_thread.run_sync(self.journal.acked)
         persisted = acked
@@ -303,9 +359,11 @@ class SubmitWorker:
         failures = 0
         ahead: list[JournalEntry] = []
         while True:
-            if not ahead or ahead[0].seq != next_seq:
+            if not ahead or ahead[0].seq != next_seq or len(ahead) < self.batch_size:
                 appended = self._appended  # taken before reading: an append after it wakes us
-                ahead = await anyio.to_thread.run_sync(self.journal.read, next_seq - 1, _READ_AHEAD)
+                ahead = await anyio.to_thread.run_sync(
+                    self.journal.read, next_seq - 1, max(self.batch_size, _READ_AHEAD)
+                )
                 if not ahead:
                     if persisted < acked:
                         await anyio.to_thread.run_sync(self.journal.mark_acked, acked)
@@ -315,14 +373,15 @@ class SubmitWorker:
                         continue
                     next_seq = await self._check_head(next_seq)
                     continue
-            entry = ahead[0]
+            run = ahead[: self.batch_size]
+            batch = ProcessBatch(tuple(ProcessRequest(*entry) for entry in run))
             try:
                 reply = await self.transport.request(
-                    PROCESS_ORDER, ProcessRequest(*entry).to_wire(), timeout=self.request_timeout
+                    PROCESS_ORDER, batch.to_wire(), timeout=self.request_timeout
                 )
                 confirmed = ProcessReply.from_wire(reply)
-                if confirmed.seq != entry.seq:
-                    raise BadMessage(f"seq: {confirmed.seq}, expected {entry.seq}")
+                if confirmed.seq != batch.last:
+                    raise BadMessage(f"seq: {confirmed.seq}, expected {batch.last}")
             except RemoteError as exc:
                 expected = expected_seq(exc.message)
                 if expected is not None and 1 <= expected < next_seq:
@@ -330,21 +389,25 @@ class SubmitWorker:
                     next_seq = _rewind(expected)
                     failures = 0
                     continue
-                _log.warning("process_order refused seq=%d: %s", entry.seq, exc.message)
+                _log.warning("process_order refused seq=%d..: %s", batch.first, exc.message)
                 failures = await self._sleep_backoff(failures)
                 continue
             except (TransportError, BadMessage) as exc:
                 _log.warning(
-                    "process_order failed for seq=%d: %s: %s", entry.seq, type(exc).__name__, exc
+                    "process_order failed for seq=%d..%d: %s: %s",
+                    batch.first,
+                    batch.last,
+                    type(exc).__name__,
+                    exc,
                 )
                 failures = await self._sleep_backoff(failures)
                 continue
-            _log.debug("forwarded seq=%d root=%s", entry.seq, confirmed.root)
+            _log.debug("forwarded seq=%d..%d root=%s", batch.first, batch.last, confirmed.root)
             failures = 0
-            del ahead[0]
-            acked = max(acked, entry.seq)
-            self.forwarded = max(self.forwarded, entry.seq)
-            next_seq = entry.seq + 1
+            del ahead[: len(run)]
+            acked = max(acked, batch.last)
+            self.forwarded = max(self.forwarded, batch.last)
+            next_seq = batch.last + 1
             if acked - persisted >= _ACK_PERSIST_EVERY:
                 await anyio.to_thread.run_sync(self.journal.mark_acked, acked)
                 persisted = acked

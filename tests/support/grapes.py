@@ -33,7 +33,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from typing import Any, NamedTuple
 
@@ -124,8 +124,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def running_grapes(n: int = 2, *, ready_timeout: float = 20.0) -> Iterator[list[Grape]]:
+def running_grapes(
+    n: int = 2, *, ready_timeout: float = 20.0, extra_args: Sequence[str] = ()
+) -> Iterator[list[Grape]]:
     """Start `n` grapes bootstrapped from one another; yield them once they are ready.
+
+    `extra_args` go to every grape's command line (e.g. ``["--dht_maxValues", "5000"]``).
 
     Raises:
         pytest.fail.Exception: node or node_modules is missing (run ``make setup``).
@@ -141,7 +145,7 @@ def running_grapes(n: int = 2, *, ready_timeout: float = 20.0) -> Iterator[list[
                 bootstrap = ",".join(f"127.0.0.1:{d}" for j, (d, _) in enumerate(ports) if j != i)
                 log = stack.enter_context(tempfile.TemporaryFile(prefix=f"grape-{dht_port}-"))
                 cmd = [node, str(GRAPE_JS), "--dp", str(dht_port), "--aph", str(api_port)]
-                cmd += ["--bn", bootstrap, "-b", "127.0.0.1"]
+                cmd += ["--bn", bootstrap, "-b", "127.0.0.1", *extra_args]
                 proc = subprocess.Popen(
                     cmd,
                     cwd=REPO_ROOT,

@@ -1,0 +1,455 @@
+"""End to end on real grapes: submit throughput, processing throughput, replica latency.
+
+What runs (every process started here, stopped here by its PID):
+
+- two grapes with the challenge's flags plus ``-b 127.0.0.1`` on free loopback ports
+  (with ``--dht_maxValues`` raised for books that do not fit 1000 values: said in the
+  output beside the figures);
+- ``bin/submitOrderWorker.py`` through the first grape, ``bin/processOrderWorker.py``
+  through the second, each with a fresh database;
+- R watching clients (``bin/client.py --json`` without an order): each keeps its own
+  replica and prints every version it reaches;
+- load processes: this script's own ``load`` subcommand (Python, the project's Grenache
+  transport) and ``bench/node/submit_load.js`` (grenache-nodejs-http), submitting
+  orders around a mid price so that about a third of them trade.
+
+For each resting book size and replica count it (1) preloads the resting book (orders
+far from the mid, which never trade), (2) waits for every replica to hold it, (3) runs
+the throughput load: every load process submits as fast as its in-flight bound allows;
+``processed_per_s`` is orders over the time from the first submit to the matcher's
+head reaching the last one, ``submit_per_s`` orders over the time until the last
+acknowledgement; (4) offers ``--rate`` orders/s (open loop) and measures, per order,
+the time from its submit to the moment *every* replica shows a version that covers it.
+
+Usage::
+
+    .venv/bin/python bench/e2e_bench.py                      # the sweep, human summary
+    .venv/bin/python bench/e2e_bench.py --quick --json       # one small run, JSON last
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from support.grapes import Grape, running_grapes  # noqa: E402
+from support.node import NODE_MODULES, node_env, require_node  # noqa: E402
+from support.ports import free_port  # noqa: E402
+
+from exchange.protocol import ORDERBOOK_HEAD, SUBMIT_ORDER, Head, HeadRequest  # noqa: E402
+from transports import TransportError, open_transport  # noqa: E402
+
+PY = sys.executable
+NODE_LOAD = REPO / "bench" / "node" / "submit_load.js"
+
+
+# ------------------------------------------------------------------------- orders
+
+
+def load_order(client: str, n: int, rng: random.Random) -> dict[str, Any]:
+    """An order around the mid (100): buys 99-100.5, sells 99.5-101, so some cross."""
+    side = rng.choice(("buy", "sell"))
+    cents = rng.randint(9900, 10050) if side == "buy" else rng.randint(9950, 10100)
+    return {
+        "clientId": client,
+        "orderId": f"{client}-{n}",
+        "side": side,
+        "price": f"{cents // 100}.{cents % 100:02d}",
+        "amount": f"{rng.randint(1, 40) / 8:.3f}",
+    }
+
+
+def resting_order(client: str, n: int, rng: random.Random) -> dict[str, Any]:
+    """An order far from the mid (bids 50-90, asks 110-150): it rests and never trades."""
+    side = rng.choice(("buy", "sell"))
+    cents = rng.randint(5000, 9000) if side == "buy" else rng.randint(11000, 15000)
+    return {
+        "clientId": client,
+        "orderId": f"{client}-{n}",
+        "side": side,
+        "price": f"{cents // 100}.{cents % 100:02d}",
+        "amount": f"{rng.randint(1, 40) / 8:.3f}",
+    }
+
+
+# ------------------------------------------------------------------------- load (child)
+
+
+async def _load(args: argparse.Namespace) -> None:
+    """The ``load`` subcommand: submit `count` orders, print [seq, sent, acked] lines."""
+    rng = random.Random(args.seed)
+    make = resting_order if args.resting else load_order
+    orders = [make(args.client, n, rng) for n in range(args.count)]
+    records: list[tuple[int, float, float]] = []
+    started = time.time()
+    pending = iter(enumerate(orders))
+    async with open_transport("grenache", grape=args.grape) as transport:
+
+        async def worker() -> None:
+            for i, order in pending:
+                if args.rate:
+                    await anyio.sleep(max(0.0, started + i / args.rate - time.time()))
+                sent = time.time()
+                while True:
+                    try:
+                        reply = await transport.request(SUBMIT_ORDER, order, timeout=30)
+                        break
+                    except TransportError:
+                        await anyio.sleep(0.05)
+                records.append((reply["seq"], sent, time.time()))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(args.concurrency):
+                tg.start_soon(worker)
+    json.dump(records, sys.stdout)
+
+
+# ------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+
+
+def start(name: str, argv: list[str], log: Path, **kw: Any) -> Proc:
+    out = open(log, "wb")  # noqa: SIM115 - closed with the process
+    popen = subprocess.Popen(
+        argv, cwd=REPO, stdout=kw.pop("stdout", out), stderr=out, start_new_session=True, **kw
+    )
+    return Proc(name, popen)
+
+
+@dataclass
+class Watcher:
+    """A replica client; a thread reads its JSON lines and notes when each seq arrived."""
+
+    proc: Proc
+    reached: list[tuple[float, int]] = field(default_factory=list)
+
+    def follow(self) -> None:
+        assert self.proc.popen.stdout is not None
+        for line in self.proc.popen.stdout:
+            now = time.time()
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == "book":
+                self.reached.append((now, int(record["seq"])))
+
+    @property
+    def seq(self) -> int:
+        return self.reached[-1][1] if self.reached else 0
+
+    def time_of(self, seq: int) -> float | None:
+        for when, reached in self.reached:
+            if reached >= seq:
+                return when
+        return None
+
+
+@contextmanager
+def exchange_on_grapes(
+    workdir: Path, max_values: int | None, profile: Path | None = None
+) -> Iterator[tuple[list[Grape], list[Proc]]]:
+    extra = ["--dht_maxValues", str(max_values)] if max_values else []
+    with running_grapes(2, extra_args=extra) as grapes, ExitStack() as stack:
+        submit_port, process_port = free_port(), free_port()
+
+        def python(name: str) -> list[str]:
+            return [PY, "-m", "cProfile", "-o", str(profile / f"{name}.prof")] if profile else [PY]
+
+        procs = [
+            start("submit", [*python("submit"), "bin/submitOrderWorker.py", f"grape={grapes[0].url}",
+                             "--db", str(workdir / "journal.db"), "--port", str(submit_port)],
+                  workdir / "submit.log"),
+            start("process", [*python("process"), "bin/processOrderWorker.py",
+                              f"grape={grapes[1].url}",
+                              "--db", str(workdir / "process.db"), "--port", str(process_port)],
+                  workdir / "process.log"),
+        ]  # fmt: skip
+        for proc in procs:
+            stack.callback(proc.stop)
+        yield grapes, procs
+
+
+async def head_of(grape: str) -> int:
+    async with open_transport("grenache", grape=grape) as transport:
+        while True:
+            try:
+                reply = await transport.request(ORDERBOOK_HEAD, None, timeout=5)
+                return Head.from_wire(reply).seq
+            except TransportError:
+                await anyio.sleep(0.1)
+
+
+async def wait_head(grape: str, seq: int, timeout: float) -> float:
+    """Long-poll the matcher until its head reaches `seq`; return the wall time then."""
+    async with open_transport("grenache", grape=grape) as transport:
+        with anyio.fail_after(timeout):
+            after = -1
+            while True:
+                try:
+                    wire = HeadRequest(max(after, 0), 2_000).to_wire() if after >= 0 else None
+                    reply = await transport.request(ORDERBOOK_HEAD, wire, timeout=10)
+                except TransportError:
+                    await anyio.sleep(0.05)
+                    continue
+                head = Head.from_wire(reply)
+                if head.seq >= seq:
+                    return time.time()
+                after = head.seq
+
+
+def run_loads(
+    grape: str, workdir: Path, *, count: int, concurrency: int, rate: float = 0.0,
+    resting: bool = False, node_count: int = 0, tag: str = "",
+) -> tuple[list[tuple[int, float, float]], dict[str, Any] | None]:  # fmt: skip
+    """Run one Python load process (and a Node one) to the end; their records."""
+    py = start(
+        f"load{tag}",
+        [PY, __file__, "load", "--grape", grape, "--count", str(count),
+         "--concurrency", str(concurrency), "--rate", str(rate), "--client", f"py{tag}",
+         *(["--resting"] if resting else [])],
+        workdir / f"load{tag}.log", stdout=subprocess.PIPE,
+    )  # fmt: skip
+    node_proc = None
+    if node_count:
+        node_proc = start(
+            f"node{tag}",
+            [require_node(), str(NODE_LOAD), "--grape", grape, "--count", str(node_count),
+             "--concurrency", str(concurrency), "--client", f"js{tag}"],
+            workdir / f"node{tag}.log", stdout=subprocess.PIPE, env=node_env(),
+        )  # fmt: skip
+    out, _ = py.popen.communicate(timeout=600)
+    if py.popen.returncode != 0:
+        raise RuntimeError(f"load process failed: {(workdir / f'load{tag}.log').read_text()}")
+    records = [tuple(r) for r in json.loads(out)]
+    node_result = None
+    if node_proc is not None:
+        node_out, _ = node_proc.popen.communicate(timeout=600)
+        node_result = json.loads(node_out.decode().strip().splitlines()[-1])
+        records += [tuple(r) for r in node_result.pop("records")]
+    return records, node_result  # type: ignore[return-value]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its reaped children, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+# ------------------------------------------------------------------------- one config
+
+
+def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, Any]:
+    max_values = None if book <= 1_000 else max(4 * book // 10, 4_000)
+    with tempfile.TemporaryDirectory(prefix="dex-e2e-") as tmp:
+        workdir = Path(tmp)
+        if args.keep:
+            workdir = args.keep
+            workdir.mkdir(parents=True, exist_ok=True)
+        with exchange_on_grapes(workdir, max_values, args.profile) as (grapes, procs):
+            g0, g1 = grapes[0].url, grapes[1].url
+            anyio.run(head_of, g1)
+            # 1. The resting book.
+            if book:
+                run_loads(g0, workdir, count=book, concurrency=64, resting=True, tag="rest")
+                anyio.run(wait_head, g1, book, 600.0)
+            base = anyio.run(head_of, g1)
+            # 2. Replicas, caught up with the resting book.
+            watchers: list[Watcher] = []
+            for i in range(replicas):
+                grape = (g0, g1)[i % 2]
+                proc = start(f"replica{i}", [PY, "bin/client.py", f"grape={grape}", "--json"],
+                             workdir / f"replica{i}.log", stdout=subprocess.PIPE)  # fmt: skip
+                procs.append(proc)
+                watcher = Watcher(proc)
+                threading.Thread(target=watcher.follow, daemon=True).start()
+                watchers.append(watcher)
+            deadline = time.time() + args.catch_up
+            while any(w.seq < base for w in watchers):
+                if time.time() > deadline:
+                    logs = "\n".join(
+                        (workdir / f"replica{i}.log").read_text()[-2000:] for i in range(replicas)
+                    )
+                    raise TimeoutError(f"replicas did not catch up with the resting book:\n{logs}")
+                time.sleep(0.05)
+            # 3. Throughput: as fast as the in-flight bounds allow.
+            node_count = args.orders // 4 if args.node else 0
+            measured = {"grape0": grapes[0].pid, "grape1": grapes[1].pid,
+                        **{p.name: p.popen.pid for p in procs}}  # fmt: skip
+            cpu0 = {name: cpu_seconds(pid) for name, pid in measured.items()}
+            t0 = time.time()
+            records, node = run_loads(
+                g0, workdir, count=args.orders - node_count, concurrency=args.concurrency,
+                node_count=node_count, tag="tp",
+            )  # fmt: skip
+            last = max(r[0] for r in records)
+            done = anyio.run(wait_head, g1, last, 600.0)
+            deadline = time.time() + 120
+            while any(w.seq < last for w in watchers) and time.time() < deadline:
+                time.sleep(0.02)
+            cpu = {n: cpu_seconds(pid) - cpu0[n] for n, pid in measured.items()}
+            log = (workdir / "process.log").read_text()
+            versions = sum(1 for line in log.splitlines() if " applied seq=" in line)
+            first_sent = min(r[1] for r in records)
+            last_ack = max(r[2] for r in records)
+            submit_ms = [(r[2] - r[1]) * 1000 for r in records]
+            result: dict[str, Any] = {
+                "book": book,
+                "replicas": replicas,
+                "dht_max_values": max_values or 1000,
+                "orders": len(records),
+                "processed_per_s": round(len(records) / (done - first_sent), 1),
+                "submit_per_s": round(len(records) / (last_ack - first_sent), 1),
+                "submit_p50_ms": round(quantile(submit_ms, 0.5), 2),
+                "submit_p99_ms": round(quantile(submit_ms, 0.99), 2),
+                "node_submit_per_s": round(node["rps"], 1) if node else None,
+                "wall_s": round(time.time() - t0, 2),
+                "versions": versions,
+                "cpu_us_per_order": {
+                    name: round(seconds * 1e6 / len(records)) for name, seconds in cpu.items()
+                },
+            }
+            # 4. Latency to every replica at an offered rate.
+            if watchers and args.rate:
+                count = int(args.rate * args.latency_seconds)
+                lat, _ = run_loads(g0, workdir, count=count, concurrency=64, rate=args.rate,
+                                   tag="lat")  # fmt: skip
+                last = max(r[0] for r in lat)
+                deadline = time.time() + 60
+                while any(w.seq < last for w in watchers) and time.time() < deadline:
+                    time.sleep(0.05)
+                seen: list[float] = []
+                missing = 0
+                for seq, sent, _ack in lat:
+                    times = [w.time_of(seq) for w in watchers]
+                    if any(t is None for t in times):
+                        missing += 1
+                        continue
+                    seen.append((max(t for t in times if t is not None) - sent) * 1000)
+                result.update(
+                    offered_per_s=args.rate,
+                    replica_p50_ms=round(quantile(seen, 0.5), 1),
+                    replica_p99_ms=round(quantile(seen, 0.99), 1),
+                    replica_missing=missing,
+                )
+            for proc in procs:
+                proc.stop()
+    return result
+
+
+# ------------------------------------------------------------------------- main
+
+
+def _summary(results: list[dict[str, Any]]) -> None:
+    print("book    R  processed/s  submit/s  submit p50/p99 ms  replica p50/p99 ms  (node/s)")
+    for r in results:
+        rep = (f"{r.get('replica_p50_ms', '-'):>7} / {r.get('replica_p99_ms', '-'):<7}"
+               if "replica_p99_ms" in r else "      -          ")  # fmt: skip
+        print(
+            f"{r['book']:>6} {r['replicas']:>3} {r['processed_per_s']:>11} {r['submit_per_s']:>9}"
+            f"  {r['submit_p50_ms']:>7} / {r['submit_p99_ms']:<7}  {rep}"
+            f"  ({r['node_submit_per_s']})"
+        )
+    big = [r for r in results if r["dht_max_values"] > 1000]
+    if big:
+        print("books over 1,000 resting orders ran on grapes with --dht_maxValues raised "
+              f"({', '.join(str(r['dht_max_values']) for r in big)}): they do not fit the "
+              "challenge's 1000-value DHT")  # fmt: skip
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "load":
+        parser = argparse.ArgumentParser(prog="e2e_bench.py load")
+        parser.add_argument("cmd")
+        parser.add_argument("--grape", required=True)
+        parser.add_argument("--count", type=int, required=True)
+        parser.add_argument("--concurrency", type=int, default=64)
+        parser.add_argument("--rate", type=float, default=0.0)
+        parser.add_argument("--client", default="py")
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--resting", action="store_true")
+        anyio.run(_load, parser.parse_args())
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--books", default="1000,10000,100000", help="resting book sizes")
+    parser.add_argument("--replicas", default="0,3,10", help="replica counts")
+    parser.add_argument("--orders", type=int, default=20_000, help="orders per throughput run")
+    parser.add_argument("--concurrency", type=int, default=64, help="in flight per load process")
+    parser.add_argument("--rate", type=float, default=1000, help="offered orders/s (latency)")
+    parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument("--no-node", dest="node", action="store_false", help="no Node load")
+    parser.add_argument("--quick", action="store_true", help="one small config")
+    parser.add_argument("--profile", type=Path, help="cProfile both workers into this folder")
+    parser.add_argument("--keep", type=Path, help="keep databases and logs in this folder")
+    parser.add_argument("--catch-up", type=float, default=300, help="replica start bound (s)")
+    parser.add_argument("--json", action="store_true", help="one JSON object, last line")
+    args = parser.parse_args()
+    if not (NODE_MODULES / "grenache-grape").is_dir():
+        sys.exit("node_modules missing: run `make setup`")
+    if args.quick:
+        args.books, args.replicas, args.orders = "1000", "3", min(args.orders, 3000)
+    results = []
+    for book in (int(b) for b in args.books.split(",")):
+        for replicas in (int(r) for r in args.replicas.split(",")):
+            result = run_config(book, replicas, args)
+            print(json.dumps(result), file=sys.stderr)
+            results.append(result)
+    _summary(results)
+    if args.json:
+        headline = next((r for r in results if r["replicas"] == 3), results[0])
+        print(json.dumps({
+            "processed_per_s": headline["processed_per_s"],
+            "submit_per_s": headline["submit_per_s"],
+            "submit_p99_ms": headline["submit_p99_ms"],
+            "replica_p99_ms": headline.get("replica_p99_ms"),
+            "replicas": headline["replicas"],
+            "book": headline["book"],
+            "runs": results,
+            "median_processed_per_s": statistics.median(r["processed_per_s"] for r in results),
+        }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

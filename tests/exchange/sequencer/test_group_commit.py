@@ -1,0 +1,150 @@
+"""Group commit: submits that arrive together share one transaction, each reply after it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from support.exchange_rig import running_exchange, wait_until
+
+from exchange.sequencer import Journal, SubmitWorker
+from orderbook_core import DEFAULT_SPEC, command_to_wire, parse_command
+from transports import MemoryNetwork, RemoteError, open_transport
+
+pytestmark = pytest.mark.anyio
+
+
+def order(i: int, **extra: Any) -> dict[str, Any]:
+    return {"clientId": f"c{i % 3}", "orderId": f"o{i}", "side": "buy", "price": "100",
+            "amount": "1", **extra}  # fmt: skip
+
+
+class CountingJournal(Journal):
+    """Counts appends (one per transaction) and can be told to fail the next ones."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.appends: list[int] = []
+        self.fail = 0
+
+    def append(self, entries: Any) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        super().append(entries)
+        self.appends.append(len(entries))
+
+
+async def test_concurrent_submits_share_commits_and_get_gap_free_numbers(tmp_path: Path) -> None:
+    network = MemoryNetwork()
+    with CountingJournal(tmp_path / "j.db") as journal:
+        async with (
+            open_transport("memory", network=network) as server,
+            open_transport("memory", network=network) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(SubmitWorker(server, journal, clock=lambda: 5).run)
+            replies: list[Any] = []
+
+            async def submit(i: int) -> None:
+                replies.append(await client.request("submit_order", order(i), timeout=5))
+
+            async with anyio.create_task_group() as submits:
+                for i in range(200):
+                    submits.start_soon(submit, i)
+            tg.cancel_scope.cancel()
+        assert sorted(r["seq"] for r in replies) == list(range(1, 201))
+        assert sum(journal.appends) == 200
+        assert len(journal.appends) < 200  # several commands per transaction
+        assert [e.seq for e in journal.entries()] == list(range(1, 201))
+        # Each reply names the entry that holds its order.
+        by_order = {e.command["orderId"]: e.seq for e in journal.entries()}
+        assert all(by_order[r["orderId"]] == r["seq"] for r in replies)
+
+
+async def test_a_failed_commit_fails_every_queued_submit_and_leaves_no_gap(
+    tmp_path: Path,
+) -> None:
+    network = MemoryNetwork()
+    with CountingJournal(tmp_path / "j.db") as journal:
+        async with (
+            open_transport("memory", network=network) as server,
+            open_transport("memory", network=network) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(SubmitWorker(server, journal, clock=lambda: 5, max_backoff=0.1).run)
+            await client.request("submit_order", order(0), timeout=5)
+            journal.fail = 1
+            outcomes: list[str] = []
+
+            async def submit(i: int) -> None:
+                try:
+                    reply = await client.request("submit_order", order(i), timeout=5)
+                    outcomes.append(f"ok {reply['seq']}")
+                except RemoteError as exc:
+                    outcomes.append(exc.message.split(":")[0])
+
+            async with anyio.create_task_group() as submits:
+                for i in range(1, 4):
+                    submits.start_soon(submit, i)
+            assert "ERR_UNAVAILABLE" in outcomes  # the failed transaction's submits
+            # The retries (same orderIds) are numbered on from the journal's real head.
+            for i in range(1, 4):
+                await client.request("submit_order", order(i), timeout=5)
+            tg.cancel_scope.cancel()
+        assert [e.seq for e in journal.entries()] == [1, 2, 3, 4]
+        assert next(e.command["orderId"] for e in journal.entries()) == "o0"
+
+
+async def test_a_generated_order_id_is_its_own_seq_under_concurrency(tmp_path: Path) -> None:
+    async with running_exchange(tmp_path, MemoryNetwork(), process=False) as rig:
+        payload = {"clientId": "c1", "side": "buy", "price": "100", "amount": "1"}
+        replies: list[Any] = []
+
+        async def submit() -> None:
+            replies.append(await rig.submit(payload))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(submit)
+        assert all(r["orderId"] == f"_{r['seq']}" for r in replies)
+        stored = {e.seq: e.command["orderId"] for e in rig.journal.entries()}
+        assert stored == {seq: f"_{seq}" for seq in range(1, 51)}
+
+
+async def test_the_forwarder_sends_runs_of_entries(tmp_path: Path) -> None:
+    async with running_exchange(tmp_path, MemoryNetwork(), process=False) as rig:
+        for i in range(40):
+            await rig.submit(order(i))
+        sizes: list[int] = []
+
+        async def count_runs(payload: Any) -> Any:
+            entries = payload.get("entries", [payload])
+            sizes.append(len(entries))
+            return {"seq": entries[-1]["seq"], "root": "ab" * 20}
+
+        async with (
+            open_transport("memory", network=rig.network) as fake,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(fake.serve, {"process_order": count_runs})
+            await wait_until(lambda: rig.submitter.forwarded == 40)
+            tg.cancel_scope.cancel()
+        assert sum(sizes) == 40
+        assert max(sizes) > 1
+
+
+async def test_a_journal_entry_keeps_the_settled_order_id(tmp_path: Path) -> None:
+    async with running_exchange(tmp_path, MemoryNetwork(), process=False) as rig:
+        payload = {"clientId": "c1", "side": "sell", "price": "1", "amount": "2"}
+        reply = await rig.submit(payload)
+        entry = rig.journal.get(reply["seq"])
+        assert entry is not None
+        command = parse_command(
+            payload, DEFAULT_SPEC, seq=reply["seq"], ts=0, default_order_id=f"_{reply['seq']}"
+        )
+        assert entry.command == command_to_wire(command, DEFAULT_SPEC)
+        assert entry.command["orderId"] == reply["orderId"] == f"_{reply['seq']}"
