@@ -190,8 +190,9 @@ def exchange_on_grapes(
             return [PY, "-m", "cProfile", "-o", str(profile / f"{name}.prof")] if profile else [PY]
 
         procs = [
-            start("submit", [*python("submit"), "bin/submitOrderWorker.py", f"grape={grapes[0].url}",
-                             "--db", str(workdir / "journal.db"), "--port", str(submit_port)],
+            start("submit", [*python("submit"), "bin/submitOrderWorker.py",
+                             f"grape={grapes[0].url}", "--db", str(workdir / "journal.db"),
+                             "--port", str(submit_port)],
                   workdir / "submit.log"),
             start("process", [*python("process"), "bin/processOrderWorker.py",
                               f"grape={grapes[1].url}",
@@ -260,7 +261,7 @@ def run_loads(
         node_out, _ = node_proc.popen.communicate(timeout=600)
         node_result = json.loads(node_out.decode().strip().splitlines()[-1])
         records += [tuple(r) for r in node_result.pop("records")]
-    return records, node_result  # type: ignore[return-value]
+    return records, node_result
 
 
 def cpu_seconds(pid: int) -> float:
