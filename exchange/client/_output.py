@@ -86,8 +86,9 @@ def describe_record(record: Record) -> str | None:
         )
     if kind == "rejected":
         what = "cancel of" if r.get("op") == "cancel" else "order"
+        verb = "failed" if r.get("op") == "cancel" else "rejected"
         reason = REJECT_TEXT.get(r["reason"], r["reason"])
-        return f"seq {r['seq']}: {what} {r['orderId']} failed: {reason} ({r['reason']})"
+        return f"seq {r['seq']}: {what} {r['orderId']} {verb}: {reason} ({r['reason']})"
     if kind == "modified":
         return (
             f"seq {r['seq']}: modified {r['orderId']}: {r['amount']} @ {r['price']} "

@@ -91,7 +91,7 @@ LEVEL = {"price": "100.00", "amount": "2.000"}
         ),
         (
             {"event": "rejected", "seq": 6, "orderId": "a-2", "reason": "ERR_ORDER_UNKNOWN"},
-            "seq 6: order a-2 failed: no resting order of yours has this id (ERR_ORDER_UNKNOWN)",
+            "seq 6: order a-2 rejected: no resting order of yours has this id (ERR_ORDER_UNKNOWN)",
         ),
         (
             {
