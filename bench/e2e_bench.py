@@ -47,16 +47,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from peers import REPO, grapes, node, node_env
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from support.grapes import Grape, running_grapes  # noqa: E402
-from support.node import NODE_MODULES, node_env, require_node  # noqa: E402
-from support.ports import free_port  # noqa: E402
-
-from exchange.protocol import ORDERBOOK_HEAD, SUBMIT_ORDER, Head, HeadRequest  # noqa: E402
-from transports import TransportError, open_transport  # noqa: E402
+from exchange.protocol import ORDERBOOK_HEAD, SUBMIT_ORDER, Head, HeadRequest
+from transports import TransportError, open_transport
+from transports.grenache.testing import Grape, free_port
 
 PY = sys.executable
 NODE_LOAD = REPO / "bench" / "node" / "submit_load.js"
@@ -183,7 +178,7 @@ def exchange_on_grapes(
     workdir: Path, max_values: int | None, profile: Path | None = None
 ) -> Iterator[tuple[list[Grape], list[Proc]]]:
     extra = ["--dht_maxValues", str(max_values)] if max_values else []
-    with running_grapes(2, extra_args=extra) as grapes, ExitStack() as stack:
+    with grapes(2, extra_args=extra) as started, ExitStack() as stack:
         submit_port, process_port = free_port(), free_port()
 
         def python(name: str) -> list[str]:
@@ -191,17 +186,17 @@ def exchange_on_grapes(
 
         procs = [
             start("submit", [*python("submit"), "bin/submitOrderWorker.py",
-                             f"grape={grapes[0].url}", "--db", str(workdir / "journal.db"),
+                             f"grape={started[0].url}", "--db", str(workdir / "journal.db"),
                              "--port", str(submit_port)],
                   workdir / "submit.log"),
             start("process", [*python("process"), "bin/processOrderWorker.py",
-                              f"grape={grapes[1].url}",
+                              f"grape={started[1].url}",
                               "--db", str(workdir / "process.db"), "--port", str(process_port)],
                   workdir / "process.log"),
         ]  # fmt: skip
         for proc in procs:
             stack.callback(proc.stop)
-        yield grapes, procs
+        yield started, procs
 
 
 async def head_of(grape: str) -> int:
@@ -248,7 +243,7 @@ def run_loads(
     if node_count:
         node_proc = start(
             f"node{tag}",
-            [require_node(), str(NODE_LOAD), "--grape", grape, "--count", str(node_count),
+            [node(), str(NODE_LOAD), "--grape", grape, "--count", str(node_count),
              "--concurrency", str(concurrency), "--client", f"js{tag}"],
             workdir / f"node{tag}.log", stdout=subprocess.PIPE, env=node_env(),
         )  # fmt: skip
@@ -427,8 +422,7 @@ def main() -> None:
     parser.add_argument("--catch-up", type=float, default=300, help="replica start bound (s)")
     parser.add_argument("--json", action="store_true", help="one JSON object, last line")
     args = parser.parse_args()
-    if not (NODE_MODULES / "grenache-grape").is_dir():
-        sys.exit("node_modules missing: run `make setup`")
+    node()  # exits with a message when `make setup` has not run
     if args.quick:
         args.books, args.replicas, args.orders = "1000", "3", min(args.orders, 3000)
     results = []

@@ -47,16 +47,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from peers import NODE_SCRIPTS, REPO, grapes, node, node_env
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from support.grapes import running_grapes  # noqa: E402
-from support.node import NODE_SCRIPTS, node_env, require_node  # noqa: E402
-from support.ports import free_port  # noqa: E402
-
-from transports import JSON  # noqa: E402
-from transports.grenache import GrenacheTransport  # noqa: E402
+from transports import JSON
+from transports.grenache import GrenacheTransport
+from transports.grenache.testing import free_port
 
 
 def percentile(sorted_ms: list[float], q: float) -> float:
@@ -155,7 +150,7 @@ def process(cmd: list[str], *, env: dict[str, str] | None = None) -> Iterator[di
 def node_bench(grape: str, name: str, args: argparse.Namespace) -> dict[str, float]:
     out = subprocess.run(
         [
-            require_node(),
+            node(),
             str(NODE_SCRIPTS / "bench_client.js"),
             *("--grape", grape, "--name", name),
             *("--concurrency", str(args.concurrency), "--duration", str(args.duration)),
@@ -225,13 +220,13 @@ def main() -> None:
         anyio.run(serve_forever, *args.serve)
         return
 
-    with running_grapes(2) as grapes:
-        server_grape, client_grape = grapes[0].url, grapes[1].url
+    with grapes(2) as started:
+        server_grape, client_grape = started[0].url, started[1].url
         py_name = f"bench-py-{uuid.uuid4().hex[:8]}"
         node_name = f"bench-node-{uuid.uuid4().hex[:8]}"
         py_server = [sys.executable, __file__, "--serve", server_grape, py_name]
         node_server = [
-            require_node(),
+            node(),
             str(NODE_SCRIPTS / "rpc_server.js"),
             *("--grape", server_grape, "--name", node_name, "--port", str(free_port())),
         ]

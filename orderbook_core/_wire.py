@@ -196,7 +196,7 @@ def parse_command(
 ) -> Command:
     """Turn a JSON-decoded wire payload into a typed command.
 
-    The payload is DESIGN.md's ``submit_order`` object (see the module docstring for
+    The payload is the ``submit_order`` object of docs/protocol.md (see the module docstring for
     the rules). ``seq`` and ``ts`` are the sequencer's, not the client's. Fields are
     checked in a fixed order (op, unknown fields, clientId, orderId, then the op's
     own fields), so the error for a given payload is deterministic. O(len(payload)).

@@ -319,9 +319,9 @@ async def test_map_with_a_dead_peer_and_request_failover() -> None:
 async def test_request_skips_a_peer_that_does_not_serve_the_name() -> None:
     # Grapes keep a dead peer's address announced for ever; once another process (say a
     # client node, which serves only orderbook_updated) binds that port, it answers
-    # ERR_SERVICE_UNKNOWN. `request` used to return that as the answer (a client then
-    # reported its order "refused"); the handler certainly did not run, so it is now a
-    # peer to skip, like one that refuses the connection.
+    # ERR_SERVICE_UNKNOWN. That is not the service's answer (a client would report its
+    # order "refused"): the handler certainly did not run, so it is a peer to skip, like
+    # one that refuses the connection.
     async with rig() as r, anyio.create_task_group() as tg:
         other = GrenacheTransport(r.grape.url, lookup_ttl=0.0)
         async with other:
@@ -340,7 +340,7 @@ async def test_request_skips_a_peer_that_does_not_serve_the_name() -> None:
 async def test_idle_connections_to_peers_never_called_again_are_closed() -> None:
     # The process worker calls every client once per version; a client that exits is
     # never called again. Its kept-alive connection (a file descriptor) and the pool's
-    # per-peer entry used to stay for ever; an idle sweep now closes them.
+    # per-peer entry must not stay for ever: an idle sweep closes them.
     async with rig() as r, anyio.create_task_group() as tg:
         pool = r.client._pool
         pool._idle_expiry = 0.1
@@ -467,7 +467,7 @@ async def test_accept_failures_do_not_stop_the_server(
     code: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Out of file descriptors (EMFILE: easy to reach with `ulimit -n 1024` and the
-    # default max_connections of 1024) or a connection aborted in the backlog used to
+    # default max_connections of 1024) or a connection aborted in the backlog must not
     # end `serve` with the OSError, and the worker with it.
     failures = 3
     real_accept = _stream._AsyncioListener.accept

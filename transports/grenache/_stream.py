@@ -38,8 +38,8 @@ _READ_LOW = 64 * 1024
 
 # accept() failures that say nothing about the listening socket: out of file
 # descriptors or kernel memory (wait, connections will close), or a connection that
-# died in the backlog (skip it). Any of them used to end `serve` and take the whole
-# worker down; asyncio's own servers pause and retry in the same way.
+# died in the backlog (skip it). None of them may end `serve` (that would take the
+# whole worker down); asyncio's own servers pause and retry in the same way.
 _ACCEPT_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _ACCEPT_SKIPPED = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.ECONNRESET})
 _ACCEPT_PAUSE = 0.1

@@ -183,8 +183,8 @@ async def test_a_forged_version_far_ahead_of_the_head_cannot_pin_the_replica(
     market: Market, network: MemoryNetwork, node: ClientNode, records: Records
 ) -> None:
     # Anyone can put a self-consistent version in the DHT and call orderbook_updated.
-    # One numbered 10**9 used to be taken, and then no real version was ever "newer":
-    # the replica showed the forger's book for good. The process worker's head bounds it.
+    # One numbered 10**9, if taken, would leave no real version ever "newer": the replica
+    # would show the forger's book for good. The matcher's head bounds it.
     async def head(_: JSON) -> JSON:
         return {"seq": market.seq, "root": market.roots[-1] if market.roots else None}
 
@@ -327,9 +327,9 @@ async def test_submit_retries_when_the_server_timed_the_handler_out(
     network: MemoryNetwork,
 ) -> None:
     # The Grenache server answers ERR_TIMEOUT for a handler that ran past its bound (a
-    # stalled disk under the journal): the order may or may not be journaled. It used to
-    # be reported as "refused" (exit 1) although the order could still trade; a retry
-    # with the same orderId gets the first reply, or journals it once.
+    # stalled disk under the journal): the order may or may not be journaled, so it is
+    # not "refused" (it could still trade); a retry with the same orderId gets the first
+    # reply, or journals it once.
     fake = FakeSubmit(fail_first=1, transient="ERR_TIMEOUT: handler took longer than 30.0 s")
     submitted = await submit_to(network, fake)
     assert submitted.seq == 41

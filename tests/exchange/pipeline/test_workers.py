@@ -145,9 +145,9 @@ async def test_a_process_state_from_another_journal_is_not_built_upon(
 ) -> None:
     """A process worker restarted on the state of another run, *behind* the journal.
 
-    It used to answer ``ERR_SEQ_GAP: expected 4`` and get journal B's 4.. applied on top
-    of journal A's 1..3: a book that no replay of either journal gives, published to
-    every client without a word. The forwarder now resends 3 first, which the process
+    Answering ``ERR_SEQ_GAP: expected 4`` and applying journal B's 4.. on top of journal
+    A's 1..3 would publish a book that no replay of either journal gives, to every
+    client, without a word. The forwarder resends 3 first, which the process
     worker confirms only if it applied that very entry (command and timestamp).
     """
     caplog.set_level(logging.WARNING)
