@@ -10,7 +10,7 @@ client ──submit_order──▶ sequencer ──process_order──▶ matche
 - `exchange.sequencer`: the submit_order worker and its journal;
 - `exchange.matcher`: the process_order worker, `apply_entry` and its applied log;
 - `exchange.versions`: the versioned book in the DHT (page trees, publisher, reader);
-- `exchange.tools`: the operator's `dex` (replay, demo).
+- `exchange.tools`: the operator's `dex` (replay, demo, head, book, watch, journal, status, ...).
 
 The most used names are re-exported here.
 """

@@ -7,6 +7,7 @@ import pytest
 
 import exchange
 import exchange.client
+import exchange.client.view
 import exchange.matcher
 import exchange.protocol
 import exchange.sequencer
@@ -16,6 +17,7 @@ import exchange.versions
 PACKAGES = [
     exchange,
     exchange.client,
+    exchange.client.view,
     exchange.matcher,
     exchange.protocol,
     exchange.sequencer,
