@@ -278,12 +278,6 @@ class OrderBook:
         """The number of resting orders. O(1)."""
         return len(self._index)
 
-    def state_hash(self) -> str:
-        """SHA-256 (hex) of :func:`encode_book`: equal books, equal hashes. O(n + L log L)."""
-        from orderbook_core._encoding import state_hash
-
-        return state_hash(self)
-
     def copy(self) -> OrderBook:
         """An independent book with the same content: equal, and it behaves the same.
 

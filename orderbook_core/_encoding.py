@@ -1,10 +1,10 @@
-"""Canonical encoding of a whole book, its decoding, and the state hash.
+"""Canonical encoding of a whole book, its decoding, and the one canonical JSON.
 
 The encoding is a pure function of the book's *content*: the market spec and the
 resting orders in canonical order (asks ascending, bids descending, time priority
 within a level). It never looks at internal layout (heaps, cancelled entries still
 queued, dict order), so two books that hold the same orders in the same priority
-encode to the same bytes, whatever history led to them, and so hash the same.
+encode to the same bytes, whatever history led to them, and compare equal.
 
 Format ``orderbook-core/1``: compact JSON (no spaces, keys sorted, ASCII only) ::
 
@@ -19,7 +19,6 @@ with trailing zeros removed, so equal specs encode equally.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -28,7 +27,7 @@ from orderbook_core._book import OrderBook
 from orderbook_core._spec import MarketSpec
 from orderbook_core._types import RestingOrder, SelfTradePrevention, Side
 
-__all__ = ["FORMAT", "canonical_json", "decode_book", "encode_book", "state_hash"]
+__all__ = ["FORMAT", "canonical_json", "decode_book", "encode_book"]
 
 FORMAT = "orderbook-core/1"
 
@@ -103,11 +102,6 @@ def encode_book(book: OrderBook) -> bytes:
         "spec": _spec_to_json(book.spec),
     }
     return canonical_json(doc).encode()
-
-
-def state_hash(book: OrderBook) -> str:
-    """SHA-256 hex digest of :func:`encode_book`. O(n + L log L)."""
-    return hashlib.sha256(encode_book(book)).hexdigest()
 
 
 def _fail(rule: str) -> ValueError:

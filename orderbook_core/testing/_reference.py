@@ -338,14 +338,14 @@ class ReferenceBook:
         o = self._find(client_id, order_id)
         return None if o is None else o.view()
 
-    def state_hash(self) -> str:
-        """The hash `OrderBook.state_hash` must give for this content.
+    def to_book(self) -> OrderBook:
+        """The `OrderBook` with this content, for comparing with ``==``.
 
-        Computed by the real canonical encoding (`OrderBook.from_orders`): the hash is a
-        function of the content alone, so a book that agrees with this one order for
-        order must agree here too, whatever history led to it.
+        Built by the real book's `OrderBook.from_orders`: books are equal when their
+        canonical encodings are, a function of the content alone, so a book that agrees
+        with this one order for order is equal to it, whatever history led to it.
         """
-        return OrderBook.from_orders(self._spec, self.orders()).state_hash()
+        return OrderBook.from_orders(self._spec, self.orders())
 
     def __len__(self) -> int:
         """The number of resting orders."""

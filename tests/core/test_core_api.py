@@ -94,7 +94,7 @@ def test_contract_names_exist() -> None:
         "levels",
         "orders",
         "get_order",
-        "state_hash",
+        "copy",
         "from_orders",
     ]:
         assert callable(getattr(orderbook_core.OrderBook, method)), method

@@ -242,7 +242,7 @@ class BookVersusNaive(RuleBasedStateMachine):
         assert bid is None or ask is None or bid < ask
         self.ledger.check(orders)
         rebuilt = OrderBook.from_orders(self.spec, self.naive.orders())
-        assert rebuilt.state_hash() == self.book.state_hash()
+        assert rebuilt == self.book
 
 
 BookVersusNaive.TestCase.settings = CORE_PROFILE

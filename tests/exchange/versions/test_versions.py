@@ -375,7 +375,7 @@ async def test_round_trip(network: MemoryNetwork) -> None:
     assert (version.root.seq, version.root.first, version.root.prev) == (250, 1, None)
     assert version.root.book == book_hash(book)
     assert list(version.book.orders()) == list(book.orders())
-    assert version.book.state_hash() == book.state_hash()
+    assert version.book == book
     assert version.events == tuple(events)
 
 
@@ -423,7 +423,7 @@ async def test_one_order_update_shares_unchanged_pages(network: MemoryNetwork) -
             version = await reader.fetch(key)
             assert reader.last_get_count <= bound
             assert version.root.prev is not None
-            assert version.book.state_hash() == book.state_hash()
+            assert version.book == book
             worst_put = max(worst_put, publisher.last_put_count - publisher.last_refresh_count)
             worst_get = max(worst_get, reader.last_get_count)
     print(f"\none-order update, 1500 orders, height {publisher.last_height}: ")
@@ -452,7 +452,7 @@ async def test_tampered_page_is_rejected_and_the_replica_kept(network: MemoryNet
         publisher = VersionPublisher(dht, SPEC)
         reader = VersionReader(dht, SPEC)
         replica = await reader.fetch(await publisher.publish(book, events, seq=400, first=1))
-        held = replica.book.state_hash()
+        held = replica.book.copy()
         before = set(build_book_tree(book).pages)
         more = book.apply(NewOrder(401, 401, "x", "x1", Side.SELL, MID + 5, 2))
         key = await publisher.publish(book, more, seq=401, first=401)
@@ -463,14 +463,14 @@ async def test_tampered_page_is_rejected_and_the_replica_kept(network: MemoryNet
         dht.tampered[victim] = text.replace('"x1"', '"x2"') if '"x1"' in text else text + " "
         with pytest.raises(InvalidVersion, match="does not match its hash"):
             await reader.fetch(key)
-        assert replica.book.state_hash() == held  # what the caller holds is untouched
-        assert (await reader.fetch(replica.key)).book.state_hash() == held
+        assert replica.book == held  # what the caller holds is untouched
+        assert (await reader.fetch(replica.key)).book == held
         del dht.tampered[victim]
         dht.tampered[key] = root_text()  # a valid root, but not the one under `key`
         with pytest.raises(InvalidVersion, match="does not match its hash"):
             await VersionReader(dht, SPEC).fetch(key)  # (`reader` has the root cached)
         del dht.tampered[key]
-        assert (await reader.fetch(key)).book.state_hash() == book.state_hash()
+        assert (await reader.fetch(key)).book == book
 
 
 def leaf(*orders: tuple[Any, ...]) -> str:
@@ -671,7 +671,7 @@ async def test_failed_publish_changes_nothing_and_a_retry_republishes(
         second = await publisher.publish(book, more, seq=602, first=601)
         assert second != first
         version = await VersionReader(dht, SPEC).fetch(second)
-        assert version.book.state_hash() == book.state_hash()
+        assert version.book == book
         assert version.root.prev == first
 
 
@@ -688,7 +688,7 @@ async def test_missing_page_can_appear_later(network: MemoryNetwork) -> None:
         with pytest.raises(InvalidVersion, match=f"missing page {hidden}"):
             await reader.fetch(key)
         dht.hidden.clear()
-        assert (await reader.fetch(key)).book.state_hash() == book.state_hash()
+        assert (await reader.fetch(key)).book == book
 
 
 @pytest.mark.anyio
@@ -698,7 +698,7 @@ async def test_a_tiny_cache_still_reads_correctly(network: MemoryNetwork) -> Non
         publisher = VersionPublisher(transport, SPEC)
         reader = VersionReader(transport, SPEC, cache_pages=5, concurrency=2)
         key = await publisher.publish(book, events, seq=300, first=1)
-        assert (await reader.fetch(key)).book.state_hash() == book.state_hash()
+        assert (await reader.fetch(key)).book == book
         assert reader.cached_pages <= 5
         assert (await reader.fetch(key)).events == tuple(events)
 
