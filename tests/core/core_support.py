@@ -42,7 +42,7 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-CORE_PROFILE = settings.get_profile(os.environ.get("CORE_HYPOTHESIS_PROFILE", "core"))
+CORE_PROFILE = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "core"))
 
 BUY = Side.BUY
 SELL = Side.SELL
