@@ -48,5 +48,11 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(PY) bench/core_bench.py
 	$(PY) bench/transport_bench.py
 
+.PHONY: charts
+# docs/img/*.png from the results kept in bench/results/*.json (bench/charts.py says how
+# to refresh those); needs matplotlib, in the bench extra (part of dev).
+charts: $(STAMP)
+	$(PY) bench/charts.py
+
 clean:
 	rm -rf $(VENV) node_modules data .pytest_cache .mypy_cache .ruff_cache

@@ -1,9 +1,9 @@
 """How a worker runs as a command-line program: arguments, logging, signals, exit status.
 
 Both workers (`bin/submitOrderWorker.py`, `bin/processOrderWorker.py`) take the same
-shape of arguments (the challenge's `grape=URL`, or `--grape`, plus `--db` and
-`--port`), log to stderr, stop cleanly on SIGINT/SIGTERM and exit 1 with a short
-message when the grape cannot be used. Only what they build differs: each role
+shape of arguments (the challenge's `grape=URL`, or `--grape`, plus `--db`, `--port`
+and `--metrics-port`), log to stderr, stop cleanly on SIGINT/SIGTERM and exit 1 with a
+short message when the grape cannot be used. Only what they build differs: each role
 describes itself with a `WorkerProgram` (`exchange.sequencer._program`,
 `exchange.matcher._program`) and runs it with `run_worker_program`.
 """
@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 
+from exchange.metrics import NO_METRICS, Metrics, Role, serve_prometheus
 from transports import Transport, TransportError, open_transport
 
 __all__ = ["Runner", "WorkerProgram", "run_worker_program"]
@@ -34,6 +35,8 @@ class WorkerProgram:
     """What one worker's command line needs to know about the worker."""
 
     name: str
+    role: Role
+    """Which metrics `--metrics-port` exports (docs/operations.md, "Metrics")."""
     prog: str
     description: str
     default_grape: str
@@ -42,7 +45,8 @@ class WorkerProgram:
     port_help: str
     build: Callable[[argparse.Namespace, ExitStack], Callable[[Transport], Runner]]
     """Opens the worker's files (synchronously, before the event loop starts) and
-    returns how to make its `run` once the transport is open."""
+    returns how to make its `run` once the transport is open. `args.metrics` is the
+    `Metrics` to give the worker (`NO_METRICS` without `--metrics-port`)."""
 
 
 def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
@@ -58,6 +62,13 @@ def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
         "--db", default=worker.default_db, help=f"{worker.db_help} (default {worker.default_db})"
     )
     parser.add_argument("--port", type=int, default=0, help=worker.port_help)
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="N",
+        help="serve Prometheus metrics on http://127.0.0.1:N/metrics (0: a free port; "
+        "default: none; needs the metrics extra)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
     for setting in args.settings:
@@ -67,6 +78,23 @@ def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
         args.grape = value
     args.grape = args.grape or worker.default_grape
     return args
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {port}")
+    return port
+
+
+def _open_metrics(worker: WorkerProgram, args: argparse.Namespace, stack: ExitStack) -> Metrics:
+    """The worker's observer: Prometheus on `--metrics-port` (until `stack` closes), or
+    none. prometheus-client is imported only here, and only with the flag."""
+    if args.metrics_port is None:
+        return NO_METRICS
+    metrics, port = stack.enter_context(serve_prometheus(args.metrics_port, worker.role))
+    logging.info("%s metrics on http://127.0.0.1:%d/metrics", worker.name, port)
+    return metrics
 
 
 async def _serve(
@@ -97,12 +125,17 @@ def _main(worker: WorkerProgram, argv: list[str]) -> int:
         stream=sys.stderr,
     )
     status = 0
-    try:
-        with ExitStack() as stack:
+    with ExitStack() as stack:
+        try:
+            args.metrics = _open_metrics(worker, args, stack)
+        except (ImportError, OSError) as exc:
+            logging.error("--metrics-port %d: %s", args.metrics_port, exc)
+            return 2
+        try:
             anyio.run(_serve, worker, args, worker.build(args, stack))
-    except* TransportError as group:
-        logging.error("stopped: %s", "; ".join(str(exc) for exc in _leaves(group)))
-        status = 1
+        except* TransportError as group:
+            logging.error("stopped: %s", "; ".join(str(exc) for exc in _leaves(group)))
+            status = 1
     return status
 
 
@@ -115,6 +148,7 @@ def _leaves(group: BaseExceptionGroup[TransportError]) -> list[BaseException]:
 
 
 def run_worker_program(worker: WorkerProgram, argv: list[str]) -> int:
-    """Run `worker` with command-line `argv`; return the exit status (0, or 1 on a
-    transport failure such as an unreachable grape)."""
+    """Run `worker` with command-line `argv`; return the exit status (0; 1 on a
+    transport failure such as an unreachable grape; 2 when `--metrics-port` cannot be
+    served: prometheus-client missing, or the port taken)."""
     return _main(worker, argv)

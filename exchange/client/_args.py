@@ -35,7 +35,7 @@ USAGE = """\
 usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [price=P]
                  [ordType=limit|market] [tif=GTC|IOC|FOK] [postOnly=true]
                  [orderId=ID] [op=new|cancel] [grape=URL]
-                 [--once] [--json | --plain] [--timeout=SECONDS]
+                 [--once] [--json | --plain] [--timeout=SECONDS] [--metrics-port=N]
 
   clientId=ID      who you are: 1-64 of [A-Za-z0-9_.-] (required to submit; a watcher
                    without one is named watcher-<pid>)
@@ -51,6 +51,8 @@ usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [pric
   --json           one JSON object per line instead of text
   --plain          text lines even on a terminal (the live view is for terminals)
   --timeout=S      how long --once and startup may take (default 30)
+  --metrics-port=N serve Prometheus metrics (the replica's seq, head and lag) on
+                   http://127.0.0.1:N/metrics (needs the metrics extra)
 
 No order arguments: watch the book only. On a terminal the client shows the market
 live (the book, the trades, your orders); otherwise one line per event.
@@ -92,6 +94,7 @@ class ClientArgs:
     json: bool = False
     plain: bool = False
     timeout: float = DEFAULT_TIMEOUT
+    metrics_port: int | None = None
     help: bool = False
 
 
@@ -114,6 +117,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
     values: dict[str, str] = {}
     once = as_json = plain = False
     timeout = DEFAULT_TIMEOUT
+    metrics_port: int | None = None
     words = iter(argv)
     for word in words:
         if word.startswith("--"):
@@ -128,9 +132,14 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
                 if not eq:
                     value = next(words, "")
                 timeout = _parse_timeout(value)
+            elif name == "metrics-port":
+                if not eq:
+                    value = next(words, "")
+                metrics_port = _parse_port(value)
             else:
                 raise ArgumentError(
-                    f"unknown flag {word!r} (flags: --once, --json, --plain, --timeout=S)"
+                    f"unknown flag {word!r} (flags: --once, --json, --plain, --timeout=S,"
+                    " --metrics-port=N)"
                 )
             continue
         key, eq, value = word.partition("=")
@@ -158,6 +167,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
         json=as_json,
         plain=plain,
         timeout=timeout,
+        metrics_port=metrics_port,
     )
 
 
@@ -217,8 +227,14 @@ def _parse_timeout(value: str) -> float:
     except ValueError:
         raise ArgumentError(f"--timeout: not a number of seconds: {value!r}") from None
     if not 0 < seconds <= 3600:
-        raise ArgumentError(f"--timeout: must be in (0, 3600] seconds, got {value}")
+        raise ArgumentError(f"--timeout: must be in (0, 3600] seconds, got {value!r}")
     return seconds
+
+
+def _parse_port(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise ArgumentError(f"--metrics-port: expected a TCP port (0-65535), got {value!r}")
+    return int(value)
 
 
 def _parse_grape(value: str) -> str:

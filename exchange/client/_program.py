@@ -17,6 +17,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any, TextIO
 
 import anyio
@@ -27,6 +28,7 @@ from exchange.client._node import ClientNode, new_order_id
 from exchange.client._output import REJECT_TEXT, Emit, Record, TextOrJsonWriter
 from exchange.client._replica import ReplicaUpdate
 from exchange.client.view import LiveMarket, MarketState, WatchNode, rich_available
+from exchange.metrics import NO_METRICS, Metrics, serve_prometheus
 from exchange.protocol import ArgumentError, BadMessage, OrderRefused
 from exchange.sequencer import GENERATED_ORDER_ID_PREFIX
 from exchange.versions import Version
@@ -142,13 +144,37 @@ async def run_client(
 
     With an order: submit it, then (with ``--once``) wait until the replica holds its
     sequence number and print ``done`` with its outcome. Without: watch (``--once``:
-    until the replica has caught up with the head it first saw).
+    until the replica has caught up with the head it first saw). With
+    ``--metrics-port``, the replica's seq, head and lag are served for Prometheus
+    while it runs.
 
     Args:
         view: draw the live market view (default: when `out` is a terminal, rich is
             installed and neither ``--json`` nor ``--plain`` was given).
         console: the `rich.console.Console` of the view (default: one on `out`).
     """
+    with ExitStack() as stack:
+        metrics = NO_METRICS
+        if args.metrics_port is not None:
+            try:
+                metrics, port = stack.enter_context(serve_prometheus(args.metrics_port, "client"))
+            except (ImportError, OSError) as exc:
+                print(f"client: --metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"client: metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
+        return await _run(args, transport, out, spec, head_interval, view, console, metrics)
+
+
+async def _run(
+    args: ClientArgs,
+    transport: Transport,
+    out: TextIO,
+    spec: MarketSpec,
+    head_interval: float,
+    view: bool | None,
+    console: Any,
+    metrics: Metrics,
+) -> int:
     order = dict(args.order) if args.order is not None else None
     if order is not None:
         if order.get("op", "new") == "new":
@@ -181,6 +207,7 @@ async def run_client(
         head_interval=head_interval,
         on_version=on_version,
     )
+    metrics.follow_replica(lambda: (node.replica.seq, node.head.seq))
     deadline = anyio.current_time() + args.timeout
     startup = min(args.timeout, 15.0)
     async with anyio.create_task_group() as tg:

@@ -19,11 +19,14 @@ DEFAULT_STATE = "data/process_state.db"
 
 
 def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], Runner]:
-    return lambda transport: ProcessWorker(transport, args.db, port=args.port).run
+    return lambda transport: (
+        ProcessWorker(transport, args.db, port=args.port, metrics=args.metrics).run
+    )
 
 
 _PROGRAM = WorkerProgram(
     name=PROCESS_ORDER,
+    role="matcher",
     prog="processOrderWorker.py",
     description="Serve process_order and orderbook_head: apply sequenced orders, "
     "publish each version of the book to the DHT, broadcast orderbook_updated.",

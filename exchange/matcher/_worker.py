@@ -45,6 +45,7 @@ restart replays what was recorded and the submit worker resends the rest.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -56,6 +57,7 @@ from anyio.abc import TaskStatus
 
 from exchange.matcher._applied import AppliedEntry, AppliedLog
 from exchange.matcher._apply import apply_entry
+from exchange.metrics import NO_METRICS, Metrics, TimedPuts, observe_refusals
 from exchange.protocol import (
     ERR_BAD_REQUEST,
     ERR_UNAVAILABLE,
@@ -103,6 +105,7 @@ class ProcessWorker:
         port: where to serve (0: a free port).
         broadcast_timeout: seconds each ``orderbook_updated`` request may take.
         republish_timeout: seconds the startup republish of the head version may take.
+        metrics: told of each version, DHT put and broadcast (`exchange.metrics`).
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class ProcessWorker:
         port: int = 0,
         broadcast_timeout: float = 2.0,
         republish_timeout: float = 30.0,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.transport = transport
         self.db_path = Path(db_path)
@@ -121,10 +125,13 @@ class ProcessWorker:
         self.port = port
         self.broadcast_timeout = broadcast_timeout
         self.republish_timeout = republish_timeout
+        self.metrics = metrics
+        # What the publishers put through: timed, when someone observes.
+        self._dht = transport if metrics is NO_METRICS else TimedPuts(transport, metrics)
         self.book = OrderBook(spec)
         self.head_seq = 0
         self.head_root: str | None = None
-        self.publisher = VersionPublisher(transport, spec)
+        self.publisher = VersionPublisher(self._dht, spec)
         self._log: AppliedLog | None = None
         self._lock = anyio.Lock()
         self._changed = anyio.Event()
@@ -152,8 +159,10 @@ class ProcessWorker:
         try:
             self._log = log
             head = await anyio.to_thread.run_sync(self._restore)
+            self.metrics.matcher_head(self.head_seq)
+            process = observe_refusals(PROCESS_ORDER, self.process, self.metrics)
             handlers = {
-                PROCESS_ORDER: service_handler(PROCESS_ORDER, self.process, logger=_log),
+                PROCESS_ORDER: service_handler(PROCESS_ORDER, process, logger=_log),
                 ORDERBOOK_HEAD: service_handler(ORDERBOOK_HEAD, self.head, logger=_log),
             }
             async with anyio.create_task_group() as tg:
@@ -203,7 +212,7 @@ class ProcessWorker:
             return None
         self.head_seq, self.head_root = head.seq, head.root
         # The next version links to the recorded head, as it would without the restart.
-        self.publisher = VersionPublisher(self.transport, self.spec, prev=head.root)
+        self.publisher = VersionPublisher(self._dht, self.spec, prev=head.root)
         # A private copy: processing may change `self.book` while the head is republished.
         return _Head(head.seq, first, head.root, prev_root, book.copy(), tuple(events))
 
@@ -219,7 +228,7 @@ class ProcessWorker:
         try:
             if head is None:
                 return
-            publisher = VersionPublisher(self.transport, self.spec, prev=head.prev)
+            publisher = VersionPublisher(self._dht, self.spec, prev=head.prev)
             try:
                 with anyio.fail_after(self.republish_timeout):
                     root = await publisher.publish(
@@ -283,6 +292,7 @@ class ProcessWorker:
             if fresh[0].seq != self.head_seq + 1:
                 raise seq_gap(self.head_seq + 1)
             first, seq = fresh[0].seq, fresh[-1].seq
+            started = time.perf_counter()
             try:
                 with self.book.transaction():
                     events: list[Event] = []
@@ -302,11 +312,12 @@ class ProcessWorker:
                 # Not applied after all (cancelled mid-publish, or a bug). If the publisher
                 # got as far as the root, its next version would link to this unapplied
                 # one: start a publisher afresh from the real head.
-                self.publisher = VersionPublisher(self.transport, self.spec, prev=self.head_root)
+                self.publisher = VersionPublisher(self._dht, self.spec, prev=self.head_root)
                 raise
             # No checkpoint between the commit above and these lines: memory follows disk.
             self.head_seq, self.head_root = seq, root
             self._notify()
+            self.metrics.version_published(seq, len(fresh), time.perf_counter() - started)
         _log.info(
             "applied seq=%d..%d (%d events) root=%s puts=%d refreshes=%d",
             first,
@@ -388,8 +399,11 @@ class ProcessWorker:
             )
         except TransportError as exc:
             _log.warning("orderbook_updated %s: broadcast failed: %s", root, exc)
+            self.metrics.broadcast_failed()
             return
         self.broadcasts += 1
+        ok = sum(1 for result in results if result.ok)
+        self.metrics.broadcast(ok, len(results) - ok)
         for result in results:
             if result.ok:
                 if result.peer in self._failing_peers:

@@ -21,11 +21,14 @@ DEFAULT_JOURNAL = "data/submit_journal.db"
 
 def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], Runner]:
     journal = stack.enter_context(Journal(args.db))
-    return lambda transport: SubmitWorker(transport, journal, port=args.port).run
+    return lambda transport: (
+        SubmitWorker(transport, journal, port=args.port, metrics=args.metrics).run
+    )
 
 
 _PROGRAM = WorkerProgram(
     name=SUBMIT_ORDER,
+    role="sequencer",
     prog="submitOrderWorker.py",
     description="Serve submit_order: validate, sequence and journal orders, then "
     "forward them in order to process_order.",

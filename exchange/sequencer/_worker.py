@@ -48,6 +48,7 @@ import anyio
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
+from exchange.metrics import NO_METRICS, Metrics, observe_refusals
 from exchange.protocol import (
     ERR_VALIDATION,
     MAX_BATCH,
@@ -136,6 +137,7 @@ class SubmitWorker:
             whether the matcher fell behind (e.g. lost its state).
         clock: returns the sequencer's timestamp in ms (default: the wall clock).
         batch_size: the most journal entries one ``process_order`` request carries.
+        metrics: told of each commit, refusal and acknowledgement (`exchange.metrics`).
     """
 
     def __init__(
@@ -152,6 +154,7 @@ class SubmitWorker:
         idle_check: float = 5.0,
         clock: Callable[[], int] | None = None,
         batch_size: int = 256,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH}, not {batch_size}")
@@ -164,6 +167,7 @@ class SubmitWorker:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.idle_check = idle_check
+        self.metrics = metrics
         self._clock = clock or _wall_clock_ms
         self._random = random.Random(seed)
         # Numbering state: what the next entry gets, if the queue commits.
@@ -189,7 +193,8 @@ class SubmitWorker:
         Raises:
             transports.TransportError: cannot serve (listen or announce).
         """
-        handlers = {SUBMIT_ORDER: service_handler(SUBMIT_ORDER, self.submit, logger=_log)}
+        submit = observe_refusals(SUBMIT_ORDER, self.submit, self.metrics)
+        handlers = {SUBMIT_ORDER: service_handler(SUBMIT_ORDER, submit, logger=_log)}
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._commit_loop)
             tg.start_soon(self._lookup_loop)
@@ -306,11 +311,13 @@ class SubmitWorker:
                 self._queue_changed = anyio.Event()
                 continue
             batch, self._queue = self._queue, []
+            started = time.perf_counter()
             try:
                 await anyio.to_thread.run_sync(
                     self.journal.append, [queued.entry for queued in batch]
                 )
             except Exception as exc:
+                self.metrics.commit_failed(len(batch))
                 # Nothing of `batch` is stored, so nothing numbered after it may be.
                 failed, self._queue = batch + self._queue, []
                 self._next_seq = batch[0].entry.seq
@@ -318,6 +325,7 @@ class SubmitWorker:
                 _log.error("journal commit of seq %d.. failed: %s", batch[0].entry.seq, exc)
                 self._settle(failed, exc)
                 continue
+            self.metrics.committed(batch[-1].entry.seq, len(batch), time.perf_counter() - started)
             if self._noted is not None:
                 self._noted.update((q.key, q.entry) for q in batch if q.key is not None)
             _log.info("accepted seq=%d..%d", batch[0].entry.seq, batch[-1].entry.seq)
@@ -354,6 +362,7 @@ class SubmitWorker:
         and retries the same run).
         """
         acked = await anyio.to_thread.run_sync(self.journal.acked)
+        self.metrics.journal_head(self.journal.head(), acked)
         persisted = acked
         next_seq = acked + 1
         failures = 0
@@ -383,6 +392,7 @@ class SubmitWorker:
                 if confirmed.seq != batch.last:
                     raise BadMessage(f"seq: {confirmed.seq}, expected {batch.last}")
             except RemoteError as exc:
+                self.metrics.forward_failed(exc.message.partition(":")[0])
                 expected = expected_seq(exc.message)
                 if expected is not None and 1 <= expected < next_seq:
                     _log.warning("process_order expects seq %d; resending from there", expected)
@@ -400,6 +410,9 @@ class SubmitWorker:
                     type(exc).__name__,
                     exc,
                 )
+                self.metrics.forward_failed(
+                    "bad_reply" if isinstance(exc, BadMessage) else "transport"
+                )
                 failures = await self._sleep_backoff(failures)
                 continue
             _log.debug("forwarded seq=%d..%d root=%s", batch.first, batch.last, confirmed.root)
@@ -407,6 +420,7 @@ class SubmitWorker:
             del ahead[: len(run)]
             acked = max(acked, batch.last)
             self.forwarded = max(self.forwarded, batch.last)
+            self.metrics.forwarded(acked)
             next_seq = batch.last + 1
             if acked - persisted >= _ACK_PERSIST_EVERY:
                 await anyio.to_thread.run_sync(self.journal.mark_acked, acked)

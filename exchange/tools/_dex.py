@@ -40,6 +40,12 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     from exchange.sequencer import DEFAULT_JOURNAL
 
@@ -80,6 +86,12 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--once", action="store_true", help="exit once caught up with the head")
     watch.add_argument("--json", action="store_true", help="one JSON object per line")
     watch.add_argument("--plain", action="store_true", help="text lines even on a terminal")
+    watch.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="N",
+        help="serve the replica's seq, head and lag for Prometheus on 127.0.0.1:N",
+    )
 
     journal = commands.add_parser(
         "journal", parents=[db, as_json], help="the sequencer's journal, newest last"

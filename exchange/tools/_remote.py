@@ -114,6 +114,7 @@ def watch(args: argparse.Namespace) -> int:
         json=args.json,
         plain=args.plain,
         timeout=max(args.timeout, 30.0) if args.once else 30.0,
+        metrics_port=args.metrics_port,
     )
 
     async def run() -> int:

@@ -101,6 +101,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     result.base = json.loads(ok(run([python, "-c", PROBE], cwd=root)))
     result.help["dex"] = run([result.bin("dex"), "--help"], cwd=root)
     result.help["dex demo"] = run([result.bin("dex"), "demo"], cwd=root)
+    result.help["metrics"] = run(
+        [result.bin("dex-submit-order-worker"), "--metrics-port", "0", "--db", root / "j.db"],
+        cwd=root,
+    )
     ok(run([python, "-m", "pip", "install", "-q", f"{wheel}[grenache,testing]"], cwd=root))
     result.extras = json.loads(ok(run([python, "-c", PROBE], cwd=root)))
     return result
@@ -162,6 +166,15 @@ def test_the_whole_exchange_runs_from_the_base_install(installed: Installed) -> 
     non-zero unless every replica holds the book of a replay of the journal."""
     demo = installed.help["dex demo"]
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+
+
+def test_metrics_without_their_extra_say_which_extra(installed: Installed) -> None:
+    """The base install runs without prometheus-client; ``--metrics-port`` names the
+    extra and exits 2 before opening anything."""
+    worker = installed.help["metrics"]
+    assert worker.returncode == 2, worker.stdout + worker.stderr
+    assert "pip install 'distributed-exchange[metrics]'" in worker.stderr
+    assert not (installed.root / "j.db").exists()
 
 
 def test_an_example_runs_against_the_installed_packages(installed: Installed) -> None:
