@@ -60,10 +60,9 @@ NODE_LOAD = REPO / "bench" / "node" / "submit_load.js"
 # ------------------------------------------------------------------------- orders
 
 
-def load_order(client: str, n: int, rng: random.Random) -> dict[str, Any]:
-    """An order around the mid (100): buys 99-100.5, sells 99.5-101, so some cross."""
+def _order(client: str, n: int, rng: random.Random, bids: range, asks: range) -> dict[str, Any]:
     side = rng.choice(("buy", "sell"))
-    cents = rng.randint(9900, 10050) if side == "buy" else rng.randint(9950, 10100)
+    cents = rng.choice(bids if side == "buy" else asks)
     return {
         "clientId": client,
         "orderId": f"{client}-{n}",
@@ -71,19 +70,16 @@ def load_order(client: str, n: int, rng: random.Random) -> dict[str, Any]:
         "price": f"{cents // 100}.{cents % 100:02d}",
         "amount": f"{rng.randint(1, 40) / 8:.3f}",
     }
+
+
+def load_order(client: str, n: int, rng: random.Random) -> dict[str, Any]:
+    """An order around the mid (100): buys 99-100.5, sells 99.5-101, so some cross."""
+    return _order(client, n, rng, range(9900, 10051), range(9950, 10101))
 
 
 def resting_order(client: str, n: int, rng: random.Random) -> dict[str, Any]:
     """An order far from the mid (bids 50-90, asks 110-150): it rests and never trades."""
-    side = rng.choice(("buy", "sell"))
-    cents = rng.randint(5000, 9000) if side == "buy" else rng.randint(11000, 15000)
-    return {
-        "clientId": client,
-        "orderId": f"{client}-{n}",
-        "side": side,
-        "price": f"{cents // 100}.{cents % 100:02d}",
-        "amount": f"{rng.randint(1, 40) / 8:.3f}",
-    }
+    return _order(client, n, rng, range(5000, 9001), range(11000, 15001))
 
 
 # ------------------------------------------------------------------------- load (child)
