@@ -114,12 +114,15 @@ class MeteredTransport(Transport):
         handlers: Mapping[str, Handler],
         *,
         port: int = 0,
+        wait_announced: bool = True,
         task_status: TaskStatus[int] = TASK_STATUS_IGNORED,
     ) -> None:
         """Serve through the inner transport, metering every request answered."""
         wrapped = {name: self._meter_handler(name, h) for name, h in handlers.items()}
         with self._metered("serve"):
-            await self.inner.serve(wrapped, port=port, task_status=task_status)
+            await self.inner.serve(
+                wrapped, port=port, wait_announced=wait_announced, task_status=task_status
+            )
 
     async def request(self, name: str, payload: JSON, *, timeout: float = DEFAULT_TIMEOUT) -> JSON:
         """`Transport.request`, metered."""

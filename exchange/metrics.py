@@ -185,10 +185,13 @@ class TimedPuts(Transport):
         handlers: Mapping[str, Handler],
         *,
         port: int = 0,
+        wait_announced: bool = True,
         task_status: TaskStatus[int] = TASK_STATUS_IGNORED,
     ) -> None:
         """`Transport.serve` on the inner transport."""
-        await self.inner.serve(handlers, port=port, task_status=task_status)
+        await self.inner.serve(
+            handlers, port=port, wait_announced=wait_announced, task_status=task_status
+        )
 
     async def request(self, name: str, payload: JSON, *, timeout: float = DEFAULT_TIMEOUT) -> JSON:
         """`Transport.request` on the inner transport."""

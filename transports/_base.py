@@ -57,6 +57,7 @@ class Transport(ABC):
         handlers: Mapping[str, Handler],
         *,
         port: int = 0,
+        wait_announced: bool = True,
         task_status: TaskStatus[int] = TASK_STATUS_IGNORED,
     ) -> None:
         """Serve every name in `handlers` until cancelled.
@@ -64,6 +65,13 @@ class Transport(ABC):
         Listens (on 127.0.0.1:`port`, 0 = a free port), announces each name and keeps
         re-announcing it, then calls `task_status.started(port)` once the names can be
         found. Runs in the caller's task group: cancel it to stop serving.
+
+        With ``wait_announced=False``, `task_status.started(port)` is called as soon as
+        requests can be served, and the names are announced in the background, retried
+        with backoff for as long as `serve` runs: a network that refuses announces never
+        stops it. For callers that can do their work without being found (a client that
+        polls for what it would be told); adapters whose announce cannot fail treat it
+        like the default.
 
         Each request runs its handler in a task of `serve`'s own task group, so a
         caller's timeout never cancels a handler, and stopping `serve` cancels the
@@ -77,7 +85,8 @@ class Transport(ABC):
 
         Raises:
             TransportClosed: the transport is closed.
-            ConnectionFailed: cannot listen or announce.
+            ConnectionFailed: cannot listen, or (unless ``wait_announced=False``) cannot
+                announce.
         """
 
     @abstractmethod

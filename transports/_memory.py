@@ -339,13 +339,15 @@ class MemoryTransport(Transport):
         handlers: Mapping[str, Handler],
         *,
         port: int = 0,
+        wait_announced: bool = True,
         task_status: TaskStatus[int] = TASK_STATUS_IGNORED,
     ) -> None:
         """Serve every name in `handlers` at ``memory:<port>`` until cancelled.
 
         The names are announced before `task_status.started(port)` and unannounced when
         `serve` ends (unless the network keeps dead peers). `aclose()` stops it too:
-        `serve` then returns. Handlers run in this task's task group.
+        `serve` then returns. Handlers run in this task's task group. An announce here
+        cannot fail, so `wait_announced` changes nothing.
 
         Raises:
             TransportClosed: the transport is closed.

@@ -12,6 +12,7 @@ or, in a test module, the session-scoped pytest fixture::
 
 or `shared_grapes()`: one pair per test process, started on first use and stopped when
 the process exits (the `grapes` fixture uses it, so a session starts grapes once).
+`restarted_grape(dead, peers)` starts a grape killed by its PID again, with its flags.
 The grapes run from the project's own `node_modules` (`make setup`); see
 `transports.grenache.testing` for what "ready" means and how they are stopped.
 """
@@ -28,7 +29,7 @@ from support.node import NODE_MODULES, REPO_ROOT, node_env, require_node
 from transports.grenache import testing
 from transports.grenache.testing import Grape, grape_call
 
-__all__ = ["Grape", "grape_call", "grapes", "running_grapes", "shared_grapes"]
+__all__ = ["Grape", "grape_call", "grapes", "restarted_grape", "running_grapes", "shared_grapes"]
 
 GRAPE_JS = NODE_MODULES / "grenache-grape" / "bin" / "grape.js"
 
@@ -49,6 +50,19 @@ def running_grapes(
         ready_timeout=ready_timeout,
     ) as grapes:  # fmt: skip
         yield grapes
+
+
+@contextmanager
+def restarted_grape(
+    dead: Grape, peers: Sequence[Grape], *, ready_timeout: float = 20.0
+) -> Iterator[Grape]:
+    """`transports.grenache.testing.restarted_grape` with this checkout's grape: the grape
+    `dead` (killed by its PID) started again with the same flags; stopped by PID."""
+    grape = [require_node(), str(GRAPE_JS)]
+    with testing.restarted_grape(
+        dead, peers, grape=grape, env=node_env(), cwd=REPO_ROOT, ready_timeout=ready_timeout
+    ) as again:
+        yield again
 
 
 _shared: list[Grape] = []

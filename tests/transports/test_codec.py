@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import zlib
@@ -235,18 +234,59 @@ def test_fuzz_garbage_bytes(body: bytes, compressed: bool) -> None:
         assert isinstance(value, Request | Reply)
 
 
+def _outcome(decode: Any, body: bytes, **options: Any) -> Request | Reply | str:
+    """What `decode` makes of `body`: the decoded value, or the CodecError's code."""
+    try:
+        value: Request | Reply = decode(body, **options)
+    except CodecError as exc:
+        return exc.code
+    return value
+
+
 @settings(max_examples=200, deadline=None)
 @given(body=st.binary(max_size=200))
 def test_fuzz_garbage_behind_gzip_magic(body: bytes) -> None:
-    for candidate in (b"\x1f\x8b" + body, gzip.compress(body), zlib.compress(body)):
-        with contextlib.suppress(CodecError):
-            decode_request(candidate, compressed=True, max_size=1000)
+    plain = _outcome(decode_request, body, max_size=1000)
+    # A gzipped body decodes exactly as its plain bytes do, error code included.
+    assert _outcome(decode_request, gzip.compress(body), compressed=True, max_size=1000) == plain
+    # zlib is not gzip: without the magic the body is read as it is (as Node does), and
+    # its binary header is never valid UTF-8 JSON.
+    assert _outcome(decode_request, zlib.compress(body), compressed=True, max_size=1000) in (
+        "ERR_UTF8",
+        "ERR_JSON",
+    )
+    # The magic followed by garbage is a gzip error (or, by chance, a valid stream).
+    behind_magic = _outcome(decode_request, b"\x1f\x8b" + body, compressed=True, max_size=1000)
+    assert isinstance(behind_magic, Request) or behind_magic in (
+        "ERR_GZIP",
+        "ERR_BODY_TOO_LARGE",
+        "ERR_UTF8",
+        "ERR_JSON",
+        "ERR_SHAPE",
+    )
+    if not body.startswith(b"\x08"):  # not even a deflate header: never a stream
+        assert behind_magic == "ERR_GZIP"
 
 
 @settings(max_examples=200, deadline=None)
 @given(value=json_values)
 def test_fuzz_json_shapes(value: Any) -> None:
     body = json.dumps(value).encode()
-    for decode in (decode_request, decode_reply):
-        with contextlib.suppress(CodecError):
-            decode(body)
+    three = isinstance(value, list) and len(value) == 3
+    request = _outcome(decode_request, body)
+    if three and isinstance(value[1], str) and value[1] and _is_rid(value[0]):
+        assert request == Request(*value)
+    else:
+        assert request == "ERR_SHAPE"  # valid JSON, so never a JSON or UTF-8 error
+    reply = _outcome(decode_reply, body)
+    if three:
+        assert isinstance(reply, Reply)
+        assert reply.rid == value[0]
+        assert reply.data == value[2]
+        assert (reply.error is None) == (not value[1])
+    else:
+        assert reply == "ERR_SHAPE"
+
+
+def _is_rid(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))

@@ -12,6 +12,7 @@ import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import anyio
 import pytest
@@ -237,6 +238,26 @@ async def test_serve_reports_its_port_and_stops_on_cancel(make_transport: MakeTr
     with pytest.raises((NoPeersError, TransportError)) as caught:
         await client.request(name, "down", timeout=1)
     assert not isinstance(caught.value, RemoteError)
+
+
+async def test_serve_not_waiting_for_the_announce_is_found_all_the_same(
+    make_transport: MakeTransport,
+) -> None:
+    server, client = await make_transport(), await make_transport()
+    name = unique_name("background")
+    async with anyio.create_task_group() as task_group:
+        with anyio.fail_after(10):
+            port = await task_group.start(partial(server.serve, {name: echo}, wait_announced=False))
+        assert 0 < port < 65536
+        # Readiness came before the announce; the announce follows at once.
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    assert await client.request(name, "up", timeout=5) == "up"
+                    break
+                except NoPeersError:
+                    await anyio.sleep(0.1)
+        task_group.cancel_scope.cancel()
 
 
 async def test_one_serve_serves_several_names(make_transport: MakeTransport) -> None:

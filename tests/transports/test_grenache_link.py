@@ -40,7 +40,10 @@ async def test_announce_number_and_error_string() -> None:
             await link.aclose()
 
 
-async def test_no_nodes_to_query_is_repaired_by_a_lookup() -> None:
+@pytest.mark.parametrize("stale", ["No nodes to query", "All queries failed"])
+async def test_stale_dht_nodes_are_repaired_by_a_lookup(stale: str) -> None:
+    # "All queries failed" is what a grape answered for minutes to a name it had announced
+    # before its DHT peer was restarted; a lookup of the name refreshes its nodes.
     repaired = False
 
     async def script(path: str, data: Any) -> bytes:
@@ -48,7 +51,7 @@ async def test_no_nodes_to_query_is_repaired_by_a_lookup() -> None:
         if path == "/lookup":
             repaired = True
             return grape_reply([])
-        return grape_reply(1 if repaired else "No nodes to query")
+        return grape_reply(1 if repaired else stale)
 
     async with fake_grape(script) as grape:
         link = GrapeLink(grape.url)
@@ -153,6 +156,37 @@ async def test_put_failures(reply: bytes | tuple[int, bytes], error: type[Except
                 await link.put("v")
         finally:
             await link.aclose()
+
+
+@pytest.mark.parametrize("stale", ["No nodes to query", "All queries failed"])
+@pytest.mark.parametrize("stored", [True, False])
+async def test_a_put_refused_for_stale_nodes_counts_if_the_grape_kept_the_item(
+    stale: str, stored: bool
+) -> None:
+    # A grape whose DHT peer died or restarted answers puts so for minutes, yet it stored
+    # the item first (measured): the link reads it back and counts the put as done.
+    kept: dict[str, str] = {}
+
+    async def script(path: str, data: Any) -> bytes:
+        if path == "/put":
+            if stored:
+                kept[dht_key(data["v"])] = data["v"]
+            return grape_reply(stale)
+        value = kept.get(data)
+        return b"" if value is None else grape_reply({"id": "ab" * 20, "v": value})
+
+    async with fake_grape(script) as grape:
+        link = GrapeLink(grape.url)
+        try:
+            if stored:
+                assert await link.put("hello world") == HELLO_KEY
+            else:
+                with pytest.raises(RemoteError) as info:
+                    await link.put("hello world")
+                assert info.value.message == stale
+        finally:
+            await link.aclose()
+        assert [path for path, _ in grape.calls] == ["/put", "/get"]
 
 
 async def test_connections_are_kept_alive() -> None:

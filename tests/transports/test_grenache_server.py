@@ -39,7 +39,8 @@ from transports import (
 )
 from transports.grenache import GrenacheTransport, _stream
 
-pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+# Real sockets, but a scripted grape (no node): `fake_grape`, not `integration`.
+pytestmark = [pytest.mark.anyio, pytest.mark.fake_grape]
 
 READ_TIMEOUT = 0.5
 IDLE_TIMEOUT = 1.0

@@ -6,8 +6,14 @@ an error is a JSON *string*. So each call decides success by the type it expects
 other JSON string into `RemoteError(message)`. Other quirks handled here:
 
 - ``get`` of a missing item is HTTP 200 with an *empty* body → ``None``.
-- A name first announced while the grape had no DHT peers keeps answering announces
-  with ``"No nodes to query"``; a lookup of the name repairs it, then we announce again.
+- A grape announces a name to the DHT nodes it found for that name (and their write
+  tokens) the last time it looked, for up to 5 minutes. When those nodes are gone or
+  were restarted (new node id, new tokens), the announce fails with ``"All queries
+  failed"``, or ``"No nodes to query"`` when it found none (e.g. the name was first
+  announced while the grape had no peers). A lookup of the name makes it look again:
+  so on either answer we look the name up, then announce again, once.
+- The same stale nodes make a put answer ``"No nodes to query"`` / ``"All queries
+  failed"`` after the grape stored the item: such a put is checked with a get.
 - Lookups are cached for `lookup_ttl` seconds (default 1 s), an empty result never is,
   and `drop_peer` removes a peer that refused a connection from the cached entry.
 - Connections are kept alive (`ConnectionPool`); every call has a deadline.
@@ -32,7 +38,8 @@ from transports.grenache._http import ConnectionPool
 __all__ = ["GrapeLink"]
 
 _JSON_HEADERS = ((b"content-type", b"application/json"),)
-_NO_NODES = "No nodes to query"
+_STALE_NODES = ("No nodes to query", "All queries failed")
+"""Announce errors a lookup of the name repairs (see the module docstring)."""
 
 
 def parse_grape_url(url: str) -> tuple[str, int]:
@@ -107,7 +114,8 @@ class GrapeLink:
     async def announce(self, name: str, port: int) -> int:
         """Announce `name` served on `port` of this host; return the DHT nodes storing it.
 
-        Repairs the "No nodes to query" state (lookup, then announce again once).
+        Repairs a stale set of DHT nodes for the name (``No nodes to query``, ``All
+        queries failed``): looks the name up, then announces again, once.
 
         Raises:
             RemoteError: the grape refused it (its error string).
@@ -121,7 +129,7 @@ class GrapeLink:
                 if result >= 1:
                     return result
                 raise RemoteError(f"announce of {name!r} stored on no DHT node")
-            if result == _NO_NODES and attempt == 0:
+            if result in _STALE_NODES and attempt == 0:
                 await self.lookup(name, fresh=True)
                 continue
             raise self._unexpected("announce", result)
@@ -164,6 +172,10 @@ class GrapeLink:
     async def put(self, value: str) -> str:
         """Store the immutable item `value`; return its key (checked against `dht_key`).
 
+        A grape that answers ``No nodes to query`` or ``All queries failed`` may still
+        have stored the item (it stores before it asks its DHT nodes): then the item is
+        read back through the same grape, and the put counts as done if it is there.
+
         Raises:
             PayloadTooLarge: `value` is 1000 UTF-8 bytes or more (nothing is sent).
             RemoteError: the grape refused it (its error string).
@@ -172,9 +184,17 @@ class GrapeLink:
         """
         check_value(value)
         _, result = await self._call("/put", {"v": value})
+        expected = dht_key(value)
+        if result in _STALE_NODES:
+            # The grape stores the item itself before it asks its DHT nodes, so this
+            # answer (for minutes after a DHT peer died or restarted) may hide a stored
+            # item: readable through this grape and, once they are up, its peers. It is
+            # stored if the grape gives it back; otherwise the grape's answer stands.
+            if await self.get(expected) == value:
+                return expected
+            raise RemoteError(result)
         if not isinstance(result, str) or len(result) != 40:
             raise self._unexpected("put", result)
-        expected = dht_key(value)
         if result.lower() != expected:
             raise ProtocolError(f"grape put returned key {result}, expected {expected}")
         return expected

@@ -42,6 +42,14 @@ _SERVICE_UNKNOWN = "ERR_SERVICE_UNKNOWN"
 # Lookups right after an announce may come back empty: retry after these pauses (s).
 _EMPTY_LOOKUP_RETRIES = (0.05, 0.1, 0.2, 0.25)
 
+_FAST_PERIOD = 10.0
+"""Seconds after the first successful announce during which names are re-announced
+every `_FAST_INTERVAL` (a lookup through another grape can lag the first announces)."""
+_FAST_INTERVAL = 1.0
+_RETRY_FIRST = 0.25
+"""Seconds before the first retry of a failed announce; doubles per failure, capped at
+the transport's `announce_interval`."""
+
 
 _peer_cache: dict[str, tuple[str, int]] = {}
 
@@ -65,6 +73,78 @@ def _check_timeout(timeout: float) -> None:
         raise ValueError(f"timeout must be positive and finite, not {timeout!r}")
 
 
+class _Announcer:
+    """Keeps `names` announced on `port` through one grape, for as long as it runs.
+
+    There is no unannounce in Grape, and an announce may be refused for minutes (a grape
+    whose DHT peers are down or restarted answers ``No nodes to query``), so this loop
+    never gives up and never raises for a grape's failure: it retries with backoff and
+    logs one line when announcing starts failing and one when it works again. `loud`
+    makes the first a warning (the caller depends on being found); otherwise it is info.
+    """
+
+    def __init__(
+        self, link: GrapeLink, names: list[str], port: int, *, interval: float, loud: bool
+    ) -> None:
+        self._link = link
+        self._names = names
+        self._port = port
+        self._interval = interval
+        self._level = logging.WARNING if loud else logging.INFO
+
+    async def run(self, *, announced: bool) -> None:
+        """Announce forever; `announced`: the names were just announced (wait first)."""
+        failures = 0
+        failing_since = 0.0
+        fast_until = anyio.current_time() + _FAST_PERIOD if announced else None
+        pause = _FAST_INTERVAL if announced else 0.0
+        while True:
+            await anyio.sleep(pause)
+            error = await self._announce_all()
+            now = anyio.current_time()
+            if error is not None:
+                if not failures:
+                    failing_since = now
+                    log.log(
+                        self._level,
+                        "announcing %s on port %d through %s fails: %s (retrying with"
+                        " backoff; logged again once it works)",
+                        self._names,
+                        self._port,
+                        self._link.url,
+                        error,
+                    )
+                else:
+                    log.debug("announce retry %d failed: %s", failures, error)
+                failures += 1
+                pause = min(self._interval, _RETRY_FIRST * 2 ** min(failures - 1, 16))
+                continue
+            if failures:
+                log.info(
+                    "announcing %s on port %d through %s works again (%d failed attempts"
+                    " over %.0f s)",
+                    self._names,
+                    self._port,
+                    self._link.url,
+                    failures,
+                    now - failing_since,
+                )
+                failures = 0
+            if fast_until is None:
+                fast_until = now + _FAST_PERIOD
+            pause = _FAST_INTERVAL if now < fast_until else self._interval
+
+    async def _announce_all(self) -> TransportError | None:
+        """Announce every name once; the first failure (the others are still tried)."""
+        error: TransportError | None = None
+        for name in self._names:
+            try:
+                await self._link.announce(name, self._port)
+            except TransportError as exc:
+                error = error or exc
+        return error
+
+
 class GrenacheTransport(Transport):
     """RPC with grenache-nodejs-http peers, discovery and DHT items through a grape.
 
@@ -77,8 +157,10 @@ class GrenacheTransport(Transport):
             their decompressed size).
         lookup_ttl: seconds a non-empty lookup result is reused.
         announce_interval: seconds between re-announces once serving has settled (the
-            first 10 s re-announce every second).
-        announce_timeout: how long `serve` keeps trying its first announce.
+            first 10 s re-announce every second), and the longest pause between the
+            retries of a failed announce.
+        announce_timeout: how long `serve` keeps trying its first announce, when it
+            waits for it (``wait_announced=True``, the default).
         read_timeout: server: seconds allowed to receive one whole request (from its
             first byte), and to send one reply.
         idle_timeout: server: seconds a kept-alive connection may sit idle.
@@ -152,20 +234,29 @@ class GrenacheTransport(Transport):
         handlers: Mapping[str, Handler],
         *,
         port: int = 0,
+        wait_announced: bool = True,
         task_status: TaskStatus[int] = TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``host:port``, announce every name, then serve until cancelled.
 
-        See `Transport.serve`. Re-announces every second for 10 s, then every
-        `announce_interval`; a failed re-announce is logged and retried, never fatal.
+        See `Transport.serve`. By default the first announce of every name must succeed
+        within `announce_timeout` before `task_status.started(port)`; with
+        ``wait_announced=False``, `started` comes once listening and the announces go on
+        in the background. Either way, once serving, announcing never stops `serve`:
+        every name is re-announced every second for 10 s after its first success, then
+        every `announce_interval`; a failure is retried after a pause that doubles from
+        0.25 s up to `announce_interval`. The log says when announcing starts failing
+        and when it works again, never once per failure (a warning, or only info for a
+        caller that opted out of waiting for it).
 
         Raises:
             TransportClosed: the transport is closed.
-            ConnectionFailed: cannot listen, or no announce succeeded within
-                `announce_timeout`.
+            ConnectionFailed: cannot listen, or (waiting for the announce) no announce
+                succeeded within `announce_timeout`.
         """
         self._check_open()
         handlers = dict(handlers)  # a snapshot: later changes to the mapping are ignored
+        names = list(handlers)
         options = self._server_options
         with map_errors(f"listen on {self._host}:{port}"):
             listener = await listen(self._host, port)
@@ -173,14 +264,20 @@ class GrenacheTransport(Transport):
         watchdog = Watchdog(tick=max(0.01, min(0.1, options.read_timeout / 5)))
 
         connections = 0
+        refused = 0
         max_connections = self._max_connections
 
         async def handle(stream: anyio.abc.ByteStream) -> None:
-            nonlocal connections
+            nonlocal connections, refused
             if connections >= max_connections:
-                log.warning("refusing a connection: %d open already", connections)
+                if not refused:  # once per overload, not once per connection
+                    log.warning("refusing connections: %d open already", connections)
+                refused += 1
                 await stream.aclose()
                 return
+            if refused:
+                log.info("accepting connections again (%d refused meanwhile)", refused)
+                refused = 0
             connections += 1
             try:
                 await serve_connection(stream, handlers, options, watchdog)
@@ -194,13 +291,21 @@ class GrenacheTransport(Transport):
             with self._until_closed():
                 async with listener:
                     bound = listener.port
-                    await self._first_announce(list(handlers), bound)
+                    if wait_announced:
+                        await self._first_announce(names, bound)
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(watchdog.run)
                         tg.start_soon(listener.serve, handle)
                         task_status.started(bound)
                         started = True
-                        await self._reannounce(list(handlers), bound)
+                        announcer = _Announcer(
+                            self._link,
+                            names,
+                            bound,
+                            interval=self._announce_interval,
+                            loud=wait_announced,
+                        )
+                        await announcer.run(announced=wait_announced)
         except TransportClosed:
             if not started:
                 raise  # closed before it was serving: tg.start() must not hang or lie
@@ -221,17 +326,6 @@ class GrenacheTransport(Transport):
                     await anyio.sleep(0.2)
             return
         raise ConnectionFailed(f"could not announce {names} via {self._link.url}: {last}")
-
-    async def _reannounce(self, names: list[str], port: int) -> None:
-        started = anyio.current_time()
-        while True:
-            fast = anyio.current_time() - started < 10.0
-            await anyio.sleep(1.0 if fast else self._announce_interval)
-            for name in names:
-                try:
-                    await self._link.announce(name, port)
-                except TransportError as exc:
-                    log.warning("re-announce of %r on port %d failed: %s", name, port, exc)
 
     # -- calling ------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, suppress
 from typing import Any, NamedTuple
 
-__all__ = ["Grape", "free_port", "grape_call", "running_grapes"]
+__all__ = ["Grape", "free_port", "grape_call", "restarted_grape", "running_grapes"]
 
 _handed_out: set[int] = set()
 
@@ -128,6 +128,31 @@ def _die_with_parent() -> None:
         pass
 
 
+def _command(
+    grape: Sequence[str], dht_port: int, api_port: int, bootstrap: Sequence[int],
+    extra_args: Sequence[str],
+) -> list[str]:  # fmt: skip
+    """The challenge's command line, plus ``-b 127.0.0.1``."""
+    peers = ",".join(f"127.0.0.1:{port}" for port in bootstrap)
+    cmd = [*grape, "--dp", str(dht_port), "--aph", str(api_port)]
+    return [*cmd, "--bn", peers, "-b", "127.0.0.1", *extra_args]
+
+
+def _spawn(
+    cmd: list[str], env: Mapping[str, str] | None, cwd: str | os.PathLike[str] | None, log: Any
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         with suppress(ProcessLookupError):
@@ -169,20 +194,10 @@ def running_grapes(
     with ExitStack() as stack:
         try:
             for i, (dht_port, api_port) in enumerate(ports):
-                bootstrap = ",".join(f"127.0.0.1:{d}" for j, (d, _) in enumerate(ports) if j != i)
+                bootstrap = [d for j, (d, _) in enumerate(ports) if j != i]
                 log = stack.enter_context(tempfile.TemporaryFile(prefix=f"grape-{dht_port}-"))
-                cmd = [*grape, "--dp", str(dht_port), "--aph", str(api_port)]
-                cmd += ["--bn", bootstrap, "-b", "127.0.0.1", *extra_args]
-                proc = subprocess.Popen(
-                    cmd,
-                    cwd=cwd,
-                    env=dict(env) if env is not None else None,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=_die_with_parent,
-                )
+                cmd = _command(grape, dht_port, api_port, bootstrap, extra_args)
+                proc = _spawn(cmd, env, cwd, log)
                 procs.append(proc)
                 grapes.append(Grape(f"http://127.0.0.1:{api_port}", dht_port, api_port, proc.pid))
             _wait_ready(grapes, procs, time.monotonic() + ready_timeout)
@@ -190,3 +205,36 @@ def running_grapes(
         finally:
             for proc in procs:
                 _stop(proc)
+
+
+@contextmanager
+def restarted_grape(
+    dead: Grape,
+    peers: Sequence[Grape],
+    *,
+    grape: Sequence[str] = ("grape",),
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    extra_args: Sequence[str] = (),
+    ready_timeout: float = 20.0,
+) -> Iterator[Grape]:
+    """Start a grape again on the ports of `dead`, as an operator restarts one that died.
+
+    Same flags as `running_grapes` (bootstrapped from `peers`); yields the new `Grape`
+    (its own PID) once its API answers, and stops it by PID on the way out. It does not
+    wait for the DHT to be joined: what the other grapes make of a restarted peer is
+    what the caller wants to see.
+
+    Raises:
+        RuntimeError: the grape exited before it answered (e.g. its ports are taken).
+        TimeoutError: its API did not answer within `ready_timeout` seconds.
+    """
+    cmd = _command(grape, dead.dht_port, dead.api_port, [p.dht_port for p in peers], extra_args)
+    with tempfile.TemporaryFile(prefix=f"grape-{dead.dht_port}-") as log:
+        proc = _spawn(cmd, env, cwd, log)
+        try:
+            again = Grape(dead.url, dead.dht_port, dead.api_port, proc.pid)
+            _wait_ready([again], [proc], time.monotonic() + ready_timeout)
+            yield again
+        finally:
+            _stop(proc)

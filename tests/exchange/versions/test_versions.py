@@ -127,6 +127,7 @@ class FaultyDht(Transport):
         handlers: Mapping[str, Handler],
         *,
         port: int = 0,
+        wait_announced: bool = True,
         task_status: TaskStatus[int] = TASK_STATUS_IGNORED,
     ) -> None:
         raise NotImplementedError
