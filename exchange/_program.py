@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 
 from exchange.metrics import NO_METRICS, Metrics, Role, serve_prometheus
+from exchange.protocol import DatabaseInUse
 from transports import Transport, TransportError, open_transport
 
 __all__ = ["Runner", "WorkerProgram", "run_worker_program"]
@@ -133,13 +134,13 @@ def _main(worker: WorkerProgram, argv: list[str]) -> int:
             return 2
         try:
             anyio.run(_serve, worker, args, worker.build(args, stack))
-        except* TransportError as group:
+        except* (TransportError, DatabaseInUse) as group:
             logging.error("stopped: %s", "; ".join(str(exc) for exc in _leaves(group)))
             status = 1
     return status
 
 
-def _leaves(group: BaseExceptionGroup[TransportError]) -> list[BaseException]:
+def _leaves(group: BaseExceptionGroup[Exception]) -> list[BaseException]:
     """The errors themselves, out of task groups nested in task groups."""
     leaves: list[BaseException] = []
     for exc in group.exceptions:

@@ -133,21 +133,25 @@ class ClientNode:
     async def run(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
         """Serve `orderbook_updated`, keep the replica and poll the head, until cancelled.
 
-        Signals `task_status.started()` once `orderbook_updated` is served and announced.
+        Signals `task_status.started()` once `orderbook_updated` is served. Its announce
+        goes on in the background, retried for as long as the node runs: the long poll
+        of `orderbook_head` keeps the replica current without push, so a DHT that
+        refuses announces (a grape whose peers are down or restarting) never holds up a
+        submit or a watch.
 
         Raises:
-            transports.TransportError: cannot serve (e.g. the grape is unreachable).
+            transports.TransportError: cannot serve (e.g. no port to listen on).
         """
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.replica.run)
                 handlers = {ORDERBOOK_UPDATED: service_handler(ORDERBOOK_UPDATED, self.on_updated)}
-                await tg.start(partial(self.transport.serve, handlers))
+                await tg.start(partial(self.transport.serve, handlers, wait_announced=False))
                 tg.start_soon(self._poll_head)
                 tg.start_soon(self._check_held)
                 task_status.started()
         except BaseExceptionGroup as group:
-            # One failure (the usual case: serve could not announce) is raised as itself,
+            # One failure (e.g. serve could not listen) is raised as itself,
             # so callers can catch TransportError without unpacking groups.
             raise _single(group) from None
 
@@ -262,7 +266,9 @@ class ClientNode:
                         raise OrderRefused(f"submit_order replied {reply!r}: {exc}") from None
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 1.0)
-        raise TimeoutError(f"submit_order not accepted within {timeout} s ({last_error})")
+        raise TimeoutError(
+            f"submit_order not accepted within {round(timeout, 1):g} s ({last_error})"
+        )
 
     # ------------------------------------------------------------------ the replica
 

@@ -300,7 +300,10 @@ async def _drive(
             return EXIT_FAILED
         except TimeoutError as exc:
             shown.start_at(math.inf)
-            print(f"client: {exc}", file=sys.stderr)
+            print(
+                f"client: cannot reach the exchange through grape {args.grape}: {exc}",
+                file=sys.stderr,
+            )
             return EXIT_UNREACHABLE
         order["orderId"] = submitted.order_id
         target = submitted.seq
@@ -356,7 +359,6 @@ def main(argv: list[str] | None = None) -> int:
             transport = open_transport(
                 "grenache",
                 grape=args.grape,
-                announce_timeout=min(args.timeout, 10.0),
                 grape_timeout=min(args.timeout, 5.0),
             )
         except (TransportError, ValueError) as exc:

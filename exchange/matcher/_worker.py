@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -55,6 +56,8 @@ import anyio
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
+from exchange._lockfile import one_writer
+from exchange._outage import Outage
 from exchange.matcher._applied import AppliedEntry, AppliedLog
 from exchange.matcher._apply import apply_entry
 from exchange.metrics import NO_METRICS, Metrics, TimedPuts, observe_refusals
@@ -82,6 +85,9 @@ __all__ = ["ProcessWorker"]
 _log = logging.getLogger("exchange.matcher")
 
 _T = TypeVar("_T")
+
+_FAILING_PEERS_KEPT = 10_000
+"""Failing broadcast peers remembered (so each is logged once), least recent dropped."""
 
 
 class _Head(NamedTuple):
@@ -137,7 +143,12 @@ class ProcessWorker:
         self._changed = anyio.Event()
         self._failed = anyio.Event()
         self._failure: BaseException | None = None
-        self._failing_peers: set[str] = set()
+        # Peers whose last broadcast failed, least recently failed first (bounded).
+        self._failing_peers: OrderedDict[str, None] = OrderedDict()
+        # What is retried while it fails is logged when it starts and stops failing.
+        self._storing = Outage(_log, "storing versions in the DHT")
+        self._broadcasting = Outage(_log, "broadcasting orderbook_updated")
+        self._conflicts_logged: set[int] = set()
         self.republished = anyio.Event()
         """Set once the restored head version was put again (or that failed)."""
         self.broadcasts = 0
@@ -148,13 +159,19 @@ class ProcessWorker:
     async def run(self, *, task_status: TaskStatus[int] = TASK_STATUS_IGNORED) -> None:
         """Restore the state from the database, then serve until cancelled.
 
-        Calls ``task_status.started(port)`` once both names are announced.
+        Calls ``task_status.started(port)`` once both names are announced. The database
+        is locked for as long as this runs (`exchange._lockfile`): one writer only.
 
         Raises:
+            DatabaseInUse: another worker holds the database (nothing was read).
             transports.TransportError: cannot serve (listen or announce).
             sqlite3.Error: the database cannot be read, or an applied command could not
                 be recorded (the worker stops; restart it).
         """
+        with one_writer(self.db_path):
+            await self._run(task_status)
+
+    async def _run(self, task_status: TaskStatus[int]) -> None:
         log = await anyio.to_thread.run_sync(AppliedLog, self.db_path)
         try:
             self._log = log
@@ -304,9 +321,7 @@ class ProcessWorker:
                     with anyio.CancelScope(shield=True):
                         await self._record([AppliedEntry(*entry, root) for entry in fresh])
             except TransportError as exc:
-                _log.warning(
-                    "seq=%d..%d not applied: storing the version failed: %s", first, seq, exc
-                )
+                self._storing.failed(f"seq={first}..{seq} not applied: {exc}")
                 raise Refused(ERR_UNAVAILABLE, f"storing version {seq} failed: {exc}") from exc
             except BaseException:
                 # Not applied after all (cancelled mid-publish, or a bug). If the publisher
@@ -316,6 +331,7 @@ class ProcessWorker:
                 raise
             # No checkpoint between the commit above and these lines: memory follows disk.
             self.head_seq, self.head_root = seq, root
+            self._storing.worked()
             self._notify()
             self.metrics.version_published(seq, len(fresh), time.perf_counter() - started)
         _log.info(
@@ -345,8 +361,11 @@ class ProcessWorker:
                 record.ts != entry.ts
             ):
                 # Two different commands under one number: the sender's journal is not the
-                # one we applied (e.g. it was wiped). Refuse loudly, never answer for another.
-                _log.error("seq=%d was applied with a different command than resent", entry.seq)
+                # one we applied (e.g. it was wiped). Refuse loudly, never answer for another;
+                # once per seq in the log, as the sender resends it until it is fixed.
+                if entry.seq not in self._conflicts_logged:
+                    self._conflicts_logged.add(entry.seq)
+                    _log.error("seq=%d was applied with a different command than resent", entry.seq)
                 raise Refused(
                     ERR_BAD_REQUEST, f"seq {entry.seq} was applied with a different command"
                 )
@@ -398,20 +417,27 @@ class ProcessWorker:
                 ORDERBOOK_UPDATED, root, timeout=self.broadcast_timeout
             )
         except TransportError as exc:
-            _log.warning("orderbook_updated %s: broadcast failed: %s", root, exc)
+            self._broadcasting.failed(f"{root}: {exc}")
             self.metrics.broadcast_failed()
             return
         self.broadcasts += 1
+        self._broadcasting.worked()
         ok = sum(1 for result in results if result.ok)
         self.metrics.broadcast(ok, len(results) - ok)
+        failing = self._failing_peers
         for result in results:
             if result.ok:
-                if result.peer in self._failing_peers:
-                    self._failing_peers.discard(result.peer)
+                if result.peer in failing:
+                    del failing[result.peer]
                     _log.info("orderbook_updated: %s answers again", result.peer)
-            elif result.peer not in self._failing_peers:
+            elif result.peer in failing:
+                failing.move_to_end(result.peer)
+            else:
                 # Dead peers stay announced: say so once per peer, not once per version.
-                self._failing_peers.add(result.peer)
+                failing[result.peer] = None
                 _log.warning("orderbook_updated: %s failed: %s", result.peer, result.error)
-        # Forget peers this map did not reach, so the set stays within one lookup's size.
-        self._failing_peers &= {result.peer for result in results}
+        # A lookup returns a random 100 of the peers announced, so a dead peer missing from
+        # one map is back in a later one: it is remembered until it answers (forgetting it
+        # logged one dead peer again and again), within a bound.
+        while len(failing) > _FAILING_PEERS_KEPT:
+            failing.popitem(last=False)

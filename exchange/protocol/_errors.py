@@ -9,7 +9,8 @@ ExchangeError                   anything the exchange package raises on purpose
 ├── InvalidVersion              a root hash that names no valid, complete version
 ├── FetchFailed                 a version could not be fetched or did not verify
 ├── ReplayError                 a journal that cannot be replayed
-└── ArgumentError               a malformed command-line argument
+├── ArgumentError               a malformed command-line argument
+└── DatabaseInUse               a worker's database is held by another running worker
 ```
 Wire replies carry errors as strings ``"<CODE>: <detail>"`` (docs/protocol.md); the
 codes are the stable prefixes, so a peer in any language can branch on them without
@@ -42,6 +43,7 @@ __all__ = [
     "ArgumentError",
     "BadMessage",
     "BadRootHash",
+    "DatabaseInUse",
     "ExchangeError",
     "FetchFailed",
     "InvalidVersion",
@@ -74,6 +76,9 @@ ERR_TIMEOUT: Final = "ERR_TIMEOUT"
 RETRYABLE_CODES: Final = (ERR_UNAVAILABLE, ERR_TIMEOUT)
 """Replies after which the same command may be sent again: a dependency failed, or the
 handler was cut off (journaled or not: a retry with the same orderId finds out)."""
+
+_RETRIED_CODES = (*RETRYABLE_CODES, ERR_SEQ_GAP)
+"""Refusals the caller answers by sending again, until the cause is gone."""
 
 _log = logging.getLogger("exchange.service")
 
@@ -137,6 +142,14 @@ class ArgumentError(ExchangeError):
     """A command-line argument is malformed; `str()` says which and why."""
 
 
+class DatabaseInUse(ExchangeError):
+    """Another running worker holds this worker's database: two writers would corrupt it.
+
+    `str()` names the database, the lock file and, when it could be read, the holder's
+    process id. Readers (`dex journal`, `dex replay`) take no lock and are never refused.
+    """
+
+
 def error_string(exc: Exception) -> str:
     """Return the wire error string a service replies with for `exc`.
 
@@ -172,7 +185,9 @@ def service_handler(
     Args:
         name: the service name, for the log.
         handler: the service's logic; returns the reply data or raises.
-        logger: where unexpected failures are logged (with their traceback).
+        logger: where unexpected failures are logged (with their traceback), and
+            refusals (info; debug for those the caller retries until the cause is gone:
+            ``ERR_UNAVAILABLE``, ``ERR_TIMEOUT``, ``ERR_SEQ_GAP``).
 
     Returns:
         A transport `Handler` that raises only `transports.ServiceError(<error string>)`.
@@ -187,6 +202,10 @@ def service_handler(
             message = error_string(exc)
             if message.startswith(ERR_INTERNAL):
                 logger.exception("%s: unexpected failure", name)
+            elif message.startswith(_RETRIED_CODES):
+                # Sent again and again while the cause lasts: the worker logs the cause
+                # when it starts and when it ends, not each refusal.
+                logger.debug("%s: refused: %s", name, message)
             else:
                 logger.info("%s: refused: %s", name, message)
             raise ServiceError(message) from exc

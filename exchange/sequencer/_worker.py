@@ -48,6 +48,8 @@ import anyio
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
+from exchange._lockfile import one_writer
+from exchange._outage import Outage
 from exchange.metrics import NO_METRICS, Metrics, observe_refusals
 from exchange.protocol import (
     ERR_VALIDATION,
@@ -188,20 +190,24 @@ class SubmitWorker:
     async def run(self, *, task_status: TaskStatus[int] = TASK_STATUS_IGNORED) -> None:
         """Serve ``submit_order``, commit and forward, until cancelled.
 
-        Calls ``task_status.started(port)`` once ``submit_order`` is announced.
+        Calls ``task_status.started(port)`` once ``submit_order`` is announced. The
+        journal is locked for as long as this runs (`exchange._lockfile`): one writer.
 
         Raises:
+            DatabaseInUse: another worker holds the journal.
             transports.TransportError: cannot serve (listen or announce).
         """
         submit = observe_refusals(SUBMIT_ORDER, self.submit, self.metrics)
         handlers = {SUBMIT_ORDER: service_handler(SUBMIT_ORDER, submit, logger=_log)}
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._commit_loop)
-            tg.start_soon(self._lookup_loop)
-            port: int = await tg.start(partial(self.transport.serve, handlers, port=self.port))
-            tg.start_soon(self.forward)
-            _log.info("submit_order: serving on port %d (journal %s)", port, self.journal.path)
-            task_status.started(port)
+        with one_writer(self.journal.path):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._commit_loop)
+                tg.start_soon(self._lookup_loop)
+                serve = partial(self.transport.serve, handlers, port=self.port)
+                port: int = await tg.start(serve)
+                tg.start_soon(self.forward)
+                _log.info("submit_order: serving on port %d (journal %s)", port, self.journal.path)
+                task_status.started(port)
 
     # ------------------------------------------------------------------ submit_order
 
@@ -366,6 +372,7 @@ class SubmitWorker:
         persisted = acked
         next_seq = acked + 1
         failures = 0
+        outage = Outage(_log, "forwarding to process_order")  # logs state changes only
         ahead: list[JournalEntry] = []
         while True:
             if not ahead or ahead[0].seq != next_seq or len(ahead) < self.batch_size:
@@ -399,23 +406,18 @@ class SubmitWorker:
                     next_seq = _rewind(expected)
                     failures = 0
                     continue
-                _log.warning("process_order refused seq=%d..: %s", batch.first, exc.message)
+                outage.failed(f"refused seq={batch.first}..: {exc.message}")
                 failures = await self._sleep_backoff(failures)
                 continue
             except (TransportError, BadMessage) as exc:
-                _log.warning(
-                    "process_order failed for seq=%d..%d: %s: %s",
-                    batch.first,
-                    batch.last,
-                    type(exc).__name__,
-                    exc,
-                )
+                outage.failed(f"seq={batch.first}..{batch.last}: {type(exc).__name__}: {exc}")
                 self.metrics.forward_failed(
                     "bad_reply" if isinstance(exc, BadMessage) else "transport"
                 )
                 failures = await self._sleep_backoff(failures)
                 continue
             _log.debug("forwarded seq=%d..%d root=%s", batch.first, batch.last, confirmed.root)
+            outage.worked()
             failures = 0
             del ahead[: len(run)]
             acked = max(acked, batch.last)

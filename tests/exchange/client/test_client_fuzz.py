@@ -6,7 +6,7 @@ import re
 
 import anyio
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from exchange.client import ClientNode, parse_client_args
@@ -35,15 +35,49 @@ json_values = st.recursive(
 )
 
 
+ORDER_KEYS = {"type", "side", "amount", "price", "tif", "op"}
+
+
 @given(words)
+@example(["--timeout", "0\n"])  # once a message of two lines
+@example(["clientId=a", "type=Buy", "amount=1", "--once", "--json"])
+@example(["clientId=a", "op=cancel", "orderId=x"])
 @settings(max_examples=300, deadline=None)
 def test_command_line_garbage_gives_argument_error_or_args(argv: list[str]) -> None:
-    outcome: object
+    problem: str | None = None
     try:
-        outcome = parse_client_args(argv)
+        args = parse_client_args(argv, default_client_id="watcher-1")
     except ArgumentError as exc:
-        outcome = exc
-    assert str(outcome)  # a message for the user, or arguments with a client id
+        problem = str(exc)
+    if problem is not None:
+        # A message for the user: one line, saying what is wrong.
+        assert problem.strip()
+        assert "\n" not in problem
+        return
+    if "-h" in argv or "--help" in argv:
+        assert args.help
+        return
+    assert not args.help
+    # Every flag and word given is in the result, as given; nothing is made up.
+    assert args.once == ("--once" in argv)
+    assert args.json == ("--json" in argv)
+    assert 0 < args.timeout <= 3600
+    keys = {word.partition("=")[0].lower() for word in argv if "=" in word}
+    client_ids = [w.partition("=")[2] for w in argv if w.lower().startswith("clientid=")]
+    assert args.client_id == (client_ids[0] if client_ids else "watcher-1")
+    assert re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.client_id)
+    assert args.grape.startswith(("http://", "https://"))
+    if args.order is None:
+        assert not keys & {k.lower() for k in ORDER_KEYS}
+        return
+    # An order belongs to the client that was named, and is a new order or a cancel.
+    assert client_ids
+    assert args.order["clientId"] == args.client_id
+    if args.order.get("op") == "cancel":
+        assert set(args.order) == {"clientId", "op", "orderId"}
+    else:
+        assert args.order["side"] in ("buy", "sell")
+        assert "amount" in args.order
 
 
 @given(json_values)

@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
+import exchange.matcher._worker as matcher_worker
 from exchange.matcher import ProcessWorker
 from exchange.versions import VersionReader, book_hash
 from orderbook_core import DEFAULT_SPEC, OrderBook, OrderRejected, parse_command
@@ -19,6 +20,7 @@ from transports import (
     JSON,
     LoopbackNetwork,
     MemoryNetwork,
+    PeerResult,
     RemoteError,
     Transport,
     TransportKind,
@@ -177,20 +179,31 @@ async def test_orderbook_head_takes_null(tmp_path: Path) -> None:
         assert info.value.message.startswith("ERR_BAD_REQUEST")
 
 
-async def test_a_failed_dht_put_reverts_the_book_and_refuses(tmp_path: Path) -> None:
+async def test_a_failed_dht_put_reverts_the_book_and_refuses(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "exchange")
     network = LoopbackNetwork(seed=7)
     async with running(tmp_path / "p.db", network) as rig:
         first = await rig.process(1, COMMANDS[0])
         before = rig.worker.book.copy()
         network.with_faults(put_fail=1.0)
-        with pytest.raises(RemoteError) as info:
-            await rig.process(2, COMMANDS[2])
-        assert info.value.message.startswith("ERR_UNAVAILABLE: storing version 2 failed")
+        for _ in range(5):  # as the submit worker retries
+            with pytest.raises(RemoteError) as info:
+                await rig.process(2, COMMANDS[2])
+            assert info.value.message.startswith("ERR_UNAVAILABLE: storing version 2 failed")
         assert rig.worker.book == before
         assert await rig.head() == first
+        # Five refusals, one line when storing started failing (and none per refusal).
+        storing = [r for r in caplog.records if "storing versions in the DHT" in r.getMessage()]
+        assert [r.levelno for r in storing] == [logging.WARNING]
+        assert "refused" not in caplog.text
         # The retry, once the DHT works again, publishes exactly what a clean run would.
         network.with_faults(put_fail=0.0)
         second = await rig.process(2, COMMANDS[2])
+        storing = [r for r in caplog.records if "storing versions in the DHT" in r.getMessage()]
+        assert [r.levelno for r in storing] == [logging.WARNING, logging.INFO]
+        assert "works again, after 5 failed attempts" in storing[1].getMessage()
     async with running(tmp_path / "clean.db") as clean:
         await clean.process(1, COMMANDS[0])
         assert await clean.process(2, COMMANDS[2]) == second
@@ -238,19 +251,48 @@ async def _broadcasts_reach(worker: ProcessWorker, count: int) -> None:
     raise AssertionError(f"only {worker.broadcasts} broadcasts, expected {count}")
 
 
-async def test_failing_peers_are_forgotten_once_no_longer_announced(tmp_path: Path) -> None:
-    # Clients come and go for ever; the worker's memory of failing ones must not grow.
+def _sample_maps(worker: ProcessWorker, samples: list[list[str]]) -> Any:
+    """Make the worker's maps reach only the next sample's peers, as a grape's lookup of
+    a name with over 100 peers returns a random 100 of them."""
+    full_map = worker.transport.map
+    pending = iter(samples)
+
+    async def sampled(name: str, payload: JSON, *, timeout: float) -> list[PeerResult]:
+        keep = set(next(pending))
+        return [r for r in await full_map(name, payload, timeout=timeout) if r.peer in keep]
+
+    return sampled
+
+
+async def test_a_dead_peer_is_logged_once_whatever_each_lookup_returns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO, "exchange.matcher")
     network = MemoryNetwork(keep_dead_peers=True)
-    dead = [network.announce_dead("orderbook_updated") for _ in range(3)]
+    dead = [network.announce_dead("orderbook_updated") for _ in range(4)]
+    # Each peer drops out of some maps and comes back in later ones.
+    samples = [dead[:2], dead[2:], dead[1:3], dead, dead[::2], dead]
+    async with running(tmp_path / "p.db", network) as rig:
+        monkeypatch.setattr(rig.worker.transport, "map", _sample_maps(rig.worker, samples))
+        for seq in range(1, len(samples) + 1):
+            await rig.process(seq, new("c", f"o{seq}", "buy", "10", "1"))
+            await _broadcasts_reach(rig.worker, seq)
+    logged = [r.getMessage() for r in caplog.records if "orderbook_updated: memory" in r.message]
+    # One warning per dead peer, though each was missing from a map and came back.
+    assert sorted(line.split()[1] for line in logged) == sorted(dead), logged
+
+
+async def test_the_memory_of_failing_peers_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Clients come and go for ever: the dead ones remembered must not grow without bound.
+    monkeypatch.setattr(matcher_worker, "_FAILING_PEERS_KEPT", 3)
+    network = MemoryNetwork(keep_dead_peers=True)
+    dead = [network.announce_dead("orderbook_updated") for _ in range(5)]
     async with running(tmp_path / "p.db", network) as rig:
         await rig.process(1, COMMANDS[0])
         await _broadcasts_reach(rig.worker, 1)
-        assert rig.worker._failing_peers == set(dead)
-        for address in dead[:2]:
-            network.unannounce(address)
-        await rig.process(2, COMMANDS[1])
-        await _broadcasts_reach(rig.worker, 2)
-        assert rig.worker._failing_peers == {dead[2]}
+        assert list(rig.worker._failing_peers) == dead[-3:]  # the least recent dropped
 
 
 async def test_restart_resumes_from_the_database(tmp_path: Path) -> None:
