@@ -2,8 +2,10 @@
 
 A version is a root document (`RootDoc`, one DHT value) naming the root page of the
 book's page tree and of the version's event pages. Pages are at most 999 bytes, shared
-between versions when unchanged, and verified by their key. Formats: docs/protocol.md,
-"Versions in the DHT".
+between versions when unchanged, and verified by their key. The book's tree is kept
+incrementally (`BookTree`: O(log n) per changed order) by the publisher and by any
+replica that follows versions by their events. Formats: docs/protocol.md, "Versions
+in the DHT".
 """
 
 from exchange.versions._pages import (
@@ -21,15 +23,19 @@ from exchange.versions._publisher import (
 )
 from exchange.versions._reader import Version, VersionReader
 from exchange.versions._root import ROOT_FORMAT, RootDoc, decode_root, encode_root
+from exchange.versions._tree import BookTree, OrderId, TreeDelta, touched_orders
 
 __all__ = [
     "DEFAULT_REFRESH_BUDGET",
     "DEFAULT_RESIDENCY_WINDOW",
     "MAX_PAGE_BYTES",
     "ROOT_FORMAT",
+    "BookTree",
+    "OrderId",
     "PageTree",
     "RootDoc",
     "TreeBuilder",
+    "TreeDelta",
     "Version",
     "VersionPublisher",
     "VersionReader",
@@ -38,4 +44,5 @@ __all__ = [
     "build_event_pages",
     "decode_root",
     "encode_root",
+    "touched_orders",
 ]

@@ -12,36 +12,45 @@ The tree over the book is a *prolly tree* (content-defined chunking, as in Noms/
 
 * Level 0 is the book's canonical order sequence (asks ascending by price, then bids
   descending, FIFO within a level: ``OrderBook.orders()``). One entry per order.
-* A level is cut into chunks left to right; a chunk ends after an entry whose
-  *boundary hash* has its first byte below ``BOUNDARY_BYTE_BELOW`` (probability 1/32),
-  provided the chunk then has at least two entries; and a chunk is also closed before
-  an entry that would push its page over ``MAX_PAGE_BYTES`` (a deterministic forced
-  split). Each chunk becomes one page. A book leaf groups its orders by side and price
-  (``[side, price, [[remaining, clientId, orderId, seq, ts], ...]]``) and stores an
-  order id ``f"{clientId}-{n}"`` as the integer ``n``: about 45 bytes per order with
-  realistic ids, so a full leaf holds about 20 orders.
+* A level is cut into chunks left to right. A chunk is closed before an entry that
+  would push its page over ``MAX_PAGE_BYTES`` (a forced split), and after an entry
+  that is a *boundary* once the chunk has two entries or more. Each chunk becomes one
+  page. A book leaf groups its orders by side and price (``[side, price, [[remaining,
+  clientId, orderId, seq, ts], ...]]``) and stores an order id ``f"{clientId}-{n}"``
+  as the integer ``n``: about 45 bytes per order with realistic ids, so a full leaf
+  holds about 20 orders.
+* In a leaf, whether an order is a boundary depends on its *boundary hash* (sha1 of
+  ``[clientId, orderId, seq]``) and on how full the page is: the first 11 bits of the
+  hash, a number ``b`` in 0..2047, must be below ``size - LEAF_BOUNDARY_FROM``, where
+  ``size`` is the page's length with the order in it. Never below 400 bytes, then more
+  and more likely, about 29% for a full page.
 * Level k+1 is the list of ``[key, count]`` of the pages of level k, chunked the same
-  way (the boundary hash of an entry is the child's key itself), until one page is
-  left: the tree's root. Every chunk but a level's last has two or more entries, so
-  each level is at most half the one below and the build terminates.
+  way but a child is a boundary when its key's first byte is below
+  ``BOUNDARY_BYTE_BELOW`` (1/32), whatever the size, until one page is left: the
+  tree's root. Every chunk but a level's last has two or more entries, so each level
+  is at most half the one below and the build terminates.
 
-Why this shape: boundaries depend only on the entries next to them, never on the
-history or the position, so (1) the tree is a pure function of the book's content and
+Why this shape: boundaries depend only on the entries' content and the chunk they are
+in, never on the history, so (1) the tree is a pure function of the book's content and
 its root key doubles as a state hash, and (2) inserting, removing or changing one
-order re-chunks only its own neighbourhood, from its leaf to the next content-defined
-boundary, and every other page is shared with the previous version.
+order re-chunks only its own neighbourhood, from its leaf to where the new chunking
+meets the old one again, and every other page is shared with the previous version.
 
-Density against update cost: boundaries 1 in 32 make most leaves end at a forced split
-(full pages: ~620 items for 10,000 orders, against ~1,320 at 1 in 8), but a forced
-split moves when the bytes before it change, so an update re-chunks up to the next
-boundary: ~6 changed pages on average, a geometric tail (`UPDATE_PAGES_BOUND`). 1 in 64
-would save ~90 more items for a worse tail; 1 in 16 needs ~820. An order's boundary
-hash covers ``[client_id, order_id, seq]`` but not its remaining amount, so a partial
-fill never moves a content-defined boundary. The events of a version are not shared
-between versions, so their pages are packed greedily (forced splits only).
+Density against update cost: leaves must be nearly full (a 10,000-order book must stay
+well inside a grape's 1000 values), and full pages end at forced splits, which move
+when the bytes before them change, so an update re-chunks until a chunk ends where an
+old one did. With boundaries 1 in 32 whatever the size (page format 2), half the leaves
+ended at a forced split and an update changed 1.9 leaves on average; the size ramp
+makes a nearly full page likely to end at a boundary of its own, which an edit before
+it rarely moves: 1.3 leaves, with ~2% more pages (measured, docs/protocol.md). An
+order's boundary hash covers ``[client_id, order_id, seq]`` but not its remaining
+amount, so a partial fill that keeps the encoding's length moves no boundary. The
+events of a version are not shared between versions, so their pages are packed
+greedily (forced splits only).
 
 Costs: building is O(n) (one JSON encoding and one sha1 per order, memoised across
-builds by `TreeBuilder`), plus O(n / 20) page encodings and sha1s. Parsing a page is
+builds by `TreeBuilder`), plus O(n / 20) page encodings and sha1s; `_tree.BookTree`
+keeps the same tree up to date in O(log n) per changed order. Parsing a page is
 O(page size). The formats are specified in docs/protocol.md, "Versions in the DHT".
 """
 
@@ -49,9 +58,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from itertools import groupby
+from typing import Any, NamedTuple, Protocol
 
 from exchange.protocol import InvalidVersion
 from orderbook_core import (
@@ -70,6 +81,8 @@ from transports import MAX_VALUE_BYTES, dht_key, is_dht_key
 
 __all__ = [
     "BOUNDARY_BYTE_BELOW",
+    "LEAF_BOUNDARY_BITS",
+    "LEAF_BOUNDARY_FROM",
     "MAX_PAGE_BYTES",
     "MAX_TREE_HEIGHT",
     "PAGE_VERSION",
@@ -91,24 +104,33 @@ MAX_PAGE_BYTES = MAX_VALUE_BYTES
 """Every page is at most this many bytes (999): what every grape stores."""
 
 BOUNDARY_BYTE_BELOW = 8
-"""An entry ends a chunk when the first byte of its boundary hash is below this (1/32)."""
+"""A node's child ends a chunk when the first byte of its key is below this (1/32)."""
+
+LEAF_BOUNDARY_BITS = 11
+"""An order's boundary number is the first 11 bits of its boundary hash: 0..2047."""
+
+LEAF_BOUNDARY_FROM = 400
+"""An order ends a chunk (of two orders or more) when its boundary number is below the
+page's length with it, minus this: never in a page of 400 bytes or less."""
 
 MAX_TREE_HEIGHT = 32
 """Deepest tree a reader accepts; each level is at most half the one below, so 32
 levels cover 2**32 orders. Bounds the work a hostile root can ask for."""
 
-UPDATE_PAGES_BOUND = 24
+UPDATE_PAGES_BOUND = 40
 """The book pages a one-order update is expected to change, at most: a statistical
-bound, not an enforced one. Measured on a 10,000-order book (realistic ids, height 4)
-over 3,000 random inserts and cancels: mean 6.1, worst 19. A change re-chunks from its
-leaf up to the next content-defined boundary (1/32 per order), so the tail is
-geometric; the tests assert this bound. See docs/protocol.md, "Canonical tree"."""
+bound, not an enforced one. Measured on 10,000-order books (realistic ids, height 4)
+over 4 x 3,000 random new bids and cancels: mean 5.0, median 4, p99 12 to 15, worst 21
+to 33. A change re-chunks from its leaf until the new chunking meets the old one, so
+the tail is geometric; the tests assert this bound. See docs/protocol.md, "Canonical
+tree"."""
 
-PAGE_VERSION = 2
-"""The ``"v"`` of every page; a change of page format changes it. Version 1 had one
-``[side, price, remaining, clientId, orderId, seq, ts]`` per order and 1/8 boundaries;
-version 2 groups a leaf's orders by side and price and stores ``clientId-<n>`` order ids
-as the integer ``n``."""
+PAGE_VERSION = 3
+"""The ``"v"`` of every page; a change of page format or chunking changes it. Version 1
+had one ``[side, price, remaining, clientId, orderId, seq, ts]`` per order and 1/8
+boundaries; version 2 grouped a leaf's orders by side and price and stored
+``clientId-<n>`` order ids as the integer ``n``, with 1/32 boundaries everywhere;
+version 3 has the same pages with leaf boundaries that depend on the page's size."""
 
 _MAX_ORDER_NUMBER_DIGITS = 15
 """An order id ``f"{clientId}-{n}"`` is stored as the integer ``n`` when ``n`` has at
@@ -144,7 +166,7 @@ class PageTree:
 def _chunk(
     first_widths: Sequence[int],
     next_widths: Sequence[int],
-    flags: Sequence[bool] | None,
+    cuts: Sequence[int] | None,
     overhead: int,
 ) -> list[int]:
     """Cut a level into chunks; return the end index of each chunk.
@@ -153,8 +175,9 @@ def _chunk(
     costs ``first_widths[i]`` as a chunk's first entry and ``next_widths[i]`` after
     entry ``i - 1`` in the same chunk (commas and, in a book leaf, the price group it
     opens included). Before adding an entry to a non-empty chunk, close the chunk if
-    the page would exceed `MAX_PAGE_BYTES`; after adding it, close the chunk if the
-    entry's flag is set and the chunk has two or more entries. O(n).
+    the page would exceed `MAX_PAGE_BYTES`; after adding it, close the chunk if it has
+    two entries or more and its page is now longer than the entry's cut (`_leaf_cut`,
+    `_node_cut`; None: no boundaries). O(n).
     """
     ends: list[int] = []
     start = 0
@@ -172,13 +195,26 @@ def _chunk(
                 size += width
         else:
             size = overhead + first
-        if flags is not None and flags[i] and i > start:
+        if cuts is not None and i > start and size > cuts[i]:
             ends.append(i + 1)
             start = i + 1
             size = overhead
     if start < len(first_widths):
         ends.append(len(first_widths))
     return ends
+
+
+def _leaf_cut(digest: bytes) -> int:
+    """An order ends its chunk when the page is then longer than this: its boundary
+    number (the digest's first `LEAF_BOUNDARY_BITS` bits) plus `LEAF_BOUNDARY_FROM`."""
+    number = int.from_bytes(digest[:2], "big") >> (16 - LEAF_BOUNDARY_BITS)
+    return number + LEAF_BOUNDARY_FROM
+
+
+def _node_cut(key: str) -> int:
+    """A child ends its chunk at once (0) when its key is a boundary, never (the page
+    limit) otherwise: node boundaries do not depend on the size."""
+    return 0 if _key_is_boundary(key) else MAX_PAGE_BYTES
 
 
 def _key_is_boundary(key: str) -> bool:
@@ -196,25 +232,32 @@ def _leaf_page(kind: str, field_name: str, items: Sequence[str]) -> str:
 
 
 class _Entry(NamedTuple):
-    """A book leaf entry: the order's encoding, its price group, whether it ends a chunk."""
+    """A book leaf entry: the order's encoding, its price group, its cut (`_chunk`)."""
 
     enc: str
     group: str  # '"s",1000123' : side and price, as in the group's head
-    boundary: bool
+    cut: int
 
 
-def _group_items(entries: Sequence[_Entry]) -> list[str]:
+class _Grouped(Protocol):
+    """What `_group_items` reads of an entry (`_Entry` here, `_tree._Order` there)."""
+
+    @property
+    def enc(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+
+
+def _group_items(entries: Sequence[_Grouped]) -> list[str]:
     """The encoded price groups ``[side,price,[order,...]]`` of consecutive entries."""
-    items: list[str] = []
-    i, n = 0, len(entries)
-    while i < n:
-        group = entries[i].group
-        j = i + 1
-        while j < n and entries[j].group == group:
-            j += 1
-        items.append("[" + group + ",[" + ",".join(e.enc for e in entries[i:j]) + "]]")
-        i = j
-    return items
+    return [
+        f"[{group},[{','.join([entry.enc for entry in run])}]]"
+        for group, run in groupby(entries, key=_group_of)
+    ]
+
+
+def _group_of(entry: _Grouped) -> str:
+    return entry.group
 
 
 def _build_levels(pages: dict[str, str], level: list[tuple[str, int]], node_kind: str) -> PageTree:
@@ -224,10 +267,10 @@ def _build_levels(pages: dict[str, str], level: list[tuple[str, int]], node_kind
         entries = [f'["{key}",{count}]' for key, count in level]
         widths = [len(entry) for entry in entries]
         overhead = len(_node_page(node_kind, height, []))
-        child_flags = [_key_is_boundary(key) for key, _ in level]
+        cuts = [_node_cut(key) for key, _ in level]
         parents: list[tuple[str, int]] = []
         start = 0
-        for end in _chunk(widths, [w + 1 for w in widths], child_flags, overhead):
+        for end in _chunk(widths, [w + 1 for w in widths], cuts, overhead):
             page = _node_page(node_kind, height, entries[start:end])
             key = dht_key(page)
             pages[key] = page
@@ -260,7 +303,7 @@ def _build_book(entries: Sequence[_Entry]) -> PageTree:
     level: list[tuple[str, int]] = []
     start = 0
     overhead = len(_leaf_page(_BOOK_LEAF, "o", []))
-    for end in _chunk(firsts, nexts, [e.boundary for e in entries], overhead):
+    for end in _chunk(firsts, nexts, [e.cut for e in entries], overhead):
         page = _leaf_page(_BOOK_LEAF, "o", _group_items(entries[start:end]))
         key = dht_key(page)
         pages[key] = page
@@ -301,22 +344,39 @@ def _compact_order_id(client_id: str, order_id: str) -> str | int:
     return order_id
 
 
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+r"""Strings JSON writes as they are between quotes: printable ASCII but ``"`` and ``\``
+(every id obeying the submit_order rule is one)."""
+
+
 def _order_entry(order: RestingOrder) -> _Entry:
-    """A leaf entry's encoding, price group and whether it ends a chunk. O(1)."""
-    enc = canonical_json(
-        [
-            order.remaining,
-            order.client_id,
-            _compact_order_id(order.client_id, order.order_id),
-            order.seq,
-            order.ts,
-        ]
-    )
-    group = f'"{_SIDE_CODE[Side(order.side)]}",{order.price}'
-    digest = hashlib.sha1(
-        canonical_json([order.client_id, order.order_id, order.seq]).encode("ascii")
-    ).digest()
-    return _Entry(enc, group, digest[0] < BOUNDARY_BYTE_BELOW)
+    """A leaf entry's encoding, price group and cut (`_chunk`). O(1).
+
+    The encodings are `canonical_json`'s, written directly when every id is plain
+    ASCII and every number an int (the profiler's pick: ~4x faster than json.dumps
+    for the build of a whole book); anything else goes through `canonical_json`.
+    """
+    client_id, order_id, side, price, remaining, seq, ts = order
+    if (
+        type(remaining) is int
+        and type(seq) is int
+        and type(ts) is int
+        and type(price) is int
+        and isinstance(client_id, str)
+        and isinstance(order_id, str)
+        and _PLAIN.fullmatch(client_id)
+        and _PLAIN.fullmatch(order_id)
+    ):
+        compact = _compact_order_id(client_id, order_id)
+        stored = f'"{order_id}"' if isinstance(compact, str) else str(compact)
+        enc = f'[{remaining},"{client_id}",{stored},{seq},{ts}]'
+        ident = f'["{client_id}","{order_id}",{seq}]'
+    else:
+        compact = _compact_order_id(client_id, order_id)
+        enc = canonical_json([remaining, client_id, compact, seq, ts])
+        ident = canonical_json([client_id, order_id, seq])
+    group = f'"{_SIDE_CODE[side]}",{price}'
+    return _Entry(enc, group, _leaf_cut(hashlib.sha1(ident.encode("ascii")).digest()))
 
 
 class TreeBuilder:

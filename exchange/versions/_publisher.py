@@ -1,13 +1,15 @@
-"""Publish versions of the book to the DHT: changed pages, residency refreshes, root.
+"""Publish versions of the book to the DHT: new pages, residency refreshes, root.
 
 Theory of operation
 -------------------
-Each `publish` builds the version's page trees (pure, `_pages`), then puts
+The publisher keeps the book's page tree (`BookTree`) from one version to the next.
+Each `publish` updates it from the version's events (only the orders they name are
+looked at: O(k log n) for k changed orders, see ``_tree``), builds the events' pages,
+then puts
 
-1. every page of the version that this publisher has not put as part of the previous
-   version: new pages (a one-order update makes about 6 of them on a 10,000-order
-   book, at most ``UPDATE_PAGES_BOUND`` in practice, the events' pages and none of the
-   unchanged ones);
+1. the pages the version has and the previous one did not: the tree's new pages (a
+   one-order update makes about 6 of them on a 10,000-order book, at most
+   ``UPDATE_PAGES_BOUND`` in practice) and the events' pages;
 2. *refreshes*: pages shared with the previous version whose last put is more than
    `residency_window` puts ago, oldest first, at most `refresh_budget` of them;
 3. last, the root document, so a reader who sees a root finds its pages.
@@ -23,21 +25,25 @@ page of the current version waits more than about ``P * (d + R) / R`` puts betwe
 refreshes, i.e. the current version stays resident on a 1000-value grape while it has
 up to roughly 750 pages (about 12,000 orders with realistic ids; a 10,000-order book
 is ~620-650 pages). A much bigger book does not fit in the challenge's DHT at all (1000
-values of 999 bytes); see docs/protocol.md.
+values of 999 bytes); see docs/protocol.md. The pages of the version are kept in an
+LRU order of their last put, so choosing the refreshes is O(budget), not O(pages).
 
 Failure: puts run concurrently (a bounded pool, `_bounded.run_bounded`); the first
-`TransportError` cancels the rest and is raised as itself. The publisher's state (what
-it believes is resident, its put counter, the previous root) is committed only once
-the root is stored, so a retry puts everything the failed attempt may have missed.
+`TransportError` cancels the rest and is raised as itself. The tree update is undone
+and the publisher's state (what it believes is resident, its put counter, the previous
+root) is committed only once the root is stored, so the publisher is as before the
+call and a retry puts everything the failed attempt may have missed.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from exchange.versions._bounded import DEFAULT_CONCURRENCY, run_bounded
-from exchange.versions._pages import TreeBuilder, build_event_pages
+from exchange.versions._pages import build_event_pages
 from exchange.versions._root import RootDoc, encode_root, spec_fields
+from exchange.versions._tree import BookTree, TreeDelta
 from orderbook_core import Event, MarketSpec, OrderBook
 from transports import ProtocolError, Transport, dht_key
 
@@ -68,9 +74,13 @@ class VersionPublisher:
     Attributes:
         last_root: the root key of the last version published, or `prev`.
         last_put_count: items put by the last successful `publish` (pages and root).
-        last_refresh_count: how many of those were refreshes of unchanged pages.
+        last_new_count: how many of those the DHT had not been given for the previous
+            version: new book pages, event pages, the root.
+        last_refresh_count: how many were refreshes of unchanged pages.
         last_height: the height of the last book tree published (0 when empty).
         put_total: items put by every successful `publish` so far.
+        full_builds: publishes that had to rebuild the tree from the book because the
+            events did not account for every change (0 when used as documented).
     """
 
     def __init__(
@@ -90,28 +100,44 @@ class VersionPublisher:
         self._window = residency_window
         self._budget = refresh_budget
         self._concurrency = concurrency
-        self._builder = TreeBuilder()
-        # Page key -> value of `put_total` when it was last put; exactly the pages of the
-        # last published version (so memory is bounded by one version).
-        self._last_put: dict[str, int] = {}
+        self._tree: BookTree | None = None
+        # Page key -> value of `put_total` when it was last put, oldest first: exactly
+        # the pages of the last published version (so memory is bounded by one version).
+        self._last_put: OrderedDict[str, int] = OrderedDict()
+        self._event_keys: frozenset[str] = frozenset()  # the last version's event pages
         self.last_root: str | None = prev
         self.last_put_count = 0
         self.last_refresh_count = 0
+        self.last_new_count = 0
         self.last_height = 0
         self.put_total = 0
+        self.full_builds = 0
 
     @property
     def spec(self) -> MarketSpec:
         """The market this publisher publishes."""
         return self._spec
 
+    @property
+    def tree(self) -> BookTree | None:
+        """The page tree of the last version published (None before the first).
+
+        Its ``root`` is that version's book hash. It belongs to the publisher: read
+        it, do not update it.
+        """
+        return self._tree
+
     async def publish(
         self, book: OrderBook, events: Sequence[Event], *, seq: int, first: int
     ) -> str:
         """Store the version of `book` after command `seq`, with its `events`.
 
-        Its root's ``prev`` is `last_root`. O(n) to build the tree (memoised: ~10 ms for
-        10,000 orders) plus the puts, ``16`` at a time.
+        Its root's ``prev`` is `last_root`. The first publish builds the book's tree,
+        O(n); each later one updates it from `events`, so they must be every event
+        since the previous publish (commands `first`..`seq`, which may be several):
+        O(k log n) for k changed orders, plus the puts, 16 at a time. If `book` holds
+        a different number of orders than the tree would after the events (events
+        missing), the tree is rebuilt from `book`, O(n) (counted in `full_builds`).
 
         Args:
             book: the book after command `seq`; not modified, not kept.
@@ -130,51 +156,90 @@ class VersionPublisher:
         """
         if book.spec != self._spec:
             raise ValueError(f"book of market {book.spec.market!r}, publisher of {self._spec}")
-        tree = self._builder.build_book_tree(book)
-        event_tree = build_event_pages(events, self._spec)
-        root_text = encode_root(
-            RootDoc(
-                seq=seq,
-                first=first,
-                prev=self.last_root,
-                book=tree.root,
-                events=event_tree.root,
-                **spec_fields(self._spec),
+        tree, delta, added, removed = self._update_tree(book, events)
+        try:
+            event_tree = build_event_pages(events, self._spec)
+            root_text = encode_root(
+                RootDoc(
+                    seq=seq,
+                    first=first,
+                    prev=self.last_root,
+                    book=tree.root,
+                    events=event_tree.root,
+                    **spec_fields(self._spec),
+                )
             )
-        )
-        root_key = dht_key(root_text)
-        pages = {**tree.pages, **event_tree.pages}
+            root_key = dht_key(root_text)
+            # Event pages first: when a version is bigger than the DHT's LRU, the book's
+            # pages (which must stay resident) are then the most recently put.
+            new = [key for key in event_tree.pages if key not in self._last_put]
+            new += added
+            leaving = removed | (self._event_keys - event_tree.pages.keys())
+            refresh: list[str] = []
+            for key, when in self._last_put.items():  # oldest first
+                if len(refresh) >= self._budget or self.put_total - when <= self._window:
+                    break
+                if key not in leaving:
+                    refresh.append(key)
+            todo = new + refresh
 
-        # Event pages first: when a version is bigger than the DHT's LRU, the book's
-        # pages (which must stay resident) are then the most recently put.
-        new = [key for key in event_tree.pages if key not in self._last_put]
-        new += [key for key in tree.pages if key not in self._last_put]
-        stale = sorted(
-            (when, key)
-            for key, when in self._last_put.items()
-            if key in pages and self.put_total - when > self._window
-        )
-        refresh = [key for _, key in stale[: self._budget]]
-        todo = new + refresh
+            def text(key: str) -> str:
+                page = event_tree.pages.get(key)
+                if page is None:
+                    page = tree.page(key)
+                assert page is not None, key
+                return page
 
-        async def put(key: str) -> None:
-            await self._put(key, pages[key])
+            async def put(key: str) -> None:
+                await self._put(key, text(key))
 
-        await run_bounded(todo, put, self._concurrency)
-        await self._put(root_key, root_text)
+            await run_bounded(todo, put, self._concurrency)
+            await self._put(root_key, root_text)
+        except BaseException:
+            if delta is not None:
+                tree.undo(delta)
+            raise
 
         # Commit: the version is stored. Put numbers follow the order puts were issued.
+        for key in leaving:
+            self._last_put.pop(key, None)
         base = self.put_total
-        last_put = {key: when for key, when in self._last_put.items() if key in pages}
         for i, key in enumerate(todo):
-            last_put[key] = base + i
-        self._last_put = last_put
+            self._last_put[key] = base + i
+            self._last_put.move_to_end(key)
+        self._tree = tree
+        self._event_keys = frozenset(event_tree.pages)
         self.put_total = base + len(todo) + 1
         self.last_put_count = len(todo) + 1
         self.last_refresh_count = len(refresh)
+        self.last_new_count = len(new) + 1
         self.last_height = tree.height
         self.last_root = root_key
         return root_key
+
+    def _update_tree(
+        self, book: OrderBook, events: Sequence[Event]
+    ) -> tuple[BookTree, TreeDelta | None, list[str], frozenset[str]]:
+        """The tree of `book`, the delta to undo, the tree's new pages, the pages gone.
+
+        Nothing of the publisher's state changes here but the tree, in place (with a
+        delta to undo it); a fresh tree is kept only once the version is stored.
+        """
+        tree = self._tree
+        if tree is not None:
+            try:
+                delta = tree.update(book, events)
+            except ValueError:
+                pass  # events missing: rebuild below
+            else:
+                return tree, delta, list(delta.added), delta.removed
+        fresh = BookTree.from_book(book)
+        pages = fresh.pages()
+        if tree is None:
+            return fresh, None, list(pages), frozenset()
+        self.full_builds += 1
+        old = tree.pages()
+        return fresh, None, [key for key in pages if key not in old], frozenset(old.keys() - pages)
 
     async def _put(self, key: str, value: str) -> None:
         stored = await self._transport.put(value)

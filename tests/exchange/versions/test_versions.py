@@ -9,15 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-import anyio
-import anyio.lowlevel
 import pytest
-from anyio import TASK_STATUS_IGNORED
-from anyio.abc import TaskStatus
+from versions_dht import FaultyDht
 
 import exchange.versions
 from exchange.protocol import ExchangeError, InvalidVersion
@@ -54,11 +50,8 @@ from orderbook_core import (
     event_to_wire,
 )
 from transports import (
-    JSON,
     ConnectionFailed,
-    Handler,
     MemoryNetwork,
-    PeerResult,
     Transport,
     dht_key,
     open_transport,
@@ -103,74 +96,6 @@ def root_text(**changes: Any) -> str:
     return json.dumps({k: v for k, v in doc.items() if v != "<absent>"}, separators=(",", ":"))
 
 
-class FaultyDht(Transport):
-    """Wraps a transport's DHT: tamper with gets, hide keys, fail puts on demand.
-
-    A put that fails, and every put of the same `publish` attempt before it, can be
-    "lost" (hidden from gets) to model a DHT that did not keep them.
-    """
-
-    def __init__(self, inner: Transport) -> None:
-        self.inner = inner
-        self.tampered: dict[str, str] = {}
-        self.hidden: set[str] = set()
-        self.fail_puts_after: int | None = None
-        self.lose_failed_attempt = False
-        self.puts = 0
-        self.gets = 0
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self._attempt: list[str] = []
-
-    async def serve(
-        self,
-        handlers: Mapping[str, Handler],
-        *,
-        port: int = 0,
-        wait_announced: bool = True,
-        task_status: TaskStatus[int] = TASK_STATUS_IGNORED,
-    ) -> None:
-        raise NotImplementedError
-
-    async def request(self, name: str, payload: JSON, *, timeout: float = 10.0) -> JSON:
-        raise NotImplementedError
-
-    async def map(self, name: str, payload: JSON, *, timeout: float = 10.0) -> list[PeerResult]:
-        raise NotImplementedError
-
-    def begin_attempt(self) -> None:
-        """From now on, a failing put hides only the puts made after this call."""
-        self._attempt = []
-
-    async def put(self, value: str) -> str:
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            await anyio.lowlevel.checkpoint()  # let the other workers start, to measure concurrency
-            if self.fail_puts_after is not None and self.puts >= self.fail_puts_after:
-                if self.lose_failed_attempt:
-                    self.hidden.update(self._attempt)
-                raise ConnectionFailed("injected put failure")
-            self.puts += 1
-            key = await self.inner.put(value)
-            self.hidden.discard(key)
-            self._attempt.append(key)
-            return key
-        finally:
-            self.in_flight -= 1
-
-    async def get(self, key: str) -> str | None:
-        self.gets += 1
-        if key in self.hidden:
-            return None
-        if key in self.tampered:
-            return self.tampered[key]
-        return await self.inner.get(key)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
 @pytest.fixture
 def network() -> MemoryNetwork:
     return MemoryNetwork()
@@ -202,7 +127,7 @@ def test_one_order_is_one_leaf() -> None:
     assert list(tree.pages) == [tree.root]
     page = tree.pages[tree.root or ""]
     assert page.startswith('{"o":[["')  # one price group
-    assert page.endswith(']]],"t":"BL","v":2}')
+    assert page.endswith(']]],"t":"BL","v":3}')
 
 
 @pytest.mark.parametrize("n", [1, 40, 700])
@@ -279,7 +204,7 @@ def test_a_leaf_groups_orders_by_side_and_price() -> None:
     tree = build_book_tree(OrderBook.from_orders(SPEC, orders))
     assert tree.pages[tree.root or ""] == (
         '{"o":[["s",1000001,[[5,"a",1,1,10],[6,"b","x",2,11]]],["s",1000002,[[7,"a",2,3,12]]],'
-        '["b",1000000,[[8,"c",3,4,13]]]],"t":"BL","v":2}'
+        '["b",1000000,[[8,"c",3,4,13]]]],"t":"BL","v":3}'
     )
 
 
@@ -482,17 +407,17 @@ def leaf(*orders: tuple[Any, ...]) -> str:
         if not groups or groups[-1][:2] != [side, price]:
             groups.append([side, price, []])
         groups[-1][2].append(rest)
-    return json.dumps({"o": groups, "t": "BL", "v": 2}, separators=(",", ":"))
+    return json.dumps({"o": groups, "t": "BL", "v": 3}, separators=(",", ":"))
 
 
 def node(height: int, *children: tuple[str, int], kind: str = "BN") -> str:
-    body = {"c": [list(c) for c in children], "h": height, "t": kind, "v": 2}
+    body = {"c": [list(c) for c in children], "h": height, "t": kind, "v": 3}
     return json.dumps(body, separators=(",", ":"))
 
 
 def event_leaf(*seqs: int) -> str:
     events = [OrderRejected(seq, "c1", "o1", RejectReason.UNKNOWN_ORDER) for seq in seqs]
-    body = {"e": [event_to_wire(event, SPEC) for event in events], "t": "EL", "v": 2}
+    body = {"e": [event_to_wire(event, SPEC) for event in events], "t": "EL", "v": 3}
     return json.dumps(body, separators=(",", ":"), sort_keys=True)
 
 
@@ -544,7 +469,7 @@ async def forge(transport: Transport, case: str) -> str:
     elif case == "event id breaks the id rule":
         rejected = OrderRejected(5, "c1", "o1", RejectReason.UNKNOWN_ORDER)
         wire = {**event_to_wire(rejected, SPEC), "orderId": "o1\n"}
-        events = await put(json.dumps({"e": [wire], "t": "EL", "v": 2}, sort_keys=True))
+        events = await put(json.dumps({"e": [wire], "t": "EL", "v": 3}, sort_keys=True))
     elif case == "order seq after the root's seq":
         book = await put(leaf(("s", MID + 1, 5, "c1", "o1", 6, 100)))
     elif case == "time priority disagrees with seq":

@@ -238,17 +238,20 @@ def _doc_key(value: str) -> str:
 
 
 def _doc_chunks(
-    entries: list[str], boundary: list[bool], page_len: Callable[[list[str]], int]
+    entries: list[str],
+    ends_chunk: Callable[[int, int], bool],
+    page_len: Callable[[list[str]], int],
 ) -> list[list[str]]:
-    """Chunk a level as the docs say; `page_len(chunk)` is the length of a chunk's page."""
+    """Chunk a level as the docs say: `page_len(chunk)` is the length of a chunk's
+    page, `ends_chunk(i, size)` whether entry `i` is a boundary in a page of `size`."""
     chunks: list[list[str]] = []
     chunk: list[str] = []
-    for entry, is_boundary in zip(entries, boundary, strict=True):
+    for i, entry in enumerate(entries):
         if chunk and page_len([*chunk, entry]) > 999:
             chunks.append(chunk)
             chunk = []
         chunk.append(entry)
-        if is_boundary and len(chunk) >= 2:
+        if len(chunk) >= 2 and ends_chunk(i, page_len(chunk)):
             chunks.append(chunk)
             chunk = []
     if chunk:
@@ -273,7 +276,7 @@ def _doc_leaf(orders: list[RestingOrder]) -> str:
         ):  # fmt: skip
             order_id = int(number)
         groups[-1][2].append([o.remaining, o.client_id, order_id, o.seq, o.ts])
-    return dumps({"o": groups, "t": "BL", "v": 2})
+    return dumps({"o": groups, "t": "BL", "v": 3})
 
 
 def doc_book_hash(orders: list[RestingOrder]) -> str | None:
@@ -281,13 +284,19 @@ def doc_book_hash(orders: list[RestingOrder]) -> str | None:
     if not orders:
         return None
     dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
-    boundary = [
-        hashlib.sha1(dumps([o.client_id, o.order_id, o.seq]).encode()).digest()[0] < 8
+    # An order's boundary number: the first 11 bits of sha1('["<clientId>","<orderId>",<seq>]').
+    numbers = [
+        int.from_bytes(hashlib.sha1(dumps([o.client_id, o.order_id, o.seq]).encode()).digest()[:2])
+        >> 5
         for o in orders
     ]
     by_id = {str(i): o for i, o in enumerate(orders)}
     level: list[tuple[str, int]] = []
-    chunks = _doc_chunks(list(by_id), boundary, lambda ids: len(_doc_leaf([by_id[i] for i in ids])))
+    chunks = _doc_chunks(
+        list(by_id),
+        lambda i, size: numbers[i] < size - 400,
+        lambda ids: len(_doc_leaf([by_id[i] for i in ids])),
+    )
     for chunk in chunks:
         level.append((_doc_key(_doc_leaf([by_id[i] for i in chunk])), len(chunk)))
     height = 1
@@ -295,13 +304,16 @@ def doc_book_hash(orders: list[RestingOrder]) -> str | None:
         counts = {f'["{key}",{count}]': count for key, count in level}
         entries = list(counts)
         boundary = [int(key[:2], 16) < 8 for key, _ in level]
-        tail = f'],"h":{height},"t":"BN","v":2}}'
+        tail = f'],"h":{height},"t":"BN","v":3}}'
 
         def node_len(chunk: list[str], tail: str = tail) -> int:
             return len('{"c":[' + ",".join(chunk) + tail)
 
+        def child_ends(i: int, size: int, boundary: list[bool] = boundary) -> bool:
+            return boundary[i]
+
         parents = []
-        for chunk in _doc_chunks(entries, boundary, node_len):
+        for chunk in _doc_chunks(entries, child_ends, node_len):
             page = '{"c":[' + ",".join(chunk) + tail
             parents.append((_doc_key(page), sum(counts[entry] for entry in chunk)))
         level = parents
