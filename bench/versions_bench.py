@@ -29,7 +29,8 @@ and the sizes take turns (one update of each, round after round) so that a busy
 moment weighs on all of them alike. Not a timed test: run it by hand.
 
     .venv/bin/python bench/versions_bench.py [--sizes 1000,10000,100000]
-        [--updates 40] [--warmup 3] [--fetches 5] [--seed 1] [--json]
+        [--updates 200] [--warmup 3] [--fetches 5] [--seed 1] [--refresh-budget 32]
+        [--json]
 
 With ``--json`` the last line is one JSON object with, per size label (``1k``,
 ``10k``, ``100k``): ``version_cpu_us_<label>``, ``puts_per_update_<label>`` (median
@@ -59,7 +60,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
 import exchange.versions as versions  # noqa: E402
-from exchange.versions import VersionPublisher, VersionReader  # noqa: E402
+from exchange.versions import (  # noqa: E402
+    DEFAULT_REFRESH_BUDGET,
+    VersionPublisher,
+    VersionReader,
+)
 from orderbook_core import (  # noqa: E402
     DEFAULT_SPEC,
     CancelOrder,
@@ -141,7 +146,7 @@ class Market:
         """Publish the book once; a reader fetches it (cold) and keeps a replica."""
         worker = await stack.enter_async_context(open_transport("memory", network=self.network))
         client = await stack.enter_async_context(open_transport("memory", network=self.network))
-        self.publisher = VersionPublisher(worker, SPEC)
+        self.publisher = VersionPublisher(worker, SPEC, refresh_budget=self.args.refresh_budget)
         started = time.process_time_ns()
         await self.publisher.publish(self.book, (), seq=self.n, first=self.n + 1)
         self.result["cold_publish_ms"] = cpu_us(started) / 1000
@@ -247,10 +252,13 @@ def report(results: list[dict[str, Any]], emit: Callable[[str], None]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
-    parser.add_argument("--updates", type=int, default=40, help="counted updates per size")
+    parser.add_argument("--updates", type=int, default=200, help="counted updates per size")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--fetches", type=int, default=5, help="updates also fetched by a reader")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--refresh-budget", type=int, default=DEFAULT_REFRESH_BUDGET, help="0: no refreshes"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.updates < 1 or args.warmup < 0 or args.fetches < 0:
@@ -266,6 +274,7 @@ def main() -> None:
             "incremental": hasattr(versions, "BookTree"),
             "updates": args.updates,
             "seed": args.seed,
+            "refresh_budget": args.refresh_budget,
         }
         for r in results:
             tag = label(r["orders"])

@@ -40,9 +40,10 @@ Density against update cost: leaves must be nearly full (a 10,000-order book mus
 well inside a grape's 1000 values), and full pages end at forced splits, which move
 when the bytes before them change, so an update re-chunks until a chunk ends where an
 old one did. With boundaries 1 in 32 whatever the size (page format 2), half the leaves
-ended at a forced split and an update changed 1.9 leaves on average; the size ramp
-makes a nearly full page likely to end at a boundary of its own, which an edit before
-it rarely moves: 1.3 leaves, with ~2% more pages (measured, docs/protocol.md). An
+ended at a forced split and a one-order update changed 1.9 leaves on average; the size
+ramp makes a nearly full page likely to end at a boundary of its own (92% of leaves),
+which an edit before it does not move: 1.3 leaves, for ~2% more pages (measured on
+realistic 10,000-order books; docs/protocol.md has the whole tree's numbers). An
 order's boundary hash covers ``[client_id, order_id, seq]`` but not its remaining
 amount, so a partial fill that keeps the encoding's length moves no boundary. The
 events of a version are not shared between versions, so their pages are packed

@@ -186,9 +186,11 @@ class VersionReader:
         except (ValueError, TypeError) as exc:
             raise InvalidVersion(f"version {root_hash}: not a valid book ({exc})") from None
         try:
-            tree = BookTree.from_book(book, reuse=self._tree)
-        except (ValueError, TypeError) as exc:  # pragma: no cover - the pages held them
-            raise InvalidVersion(f"version {root_hash}: not a valid book ({exc})") from None
+            # The leaves' orders, not `book.orders()` (the same list when they are in
+            # canonical order, which `from_orders` checks): one O(n) pass less.
+            tree = BookTree.from_orders(orders, reuse=self._tree)
+        except (ValueError, TypeError) as exc:
+            raise InvalidVersion(f"version {root_hash}: not a canonical book ({exc})") from None
         self._tree = tree
         rebuilt = tree.root
         if rebuilt != root.book:

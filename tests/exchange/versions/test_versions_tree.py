@@ -378,7 +378,7 @@ def test_a_batch_that_changes_neighbouring_leaves() -> None:
                 continue
             found += 1
             same, gone = here.entries[0].order, after.entries[0].order
-            cmds = [
+            cmds: list[Command] = [
                 ModifyOrder(900, 900, same.client_id, same.order_id, None, same.remaining - 1),
                 CancelOrder(901, 901, gone.client_id, gone.order_id),
             ]
