@@ -1,9 +1,9 @@
 """The root document of a version: one small JSON object that names everything else.
 
-DESIGN.md fixes its fields; we add the market's tick and lot size (decimal strings) so
-a reader in another language can turn the integer ticks and lots of the pages into
-prices and amounts without knowing the market in advance. The encoding is canonical
-(sorted keys, no spaces, ASCII), so one root has one key.
+The wire contract (docs/protocol.md) fixes its fields; we add the market's tick and lot
+size (decimal strings) so a reader in another language can turn the integer ticks and
+lots of the pages into prices and amounts without knowing the market in advance. The
+encoding is canonical (sorted keys, no spaces, ASCII), so one root has one key.
 """
 
 from __future__ import annotations
