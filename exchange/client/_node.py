@@ -16,7 +16,7 @@ lag, whatever happened to the notifications.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from functools import partial
 
@@ -80,8 +80,11 @@ class ClientNode:
         transport: the client's own transport (it serves on it).
         client_id: who this client is; its own orders and fills are those with this id.
         spec: the market.
-        emit: receives every record to show (see `exchange._client_output`); none by
+        emit: receives every record to show (see `exchange.client._output`); none by
             default.
+        on_version: called with every verified update (the whole version: its book and
+            all its events, not only this client's), after the update's own records
+            were emitted; the live view's tape comes from it.
         head_interval: seconds to wait before asking `orderbook_head` again after a
             failure (or a peer that answers long polls at once).
         long_poll_ms: how long one `orderbook_head` long poll may wait (0: plain polls,
@@ -101,6 +104,7 @@ class ClientNode:
         spec: MarketSpec = DEFAULT_SPEC,
         *,
         emit: Emit | None = None,
+        on_version: Callable[[ReplicaUpdate[Version]], None] | None = None,
         head_interval: float = 1.0,
         long_poll_ms: int = 10_000,
         request_timeout: float = 5.0,
@@ -112,6 +116,7 @@ class ClientNode:
         self.client_id = client_id
         self.spec = spec
         self._emit = emit or (lambda _record: None)
+        self._on_version = on_version
         self._head_interval = head_interval
         self._long_poll_ms = min(long_poll_ms, MAX_WAIT_MS)
         self._request_timeout = request_timeout
@@ -338,6 +343,8 @@ class ClientNode:
         if orders != self._shown_orders and (orders or self._shown_orders is not None):
             self._emit({"event": "orders", "seq": update.seq, "orders": orders})
         self._shown_orders = orders
+        if self._on_version is not None:
+            self._on_version(update)
 
     def _own_record(self, event: Event) -> Record | None:
         """The record to show for `event` if it concerns this client, else None.

@@ -27,7 +27,7 @@ from exchange.client._args import ClientArgs, parse_client_args
 from exchange.client._node import ClientNode, new_order_id
 from exchange.client._output import REJECT_TEXT, Emit, Record, TextOrJsonWriter
 from exchange.client._replica import ReplicaUpdate
-from exchange.client.view import LiveMarket, MarketState, WatchNode, rich_available
+from exchange.client.view import LiveMarket, MarketState, rich_available
 from exchange.metrics import NO_METRICS, Metrics, serve_prometheus
 from exchange.protocol import ArgumentError, BadMessage, OrderRefused
 from exchange.sequencer import GENERATED_ORDER_ID_PREFIX
@@ -199,7 +199,7 @@ async def _run(
         writer = TextOrJsonWriter(out, as_json=args.json, prefix=f"[{args.client_id}] ")
         shown = _Shown(writer, hold=order is not None)
         on_version = _tape_lines(shown, spec) if not args.json else (lambda _update: None)
-    node = WatchNode(
+    node = ClientNode(
         transport,
         args.client_id,
         spec,

@@ -2,13 +2,13 @@
 
 `ladder_of` and `ladder_lines` turn any `OrderBook` into a ladder (used by the client,
 `dex book` and `dex replay`); `MarketState` is what the live view shows, fed by a
-`WatchNode`; `LiveMarket` draws it on a terminal with rich (the ``tui`` extra), and
-`render_market` is the drawing itself. Without rich, or when the output is not a
+`ClientNode`'s ``on_version``; `LiveMarket` draws it on a terminal with rich (the
+``tui`` extra), and `render_market` is the drawing itself. Without rich, or when the output is not a
 terminal, the client prints plain lines instead (`exchange.client._output`).
 """
 
 from exchange.client.view._ladder import Ladder, LevelRow, ladder_lines, ladder_of
-from exchange.client.view._live import LiveMarket, WatchNode, rich_available
+from exchange.client.view._live import LiveMarket, rich_available
 from exchange.client.view._market import MarketState, TapeRow, trade_time
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "LiveMarket",
     "MarketState",
     "TapeRow",
-    "WatchNode",
     "ladder_lines",
     "ladder_of",
     "render_market",

@@ -1,8 +1,8 @@
-"""The live view on a terminal: a `ClientNode` that reports every version, redrawn with rich.
+"""The live view on a terminal: every version a `ClientNode` verifies, redrawn with rich.
 
-`WatchNode` is a `ClientNode` that also hands each verified update (its book and all
-its events, not only the client's own) to a callback: that is where the tape comes
-from. `LiveMarket` owns the terminal: records and versions mark the screen dirty, and
+A `ClientNode` given ``on_version=live.on_version...`` hands each verified update (its
+book and all its events, not only the client's own) to the view: that is where the tape
+comes from. `LiveMarket` owns the terminal: records and versions mark the screen dirty, and
 its `run` task redraws at most `min_interval` apart (a busy market makes hundreds of
 versions a second; a screen needs ten), and at least every second, so the lag behind
 the head stays current while nothing trades.
@@ -23,7 +23,7 @@ from exchange.client._replica import ReplicaUpdate
 from exchange.client.view._market import MarketState
 from exchange.versions import Version
 
-__all__ = ["LiveMarket", "WatchNode", "rich_available"]
+__all__ = ["LiveMarket", "rich_available"]
 
 Record = dict[str, Any]
 
@@ -31,27 +31,6 @@ Record = dict[str, Any]
 def rich_available() -> bool:
     """Whether rich (the ``tui`` extra) is installed: without it, plain lines."""
     return importlib.util.find_spec("rich") is not None
-
-
-class WatchNode(ClientNode):
-    """A `ClientNode` that calls `on_version(update)` after each verified update.
-
-    The node's own records for the update (``book``, the client's events, ``orders``)
-    are emitted first, so a view fed by both sees one consistent version.
-    """
-
-    def __init__(
-        self,
-        *args: Any,
-        on_version: Callable[[ReplicaUpdate[Version]], None],
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._on_version = on_version
-
-    async def _on_update(self, update: ReplicaUpdate[Version]) -> None:
-        await super()._on_update(update)
-        self._on_version(update)
 
 
 class LiveMarket:
