@@ -8,7 +8,7 @@ looked at: O(k log n) for k changed orders, see ``_tree``), builds the events' p
 then puts
 
 1. the pages the version has and the previous one did not: the tree's new pages (a
-   one-order update makes about 6 of them on a 10,000-order book, at most
+   one-order update makes 4 to 5 of them on a 10,000-order book, at most
    ``UPDATE_PAGES_BOUND`` in practice) and the events' pages;
 2. *refreshes*: pages shared with the previous version whose last put is more than
    `residency_window` puts ago, oldest first, at most `refresh_budget` of them;
@@ -151,8 +151,9 @@ class VersionPublisher:
         Raises:
             transports.TransportError: a put failed (the first failure is raised; the
                 publisher's state is as before the call, so call again to retry).
-            ValueError: `seq`/`first` break the root's rules, or `book`'s market is not
-                this publisher's.
+            ValueError: `seq`/`first` break the root's rules, `book`'s market is not
+                this publisher's, or an order cannot fit in a page (ids far beyond
+                the submit_order rule). The publisher is as before the call.
         """
         if book.spec != self._spec:
             raise ValueError(f"book of market {book.spec.market!r}, publisher of {self._spec}")
