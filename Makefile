@@ -47,6 +47,9 @@ docs: $(STAMP)
 bench: $(STAMP) $(NODE_STAMP)
 	$(PY) bench/core_bench.py
 	$(PY) bench/transport_bench.py
+	$(PY) bench/versions_bench.py
+	$(PY) bench/grape_cost.py
+	$(PY) bench/e2e_bench.py --books 1000,10000 --replicas 0,3
 
 .PHONY: charts
 # docs/img/*.png from the results kept in bench/results/*.json (bench/charts.py says how
