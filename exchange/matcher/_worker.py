@@ -56,6 +56,7 @@ import anyio
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
+from exchange._crashpoints import crash_point
 from exchange._lockfile import one_writer
 from exchange._outage import Outage
 from exchange.matcher._applied import AppliedEntry, AppliedLog
@@ -315,7 +316,9 @@ class ProcessWorker:
                     events: list[Event] = []
                     for entry in fresh:
                         events.extend(apply_entry(self.book, entry))
+                        crash_point("mid_batch")  # test hook: applied in memory only
                     root = await self.publisher.publish(self.book, events, seq=seq, first=first)
+                    crash_point("after_version_put")  # test hook: in the DHT, not recorded
                     # Published: record it even if we are cancelled now, so that memory,
                     # disk and the publisher's chain (`prev`) move on together.
                     with anyio.CancelScope(shield=True):
@@ -343,6 +346,7 @@ class ProcessWorker:
             self.publisher.last_put_count,
             self.publisher.last_refresh_count,
         )
+        crash_point("before_process_reply")  # test hook: recorded, the sender not told
         return ProcessReply(seq, root).to_wire()
 
     async def _recorded(self, entries: list[ProcessRequest]) -> JSON:
@@ -412,6 +416,7 @@ class ProcessWorker:
             await self._broadcast(root)
 
     async def _broadcast(self, root: str) -> None:
+        crash_point("during_broadcast")  # test hook: with a delay, while the map runs
         try:
             results = await self.transport.map(
                 ORDERBOOK_UPDATED, root, timeout=self.broadcast_timeout

@@ -48,6 +48,7 @@ import anyio
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 
+from exchange._crashpoints import crash_point
 from exchange._lockfile import one_writer
 from exchange._outage import Outage
 from exchange.metrics import NO_METRICS, Metrics, observe_refusals
@@ -331,6 +332,7 @@ class SubmitWorker:
                 _log.error("journal commit of seq %d.. failed: %s", batch[0].entry.seq, exc)
                 self._settle(failed, exc)
                 continue
+            crash_point("after_journal_commit")  # test hook: durable, nobody told yet
             self.metrics.committed(batch[-1].entry.seq, len(batch), time.perf_counter() - started)
             if self._noted is not None:
                 self._noted.update((q.key, q.entry) for q in batch if q.key is not None)
@@ -416,6 +418,7 @@ class SubmitWorker:
                 )
                 failures = await self._sleep_backoff(failures)
                 continue
+            crash_point("after_forward_ack")  # test hook: applied, the ack not yet marked
             _log.debug("forwarded seq=%d..%d root=%s", batch.first, batch.last, confirmed.root)
             outage.worked()
             failures = 0

@@ -1,0 +1,1 @@
+"""The chaos suite: randomized whole-system runs checked against a model (docs/reliability.md)."""
