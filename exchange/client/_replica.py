@@ -19,12 +19,18 @@ or never (a dropped request), and any peer can send one. So:
   are taken as they come.
 * One task at a time (`sync()`, under a lock) drains the recorded hashes: it reads the
   root of each (small, one `get`), drops those whose `seq` is not above the replica's,
-  and fetches the full version of the highest one (falling back to the next highest
-  if it does not verify). Every hash is verified by the
-  source (`VersionSource`); a version that fails verification changes nothing.
-* When the new version skips versions the replica never saw (`first > seq + 1`), the
-  events it missed are collected by walking the `prev` roots back (events only, not
-  their books), at most `max_walk` versions; the update says whether they are complete.
+  and moves to the highest one (falling back to the next highest if it does not
+  verify). Every hash is verified by the source (`VersionSource`); a version that
+  fails verification changes nothing.
+* Moving is cheap when the replica has a version: the source *advances* it
+  (`VersionSource.advance`: apply the commands of the versions in between to the
+  replica's own book and check the resulting book hash against the new root, O(log n)
+  per changed order), and the events are those the replica computed. Only the first
+  version, or one the chain back to ours does not reach, is fetched whole
+  (`VersionSource.fetch`: every book page, O(n)); then, when it skips versions the
+  replica never saw (`first > seq + 1`), the events it missed are collected by walking
+  the `prev` roots back (events only, not their books), at most `max_walk` versions;
+  the update says whether they are complete.
 
 Whatever order hashes arrive in, the replica ends at the highest sequence number it
 was told about (and that verified), and its sequence number never goes down.
@@ -78,19 +84,27 @@ class VersionLike(Protocol[R_co]):
 
 
 V = TypeVar("V", bound=VersionLike[RootLike])
-V_co = TypeVar("V_co", bound=VersionLike[RootLike], covariant=True)
 
 
-class VersionSource(Protocol[V_co]):
-    """Where versions come from; both methods verify every hash they fetch.
+class VersionSource(Protocol[V]):
+    """Where versions come from; every method verifies every hash it fetches.
 
-    Both raise `FetchFailed` (and nothing else on purpose) when the hash names nothing,
+    All raise `FetchFailed` (and nothing else on purpose) when the hash names nothing,
     content does not match its hash, or the network fails.
     """
 
     async def fetch_root(self, root_hash: str) -> RootLike: ...
 
-    async def fetch(self, root_hash: str) -> V_co: ...
+    async def fetch(self, root_hash: str) -> V: ...
+
+    async def advance(self, current: V, root_hash: str) -> tuple[V, tuple[Any, ...]]:
+        """Move `current` (the replica's version) to the newer `root_hash`, cheaply.
+
+        Returns the new version and the events of every seq after `current`'s. Takes
+        over `current`'s state: on `FetchFailed` it must be as before (the replica
+        then falls back to `fetch`).
+        """
+        ...
 
     async def fetch_events(self, root_hash: str) -> tuple[RootLike, tuple[Any, ...]]:
         """The root and events of a version, without its book (for the walk back)."""
@@ -129,6 +143,10 @@ class Replica(Generic[V]):
             are reported in order).
         on_problem: called with a message when a notified hash could not be used.
         max_held: how many versions beyond the bound to hold, at most (newest kept).
+
+    Attributes:
+        advances: moves made by applying commands (`VersionSource.advance`).
+        full_fetches: moves made by reading a version whole (`VersionSource.fetch`).
     """
 
     def __init__(
@@ -157,6 +175,8 @@ class Replica(Generic[V]):
         self._lock = anyio.Lock()
         self._wakeup = anyio.Event()
         self._changed = anyio.Event()
+        self.advances = 0
+        self.full_fetches = 0
 
     @property
     def seq(self) -> int:
@@ -270,6 +290,9 @@ class Replica(Generic[V]):
             candidates.append((root.seq, root_hash))
         # Highest first; fall back to the next one if the best fails to verify.
         for _, root_hash in sorted(candidates, reverse=True):
+            update = await self._advance(root_hash)
+            if update is not None:
+                return update
             try:
                 version = await self._source.fetch(root_hash)
             except FetchFailed as exc:
@@ -277,15 +300,36 @@ class Replica(Generic[V]):
                 continue
             if version.root.seq <= self.seq:
                 continue
+            self.full_fetches += 1
             return await self._replace(root_hash, version)
         return None
+
+    async def _advance(self, root_hash: str) -> ReplicaUpdate[V] | None:
+        """Follow to `root_hash` from our version by its commands; None if it cannot."""
+        current = self._version
+        if current is None:
+            return None
+        try:
+            version, events = await self._source.advance(current, root_hash)
+        except FetchFailed:
+            return None  # the caller reads the version whole
+        # No await before the version is ours: `current` was taken over.
+        previous_seq = current.root.seq
+        self._version = version
+        self._root_hash = root_hash
+        self.advances += 1
+        return await self._updated(ReplicaUpdate(root_hash, version, previous_seq, events, True))
 
     async def _replace(self, root_hash: str, version: V) -> ReplicaUpdate[V]:
         previous_seq = self.seq
         events, complete = await self._collect_events(version, previous_seq)
         self._version = version
         self._root_hash = root_hash
-        update = ReplicaUpdate(root_hash, version, previous_seq, events, complete)
+        return await self._updated(
+            ReplicaUpdate(root_hash, version, previous_seq, events, complete)
+        )
+
+    async def _updated(self, update: ReplicaUpdate[V]) -> ReplicaUpdate[V]:
         self._changed.set()
         self._changed = anyio.Event()
         if self._on_update is not None:

@@ -40,6 +40,9 @@ class DhtVersionSource:
     async def fetch(self, root_hash: str) -> Version:
         return await self._guard(self.reader.fetch(root_hash))
 
+    async def advance(self, current: Version, root_hash: str) -> tuple[Version, tuple[Event, ...]]:
+        return await self._guard(self.reader.advance(current, root_hash))
+
     async def fetch_events(self, root_hash: str) -> tuple[RootDoc, tuple[Event, ...]]:
         return await self._guard(self.reader.fetch_events(root_hash))
 

@@ -60,7 +60,6 @@ from exchange._crashpoints import crash_point
 from exchange._lockfile import one_writer
 from exchange._outage import Outage
 from exchange.matcher._applied import AppliedEntry, AppliedLog
-from exchange.matcher._apply import apply_entry
 from exchange.metrics import NO_METRICS, Metrics, TimedPuts, observe_refusals
 from exchange.protocol import (
     ERR_BAD_REQUEST,
@@ -74,10 +73,11 @@ from exchange.protocol import (
     ProcessReply,
     ProcessRequest,
     Refused,
+    apply_entry,
     seq_gap,
     service_handler,
 )
-from exchange.versions import VersionPublisher
+from exchange.versions import CommandEntry, VersionPublisher
 from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, canonical_json
 from transports import JSON, Transport, TransportError
 
@@ -317,7 +317,10 @@ class ProcessWorker:
                     for entry in fresh:
                         events.extend(apply_entry(self.book, entry))
                         crash_point("mid_batch")  # test hook: applied in memory only
-                    root = await self.publisher.publish(self.book, events, seq=seq, first=first)
+                    commands = [CommandEntry(e.seq, e.ts, e.command) for e in fresh]
+                    root = await self.publisher.publish(
+                        self.book, events, seq=seq, first=first, commands=commands
+                    )
                     crash_point("after_version_put")  # test hook: in the DHT, not recorded
                     # Published: record it even if we are cancelled now, so that memory,
                     # disk and the publisher's chain (`prev`) move on together.

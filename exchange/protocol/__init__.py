@@ -5,6 +5,7 @@ matcher and the client all speak through this package. docs/protocol.md is its
 specification.
 """
 
+from exchange.protocol._apply import EntryLike, apply_entry
 from exchange.protocol._errors import (
     ERR_BAD_REQUEST,
     ERR_INTERNAL,
@@ -67,6 +68,7 @@ __all__ = [
     "BadMessage",
     "BadRootHash",
     "DatabaseInUse",
+    "EntryLike",
     "ExchangeError",
     "FetchFailed",
     "Head",
@@ -79,6 +81,7 @@ __all__ = [
     "Refused",
     "ReplayError",
     "SubmitReply",
+    "apply_entry",
     "error_reply",
     "error_string",
     "expected_seq",

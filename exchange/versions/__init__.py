@@ -1,19 +1,21 @@
 """The versioned book in the DHT: content-addressed page trees, a publisher, a reader.
 
 A version is a root document (`RootDoc`, one DHT value) naming the root page of the
-book's page tree and of the version's event pages. Pages are at most 999 bytes, shared
-between versions when unchanged, and verified by their key. The book's tree is kept
-incrementally (`BookTree`: O(log n) per changed order) by the publisher and by any
-replica that follows versions by their events. Formats: docs/protocol.md, "Versions
-in the DHT".
+book's page tree, of the version's event pages and of its command pages. Pages are at
+most 999 bytes, shared between versions when unchanged, and verified by their key. The
+book's tree is kept incrementally (`BookTree`: O(log n) per changed order) by the
+publisher and by any replica that follows versions by applying their commands
+(`VersionReader.advance`). Formats: docs/protocol.md, "Versions in the DHT".
 """
 
 from exchange.versions._pages import (
     MAX_PAGE_BYTES,
+    CommandEntry,
     PageTree,
     TreeBuilder,
     book_hash,
     build_book_tree,
+    build_command_pages,
     build_event_pages,
 )
 from exchange.versions._publisher import (
@@ -21,16 +23,18 @@ from exchange.versions._publisher import (
     DEFAULT_RESIDENCY_WINDOW,
     VersionPublisher,
 )
-from exchange.versions._reader import Version, VersionReader
+from exchange.versions._reader import DEFAULT_MAX_WALK, Version, VersionReader
 from exchange.versions._root import ROOT_FORMAT, RootDoc, decode_root, encode_root
 from exchange.versions._tree import BookTree, OrderId, TreeDelta, touched_orders
 
 __all__ = [
+    "DEFAULT_MAX_WALK",
     "DEFAULT_REFRESH_BUDGET",
     "DEFAULT_RESIDENCY_WINDOW",
     "MAX_PAGE_BYTES",
     "ROOT_FORMAT",
     "BookTree",
+    "CommandEntry",
     "OrderId",
     "PageTree",
     "RootDoc",
@@ -41,6 +45,7 @@ __all__ = [
     "VersionReader",
     "book_hash",
     "build_book_tree",
+    "build_command_pages",
     "build_event_pages",
     "decode_root",
     "encode_root",

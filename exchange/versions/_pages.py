@@ -90,6 +90,9 @@ __all__ = [
     "UPDATE_PAGES_BOUND",
     "BookLeaf",
     "BookNode",
+    "CommandEntry",
+    "CommandLeaf",
+    "CommandNode",
     "EventLeaf",
     "EventNode",
     "Page",
@@ -97,6 +100,7 @@ __all__ = [
     "TreeBuilder",
     "book_hash",
     "build_book_tree",
+    "build_command_pages",
     "build_event_pages",
     "parse_page",
 ]
@@ -139,11 +143,13 @@ most 15 digits (below 2**53: exact in every JSON reader) and no leading zero."""
 _MAX_ORDER_NUMBER = 10**_MAX_ORDER_NUMBER_DIGITS
 
 
-# Page types: book leaf/node, event leaf/node.
+# Page types: book leaf/node, event leaf/node, command leaf/node.
 _BOOK_LEAF = "BL"
 _BOOK_NODE = "BN"
 _EVENT_LEAF = "EL"
 _EVENT_NODE = "EN"
+_COMMAND_LEAF = "CL"
+_COMMAND_NODE = "CN"
 
 _SIDE_CODE = {Side.SELL: "s", Side.BUY: "b"}
 _CODE_SIDE = {"s": Side.SELL, "b": Side.BUY}
@@ -313,22 +319,22 @@ def _build_book(entries: Sequence[_Entry]) -> PageTree:
     return _build_levels(pages, level, _BOOK_NODE)
 
 
-def _build_events(encodings: Sequence[str]) -> PageTree:
-    """Build the event tree: leaves packed greedily (no boundaries). O(n)."""
+def _build_list(encodings: Sequence[str], leaf: str, field_name: str, node: str) -> PageTree:
+    """Build a list's tree (events, commands): leaves packed greedily, no boundaries. O(n)."""
     if not encodings:
         return PageTree(None, {}, 0)
     widths = [len(enc) for enc in encodings]
     pages: dict[str, str] = {}
     level: list[tuple[str, int]] = []
     start = 0
-    overhead = len(_leaf_page(_EVENT_LEAF, "e", []))
+    overhead = len(_leaf_page(leaf, field_name, []))
     for end in _chunk(widths, [w + 1 for w in widths], None, overhead):
-        page = _leaf_page(_EVENT_LEAF, "e", encodings[start:end])
+        page = _leaf_page(leaf, field_name, encodings[start:end])
         key = dht_key(page)
         pages[key] = page
         level.append((key, end - start))
         start = end
-    return _build_levels(pages, level, _EVENT_NODE)
+    return _build_levels(pages, level, node)
 
 
 def _compact_order_id(client_id: str, order_id: str) -> str | int:
@@ -444,7 +450,34 @@ def build_event_pages(events: Sequence[Event], spec: MarketSpec) -> PageTree:
         ValueError: one event's encoding cannot fit in a page (it cannot happen with ids
             of at most 64 characters).
     """
-    return _build_events([canonical_json(event_to_wire(event, spec)) for event in events])
+    encodings = [canonical_json(event_to_wire(event, spec)) for event in events]
+    return _build_list(encodings, _EVENT_LEAF, "e", _EVENT_NODE)
+
+
+class CommandEntry(NamedTuple):
+    """A sequenced command as a version carries it: number, timestamp, wire form.
+
+    The matcher's input, exactly (a journal entry); a replica applies it to its own
+    book with the core (`exchange.matcher.apply_entry` does the same) and gets the
+    matcher's events and book, since the core is deterministic.
+    """
+
+    seq: int
+    ts: int
+    command: dict[str, Any]
+
+
+def build_command_pages(entries: Sequence[CommandEntry]) -> PageTree:
+    """The page tree of a version's commands, in seq order: ``[seq, ts, command]`` each.
+
+    Packed greedily like the events. O(len(entries)).
+
+    Raises:
+        ValueError: one command's encoding cannot fit in a page (the sequencer's
+            validator bounds every field, so it cannot happen with its commands).
+    """
+    encodings = [canonical_json([e.seq, e.ts, e.command]) for e in entries]
+    return _build_list(encodings, _COMMAND_LEAF, "x", _COMMAND_NODE)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -476,7 +509,21 @@ class EventNode(NamedTuple):
     children: tuple[tuple[str, int], ...]
 
 
-Page = BookLeaf | BookNode | EventLeaf | EventNode
+class CommandLeaf(NamedTuple):
+    """A parsed command leaf: its entries, in seq order (their commands not validated:
+    the core's validator does that when they are applied)."""
+
+    entries: tuple[CommandEntry, ...]
+
+
+class CommandNode(NamedTuple):
+    """A parsed command node: its height (>= 1) and its ``(key, entry count)`` children."""
+
+    height: int
+    children: tuple[tuple[str, int], ...]
+
+
+Page = BookLeaf | BookNode | EventLeaf | EventNode | CommandLeaf | CommandNode
 
 
 def _is_int(value: object) -> bool:
@@ -578,8 +625,10 @@ def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
         {
             _BOOK_LEAF: {"o", "t", "v"},
             _EVENT_LEAF: {"e", "t", "v"},
+            _COMMAND_LEAF: {"x", "t", "v"},
             _BOOK_NODE: {"c", "h", "t", "v"},
             _EVENT_NODE: {"c", "h", "t", "v"},
+            _COMMAND_NODE: {"c", "h", "t", "v"},
         }.get(kind)
         if isinstance(kind, str)
         else None
@@ -598,10 +647,28 @@ def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
         if not (isinstance(items, list) and items):
             raise _bad(key, "an event leaf has a non-empty list of events")
         return EventLeaf(tuple(_parse_event(key, item, spec) for item in items))
+    if kind == _COMMAND_LEAF:
+        items = obj["x"]
+        if not (isinstance(items, list) and items):
+            raise _bad(key, "a command leaf has a non-empty list of commands")
+        return CommandLeaf(tuple(_parse_command_entry(key, item) for item in items))
     height, children = _parse_children(key, obj)
     if kind == _BOOK_NODE:
         return BookNode(height, children)
+    if kind == _COMMAND_NODE:
+        return CommandNode(height, children)
     return EventNode(height, children)
+
+
+def _parse_command_entry(key: str, item: object) -> CommandEntry:
+    if not (isinstance(item, list) and len(item) == 3):
+        raise _bad(key, "a command is a list [seq, ts, command]")
+    seq, ts, command = item
+    if not (_is_int(seq) and seq >= 1 and _is_int(ts) and ts >= 0):
+        raise _bad(key, "a command's seq must be an integer >= 1 and its ts >= 0")
+    if not isinstance(command, dict):
+        raise _bad(key, "a command is a JSON object")
+    return CommandEntry(seq, ts, command)
 
 
 def _parse_event(key: str, item: object, spec: MarketSpec) -> Event:

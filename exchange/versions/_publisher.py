@@ -4,12 +4,12 @@ Theory of operation
 -------------------
 The publisher keeps the book's page tree (`BookTree`) from one version to the next.
 Each `publish` updates it from the version's events (only the orders they name are
-looked at: O(k log n) for k changed orders, see ``_tree``), builds the events' pages,
-then puts
+looked at: O(k log n) for k changed orders, see ``_tree``), builds the pages of the
+version's events and of its commands (what replicas apply to follow), then puts
 
 1. the pages the version has and the previous one did not: the tree's new pages (a
    one-order update makes 4 to 5 of them on a 10,000-order book, at most
-   ``UPDATE_PAGES_BOUND`` in practice) and the events' pages;
+   ``UPDATE_PAGES_BOUND`` in practice), the events' and the commands' pages;
 2. *refreshes*: pages shared with the previous version whose last put is more than
    `residency_window` puts ago, oldest first, at most `refresh_budget` of them;
 3. last, the root document, so a reader who sees a root finds its pages.
@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from exchange.versions._bounded import DEFAULT_CONCURRENCY, run_bounded
-from exchange.versions._pages import build_event_pages
+from exchange.versions._pages import CommandEntry, build_command_pages, build_event_pages
 from exchange.versions._root import RootDoc, encode_root, spec_fields
 from exchange.versions._tree import BookTree, TreeDelta
 from orderbook_core import Event, MarketSpec, OrderBook
@@ -75,7 +75,7 @@ class VersionPublisher:
         last_root: the root key of the last version published, or `prev`.
         last_put_count: items put by the last successful `publish` (pages and root).
         last_new_count: how many of those the DHT had not been given for the previous
-            version: new book pages, event pages, the root.
+            version: new book pages, event and command pages, the root.
         last_refresh_count: how many were refreshes of unchanged pages.
         last_height: the height of the last book tree published (0 when empty).
         put_total: items put by every successful `publish` so far.
@@ -104,7 +104,7 @@ class VersionPublisher:
         # Page key -> value of `put_total` when it was last put, oldest first: exactly
         # the pages of the last published version (so memory is bounded by one version).
         self._last_put: OrderedDict[str, int] = OrderedDict()
-        self._event_keys: frozenset[str] = frozenset()  # the last version's event pages
+        self._event_keys: frozenset[str] = frozenset()  # the last version's list pages
         self.last_root: str | None = prev
         self.last_put_count = 0
         self.last_refresh_count = 0
@@ -128,7 +128,13 @@ class VersionPublisher:
         return self._tree
 
     async def publish(
-        self, book: OrderBook, events: Sequence[Event], *, seq: int, first: int
+        self,
+        book: OrderBook,
+        events: Sequence[Event],
+        *,
+        seq: int,
+        first: int,
+        commands: Sequence[CommandEntry] = (),
     ) -> str:
         """Store the version of `book` after command `seq`, with its `events`.
 
@@ -144,6 +150,9 @@ class VersionPublisher:
             events: the events of commands `first`..`seq`, in order.
             seq: the last command the version includes.
             first: the first command whose events it carries.
+            commands: the sequenced commands `first`..`seq` that gave `events` (a
+                replica applies them to its own book to follow the version), or none:
+                the root's ``commands`` is then null and replicas read the book.
 
         Returns:
             The root key of the version (40 hex).
@@ -151,15 +160,20 @@ class VersionPublisher:
         Raises:
             transports.TransportError: a put failed (the first failure is raised; the
                 publisher's state is as before the call, so call again to retry).
-            ValueError: `seq`/`first` break the root's rules, `book`'s market is not
+            ValueError: `seq`/`first` break the root's rules, `commands` are not
+                exactly `first`..`seq` in order, `book`'s market is not
                 this publisher's, or an order cannot fit in a page (ids far beyond
                 the submit_order rule). The publisher is as before the call.
         """
         if book.spec != self._spec:
             raise ValueError(f"book of market {book.spec.market!r}, publisher of {self._spec}")
+        if commands and [c.seq for c in commands] != list(range(first, seq + 1)):
+            raise ValueError(f"commands must be exactly {first}..{seq}, in order")
         tree, delta, added, removed = self._update_tree(book, events)
         try:
             event_tree = build_event_pages(events, self._spec)
+            command_tree = build_command_pages(commands)
+            listed = {**event_tree.pages, **command_tree.pages}  # not shared between versions
             root_text = encode_root(
                 RootDoc(
                     seq=seq,
@@ -167,15 +181,16 @@ class VersionPublisher:
                     prev=self.last_root,
                     book=tree.root,
                     events=event_tree.root,
+                    commands=command_tree.root,
                     **spec_fields(self._spec),
                 )
             )
             root_key = dht_key(root_text)
-            # Event pages first: when a version is bigger than the DHT's LRU, the book's
+            # List pages first: when a version is bigger than the DHT's LRU, the book's
             # pages (which must stay resident) are then the most recently put.
-            new = [key for key in event_tree.pages if key not in self._last_put]
+            new = [key for key in listed if key not in self._last_put]
             new += added
-            leaving = removed | (self._event_keys - event_tree.pages.keys())
+            leaving = removed | (self._event_keys - listed.keys())
             refresh: list[str] = []
             for key, when in self._last_put.items():  # oldest first
                 if len(refresh) >= self._budget or self.put_total - when <= self._window:
@@ -185,7 +200,7 @@ class VersionPublisher:
             todo = new + refresh
 
             def text(key: str) -> str:
-                page = event_tree.pages.get(key)
+                page = listed.get(key)
                 if page is None:
                     page = tree.page(key)
                 assert page is not None, key
@@ -209,7 +224,7 @@ class VersionPublisher:
             self._last_put[key] = base + i
             self._last_put.move_to_end(key)
         self._tree = tree
-        self._event_keys = frozenset(event_tree.pages)
+        self._event_keys = frozenset(listed)
         self.put_total = base + len(todo) + 1
         self.last_put_count = len(todo) + 1
         self.last_refresh_count = len(refresh)

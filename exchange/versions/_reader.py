@@ -29,10 +29,13 @@ verified page stays valid forever) in an LRU of bounded size, so an update that
 changed one order costs a few gets (the changed pages and the root: about 7 on a
 10,000-order book), not the whole book.
 
-The tree rebuilt in step 3 is a `BookTree`, handed over with the version: a replica
-that then follows versions by applying their events to its own book keeps it up to
-date in O(log n) per changed order (`BookTree.update`) and compares its root with
-each new root's ``book``, reading pages again only to start cold or cross a gap.
+The tree rebuilt in step 3 is a `BookTree`, handed over with the version. A replica
+then follows with `VersionReader.advance`: it reads only the roots and *command* pages
+of the new versions, applies the commands to its own book with the core (as the
+matcher did: the core is deterministic), updates the tree from the events
+(`BookTree.update`, O(log n) per changed order) and compares its root with the new
+root's ``book``. It reads book pages again (`fetch`) only to start cold, or when the
+chain back to its version is longer than its bound or does not verify.
 
 Costs: a fetch of a version whose pages are all cached is O(n): rebuild the book and
 its tree (the orders' encodings are reused from the previous fetch's tree): ~0.1 s of
@@ -45,11 +48,14 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from exchange.protocol import InvalidVersion
+from exchange.protocol import InvalidVersion, apply_entry
 from exchange.versions._bounded import DEFAULT_CONCURRENCY, run_bounded
 from exchange.versions._pages import (
     BookLeaf,
     BookNode,
+    CommandEntry,
+    CommandLeaf,
+    CommandNode,
     EventLeaf,
     EventNode,
     Page,
@@ -57,16 +63,25 @@ from exchange.versions._pages import (
 )
 from exchange.versions._root import RootDoc, decode_root, spec_fields
 from exchange.versions._tree import BookTree
-from orderbook_core import Event, MarketSpec, OrderBook, RestingOrder
+from orderbook_core import Event, MarketSpec, OrderBook, RestingOrder, ValidationError
 from transports import Transport, check_key, dht_key
 
-__all__ = ["DEFAULT_CACHE_PAGES", "DEFAULT_MAX_PAGES", "Version", "VersionReader"]
+__all__ = [
+    "DEFAULT_CACHE_PAGES",
+    "DEFAULT_MAX_PAGES",
+    "DEFAULT_MAX_WALK",
+    "Version",
+    "VersionReader",
+]
 
 DEFAULT_CACHE_PAGES = 100_000
 """Pages kept in a reader's cache (at most ~1 KB each, so ~100 MB at worst)."""
 
 DEFAULT_MAX_PAGES = 200_000
 """Most pages one fetch will visit: bounds the work a hostile root can cause."""
+
+DEFAULT_MAX_WALK = 64
+"""Most versions `VersionReader.advance` walks back through to reach the caller's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +217,92 @@ class VersionReader:
         events = await self._events(root_hash, root)
         return Version(root, book, events, root_hash, tree)
 
+    async def advance(
+        self, current: Version, root_hash: str, *, max_walk: int = DEFAULT_MAX_WALK
+    ) -> tuple[Version, tuple[Event, ...]]:
+        """Follow `current` to the newer version `root_hash` by applying its commands.
+
+        Reads the roots and command pages of the versions after `current` (walking
+        ``prev`` back from `root_hash` until it links to ``current.key``, at most
+        `max_walk` versions), applies the commands to ``current.book`` with the core
+        (`apply_entry`, as the matcher did), updates ``current.tree`` from their events
+        and checks its root against the new root's ``book``. The core is deterministic,
+        so a match proves the book is the matcher's; no book page is read. O(k log n)
+        for k changed orders, plus the gets of the roots and command pages.
+
+        `current` must be the last version this reader's caller verified (from `fetch`
+        or `advance`); its book and tree are taken over: on success they are the new
+        version's, on any failure they are exactly as before.
+
+        Returns:
+            The new version, and the events of every command after ``current``'s seq
+            (the version's own `events` are only those of its ``first..seq``).
+
+        Raises:
+            InvalidVersion: the chain does not link back to `current` within
+                `max_walk` versions, a version carries no commands, a page is missing
+                or invalid, a command breaks a rule, or the book it gives is not the
+                root's (``fetch`` can still read the version from its pages).
+            transports.TransportError: the DHT could not be asked.
+        """
+        self.last_get_count = 0
+        since = current.root.seq
+        root = await self._root(root_hash)
+        if root.seq <= since:
+            raise InvalidVersion(f"version {root_hash}: seq {root.seq} is not after {since}")
+        chunks: list[tuple[CommandEntry, ...]] = []
+        key, here = root_hash, root
+        while True:
+            chunks.append(await self._commands(key, here))
+            if here.first <= since + 1:
+                break
+            if here.prev is None or len(chunks) > max_walk:
+                raise InvalidVersion(
+                    f"version {root_hash}: no chain of {max_walk} versions back to seq {since}"
+                )
+            key, after = here.prev, here
+            here = await self._root(key)
+            if here.seq != after.first - 1:
+                raise InvalidVersion(
+                    f"version {key}: seq {here.seq}, but the version after it starts at "
+                    f"{after.first}"
+                )
+        if here.first != since + 1 or here.prev != current.key:
+            raise InvalidVersion(f"version {root_hash}: does not follow {current.key}")
+        book, tree = current.book, current.tree
+        events: list[Event] = []
+        with book.transaction():  # any exception below puts the book back
+            for entry in (entry for chunk in reversed(chunks) for entry in chunk):
+                try:
+                    events.extend(apply_entry(book, entry))
+                except ValidationError as exc:
+                    raise InvalidVersion(
+                        f"version {root_hash}: command {entry.seq} breaks a rule ({exc})"
+                    ) from None
+            try:
+                delta = tree.update(book, events)
+            except ValueError as exc:  # cannot happen with the core's own events
+                raise InvalidVersion(f"version {root_hash}: {exc}") from None
+            if delta.root != root.book:
+                tree.undo(delta)
+                raise InvalidVersion(
+                    f"version {root_hash}: its commands give book {delta.root}, "
+                    f"the root says {root.book}"
+                )
+        own = tuple(event for event in events if event.seq >= root.first)
+        return Version(root, book, own, root_hash, tree), tuple(events)
+
+    async def fetch_commands(self, root_hash: str) -> tuple[RootDoc, tuple[CommandEntry, ...]]:
+        """Fetch and verify a version's root and commands (``first..seq``) only.
+
+        Raises:
+            InvalidVersion: as `fetch`, or the version carries no commands.
+            transports.TransportError: the DHT could not be asked.
+        """
+        self.last_get_count = 0
+        root = await self._root(root_hash)
+        return root, await self._commands(root_hash, root)
+
     async def fetch_events(self, root_hash: str) -> tuple[RootDoc, tuple[Event, ...]]:
         """Fetch and verify a version's root and events only, not its book.
 
@@ -240,6 +341,23 @@ class VersionReader:
         self._store(root_hash, root)
         return root
 
+    async def _commands(self, root_hash: str, root: RootDoc) -> tuple[CommandEntry, ...]:
+        """The version's commands: exactly one per number of ``first..seq``, in order."""
+        if root.commands is None:
+            if root.first == root.seq + 1:
+                return ()
+            raise InvalidVersion(f"version {root_hash}: carries no commands")
+        leaves = await self._walk(root.commands, CommandLeaf, CommandNode, "commands")
+        entries: list[CommandEntry] = []
+        for leaf in leaves:
+            assert isinstance(leaf, CommandLeaf)
+            entries.extend(leaf.entries)
+        if [entry.seq for entry in entries] != list(range(root.first, root.seq + 1)):
+            raise InvalidVersion(
+                f"version {root_hash}: its commands are not exactly {root.first}..{root.seq}"
+            )
+        return tuple(entries)
+
     async def _events(self, root_hash: str, root: RootDoc) -> tuple[Event, ...]:
         leaves = await self._walk(root.events, EventLeaf, EventNode, "events")
         events: list[Event] = []
@@ -273,8 +391,8 @@ class VersionReader:
     async def _walk(
         self,
         top: str | None,
-        leaf_type: type[BookLeaf] | type[EventLeaf],
-        node_type: type[BookNode] | type[EventNode],
+        leaf_type: type[BookLeaf] | type[EventLeaf] | type[CommandLeaf],
+        node_type: type[BookNode] | type[EventNode] | type[CommandNode],
         what: str,
     ) -> list[Page]:
         """Fetch a whole tree level by level; return its leaves in order.
@@ -300,6 +418,8 @@ class VersionReader:
                     page_height, count = 0, len(page.orders)
                 elif isinstance(page, EventLeaf):
                     page_height, count = 0, len(page.events)
+                elif isinstance(page, CommandLeaf):
+                    page_height, count = 0, len(page.entries)
                 else:
                     page_height, count = page.height, sum(n for _, n in page.children)
                 if isinstance(page, leaf_type):

@@ -20,10 +20,12 @@ from transports import MAX_VALUE_BYTES, is_dht_key
 
 __all__ = ["ROOT_FORMAT", "RootDoc", "decode_root", "encode_root", "spec_fields"]
 
-ROOT_FORMAT = "dex-book/1"
+ROOT_FORMAT = "dex-book/2"
 """The ``format`` of every root document this module writes and reads."""
 
-_KEYS = frozenset({"book", "events", "first", "format", "lot", "market", "prev", "seq", "tick"})
+_KEYS = frozenset(
+    {"book", "commands", "events", "first", "format", "lot", "market", "prev", "seq", "tick"}
+)
 _DECIMAL_RE = re.compile(r"[0-9]+(\.[0-9]+)?")
 _MAX_MARKET = 64
 
@@ -40,6 +42,10 @@ class RootDoc:
         prev: the root key of the previous version, None for the first one.
         book: the root key of the book's page tree, None for an empty book.
         events: the root key of the version's event pages, None when it has none.
+        commands: the root key of the version's command pages (the sequenced commands
+            ``first..seq``, one per number: what a replica applies to follow), None
+            when it carries none (no commands, or a writer that does not give them: a
+            replica then reads the book's pages).
         tick: the tick size as a decimal string ("0.01"); a price of n ticks is n * tick.
         lot: the lot size as a decimal string ("0.001"); an amount of n lots is n * lot.
         format: always `ROOT_FORMAT`.
@@ -51,6 +57,7 @@ class RootDoc:
     prev: str | None
     book: str | None
     events: str | None
+    commands: str | None
     tick: str
     lot: str
     format: str = ROOT_FORMAT
@@ -78,7 +85,7 @@ def _check(root: RootDoc) -> None:
             raise ValueError(f"{name}: must be a non-negative integer")
     if not root.first <= root.seq + 1:
         raise ValueError("first: must be at most seq + 1")
-    for name in ("prev", "book", "events"):
+    for name in ("prev", "book", "events", "commands"):
         value = getattr(root, name)
         if value is not None and not is_dht_key(value):
             raise ValueError(f"{name}: must be null or 40 lowercase hex characters")
@@ -105,6 +112,7 @@ def encode_root(root: RootDoc) -> str:
     text = canonical_json(
         {
             "book": root.book,
+            "commands": root.commands,
             "events": root.events,
             "first": root.first,
             "format": root.format,
@@ -157,6 +165,7 @@ def decode_root(text: str) -> RootDoc:
         prev=obj["prev"],
         book=obj["book"],
         events=obj["events"],
+        commands=obj["commands"],
         tick=obj["tick"],
         lot=obj["lot"],
         format=obj["format"],

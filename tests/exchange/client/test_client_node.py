@@ -17,8 +17,8 @@ from exchange.client import ClientNode, new_order_id, parse_client_args, run_cli
 from exchange.client._output import Record
 from exchange.protocol import OrderRefused, SubmitReply
 from exchange.tools import replay_journal
-from exchange.versions import VersionPublisher, book_hash
-from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side
+from exchange.versions import CommandEntry, VersionPublisher, book_hash
+from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side, command_to_wire
 from transports import JSON, MemoryNetwork, MemoryTransport, RemoteError, ServiceError
 
 pytestmark = pytest.mark.anyio
@@ -40,10 +40,14 @@ class Market:
     async def order(self, client: str, side: Side, price: int, amount: int) -> str:
         """Apply one new order (prices in ticks, amounts in lots) and publish it."""
         self.seq += 1
-        events = self.book.apply(
-            NewOrder(self.seq, 1000 + self.seq, client, f"{client}-{self.seq}", side, price, amount)
+        command = NewOrder(
+            self.seq, 1000 + self.seq, client, f"{client}-{self.seq}", side, price, amount
         )
-        root = await self.publisher.publish(self.book, events, seq=self.seq, first=self.seq)
+        events = self.book.apply(command)
+        entry = CommandEntry(self.seq, command.ts, command_to_wire(command, SPEC))
+        root = await self.publisher.publish(
+            self.book, events, seq=self.seq, first=self.seq, commands=[entry]
+        )
         self.roots.append(root)
         self.books.append(book_hash(self.book))
         return root
@@ -161,22 +165,29 @@ async def test_tampered_page_or_root_leaves_replica_unchanged(
         transport.tampered[market.roots[1]] = root_text.replace('"seq":2', '"seq":9')
         await node.on_updated(market.roots[1])
         assert await node.replica.sync() is None
-        # 2. The root is genuine but a book page is not.
+        # 2. The root is genuine but its command page is not (so the replica cannot
+        # advance by the commands), and neither is a book page (so reading the version
+        # whole fails too).
         del transport.tampered[market.roots[1]]
-        book_root = json.loads(root_text)["book"]
-        page = await transport.get(book_root)
-        assert page is not None
-        transport.tampered[book_root] = page.replace("10200", "10300")
+        book_root, commands = json.loads(root_text)["book"], json.loads(root_text)["commands"]
+        for key, old, new in ((book_root, "10200", "10300"), (commands, "102.00", "103.00")):
+            page = await transport.get(key)
+            assert page is not None
+            assert old in page
+            transport.tampered[key] = page.replace(old, new)
         node.replica.notify(market.roots[1])
         assert await node.replica.sync() is None
         assert node.replica.seq == 1
         assert node.book_hash == market.books[0]
         assert len(records.of("warning")) == 2
-        # Once the DHT answers truthfully, the same hash is accepted.
-        del transport.tampered[book_root]
+        # Once the commands are genuine, the replica advances by them: it reads no book
+        # page, so the tampered one does not matter.
+        del transport.tampered[commands]
         node.replica.notify(market.roots[1])
         await node.replica.sync()
         assert node.replica.seq == 2
+        assert node.book_hash == market.books[1]
+        assert (node.replica.full_fetches, node.replica.advances) == (1, 1)
 
 
 async def test_a_forged_version_far_ahead_of_the_head_cannot_pin_the_replica(

@@ -47,6 +47,8 @@ class FakeSource:
     delay: dict[str, float] = field(default_factory=dict)
     fetches: list[str] = field(default_factory=list)
     root_fetches: list[str] = field(default_factory=list)
+    advances: list[str] = field(default_factory=list)
+    can_advance: bool = False  # the real source advances; the fallback is tested here
 
     def chain(self, n: int, *, per_version: int = 1) -> list[str]:
         """Versions 1..n, each covering `per_version` seqs, linked by prev."""
@@ -67,6 +69,23 @@ class FakeSource:
     async def fetch(self, root_hash: str) -> FakeVersion:
         self.fetches.append(root_hash)
         return await self._get(root_hash)
+
+    async def advance(
+        self, current: FakeVersion, root_hash: str
+    ) -> tuple[FakeVersion, tuple[Any, ...]]:
+        """Walk back to `current` as the real source does, collecting the events."""
+        if not self.can_advance:
+            raise FetchFailed("this version carries no commands")
+        self.advances.append(root_hash)
+        version = target = await self._get(root_hash)
+        chunks = [version.events]
+        while version.root.first > current.root.seq + 1:
+            assert version.root.prev is not None
+            version = await self._get(version.root.prev)
+            chunks.append(version.events)
+        if version.root.first != current.root.seq + 1:
+            raise FetchFailed("does not follow")
+        return target, tuple(e for chunk in reversed(chunks) for e in chunk)
 
     async def fetch_events(self, root_hash: str) -> tuple[FakeRoot, tuple[Any, ...]]:
         self.fetches.append(root_hash)
@@ -176,6 +195,38 @@ async def test_walk_stops_at_current_version() -> None:
     assert update.complete
     assert seqs(update) == [5, 6, 7, 8, 9, 10, 11, 12]
     assert hashes[1] not in source.fetches[1:]
+
+
+async def test_a_replica_with_a_version_advances_instead_of_fetching() -> None:
+    source = FakeSource(can_advance=True)
+    hashes = source.chain(6, per_version=2)
+    replica: Replica[FakeVersion] = Replica(source)
+    replica.notify(hashes[1])
+    await replica.sync()  # the first version is read whole: nothing to advance from
+    assert (replica.full_fetches, replica.advances) == (1, 0)
+    replica.notify(hashes[5])
+    update = await replica.sync()
+    assert update is not None
+    assert update.complete
+    assert seqs(update) == [5, 6, 7, 8, 9, 10, 11, 12]
+    assert source.advances == [hashes[5]]
+    assert hashes[5] not in source.fetches  # never read whole
+    assert (replica.full_fetches, replica.advances, replica.seq) == (1, 1, 12)
+
+
+async def test_a_replica_that_cannot_advance_fetches_the_version_whole() -> None:
+    source = FakeSource(can_advance=True)
+    hashes = source.chain(3)
+    replica: Replica[FakeVersion] = Replica(source)
+    replica.notify(hashes[0])
+    await replica.sync()
+    source.broken.add(hashes[1])  # the chain back is broken: advance fails
+    replica.notify(hashes[2])
+    update = await replica.sync()
+    assert update is not None
+    assert replica.seq == 3
+    assert (replica.full_fetches, replica.advances) == (2, 0)
+    assert hashes[2] in source.fetches
 
 
 async def test_walk_through_missing_version_is_incomplete_but_replaces() -> None:

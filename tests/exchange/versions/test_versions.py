@@ -89,6 +89,7 @@ def root_text(**changes: Any) -> str:
         "prev": None,
         "book": None,
         "events": None,
+        "commands": None,
         "tick": "0.01",
         "lot": "0.001",
     }
@@ -238,11 +239,12 @@ def test_root_round_trip() -> None:
         prev="a" * 40,
         book="b" * 40,
         events=None,
+        commands="c" * 40,
         tick="0.01",
         lot="0.001",
     )
     text = encode_root(root)
-    assert json.loads(text)["format"] == "dex-book/1"
+    assert json.loads(text)["format"] == "dex-book/2"
     assert len(text) < 1000
     assert decode_root(text) == root
 
@@ -254,7 +256,9 @@ def test_root_round_trip() -> None:
         "not json",
         "[]",
         '"dex-book/1"',
-        root_text(format="dex-book/2"),
+        root_text(format="dex-book/1"),
+        root_text(commands="<absent>"),
+        root_text(commands="xyz"),
         root_text(tick="<absent>"),
         root_text(extra=1),
         root_text(seq=-1),
@@ -277,7 +281,15 @@ def test_decode_root_rejects_what_is_not_a_root(text: str) -> None:
 
 def test_encode_root_refuses_a_bad_field() -> None:
     bad = RootDoc(
-        market="BTC-USD", seq=1, first=3, prev=None, book=None, events=None, tick="1", lot="1"
+        market="BTC-USD",
+        seq=1,
+        first=3,
+        prev=None,
+        book=None,
+        events=None,
+        commands=None,
+        tick="1",
+        lot="1",
     )
     with pytest.raises(ValueError, match="first"):
         encode_root(bad)
@@ -652,7 +664,7 @@ async def doc_reader(transport: Transport, root_key: str) -> tuple[list[Any], li
         return [item for child, _count in page["c"] for item in await walk(child, leaf_field)]
 
     root = await get(root_key)
-    assert root["format"] == "dex-book/1"
+    assert root["format"] == "dex-book/2"
     tick, lot = Decimal(root["tick"]), Decimal(root["lot"])
     orders = [
         # An integer order id n stands for "<clientId>-<n>".

@@ -205,14 +205,33 @@ garbage = st.one_of(
     st.text(max_size=300),
     json_values.map(json.dumps),
     st.fixed_dictionaries(
-        {"t": st.sampled_from(["BL", "BN", "EL", "EN", "x"]), "v": st.sampled_from([1, 2])},
-        optional={"o": json_values, "c": json_values, "e": json_values, "h": json_values},
+        {
+            "t": st.sampled_from(["BL", "BN", "EL", "EN", "CL", "CN", "x"]),
+            "v": st.sampled_from([1, 2, 3]),
+        },
+        optional={
+            "o": json_values,
+            "c": json_values,
+            "e": json_values,
+            "h": json_values,
+            "x": json_values,
+        },
     ).map(json.dumps),
     st.fixed_dictionaries(
-        {"format": st.just("dex-book/1")},
+        {"format": st.sampled_from(["dex-book/1", "dex-book/2"])},
         optional={
             k: json_values
-            for k in ("market", "seq", "first", "prev", "book", "events", "tick", "lot")
+            for k in (
+                "market",
+                "seq",
+                "first",
+                "prev",
+                "book",
+                "events",
+                "commands",
+                "tick",
+                "lot",
+            )
         },
     ).map(json.dumps),
 )

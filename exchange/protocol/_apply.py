@@ -1,7 +1,9 @@
 """Applying one journal entry to a book: the one way a command reaches the core.
 
-The matcher applies entries with it, `dex replay` recomputes the book with it, and the
-tests check both against it, so "what entry N does to the book" is written once.
+The matcher applies entries with it, a replica follows versions by applying their
+commands with it, `dex replay` recomputes the book with it, and the tests check all
+three against it, so "what entry N does to the book" is written once. It is part of
+the protocol: every peer must get the same book from the same entries.
 """
 
 from __future__ import annotations
