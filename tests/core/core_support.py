@@ -5,7 +5,8 @@ public, in `orderbook_core.testing`: the tests use them as a user would."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
 
@@ -25,7 +26,9 @@ from orderbook_core import (
 )
 
 # Hypothesis: bounded and derandomized so CI is stable and the directory stays fast.
-# HYPOTHESIS_PROFILE=core-long explores more, locally.
+# The long profile explores more, at random, on a market with non-unit tick and lot
+# sizes and a wider band of prices (`stateful_market`): HYPOTHESIS_PROFILE=core-long,
+# or CHAOS_PROFILE=long (what `make chaos` sets for the whole long run).
 settings.register_profile(
     "core",
     max_examples=150,
@@ -42,7 +45,62 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-CORE_PROFILE = settings.get_profile(os.environ.get("HYPOTHESIS_PROFILE", "core"))
+
+
+def profile_name(environ: Mapping[str, str] = os.environ) -> str:
+    """``core-long`` when the environment asks for the long run, else ``core``."""
+    if environ.get("CHAOS_PROFILE") == "long":
+        return "core-long"
+    return environ.get("HYPOTHESIS_PROFILE", "core")
+
+
+CORE_PROFILE = settings.get_profile(profile_name())
+LONG_RUN = profile_name() == "core-long"
+
+
+@dataclass(frozen=True)
+class StatefulMarket:
+    """The market the stateful tests trade on, and the bands their orders are drawn in.
+
+    `low`..`high` is where prices crowd (in ticks) so that orders cross; amounts are
+    drawn in 1..`max_lots` lots. The edges of the spec are drawn too (invalid values).
+    """
+
+    spec: MarketSpec
+    low: int
+    high: int
+    max_lots: int
+
+    def probes(self) -> tuple[int, int, int]:
+        """Prices (ticks) at which to compare depths: the band's ends and middle."""
+        return self.low, (self.low + self.high) // 2, self.high
+
+
+def stateful_market(long_run: bool = LONG_RUN) -> StatefulMarket:
+    """Short: tick 1, lot 1, prices 95..105 of 1..200. Long: tick 0.05, lot 0.001,
+    prices 90.00..110.00 (400 ticks) of 0.05..1000, amounts up to 5 of 50."""
+    if not long_run:
+        spec = MarketSpec(
+            market="PROP",
+            tick_size=Decimal(1),
+            lot_size=Decimal(1),
+            min_price=Decimal(1),
+            max_price=Decimal(200),
+            min_amount=Decimal(1),
+            max_amount=Decimal(50),
+        )
+        return StatefulMarket(spec, 95, 105, 10)
+    spec = MarketSpec(
+        market="PROP-LONG",
+        tick_size=Decimal("0.05"),
+        lot_size=Decimal("0.001"),
+        min_price=Decimal("0.05"),
+        max_price=Decimal(1000),
+        min_amount=Decimal("0.001"),
+        max_amount=Decimal(50),
+    )
+    return StatefulMarket(spec, 1800, 2200, 5000)
+
 
 BUY = Side.BUY
 SELL = Side.SELL

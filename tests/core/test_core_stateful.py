@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from decimal import Decimal
 
 import pytest
-from core_support import CORE_PROFILE
+from core_support import CORE_PROFILE, stateful_market
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -39,23 +38,18 @@ from orderbook_core import (
 )
 from orderbook_core.testing import QuantityLedger, ReferenceBook, amounts, new_orders, prices
 
-SPEC = MarketSpec(
-    market="PROP",
-    tick_size=Decimal(1),
-    lot_size=Decimal(1),
-    min_price=Decimal(1),
-    max_price=Decimal(200),
-    min_amount=Decimal(1),
-    max_amount=Decimal(50),
-)
+# Tick 1, lot 1 in the derandomized CI profile; non-unit sizes and a wider band in the
+# long one (core_support.stateful_market).
+MARKET = stateful_market()
+SPEC = MARKET.spec
 CLIENTS = st.sampled_from(["a", "b", "c"])
 # Mostly a small pool (duplicates, reuse after fill/cancel), sometimes a larger one
 # (deeper queues, cancels from the middle of a level).
 ORDER_IDS = st.sampled_from(["0", "1", "2", "3", "4", "5"]) | st.integers(0, 40).map(str)
-# Prices crowd 95..105 so orders cross; one draw in four is an edge (0, -1, 1, 200, 201),
-# amounts likewise 1..10 with the edges (-1, 0, 1, 50, 51).
-PRICES = prices(SPEC, low=95, high=105, invalid=True)
-AMOUNTS = amounts(SPEC, low=1, high=10, invalid=True)
+# Prices crowd in the market's band (95..105 in CI) so orders cross; one draw in four is
+# an edge (0, -1, min, max, max + 1); amounts likewise 1..max_lots with the edges.
+PRICES = prices(SPEC, low=MARKET.low, high=MARKET.high, invalid=True)
+AMOUNTS = amounts(SPEC, low=1, high=MARKET.max_lots, invalid=True)
 OPT_PRICE = st.none() | PRICES
 OPT_AMOUNT = st.none() | AMOUNTS
 # Any new order: every side and time in force, post-only one in five, market one in ten.
@@ -233,7 +227,7 @@ class BookVersusNaive(RuleBasedStateMachine):
         for side in Side:
             assert self.book.levels(side) == self.naive.levels(side)
             assert self.book.levels(side, 2) == self.naive.levels(side, 2)
-            for price in (95, 100, 105):
+            for price in MARKET.probes():
                 assert self.book.depth(side, price) == self.naive.depth(side, price)
         for o in orders:
             assert self.book.get_order(o.client_id, o.order_id) == o
