@@ -100,6 +100,7 @@ class _Head(NamedTuple):
     prev: str | None
     book: OrderBook
     events: tuple[Event, ...]
+    commands: tuple[CommandEntry, ...]
 
 
 class ProcessWorker:
@@ -214,6 +215,7 @@ class ProcessWorker:
         book = OrderBook(self.spec)
         # The head version covers every trailing entry recorded with its root (a batch).
         events: list[Event] = []
+        commands: list[CommandEntry] = []
         first = 1
         prev_root: str | None = None
         head: AppliedEntry | None = None
@@ -221,9 +223,10 @@ class ProcessWorker:
             if entry.seq != (head.seq if head else 0) + 1:
                 raise RuntimeError(f"{self.db_path}: applied commands have a gap at {entry.seq}")
             if head is None or entry.root != head.root:  # the first entry of a version
-                events, first = [], entry.seq
+                events, commands, first = [], [], entry.seq
                 prev_root = head.root if head is not None else None
             events.extend(apply_entry(book, entry))
+            commands.append(CommandEntry(entry.seq, entry.ts, entry.command))
             head = entry
         self.book = book
         if head is None:
@@ -232,7 +235,9 @@ class ProcessWorker:
         # The next version links to the recorded head, as it would without the restart.
         self.publisher = VersionPublisher(self._dht, self.spec, prev=head.root)
         # A private copy: processing may change `self.book` while the head is republished.
-        return _Head(head.seq, first, head.root, prev_root, book.copy(), tuple(events))
+        return _Head(
+            head.seq, first, head.root, prev_root, book.copy(), tuple(events), tuple(commands)
+        )
 
     async def _republish_head(self, head: _Head | None) -> None:
         """Put the restored head version again, so it is readable even if the DHT forgot it.
@@ -250,7 +255,11 @@ class ProcessWorker:
             try:
                 with anyio.fail_after(self.republish_timeout):
                     root = await publisher.publish(
-                        head.book, head.events, seq=head.seq, first=head.first
+                        head.book,
+                        head.events,
+                        seq=head.seq,
+                        first=head.first,
+                        commands=head.commands,
                     )
             except (TransportError, TimeoutError) as exc:
                 _log.warning("republishing head seq=%d failed: %s", head.seq, exc)
