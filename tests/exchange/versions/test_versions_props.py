@@ -14,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import string
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -41,6 +43,7 @@ from orderbook_core import (
     CancelOrder,
     CancelReason,
     Command,
+    MarketSpec,
     ModifyOrder,
     NewOrder,
     OrderBook,
@@ -55,7 +58,23 @@ from transports import MemoryNetwork, dht_key, open_transport
 
 SPEC = DEFAULT_SPEC
 MID = 1_000_000
-PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+LONG_RUN = os.environ.get("CHAOS_PROFILE") == "long"
+"""The long run (`make chaos`): more examples, at random, wider prices and markets with
+other tick and lot sizes. Otherwise a bounded, derandomized run: CI stays deterministic."""
+
+
+def profile(examples: int, long_examples: int) -> settings:
+    """`examples` derandomized in CI; `long_examples` at random in the long run."""
+    return settings(
+        max_examples=long_examples if LONG_RUN else examples,
+        derandomize=not LONG_RUN,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+
+
+PROPS = profile(40, 400)
 
 ID_ALPHABET = string.ascii_letters + string.digits + "_.-"
 ids = st.one_of(
@@ -348,14 +367,44 @@ def test_the_documented_algorithm_gives_the_book_hash(book: OrderBook) -> None:
 
 # --------------------------------------------------------------------------- publish/read
 
-# One step: (kind, side, distance from MID, lots, which resting order, tif).
+# One step: (kind, side, distance from MID, lots, which resting order, tif). The long
+# run spreads prices over 2,000 ticks and amounts up to a million lots.
 steps = st.tuples(
     st.sampled_from(["limit", "limit", "limit", "market", "cancel", "modify"]),
     st.sampled_from([Side.BUY, Side.SELL]),
-    st.integers(-5, 30),
-    st.integers(1, 30),
+    st.integers(-200, 2000) if LONG_RUN else st.integers(-5, 30),
+    st.integers(1, 10**6) if LONG_RUN else st.integers(1, 30),
     st.integers(0, 10_000),
     st.sampled_from(list(TimeInForce)),
+)
+
+
+def _market(name: str, size: str, top: int) -> MarketSpec:
+    """A market whose tick and lot are both `size`, prices and amounts up to `top`."""
+    return MarketSpec(
+        market=name,
+        tick_size=Decimal(size),
+        lot_size=Decimal(size),
+        min_price=Decimal(size),
+        max_price=Decimal(top),
+        min_amount=Decimal(size),
+        max_amount=Decimal(top),
+    )
+
+
+# Every one holds MID +- 2000 ticks and a million lots. Pages write prices and amounts
+# as decimals of the market's sizes, so the long run reads back other sizes too.
+MARKETS = (
+    st.sampled_from(
+        [
+            DEFAULT_SPEC,
+            _market("ETH-EUR", "0.25", 10**7),
+            _market("SAT", "1E-8", 100),
+            _market("BIG", "100", 10**12),
+        ]
+    )
+    if LONG_RUN
+    else st.just(SPEC)
 )
 
 
@@ -374,20 +423,18 @@ def _command(book: OrderBook, seq: int, step: Step) -> Command:
     return NewOrder(seq, seq, f"c{pick % 3}", f"o{seq}", side, price, lots, tif)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(steps, min_size=1, max_size=60))
-def test_every_published_version_reads_back_exactly(
-    plan: list[Step],
-) -> None:
+@profile(25, 1000)
+@given(st.lists(steps, min_size=1, max_size=60), MARKETS)
+def test_every_published_version_reads_back_exactly(plan: list[Step], spec: MarketSpec) -> None:
     async def run() -> None:
         network = MemoryNetwork()
         async with (
             open_transport("memory", network=network) as worker,
             open_transport("memory", network=network) as client,
         ):
-            book = OrderBook(SPEC)
-            publisher = VersionPublisher(worker, SPEC)
-            reader = VersionReader(client, SPEC)
+            book = OrderBook(spec)
+            publisher = VersionPublisher(worker, spec)
+            reader = VersionReader(client, spec)
             key = await publisher.publish(book, (), seq=0, first=1)
             for seq, step in enumerate(plan, start=1):
                 previous = key
@@ -399,9 +446,9 @@ def test_every_published_version_reads_back_exactly(
                 assert list(version.book.orders()) == list(book.orders())
                 assert version.root.book == book_hash(book)
                 # Book pages, event pages, the root; a small book has no refreshes.
-                events_pages = len(build_event_pages(events, SPEC).pages)
+                events_pages = len(build_event_pages(events, spec).pages)
                 assert publisher.last_put_count <= UPDATE_PAGES_BOUND + events_pages + 1
-            cold = await VersionReader(client, SPEC).fetch(key)
+            cold = await VersionReader(client, spec).fetch(key)
             assert cold.book == book
 
     anyio.run(run)
