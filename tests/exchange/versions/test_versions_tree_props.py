@@ -12,6 +12,7 @@ undone (a failed publish) then redone leaves the same tree as an update done onc
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import string
 
@@ -34,8 +35,13 @@ from orderbook_core import (
 
 SPEC = DEFAULT_SPEC
 MID = 1_000_000
+# Derandomized in CI; at random, ten times as many, in the long run (CHAOS_PROFILE=long,
+# `make chaos`); NEX=<n> sets the number by hand.
+LONG_RUN = os.environ.get("CHAOS_PROFILE") == "long"
 PROPS = settings(
-    max_examples=int(__import__("os").environ.get("NEX", "40")),
+    max_examples=int(os.environ.get("NEX", "400" if LONG_RUN else "40")),
+    derandomize=not LONG_RUN,
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
