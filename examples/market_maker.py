@@ -30,6 +30,7 @@ from pathlib import Path
 import anyio
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange import ClientNode, Journal, OrderRefused, ProcessWorker, SubmitWorker, replay_journal
 from orderbook_core import DEFAULT_SPEC, MarketSpec, RestingOrder, Side
@@ -248,6 +249,7 @@ async def in_one_process(workdir: Path, say: Say = print) -> bool:
         quotes exactly what its plan wants.
     """
     network = MemoryNetwork()
+    sequencer_key = Ed25519PrivateKey.generate()  # signs process_order; the matcher takes no other
     with Journal(workdir / "journal.sqlite") as journal, anyio.fail_after(60):
         async with (
             open_transport("memory", network=network) as submit_net,
@@ -256,8 +258,14 @@ async def in_one_process(workdir: Path, say: Say = print) -> bool:
             open_transport("memory", network=network) as taker_net,
             anyio.create_task_group() as tg,
         ):
-            await tg.start(ProcessWorker(process_net, workdir / "process.sqlite").run)
-            await tg.start(SubmitWorker(submit_net, journal).run)
+            await tg.start(
+                ProcessWorker(
+                    process_net,
+                    workdir / "process.sqlite",
+                    sequencer_key=sequencer_key.public_key(),
+                ).run
+            )
+            await tg.start(SubmitWorker(submit_net, journal, signing_key=sequencer_key).run)
             maker = MarketMaker(maker_net, QuotePlan(), say=say)
             await tg.start(maker.run)
             taker = ClientNode(taker_net, "taker")

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import anyio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.client import ClientNode
 from exchange.matcher import ProcessWorker
@@ -24,6 +25,8 @@ from transports import MemoryNetwork, open_transport
 
 async def main(workdir: Path) -> None:
     network = MemoryNetwork()
+    # The sequencer signs what it sends the matcher; the matcher takes only its key.
+    sequencer_key = Ed25519PrivateKey.generate()
     with Journal(workdir / "journal.sqlite") as journal:
         async with (
             open_transport("memory", network=network) as submit_net,
@@ -33,8 +36,14 @@ async def main(workdir: Path) -> None:
             anyio.create_task_group() as tg,
         ):
             # The sequencer and the matcher, each serving its names.
-            await tg.start(ProcessWorker(process_net, workdir / "process.sqlite").run)
-            await tg.start(SubmitWorker(submit_net, journal).run)
+            await tg.start(
+                ProcessWorker(
+                    process_net,
+                    workdir / "process.sqlite",
+                    sequencer_key=sequencer_key.public_key(),
+                ).run
+            )
+            await tg.start(SubmitWorker(submit_net, journal, signing_key=sequencer_key).run)
 
             # Two clients, each with its own replica; alice prints what she sees.
             alice = ClientNode(alice_net, "alice", emit=lambda r: print("alice sees", r))

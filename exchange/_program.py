@@ -17,12 +17,14 @@ import sys
 from collections.abc import Callable, Coroutine
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
 
+from exchange._keys import load_or_create_key
 from exchange.metrics import NO_METRICS, Metrics, Role, serve_prometheus
-from exchange.protocol import DatabaseInUse
+from exchange.protocol import DatabaseInUse, public_key_hex
 from transports import Transport, TransportError, open_transport
 
 __all__ = ["Runner", "WorkerProgram", "run_worker_program"]
@@ -47,7 +49,12 @@ class WorkerProgram:
     build: Callable[[argparse.Namespace, ExitStack], Callable[[Transport], Runner]]
     """Opens the worker's files (synchronously, before the event loop starts) and
     returns how to make its `run` once the transport is open. `args.metrics` is the
-    `Metrics` to give the worker (`NO_METRICS` without `--metrics-port`)."""
+    `Metrics` to give the worker (`NO_METRICS` without `--metrics-port`); `args.key` is
+    its signing key (`--key-file`, made on first start)."""
+    key_name: str
+    """The key file's name beside the database (``<db dir>/<key_name>.key``)."""
+    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda _parser: None
+    """Adds the role's own flags."""
 
 
 def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
@@ -70,6 +77,13 @@ def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
         help="serve Prometheus metrics on http://127.0.0.1:N/metrics (0: a free port; "
         "default: none; needs the metrics extra)",
     )
+    parser.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help=f"this worker's Ed25519 key, made on first start (mode 0600), its public key "
+        f"beside it in .pub (default: {worker.key_name}.key beside --db)",
+    )
+    worker.add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
     for setting in args.settings:
@@ -78,6 +92,7 @@ def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
             parser.error(f"unknown setting {setting!r}; expected grape=URL")
         args.grape = value
     args.grape = args.grape or worker.default_grape
+    args.key_file = args.key_file or str(Path(args.db).parent / f"{worker.key_name}.key")
     return args
 
 
@@ -133,6 +148,12 @@ def _main(worker: WorkerProgram, argv: list[str]) -> int:
             logging.error("--metrics-port %d: %s", args.metrics_port, exc)
             return 2
         try:
+            args.key = load_or_create_key(args.key_file)
+        except OSError as exc:
+            logging.error("--key-file: %s", exc)
+            return 2
+        logging.info("%s key %s (public %s)", worker.name, args.key_file, public_key_hex(args.key))
+        try:
             anyio.run(_serve, worker, args, worker.build(args, stack))
         except* (TransportError, DatabaseInUse) as group:
             logging.error("stopped: %s", "; ".join(str(exc) for exc in _leaves(group)))
@@ -151,5 +172,5 @@ def _leaves(group: BaseExceptionGroup[Exception]) -> list[BaseException]:
 def run_worker_program(worker: WorkerProgram, argv: list[str]) -> int:
     """Run `worker` with command-line `argv`; return the exit status (0; 1 on a
     transport failure such as an unreachable grape; 2 when `--metrics-port` cannot be
-    served: prometheus-client missing, or the port taken)."""
+    served, prometheus-client missing or the port taken, or the key file is unusable)."""
     return _main(worker, argv)

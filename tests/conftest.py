@@ -1,5 +1,7 @@
 """Top-level pytest configuration shared by every test package."""
 
+from pathlib import Path
+
 import pytest
 
 
@@ -7,3 +9,14 @@ import pytest
 def anyio_backend() -> str:
     """Run every ``@pytest.mark.anyio`` test on asyncio only."""
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _client_keys_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Client key files go to a temporary directory, never the user's home (the
+    processes tests start inherit the variable)."""
+    key_dir = tmp_path_factory.mktemp("keys")
+    monkeypatch.setenv("DEX_KEY_DIR", str(key_dir))
+    return key_dir

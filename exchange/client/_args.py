@@ -36,6 +36,7 @@ usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [pric
                  [ordType=limit|market] [tif=GTC|IOC|FOK] [postOnly=true]
                  [orderId=ID] [op=new|cancel] [grape=URL]
                  [--once] [--json | --plain] [--timeout=SECONDS] [--metrics-port=N]
+                 [--key-file=PATH]
 
   clientId=ID      who you are: 1-64 of [A-Za-z0-9_.-] (required to submit; a watcher
                    without one is named watcher-<pid>)
@@ -53,6 +54,8 @@ usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [pric
   --timeout=S      how long --once and startup may take (default 30)
   --metrics-port=N serve Prometheus metrics (the replica's seq, head and lag) on
                    http://127.0.0.1:N/metrics (needs the metrics extra)
+  --key-file=PATH  the Ed25519 key your orders are signed with, made on first use
+                   (default: <clientId>.key in $DEX_KEY_DIR, else ~/.config/dex/keys)
 
 No order arguments: watch the book only. On a terminal the client shows the market
 live (the book, the trades, your orders); otherwise one line per event.
@@ -95,6 +98,8 @@ class ClientArgs:
     plain: bool = False
     timeout: float = DEFAULT_TIMEOUT
     metrics_port: int | None = None
+    key_file: str | None = None
+    """The client's key file (`--key-file`); None: the default place for its clientId."""
     help: bool = False
 
 
@@ -118,6 +123,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
     once = as_json = plain = False
     timeout = DEFAULT_TIMEOUT
     metrics_port: int | None = None
+    key_file: str | None = None
     words = iter(argv)
     for word in words:
         if word.startswith("--"):
@@ -132,6 +138,12 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
                 if not eq:
                     value = next(words, "")
                 timeout = _parse_timeout(value)
+            elif name == "key-file":
+                if not eq:
+                    value = next(words, "")
+                if not value:
+                    raise ArgumentError("--key-file: expected a path")
+                key_file = value
             elif name == "metrics-port":
                 if not eq:
                     value = next(words, "")
@@ -139,7 +151,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
             else:
                 raise ArgumentError(
                     f"unknown flag {word!r} (flags: --once, --json, --plain, --timeout=S,"
-                    " --metrics-port=N)"
+                    " --metrics-port=N, --key-file=PATH)"
                 )
             continue
         key, eq, value = word.partition("=")
@@ -168,6 +180,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
         plain=plain,
         timeout=timeout,
         metrics_port=metrics_port,
+        key_file=key_file,
     )
 
 

@@ -23,6 +23,7 @@ from functools import partial
 import anyio
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.client._output import Emit, Record
 from exchange.client._replica import Replica, ReplicaUpdate
@@ -39,6 +40,7 @@ from exchange.protocol import (
     OrderRefused,
     SubmitReply,
     service_handler,
+    sign_order,
 )
 from exchange.versions import Version
 from orderbook_core import (
@@ -95,6 +97,10 @@ class ClientNode:
         max_walk: how many skipped versions to read back for their events.
         source: where versions come from (default: the DHT through `transport`, with
             every hash verified); tests may pass another `DhtVersionSource`.
+        signing_key: the client's Ed25519 key; every submit is signed with it, and the
+            sequencer binds the clientId to it at its first accepted command. Default:
+            a key made for this node's life only (the program keeps one in a key file,
+            `exchange._keys`, so that the clientId stays usable across runs).
     """
 
     def __init__(
@@ -111,8 +117,10 @@ class ClientNode:
         fetch_timeout: float = 30.0,
         max_walk: int = 32,
         source: DhtVersionSource | None = None,
+        signing_key: Ed25519PrivateKey | None = None,
     ) -> None:
         self.transport = transport
+        self.signing_key = signing_key or Ed25519PrivateKey.generate()
         self.client_id = client_id
         self.spec = spec
         self._emit = emit or (lambda _record: None)
@@ -238,9 +246,10 @@ class ClientNode:
     async def submit(self, order: Mapping[str, JSON], *, timeout: float = 30.0) -> SubmitReply:
         """Submit `order` (a `submit_order` payload) and return the sequencer's reply.
 
-        The payload gets an `orderId` if it has none, so that retries are idempotent.
-        Retries on transport failures, ``ERR_UNAVAILABLE`` and ``ERR_TIMEOUT`` (the
-        server's handler bound) until `timeout`.
+        The payload gets an `orderId` if it has none, so that retries are idempotent,
+        and is signed with the node's key (`exchange.protocol.sign_order`). Retries on
+        transport failures, ``ERR_UNAVAILABLE`` and ``ERR_TIMEOUT`` (the server's
+        handler bound) until `timeout`.
 
         Raises:
             OrderRefused: the submit_order worker refused the order.
@@ -250,6 +259,7 @@ class ClientNode:
         payload.setdefault("clientId", self.client_id)
         if payload.get("op", "new") == "new":
             payload.setdefault("orderId", new_order_id(str(payload["clientId"])))
+        payload = sign_order(payload, self.signing_key)
         delay = 0.05
         last_error = "no attempt"
         with anyio.move_on_after(timeout):

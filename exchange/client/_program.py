@@ -18,10 +18,13 @@ import os
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from exchange._keys import client_key_path, load_or_create_key
 from exchange.client._args import USAGE as USAGE
 from exchange.client._args import ClientArgs, parse_client_args
 from exchange.client._node import ClientNode, new_order_id
@@ -183,6 +186,14 @@ async def _run(
         if problem is not None:
             print(f"client: bad order: {problem}", file=sys.stderr)
             return EXIT_USAGE
+        key_path = Path(args.key_file) if args.key_file else client_key_path(args.client_id)
+        try:
+            signing_key: Ed25519PrivateKey | None = load_or_create_key(key_path)
+        except OSError as exc:
+            print(f"client: key file: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        signing_key = None  # a watcher signs nothing
     if view is None:
         view = not (args.json or args.plain) and out.isatty() and rich_available()
     live: LiveMarket | None = None
@@ -206,6 +217,7 @@ async def _run(
         emit=shown,
         head_interval=head_interval,
         on_version=on_version,
+        signing_key=signing_key,
     )
     metrics.follow_replica(lambda: (node.replica.seq, node.head.seq))
     deadline = anyio.current_time() + args.timeout

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
+from functools import partial
+from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from exchange._keys import read_public_key, read_trusted_key
 from exchange._program import Runner, WorkerProgram, run_worker_program
 from exchange.matcher._worker import ProcessWorker
 from exchange.protocol import PROCESS_ORDER
@@ -19,8 +25,34 @@ DEFAULT_STATE = "data/process_state.db"
 
 
 def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], Runner]:
+    sequencer_key = _sequencer_key(args)
     return lambda transport: (
-        ProcessWorker(transport, args.db, port=args.port, metrics=args.metrics).run
+        ProcessWorker(
+            transport, args.db, port=args.port, metrics=args.metrics, sequencer_key=sequencer_key
+        ).run
+    )
+
+
+def _sequencer_key(
+    args: argparse.Namespace,
+) -> Ed25519PublicKey | Callable[[], Ed25519PublicKey | None]:
+    """`--sequencer-key`, else the ``sequencer.pub`` the sequencer writes beside its
+    journal at its first start (read when the first request comes if not there yet)."""
+    if args.sequencer_key is not None:
+        return read_trusted_key(args.sequencer_key)
+    path = Path(args.db).parent / "sequencer.pub"
+    if not path.exists():
+        logging.warning("%s not there yet: process_order is refused until it is", path)
+    return partial(read_public_key, path)
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sequencer-key",
+        metavar="HEX|PATH",
+        help="the only key process_order requests may be signed by: 64 hex, or a .pub "
+        "file (default: sequencer.pub beside --db, which the sequencer writes at its "
+        "first start when both run from the same directory)",
     )
 
 
@@ -37,6 +69,8 @@ _PROGRAM = WorkerProgram(
     "grapes keep a dead worker's address announced, and a restarted worker on the "
     "same port takes it over",
     build=_build,
+    key_name="matcher",
+    add_arguments=_add_arguments,
 )
 
 

@@ -9,6 +9,10 @@ It serves two names:
   ``ERR_SEQ_GAP: expected <n>``, which tells the sender where to resume.
 - ``orderbook_head`` with payload ``null``: ``{"seq": N, "root": "<hash>" | null}``.
 
+Only the sequencer feeds the matcher: every ``process_order`` request must carry the
+signature of the sequencer's key (``sig``, `exchange.protocol.PROCESS_DOMAIN`), else
+it is refused with ``ERR_AUTH`` before anything is looked at.
+
 Applying one command (under a lock, so one at a time, in order):
 
 1. validate the request's shape (`exchange.protocol.ProcessRequest`, ``ERR_BAD_REQUEST``)
@@ -55,6 +59,7 @@ from typing import NamedTuple, TypeVar
 import anyio
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from exchange._crashpoints import crash_point
 from exchange._lockfile import one_writer
@@ -66,7 +71,9 @@ from exchange.protocol import (
     ERR_UNAVAILABLE,
     ORDERBOOK_HEAD,
     ORDERBOOK_UPDATED,
+    PROCESS_DOMAIN,
     PROCESS_ORDER,
+    AuthFailed,
     Head,
     HeadRequest,
     ProcessBatch,
@@ -76,6 +83,7 @@ from exchange.protocol import (
     apply_entry,
     seq_gap,
     service_handler,
+    verify_object,
 )
 from exchange.versions import CommandEntry, VersionPublisher
 from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, canonical_json
@@ -114,6 +122,10 @@ class ProcessWorker:
         broadcast_timeout: seconds each ``orderbook_updated`` request may take.
         republish_timeout: seconds the startup republish of the head version may take.
         metrics: told of each version, DHT put and broadcast (`exchange.metrics`).
+        sequencer_key: the only key ``process_order`` requests may be signed by; or a
+            callable that returns it (None while it is not known yet: requests are
+            refused with ``ERR_AUTH`` until it is), e.g. one that reads the file the
+            sequencer writes at its first start.
     """
 
     def __init__(
@@ -126,8 +138,10 @@ class ProcessWorker:
         broadcast_timeout: float = 2.0,
         republish_timeout: float = 30.0,
         metrics: Metrics = NO_METRICS,
+        sequencer_key: Ed25519PublicKey | Callable[[], Ed25519PublicKey | None],
     ) -> None:
         self.transport = transport
+        self._sequencer_key = sequencer_key
         self.db_path = Path(db_path)
         self.spec = spec
         self.port = port
@@ -300,13 +314,14 @@ class ProcessWorker:
             ``{"seq": N, "root": "<hash>"}``: the version that includes the last entry N.
 
         Raises:
+            AuthFailed: the request is not signed by the sequencer's key (ERR_AUTH).
             BadMessage: the payload is not the protocol's shape (ERR_BAD_REQUEST).
             Refused: ERR_SEQ_GAP (the run does not start at head + 1), ERR_BAD_REQUEST (an
                 applied number resent with another command), ERR_UNAVAILABLE (the DHT did
                 not store the version; nothing changed).
             orderbook_core.ValidationError: a command breaks a rule (nothing changed).
         """
-        batch = ProcessBatch.from_wire(payload)
+        batch = ProcessBatch.from_wire(self._verify(payload))
         async with self._lock:
             if self._failure is not None:
                 raise Refused(ERR_UNAVAILABLE, "the worker is stopping")
@@ -360,6 +375,21 @@ class ProcessWorker:
         )
         crash_point("before_process_reply")  # test hook: recorded, the sender not told
         return ProcessReply(seq, root).to_wire()
+
+    def _verify(self, payload: JSON) -> JSON:
+        """The request without its ``sig``, once proven the sequencer's.
+
+        Raises:
+            AuthFailed: not signed by the sequencer's key, or that key is not known yet.
+        """
+        if not isinstance(payload, dict):
+            raise AuthFailed("process_order payload: must be a signed object")
+        source = self._sequencer_key
+        key = source if isinstance(source, Ed25519PublicKey) else source()
+        if key is None:
+            raise AuthFailed("sig: the sequencer's key is not known yet")
+        self._sequencer_key = key  # known now: never read again
+        return verify_object(PROCESS_DOMAIN, payload, key, what="the sequencer")
 
     async def _recorded(self, entries: list[ProcessRequest]) -> JSON:
         """The reply recorded for already applied entries (the same entries only).

@@ -3,6 +3,7 @@
 ```
 ExchangeError                   anything the exchange package raises on purpose
 ├── Refused                     a refusal the protocol defines: "<code>: <detail>"
+│   └── AuthFailed              a signature missing, malformed or not by the key required
 ├── BadMessage                  a payload or reply that is not the protocol's shape
 │   └── BadRootHash             an orderbook_updated payload that is not a root hash
 ├── OrderRefused                the sequencer refused a client's command (its ERR_* reply)
@@ -33,6 +34,7 @@ from orderbook_core import ValidationError
 from transports import JSON, Handler, RemoteError, ServiceError, TransportError
 
 __all__ = [
+    "ERR_AUTH",
     "ERR_BAD_REQUEST",
     "ERR_INTERNAL",
     "ERR_SEQ_GAP",
@@ -41,6 +43,7 @@ __all__ = [
     "ERR_VALIDATION",
     "RETRYABLE_CODES",
     "ArgumentError",
+    "AuthFailed",
     "BadMessage",
     "BadRootHash",
     "DatabaseInUse",
@@ -69,6 +72,10 @@ ERR_UNAVAILABLE: Final = "ERR_UNAVAILABLE"
 
 ERR_INTERNAL: Final = "ERR_INTERNAL"
 """A bug or an unexpected failure inside the service; the detail is for operators."""
+
+ERR_AUTH: Final = "ERR_AUTH"
+"""A signature is missing, malformed, or not by the key the sender must sign with
+(docs/protocol.md, "Signatures"); nothing was stored."""
 
 ERR_TIMEOUT: Final = "ERR_TIMEOUT"
 """The Grenache server cut a handler off at its time bound (the transport's code)."""
@@ -104,6 +111,17 @@ class Refused(ExchangeError):
         super().__init__(error_reply(code, detail))
         self.code = code
         self.detail = detail
+
+
+class AuthFailed(Refused):
+    """A signature is missing, malformed, or not by the required key: ``ERR_AUTH``.
+
+    Args:
+        detail: which field and why, e.g. ``"sig: not a valid signature by pubKey"``.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(ERR_AUTH, detail)
 
 
 class BadMessage(ExchangeError):

@@ -137,8 +137,13 @@ class ProcessBatch(NamedTuple):
         return self.entries[-1].seq
 
     def to_wire(self) -> JSON:
+        return self.to_wire_object()
+
+    def to_wire_object(self) -> dict[str, Any]:
+        """The wire form as a dict (the object the sequencer signs)."""
         if len(self.entries) == 1:
-            return self.entries[0].to_wire()
+            entry = self.entries[0]
+            return {"seq": entry.seq, "ts": entry.ts, "command": entry.command}
         return {"entries": [entry.to_wire() for entry in self.entries]}
 
     @classmethod

@@ -23,10 +23,14 @@ journal(seq INTEGER PRIMARY KEY,    -- 1, 2, 3, ... gap-free, never deleted, nev
         command TEXT)               -- the command's wire JSON (canonical), orderId settled
 UNIQUE INDEX journal_dedupe(client_id, op, order_id) WHERE dedupe = 1
 meta(key TEXT PRIMARY KEY, value INTEGER)   -- "acked": highest seq process_order confirmed
+client_keys(client_id TEXT PRIMARY KEY,      -- trust on first use: each clientId's key,
+            public_key TEXT, seq INTEGER)    -- bound by its first accepted command (seq)
 ```
 The unique index lets `find` answer a repeated ``(clientId, orderId)`` (for one kind of
 command) with the first entry. A modify is not deduplicated: it sets absolute values,
 so a repeat is harmless, while two different modifies of one order are both meant.
+A clientId's key binding is written in the same transaction as the command that made
+it, so the journal never holds a command of a client without the key it was signed by.
 
 Threads
 -------
@@ -40,7 +44,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, Self
@@ -74,6 +78,11 @@ CREATE TABLE IF NOT EXISTS journal (
 CREATE UNIQUE INDEX IF NOT EXISTS journal_dedupe
     ON journal (client_id, op, order_id) WHERE dedupe = 1;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS client_keys (
+    client_id TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    seq INTEGER NOT NULL
+);
 """
 
 
@@ -166,17 +175,22 @@ class Journal:
 
     # ------------------------------------------------------------------ writing
 
-    def append(self, entries: Sequence[JournalEntry]) -> None:
+    def append(
+        self, entries: Sequence[JournalEntry], bindings: Mapping[int, str] | None = None
+    ) -> None:
         """Store `entries` durably, in one transaction (one fsync). O(k log n).
 
         Args:
             entries: consecutive sequence numbers starting at `head() + 1`, with
                 non-decreasing timestamps not below `last_ts()`.
+            bindings: seq -> public key (64 hex) for the entries that bind their
+                clientId to a key (its first accepted command), stored with them.
 
         Raises:
             JournalConflict: the entries do not continue the sequence on the file (another
                 handle or process appended); nothing was stored.
-            sqlite3.IntegrityError: an entry repeats a deduplicated key; nothing stored.
+            sqlite3.IntegrityError: an entry repeats a deduplicated key, or a binding a
+                bound clientId; nothing stored.
             sqlite3.Error: the database failed; nothing was stored.
         """
         if not entries:
@@ -200,6 +214,14 @@ class Journal:
                     "INSERT INTO journal (seq, ts, client_id, op, order_id, dedupe, command)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     rows,
+                )
+                by_seq = {entry.seq: entry for entry in entries}
+                db.executemany(
+                    "INSERT INTO client_keys (client_id, public_key, seq) VALUES (?, ?, ?)",
+                    [
+                        (by_seq[s].command["clientId"], key, s)
+                        for s, key in (bindings or {}).items()
+                    ],
                 )
                 db.execute("COMMIT")
             except BaseException:
@@ -233,6 +255,12 @@ class Journal:
         """The timestamp of the last entry (0 when empty); the next may not be lower."""
         with self._lock:
             return self._last_ts
+
+    def client_keys(self) -> dict[str, str]:
+        """Every bound clientId and its public key (64 hex). O(clients)."""
+        with self._lock:
+            rows = self._db.execute("SELECT client_id, public_key FROM client_keys").fetchall()
+        return dict(rows)
 
     def acked(self) -> int:
         """The highest sequence number marked acknowledged (0 when none)."""

@@ -22,7 +22,9 @@ DEFAULT_JOURNAL = "data/submit_journal.db"
 def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], Runner]:
     journal = stack.enter_context(Journal(args.db))
     return lambda transport: (
-        SubmitWorker(transport, journal, port=args.port, metrics=args.metrics).run
+        SubmitWorker(
+            transport, journal, port=args.port, metrics=args.metrics, signing_key=args.key
+        ).run
     )
 
 
@@ -37,6 +39,7 @@ _PROGRAM = WorkerProgram(
     db_help="SQLite journal",
     port_help="port to serve on (default: a free one)",
     build=_build,
+    key_name="sequencer",
 )
 
 

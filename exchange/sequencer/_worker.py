@@ -7,6 +7,18 @@ order id (the client's, or ``_<seq>`` when it has none), and committed to the `J
 payload gets ``ERR_VALIDATION: <field>: <rule>`` and stores nothing; a repeated
 ``(clientId, orderId)`` gets the first reply back and queues nothing.
 
+Signatures
+----------
+Every payload is signed by its client (`exchange.protocol.verify_order`). A clientId is
+bound to the key of its first accepted command, and that binding is committed with the
+command (trust on first use); every later command of that clientId must be signed by
+the same key, else ``ERR_AUTH`` and nothing is stored. A signed new order must name its
+``orderId``: the signature covers it, so a replay is a repeat, never a second order.
+Bindings are checked when a payload arrives and again when it is numbered (no await
+between that check and queueing), so two first commands with different keys cannot
+both bind. Each ``process_order`` request is signed with the sequencer's own key, the
+only one the matcher takes.
+
 Group commit
 ------------
 Numbering happens in the event loop, with no await between choosing a number and
@@ -47,6 +59,7 @@ from typing import TypeVar
 import anyio
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange._crashpoints import crash_point
 from exchange._lockfile import one_writer
@@ -56,8 +69,10 @@ from exchange.protocol import (
     ERR_VALIDATION,
     MAX_BATCH,
     ORDERBOOK_HEAD,
+    PROCESS_DOMAIN,
     PROCESS_ORDER,
     SUBMIT_ORDER,
+    AuthFailed,
     BadMessage,
     Head,
     ProcessBatch,
@@ -67,6 +82,8 @@ from exchange.protocol import (
     SubmitReply,
     expected_seq,
     service_handler,
+    sign_object,
+    verify_order,
 )
 from exchange.sequencer._journal import (
     GENERATED_ORDER_ID_PREFIX,
@@ -107,6 +124,8 @@ class _Queued:
 
     entry: JournalEntry
     key: DedupeKey | None
+    binding: str | None = None
+    """The public key this entry binds its clientId to (its first command), if any."""
     committed: anyio.Event = field(default_factory=anyio.Event)
     error: BaseException | None = None
 
@@ -141,6 +160,8 @@ class SubmitWorker:
         clock: returns the sequencer's timestamp in ms (default: the wall clock).
         batch_size: the most journal entries one ``process_order`` request carries.
         metrics: told of each commit, refusal and acknowledgement (`exchange.metrics`).
+        signing_key: the sequencer's key: every ``process_order`` request is signed
+            with it (the matcher takes no other).
     """
 
     def __init__(
@@ -158,6 +179,7 @@ class SubmitWorker:
         clock: Callable[[], int] | None = None,
         batch_size: int = 256,
         metrics: Metrics = NO_METRICS,
+        signing_key: Ed25519PrivateKey,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH}, not {batch_size}")
@@ -171,6 +193,7 @@ class SubmitWorker:
         self.max_backoff = max_backoff
         self.idle_check = idle_check
         self.metrics = metrics
+        self.signing_key = signing_key
         self._clock = clock or _wall_clock_ms
         self._random = random.Random(seed)
         # Numbering state: what the next entry gets, if the queue commits.
@@ -178,6 +201,8 @@ class SubmitWorker:
         self._last_ts = journal.last_ts()
         self._queue: list[_Queued] = []
         self._queued_keys: dict[DedupeKey, _Queued] = {}
+        # clientId -> public key (hex): the journal's bindings, plus those queued.
+        self._client_keys: dict[str, str] = journal.client_keys()
         self._lookups: list[_Lookup] = []
         self._lookups_changed = anyio.Event()
         self._noted: dict[DedupeKey, JournalEntry] | None = None
@@ -219,11 +244,17 @@ class SubmitWorker:
             ``{"seq": N, "orderId": "..."}`` once the command is durable.
 
         Raises:
+            AuthFailed: unsigned, badly signed, signed by a key other than the one the
+                clientId is bound to, or a new order without its orderId (ERR_AUTH).
             orderbook_core.ValidationError: the payload breaks a rule (nothing stored).
             Refused: ERR_VALIDATION for a client order id in the generated namespace.
             sqlite3.Error, JournalConflict: the commit failed (nothing stored).
         """
+        payload, public_key = verify_order(payload)
         command = self._validate(payload, self._next_seq)
+        if isinstance(command, NewOrder) and not _has_order_id(payload):
+            raise AuthFailed("orderId: required in a signed order (else a replay is a new order)")
+        self._binding(command.client_id, public_key)
         key = _dedupe_key(command) if _has_order_id(payload) else None
         if key is not None:
             queued = self._queued_keys.get(key)
@@ -235,7 +266,22 @@ class SubmitWorker:
                 queued = self._queued_keys.get(key)  # a twin queued while we looked
             if queued is not None:
                 return await self._wait(queued)
-        return await self._wait(self._enqueue(command, key))
+        # No await from here to the queue: a binding made meanwhile is seen, and ours too.
+        binding = self._binding(command.client_id, public_key)
+        return await self._wait(self._enqueue(command, key, binding))
+
+    def _binding(self, client_id: str, public_key: str) -> str | None:
+        """The key `client_id`'s command binds it to (None: bound already, to this key).
+
+        Raises:
+            AuthFailed: `client_id` is bound to another key.
+        """
+        bound = self._client_keys.get(client_id)
+        if bound is None:
+            return public_key
+        if bound != public_key:
+            raise AuthFailed(f"sig: clientId {client_id!r} is bound to another key")
+        return None
 
     async def _look_up(self, key: DedupeKey) -> JournalEntry | None:
         lookup = _Lookup(key)
@@ -287,7 +333,9 @@ class SubmitWorker:
             )
         return command
 
-    def _enqueue(self, command: Command, key: DedupeKey | None) -> _Queued:
+    def _enqueue(
+        self, command: Command, key: DedupeKey | None, binding: str | None = None
+    ) -> _Queued:
         """Number `command` and queue it for the next commit.
 
         No await separates this from `_validate` when the order id was generated, so
@@ -296,7 +344,9 @@ class SubmitWorker:
         seq = self._next_seq
         wire = command_to_wire(command, self.spec)
         ts = max(self._clock(), self._last_ts)
-        queued = _Queued(JournalEntry(seq, ts, wire), key)
+        queued = _Queued(JournalEntry(seq, ts, wire), key, binding)
+        if binding is not None:
+            self._client_keys[command.client_id] = binding
         self._next_seq, self._last_ts = seq + 1, ts
         self._queue.append(queued)
         if key is not None:
@@ -321,7 +371,9 @@ class SubmitWorker:
             started = time.perf_counter()
             try:
                 await anyio.to_thread.run_sync(
-                    self.journal.append, [queued.entry for queued in batch]
+                    self.journal.append,
+                    [queued.entry for queued in batch],
+                    {q.entry.seq: q.binding for q in batch if q.binding is not None},
                 )
             except Exception as exc:
                 self.metrics.commit_failed(len(batch))
@@ -329,6 +381,9 @@ class SubmitWorker:
                 failed, self._queue = batch + self._queue, []
                 self._next_seq = batch[0].entry.seq
                 self._last_ts = self.journal.last_ts()
+                for queued in failed:  # their bindings were not stored either
+                    if queued.binding is not None:
+                        del self._client_keys[queued.entry.command["clientId"]]
                 _log.error("journal commit of seq %d.. failed: %s", batch[0].entry.seq, exc)
                 self._settle(failed, exc)
                 continue
@@ -393,9 +448,10 @@ class SubmitWorker:
                     continue
             run = ahead[: self.batch_size]
             batch = ProcessBatch(tuple(ProcessRequest(*entry) for entry in run))
+            request = sign_object(PROCESS_DOMAIN, batch.to_wire_object(), self.signing_key)
             try:
                 reply = await self.transport.request(
-                    PROCESS_ORDER, batch.to_wire(), timeout=self.request_timeout
+                    PROCESS_ORDER, request, timeout=self.request_timeout
                 )
                 confirmed = ProcessReply.from_wire(reply)
                 if confirmed.seq != batch.last:

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 import anyio
 from anyio.abc import TaskGroup
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.client import ClientNode
 from exchange.matcher import ProcessWorker
@@ -113,10 +114,20 @@ async def run_demo_async(
             open_transport("memory", network=network) as process_net,
             anyio.create_task_group() as process_tg,
         ):
-            process = ProcessWorker(process_net, workdir / "process.sqlite", spec)
+            # One process: the sequencer's key is handed to the matcher in memory.
+            sequencer_key = Ed25519PrivateKey.generate()
+            process = ProcessWorker(
+                process_net,
+                workdir / "process.sqlite",
+                spec,
+                sequencer_key=sequencer_key.public_key(),
+            )
             await process_tg.start(process.run)
             async with anyio.create_task_group() as submit_tg:
-                await submit_tg.start(SubmitWorker(submit_net, journal, spec, seed=seed).run)
+                submit = SubmitWorker(
+                    submit_net, journal, spec, seed=seed, signing_key=sequencer_key
+                )
+                await submit_tg.start(submit.run)
                 async with anyio.create_task_group() as tg:
                     result = await _trade(tg, network, journal, names, orders, seed, say, spec)
                     tg.cancel_scope.cancel()

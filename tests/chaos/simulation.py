@@ -76,6 +76,7 @@ import anyio.lowlevel
 import anyio.to_thread
 from anyio._backends import _asyncio as anyio_asyncio
 from anyio.abc import TaskGroup, TaskStatus
+from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC
 
 from exchange.client import ClientNode, ReplicaUpdate
 from exchange.matcher import AppliedLog, ProcessWorker, apply_entry
@@ -495,6 +496,7 @@ class _Simulation:
                         idle_check=5.0,
                         batch_size=8,
                         clock=lambda: int(anyio.current_time() * 1000),
+                        signing_key=SEQUENCER_KEY,
                     )
                     port = await tg.start(worker.run)
                     holder.worker, holder.address = worker, f"loopback:{port}"
@@ -519,7 +521,11 @@ class _Simulation:
                     anyio.create_task_group() as tg,
                 ):
                     worker = ProcessWorker(
-                        transport, self.directory / "process.db", SPEC, broadcast_timeout=2.0
+                        transport,
+                        self.directory / "process.db",
+                        SPEC,
+                        broadcast_timeout=2.0,
+                        sequencer_key=SEQUENCER_PUBLIC,
                     )
                     port = await tg.start(worker.run)
                     holder.worker, holder.address = worker, f"loopback:{port}"

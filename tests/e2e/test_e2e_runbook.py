@@ -15,8 +15,11 @@ from pathlib import Path
 
 import anyio
 import pytest
+from support.keys import signed
 
 from e2e.harness import ClientRun, Exchange, Proc, running_exchange
+from exchange._keys import load_or_create_key
+from exchange.protocol import PROCESS_DOMAIN, sign_object
 from transports import RemoteError
 from transports.grenache import GrenacheTransport
 
@@ -138,31 +141,35 @@ async def test_bad_input_at_each_boundary_changes_nothing(
         head = await transport.request("orderbook_head", None, timeout=5)
         assert head["seq"] == before["seq"]
 
-        # submit_order: not an object, a missing field, a price off the tick.
+        # submit_order: unsigned; signed, but a missing field, a price off the tick.
+        evil = {"clientId": "evil", "orderId": "e0", "side": "buy", "amount": "1"}
         bad_submits = [
-            (42, "ERR_VALIDATION: payload: must be a JSON object"),
-            ({"side": "buy", "price": "1", "amount": "1"}, "ERR_VALIDATION: clientId: required"),
-            (
-                {"clientId": "evil", "side": "buy", "price": "1.001", "amount": "1"},
-                "ERR_VALIDATION: price: ",
-            ),
-            (
-                {"clientId": "evil", "side": "up", "price": "1", "amount": "1"},
-                "ERR_VALIDATION: side",
-            ),
-        ]
+            (42, "ERR_AUTH: submit_order payload: must be a signed object"),
+            ({**evil, "price": "1"}, "ERR_AUTH: pubKey: required"),
+            (signed({"side": "buy", "price": "1", "amount": "1", "clientId": None}),
+             "ERR_VALIDATION: clientId: "),
+            (signed({**evil, "price": "1.001"}), "ERR_VALIDATION: price: "),
+            (signed({**evil, "price": "1", "side": "up"}), "ERR_VALIDATION: side"),
+        ]  # fmt: skip
         for payload, expected in bad_submits:
             assert (await _errors_for(transport, "submit_order", payload)).startswith(expected)
 
         # process_order: not the shape, a gap, a command the core refuses.
         good = {"clientId": "evil", "orderId": "e1", "side": "buy", "price": "1", "amount": "1"}
         nxt = head["seq"] + 1
-        bad_process = [
-            ("nonsense", "ERR_BAD_REQUEST"),
+        # Signed with the sequencer's own key (an operator's test), the other checks
+        # still hold; unsigned, nothing gets past the signature.
+        sequencer = load_or_create_key(exchange.workdir / "sequencer.key")
+        bad_process: list[tuple[object, str]] = [
+            ("nonsense", "ERR_AUTH"),
+            ({"seq": nxt, "ts": 1, "command": good}, "ERR_AUTH"),
+        ]
+        for shape in (
             ({"seq": "one", "ts": 1, "command": good}, "ERR_BAD_REQUEST"),
             ({"seq": nxt + 5, "ts": 1, "command": good}, "ERR_SEQ_GAP"),
             ({"seq": nxt, "ts": 1, "command": {**good, "price": "-1"}}, "ERR_VALIDATION"),
-        ]
+        ):
+            bad_process.append((sign_object(PROCESS_DOMAIN, shape[0], sequencer), shape[1]))
         for payload, code in bad_process:
             message = await _errors_for(transport, "process_order", payload)
             assert message.startswith(code + ": "), message

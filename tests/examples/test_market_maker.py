@@ -17,6 +17,7 @@ import anyio.abc
 import pytest
 from support.examples import EXAMPLES
 from support.grapes import Grape, running_grapes
+from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC
 
 from exchange import ClientNode, Journal, ProcessWorker, SubmitWorker
 from transports import open_transport
@@ -99,8 +100,12 @@ async def test_the_maker_joins_an_exchange_on_real_grapes(
             open_transport("grenache", grape=second.url) as taker_net,
             anyio.create_task_group() as tg,
         ):
-            await tg.start(ProcessWorker(process_net, tmp_path / "process.db").run)
-            await tg.start(SubmitWorker(submit_net, journal).run)
+            await tg.start(
+                ProcessWorker(
+                    process_net, tmp_path / "process.db", sequencer_key=SEQUENCER_PUBLIC
+                ).run
+            )
+            await tg.start(SubmitWorker(submit_net, journal, signing_key=SEQUENCER_KEY).run)
             taker = ClientNode(taker_net, "taker")
             await tg.start(taker.run)
             async with joined_maker(first) as (maker, lines):

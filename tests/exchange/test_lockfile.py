@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 from support.exchange_rig import wait_until
+from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC, by_sequencer, signed
 
 from exchange._lockfile import lock_path, one_writer
 from exchange.matcher import ProcessWorker
@@ -80,14 +81,16 @@ async def test_a_second_process_worker_on_one_database_refuses_and_the_first_goe
         open_transport("memory", network=network) as client,
         anyio.create_task_group() as tg,
     ):
-        first = ProcessWorker(first_net, db)
+        first = ProcessWorker(first_net, db, sequencer_key=SEQUENCER_PUBLIC)
         await tg.start(first.run)
-        second = ProcessWorker(second_net, db)
+        second = ProcessWorker(second_net, db, sequencer_key=SEQUENCER_PUBLIC)
         with pytest.raises(DatabaseInUse, match=r"process\.db is in use by another worker"):
             await second.run()
         assert len(network.peers("process_order")) == 1  # the second never served
         command = {"clientId": "a", "orderId": "a1", "side": "buy", "price": "1", "amount": "1"}
-        reply = await client.request("process_order", {"seq": 1, "ts": 1, "command": command})
+        reply = await client.request(
+            "process_order", by_sequencer({"seq": 1, "ts": 1, "command": command})
+        )
         assert reply["seq"] == 1
         assert first.head_seq == 1
         tg.cancel_scope.cancel()
@@ -106,11 +109,11 @@ async def test_a_second_submit_worker_on_one_journal_refuses_and_readers_still_r
             open_transport("memory", network=network) as client,
             anyio.create_task_group() as tg,
         ):
-            await tg.start(SubmitWorker(first_net, journal).run)
+            await tg.start(SubmitWorker(first_net, journal, signing_key=SEQUENCER_KEY).run)
             with pytest.raises(DatabaseInUse, match=r"journal\.db is in use by another worker"):
-                await SubmitWorker(second_net, again).run()
+                await SubmitWorker(second_net, again, signing_key=SEQUENCER_KEY).run()
             order = {"clientId": "a", "orderId": "a1", "side": "buy", "price": "1", "amount": "1"}
-            assert (await client.request("submit_order", order))["seq"] == 1
+            assert (await client.request("submit_order", signed(order)))["seq"] == 1
             # Readers take no lock: dex journal and dex replay work while the worker runs.
             await wait_until(lambda: journal.head() == 1)
             capsys.readouterr()

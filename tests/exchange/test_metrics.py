@@ -20,6 +20,7 @@ import anyio
 import pytest
 from prometheus_client import CollectorRegistry
 from support.exchange_rig import wait_until
+from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC, by_sequencer, signed
 
 import exchange.metrics
 from exchange._prometheus import metrics_for
@@ -59,11 +60,11 @@ class FailingJournal(Journal):
 
     fail = 0
 
-    def append(self, entries: Any) -> None:
+    def append(self, entries: Any, bindings: Any = None) -> None:
         if self.fail:
             self.fail -= 1
             raise sqlite3.OperationalError("disk I/O error")
-        super().append(entries)
+        super().append(entries, bindings)
 
 
 def test_the_null_metrics_is_a_metrics_and_ignores_everything() -> None:
@@ -90,26 +91,26 @@ async def test_the_sequencer_reports_commits_refusals_and_acks(tmp_path: Path) -
         ):
             worker = SubmitWorker(
                 server, journal, clock=lambda: 5, backoff=0.01, max_backoff=0.02,
-                metrics=recorder,
+                metrics=recorder, signing_key=SEQUENCER_KEY,
             )  # fmt: skip
             await tg.start(worker.run)
             # Nobody serves process_order yet: the forwarder's first attempt fails.
-            await client.request(SUBMIT_ORDER, order(0), timeout=5)
+            await client.request(SUBMIT_ORDER, signed(order(0)), timeout=5)
             await wait_until(lambda: ("transport",) in recorder.of("forward_failed"))
 
             async with anyio.create_task_group() as submits:
                 for i in range(1, 41):
                     submits.start_soon(
-                        lambda i: client.request(SUBMIT_ORDER, order(i), timeout=5), i
+                        lambda i: client.request(SUBMIT_ORDER, signed(order(i)), timeout=5), i
                     )
             for bad, code in (({"clientId": "x"}, "ERR_VALIDATION"),
                               (order(99, orderId="_7"), "ERR_VALIDATION")):  # fmt: skip
                 with pytest.raises(RemoteError, match=code):
-                    await client.request(SUBMIT_ORDER, bad, timeout=5)
+                    await client.request(SUBMIT_ORDER, signed(bad), timeout=5)
             journal.fail = 1
             with pytest.raises(RemoteError, match="ERR_UNAVAILABLE"):
-                await client.request(SUBMIT_ORDER, order(41), timeout=5)
-            await client.request(SUBMIT_ORDER, order(41), timeout=5)  # the retry commits
+                await client.request(SUBMIT_ORDER, signed(order(41)), timeout=5)
+            await client.request(SUBMIT_ORDER, signed(order(41)), timeout=5)  # the retry commits
 
             async def matcher(payload: JSON) -> JSON:
                 entries = payload.get("entries", [payload])
@@ -148,9 +149,9 @@ async def test_a_matcher_refusal_is_reported_by_its_code(tmp_path: Path) -> None
             anyio.create_task_group() as tg,
         ):
             worker = SubmitWorker(server, journal, backoff=0.01, max_backoff=0.02,
-                                  metrics=recorder)  # fmt: skip
+                                  metrics=recorder, signing_key=SEQUENCER_KEY)  # fmt: skip
             await tg.start(worker.run)
-            await client.request(SUBMIT_ORDER, order(0), timeout=5)
+            await client.request(SUBMIT_ORDER, signed(order(0)), timeout=5)
             refusals = iter(["ERR_UNAVAILABLE: DHT down", "not a code at all"])
 
             async def matcher(payload: JSON) -> JSON:
@@ -194,12 +195,18 @@ async def test_the_matcher_reports_versions_puts_refusals_and_broadcasts(tmp_pat
 
         await tg.start(good.serve, {ORDERBOOK_UPDATED: take})
         await tg.start(bad.serve, {ORDERBOOK_UPDATED: refuse})
-        worker = ProcessWorker(server, tmp_path / "p.db", broadcast_timeout=1, metrics=recorder)
+        worker = ProcessWorker(
+            server,
+            tmp_path / "p.db",
+            broadcast_timeout=1,
+            metrics=recorder,
+            sequencer_key=SEQUENCER_PUBLIC,
+        )
         await tg.start(worker.run)
-        await client.request(PROCESS_ORDER, batch(1, 1), timeout=5)
-        await client.request(PROCESS_ORDER, batch(2, 5), timeout=5)
+        await client.request(PROCESS_ORDER, by_sequencer(batch(1, 1)), timeout=5)
+        await client.request(PROCESS_ORDER, by_sequencer(batch(2, 5)), timeout=5)
         with pytest.raises(RemoteError, match="ERR_SEQ_GAP"):
-            await client.request(PROCESS_ORDER, batch(9, 9), timeout=5)
+            await client.request(PROCESS_ORDER, by_sequencer(batch(9, 9)), timeout=5)
         await wait_until(lambda: (1, 1) in recorder.of("broadcast") and worker.head_seq == 5)
         await wait_until(lambda: recorder.of("broadcast")[-1] == (1, 1))
         tg.cancel_scope.cancel()
@@ -223,12 +230,14 @@ async def test_a_failed_put_and_a_restart_are_reported(tmp_path: Path) -> None:
         open_transport("loopback", network=network) as client,
         anyio.create_task_group() as tg,
     ):
-        worker = ProcessWorker(server, tmp_path / "p.db", metrics=recorder)
+        worker = ProcessWorker(
+            server, tmp_path / "p.db", metrics=recorder, sequencer_key=SEQUENCER_PUBLIC
+        )
         await tg.start(worker.run)
-        await client.request(PROCESS_ORDER, batch(1, 2), timeout=5)
+        await client.request(PROCESS_ORDER, by_sequencer(batch(1, 2)), timeout=5)
         network.with_faults(put_fail=1.0)
         with pytest.raises(RemoteError, match="ERR_UNAVAILABLE"):
-            await client.request(PROCESS_ORDER, batch(3, 3), timeout=5)
+            await client.request(PROCESS_ORDER, by_sequencer(batch(3, 3)), timeout=5)
         network.with_faults(put_fail=0.0)
         tg.cancel_scope.cancel()
     assert (PROCESS_ORDER, "ERR_UNAVAILABLE") in recorder.of("refused")
@@ -240,7 +249,9 @@ async def test_a_failed_put_and_a_restart_are_reported(tmp_path: Path) -> None:
         open_transport("loopback", network=network) as server,
         anyio.create_task_group() as tg,
     ):
-        worker = ProcessWorker(server, tmp_path / "p.db", metrics=restarted)
+        worker = ProcessWorker(
+            server, tmp_path / "p.db", metrics=restarted, sequencer_key=SEQUENCER_PUBLIC
+        )
         await tg.start(worker.run)
         tg.cancel_scope.cancel()
     assert restarted.calls[0] == ("matcher_head", (2,))

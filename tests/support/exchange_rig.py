@@ -21,6 +21,7 @@ from exchange.matcher import ProcessWorker, apply_entry
 from exchange.protocol import SUBMIT_ORDER
 from exchange.sequencer import Journal, JournalEntry, SubmitWorker
 from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook
+from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC, signed
 from transports import (
     LoopbackNetwork,
     MemoryNetwork,
@@ -96,7 +97,9 @@ class ExchangeRig:
             try:
                 with scope:
                     async with open_transport(kind_of(self.network), network=self.network) as t:
-                        worker = ProcessWorker(t, self.tmp_path / db_name)
+                        worker = ProcessWorker(
+                            t, self.tmp_path / db_name, sequencer_key=SEQUENCER_PUBLIC
+                        )
                         async with anyio.create_task_group() as tg:
                             await tg.start(worker.run)
                             task_status.started(worker)
@@ -116,7 +119,10 @@ class ExchangeRig:
         self.processor = None
 
     async def submit(self, payload: dict[str, Any], timeout: float = 1.0) -> Any:
-        """Submit as a careful client does: retry (same orderId) until answered."""
+        """Submit as a careful client does: signed (unless it is already), retried (same
+        orderId) until answered."""
+        if "sig" not in payload:
+            payload = signed(payload)
         while True:
             try:
                 return await self.client.request(SUBMIT_ORDER, payload, timeout=timeout)
@@ -145,7 +151,12 @@ async def running_exchange(
             open_transport(kind, network=network) as client,
             anyio.create_task_group() as tg,
         ):
-            options: dict[str, Any] = {"backoff": 0.01, "max_backoff": 0.1, "seed": 3}
+            options: dict[str, Any] = {
+                "backoff": 0.01,
+                "max_backoff": 0.1,
+                "seed": 3,
+                "signing_key": SEQUENCER_KEY,
+            }
             options.update(submit_options)
             submitter = SubmitWorker(submit_transport, journal, **options)
             await tg.start(submitter.run)

@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
+from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC
 
 from exchange.client import ClientNode, new_order_id, parse_client_args, run_client
 from exchange.client._output import Record
@@ -384,8 +385,12 @@ async def _exchange(network: MemoryNetwork, workdir: Path) -> AsyncIterator[None
             MemoryTransport(network) as process_t,
             anyio.create_task_group() as tg,
         ):
-            await tg.start(ProcessWorker(process_t, workdir / "process.sqlite", SPEC).run)
-            await tg.start(SubmitWorker(submit_t, journal, SPEC).run)
+            await tg.start(
+                ProcessWorker(
+                    process_t, workdir / "process.sqlite", SPEC, sequencer_key=SEQUENCER_PUBLIC
+                ).run
+            )
+            await tg.start(SubmitWorker(submit_t, journal, SPEC, signing_key=SEQUENCER_KEY).run)
             yield
             tg.cancel_scope.cancel()
 

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import pytest
 from rich.console import Console
+from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC
 
 from exchange.client import parse_client_args, run_client
 from exchange.client._program import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
@@ -36,8 +37,17 @@ async def exchange(tmp_path: Path) -> AsyncIterator[MemoryNetwork]:
             MemoryTransport(network) as process_t,
             anyio.create_task_group() as tg,
         ):
-            await tg.start(ProcessWorker(process_t, tmp_path / "process.sqlite", DEFAULT_SPEC).run)
-            await tg.start(SubmitWorker(submit_t, journal, DEFAULT_SPEC).run)
+            await tg.start(
+                ProcessWorker(
+                    process_t,
+                    tmp_path / "process.sqlite",
+                    DEFAULT_SPEC,
+                    sequencer_key=SEQUENCER_PUBLIC,
+                ).run
+            )
+            await tg.start(
+                SubmitWorker(submit_t, journal, DEFAULT_SPEC, signing_key=SEQUENCER_KEY).run
+            )
             yield network
             tg.cancel_scope.cancel()
 

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 from support.exchange_rig import kind_of, replay_commands
+from support.keys import SEQUENCER_KEY, by_sequencer
 
 from exchange.matcher import ProcessWorker
 from exchange.versions import VersionReader, book_hash
@@ -50,14 +51,16 @@ async def matcher(
         open_transport(kind_of(network), network=network) as client,
         anyio.create_task_group() as tg,
     ):
-        worker = ProcessWorker(server, db, broadcast_timeout=0.5)
+        worker = ProcessWorker(
+            server, db, broadcast_timeout=0.5, sequencer_key=SEQUENCER_KEY.public_key()
+        )
         await tg.start(worker.run)
         yield worker, client
         tg.cancel_scope.cancel()
 
 
 async def process(client: Transport, payload: JSON) -> Any:
-    return await client.request("process_order", payload, timeout=5)
+    return await client.request("process_order", by_sequencer(payload), timeout=5)
 
 
 async def test_a_run_is_one_version_covering_first_to_seq(tmp_path: Path) -> None:

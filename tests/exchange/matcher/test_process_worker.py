@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
+from support.keys import SEQUENCER_KEY, by_sequencer
 
 import exchange.matcher._worker as matcher_worker
 from exchange.matcher import ProcessWorker
@@ -38,7 +39,7 @@ class Rig:
 
     async def process(self, seq: int, command: dict[str, Any], ts: int = 1_000) -> Any:
         payload = {"seq": seq, "ts": ts, "command": command}
-        return await self.client.request("process_order", payload, timeout=5)
+        return await self.client.request("process_order", by_sequencer(payload), timeout=5)
 
     async def head(self) -> Any:
         return await self.client.request("orderbook_head", None, timeout=5)
@@ -53,7 +54,9 @@ async def running(db: Path, network: MemoryNetwork | None = None) -> AsyncIterat
         open_transport(kind, network=network) as client,
         anyio.create_task_group() as tg,
     ):
-        worker = ProcessWorker(server, db, broadcast_timeout=0.5)
+        worker = ProcessWorker(
+            server, db, broadcast_timeout=0.5, sequencer_key=SEQUENCER_KEY.public_key()
+        )
         await tg.start(worker.run)
         yield Rig(network, client, worker)
         tg.cancel_scope.cancel()
@@ -147,7 +150,7 @@ async def test_a_rejected_order_consumes_its_number_and_is_published(tmp_path: P
 @pytest.mark.parametrize(
     ("payload", "error"),
     [
-        (None, "ERR_BAD_REQUEST: payload: must be an object"),
+        (None, "ERR_AUTH: process_order payload: must be a signed object"),
         ({"seq": 1, "ts": 1}, "ERR_BAD_REQUEST: command: must be an object"),
         ({"seq": "1", "ts": 1, "command": COMMANDS[0]}, "ERR_BAD_REQUEST: seq: must be"),
         ({"seq": True, "ts": 1, "command": COMMANDS[0]}, "ERR_BAD_REQUEST: seq: must be"),
@@ -166,7 +169,7 @@ async def test_bad_payloads_are_refused_and_change_nothing(
 ) -> None:
     async with running(tmp_path / "p.db") as rig:
         with pytest.raises(RemoteError) as info:
-            await rig.client.request("process_order", payload, timeout=5)
+            await rig.client.request("process_order", by_sequencer(payload), timeout=5)
         assert info.value.message.startswith(error)
         assert await rig.head() == {"seq": 0, "root": None}
         assert rig.worker.book == OrderBook(DEFAULT_SPEC)
@@ -360,7 +363,7 @@ async def test_a_cancelled_application_leaves_no_trace(tmp_path: Path) -> None:
         network.with_faults(delay=(0.02, 0.02))  # DHT puts now take a while
         payload = {"seq": 2, "ts": 1_000, "command": COMMANDS[2]}
         with anyio.move_on_after(0.03):
-            await rig.worker.process(payload)
+            await rig.worker.process(by_sequencer(payload))
             pytest.fail("the publish should have been cancelled")
         assert rig.worker.book == before
         assert rig.worker.head_seq == 1

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.keys import SEQUENCER_KEY, client_key, signed
 
 from exchange.protocol import BadMessage, ProcessRequest, Refused, error_string
 from exchange.sequencer import Journal, SubmitWorker
@@ -42,22 +43,33 @@ _payloads = _json | _near_orders
 @given(payload=_payloads)
 def test_submit_replies_or_refuses_cleanly(payload: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp, Journal(Path(tmp) / "j.db") as journal:
-        worker = SubmitWorker(MemoryTransport(MemoryNetwork()), journal, clock=lambda: 1)
+        worker = SubmitWorker(
+            MemoryTransport(MemoryNetwork()), journal, clock=lambda: 1, signing_key=SEQUENCER_KEY
+        )
 
         async def main() -> None:
             reply: Any = None
             refused: Exception | None = None
             async with anyio.create_task_group() as tg:
                 await tg.start(worker.run)
+                # Signed as a client would (or left as it is when it cannot be).
+                sent = (
+                    signed(payload, client_key(str(payload.get("clientId"))))
+                    if isinstance(payload, dict)
+                    else payload
+                )
                 try:
-                    reply = await worker.submit(payload)
+                    reply = await worker.submit(sent)
                 except (ValidationError, Refused) as exc:
                     refused = exc
                 tg.cancel_scope.cancel()
             if refused is not None:
                 assert journal.head() == 0
                 if isinstance(refused, Refused):
-                    assert refused.code == "ERR_VALIDATION"
+                    assert refused.code in ("ERR_VALIDATION", "ERR_AUTH")
+                    # ERR_AUTH: what cannot be signed, or a new order without its id
+                    if refused.code == "ERR_AUTH":
+                        assert not isinstance(payload, dict) or "orderId" not in payload
             else:
                 order_id = payload.get("orderId", "_1")
                 assert reply == {"seq": 1, "orderId": order_id}

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import pytest
 from support.grapes import Grape, running_grapes
+from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC, signed
 from support.ports import free_port
 
 from exchange.matcher import ProcessWorker
@@ -55,19 +56,19 @@ async def test_orders_flow_through_both_workers_on_real_grapes(
             GrenacheTransport(first.url) as client,
             anyio.create_task_group() as tg,
         ):
-            processor = ProcessWorker(process_transport, tmp_path / "process.db")
+            processor = ProcessWorker(
+                process_transport, tmp_path / "process.db", sequencer_key=SEQUENCER_PUBLIC
+            )
             await tg.start(processor.run)
-            await tg.start(SubmitWorker(submit_transport, journal).run)
+            await tg.start(SubmitWorker(submit_transport, journal, signing_key=SEQUENCER_KEY).run)
 
             async def submit(payload: dict[str, Any]) -> Any:
-                return await client.request("submit_order", payload, timeout=5)
+                return await client.request("submit_order", signed(payload), timeout=5)
 
             sell = {"clientId": "c1", "orderId": "s1", "type": "Sell", "price": 100, "amount": 10}
             assert await submit(sell) == {"seq": 1, "orderId": "s1"}
-            assert await submit({"clientId": "c2", "type": "Buy", "price": 100, "amount": 7}) == {
-                "seq": 2,
-                "orderId": "_2",
-            }
+            buy = {"clientId": "c2", "orderId": "b1", "type": "Buy", "price": 100, "amount": 7}
+            assert await submit(buy) == {"seq": 2, "orderId": "b1"}
             assert await submit(sell) == {"seq": 1, "orderId": "s1"}
             with pytest.raises(RemoteError, match="ERR_VALIDATION: price: not a multiple"):
                 await submit({**sell, "orderId": "s2", "price": "1.001"})

@@ -17,6 +17,7 @@ import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.grapes import running_grapes
+from support.keys import signed
 from support.ports import free_port
 
 from exchange.protocol import SUBMIT_ORDER
@@ -90,7 +91,7 @@ async def submit_all(grape: str, payloads: list[dict[str, Any]]) -> list[str]:
     async with open_transport("grenache", grape=grape) as transport:
         for payload in payloads:
             try:
-                reply = await transport.request(SUBMIT_ORDER, payload, timeout=10)
+                reply = await transport.request(SUBMIT_ORDER, signed(payload), timeout=10)
                 outcomes.append(f"seq {reply['seq']}")
             except RemoteError as exc:
                 outcomes.append(exc.message.partition(":")[0])

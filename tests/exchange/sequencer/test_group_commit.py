@@ -9,7 +9,9 @@ from typing import Any
 import anyio
 import pytest
 from support.exchange_rig import running_exchange, wait_until
+from support.keys import SEQUENCER_KEY, client_key, signed
 
+from exchange.protocol import public_key_hex
 from exchange.sequencer import Journal, SubmitWorker
 from orderbook_core import DEFAULT_SPEC, command_to_wire, parse_command
 from transports import MemoryNetwork, RemoteError, open_transport
@@ -18,8 +20,8 @@ pytestmark = pytest.mark.anyio
 
 
 def order(i: int, **extra: Any) -> dict[str, Any]:
-    return {"clientId": f"c{i % 3}", "orderId": f"o{i}", "side": "buy", "price": "100",
-            "amount": "1", **extra}  # fmt: skip
+    return signed({"clientId": f"c{i % 3}", "orderId": f"o{i}", "side": "buy", "price": "100",
+                   "amount": "1", **extra})  # fmt: skip
 
 
 class CountingJournal(Journal):
@@ -30,11 +32,11 @@ class CountingJournal(Journal):
         self.appends: list[int] = []
         self.fail = 0
 
-    def append(self, entries: Any) -> None:
+    def append(self, entries: Any, bindings: Any = None) -> None:
         if self.fail:
             self.fail -= 1
             raise sqlite3.OperationalError("disk I/O error")
-        super().append(entries)
+        super().append(entries, bindings)
         self.appends.append(len(entries))
 
 
@@ -46,7 +48,9 @@ async def test_concurrent_submits_share_commits_and_get_gap_free_numbers(tmp_pat
             open_transport("memory", network=network) as client,
             anyio.create_task_group() as tg,
         ):
-            await tg.start(SubmitWorker(server, journal, clock=lambda: 5).run)
+            await tg.start(
+                SubmitWorker(server, journal, clock=lambda: 5, signing_key=SEQUENCER_KEY).run
+            )
             replies: list[Any] = []
 
             async def submit(i: int) -> None:
@@ -75,7 +79,10 @@ async def test_a_failed_commit_fails_every_queued_submit_and_leaves_no_gap(
             open_transport("memory", network=network) as client,
             anyio.create_task_group() as tg,
         ):
-            await tg.start(SubmitWorker(server, journal, clock=lambda: 5, max_backoff=0.1).run)
+            worker = SubmitWorker(
+                server, journal, clock=lambda: 5, max_backoff=0.1, signing_key=SEQUENCER_KEY
+            )
+            await tg.start(worker.run)
             await client.request("submit_order", order(0), timeout=5)
             journal.fail = 1
             outcomes: list[str] = []
@@ -99,20 +106,18 @@ async def test_a_failed_commit_fails_every_queued_submit_and_leaves_no_gap(
         assert next(e.command["orderId"] for e in journal.entries()) == "o0"
 
 
-async def test_a_generated_order_id_is_its_own_seq_under_concurrency(tmp_path: Path) -> None:
+async def test_first_commands_of_new_clients_bind_their_keys_with_them(tmp_path: Path) -> None:
+    # Many first commands committed together: each binding lands with its command.
     async with running_exchange(tmp_path, MemoryNetwork(), process=False) as rig:
-        payload = {"clientId": "c1", "side": "buy", "price": "100", "amount": "1"}
-        replies: list[Any] = []
 
-        async def submit() -> None:
-            replies.append(await rig.submit(payload))
+        async def submit(i: int) -> None:
+            await rig.submit(signed({**order(i), "clientId": f"new{i}"}))
 
         async with anyio.create_task_group() as tg:
-            for _ in range(50):
-                tg.start_soon(submit)
-        assert all(r["orderId"] == f"_{r['seq']}" for r in replies)
-        stored = {e.seq: e.command["orderId"] for e in rig.journal.entries()}
-        assert stored == {seq: f"_{seq}" for seq in range(1, 51)}
+            for i in range(50):
+                tg.start_soon(submit, i)
+        keys = rig.journal.client_keys()
+        assert keys == {f"new{i}": public_key_hex(client_key(f"new{i}")) for i in range(50)}
 
 
 async def test_the_forwarder_sends_runs_of_entries(tmp_path: Path) -> None:
@@ -137,14 +142,14 @@ async def test_the_forwarder_sends_runs_of_entries(tmp_path: Path) -> None:
         assert max(sizes) > 1
 
 
-async def test_a_journal_entry_keeps_the_settled_order_id(tmp_path: Path) -> None:
+async def test_a_journal_entry_is_the_normalized_command_without_its_signature(
+    tmp_path: Path,
+) -> None:
     async with running_exchange(tmp_path, MemoryNetwork(), process=False) as rig:
-        payload = {"clientId": "c1", "side": "sell", "price": "1", "amount": "2"}
+        payload = {"clientId": "c1", "orderId": "s1", "side": "sell", "price": "1", "amount": "2"}
         reply = await rig.submit(payload)
         entry = rig.journal.get(reply["seq"])
         assert entry is not None
-        command = parse_command(
-            payload, DEFAULT_SPEC, seq=reply["seq"], ts=0, default_order_id=f"_{reply['seq']}"
-        )
+        command = parse_command(payload, DEFAULT_SPEC, seq=reply["seq"], ts=0)
         assert entry.command == command_to_wire(command, DEFAULT_SPEC)
-        assert entry.command["orderId"] == reply["orderId"] == f"_{reply['seq']}"
+        assert entry.command["orderId"] == reply["orderId"] == "s1"

@@ -1,4 +1,8 @@
-"""The submit_order worker on the memory transport: validation, sequencing, dedupe."""
+"""The submit_order worker on the memory transport: validation, sequencing, dedupe.
+
+Payloads are signed by their client's test key here (`support.keys`); what signing
+itself refuses is tested in test_submit_auth.py.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+from support.keys import SEQUENCER_KEY, signed
 
 from exchange.sequencer import Journal, SubmitWorker
 from transports import MemoryNetwork, RemoteError, Transport, open_transport
@@ -24,6 +29,8 @@ class Rig:
     worker: SubmitWorker
 
     async def submit(self, payload: Any) -> Any:
+        if isinstance(payload, dict) and "clientId" in payload:
+            payload = signed(payload)
         return await self.client.request("submit_order", payload, timeout=5)
 
 
@@ -37,7 +44,9 @@ async def running(tmp_path: Path) -> AsyncIterator[Rig]:
             open_transport("memory", network=network) as client,
             anyio.create_task_group() as tg,
         ):
-            worker = SubmitWorker(server, journal, clock=lambda: 1_000, max_backoff=0.2)
+            worker = SubmitWorker(
+                server, journal, clock=lambda: 1_000, max_backoff=0.2, signing_key=SEQUENCER_KEY
+            )
             await tg.start(worker.run)
             yield Rig(client, journal, worker)
             tg.cancel_scope.cancel()
@@ -73,16 +82,13 @@ async def test_accepted_order_replies_seq_and_order_id_and_is_journaled(tmp_path
         }
 
 
-async def test_missing_order_id_is_generated_deterministically(tmp_path: Path) -> None:
+async def test_a_signed_new_order_without_an_order_id_is_refused(tmp_path: Path) -> None:
+    # Its replay would be a second order: the orderId is what makes it a repeat.
     async with running(tmp_path) as rig:
-        await rig.submit(order(orderId="x"))
-        reply = await rig.submit(order())
-        assert reply == {"seq": 2, "orderId": "_2"}
-        entry = rig.journal.get(2)
-        assert entry is not None
-        assert entry.command["orderId"] == "_2"
-        # A second order without an id is a second order, not a repeat.
-        assert await rig.submit(order()) == {"seq": 3, "orderId": "_3"}
+        with pytest.raises(RemoteError) as info:
+            await rig.submit(order())
+        assert info.value.message.startswith("ERR_AUTH: orderId: required")
+        assert rig.journal.head() == 0
 
 
 async def test_client_ids_in_the_generated_namespace_are_refused(tmp_path: Path) -> None:
@@ -91,10 +97,10 @@ async def test_client_ids_in_the_generated_namespace_are_refused(tmp_path: Path)
             await rig.submit(order(orderId="_5"))
         assert info.value.message.startswith("ERR_VALIDATION: orderId: must not start with '_'")
         assert rig.journal.head() == 0
-        # Cancelling a generated order by its id is fine.
-        await rig.submit(order())
+        # Cancelling a generated order (journaled before orders were signed) by its id
+        # is fine: only new orders may not take such an id.
         assert await rig.submit({"op": "cancel", "clientId": "alice", "orderId": "_1"}) == {
-            "seq": 2,
+            "seq": 1,
             "orderId": "_1",
         }
 
@@ -122,9 +128,10 @@ async def test_cancel_and_modify_are_sequenced(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("payload", "error"),
     [
-        (None, "ERR_VALIDATION: payload: must be a JSON object"),
-        ([1, 2], "ERR_VALIDATION: payload: must be a JSON object"),
-        ({"side": "buy", "price": "1", "amount": "1"}, "ERR_VALIDATION: clientId: required"),
+        (
+            {"side": "buy", "price": "1", "amount": "1", "clientId": None},
+            "ERR_VALIDATION: clientId",
+        ),
         (order(price="100.001"), "ERR_VALIDATION: price: not a multiple of 0.01"),
         (order(price=100.5), "ERR_VALIDATION: price: must be a decimal string or an integer"),
         (order(amount="-1"), "ERR_VALIDATION: amount: must be > 0"),

@@ -1,0 +1,146 @@
+"""What is signed, and how: Ed25519 over domain-separated canonical JSON.
+
+Authority is proven, not asserted. Three kinds of message carry an Ed25519 signature
+(RFC 8032, the pure variant: the message itself is signed, no pre-hash):
+
+- a client's ``submit_order`` payload, by the client's key (bound to its ``clientId``
+  at its first accepted command, trust on first use);
+- a ``process_order`` request, by the sequencer's key (the only key the matcher takes);
+- an ``orderbook_head`` reply, by the matcher's key.
+
+Each signed message is ``utf8(<domain> + "\\n" + canonical_json(<object without
+"sig">))``: the object as sent, minus its ``sig`` field, in the project's one canonical
+JSON (keys sorted, no whitespace, ASCII). The domain (``dex-order/1``,
+``dex-process/1``, ``dex-head/1``) keeps a signature of one kind from being replayed as
+another. Keys and signatures travel as lowercase hex: a public key is its 32 raw bytes
+(64 hex), a signature its 64 bytes (128 hex). docs/protocol.md ("Signatures") is the
+specification; a Node peer signs and verifies with its own ``crypto`` module.
+
+Pure: no I/O (key files are `exchange._keys`). Verification raises `AuthFailed`
+(``ERR_AUTH``), never returns a verdict to forget to check.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from exchange.protocol._errors import AuthFailed
+from orderbook_core import canonical_json
+
+__all__ = [
+    "HEAD_DOMAIN",
+    "ORDER_DOMAIN",
+    "PROCESS_DOMAIN",
+    "PUBLIC_KEY_FIELD",
+    "SIGNATURE_FIELD",
+    "public_key_from_hex",
+    "public_key_hex",
+    "sign_object",
+    "sign_order",
+    "signed_message",
+    "verify_object",
+    "verify_order",
+]
+
+ORDER_DOMAIN: Final = "dex-order/1"
+"""The domain of a client's signed ``submit_order`` payload."""
+PROCESS_DOMAIN: Final = "dex-process/1"
+"""The domain of the sequencer's signed ``process_order`` request."""
+HEAD_DOMAIN: Final = "dex-head/1"
+"""The domain of the matcher's signed ``orderbook_head`` reply."""
+
+SIGNATURE_FIELD: Final = "sig"
+"""The field that carries the signature (128 lowercase hex) in every signed object."""
+PUBLIC_KEY_FIELD: Final = "pubKey"
+"""The field of a signed ``submit_order`` payload that names the signer's public key."""
+
+_KEY_RE: Final = re.compile(r"^[0-9a-f]{64}$")
+_SIG_RE: Final = re.compile(r"^[0-9a-f]{128}$")
+
+
+def public_key_hex(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """The wire form of `key`'s public key: its 32 raw bytes as 64 lowercase hex."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return public.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+
+
+def public_key_from_hex(text: object, field: str = PUBLIC_KEY_FIELD) -> Ed25519PublicKey:
+    """Parse a public key's wire form.
+
+    Raises:
+        AuthFailed: not 64 lowercase hex (ERR_AUTH names `field`).
+    """
+    if not isinstance(text, str) or not _KEY_RE.match(text):
+        raise AuthFailed(f"{field}: must be an Ed25519 public key, 64 lowercase hex")
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
+
+
+def signed_message(domain: str, obj: Mapping[str, Any]) -> bytes:
+    """The bytes a signature of `obj` covers: ``domain + "\\n" + canonical JSON``.
+
+    The ``sig`` field, if present, is left out; every other field is covered.
+    """
+    body = {k: v for k, v in obj.items() if k != SIGNATURE_FIELD}
+    return f"{domain}\n{canonical_json(body)}".encode()
+
+
+def sign_object(domain: str, obj: Mapping[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    """Return a copy of `obj` with its ``sig`` by `key` (any old ``sig`` replaced)."""
+    signature = key.sign(signed_message(domain, obj)).hex()
+    return {**{k: v for k, v in obj.items() if k != SIGNATURE_FIELD}, SIGNATURE_FIELD: signature}
+
+
+def verify_object(
+    domain: str, obj: Mapping[str, Any], key: Ed25519PublicKey, *, what: str
+) -> dict[str, Any]:
+    """Check `obj`'s ``sig`` against `key`; return `obj` without it.
+
+    Args:
+        what: names the signer in the refusal (e.g. "the sequencer").
+
+    Raises:
+        AuthFailed: the signature is missing, malformed, or not `key`'s over `obj`.
+    """
+    signature = obj.get(SIGNATURE_FIELD)
+    if not isinstance(signature, str) or not _SIG_RE.match(signature):
+        raise AuthFailed(f"{SIGNATURE_FIELD}: missing or not 128 lowercase hex")
+    try:
+        key.verify(bytes.fromhex(signature), signed_message(domain, obj))
+    except InvalidSignature:
+        raise AuthFailed(f"{SIGNATURE_FIELD}: not a valid signature by {what}") from None
+    return {k: v for k, v in obj.items() if k != SIGNATURE_FIELD}
+
+
+def sign_order(payload: Mapping[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    """Return the ``submit_order`` payload signed by `key`, with its ``pubKey``."""
+    return sign_object(ORDER_DOMAIN, {**payload, PUBLIC_KEY_FIELD: public_key_hex(key)}, key)
+
+
+def verify_order(payload: object) -> tuple[dict[str, Any], str]:
+    """Check a signed ``submit_order`` payload by the key it names.
+
+    Whether that key is the ``clientId``'s is the sequencer's question (it holds the
+    bindings); this only proves that the holder of ``pubKey`` signed this very payload.
+
+    Returns:
+        The payload without ``pubKey`` and ``sig`` (what the core's validator takes),
+        and the public key (64 hex).
+
+    Raises:
+        AuthFailed: not an object, no ``pubKey``, no or a bad ``sig``.
+    """
+    if not isinstance(payload, dict):
+        raise AuthFailed("submit_order payload: must be a signed object")
+    key_hex = payload.get(PUBLIC_KEY_FIELD)
+    if key_hex is None:
+        raise AuthFailed(f"{PUBLIC_KEY_FIELD}: required (orders are signed)")
+    key = public_key_from_hex(key_hex)
+    body = verify_object(ORDER_DOMAIN, payload, key, what=f"{PUBLIC_KEY_FIELD}")
+    del body[PUBLIC_KEY_FIELD]
+    return body, str(key_hex)

@@ -1,0 +1,112 @@
+"""Nobody can act for someone else: forgeries on real grapes, refused, state unchanged.
+
+One exchange for the module (its own two grapes and both workers as processes). An
+attacker is a plain Grenache peer that can reach a grape: it sends a cancel in another
+client's name and a ``process_order`` of its own for the next seq. Each is refused
+with ``ERR_AUTH``; the journal, the matcher's head and the book stay as they were, and
+honest clients go on trading with replicas that agree with ``dex replay``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from support.keys import named_key
+
+from e2e.harness import ClientRun, Exchange, running_exchange
+from exchange.protocol import PROCESS_DOMAIN, sign_object, sign_order
+from transports import RemoteError
+from transports.grenache import GrenacheTransport
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+STRANGER = named_key("stranger")
+
+
+@pytest.fixture(scope="module")
+def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange]:
+    with running_exchange(tmp_path_factory.mktemp("signing")) as exchange:
+        yield exchange
+
+
+def _ok(exchange: Exchange, run: ClientRun) -> None:
+    assert run.returncode == 0, f"{run.argv}\n{run.stderr}\n{run.records}"
+    assert run.done["book"] == exchange.replay(upto=run.done["seq"])["book"]
+
+
+async def _refusals(grape: str, requests: list[tuple[str, Any]]) -> list[str]:
+    messages = []
+    async with GrenacheTransport(grape=grape) as transport:
+        for name, payload in requests:
+            with pytest.raises(RemoteError) as info:
+                await transport.request(name, payload, timeout=5)
+            messages.append(info.value.message)
+    return messages
+
+
+async def _head(grape: str) -> Any:
+    async with GrenacheTransport(grape=grape) as transport:
+        return await transport.request("orderbook_head", None, timeout=5)
+
+
+def test_a_forged_cancel_is_refused_and_the_order_stays(exchange: Exchange) -> None:
+    victim = exchange.run_client(
+        ["clientId=victim", "type=Buy", "amount=2", "price=50", "orderId=v1"]
+    )
+    _ok(exchange, victim)
+    before = exchange.replay()
+    cancel = {"op": "cancel", "clientId": "victim", "orderId": "v1"}
+    messages = anyio.run(
+        _refusals,
+        exchange.grapes[0],
+        [
+            ("submit_order", cancel),  # unsigned, as before signing
+            ("submit_order", sign_order(cancel, STRANGER)),  # signed, by another key
+            ("submit_order", sign_order(cancel, Ed25519PrivateKey.generate())),
+        ],
+    )
+    assert all(m.startswith("ERR_AUTH: ") for m in messages), messages
+    assert exchange.replay() == before  # nothing journaled
+    # The victim's own cancel (its key, from its key file) still works.
+    own = exchange.run_client(["clientId=victim", "op=cancel", "orderId=v1"])
+    _ok(exchange, own)
+    assert own.returncode == 0
+    assert exchange.replay()["seq"] == before["seq"] + 1
+
+
+def test_a_strangers_process_order_is_refused_and_the_sequencer_goes_on(
+    exchange: Exchange,
+) -> None:
+    opener = exchange.run_client(["clientId=opener", "type=Sell", "amount=1", "price=200"])
+    _ok(exchange, opener)
+    before = exchange.replay()
+    head = anyio.run(_head, exchange.grapes[1])
+    assert head["seq"] == before["seq"]
+    nxt = {
+        "seq": head["seq"] + 1,
+        "ts": 1,
+        "command": {"op": "new", "clientId": "mallory", "orderId": "m1", "side": "buy",
+                    "ordType": "limit", "price": "200.00", "amount": "1.000", "tif": "GTC",
+                    "postOnly": False},
+    }  # fmt: skip
+    messages = anyio.run(
+        _refusals,
+        exchange.grapes[1],
+        [
+            ("process_order", nxt),  # unsigned
+            ("process_order", sign_object(PROCESS_DOMAIN, nxt, STRANGER)),
+            ("process_order", {"entries": [nxt]}),
+        ],
+    )
+    assert all(m.startswith("ERR_AUTH: ") for m in messages), messages
+    assert anyio.run(_head, exchange.grapes[1]) == head  # the matcher applied nothing
+    # The sequencer's own command for that seq is applied, and everyone agrees.
+    buyer = exchange.run_client(["clientId=buyer", "type=Buy", "amount=1", "price=200"])
+    _ok(exchange, buyer)
+    assert buyer.seq == head["seq"] + 1
+    assert buyer.filled() == 1000
+    assert anyio.run(_head, exchange.grapes[1])["seq"] == buyer.seq
