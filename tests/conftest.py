@@ -12,7 +12,7 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _client_keys_in_tmp(
+def client_key_dir(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     """Client key files go to a temporary directory, never the user's home (the

@@ -110,3 +110,12 @@ def test_errors_are_clear(argv: list[str], message: str) -> None:
     with pytest.raises(ArgumentError) as info:
         parse_client_args(argv)
     assert message in str(info.value)
+
+
+def test_key_file_flag() -> None:
+    words = ["clientId=c1", "type=Buy", "amount=1", "price=1"]
+    assert parse_client_args(words).key_file is None  # the default place for c1
+    assert parse_client_args([*words, "--key-file=/k/c1.key"]).key_file == "/k/c1.key"
+    assert parse_client_args([*words, "--key-file", "k.key"]).key_file == "k.key"
+    with pytest.raises(ArgumentError, match="--key-file: expected a path"):
+        parse_client_args([*words, "--key-file="])

@@ -19,7 +19,7 @@ from rich.console import Console
 from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC
 
 from exchange.client import parse_client_args, run_client
-from exchange.client._program import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from exchange.client._program import EXIT_FAILED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from exchange.matcher import ProcessWorker
 from exchange.sequencer import Journal, SubmitWorker
 from orderbook_core import DEFAULT_SPEC
@@ -183,3 +183,30 @@ async def test_the_live_view_draws_the_market_and_the_outcome(tmp_path: Path) ->
     assert "order bob-" in screen
     assert "filled 1.000" in screen
     assert "lag 0" in screen
+
+
+async def test_the_program_signs_with_a_key_file_made_on_first_use(
+    tmp_path: Path, client_key_dir: Path
+) -> None:
+    key_file = client_key_dir / "signer.key"
+    async with exchange(tmp_path) as network:
+        status, _ = await client(network, "clientId=signer", "type=Buy", "amount=1", "price=9")
+        assert status == EXIT_OK
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        made = key_file.read_bytes()
+        # The same key next time: the clientId is bound to it, so this is accepted too.
+        status, _ = await client(network, "clientId=signer", "type=Buy", "amount=1", "price=8")
+        assert status == EXIT_OK
+        assert key_file.read_bytes() == made
+        # Another key (--key-file elsewhere) may not act for that clientId.
+        status, records = await client(
+            network,
+            "clientId=signer",
+            "type=Buy",
+            "amount=1",
+            "price=7",
+            f"--key-file={tmp_path / 'other.key'}",
+        )
+        assert status == EXIT_FAILED
+        assert records[-1]["event"] == "refused"
+        assert records[-1]["error"].startswith("ERR_AUTH: ")

@@ -1,0 +1,117 @@
+"""What is signed: the exact bytes, each field covered, domains kept apart, garbage refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
+from support.keys import named_key
+
+from exchange.protocol import (
+    HEAD_DOMAIN,
+    ORDER_DOMAIN,
+    PROCESS_DOMAIN,
+    AuthFailed,
+    Refused,
+    public_key_from_hex,
+    public_key_hex,
+    sign_object,
+    sign_order,
+    signed_message,
+    verify_object,
+    verify_order,
+)
+
+KEY = named_key("signing")
+OTHER = named_key("other")
+ORDER = {"clientId": "alice", "orderId": "a1", "side": "buy", "price": "100", "amount": "1"}
+
+
+def test_the_signed_bytes_are_the_domain_a_newline_and_canonical_json_without_sig() -> None:
+    payload = {"b": 1, "a": "x", "sig": "ignored"}
+    assert signed_message("dex-order/1", payload) == b'dex-order/1\n{"a":"x","b":1}'
+
+
+def test_a_signed_order_carries_its_public_key_and_verifies() -> None:
+    payload = sign_order(ORDER, KEY)
+    assert payload["pubKey"] == public_key_hex(KEY)
+    assert len(payload["pubKey"]) == 64
+    assert len(payload["sig"]) == 128
+    body, key_hex = verify_order(payload)
+    assert body == ORDER
+    assert key_hex == public_key_hex(KEY)
+    # The signature is Ed25519 over exactly the documented bytes (pubKey included).
+    message = f'{ORDER_DOMAIN}\n{{"amount":"1","clientId":"alice","orderId":"a1",'
+    message += f'"price":"100","pubKey":"{public_key_hex(KEY)}","side":"buy"}}'
+    KEY.public_key().verify(bytes.fromhex(payload["sig"]), message.encode())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"orderId": "a2"},
+        {"price": "101"},
+        {"amount": "1.0"},
+        {"clientId": "bob"},
+        {"op": "cancel"},
+        {"pubKey": public_key_hex(OTHER)},
+    ],
+)
+def test_every_field_is_covered(change: dict[str, Any]) -> None:
+    with pytest.raises(AuthFailed):
+        verify_order({**sign_order(ORDER, KEY), **change})
+
+
+def test_a_signature_of_one_kind_is_no_signature_of_another() -> None:
+    batch = {"seq": 1, "ts": 1, "command": ORDER}
+    signed = sign_object(PROCESS_DOMAIN, batch, KEY)
+    assert verify_object(PROCESS_DOMAIN, signed, KEY.public_key(), what="k") == batch
+    for domain in (ORDER_DOMAIN, HEAD_DOMAIN):
+        with pytest.raises(AuthFailed, match="not a valid signature by k"):
+            verify_object(domain, signed, KEY.public_key(), what="k")
+    with pytest.raises(AuthFailed):
+        verify_object(PROCESS_DOMAIN, signed, OTHER.public_key(), what="k")
+
+
+def test_auth_failures_are_err_auth_refusals() -> None:
+    with pytest.raises(Refused) as info:
+        verify_order(ORDER)
+    assert str(info.value) == "ERR_AUTH: pubKey: required (orders are signed)"
+    assert info.value.code == "ERR_AUTH"
+
+
+@pytest.mark.parametrize("text", ["", "ab", "AB" * 32, "g" * 64, 7, None, "a" * 65])
+def test_a_public_key_is_64_lowercase_hex(text: object) -> None:
+    with pytest.raises(AuthFailed, match="pubKey: must be an Ed25519 public key"):
+        public_key_from_hex(text)
+
+
+def test_sign_object_replaces_an_old_signature() -> None:
+    once = sign_object(HEAD_DOMAIN, {"seq": 1}, KEY)
+    assert sign_object(HEAD_DOMAIN, once, KEY) == once
+    assert sign_object(HEAD_DOMAIN, once, OTHER)["sig"] != once["sig"]
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=10,
+)
+_near = st.fixed_dictionaries(
+    {"pubKey": st.sampled_from([public_key_hex(KEY), "x", 1]), "sig": _json | st.text()},
+    optional={"clientId": _json},
+)
+
+
+@given(payload=_json | _near)
+def test_garbage_is_refused_with_auth_failed_only(payload: Any) -> None:
+    with pytest.raises(AuthFailed):
+        verify_order(payload)
+
+
+def test_keys_made_by_the_library_round_trip() -> None:
+    key = Ed25519PrivateKey.generate()
+    assert public_key_hex(public_key_from_hex(public_key_hex(key))) == public_key_hex(key)
