@@ -336,11 +336,19 @@ class ClientNode:
                 "complete": update.complete,
             }
         )
+        touched = not update.complete or self._shown_orders is None
         for event in update.events:
             record = self._own_record(event)
             if record is not None:
                 self.own_events.append(event)
                 self._emit(record)
+                touched = True
+        if touched:  # only this client's events change its orders (O(n) to list them)
+            self._show_orders(update.seq)
+        if self._on_version is not None:
+            self._on_version(update)
+
+    def _show_orders(self, seq: int) -> None:
         orders = [
             {
                 "orderId": o.order_id,
@@ -351,10 +359,8 @@ class ClientNode:
             for o in self.own_orders()
         ]
         if orders != self._shown_orders and (orders or self._shown_orders is not None):
-            self._emit({"event": "orders", "seq": update.seq, "orders": orders})
+            self._emit({"event": "orders", "seq": seq, "orders": orders})
         self._shown_orders = orders
-        if self._on_version is not None:
-            self._on_version(update)
 
     def _own_record(self, event: Event) -> Record | None:
         """The record to show for `event` if it concerns this client, else None.
@@ -363,10 +369,10 @@ class ClientNode:
         trade becomes a ``fill`` seen from this client's side.
         """
         me = self.client_id
-        wire = event_to_wire(event, self.spec)
         if isinstance(event, Trade):
             if me not in (event.maker_client_id, event.taker_client_id):
                 return None
+            wire = event_to_wire(event, self.spec)
             self.fills.append(event)
             taker = event.taker_client_id == me
             side = event.taker_side if taker else _OTHER_SIDE[event.taker_side]
@@ -381,8 +387,10 @@ class ClientNode:
                 "amount": wire["amount"],
                 "counterparty": event.maker_client_id if taker else event.taker_client_id,
             }
-        if wire.pop("clientId") != me:
-            return None
+        if getattr(event, "client_id", None) != me:
+            return None  # most events are other clients': no wire form needed
+        wire = event_to_wire(event, self.spec)
+        del wire["clientId"]
         return {"event": wire.pop("type"), **wire}
 
     def _warn(self, message: str) -> None:

@@ -187,33 +187,59 @@ async def _run_node(node: ClientNode, transport: Any) -> None:
         await node.run()
 
 
+IN_FLIGHT = 16
+"""Orders one demo client has submitted and not yet seen acknowledged, at most."""
+
+
 async def _submit_all(
     node: ClientNode,
     payloads: list[dict[str, Any]],
     say: Callable[[dict[str, Any]], None],
     counts: list[int],
 ) -> None:
-    for payload in payloads:
+    """Submit `payloads` with up to `IN_FLIGHT` awaiting their reply, as a busy trader
+    would: one at a time, every order would wait for the journal's commit of the one
+    before (the sequencer commits whatever has arrived in one fsync)."""
+    slots = anyio.Semaphore(IN_FLIGHT)
+
+    async def submit(payload: dict[str, Any]) -> None:
         try:
-            submitted = await node.submit(payload)
-        except OrderRefused as exc:
-            counts[1] += 1
-            say({"event": "refused", "clientId": node.client_id, "error": str(exc)})
-            continue
-        counts[0] += 1
-        say(
-            {
-                "event": "submitted",
-                "seq": submitted.seq,
-                "clientId": node.client_id,
-                "orderId": submitted.order_id,
-                "op": payload.get("op", "new"),
-                "side": payload.get("side"),
-                "price": payload.get("price"),
-                "amount": payload.get("amount"),
-                "tif": payload.get("tif", "GTC"),
-            }
-        )
+            await _submit(node, payload, say, counts)
+        finally:
+            slots.release()
+
+    async with anyio.create_task_group() as tg:
+        for payload in payloads:
+            await slots.acquire()
+            tg.start_soon(submit, payload)
+
+
+async def _submit(
+    node: ClientNode,
+    payload: dict[str, Any],
+    say: Callable[[dict[str, Any]], None],
+    counts: list[int],
+) -> None:
+    try:
+        submitted = await node.submit(payload)
+    except OrderRefused as exc:
+        counts[1] += 1
+        say({"event": "refused", "clientId": node.client_id, "error": str(exc)})
+        return
+    counts[0] += 1
+    say(
+        {
+            "event": "submitted",
+            "seq": submitted.seq,
+            "clientId": node.client_id,
+            "orderId": submitted.order_id,
+            "op": payload.get("op", "new"),
+            "side": payload.get("side"),
+            "price": payload.get("price"),
+            "amount": payload.get("amount"),
+            "tif": payload.get("tif", "GTC"),
+        }
+    )
 
 
 def _trade_record(trade: Trade, spec: MarketSpec) -> dict[str, Any]:
