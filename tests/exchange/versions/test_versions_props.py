@@ -256,7 +256,7 @@ garbage = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@profile(300, 3000)
 @given(garbage)
 def test_parsers_raise_only_invalid_version(text: str) -> None:
     with contextlib.suppress(InvalidVersion):
