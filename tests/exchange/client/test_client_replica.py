@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -358,12 +359,27 @@ async def test_concurrent_syncs_are_serialized() -> None:
     assert seen == sorted(seen)
 
 
-@settings(max_examples=150, deadline=None)
+# Derandomized and bounded in CI; CHAOS_PROFILE=long (`make chaos`): ten times the
+# examples at random, longer chains, more notifications, deeper walks back.
+LONG_RUN = os.environ.get("CHAOS_PROFILE") == "long"
+CHAIN = 60 if LONG_RUN else 12
+
+
+@settings(
+    max_examples=1500 if LONG_RUN else 150,
+    derandomize=not LONG_RUN,
+    database=None,
+    deadline=None,
+)
 @given(
-    n=st.integers(1, 12),
-    steps=st.lists(st.tuples(st.integers(0, 15), st.booleans()), min_size=1, max_size=30),
-    broken=st.sets(st.integers(0, 11), max_size=4),
-    walk=st.integers(0, 5),
+    n=st.integers(1, CHAIN),
+    steps=st.lists(
+        st.tuples(st.integers(0, CHAIN + 3), st.booleans()),
+        min_size=1,
+        max_size=120 if LONG_RUN else 30,
+    ),
+    broken=st.sets(st.integers(0, CHAIN - 1), max_size=4 * CHAIN // 12),
+    walk=st.integers(0, 20 if LONG_RUN else 5),
 )
 def test_property_replica_ends_at_highest_valid_and_never_goes_back(
     n: int, steps: list[tuple[int, bool]], broken: set[int], walk: int
