@@ -124,6 +124,7 @@ class ClientNode:
         self.client_id = client_id
         self.spec = spec
         self._emit = emit or (lambda _record: None)
+        self._quiet = emit is None  # nobody reads records: do not build them
         self._on_version = on_version
         self._head_interval = head_interval
         self._long_poll_ms = min(long_poll_ms, MAX_WAIT_MS)
@@ -324,26 +325,30 @@ class ClientNode:
         return str(self.spec.lots_to_amount(lots))
 
     async def _on_update(self, update: ReplicaUpdate[Version]) -> None:
-        bid, ask = self.top_of_book()
-        self._emit(
-            {
-                "event": "book",
-                "seq": update.seq,
-                "root": update.root_hash,
-                "book": update.version.root.book,
-                "bid": bid,
-                "ask": ask,
-                "complete": update.complete,
-            }
-        )
+        if not self._quiet:
+            bid, ask = self.top_of_book()
+            self._emit(
+                {
+                    "event": "book",
+                    "seq": update.seq,
+                    "root": update.root_hash,
+                    "book": update.version.root.book,
+                    "bid": bid,
+                    "ask": ask,
+                    "complete": update.complete,
+                }
+            )
         touched = not update.complete or self._shown_orders is None
         for event in update.events:
-            record = self._own_record(event)
-            if record is not None:
-                self.own_events.append(event)
-                self._emit(record)
-                touched = True
-        if touched:  # only this client's events change its orders (O(n) to list them)
+            if not self._concerns_me(event):
+                continue
+            self.own_events.append(event)
+            if isinstance(event, Trade):
+                self.fills.append(event)
+            if not self._quiet:
+                self._emit(self._own_record(event))
+            touched = True
+        if touched and not self._quiet:  # only its own events change this client's orders
             self._show_orders(update.seq)
         if self._on_version is not None:
             self._on_version(update)
@@ -362,18 +367,20 @@ class ClientNode:
             self._emit({"event": "orders", "seq": seq, "orders": orders})
         self._shown_orders = orders
 
-    def _own_record(self, event: Event) -> Record | None:
-        """The record to show for `event` if it concerns this client, else None.
+    def _concerns_me(self, event: Event) -> bool:
+        if isinstance(event, Trade):
+            return self.client_id in (event.maker_client_id, event.taker_client_id)
+        return getattr(event, "client_id", None) == self.client_id
+
+    def _own_record(self, event: Event) -> Record:
+        """The record to show for `event`, one of this client's.
 
         Fields are the core's wire form (`event_to_wire`: camelCase, decimal strings); a
         trade becomes a ``fill`` seen from this client's side.
         """
         me = self.client_id
+        wire = event_to_wire(event, self.spec)
         if isinstance(event, Trade):
-            if me not in (event.maker_client_id, event.taker_client_id):
-                return None
-            wire = event_to_wire(event, self.spec)
-            self.fills.append(event)
             taker = event.taker_client_id == me
             side = event.taker_side if taker else _OTHER_SIDE[event.taker_side]
             return {
@@ -387,9 +394,6 @@ class ClientNode:
                 "amount": wire["amount"],
                 "counterparty": event.maker_client_id if taker else event.taker_client_id,
             }
-        if getattr(event, "client_id", None) != me:
-            return None  # most events are other clients': no wire form needed
-        wire = event_to_wire(event, self.spec)
         del wire["clientId"]
         return {"event": wire.pop("type"), **wire}
 
