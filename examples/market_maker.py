@@ -263,6 +263,7 @@ async def in_one_process(workdir: Path, say: Say = print) -> bool:
                     process_net,
                     workdir / "process.sqlite",
                     sequencer_key=sequencer_key.public_key(),
+                    signing_key=Ed25519PrivateKey.generate(),
                 ).run
             )
             await tg.start(SubmitWorker(submit_net, journal, signing_key=sequencer_key).run)

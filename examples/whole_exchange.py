@@ -41,6 +41,7 @@ async def main(workdir: Path) -> None:
                     process_net,
                     workdir / "process.sqlite",
                     sequencer_key=sequencer_key.public_key(),
+                    signing_key=Ed25519PrivateKey.generate(),
                 ).run
             )
             await tg.start(SubmitWorker(submit_net, journal, signing_key=sequencer_key).run)

@@ -10,7 +10,8 @@ reads), created with mode 0600 in a directory made 0700 if it is new; beside it,
 Where (docs/operations.md, "Keys"): a client's key is ``<key dir>/<clientId>.key``,
 the key dir being ``$DEX_KEY_DIR`` if set, else ``$XDG_CONFIG_HOME/dex/keys``, else
 ``~/.config/dex/keys``; the workers keep theirs beside their database
-(``data/sequencer.key``, ``data/matcher.key``).
+(``data/sequencer.key``, ``data/matcher.key``). The matcher key a client trusts is
+recorded as ``<key dir>/known/matcher.pub``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from exchange.protocol import AuthFailed, public_key_from_hex, public_key_hex
 
 __all__ = [
     "KEY_DIR_ENV",
+    "KNOWN_MATCHER",
     "KeyFileError",
     "client_key_path",
     "default_key_dir",
@@ -39,6 +41,10 @@ __all__ = [
     "read_public_key",
     "read_trusted_key",
 ]
+
+KNOWN_MATCHER: Final = "known/matcher.pub"
+"""Where in the key directory a client records the matcher key it trusts (in a
+subdirectory: no clientId's ``<clientId>.pub`` can take its place)."""
 
 KEY_DIR_ENV: Final = "DEX_KEY_DIR"
 """The environment variable that moves the clients' key directory (tests use it)."""

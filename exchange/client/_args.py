@@ -36,7 +36,7 @@ usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [pric
                  [ordType=limit|market] [tif=GTC|IOC|FOK] [postOnly=true]
                  [orderId=ID] [op=new|cancel] [grape=URL]
                  [--once] [--json | --plain] [--timeout=SECONDS] [--metrics-port=N]
-                 [--key-file=PATH]
+                 [--key-file=PATH] [--matcher-key=HEX|PATH]
 
   clientId=ID      who you are: 1-64 of [A-Za-z0-9_.-] (required to submit; a watcher
                    without one is named watcher-<pid>)
@@ -56,6 +56,9 @@ usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [pric
                    http://127.0.0.1:N/metrics (needs the metrics extra)
   --key-file=PATH  the Ed25519 key your orders are signed with, made on first use
                    (default: <clientId>.key in $DEX_KEY_DIR, else ~/.config/dex/keys)
+  --matcher-key=K  the matcher's public key (64 hex, or its matcher.pub): heads and
+                   versions signed by another key are refused (default: the one
+                   recorded as known/matcher.pub in the key directory, else the first)
 
 No order arguments: watch the book only. On a terminal the client shows the market
 live (the book, the trades, your orders); otherwise one line per event.
@@ -100,6 +103,9 @@ class ClientArgs:
     metrics_port: int | None = None
     key_file: str | None = None
     """The client's key file (`--key-file`); None: the default place for its clientId."""
+    matcher_key: str | None = None
+    """The matcher key to trust (`--matcher-key`: 64 hex or a .pub file); None: the one
+    recorded in the key directory, else the first that signs a head (then recorded)."""
     help: bool = False
 
 
@@ -124,6 +130,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
     timeout = DEFAULT_TIMEOUT
     metrics_port: int | None = None
     key_file: str | None = None
+    matcher_key: str | None = None
     words = iter(argv)
     for word in words:
         if word.startswith("--"):
@@ -144,6 +151,12 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
                 if not value:
                     raise ArgumentError("--key-file: expected a path")
                 key_file = value
+            elif name == "matcher-key":
+                if not eq:
+                    value = next(words, "")
+                if not value:
+                    raise ArgumentError("--matcher-key: expected 64 hex or a .pub file")
+                matcher_key = value
             elif name == "metrics-port":
                 if not eq:
                     value = next(words, "")
@@ -151,7 +164,8 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
             else:
                 raise ArgumentError(
                     f"unknown flag {word!r} (flags: --once, --json, --plain, --timeout=S,"
-                    " --metrics-port=N, --key-file=PATH)"
+                    " --metrics-port=N, --key-file=PATH,"
+                    " --matcher-key=HEX|PATH)"
                 )
             continue
         key, eq, value = word.partition("=")
@@ -181,6 +195,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
         timeout=timeout,
         metrics_port=metrics_port,
         key_file=key_file,
+        matcher_key=matcher_key,
     )
 
 

@@ -23,7 +23,7 @@ from functools import partial
 import anyio
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from exchange.client._output import Emit, Record
 from exchange.client._replica import Replica, ReplicaUpdate
@@ -34,6 +34,7 @@ from exchange.protocol import (
     ORDERBOOK_UPDATED,
     RETRYABLE_CODES,
     SUBMIT_ORDER,
+    AuthFailed,
     BadMessage,
     Head,
     HeadRequest,
@@ -41,6 +42,7 @@ from exchange.protocol import (
     SubmitReply,
     service_handler,
     sign_order,
+    verify_head,
 )
 from exchange.versions import Version
 from orderbook_core import (
@@ -101,6 +103,10 @@ class ClientNode:
             sequencer binds the clientId to it at its first accepted command. Default:
             a key made for this node's life only (the program keeps one in a key file,
             `exchange._keys`, so that the clientId stays usable across runs).
+        matcher_key: the matcher's public key: ``orderbook_head`` replies must be
+            signed by it. None: trust the first key that signs a head (trust on first
+            use), then that key only; `on_matcher_key` is told of it, to record it.
+        on_matcher_key: called once with the key trusted on first use.
     """
 
     def __init__(
@@ -118,7 +124,11 @@ class ClientNode:
         max_walk: int = 32,
         source: DhtVersionSource | None = None,
         signing_key: Ed25519PrivateKey | None = None,
+        matcher_key: Ed25519PublicKey | None = None,
+        on_matcher_key: Callable[[Ed25519PublicKey], None] | None = None,
     ) -> None:
+        self.matcher_key = matcher_key
+        self._on_matcher_key = on_matcher_key
         self.transport = transport
         self.signing_key = signing_key or Ed25519PrivateKey.generate()
         self.client_id = client_id
@@ -188,12 +198,19 @@ class ClientNode:
 
         Raises:
             transports.TransportError: the matcher did not answer (or refused).
-            BadMessage: the reply is not ``{"seq": int, "root": hash | null}``.
+            BadMessage: the reply is not ``{"seq": int, "root": hash | null, ...}``.
+            AuthFailed: the reply is not signed by the matcher's key (the bound and the
+                replica are left as they were).
         """
         request = HeadRequest(self.head.seq, wait_ms) if wait_ms > 0 else HeadRequest()
         timeout = self._request_timeout + wait_ms / 1000
         reply = await self.transport.request(ORDERBOOK_HEAD, request.to_wire(), timeout=timeout)
         head = Head.from_wire(reply)
+        key = verify_head(head, self.matcher_key)
+        if self.matcher_key is None:
+            self.matcher_key = key  # trust on first use: this key only from now on
+            if self._on_matcher_key is not None:
+                self._on_matcher_key(key)
         if head.seq > self.head.seq:
             self.head = head
         self.replica.raise_bound(head.seq)
@@ -213,7 +230,7 @@ class ClientNode:
             started = anyio.current_time()
             try:
                 head = await self.fetch_head(wait_ms=self._long_poll_ms)
-            except (TransportError, BadMessage) as exc:
+            except (TransportError, BadMessage, AuthFailed) as exc:
                 if self._head_ok:
                     self._warn(f"orderbook_head: {exc}")
                 self._head_ok = False
@@ -234,7 +251,10 @@ class ClientNode:
         while True:
             await self.replica.wait_held()
             # A failure leaves the version held: the poll tries again later.
-            with anyio.move_on_after(self._request_timeout), suppress(TransportError, BadMessage):
+            with (
+                anyio.move_on_after(self._request_timeout),
+                suppress(TransportError, BadMessage, AuthFailed),
+            ):
                 await self.fetch_head()
             await anyio.sleep(_HELD_CHECK_INTERVAL)
 

@@ -22,9 +22,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from exchange._keys import client_key_path, load_or_create_key
+from exchange._keys import (
+    KNOWN_MATCHER,
+    client_key_path,
+    default_key_dir,
+    load_or_create_key,
+    read_public_key,
+    read_trusted_key,
+)
 from exchange.client._args import USAGE as USAGE
 from exchange.client._args import ClientArgs, parse_client_args
 from exchange.client._node import ClientNode, new_order_id
@@ -32,7 +39,7 @@ from exchange.client._output import REJECT_TEXT, Emit, Record, TextOrJsonWriter
 from exchange.client._replica import ReplicaUpdate
 from exchange.client.view import LiveMarket, MarketState, rich_available
 from exchange.metrics import NO_METRICS, Metrics, serve_prometheus
-from exchange.protocol import ArgumentError, BadMessage, OrderRefused
+from exchange.protocol import ArgumentError, AuthFailed, BadMessage, OrderRefused, public_key_hex
 from exchange.sequencer import GENERATED_ORDER_ID_PREFIX
 from exchange.versions import Version
 from orderbook_core import (
@@ -194,6 +201,11 @@ async def _run(
             return EXIT_USAGE
     else:
         signing_key = None  # a watcher signs nothing
+    try:
+        trusted, on_matcher_key = _matcher_trust(args)
+    except OSError as exc:
+        print(f"client: matcher key: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if view is None:
         view = not (args.json or args.plain) and out.isatty() and rich_available()
     live: LiveMarket | None = None
@@ -218,6 +230,8 @@ async def _run(
         head_interval=head_interval,
         on_version=on_version,
         signing_key=signing_key,
+        matcher_key=trusted,
+        on_matcher_key=on_matcher_key,
     )
     metrics.follow_replica(lambda: (node.replica.seq, node.head.seq))
     deadline = anyio.current_time() + args.timeout
@@ -241,6 +255,32 @@ async def _run(
         status = await _drive(node, args, order, shown, deadline)
         tg.cancel_scope.cancel()
     return status
+
+
+def _matcher_trust(
+    args: ClientArgs,
+) -> tuple[Ed25519PublicKey | None, Callable[[Ed25519PublicKey], None] | None]:
+    """The matcher key to trust, and how to record one trusted on first use.
+
+    `--matcher-key` if given; else ``known/matcher.pub`` in the key directory (recorded the
+    first time a head was verified); else none yet: the first key that signs a head is
+    trusted and written there, so later runs trust only it.
+    """
+    if args.matcher_key is not None:
+        return read_trusted_key(args.matcher_key), None
+    known = default_key_dir() / KNOWN_MATCHER
+    trusted = read_public_key(known)
+    if trusted is not None:
+        return trusted, None
+
+    def record(key: Ed25519PublicKey) -> None:
+        try:
+            known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            known.write_text(public_key_hex(key) + "\n")
+        except OSError as exc:  # trusted for this run all the same
+            print(f"client: cannot record the matcher key in {known}: {exc}", file=sys.stderr)
+
+    return None, record
 
 
 def _tape_lines(emit: Emit, spec: MarketSpec) -> Callable[[ReplicaUpdate[Version]], None]:
@@ -349,7 +389,7 @@ async def _first_head(node: ClientNode, timeout: float) -> int | None:
         while True:
             try:
                 return (await node.fetch_head()).seq
-            except (TransportError, BadMessage):
+            except (TransportError, BadMessage, AuthFailed):
                 await anyio.sleep(0.2)
     return None
 

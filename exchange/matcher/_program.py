@@ -28,7 +28,12 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
     sequencer_key = _sequencer_key(args)
     return lambda transport: (
         ProcessWorker(
-            transport, args.db, port=args.port, metrics=args.metrics, sequencer_key=sequencer_key
+            transport,
+            args.db,
+            port=args.port,
+            metrics=args.metrics,
+            sequencer_key=sequencer_key,
+            signing_key=args.key,
         ).run
     )
 

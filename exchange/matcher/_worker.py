@@ -7,7 +7,8 @@ It serves two names:
   already applied gets its recorded reply ``{"seq": N, "root": "<hash>"}`` again and
   changes nothing (DESIGN principle 4); any other N is refused with
   ``ERR_SEQ_GAP: expected <n>``, which tells the sender where to resume.
-- ``orderbook_head`` with payload ``null``: ``{"seq": N, "root": "<hash>" | null}``.
+- ``orderbook_head`` with payload ``null``: ``{"seq": N, "root": "<hash>" | null,
+  "key": "<its public key>", "sig": "<its signature>"}`` (`exchange.protocol.sign_head`).
 
 Only the sequencer feeds the matcher: every ``process_order`` request must carry the
 signature of the sequencer's key (``sig``, `exchange.protocol.PROCESS_DOMAIN`), else
@@ -59,7 +60,7 @@ from typing import NamedTuple, TypeVar
 import anyio
 from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from exchange._crashpoints import crash_point
 from exchange._lockfile import one_writer
@@ -83,6 +84,7 @@ from exchange.protocol import (
     apply_entry,
     seq_gap,
     service_handler,
+    sign_head,
     verify_object,
 )
 from exchange.versions import CommandEntry, VersionPublisher
@@ -122,6 +124,8 @@ class ProcessWorker:
         broadcast_timeout: seconds each ``orderbook_updated`` request may take.
         republish_timeout: seconds the startup republish of the head version may take.
         metrics: told of each version, DHT put and broadcast (`exchange.metrics`).
+        signing_key: the matcher's own key: every ``orderbook_head`` reply is signed
+            with it, and clients trust it (given, or on first use).
         sequencer_key: the only key ``process_order`` requests may be signed by; or a
             callable that returns it (None while it is not known yet: requests are
             refused with ``ERR_AUTH`` until it is), e.g. one that reads the file the
@@ -139,8 +143,10 @@ class ProcessWorker:
         republish_timeout: float = 30.0,
         metrics: Metrics = NO_METRICS,
         sequencer_key: Ed25519PublicKey | Callable[[], Ed25519PublicKey | None],
+        signing_key: Ed25519PrivateKey,
     ) -> None:
         self.transport = transport
+        self.signing_key = signing_key
         self._sequencer_key = sequencer_key
         self.db_path = Path(db_path)
         self.spec = spec
@@ -301,7 +307,7 @@ class ProcessWorker:
             with anyio.move_on_after(request.wait_ms / 1000):
                 while self.head_seq <= request.after:
                     await self._changed.wait()
-        return Head(self.head_seq, self.head_root).to_wire()
+        return sign_head(Head(self.head_seq, self.head_root), self.signing_key).to_wire()
 
     async def process(self, payload: JSON) -> JSON:
         """Handle ``process_order``: apply a run of entries, each number exactly once.

@@ -58,9 +58,11 @@ from exchange.protocol._signing import (
     SIGNATURE_FIELD,
     public_key_from_hex,
     public_key_hex,
+    sign_head,
     sign_object,
     sign_order,
     signed_message,
+    verify_head,
     verify_object,
     verify_order,
 )
@@ -113,9 +115,11 @@ __all__ = [
     "root_hash_from_wire",
     "seq_gap",
     "service_handler",
+    "sign_head",
     "sign_object",
     "sign_order",
     "signed_message",
+    "verify_head",
     "verify_object",
     "verify_order",
 ]

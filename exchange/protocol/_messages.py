@@ -67,6 +67,10 @@ def _count(value: object, field: str, low: int = 0) -> int:
     return value
 
 
+def _hex(text: str, length: int) -> bool:
+    return len(text) == length and all(c in "0123456789abcdef" for c in text)
+
+
 def _root(value: object, field: str) -> str | None:
     if value is not None and not is_dht_key(value):
         raise BadMessage(f"{field}: must be null or a 40-hex root hash")
@@ -182,23 +186,45 @@ class ProcessReply(NamedTuple):
 
 
 class Head(NamedTuple):
-    """``orderbook_head``'s reply: the latest version, `seq` and root (None: none yet)."""
+    """``orderbook_head``'s reply: the latest version, `seq` and root (None: none yet).
+
+    The matcher signs it: `key` is its public key (64 hex) and `sig` its signature
+    (`exchange.protocol.sign_head`); both None in a head not signed (yet). Parsing
+    checks their shape only: `exchange.protocol.verify_head` checks the signature.
+    """
 
     seq: int
     root: str | None
+    key: str | None = None
+    sig: str | None = None
 
     def to_wire(self) -> JSON:
-        return {"seq": self.seq, "root": self.root}
+        return self.to_wire_object()
+
+    def to_wire_object(self) -> dict[str, Any]:
+        """The wire form as a dict; ``key`` and ``sig`` only when set."""
+        wire: dict[str, Any] = {"seq": self.seq, "root": self.root}
+        if self.key is not None:
+            wire["key"] = self.key
+        if self.sig is not None:
+            wire["sig"] = self.sig
+        return wire
 
     @classmethod
     def from_wire(cls, reply: JSON) -> Self:
-        """Raises: BadMessage: not ``{"seq": int >= 0, "root": hash | null}``."""
-        obj = _object(reply, "orderbook_head reply", frozenset({"seq", "root"}))
+        """Raises: BadMessage: not ``{"seq": int >= 0, "root": hash | null, "key"?: 64
+        hex, "sig"?: 128 hex}``."""
+        obj = _object(reply, "orderbook_head reply", frozenset({"seq", "root", "key", "sig"}))
         seq = _count(obj.get("seq"), "seq")
         root = _root(obj.get("root"), "root")
         if (root is None) != (seq == 0):
             raise BadMessage("root: must be null exactly when seq is 0")
-        return cls(seq, root)
+        key, sig = obj.get("key"), obj.get("sig")
+        if key is not None and not (isinstance(key, str) and _hex(key, 64)):
+            raise BadMessage("key: must be 64 lowercase hex")
+        if sig is not None and not (isinstance(sig, str) and _hex(sig, 128)):
+            raise BadMessage("sig: must be 128 lowercase hex")
+        return cls(seq, root, key, sig)
 
 
 class HeadRequest(NamedTuple):

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from exchange.protocol._errors import AuthFailed
+from exchange.protocol._messages import Head
 from orderbook_core import canonical_json
 
 __all__ = [
@@ -41,9 +42,11 @@ __all__ = [
     "SIGNATURE_FIELD",
     "public_key_from_hex",
     "public_key_hex",
+    "sign_head",
     "sign_object",
     "sign_order",
     "signed_message",
+    "verify_head",
     "verify_object",
     "verify_order",
 ]
@@ -144,3 +147,29 @@ def verify_order(payload: object) -> tuple[dict[str, Any], str]:
     body = verify_object(ORDER_DOMAIN, payload, key, what=f"{PUBLIC_KEY_FIELD}")
     del body[PUBLIC_KEY_FIELD]
     return body, str(key_hex)
+
+
+def sign_head(head: Head, key: Ed25519PrivateKey) -> Head:
+    """`head` with the matcher's public key and its signature (over seq, root and key)."""
+    body = {"seq": head.seq, "root": head.root, "key": public_key_hex(key)}
+    signed = sign_object(HEAD_DOMAIN, body, key)
+    return Head(head.seq, head.root, signed["key"], signed[SIGNATURE_FIELD])
+
+
+def verify_head(head: Head, trusted: Ed25519PublicKey | None) -> Ed25519PublicKey:
+    """Check that the matcher signed `head`: by `trusted`, or by the key it names when
+    none is trusted yet (the caller then records it: trust on first use).
+
+    Returns:
+        The key that signed it.
+
+    Raises:
+        AuthFailed: unsigned, signed by another key than `trusted`, or a bad signature.
+    """
+    if head.key is None or head.sig is None:
+        raise AuthFailed("orderbook_head reply: not signed (no key and sig)")
+    key = public_key_from_hex(head.key, "key")
+    if trusted is not None and public_key_hex(trusted) != head.key:
+        raise AuthFailed("key: not the matcher key this client trusts")
+    verify_object(HEAD_DOMAIN, head.to_wire_object(), key, what="the matcher")
+    return key

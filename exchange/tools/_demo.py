@@ -121,6 +121,7 @@ async def run_demo_async(
                 workdir / "process.sqlite",
                 spec,
                 sequencer_key=sequencer_key.public_key(),
+                signing_key=Ed25519PrivateKey.generate(),  # clients trust it on first use
             )
             await process_tg.start(process.run)
             async with anyio.create_task_group() as submit_tg:

@@ -76,7 +76,7 @@ import anyio.lowlevel
 import anyio.to_thread
 from anyio._backends import _asyncio as anyio_asyncio
 from anyio.abc import TaskGroup, TaskStatus
-from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC
+from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC
 
 from exchange.client import ClientNode, ReplicaUpdate
 from exchange.matcher import AppliedLog, ProcessWorker, apply_entry
@@ -526,6 +526,7 @@ class _Simulation:
                         SPEC,
                         broadcast_timeout=2.0,
                         sequencer_key=SEQUENCER_PUBLIC,
+                        signing_key=MATCHER_KEY,
                     )
                     port = await tg.start(worker.run)
                     holder.worker, holder.address = worker, f"loopback:{port}"

@@ -4,7 +4,9 @@ One exchange for the module (its own two grapes and both workers as processes). 
 attacker is a plain Grenache peer that can reach a grape: it sends a cancel in another
 client's name and a ``process_order`` of its own for the next seq. Each is refused
 with ``ERR_AUTH``; the journal, the matcher's head and the book stay as they were, and
-honest clients go on trading with replicas that agree with ``dex replay``.
+honest clients go on trading with replicas that agree with ``dex replay``. Last, the
+attacker publishes a forged version far ahead and answers ``orderbook_head`` for it:
+a client refuses the head and keeps its replica.
 """
 
 from __future__ import annotations
@@ -18,8 +20,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from support.keys import named_key
 
 from e2e.harness import ClientRun, Exchange, running_exchange
-from exchange.protocol import PROCESS_DOMAIN, sign_object, sign_order
-from transports import RemoteError
+from exchange.client import ClientNode
+from exchange.protocol import (
+    PROCESS_DOMAIN,
+    AuthFailed,
+    Head,
+    sign_head,
+    sign_object,
+    sign_order,
+)
+from exchange.versions import CommandEntry, VersionPublisher
+from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side, command_to_wire
+from transports import RemoteError, TransportError
 from transports.grenache import GrenacheTransport
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -110,3 +122,59 @@ def test_a_strangers_process_order_is_refused_and_the_sequencer_goes_on(
     assert buyer.seq == head["seq"] + 1
     assert buyer.filled() == 1000
     assert anyio.run(_head, exchange.grapes[1])["seq"] == buyer.seq
+
+
+def test_a_forged_head_is_refused_and_the_replica_stays(exchange: Exchange) -> None:
+    """Last in the module: it stops the matcher (the forger then answers its name)."""
+    _ok(exchange, exchange.run_client(["clientId=early", "type=Sell", "amount=1", "price=300"]))
+    before = exchange.replay()
+    anyio.run(_forge_the_head, exchange, before)
+    exchange.start_process()  # the real matcher again, with its key from its key file
+    _ok(exchange, exchange.run_client(["clientId=late", "type=Buy", "amount=1", "price=300"]))
+
+
+async def _forge_the_head(exchange: Exchange, before: dict[str, Any]) -> None:
+    async with (
+        GrenacheTransport(grape=exchange.grapes[0]) as client,
+        GrenacheTransport(grape=exchange.grapes[1]) as attacker,
+        anyio.create_task_group() as tg,
+    ):
+        node = ClientNode(client, "honest")  # trusts the first matcher key it sees
+        head = await node.fetch_head()
+        await node.replica.sync()
+        assert (head.seq, node.replica.seq) == (before["seq"], before["seq"])
+        assert node.book_hash == before["book"]
+        assert exchange.process is not None
+        await anyio.to_thread.run_sync(exchange.process.stop)
+        # A self-consistent version numbered far ahead, with a book of the forger's.
+        book = OrderBook(DEFAULT_SPEC)
+        command = NewOrder(10**9, 1, "mallory", "m-1", Side.SELL, 100, 999_000)
+        events = book.apply(command)
+        entry = CommandEntry(10**9, 1, command_to_wire(command, DEFAULT_SPEC))
+        forged = await VersionPublisher(attacker, DEFAULT_SPEC).publish(
+            book, events, seq=10**9, first=10**9, commands=[entry]
+        )
+
+        async def forged_head(_payload: Any) -> Any:
+            return sign_head(Head(10**9, forged), STRANGER).to_wire()
+
+        await tg.start(attacker.serve, {"orderbook_head": forged_head})
+        # The dead matcher refuses connections; once the client's lookup names the
+        # forger, its head is what answers, and it is refused.
+        refusal: AuthFailed | None = None
+        with anyio.fail_after(30):
+            while refusal is None:
+                try:
+                    await node.fetch_head()
+                except TransportError:
+                    await anyio.sleep(0.2)
+                except AuthFailed as exc:
+                    refusal = exc
+                else:
+                    pytest.fail("a head was taken while only the forger answers")
+        assert "not the matcher key this client trusts" in str(refusal)
+        await node.on_updated(forged)  # and its push
+        await node.replica.sync()
+        assert (node.head.seq, node.replica.seq) == (before["seq"], before["seq"])
+        assert node.book_hash == before["book"]
+        tg.cancel_scope.cancel()

@@ -17,7 +17,7 @@ import anyio.abc
 import pytest
 from support.examples import EXAMPLES
 from support.grapes import Grape, running_grapes
-from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC
+from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC
 
 from exchange import ClientNode, Journal, ProcessWorker, SubmitWorker
 from transports import open_transport
@@ -102,7 +102,10 @@ async def test_the_maker_joins_an_exchange_on_real_grapes(
         ):
             await tg.start(
                 ProcessWorker(
-                    process_net, tmp_path / "process.db", sequencer_key=SEQUENCER_PUBLIC
+                    process_net,
+                    tmp_path / "process.db",
+                    sequencer_key=SEQUENCER_PUBLIC,
+                    signing_key=MATCHER_KEY,
                 ).run
             )
             await tg.start(SubmitWorker(submit_net, journal, signing_key=SEQUENCER_KEY).run)

@@ -15,7 +15,7 @@ from pathlib import Path
 import anyio
 import pytest
 from support.exchange_rig import wait_until
-from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC, by_sequencer, signed
+from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, by_sequencer, signed
 
 from exchange._lockfile import lock_path, one_writer
 from exchange.matcher import ProcessWorker
@@ -81,9 +81,13 @@ async def test_a_second_process_worker_on_one_database_refuses_and_the_first_goe
         open_transport("memory", network=network) as client,
         anyio.create_task_group() as tg,
     ):
-        first = ProcessWorker(first_net, db, sequencer_key=SEQUENCER_PUBLIC)
+        first = ProcessWorker(
+            first_net, db, sequencer_key=SEQUENCER_PUBLIC, signing_key=MATCHER_KEY
+        )
         await tg.start(first.run)
-        second = ProcessWorker(second_net, db, sequencer_key=SEQUENCER_PUBLIC)
+        second = ProcessWorker(
+            second_net, db, sequencer_key=SEQUENCER_PUBLIC, signing_key=MATCHER_KEY
+        )
         with pytest.raises(DatabaseInUse, match=r"process\.db is in use by another worker"):
             await second.run()
         assert len(network.peers("process_order")) == 1  # the second never served

@@ -20,7 +20,7 @@ import anyio
 import pytest
 from prometheus_client import CollectorRegistry
 from support.exchange_rig import wait_until
-from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC, by_sequencer, signed
+from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, by_sequencer, signed
 
 import exchange.metrics
 from exchange._prometheus import metrics_for
@@ -201,6 +201,7 @@ async def test_the_matcher_reports_versions_puts_refusals_and_broadcasts(tmp_pat
             broadcast_timeout=1,
             metrics=recorder,
             sequencer_key=SEQUENCER_PUBLIC,
+            signing_key=MATCHER_KEY,
         )
         await tg.start(worker.run)
         await client.request(PROCESS_ORDER, by_sequencer(batch(1, 1)), timeout=5)
@@ -231,7 +232,11 @@ async def test_a_failed_put_and_a_restart_are_reported(tmp_path: Path) -> None:
         anyio.create_task_group() as tg,
     ):
         worker = ProcessWorker(
-            server, tmp_path / "p.db", metrics=recorder, sequencer_key=SEQUENCER_PUBLIC
+            server,
+            tmp_path / "p.db",
+            metrics=recorder,
+            sequencer_key=SEQUENCER_PUBLIC,
+            signing_key=MATCHER_KEY,
         )
         await tg.start(worker.run)
         await client.request(PROCESS_ORDER, by_sequencer(batch(1, 2)), timeout=5)
@@ -250,7 +255,11 @@ async def test_a_failed_put_and_a_restart_are_reported(tmp_path: Path) -> None:
         anyio.create_task_group() as tg,
     ):
         worker = ProcessWorker(
-            server, tmp_path / "p.db", metrics=restarted, sequencer_key=SEQUENCER_PUBLIC
+            server,
+            tmp_path / "p.db",
+            metrics=restarted,
+            sequencer_key=SEQUENCER_PUBLIC,
+            signing_key=MATCHER_KEY,
         )
         await tg.start(worker.run)
         tg.cancel_scope.cancel()

@@ -21,7 +21,7 @@ from exchange.matcher import ProcessWorker, apply_entry
 from exchange.protocol import SUBMIT_ORDER
 from exchange.sequencer import Journal, JournalEntry, SubmitWorker
 from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook
-from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC, signed
+from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, signed
 from transports import (
     LoopbackNetwork,
     MemoryNetwork,
@@ -98,7 +98,10 @@ class ExchangeRig:
                 with scope:
                     async with open_transport(kind_of(self.network), network=self.network) as t:
                         worker = ProcessWorker(
-                            t, self.tmp_path / db_name, sequencer_key=SEQUENCER_PUBLIC
+                            t,
+                            self.tmp_path / db_name,
+                            sequencer_key=SEQUENCER_PUBLIC,
+                            signing_key=MATCHER_KEY,
                         )
                         async with anyio.create_task_group() as tg:
                             await tg.start(worker.run)

@@ -12,7 +12,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange.protocol import PROCESS_DOMAIN, sign_object, sign_order
+from exchange.protocol import (
+    PROCESS_DOMAIN,
+    Head,
+    sign_head,
+    sign_object,
+    sign_order,
+    verify_head,
+)
 
 
 def named_key(label: str) -> Ed25519PrivateKey:
@@ -43,3 +50,20 @@ def by_sequencer(payload: Any) -> Any:
     if not isinstance(payload, dict):
         return payload
     return sign_object(PROCESS_DOMAIN, payload, SEQUENCER_KEY)
+
+
+MATCHER_KEY = named_key("matcher")
+"""The matcher's key in the in-process rigs (heads are signed with it); the same after a
+restart, as the real matcher's key file is."""
+
+
+def verified_head(reply: Any) -> dict[str, Any]:
+    """An ``orderbook_head`` reply checked against `MATCHER_KEY`, as ``{"seq", "root"}``."""
+    head = Head.from_wire(reply)
+    verify_head(head, MATCHER_KEY.public_key())
+    return {"seq": head.seq, "root": head.root}
+
+
+def signed_head(seq: int, root: str | None) -> Any:
+    """An ``orderbook_head`` reply as the rigs' matcher signs it (`MATCHER_KEY`)."""
+    return sign_head(Head(seq, root), MATCHER_KEY).to_wire()

@@ -12,11 +12,11 @@ from typing import Any
 
 import anyio
 import pytest
-from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC
+from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, named_key, signed_head
 
 from exchange.client import ClientNode, new_order_id, parse_client_args, run_client
 from exchange.client._output import Record
-from exchange.protocol import OrderRefused, SubmitReply
+from exchange.protocol import AuthFailed, Head, OrderRefused, SubmitReply, public_key_hex, sign_head
 from exchange.tools import replay_journal
 from exchange.versions import CommandEntry, VersionPublisher, book_hash
 from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side, command_to_wire
@@ -198,7 +198,7 @@ async def test_a_forged_version_far_ahead_of_the_head_cannot_pin_the_replica(
     # One numbered 10**9, if taken, would leave no real version ever "newer": the replica
     # would show the forger's book for good. The matcher's head bounds it.
     async def head(_: JSON) -> JSON:
-        return {"seq": market.seq, "root": market.roots[-1] if market.roots else None}
+        return signed_head(market.seq, market.roots[-1] if market.roots else None)
 
     await market.order("bob", Side.SELL, 10_100, 1_000)
     async with MemoryTransport(network) as worker, anyio.create_task_group() as tg:
@@ -274,7 +274,7 @@ async def test_catches_up_through_orderbook_head(network: MemoryNetwork, market:
     await market.order("bob", Side.SELL, 10_200, 1_000)
 
     async def head(_payload: JSON) -> JSON:
-        return {"seq": market.seq, "root": market.roots[-1]}
+        return signed_head(market.seq, market.roots[-1])
 
     async with (
         MemoryTransport(network) as worker,
@@ -387,7 +387,11 @@ async def _exchange(network: MemoryNetwork, workdir: Path) -> AsyncIterator[None
         ):
             await tg.start(
                 ProcessWorker(
-                    process_t, workdir / "process.sqlite", SPEC, sequencer_key=SEQUENCER_PUBLIC
+                    process_t,
+                    workdir / "process.sqlite",
+                    SPEC,
+                    sequencer_key=SEQUENCER_PUBLIC,
+                    signing_key=MATCHER_KEY,
                 ).run
             )
             await tg.start(SubmitWorker(submit_t, journal, SPEC, signing_key=SEQUENCER_KEY).run)
@@ -454,3 +458,61 @@ async def test_run_client_times_out_without_workers(
     async with MemoryTransport(network) as transport:
         assert await run_client(args, transport, io.StringIO(), head_interval=0.05) == 3
     assert "orderbook_head" in capsys.readouterr().err
+
+
+async def test_heads_are_taken_only_from_the_matcher_key_trusted_on_first_use(
+    market: Market, network: MemoryNetwork
+) -> None:
+    await market.order("bob", Side.SELL, 10_100, 1_000)
+    replies: list[JSON] = [signed_head(market.seq, market.roots[-1])]
+
+    async def head(_: JSON) -> JSON:
+        return replies[-1]
+
+    trusted: list[str] = []
+    async with (
+        MemoryTransport(network) as worker,
+        MemoryTransport(network) as transport,
+        anyio.create_task_group() as tg,
+    ):
+        await tg.start(worker.serve, {"orderbook_head": head})
+        node = ClientNode(transport, "alice", SPEC, on_matcher_key=lambda k: trusted.append(
+            public_key_hex(k)))  # fmt: skip
+        assert (await node.fetch_head()).seq == 1
+        assert trusted == [public_key_hex(MATCHER_KEY)]  # recorded, once
+        await node.replica.sync()
+        assert node.replica.seq == 1
+        forger = named_key("forger")
+        for forged in (
+            {"seq": 10**9, "root": market.roots[-1]},  # unsigned
+            sign_head(Head(10**9, market.roots[-1]), forger).to_wire(),  # another key
+            {**signed_head(1, market.roots[-1]), "seq": 10**9},  # the matcher's, altered
+        ):
+            replies.append(forged)
+            with pytest.raises(AuthFailed):
+                await node.fetch_head()
+            assert node.head.seq == 1  # the bound and the replica are as they were
+            assert node.replica.seq == 1
+        assert trusted == [public_key_hex(MATCHER_KEY)]
+        tg.cancel_scope.cancel()
+
+
+async def test_a_given_matcher_key_refuses_any_other_from_the_first_head(
+    market: Market, network: MemoryNetwork
+) -> None:
+    await market.order("bob", Side.SELL, 10_100, 1_000)
+
+    async def head(_: JSON) -> JSON:
+        return sign_head(Head(market.seq, market.roots[-1]), named_key("impostor")).to_wire()
+
+    async with (
+        MemoryTransport(network) as worker,
+        MemoryTransport(network) as transport,
+        anyio.create_task_group() as tg,
+    ):
+        await tg.start(worker.serve, {"orderbook_head": head})
+        node = ClientNode(transport, "alice", SPEC, matcher_key=MATCHER_KEY.public_key())
+        with pytest.raises(AuthFailed, match="not the matcher key this client trusts"):
+            await node.fetch_head()
+        assert node.head.seq == 0
+        tg.cancel_scope.cancel()

@@ -16,11 +16,12 @@ from typing import Any
 import anyio
 import pytest
 from rich.console import Console
-from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC
+from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC
 
 from exchange.client import parse_client_args, run_client
 from exchange.client._program import EXIT_FAILED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from exchange.matcher import ProcessWorker
+from exchange.protocol import public_key_hex
 from exchange.sequencer import Journal, SubmitWorker
 from orderbook_core import DEFAULT_SPEC
 from transports import MemoryNetwork, MemoryTransport
@@ -43,6 +44,7 @@ async def exchange(tmp_path: Path) -> AsyncIterator[MemoryNetwork]:
                     tmp_path / "process.sqlite",
                     DEFAULT_SPEC,
                     sequencer_key=SEQUENCER_PUBLIC,
+                    signing_key=MATCHER_KEY,
                 ).run
             )
             await tg.start(
@@ -198,6 +200,9 @@ async def test_the_program_signs_with_a_key_file_made_on_first_use(
         status, _ = await client(network, "clientId=signer", "type=Buy", "amount=1", "price=8")
         assert status == EXIT_OK
         assert key_file.read_bytes() == made
+        # The matcher key it saw first is recorded: later runs trust that one only.
+        known = client_key_dir / "known" / "matcher.pub"
+        assert known.read_text() == public_key_hex(MATCHER_KEY) + "\n"
         # Another key (--key-file elsewhere) may not act for that clientId.
         status, records = await client(
             network,

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC, by_sequencer, named_key
+from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, by_sequencer, named_key
 
 from exchange.matcher import ProcessWorker
 from exchange.protocol import PROCESS_DOMAIN, sign_object
@@ -34,7 +34,9 @@ async def test_only_the_sequencers_signature_is_taken(tmp_path: Path) -> None:
         open_transport("memory", network=network) as client,
         anyio.create_task_group() as tg,
     ):
-        worker = ProcessWorker(server, tmp_path / "p.db", sequencer_key=SEQUENCER_PUBLIC)
+        worker = ProcessWorker(
+            server, tmp_path / "p.db", sequencer_key=SEQUENCER_PUBLIC, signing_key=MATCHER_KEY
+        )
         await tg.start(worker.run)
         stranger = named_key("stranger")
         for forged in (
@@ -60,7 +62,10 @@ async def test_a_key_not_known_yet_refuses_until_it_is(tmp_path: Path) -> None:
         anyio.create_task_group() as tg,
     ):
         worker = ProcessWorker(
-            server, tmp_path / "p.db", sequencer_key=lambda: known[0] if known else None
+            server,
+            tmp_path / "p.db",
+            sequencer_key=lambda: known[0] if known else None,
+            signing_key=MATCHER_KEY,
         )
         await tg.start(worker.run)
         message = await _refused(client, by_sequencer(ENTRY))

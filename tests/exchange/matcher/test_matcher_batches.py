@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import pytest
 from support.exchange_rig import kind_of, replay_commands
-from support.keys import SEQUENCER_KEY, by_sequencer
+from support.keys import MATCHER_KEY, SEQUENCER_KEY, by_sequencer, verified_head
 
 from exchange.matcher import ProcessWorker
 from exchange.versions import VersionReader, book_hash
@@ -52,7 +52,11 @@ async def matcher(
         anyio.create_task_group() as tg,
     ):
         worker = ProcessWorker(
-            server, db, broadcast_timeout=0.5, sequencer_key=SEQUENCER_KEY.public_key()
+            server,
+            db,
+            broadcast_timeout=0.5,
+            sequencer_key=SEQUENCER_KEY.public_key(),
+            signing_key=MATCHER_KEY,
         )
         await tg.start(worker.run)
         yield worker, client
@@ -133,13 +137,15 @@ async def test_restart_republishes_a_batch_head_with_the_recorded_root(tmp_path:
 async def test_a_long_poll_answers_when_a_version_is_recorded(tmp_path: Path) -> None:
     async with matcher(tmp_path / "p.db") as (_, client):
         await process(client, run(1, 1))
-        now = await client.request("orderbook_head", {"after": 0, "waitMs": 5_000}, timeout=5)
+        now = verified_head(
+            await client.request("orderbook_head", {"after": 0, "waitMs": 5_000}, timeout=5)
+        )
         assert now["seq"] == 1  # already beyond: at once
         replies: list[Any] = []
 
         async def poll() -> None:
             wait = {"after": 1, "waitMs": 5_000}
-            replies.append(await client.request("orderbook_head", wait, timeout=10))
+            replies.append(verified_head(await client.request("orderbook_head", wait, timeout=10)))
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(poll)
@@ -148,7 +154,7 @@ async def test_a_long_poll_answers_when_a_version_is_recorded(tmp_path: Path) ->
             reply = await process(client, run(2, 3))
         assert replies == [{"seq": 3, "root": reply["root"]}]
         with anyio.fail_after(2):  # nothing new: the head as it is, after waitMs
-            timed_out = await client.request(
-                "orderbook_head", {"after": 3, "waitMs": 100}, timeout=5
+            timed_out = verified_head(
+                await client.request("orderbook_head", {"after": 3, "waitMs": 100}, timeout=5)
             )
         assert timed_out == replies[0]

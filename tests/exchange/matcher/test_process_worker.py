@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
-from support.keys import SEQUENCER_KEY, by_sequencer
+from support.keys import MATCHER_KEY, SEQUENCER_KEY, by_sequencer, verified_head
 
 import exchange.matcher._worker as matcher_worker
 from exchange.matcher import ProcessWorker
@@ -42,7 +42,7 @@ class Rig:
         return await self.client.request("process_order", by_sequencer(payload), timeout=5)
 
     async def head(self) -> Any:
-        return await self.client.request("orderbook_head", None, timeout=5)
+        return verified_head(await self.client.request("orderbook_head", None, timeout=5))
 
 
 @asynccontextmanager
@@ -55,7 +55,11 @@ async def running(db: Path, network: MemoryNetwork | None = None) -> AsyncIterat
         anyio.create_task_group() as tg,
     ):
         worker = ProcessWorker(
-            server, db, broadcast_timeout=0.5, sequencer_key=SEQUENCER_KEY.public_key()
+            server,
+            db,
+            broadcast_timeout=0.5,
+            sequencer_key=SEQUENCER_KEY.public_key(),
+            signing_key=MATCHER_KEY,
         )
         await tg.start(worker.run)
         yield Rig(network, client, worker)

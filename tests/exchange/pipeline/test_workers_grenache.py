@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 from support.grapes import Grape, running_grapes
-from support.keys import SEQUENCER_KEY, SEQUENCER_PUBLIC, signed
+from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, signed, verified_head
 from support.ports import free_port
 
 from exchange.matcher import ProcessWorker
@@ -57,7 +57,10 @@ async def test_orders_flow_through_both_workers_on_real_grapes(
             anyio.create_task_group() as tg,
         ):
             processor = ProcessWorker(
-                process_transport, tmp_path / "process.db", sequencer_key=SEQUENCER_PUBLIC
+                process_transport,
+                tmp_path / "process.db",
+                sequencer_key=SEQUENCER_PUBLIC,
+                signing_key=MATCHER_KEY,
             )
             await tg.start(processor.run)
             await tg.start(SubmitWorker(submit_transport, journal, signing_key=SEQUENCER_KEY).run)
@@ -74,7 +77,7 @@ async def test_orders_flow_through_both_workers_on_real_grapes(
                 await submit({**sell, "orderId": "s2", "price": "1.001"})
 
             await wait_until(lambda: processor.head_seq == 2)
-            head = await client.request("orderbook_head", None, timeout=5)
+            head = verified_head(await client.request("orderbook_head", None, timeout=5))
             assert head == {"seq": 2, "root": processor.head_root}
             # A peer on the other grape reads the version and gets the journal's book.
             version = await VersionReader(client, DEFAULT_SPEC).fetch(head["root"])

@@ -15,12 +15,16 @@ from exchange.protocol import (
     ORDER_DOMAIN,
     PROCESS_DOMAIN,
     AuthFailed,
+    BadMessage,
+    Head,
     Refused,
     public_key_from_hex,
     public_key_hex,
+    sign_head,
     sign_object,
     sign_order,
     signed_message,
+    verify_head,
     verify_object,
     verify_order,
 )
@@ -115,3 +119,41 @@ def test_garbage_is_refused_with_auth_failed_only(payload: Any) -> None:
 def test_keys_made_by_the_library_round_trip() -> None:
     key = Ed25519PrivateKey.generate()
     assert public_key_hex(public_key_from_hex(public_key_hex(key))) == public_key_hex(key)
+
+
+def test_a_signed_head_verifies_by_its_key_or_the_trusted_one() -> None:
+    head = sign_head(Head(3, "ab" * 20), KEY)
+    assert head.key == public_key_hex(KEY)
+    assert public_key_hex(verify_head(head, None)) == public_key_hex(KEY)  # first use
+    assert public_key_hex(verify_head(head, KEY.public_key())) == public_key_hex(KEY)
+    assert Head.from_wire(head.to_wire()) == head
+    message = f'{HEAD_DOMAIN}\n{{"key":"{public_key_hex(KEY)}","root":"{"ab" * 20}","seq":3}}'
+    KEY.public_key().verify(bytes.fromhex(str(head.sig)), message.encode())
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        Head(3, "ab" * 20),  # unsigned
+        sign_head(Head(3, "ab" * 20), OTHER),  # another matcher
+        sign_head(Head(3, "ab" * 20), KEY)._replace(seq=4),
+        sign_head(Head(3, "ab" * 20), KEY)._replace(root="cd" * 20),
+        sign_head(Head(3, "ab" * 20), OTHER)._replace(key=public_key_hex(KEY)),
+    ],
+)
+def test_a_forged_head_is_refused(forged: Head) -> None:
+    with pytest.raises(AuthFailed):
+        verify_head(forged, KEY.public_key())
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        {"seq": 1, "root": "ab" * 20, "key": "AB" * 32},
+        {"seq": 1, "root": "ab" * 20, "sig": "ab"},
+        {"seq": 1, "root": "ab" * 20, "key": 5},
+    ],
+)
+def test_head_key_and_sig_have_a_shape(reply: Any) -> None:
+    with pytest.raises(BadMessage):
+        Head.from_wire(reply)
