@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test check lint typecheck bench clean setup
+.PHONY: demo test check lint typecheck bench clean setup chaos
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -24,12 +24,18 @@ demo: $(STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(PY) -m pytest -q
 
+# The long chaos suite (docs/reliability.md): every test of tests/chaos/ with many seeds,
+# many kills and faults (minutes); `make test` runs the same tests short. The totals
+# are printed at the end and kept in chaos-report.json.
+chaos: $(STAMP) $(NODE_STAMP)
+	CHAOS_PROFILE=long CHAOS_REPORT=chaos-report.json $(PY) -m pytest -q tests/chaos
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
 # Test folders are checked one at a time: each has its own conftest.py module.
-TEST_DIRS := tests/core tests/transports tests/exchange tests/e2e tests/support tests/examples tests/packaging
+TEST_DIRS := tests/core tests/transports tests/exchange tests/e2e tests/chaos tests/support tests/examples tests/packaging
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
@@ -58,4 +64,4 @@ charts: $(STAMP)
 	$(PY) bench/charts.py
 
 clean:
-	rm -rf $(VENV) node_modules data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules data .pytest_cache .mypy_cache .ruff_cache chaos-report.json

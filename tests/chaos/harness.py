@@ -1,0 +1,612 @@
+"""Whole-system chaos runs: real grapes, both workers and live clients as processes.
+
+One run (`chaos_run`) is driven by a seed: the orders (sides, prices, cancels), which
+crash point kills which worker on which pass (``DEX_CRASH_AT``, `exchange._crashpoints`),
+and when a grape is killed and started again. While the load runs, a supervisor
+restarts every worker that died, checking it died by SIGKILL at the point it was armed
+for. Clients submit with explicit orderIds and retry a failed request with the *same*
+payload until it is acknowledged, as `bin/client.py` would.
+
+After the run, `check_model` holds the system to a model built from the client side:
+
+- every acknowledged ``(seq, orderId)`` is in the journal at that seq, with the command
+  sent; every order sent is there exactly once, retried or not; seqs have no gap;
+- the matcher's applied log is the journal, entry for entry (same command and ts), in
+  seq order: each command applied exactly once;
+- every book a live replica showed (one watcher per grape, running through every kill)
+  is the book `replay_journal` (the code of ``dex replay``) computes at its seq, the
+  last one is the head, and ``dex replay`` run as a process agrees;
+- no client hangs: every submit is acknowledged, every replica reaches the head,
+  within generous timeouts (a hang fails the run; no timing is asserted).
+
+`CHAOS_PROFILE` (``short``, the default, in ``make test``; ``long`` in ``make chaos``)
+says how many runs, orders and kills; docs/reliability.md has the figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from e2e.harness import PYTHON, REPO, Proc, _env
+from support.grapes import Grape, grape_call, restarted_grape, running_grapes
+
+from exchange.matcher import AppliedLog
+from exchange.protocol import RETRYABLE_CODES, SUBMIT_ORDER, SubmitReply, sign_order
+from exchange.sequencer import Journal
+from exchange.tools import replay_journal
+from orderbook_core import canonical_json
+from transports import RemoteError, Transport, TransportError, open_transport
+
+CRASH_POINTS: dict[str, tuple[str, ...]] = {
+    "submit": ("after_journal_commit", "after_forward_ack"),
+    "process": ("mid_batch", "after_version_put", "before_process_reply", "during_broadcast"),
+}
+"""The crash points each worker passes (see the calls in the workers' `_worker.py`)."""
+
+READY = {"submit": "submit_order worker ready", "process": "process_order worker ready"}
+ORDER_DEADLINE = 120.0
+"""Seconds one order may take to be acknowledged, retries included: beyond, a hang."""
+BACKLOG = 48
+"""Orders acknowledged but not yet applied beyond which the clients wait a little."""
+SETTLE_DEADLINE = 120.0
+"""Seconds the matcher and every replica may take to reach the journal's head."""
+
+
+def profile() -> str:
+    """``CHAOS_PROFILE``: ``short`` (unset, in ``make test``) or ``long`` (``make chaos``)."""
+    value = os.environ.get("CHAOS_PROFILE", "short") or "short"
+    if value not in ("short", "long"):
+        raise ValueError(f"CHAOS_PROFILE must be short or long, not {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class Kill:
+    """Arm `point` in the next `role` worker: SIGKILL on pass `count` (+`delay_ms`)."""
+
+    role: str
+    point: str
+    count: int
+    delay_ms: int = 0
+
+    def env(self) -> str:
+        return f"{self.point}:{self.count}" + (f"+{self.delay_ms}" if self.delay_ms else "")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one seeded run does."""
+
+    seed: int
+    orders: int
+    """Orders sent at least (more while planned kills are still pending)."""
+    kills: tuple[Kill, ...]
+    grape_faults: tuple[tuple[int, int], ...] = ()
+    """(grape index, after how many acknowledged orders): kill -9 it and start it again."""
+    senders: int = 6
+    grapes: int = 2
+    """Grapes in the DHT; the workers use the first two (a third one is never killed)."""
+
+
+def plan_for(seed: int, *, rounds: int, orders: int, grape_faults: int) -> Plan:
+    """Every crash point `rounds` times, in a seeded order, each on a seeded pass."""
+    rng = random.Random(seed)
+    kills: list[Kill] = []
+    for _ in range(rounds):
+        points = [(role, point) for role, names in CRASH_POINTS.items() for point in names]
+        rng.shuffle(points)
+        for role, point in points:
+            delay = rng.randint(1, 40) if point == "during_broadcast" else 0
+            kills.append(Kill(role, point, rng.randint(1, 6), delay))
+    faults = tuple(
+        sorted(((rng.randint(0, 1), rng.randint(orders // 5, orders * 4 // 5))
+                for _ in range(grape_faults)), key=lambda f: f[1])
+    )  # fmt: skip
+    # With grape faults, a third grape that stays up: with two, one restart was seen to
+    # leave the other grape with no DHT peer for minutes ("No nodes to query"), a grape
+    # limitation that would fail every worker start through it.
+    return Plan(seed, orders, tuple(kills), faults, grapes=3 if faults else 2)
+
+
+# ---------------------------------------------------------------------- the processes
+
+
+class Rig:
+    """Two grapes, both workers (restartable), and live watchers, in `workdir`."""
+
+    def __init__(self, grapes: list[Grape], workdir: Path, stack: ExitStack) -> None:
+        self.grapes = grapes
+        self.workdir = workdir
+        self.journal = workdir / "submit_journal.db"
+        self.process_db = workdir / "process_state.db"
+        self.procs: list[Proc] = []
+        self.workers: dict[str, Proc] = {}
+        self.armed: dict[str, Kill | None] = {"submit": None, "process": None}
+        self.watchers: list[Proc] = []
+        self.announce_gave_up = 0
+        """Worker starts that gave up announcing during a grape fault (then restarted)."""
+        self._stack = stack
+        self._count = 0
+
+    def spawn(self, name: str, argv: list[str], crash: Kill | None = None) -> Proc:
+        self._count += 1
+        log = self.workdir / f"{self._count:03d}-{name}.log"
+        out = log.open("wb")
+        env = _env()
+        env.pop("DEX_CRASH_AT", None)
+        if crash is not None:
+            env["DEX_CRASH_AT"] = crash.env()
+        popen = subprocess.Popen(
+            [PYTHON, *argv], cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        proc = Proc(name, argv, popen, log, out)
+        self.procs.append(proc)
+        return proc
+
+    async def start_worker(self, role: str, crash: Kill | None) -> Proc:
+        """Start the `role` worker (armed with `crash`) and wait until it is ready."""
+        if role == "submit":
+            argv = ["bin/submitOrderWorker.py", f"grape={self.grapes[0].url}"]
+            argv += ["--db", str(self.journal)]
+        else:
+            argv = ["bin/processOrderWorker.py", f"grape={self.grapes[1].url}"]
+            argv += ["--db", str(self.process_db)]
+        with anyio.fail_after(120):
+            while True:
+                proc = self.spawn(role, argv, crash)
+                self.workers[role], self.armed[role] = proc, crash
+                await until(partial(_ready_or_dead, role, proc))
+                if proc.alive() or not self.gave_up(proc):
+                    return proc  # ready, or killed at its point already: `_supervise` checks
+                await anyio.sleep(0.5)  # its grape is not in a DHT yet: start it again
+
+    def gave_up(self, proc: Proc) -> bool:
+        """Whether `proc` exited because it could not announce (its grape was down or
+        had no DHT peer for 10 s): what a supervisor restarts, as `_supervise` does."""
+        if proc.alive() or proc.popen.returncode != 1 or "could not announce" not in proc.text():
+            return False
+        self.announce_gave_up += 1
+        return True
+
+    def start_watcher(self, grape: int) -> Proc:
+        argv = ["bin/client.py", f"clientId=watch{grape}", f"grape={self.grapes[grape].url}"]
+        proc = self.spawn(f"watch{grape}", [*argv, "--json"])
+        self.watchers.append(proc)
+        return proc
+
+    async def restart_grape(self, index: int) -> None:
+        """kill -9 grape `index`, wait a moment, start it again on its ports."""
+        dead = self.grapes[index]
+        os.kill(dead.pid, signal.SIGKILL)
+        await anyio.sleep(1.0)
+        peers = [g for i, g in enumerate(self.grapes) if i != index]
+        # Started from this (the main) thread, blocking the loop for a moment: a grape
+        # asks for SIGTERM when the *thread* that started it ends (PR_SET_PDEATHSIG), so
+        # one started from a worker thread dies when anyio retires that thread.
+        self.grapes[index] = self._stack.enter_context(restarted_grape(dead, peers))
+        # One fault at a time, as an operator would: the grapes form one DHT again
+        # (a value put on one is read from the other) before anything else is killed.
+        with anyio.fail_after(60):
+            await until(partial(_dht_joined, self.grapes))
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            try:
+                proc.stop()
+            except Exception:
+                if proc.alive():
+                    os.kill(proc.pid, signal.SIGKILL)
+
+
+@contextmanager
+def running_rig(workdir: Path, grapes: int = 2) -> Iterator[Rig]:
+    """Fresh private grapes (they remember dead peers for ever); every process stopped."""
+    with ExitStack() as stack:
+        started = stack.enter_context(running_grapes(grapes))
+        rig = Rig(list(started), workdir, stack)
+        try:
+            yield rig
+        finally:
+            rig.close()
+
+
+def records(proc: Proc) -> list[dict[str, Any]]:
+    """The JSON objects a client printed, one per line (other lines skipped)."""
+    found = []
+    for line in proc.text().splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+    return found
+
+
+# ---------------------------------------------------------------------- the run
+
+
+@dataclass
+class Outcome:
+    """What a run did, for the model check and the figures."""
+
+    seed: int
+    sent: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """orderId -> the payload sent (every attempt sends this same payload)."""
+    acks: dict[str, SubmitReply] = field(default_factory=dict)
+    attempts: Counter[str] = field(default_factory=Counter)
+    unknown: set[str] = field(default_factory=set)
+    """orderIds of which an attempt failed without a reply: applied or not, unknown."""
+    kills: Counter[str] = field(default_factory=Counter)
+    grape_faults: int = 0
+    announce_gave_up: int = 0
+    lost: int = -1
+    """Orders sent but not in the journal (-1: not checked yet)."""
+    duplicated: int = -1
+    """Orders in the journal more than once (-1: not checked yet)."""
+    head: int = 0
+    replica_books: int = 0
+    applied: int = 0
+    """The matcher's applied head, as last read from its database during the run."""
+    highest_ack: int = 0
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "orders": len(self.sent),
+            "acknowledged": len(self.acks),
+            "retried": sum(1 for n in self.attempts.values() if n > 1),
+            "outcome_unknown": len(self.unknown),
+            "kills": dict(self.kills),
+            "grape_faults": self.grape_faults,
+            "worker_restarts_after_announce_gave_up": self.announce_gave_up,
+            "head": self.head,
+            "replica_books_checked": self.replica_books,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+        }
+
+
+class Load:
+    """Seeded orders from a few clients: limit orders near 100, and cancels of them."""
+
+    def __init__(self, plan: Plan, outcome: Outcome) -> None:
+        self.plan = plan
+        self.outcome = outcome
+        self._rng = random.Random(plan.seed * 7919 + 1)
+        self._n = 0
+        self._cancellable: list[tuple[str, str]] = []
+        self._keys = {
+            f"c{i}": Ed25519PrivateKey.from_private_bytes(
+                hashlib.sha256(f"chaos:{plan.seed}:c{i}".encode()).digest()
+            )
+            for i in range(4)
+        }
+
+    def next_order(self) -> dict[str, Any]:
+        self._n += 1
+        client = f"c{self._rng.randrange(4)}"
+        order_id = f"s{self.plan.seed}-{self._n}"
+        if self._cancellable and self._rng.random() < 0.15:
+            target_client, target = self._cancellable.pop(
+                self._rng.randrange(len(self._cancellable))
+            )
+            payload: dict[str, Any] = {"clientId": target_client, "op": "cancel", "orderId": target}
+            key = f"cancel:{target}"
+        else:
+            price = 99 + self._rng.randrange(9) / 4  # 99.00 .. 101.00: orders meet
+            payload = {
+                "clientId": client,
+                "orderId": order_id,
+                "side": self._rng.choice(("buy", "sell")),
+                "price": f"{price:.2f}",
+                "amount": str(self._rng.randint(1, 3)),
+            }
+            key = order_id
+            self._cancellable.append((client, order_id))
+        self.outcome.sent[key] = payload
+        # Signed once: every retry sends these very bytes, as a client retrying would.
+        return {"key": key, "payload": sign_order(payload, self._keys[payload["clientId"]])}
+
+
+async def submit_until_acked(
+    transport: Transport, key: str, payload: dict[str, Any], outcome: Outcome
+) -> None:
+    """Send `payload` until the sequencer acknowledges it; the same payload every time.
+
+    Raises:
+        AssertionError: refused for good (a non-retryable code), or no ack within
+            `ORDER_DEADLINE` seconds (a client that hangs).
+    """
+    with anyio.fail_after(ORDER_DEADLINE):
+        while True:
+            outcome.attempts[key] += 1
+            try:
+                reply = await transport.request(SUBMIT_ORDER, payload, timeout=5)
+            except RemoteError as exc:
+                if exc.message.partition(":")[0] not in RETRYABLE_CODES:
+                    raise AssertionError(f"{key} refused: {exc.message}") from exc
+            except TransportError:
+                outcome.unknown.add(key)  # it may have been journaled: the retry must dedupe
+            else:
+                outcome.acks[key] = SubmitReply.from_wire(reply)
+                return
+            await anyio.sleep(0.1)
+
+
+async def _supervise(rig: Rig, plan: Plan, outcome: Outcome, stop: anyio.Event) -> None:
+    """Restart each worker that died, after checking it died where it was armed to."""
+    queues = {role: [k for k in plan.kills if k.role == role] for role in CRASH_POINTS}
+    while not stop.is_set():
+        for role in CRASH_POINTS:
+            proc = rig.workers[role]
+            if proc.alive():
+                continue
+            armed = rig.armed[role]
+            if rig.gave_up(proc):
+                await rig.start_worker(role, armed)
+                continue
+            text = proc.text()
+            assert armed is not None, f"{role} died unarmed:\n{text}"
+            assert proc.popen.returncode == -signal.SIGKILL, text
+            assert f"crash point {armed.point} pass {armed.count}: SIGKILL" in text, text
+            outcome.kills[armed.point] += 1
+            nxt = queues[role].pop(0) if queues[role] else None
+            await rig.start_worker(role, nxt)
+        await anyio.sleep(0.05)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll `condition`: it reads logs, files and counters, which no event signals."""
+    while not condition():  # noqa: ASYNC110
+        await anyio.sleep(0.05)
+
+
+def _ready_or_dead(role: str, proc: Proc) -> bool:
+    return READY[role] in proc.text() or not proc.alive()
+
+
+def _started(watcher: Proc) -> bool:
+    assert watcher.alive(), f"{watcher.name} exited:\n{watcher.text()}"
+    return any(r.get("event") == "started" for r in records(watcher))
+
+
+def _dht_joined(grapes: Sequence[Grape]) -> bool:
+    """One try: a value put through each grape is read through every other."""
+    try:
+        for grape in grapes:
+            key = grape_call(grape.url, "put", {"v": f"chaos-{time.monotonic_ns()}"})
+            others = [g for g in grapes if g is not grape]
+            if not isinstance(key, str) or not all(
+                isinstance(grape_call(g.url, "get", key), dict) for g in others
+            ):
+                return False
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _acked_at_least(outcome: Outcome, count: int) -> bool:
+    return len(outcome.acks) >= count
+
+
+def _kills_pending(rig: Rig) -> bool:
+    return any(k is not None for k in rig.armed.values())
+
+
+async def _drive(rig: Rig, plan: Plan, outcome: Outcome) -> None:
+    queues = {role: [k for k in plan.kills if k.role == role] for role in CRASH_POINTS}
+    await rig.start_worker("process", queues["process"][0] if queues["process"] else None)
+    await rig.start_worker("submit", queues["submit"][0] if queues["submit"] else None)
+    for watcher in (rig.start_watcher(0), rig.start_watcher(1)):
+        with anyio.fail_after(60):
+            await until(partial(_started, watcher))
+    later = Plan(
+        plan.seed, plan.orders, tuple(k for role in CRASH_POINTS for k in queues[role][1:])
+    )
+    load = Load(plan, outcome)
+    faults = list(plan.grape_faults)
+    max_orders = plan.orders * 20
+    async with (
+        open_transport("grenache", grape=rig.grapes[0].url) as first,
+        open_transport("grenache", grape=rig.grapes[1].url) as second,
+        anyio.create_task_group() as tg,
+    ):
+        stop = anyio.Event()
+        tg.start_soon(_supervise, rig, later, outcome, stop)
+
+        async def sender(index: int) -> None:
+            transport = (first, second)[index % 2]
+            while len(outcome.sent) < plan.orders or (
+                _kills_pending(rig) and len(outcome.sent) < max_orders
+            ):
+                # Back pressure: a bounded backlog, so the matcher's crash points are
+                # passed while orders still come in (the sequencer is far faster).
+                await until(lambda: outcome.highest_ack - outcome.applied <= BACKLOG)
+                order = load.next_order()
+                await submit_until_acked(transport, order["key"], order["payload"], outcome)
+                outcome.highest_ack = max(outcome.highest_ack, outcome.acks[order["key"]].seq)
+
+        async def follow_applied() -> None:
+            while True:
+                outcome.applied = await anyio.to_thread.run_sync(_applied_head, rig)
+                await anyio.sleep(0.1)
+
+        tg.start_soon(follow_applied)
+
+        async def grape_faults() -> None:
+            for index, after in faults:
+                await until(partial(_acked_at_least, outcome, after))
+                await rig.restart_grape(index)
+                outcome.grape_faults += 1
+
+        async with anyio.create_task_group() as senders:
+            for index in range(plan.senders):
+                senders.start_soon(sender, index)
+            senders.start_soon(grape_faults)
+        assert not _kills_pending(rig), f"planned kills never happened: {rig.armed}"
+        stop.set()
+        tg.cancel_scope.cancel()
+
+
+def _applied_head(rig: Rig) -> int:
+    """The highest seq in the matcher's applied log (its documented table), read-only."""
+    if not rig.process_db.exists():
+        return 0
+    db = sqlite3.connect(f"file:{rig.process_db}?mode=ro", uri=True, timeout=5)
+    try:
+        (head,) = db.execute("SELECT COALESCE(MAX(seq), 0) FROM applied").fetchone()
+    except sqlite3.OperationalError:  # the table is not made yet
+        return 0
+    finally:
+        db.close()
+    return int(head)
+
+
+def chaos_run(plan: Plan, workdir: Path) -> Outcome:
+    """Run `plan` on fresh grapes and workers; check the model; return the figures.
+
+    Raises:
+        AssertionError: the model does not hold (see the module doc), or a hang.
+    """
+    outcome = Outcome(plan.seed)
+    with running_rig(workdir, plan.grapes) as rig:
+        anyio.run(_drive, rig, plan, outcome)
+        outcome.announce_gave_up = rig.announce_gave_up
+        head = _settle(rig)
+        outcome.head = head
+        check_model(rig, outcome)
+    return outcome
+
+
+def _settle(rig: Rig) -> int:
+    """Wait until the matcher and every watcher hold the journal's head; return it."""
+    with Journal(rig.journal) as journal:
+        head = journal.head()
+    deadline = time.monotonic() + SETTLE_DEADLINE
+    while True:
+        applied = _applied_head(rig)
+        seqs = [max((r["seq"] for r in records(w) if r.get("event") == "book"), default=0)
+                for w in rig.watchers]  # fmt: skip
+        if applied == head and all(s == head for s in seqs):
+            return head
+        assert time.monotonic() < deadline, (
+            f"not settled: journal head {head}, applied {applied}, replicas {seqs}"
+        )
+        for proc in [*rig.watchers, *rig.workers.values()]:
+            assert proc.alive(), f"{proc.name} exited:\n{proc.text()}"
+        time.sleep(0.2)
+
+
+# ---------------------------------------------------------------------- the model
+
+
+def _same_command(sent: dict[str, Any], journaled: dict[str, Any]) -> bool:
+    if sent.get("op") == "cancel":
+        return (journaled["op"], journaled["clientId"], journaled["orderId"]) == (
+            "cancel", sent["clientId"], sent["orderId"])  # fmt: skip
+    return (
+        journaled["op"] == "new"
+        and (journaled["clientId"], journaled["orderId"], journaled["side"])
+        == (sent["clientId"], sent["orderId"], sent["side"])
+        and float(journaled["price"]) == float(sent["price"])
+        and float(journaled["amount"]) == float(sent["amount"])
+    )
+
+
+def check_model(rig: Rig, outcome: Outcome) -> None:
+    """Hold the journal, the applied log and every replica to the clients' model."""
+    # A restart must be clean: no worker says something went wrong (e.g. a republished
+    # head whose root is not the recorded one: the chain of versions would fork).
+    for proc in rig.procs:
+        if proc.name in CRASH_POINTS:
+            bad = [line for line in proc.text().splitlines() if " ERROR " in line
+                   or " CRITICAL " in line or line.startswith("Traceback")]  # fmt: skip
+            assert not bad, f"{proc.log.name}: {bad}"
+    with Journal(rig.journal) as journal:
+        entries = list(journal.entries())
+    assert [e.seq for e in entries] == list(range(1, len(entries) + 1)), "a gap in the journal"
+    by_key: dict[str, list[int]] = {}
+    for entry in entries:
+        command = entry.command
+        key = command["orderId"] if command["op"] == "new" else f"cancel:{command['orderId']}"
+        by_key.setdefault(key, []).append(entry.seq)
+    duplicated = {k: s for k, s in by_key.items() if len(s) > 1}
+    outcome.duplicated = len(duplicated)
+    outcome.lost = len(set(outcome.sent) - set(by_key))
+    assert not duplicated, f"journaled twice: {duplicated}"
+    assert set(by_key) == set(outcome.sent), (
+        f"lost: {set(outcome.sent) - set(by_key)}; unknown: {set(by_key) - set(outcome.sent)}"
+    )
+    for key, ack in outcome.acks.items():
+        (seq,) = by_key[key]
+        assert ack.seq == seq, f"{key} acknowledged as seq {ack.seq}, journaled as {seq}"
+        assert _same_command(outcome.sent[key], entries[seq - 1].command), key
+    assert set(outcome.acks) == set(outcome.sent)
+
+    # Applied exactly once, in seq order: the matcher's log is the journal.
+    with closing(AppliedLog(rig.process_db)) as log:
+        applied = list(log.entries())
+    assert [a.seq for a in applied] == [e.seq for e in entries]
+    for a, e in zip(applied, entries, strict=True):
+        assert (a.ts, canonical_json(a.command)) == (e.ts, canonical_json(e.command)), a.seq
+
+    # Every book every replica showed is the replay at its seq; `dex replay` agrees.
+    hashes: dict[int, str | None] = {}
+    for watcher in rig.watchers:
+        for record in records(watcher):
+            if record.get("event") != "book":
+                continue
+            seq = int(record["seq"])
+            if seq not in hashes:
+                hashes[seq] = replay_journal(rig.journal, upto=seq).book_hash
+            assert record["book"] == hashes[seq], f"{watcher.name} at seq {seq}"
+            outcome.replica_books += 1
+    dex = subprocess.run(
+        [PYTHON, "-m", "exchange.tools", "replay", "--db", str(rig.journal), "--json"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    final = json.loads(dex.stdout)
+    assert (final["seq"], final["book"]) == (len(entries), hashes.get(len(entries), final["book"]))
+    assert final["book"] == replay_journal(rig.journal).book_hash
+
+
+def report(figures: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The totals of many runs' `Outcome.figures`."""
+    kills: Counter[str] = Counter()
+    for f in figures:
+        kills.update(f["kills"])
+    return {
+        "runs": len(figures),
+        "orders": sum(f["orders"] for f in figures),
+        "retried": sum(f["retried"] for f in figures),
+        "outcome_unknown": sum(f["outcome_unknown"] for f in figures),
+        "kills": dict(sorted(kills.items())),
+        "grape_faults": sum(f["grape_faults"] for f in figures),
+        "worker_restarts_after_announce_gave_up": sum(
+            f["worker_restarts_after_announce_gave_up"] for f in figures
+        ),
+        "replica_books_checked": sum(f["replica_books_checked"] for f in figures),
+        "lost": sum(f["lost"] for f in figures),
+        "duplicated": sum(f["duplicated"] for f in figures),
+    }

@@ -1,0 +1,64 @@
+"""Crash points and grape faults on the real system, checked against the clients' model.
+
+Each test is one or more seeded `chaos_run`s (see `chaos.harness`): grapes, both workers
+and two live replicas as processes, clients that retry with the same orderId, every
+worker killed with SIGKILL at each crash point in turn and restarted, and grapes killed
+and restarted. `CHAOS_PROFILE=long` (``make chaos``) runs many seeds; unset or
+``short`` (``make test``) one short run of each kind. The totals are printed at the end
+of the module and, with ``CHAOS_REPORT=<file>``, written there as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaos.harness import chaos_run, plan_for, profile, report
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+LONG = profile() == "long"
+CRASH_SEEDS = range(1, 21) if LONG else range(1, 2)
+"""Runs killing every crash point: twice each per run when long, once when short."""
+GRAPE_SEEDS = range(101, 111) if LONG else range(101, 102)
+"""Runs killing grapes (two faults per run) as well as every crash point once."""
+
+_figures: list[dict[str, Any]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _totals(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Print (and with CHAOS_REPORT, save) the module's totals: the reliability figures."""
+    yield
+    if not _figures:
+        return
+    totals = {"profile": profile(), **report(_figures)}
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\nchaos totals: {json.dumps(totals)}")
+    path = os.environ.get("CHAOS_REPORT")
+    if path:
+        Path(path).write_text(json.dumps({"totals": totals, "runs": _figures}, indent=1) + "\n")
+
+
+@pytest.mark.timeout(600 if LONG else 180)
+@pytest.mark.parametrize("seed", CRASH_SEEDS)
+def test_every_crash_point_loses_nothing_and_applies_once(seed: int, tmp_path: Path) -> None:
+    plan = plan_for(seed, rounds=2 if LONG else 1, orders=300 if LONG else 100, grape_faults=0)
+    outcome = chaos_run(plan, tmp_path)
+    _figures.append(outcome.figures())
+    assert sum(outcome.kills.values()) == len(plan.kills)
+
+
+@pytest.mark.timeout(600 if LONG else 180)
+@pytest.mark.parametrize("seed", GRAPE_SEEDS)
+def test_grapes_killed_and_restarted_under_load(seed: int, tmp_path: Path) -> None:
+    plan = plan_for(seed, rounds=1, orders=300 if LONG else 120, grape_faults=2)
+    outcome = chaos_run(plan, tmp_path)
+    _figures.append(outcome.figures())
+    assert outcome.grape_faults == 2
