@@ -64,9 +64,10 @@ import logging
 import os
 import random
 import selectors
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterator, MutableSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -76,7 +77,7 @@ import anyio.lowlevel
 import anyio.to_thread
 from anyio._backends import _asyncio as anyio_asyncio
 from anyio.abc import TaskGroup, TaskStatus
-from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC
+from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, named_key
 
 from exchange.client import ClientNode, ReplicaUpdate
 from exchange.matcher import AppliedLog, ProcessWorker, apply_entry
@@ -274,6 +275,11 @@ class Action:
     kind: str  # "restart", "down" or "dht_outage"
     target: str  # "sequencer", "matcher", "client<i>" or "dht"
     duration: float = 0.0
+    """How long a peer is down or the DHT fails; for a client's restart, how long after
+    the start of its next submit it is killed."""
+    lose: int = 0
+    """On a matcher restart: how many of its last recorded versions its database loses
+    (as a power failure may with ``synchronous=NORMAL``; see `exchange.matcher.AppliedLog`)."""
 
 
 @dataclass(frozen=True)
@@ -308,7 +314,14 @@ class Scenario:
         ]
         lines += [
             f"  t={a.at:7.3f} {a.kind} {a.target}"
-            + (f" for {a.duration:.3f} s" if a.duration else "")
+            + (
+                f" {a.duration * 1000:.0f} ms into its next submit"
+                if a.kind == "restart" and a.target.startswith("client")
+                else f" for {a.duration:.3f} s"
+                if a.duration
+                else ""
+            )
+            + (f", losing its last {a.lose} recorded versions" if a.lose else "")
             for a in self.actions
         ]
         return "\n".join(lines)
@@ -337,7 +350,15 @@ def scenario(seed: int) -> Scenario:
     targets = ["sequencer", "matcher"] + [f"client{i}" for i in range(n_clients)]
     actions: list[Action] = []
     for _ in range(rng.choice([0, 1, 1, 2, 3])):
-        actions.append(Action(rng.uniform(0, CHAOS_WINDOW), "restart", rng.choice(targets[:2])))
+        target = rng.choice(["sequencer", "matcher", "client"])
+        at = rng.uniform(0, CHAOS_WINDOW)
+        if target == "client":
+            # Killed 0 to 200 ms after it next starts a submit: mid-request, usually.
+            target = f"client{rng.randrange(n_clients)}"
+            actions.append(Action(at, "restart", target, rng.uniform(0, 0.2)))
+            continue
+        lose = rng.choice([0, 0, 1, 2]) if target == "matcher" else 0
+        actions.append(Action(at, "restart", target, lose=lose))
     for _ in range(rng.choice([0, 0, 1, 2])):
         duration = rng.uniform(0.1, 10.0)
         actions.append(Action(rng.uniform(0, CHAOS_WINDOW), "down", rng.choice(targets), duration))
@@ -420,8 +441,14 @@ class Outcome:
     restarts: Counter[str] = field(default_factory=Counter)
     downs: int = 0
     dht_outages: int = 0
+    rows_lost: int = 0
+    killed_mid_submit: int = 0
+    journaled_unacked: int = 0
     faults: Counter[str] = field(default_factory=Counter)
     replicas: int = 0
+    messages: int = 0
+    delayed: int = 0
+    answered_from_journal: int = 0
     book_hash: str | None = None
     trace: list[str] = field(default_factory=list)
 
@@ -462,6 +489,12 @@ class _Simulation:
         self.unacked: set[tuple[str, str, str]] = set()
         self.replica_seqs: list[list[int]] = []
         self.complete: list[bool] = []
+        n = len(plan.scripts)
+        self.node_scopes: list[anyio.CancelScope | None] = [None] * n
+        self.node_done: list[anyio.Event] = [anyio.Event() for _ in range(n)]
+        self.node_ready: list[anyio.Event] = [anyio.Event() for _ in range(n)]
+        self.submitting: list[anyio.CancelScope | None] = [None] * n
+        self.submit_started: list[anyio.Event] = [anyio.Event() for _ in range(n)]
         self.healed = anyio.Event()
         self.tg: TaskGroup | None = None
         self.head_root: str | None = None
@@ -535,60 +568,120 @@ class _Simulation:
         finally:
             holder.done.set()
 
-    async def restart(self, holder: _Restartable) -> None:
+    async def restart(self, holder: _Restartable, lose: int = 0) -> None:
         self.note(f"restart {holder.name}: stopping")
         await holder.stop()
         self.outcome.restarts[holder.name] += 1
+        if lose:
+            lost = _lose_tail(self.directory / "process.db", lose)
+            self.outcome.rows_lost += lost
+            self.note(f"the matcher's database lost its last {lose} versions ({lost} rows)")
         await (self.start_sequencer() if holder is self.sequencer else self.start_matcher())
 
     # -- clients --------------------------------------------------------------------
 
     async def _run_node(self, index: int, *, task_status: TaskStatus[None]) -> None:
+        """Run client `index`'s node (again, after a restart: same key, fresh replica)."""
         client_id = f"c{index}"
         seqs: list[int] = [0]
-        self.replica_seqs.append(seqs)
-        self.complete.append(True)
+        first_run = len(self.nodes) == index
+        if first_run:
+            self.replica_seqs.append(seqs)
+            self.complete.append(True)
+        else:
+            self.replica_seqs[index] = seqs
+            self.complete[index] = True
 
         def on_version(update: ReplicaUpdate[Version]) -> None:
             seqs.append(update.seq)
             if not update.complete:
                 self.complete[index] = False
 
-        async with open_transport("loopback", network=self.network) as transport:
-            node = ClientNode(
-                transport,
-                client_id,
-                SPEC,
-                emit=partial(self._client_record, client_id),
-                on_version=on_version,
-                head_interval=0.5,
-                long_poll_ms=10_000,
-                request_timeout=5.0,
-                fetch_timeout=10.0,
-            )
-            self.nodes.append(node)
-            before = set(self.network.peers(ORDERBOOK_UPDATED))
-            async with anyio.create_task_group() as tg:
-                await tg.start(node.run)
-                (address,) = set(self.network.peers(ORDERBOOK_UPDATED)) - before
-                self.node_addresses.append(address)
-                task_status.started()
+        scope, done = anyio.CancelScope(), anyio.Event()
+        self.node_scopes[index], self.node_done[index] = scope, done
+        try:
+            with scope:
+                async with open_transport("loopback", network=self.network) as transport:
+                    node = ClientNode(
+                        transport,
+                        client_id,
+                        SPEC,
+                        emit=partial(self._client_record, client_id),
+                        on_version=on_version,
+                        head_interval=0.5,
+                        long_poll_ms=10_000,
+                        request_timeout=5.0,
+                        fetch_timeout=10.0,
+                        # The client's key file: the same key in every run of the client.
+                        signing_key=named_key(f"simulation:{self.plan.seed}:{client_id}"),
+                        matcher_key=MATCHER_KEY.public_key(),
+                    )
+                    before = set(self.network.peers(ORDERBOOK_UPDATED))
+                    async with anyio.create_task_group() as tg:
+                        await tg.start(node.run)
+                        (address,) = set(self.network.peers(ORDERBOOK_UPDATED)) - before
+                        if first_run:
+                            self.nodes.append(node)
+                            self.node_addresses.append(address)
+                        else:
+                            self.nodes[index], self.node_addresses[index] = node, address
+                        self.note(f"{client_id} serving at {address}")
+                        self.node_ready[index].set()
+                        task_status.started()
+        finally:
+            done.set()
+
+    async def restart_client(self, index: int, delay: float) -> None:
+        """Kill client `index` `delay` s after its next submit starts (or 10 s from now,
+        if none does), and run it again: it sends what it was sending again."""
+        assert self.tg is not None
+        with anyio.move_on_after(10.0):
+            await self.submit_started[index].wait()
+            await anyio.sleep(delay)
+        scope = self.node_scopes[index]
+        assert scope is not None
+        self.note(f"restart c{index}: killing it")
+        self.node_ready[index] = anyio.Event()
+        submitting = self.submitting[index]
+        if submitting is not None:
+            submitting.cancel()
+        scope.cancel()
+        await self.node_done[index].wait()
+        self.outcome.restarts["client"] += 1
+        await self.tg.start(self._run_node, index)
 
     def _client_record(self, client_id: str, record: dict[str, Any]) -> None:
         if record.get("event") == "warning":
             self.note(f"{client_id}: warning: {record.get('message')}")
 
     async def client_script(self, index: int) -> None:
-        node = self.nodes[index]
         retries: list[Step] = []
         for step in self.plan.scripts[index]:
             await anyio.sleep(step.think)
-            if not await self.submit(node, step) and step.retry_later:
+            if not await self.submit_surviving_restarts(index, step) and step.retry_later:
                 retries.append(step)
         await self.healed.wait()
         for step in retries:
-            self.note(f"{node.client_id} retries {_key(step.payload)} with the same orderId")
-            await self.submit(node, Step(0.0, step.payload, None, False, False))
+            self.note(f"c{index} retries {_key(step.payload)} with the same orderId")
+            await self.submit_surviving_restarts(
+                index, replace(step, patience=None, retry_later=False)
+            )
+
+    async def submit_surviving_restarts(self, index: int, step: Step) -> bool:
+        """Submit `step`; if the client is killed meanwhile, its next run sends it again
+        (same orderId, same key), as `bin/client.py orderId=...` run again does."""
+        while True:
+            await self.node_ready[index].wait()
+            with anyio.CancelScope() as scope:
+                self.submitting[index] = scope
+                self.submit_started[index].set()
+                self.submit_started[index] = anyio.Event()
+                try:
+                    return await self.submit(self.nodes[index], step)
+                finally:
+                    self.submitting[index] = None
+            self.outcome.killed_mid_submit += 1
+            self.note(f"c{index} was killed while submitting {_key(step.payload)}")
 
     async def submit(self, node: ClientNode, step: Step) -> bool:
         """Submit as the client program does (retrying, same orderId); record what came."""
@@ -643,9 +736,12 @@ class _Simulation:
         assert self.tg is not None
         for action in self.plan.actions:
             await anyio.sleep(max(0.0, action.at - anyio.current_time()))
-            if action.kind == "restart":
+            if action.kind == "restart" and action.target.startswith("client"):
+                index = int(action.target.removeprefix("client"))
+                await self.restart_client(index, action.duration)
+            elif action.kind == "restart":
                 holder = self.sequencer if action.target == "sequencer" else self.matcher
-                await self.restart(holder)
+                await self.restart(holder, action.lose)
             elif action.kind == "down":
                 address = self._address_of(action.target)
                 assert address is not None
@@ -713,6 +809,26 @@ class _Simulation:
         self.note(f"converged at seq {head}")
 
 
+def _lose_tail(path: Path, versions: int) -> int:
+    """Delete the last `versions` recorded versions from a stopped matcher's database.
+
+    Whole versions: each is one SQLite transaction, and WAL loses whole transactions.
+
+    Returns:
+        How many applied commands were lost.
+    """
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        roots = db.execute(
+            "SELECT root, MIN(seq) FROM applied GROUP BY root ORDER BY MIN(seq) DESC LIMIT ?",
+            (versions,),
+        ).fetchall()
+        if not roots:
+            return 0
+        keep = roots[-1][1] - 1
+        lost = db.execute("DELETE FROM applied WHERE seq > ?", (keep,)).rowcount
+    return int(lost)
+
+
 def _key(payload: dict[str, Any]) -> tuple[str, str, str]:
     return (str(payload["clientId"]), str(payload.get("op", "new")), str(payload["orderId"]))
 
@@ -742,6 +858,7 @@ def _check(sim: _Simulation) -> None:
     _expect(not strangers, f"journaled but never sent: {strangers}")
     refused = set(keys) & sim.invalid
     _expect(not refused, f"refused as invalid but journaled: {refused}")
+    outcome.journaled_unacked = len(set(keys) & (sim.unacked - set(sim.acks)))
     by_seq = {e.seq: e for e in entries}
     for key, (seq, order_id) in sim.acks.items():
         entry = by_seq.get(seq)
@@ -750,6 +867,10 @@ def _check(sim: _Simulation) -> None:
             f"acknowledged {key} as seq {seq}, journal has {entry}",
         )
     outcome.faults.update(_faults(sim.network.log))
+    outcome.messages = sum(1 for line in sim.network.log if " request " in line)
+    if sim.plan.faults.delay[1] > 0:
+        outcome.delayed = outcome.messages
+    outcome.answered_from_journal = sum(1 for line in outcome.trace if "repeat of seq=" in line)
 
     log = AppliedLog(directory / "process.db")
     try:
@@ -922,18 +1043,27 @@ def summary(outcomes: list[Outcome]) -> str:
     restarts: Counter[str] = Counter()
     for o in outcomes:
         for name in ("submits", "acked", "refused_invalid", "given_up", "repeats", "journal",
-                     "trades", "downs", "dht_outages", "replicas"):  # fmt: skip
+                     "trades", "downs", "dht_outages", "replicas", "messages", "delayed",
+                     "answered_from_journal", "rows_lost", "killed_mid_submit",
+                     "journaled_unacked"):  # fmt: skip
             total[name] += getattr(o, name)
         faults.update(o.faults)
         restarts.update(o.restarts)
     return (
-        f"{len(outcomes)} seeds: {total['submits']} submits ({total['acked']} acknowledged,"
+        f"{len(outcomes)} seeds met the model: {total['submits']} submits"
+        f" ({total['acked']} acknowledged,"
         f" {total['repeats']} repeated after the reply, {total['given_up']} given up,"
-        f" {total['refused_invalid']} refused as invalid), {total['journal']} journal entries,"
-        f" {total['trades']} trades; faults: "
+        f" {total['refused_invalid']} refused as invalid; {total['answered_from_journal']}"
+        f" retries answered from the journal; {total['killed_mid_submit']} submits cut by a"
+        f" client's restart and sent again), {total['journal']} journal entries (of them"
+        f" {total['journaled_unacked']} given up and never acknowledged, each once),"
+        f" {total['trades']} trades; {total['messages']} requests ({total['delayed']} with"
+        " random delays); faults: "
         + ", ".join(f"{k} {faults[k]}" for k in _FAULT_KINDS)
         + f"; peer outages {total['downs']}, DHT outages {total['dht_outages']};"
-        f" restarts: sequencer {restarts['sequencer']}, matcher {restarts['matcher']};"
+        f" restarts: sequencer {restarts['sequencer']}, matcher {restarts['matcher']},"
+        f" client {restarts['client']}"
+        f" ({total['rows_lost']} applied rows lost on the way);"
         f" {total['replicas']} replicas checked: 0 lost, 0 duplicated, all equal to the replay"
     )
 
