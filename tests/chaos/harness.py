@@ -143,6 +143,8 @@ class Rig:
         self.armed: dict[str, Kill | None] = {"submit": None, "process": None}
         self.watchers: list[Proc] = []
         self.announce_gave_up = 0
+        self.grape_heals = 0
+        """Grapes restarted again because they stayed cut off from the DHT."""
         """Worker starts that gave up announcing during a grape fault (then restarted)."""
         self._stack = stack
         self._count = 0
@@ -195,7 +197,25 @@ class Rig:
         return proc
 
     async def restart_grape(self, index: int) -> None:
-        """kill -9 grape `index`, wait a moment, start it again on its ports."""
+        """kill -9 grape `index`, start it again on its ports; wait for one DHT again.
+
+        One fault at a time, as an operator would: the grapes must form one DHT again (a
+        value put through each is read through another) before anything else happens.
+        A grape that stays cut off for 20 s (no other grape reads what is put through
+        it: ``No nodes to query``) gets what an operator would do, a restart, counted in
+        `grape_heals`; after 2 minutes the run fails.
+        """
+        await self._kill_and_start(index)
+        with anyio.fail_after(120):
+            while True:
+                with anyio.move_on_after(20):
+                    await until(partial(_dht_joined, self.grapes))
+                    return
+                for cut_off in _cut_off(self.grapes):
+                    self.grape_heals += 1
+                    await self._kill_and_start(cut_off)
+
+    async def _kill_and_start(self, index: int) -> None:
         dead = self.grapes[index]
         os.kill(dead.pid, signal.SIGKILL)
         await anyio.sleep(1.0)
@@ -204,10 +224,6 @@ class Rig:
         # asks for SIGTERM when the *thread* that started it ends (PR_SET_PDEATHSIG), so
         # one started from a worker thread dies when anyio retires that thread.
         self.grapes[index] = self._stack.enter_context(restarted_grape(dead, peers))
-        # One fault at a time, as an operator would: the grapes form one DHT again
-        # (a value put on one is read from the other) before anything else is killed.
-        with anyio.fail_after(60):
-            await until(partial(_dht_joined, self.grapes))
 
     def close(self) -> None:
         for proc in reversed(self.procs):
@@ -260,6 +276,7 @@ class Outcome:
     kills: Counter[str] = field(default_factory=Counter)
     grape_faults: int = 0
     announce_gave_up: int = 0
+    grape_heals: int = 0
     lost: int = -1
     """Orders sent but not in the journal (-1: not checked yet)."""
     duplicated: int = -1
@@ -280,6 +297,7 @@ class Outcome:
             "kills": dict(self.kills),
             "grape_faults": self.grape_faults,
             "worker_restarts_after_announce_gave_up": self.announce_gave_up,
+            "grapes_restarted_again_cut_off": self.grape_heals,
             "head": self.head,
             "replica_books_checked": self.replica_books,
             "lost": self.lost,
@@ -406,6 +424,22 @@ def _dht_joined(grapes: Sequence[Grape]) -> bool:
     return True
 
 
+def _cut_off(grapes: Sequence[Grape]) -> list[int]:
+    """The grapes through which a put is read through no other grape."""
+    found = []
+    for index, grape in enumerate(grapes):
+        try:
+            key = grape_call(grape.url, "put", {"v": f"chaos-{time.monotonic_ns()}"})
+            seen = isinstance(key, str) and any(
+                isinstance(grape_call(g.url, "get", key), dict) for g in grapes if g is not grape
+            )
+        except (OSError, ValueError):
+            seen = False
+        if not seen:
+            found.append(index)
+    return found
+
+
 def _acked_at_least(outcome: Outcome, count: int) -> bool:
     return len(outcome.acks) >= count
 
@@ -493,6 +527,7 @@ def chaos_run(plan: Plan, workdir: Path) -> Outcome:
     with running_rig(workdir, plan.grapes) as rig:
         anyio.run(_drive, rig, plan, outcome)
         outcome.announce_gave_up = rig.announce_gave_up
+        outcome.grape_heals = rig.grape_heals
         head = _settle(rig)
         outcome.head = head
         check_model(rig, outcome)
@@ -606,6 +641,7 @@ def report(figures: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "worker_restarts_after_announce_gave_up": sum(
             f["worker_restarts_after_announce_gave_up"] for f in figures
         ),
+        "grapes_restarted_again_cut_off": sum(f["grapes_restarted_again_cut_off"] for f in figures),
         "replica_books_checked": sum(f["replica_books_checked"] for f in figures),
         "lost": sum(f["lost"] for f in figures),
         "duplicated": sum(f["duplicated"] for f in figures),
