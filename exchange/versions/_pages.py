@@ -46,8 +46,8 @@ which an edit before it does not move: 1.3 leaves, for ~2% more pages (measured 
 realistic 10,000-order books; docs/protocol.md has the whole tree's numbers). An
 order's boundary hash covers ``[client_id, order_id, seq]`` but not its remaining
 amount, so a partial fill that keeps the encoding's length moves no boundary. The
-events of a version are not shared between versions, so their pages are packed
-greedily (forced splits only).
+events and commands of a version are not shared between versions, so their pages are
+packed greedily and compressed (zlib, base64 in the page: 4 to 5 times fewer pages).
 
 Costs: building is O(n) (one JSON encoding and one sha1 per order, memoised across
 builds by `TreeBuilder`), plus O(n / 20) page encodings and sha1s; `_tree.BookTree`
@@ -57,9 +57,12 @@ O(page size). The formats are specified in docs/protocol.md, "Versions in the DH
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -84,6 +87,7 @@ __all__ = [
     "BOUNDARY_BYTE_BELOW",
     "LEAF_BOUNDARY_BITS",
     "LEAF_BOUNDARY_FROM",
+    "MAX_LIST_LEAF_TEXT",
     "MAX_PAGE_BYTES",
     "MAX_TREE_HEIGHT",
     "PAGE_VERSION",
@@ -150,6 +154,20 @@ _EVENT_LEAF = "EL"
 _EVENT_NODE = "EN"
 _COMMAND_LEAF = "CL"
 _COMMAND_NODE = "CN"
+# Compressed list leaves: ``"z"`` holds the leaf's list as zlib-compressed JSON text,
+# base64-encoded. The writer writes only these; the plain EL/CL forms are still read.
+_EVENT_ZLEAF = "EZ"
+_COMMAND_ZLEAF = "CZ"
+_PLAIN_LEAF = {_EVENT_ZLEAF: _EVENT_LEAF, _COMMAND_ZLEAF: _COMMAND_LEAF}
+_LIST_FIELD = {_EVENT_LEAF: "e", _COMMAND_LEAF: "x"}
+
+MAX_LIST_LEAF_TEXT = 65_536
+"""The most bytes a compressed list leaf may expand to: bounds what a hostile page can
+make a reader allocate (the writer's leaves expand to 3 to 6 KB)."""
+
+_ZLIB_LEVEL = 9
+_Z_BUDGET = (MAX_PAGE_BYTES - len('{"t":"EZ","v":3,"z":""}')) // 4 * 3
+"""Compressed bytes whose base64 text fits in a page beside the page's other fields."""
 
 _SIDE_CODE = {Side.SELL: "s", Side.BUY: "b"}
 _CODE_SIDE = {"s": Side.SELL, "b": Side.BUY}
@@ -319,22 +337,62 @@ def _build_book(entries: Sequence[_Entry]) -> PageTree:
     return _build_levels(pages, level, _BOOK_NODE)
 
 
-def _build_list(encodings: Sequence[str], leaf: str, field_name: str, node: str) -> PageTree:
-    """Build a list's tree (events, commands): leaves packed greedily, no boundaries. O(n)."""
+def _build_list(encodings: Sequence[str], zleaf: str, node: str) -> PageTree:
+    """Build a list's tree (events, commands): compressed leaves, no boundaries.
+
+    Each leaf holds the longest run of items (from where the previous leaf ended) whose
+    compressed JSON array fits, as found by `_fitting_run`. A version's lists are never
+    shared with another version, so nothing is lost by packing; compression makes 4 to
+    5 times fewer pages than plain JSON (events and commands repeat their keys and
+    ids), and pages are what a grape spends its CPU on. O(n) compressions of a page's
+    worth of text, a few per page.
+    """
     if not encodings:
         return PageTree(None, {}, 0)
-    widths = [len(enc) for enc in encodings]
     pages: dict[str, str] = {}
     level: list[tuple[str, int]] = []
-    start = 0
-    overhead = len(_leaf_page(leaf, field_name, []))
-    for end in _chunk(widths, [w + 1 for w in widths], None, overhead):
-        page = _leaf_page(leaf, field_name, encodings[start:end])
+    start, guess = 0, 16
+    while start < len(encodings):
+        count, data = _fitting_run(encodings, start, guess)
+        page = f'{{"t":"{zleaf}","v":{PAGE_VERSION},"z":"{base64.b64encode(data).decode()}"}}'
         key = dht_key(page)
         pages[key] = page
-        level.append((key, end - start))
-        start = end
+        level.append((key, count))
+        start, guess = start + count, count
     return _build_levels(pages, level, node)
+
+
+def _deflate(items: Sequence[str]) -> bytes:
+    return zlib.compress(("[" + ",".join(items) + "]").encode("ascii"), _ZLIB_LEVEL)
+
+
+def _fitting_run(encodings: Sequence[str], start: int, guess: int) -> tuple[int, bytes]:
+    """How many items from `start` make one compressed leaf, and its compressed text.
+
+    Searches from `guess` (the previous leaf's count: lists are alike along a version)
+    by doubling, then bisection: a handful of compressions. Compressed size is not
+    strictly monotonic in the count, so the run is a long one that fits, not always the
+    longest; the search is deterministic, so the same list gives the same pages.
+
+    Raises:
+        ValueError: one item alone does not fit (ids far beyond the id rule).
+    """
+    left = len(encodings) - start
+    fits, fit_data = 0, b""
+    too_many: int | None = None
+    n = max(1, min(guess, left))
+    while True:
+        data = _deflate(encodings[start : start + n])
+        if len(data) <= _Z_BUDGET:
+            fits, fit_data = n, data
+        else:
+            too_many = n
+        if fits == left or (too_many is not None and too_many - fits <= 1):
+            break
+        n = min(2 * n, left) if too_many is None else (fits + too_many) // 2
+    if fits == 0:
+        raise ValueError(f"a list item of {len(encodings[start])} bytes does not fit in a page")
+    return fits, fit_data
 
 
 def _compact_order_id(client_id: str, order_id: str) -> str | int:
@@ -451,7 +509,7 @@ def build_event_pages(events: Sequence[Event], spec: MarketSpec) -> PageTree:
             of at most 64 characters).
     """
     encodings = [canonical_json(event_to_wire(event, spec)) for event in events]
-    return _build_list(encodings, _EVENT_LEAF, "e", _EVENT_NODE)
+    return _build_list(encodings, _EVENT_ZLEAF, _EVENT_NODE)
 
 
 class CommandEntry(NamedTuple):
@@ -477,7 +535,7 @@ def build_command_pages(entries: Sequence[CommandEntry]) -> PageTree:
             validator bounds every field, so it cannot happen with its commands).
     """
     encodings = [canonical_json([e.seq, e.ts, e.command]) for e in entries]
-    return _build_list(encodings, _COMMAND_LEAF, "x", _COMMAND_NODE)
+    return _build_list(encodings, _COMMAND_ZLEAF, _COMMAND_NODE)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -626,6 +684,8 @@ def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
             _BOOK_LEAF: {"o", "t", "v"},
             _EVENT_LEAF: {"e", "t", "v"},
             _COMMAND_LEAF: {"x", "t", "v"},
+            _EVENT_ZLEAF: {"z", "t", "v"},
+            _COMMAND_ZLEAF: {"z", "t", "v"},
             _BOOK_NODE: {"c", "h", "t", "v"},
             _EVENT_NODE: {"c", "h", "t", "v"},
             _COMMAND_NODE: {"c", "h", "t", "v"},
@@ -642,6 +702,9 @@ def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
         if not (isinstance(items, list) and items):
             raise _bad(key, "a leaf has a non-empty list of price groups")
         return BookLeaf(tuple(order for item in items for order in _parse_group(key, item)))
+    if kind in _PLAIN_LEAF:
+        kind = _PLAIN_LEAF[kind]
+        obj = {_LIST_FIELD[kind]: _inflate(key, obj["z"])}
     if kind == _EVENT_LEAF:
         items = obj["e"]
         if not (isinstance(items, list) and items):
@@ -658,6 +721,24 @@ def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
     if kind == _COMMAND_NODE:
         return CommandNode(height, children)
     return EventNode(height, children)
+
+
+def _inflate(key: str, text: object) -> object:
+    """The JSON value compressed in a list leaf's ``"z"``, at most `MAX_LIST_LEAF_TEXT`."""
+    if not isinstance(text, str):
+        raise _bad(key, '"z" must be a base64 string')
+    try:
+        data = base64.b64decode(text, validate=True)
+        inflater = zlib.decompressobj()
+        plain = inflater.decompress(data, MAX_LIST_LEAF_TEXT)
+    except (binascii.Error, zlib.error) as exc:
+        raise _bad(key, f'"z" is not base64 of zlib data ({exc})') from None
+    if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
+        raise _bad(key, f'"z" is not one zlib stream of at most {MAX_LIST_LEAF_TEXT} bytes')
+    try:
+        return json.loads(plain.decode("utf-8"), parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise _bad(key, f'"z" does not hold JSON ({exc})') from None
 
 
 def _parse_command_entry(key: str, item: object) -> CommandEntry:

@@ -8,9 +8,11 @@ leaves its book and tree as they were.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import random
+import zlib
 from typing import Any
 
 import pytest
@@ -227,8 +229,8 @@ async def test_doctored_commands_are_refused_and_nothing_changes(case: str) -> N
 
 
 async def test_a_reader_written_from_the_docs_reads_the_commands() -> None:
-    """docs/protocol.md alone: the root's ``commands`` names CL/CN pages of
-    ``[seq, ts, command]`` entries, ``first..seq`` in order."""
+    """docs/protocol.md alone: the root's ``commands`` names CZ/CN pages (compressed
+    lists of ``[seq, ts, command]`` entries), ``first..seq`` in order."""
     network = MemoryNetwork()
     async with open_transport("memory", network=network) as transport:
         entries = random_commands(120, seed=8)
@@ -245,8 +247,8 @@ async def test_a_reader_written_from_the_docs_reads_the_commands() -> None:
 
         async def walk(key: str) -> list[Any]:
             page = await get(key)
-            if page["t"] == "CL":
-                return list(page["x"])
+            if page["t"] == "CZ":
+                return list(json.loads(zlib.decompress(base64.b64decode(page["z"]))))
             assert page["t"] == "CN"
             return [item for child, _count in page["c"] for item in await walk(child)]
 
@@ -254,3 +256,44 @@ async def test_a_reader_written_from_the_docs_reads_the_commands() -> None:
         assert (root["format"], root["first"], root["seq"]) == ("dex-book/2", 21, 120)
         items = await walk(root["commands"])
     assert items == [[e.seq, e.ts, e.command] for e in entries[20:]]
+
+
+def zpage(kind: str, payload: bytes | str) -> str:
+    text = payload if isinstance(payload, str) else base64.b64encode(payload).decode()
+    return json.dumps({"t": kind, "v": 3, "z": text}, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    ("z", "why"),
+    [
+        ("not base64!", "not base64 of zlib"),
+        (base64.b64encode(b"plain bytes").decode(), "not base64 of zlib"),
+        (base64.b64encode(zlib.compress(b"[1]") + b"tail").decode(), "one zlib stream"),
+        (base64.b64encode(zlib.compress(b"[" + b"1," * 40_000 + b"1]")).decode(), "at most"),
+        (base64.b64encode(zlib.compress(b"[1,")).decode(), "does not hold JSON"),
+        (base64.b64encode(zlib.compress(b"{}")).decode(), "non-empty list"),
+        (base64.b64encode(zlib.compress(b'[[1, 2, "x"]]')).decode(), "JSON object"),
+    ],
+)
+def test_a_hostile_compressed_leaf_is_refused(z: str, why: str) -> None:
+    page = zpage("CZ", z)
+    with pytest.raises(InvalidVersion, match=why):
+        parse_page(dht_key(page), page, SPEC)
+
+
+def test_plain_list_leaves_are_still_read() -> None:
+    entries = random_commands(3, seed=9)
+    plain = json.dumps({"t": "CL", "v": 3, "x": [[e.seq, e.ts, e.command] for e in entries]})
+    packed = zpage("CZ", zlib.compress(json.dumps([list(e) for e in entries]).encode()))
+    for page in (plain, packed):
+        parsed = parse_page(dht_key(page), page, SPEC)
+        assert isinstance(parsed, CommandLeaf)
+        assert list(parsed.entries) == entries
+
+
+def test_compressed_list_pages_are_few_and_each_fits() -> None:
+    entries = random_commands(256, seed=10)
+    tree = build_command_pages(entries)
+    plain = sum(len(json.dumps([e.seq, e.ts, e.command])) + 1 for e in entries)
+    assert all(len(page) <= 999 for page in tree.pages.values())
+    assert len(tree.pages) <= plain / 999 / 3  # at least 3 times fewer than plain pages

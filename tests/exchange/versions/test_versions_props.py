@@ -198,17 +198,20 @@ def test_every_page_fits_a_dht_value_and_parses_back(book: OrderBook) -> None:
 
 
 def test_the_largest_events_fit_an_event_page() -> None:
-    long_a, long_b = "A" * 64, "B" * 64
     big = SPEC.max_lots
-    events = (
-        Trade(2**53, f"{2**53}.{2**20}", 2**53, SPEC.max_ticks, big, Side.BUY, long_a, long_b,
-              big, long_b, long_a),
-        OrderModified(2**53, long_a, long_b, Side.SELL, SPEC.max_ticks, big, SPEC.max_ticks,
-                      big, False),
-        OrderCancelled(2**53, long_a, long_b, Side.SELL, SPEC.max_ticks, big,
-                       CancelReason.SELF_TRADE),
-    )  # fmt: skip
-    tree = build_event_pages(events * 30, SPEC)
+    events = []
+    for n in range(30):  # ids of 64 characters that do not compress (sha-256 hex)
+        long_a = hashlib.sha256(b"a%d" % n).hexdigest()
+        long_b = hashlib.sha256(b"b%d" % n).hexdigest()
+        events += [
+            Trade(2**53, f"{2**53}.{2**20}", 2**53, SPEC.max_ticks, big, Side.BUY, long_a,
+                  long_b, big, long_b, long_a),
+            OrderModified(2**53, long_a, long_b, Side.SELL, SPEC.max_ticks, big,
+                          SPEC.max_ticks, big, False),
+            OrderCancelled(2**53, long_a, long_b, Side.SELL, SPEC.max_ticks, big,
+                           CancelReason.SELF_TRADE),
+        ]  # fmt: skip
+    tree = build_event_pages(events, SPEC)
     assert tree.height >= 2
     assert all(len(page) <= MAX_PAGE_BYTES for page in tree.pages.values())
 

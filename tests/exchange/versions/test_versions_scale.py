@@ -202,7 +202,8 @@ async def test_a_five_thousand_fill_sweep_publishes_and_reads_back() -> None:
         assert sum(isinstance(event, Trade) for event in sweep) == 5_000
         assert len(book) == 0
         key = await publisher.publish(book, sweep, seq=5_001, first=5_001)
-        assert publisher.last_put_count > 1_000  # the events span many pages
+        # The events span many pages, compressed: about 65 fills a page, not 5.
+        assert 50 < publisher.last_put_count < 200
         version = await VersionReader(client, SPEC).fetch(key)
     assert version.events == sweep
     assert version.root.book is None
