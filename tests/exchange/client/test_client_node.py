@@ -171,7 +171,7 @@ async def test_tampered_page_or_root_leaves_replica_unchanged(
         # whole fails too).
         del transport.tampered[market.roots[1]]
         book_root, commands = json.loads(root_text)["book"], json.loads(root_text)["commands"]
-        for key, old, new in ((book_root, "10200", "10300"), (commands, "102.00", "103.00")):
+        for key, old, new in ((book_root, "10200", "10300"), (commands, '"CZ"', '"CL"')):
             page = await transport.get(key)
             assert page is not None
             assert old in page
