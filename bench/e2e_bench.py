@@ -47,9 +47,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from peers import REPO, grapes, node, node_env
 
-from exchange.protocol import ORDERBOOK_HEAD, SUBMIT_ORDER, Head, HeadRequest
+from exchange.protocol import ORDERBOOK_HEAD, SUBMIT_ORDER, Head, HeadRequest, sign_order
 from transports import RemoteError, TransportError, open_transport
 from transports.grenache.testing import Grape, free_port
 
@@ -89,7 +90,8 @@ async def _load(args: argparse.Namespace) -> None:
     """The ``load`` subcommand: submit `count` orders, print [seq, sent, acked] lines."""
     rng = random.Random(args.seed)
     make = resting_order if args.resting else load_order
-    orders = [make(args.client, n, rng) for n in range(args.count)]
+    key = Ed25519PrivateKey.generate()  # a client of its own: signed before the clock starts
+    orders = [sign_order(make(args.client, n, rng), key) for n in range(args.count)]
     records: list[tuple[int, float, float]] = []
     started = time.time()
     pending = iter(enumerate(orders))

@@ -3,6 +3,7 @@
 // Usage: node submit_load.js --grape URL --count N [--concurrency 64] [--client js]
 // Prints one JSON line: {"orders", "seconds", "rps", "errors", "records": [[seq, sent, acked]]}
 // with times in seconds since the epoch, like bench/e2e_bench.py's own load process.
+const crypto = require('crypto')
 const { PeerRPCClient } = require('grenache-nodejs-http')
 const Link = require('grenache-nodejs-link')
 
@@ -36,6 +37,23 @@ function order (n) {
   }
 }
 
+// Orders are signed (docs/protocol.md, "Signatures"): Ed25519 over
+// "dex-order/1\n" + the payload's canonical JSON (keys sorted, no spaces) without "sig".
+const { publicKey, privateKey } = crypto.generateKeyPairSync('ed25519')
+const pubKey = Buffer.from(publicKey.export({ format: 'jwk' }).x, 'base64url').toString('hex')
+
+function canonical (value) {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value)
+  if (Array.isArray(value)) return '[' + value.map(canonical).join(',') + ']'
+  return '{' + Object.keys(value).sort().map(k => JSON.stringify(k) + ':' + canonical(value[k])).join(',') + '}'
+}
+
+function signed (payload) {
+  const body = { ...payload, pubKey }
+  const message = Buffer.from('dex-order/1\n' + canonical(body))
+  return { ...body, sig: crypto.sign(null, message, privateKey).toString('hex') }
+}
+
 function send (n, payload) {
   const sent = Date.now() / 1000
   peer.request('submit_order', payload, { timeout: 10000 }, (err, data) => {
@@ -54,7 +72,7 @@ function worker () {
     return
   }
   const n = next++
-  send(n, order(n))
+  send(n, signed(order(n)))
 }
 
 function finish () {
