@@ -103,9 +103,10 @@ class ClientNode:
             sequencer binds the clientId to it at its first accepted command. Default:
             a key made for this node's life only (the program keeps one in a key file,
             `exchange._keys`, so that the clientId stays usable across runs).
-        matcher_key: the matcher's public key: ``orderbook_head`` replies must be
-            signed by it. None: trust the first key that signs a head (trust on first
-            use), then that key only; `on_matcher_key` is told of it, to record it.
+        matcher_key: the matcher's public key: ``orderbook_head`` replies and the
+            versions' roots must be signed by it. None: trust the first key that signs
+            a head (trust on first use), then that key only; `on_matcher_key` is told
+            of it, to record it. No root is taken before a head has been verified.
         on_matcher_key: called once with the key trusted on first use.
     """
 
@@ -140,7 +141,10 @@ class ClientNode:
         self._long_poll_ms = min(long_poll_ms, MAX_WAIT_MS)
         self._request_timeout = request_timeout
         self.replica: Replica[Version] = Replica(
-            source or DhtVersionSource(transport, spec, timeout=fetch_timeout),
+            source
+            or DhtVersionSource(
+                transport, spec, timeout=fetch_timeout, matcher_key=lambda: self.matcher_key
+            ),
             max_walk=max_walk,
             on_update=self._on_update,
             on_problem=self._warn,

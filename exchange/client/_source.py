@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import anyio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from exchange.protocol import FetchFailed, InvalidVersion
 from exchange.versions import RootDoc, Version, VersionReader
@@ -28,10 +29,19 @@ class DhtVersionSource:
         transport: where to get DHT items.
         spec: the market the versions must be of.
         timeout: seconds one fetch may take (a cold fetch of a big book is many gets).
+        matcher_key: the key every root must be signed by, or a callable that returns
+            it (None while unknown: roots are refused); see `VersionReader`.
     """
 
-    def __init__(self, transport: Transport, spec: MarketSpec, *, timeout: float = 10.0) -> None:
-        self.reader = VersionReader(transport, spec)
+    def __init__(
+        self,
+        transport: Transport,
+        spec: MarketSpec,
+        *,
+        timeout: float = 10.0,
+        matcher_key: Ed25519PublicKey | Callable[[], Ed25519PublicKey | None] | None = None,
+    ) -> None:
+        self.reader = VersionReader(transport, spec, matcher_key=matcher_key)
         self._timeout = timeout
 
     async def fetch_root(self, root_hash: str) -> RootDoc:

@@ -124,8 +124,9 @@ class ProcessWorker:
         broadcast_timeout: seconds each ``orderbook_updated`` request may take.
         republish_timeout: seconds the startup republish of the head version may take.
         metrics: told of each version, DHT put and broadcast (`exchange.metrics`).
-        signing_key: the matcher's own key: every ``orderbook_head`` reply is signed
-            with it, and clients trust it (given, or on first use).
+        signing_key: the matcher's own key: every version's root and every
+            ``orderbook_head`` reply is signed with it, and clients trust it (given, or
+            on first use).
         sequencer_key: the only key ``process_order`` requests may be signed by; or a
             callable that returns it (None while it is not known yet: requests are
             refused with ``ERR_AUTH`` until it is), e.g. one that reads the file the
@@ -159,7 +160,7 @@ class ProcessWorker:
         self.book = OrderBook(spec)
         self.head_seq = 0
         self.head_root: str | None = None
-        self.publisher = VersionPublisher(self._dht, spec)
+        self.publisher = VersionPublisher(self._dht, spec, signing_key=signing_key)
         self._log: AppliedLog | None = None
         self._lock = anyio.Lock()
         self._changed = anyio.Event()
@@ -253,7 +254,9 @@ class ProcessWorker:
             return None
         self.head_seq, self.head_root = head.seq, head.root
         # The next version links to the recorded head, as it would without the restart.
-        self.publisher = VersionPublisher(self._dht, self.spec, prev=head.root)
+        self.publisher = VersionPublisher(
+            self._dht, self.spec, prev=head.root, signing_key=self.signing_key
+        )
         # A private copy: processing may change `self.book` while the head is republished.
         return _Head(
             head.seq, first, head.root, prev_root, book.copy(), tuple(events), tuple(commands)
@@ -271,7 +274,9 @@ class ProcessWorker:
         try:
             if head is None:
                 return
-            publisher = VersionPublisher(self._dht, self.spec, prev=head.prev)
+            publisher = VersionPublisher(
+                self._dht, self.spec, prev=head.prev, signing_key=self.signing_key
+            )
             try:
                 with anyio.fail_after(self.republish_timeout):
                     root = await publisher.publish(
@@ -363,7 +368,9 @@ class ProcessWorker:
                 # Not applied after all (cancelled mid-publish, or a bug). If the publisher
                 # got as far as the root, its next version would link to this unapplied
                 # one: start a publisher afresh from the real head.
-                self.publisher = VersionPublisher(self._dht, self.spec, prev=self.head_root)
+                self.publisher = VersionPublisher(
+                    self._dht, self.spec, prev=self.head_root, signing_key=self.signing_key
+                )
                 raise
             # No checkpoint between the commit above and these lines: memory follows disk.
             self.head_seq, self.head_root = seq, root

@@ -6,15 +6,17 @@ Authority is proven, not asserted. Three kinds of message carry an Ed25519 signa
 - a client's ``submit_order`` payload, by the client's key (bound to its ``clientId``
   at its first accepted command, trust on first use);
 - a ``process_order`` request, by the sequencer's key (the only key the matcher takes);
-- an ``orderbook_head`` reply, by the matcher's key.
+- an ``orderbook_head`` reply, by the matcher's key;
+- a version's root document in the DHT, by the matcher's key (`exchange.versions`).
 
 Each signed message is ``utf8(<domain> + "\\n" + canonical_json(<object without
 "sig">))``: the object as sent, minus its ``sig`` field, in the project's one canonical
 JSON (keys sorted, no whitespace, ASCII). The domain (``dex-order/1``,
-``dex-process/1``, ``dex-head/1``) keeps a signature of one kind from being replayed as
-another. Keys and signatures travel as lowercase hex: a public key is its 32 raw bytes
-(64 hex), a signature its 64 bytes (128 hex). docs/protocol.md ("Signatures") is the
-specification; a Node peer signs and verifies with its own ``crypto`` module.
+``dex-process/1``, ``dex-head/1``, ``dex-root/1``) keeps a signature of one kind from
+being replayed as another. Keys and signatures travel as lowercase hex: a public key is
+its 32 raw bytes (64 hex), a signature its 64 bytes (128 hex). docs/protocol.md
+("Signatures") is the specification; a Node peer signs and verifies with its own
+``crypto`` module.
 
 Pure: no I/O (key files are `exchange._keys`). Verification raises `AuthFailed`
 (``ERR_AUTH``), never returns a verdict to forget to check.
@@ -39,6 +41,7 @@ __all__ = [
     "ORDER_DOMAIN",
     "PROCESS_DOMAIN",
     "PUBLIC_KEY_FIELD",
+    "ROOT_DOMAIN",
     "SIGNATURE_FIELD",
     "public_key_from_hex",
     "public_key_hex",
@@ -57,6 +60,8 @@ PROCESS_DOMAIN: Final = "dex-process/1"
 """The domain of the sequencer's signed ``process_order`` request."""
 HEAD_DOMAIN: Final = "dex-head/1"
 """The domain of the matcher's signed ``orderbook_head`` reply."""
+ROOT_DOMAIN: Final = "dex-root/1"
+"""The domain of the matcher's signature in a version's root document."""
 
 SIGNATURE_FIELD: Final = "sig"
 """The field that carries the signature (128 lowercase hex) in every signed object."""

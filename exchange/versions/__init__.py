@@ -24,7 +24,14 @@ from exchange.versions._publisher import (
     VersionPublisher,
 )
 from exchange.versions._reader import DEFAULT_MAX_WALK, Version, VersionReader
-from exchange.versions._root import ROOT_FORMAT, RootDoc, decode_root, encode_root
+from exchange.versions._root import (
+    ROOT_FORMAT,
+    RootDoc,
+    decode_root,
+    encode_root,
+    sign_root,
+    verify_root,
+)
 from exchange.versions._tree import BookTree, OrderId, TreeDelta, touched_orders
 
 __all__ = [
@@ -49,5 +56,7 @@ __all__ = [
     "build_event_pages",
     "decode_root",
     "encode_root",
+    "sign_root",
     "touched_orders",
+    "verify_root",
 ]

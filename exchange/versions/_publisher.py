@@ -40,9 +40,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from exchange.versions._bounded import DEFAULT_CONCURRENCY, run_bounded
 from exchange.versions._pages import CommandEntry, build_command_pages, build_event_pages
-from exchange.versions._root import RootDoc, encode_root, spec_fields
+from exchange.versions._root import RootDoc, encode_root, sign_root, spec_fields
 from exchange.versions._tree import BookTree, TreeDelta
 from orderbook_core import Event, MarketSpec, OrderBook
 from transports import ProtocolError, Transport, dht_key
@@ -70,6 +72,8 @@ class VersionPublisher:
         residency_window: see the module docstring.
         refresh_budget: see the module docstring.
         concurrency: puts in flight at once.
+        signing_key: the matcher's key: each root is signed with it (`sign_root`), so
+            replicas that trust that key take the version; None: roots are unsigned.
 
     Attributes:
         last_root: the root key of the last version published, or `prev`.
@@ -92,11 +96,13 @@ class VersionPublisher:
         residency_window: int = DEFAULT_RESIDENCY_WINDOW,
         refresh_budget: int = DEFAULT_REFRESH_BUDGET,
         concurrency: int = DEFAULT_CONCURRENCY,
+        signing_key: Ed25519PrivateKey | None = None,
     ) -> None:
         if residency_window < 1 or refresh_budget < 0 or concurrency < 1:
             raise ValueError("need residency_window >= 1, refresh_budget >= 0, concurrency >= 1")
         self._transport = transport
         self._spec = spec
+        self._signing_key = signing_key
         self._window = residency_window
         self._budget = refresh_budget
         self._concurrency = concurrency
@@ -174,17 +180,18 @@ class VersionPublisher:
             event_tree = build_event_pages(events, self._spec)
             command_tree = build_command_pages(commands)
             listed = {**event_tree.pages, **command_tree.pages}  # not shared between versions
-            root_text = encode_root(
-                RootDoc(
-                    seq=seq,
-                    first=first,
-                    prev=self.last_root,
-                    book=tree.root,
-                    events=event_tree.root,
-                    commands=command_tree.root,
-                    **spec_fields(self._spec),
-                )
+            root = RootDoc(
+                seq=seq,
+                first=first,
+                prev=self.last_root,
+                book=tree.root,
+                events=event_tree.root,
+                commands=command_tree.root,
+                **spec_fields(self._spec),
             )
+            if self._signing_key is not None:
+                root = sign_root(root, self._signing_key)
+            root_text = encode_root(root)
             root_key = dht_key(root_text)
             # List pages first: when a version is bigger than the DHT's LRU, the book's
             # pages (which must stay resident) are then the most recently put.

@@ -46,7 +46,10 @@ CPU for 10,000 orders, ~1 s for 100,000 (bench/versions_bench.py); a cold fetch 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from exchange.protocol import InvalidVersion, apply_entry
 from exchange.versions._bounded import DEFAULT_CONCURRENCY, run_bounded
@@ -61,7 +64,7 @@ from exchange.versions._pages import (
     Page,
     parse_page,
 )
-from exchange.versions._root import RootDoc, decode_root, spec_fields
+from exchange.versions._root import RootDoc, decode_root, spec_fields, verify_root
 from exchange.versions._tree import BookTree
 from orderbook_core import Event, MarketSpec, OrderBook, RestingOrder, ValidationError
 from transports import Transport, check_key, dht_key
@@ -133,6 +136,10 @@ class VersionReader:
         cache_pages: how many verified pages to keep (least recently used go first).
         concurrency: gets in flight at once.
         max_pages: the most pages one fetch may visit.
+        matcher_key: the matcher's public key, or a callable that returns it (None while
+            it is not known: every root is then refused). Each root must be signed by
+            it (`verify_root`), else `InvalidVersion`. Not given: roots are taken
+            signed or not (tools and tests that read their own versions).
 
     Attributes:
         last_get_count: how many gets the last fetch issued (cache misses).
@@ -146,7 +153,9 @@ class VersionReader:
         cache_pages: int = DEFAULT_CACHE_PAGES,
         concurrency: int = DEFAULT_CONCURRENCY,
         max_pages: int = DEFAULT_MAX_PAGES,
+        matcher_key: Ed25519PublicKey | Callable[[], Ed25519PublicKey | None] | None = None,
     ) -> None:
+        self._matcher_key = matcher_key
         if cache_pages < 0 or concurrency < 1 or max_pages < 1:
             raise ValueError("need cache_pages >= 0, concurrency >= 1, max_pages >= 1")
         self._transport = transport
@@ -333,6 +342,12 @@ class VersionReader:
         if dht_key(text) != root_hash:
             raise InvalidVersion(f"root document {root_hash}: content does not match its hash")
         root = decode_root(text)
+        if self._matcher_key is not None:
+            key = self._matcher_key
+            trusted = key if isinstance(key, Ed25519PublicKey) else key()
+            if trusted is None:
+                raise InvalidVersion("root document: the matcher's key is not known yet")
+            verify_root(root, trusted)
         actual = {"market": root.market, "tick": root.tick, "lot": root.lot}
         if actual != self._expected_spec:
             raise InvalidVersion(

@@ -4,28 +4,70 @@ The wire contract (docs/protocol.md) fixes its fields; we add the market's tick 
 size (decimal strings) so a reader in another language can turn the integer ticks and
 lots of the pages into prices and amounts without knowing the market in advance. The
 encoding is canonical (sorted keys, no spaces, ASCII), so one root has one key.
+
+Versions are the matcher's: its publisher signs each root (`sign_root`): ``key`` is
+the matcher's public key (64 hex) and ``sig`` its Ed25519 signature over
+``"dex-root/1\n" + canonical JSON of the root without sig``. Both are null in a root
+written without a key (tests, tools); a reader that was given the matcher's key
+refuses such a root, and any root signed by another key (`verify_root`). Ed25519
+signatures are deterministic, so a version republished after a restart has the same
+root key.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from exchange.protocol import InvalidVersion
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from exchange.protocol import (
+    ROOT_DOMAIN,
+    AuthFailed,
+    InvalidVersion,
+    public_key_from_hex,
+    public_key_hex,
+    sign_object,
+    verify_object,
+)
 from orderbook_core import MarketSpec, canonical_json
 from transports import MAX_VALUE_BYTES, is_dht_key
 
-__all__ = ["ROOT_FORMAT", "RootDoc", "decode_root", "encode_root", "spec_fields"]
+__all__ = [
+    "ROOT_FORMAT",
+    "RootDoc",
+    "decode_root",
+    "encode_root",
+    "sign_root",
+    "spec_fields",
+    "verify_root",
+]
 
-ROOT_FORMAT = "dex-book/2"
+ROOT_FORMAT = "dex-book/3"
 """The ``format`` of every root document this module writes and reads."""
 
 _KEYS = frozenset(
-    {"book", "commands", "events", "first", "format", "lot", "market", "prev", "seq", "tick"}
+    {
+        "book",
+        "commands",
+        "events",
+        "first",
+        "format",
+        "key",
+        "lot",
+        "market",
+        "prev",
+        "seq",
+        "sig",
+        "tick",
+    }
 )
+_KEY_RE = re.compile(r"[0-9a-f]{64}")
+_SIG_RE = re.compile(r"[0-9a-f]{128}")
 _DECIMAL_RE = re.compile(r"[0-9]+(\.[0-9]+)?")
 _MAX_MARKET = 64
 
@@ -48,6 +90,8 @@ class RootDoc:
             replica then reads the book's pages).
         tick: the tick size as a decimal string ("0.01"); a price of n ticks is n * tick.
         lot: the lot size as a decimal string ("0.001"); an amount of n lots is n * lot.
+        key: the matcher's public key (64 hex) that signed the root, None if unsigned.
+        sig: its signature (128 hex), None if unsigned (`sign_root`, `verify_root`).
         format: always `ROOT_FORMAT`.
     """
 
@@ -60,6 +104,8 @@ class RootDoc:
     commands: str | None
     tick: str
     lot: str
+    key: str | None = None
+    sig: str | None = None
     format: str = ROOT_FORMAT
 
 
@@ -99,6 +145,12 @@ def _check(root: RootDoc) -> None:
             positive = False
         if not positive:
             raise ValueError(f"{name}: must be > 0")
+    if root.key is not None and not (isinstance(root.key, str) and _KEY_RE.fullmatch(root.key)):
+        raise ValueError("key: must be null or 64 lowercase hex characters")
+    if root.sig is not None and not (isinstance(root.sig, str) and _SIG_RE.fullmatch(root.sig)):
+        raise ValueError("sig: must be null or 128 lowercase hex characters")
+    if (root.key is None) != (root.sig is None):
+        raise ValueError("key, sig: both null or both set")
 
 
 def encode_root(root: RootDoc) -> str:
@@ -109,23 +161,52 @@ def encode_root(root: RootDoc) -> str:
             fit in one DHT value.
     """
     _check(root)
-    text = canonical_json(
-        {
-            "book": root.book,
-            "commands": root.commands,
-            "events": root.events,
-            "first": root.first,
-            "format": root.format,
-            "lot": root.lot,
-            "market": root.market,
-            "prev": root.prev,
-            "seq": root.seq,
-            "tick": root.tick,
-        }
-    )
+    text = canonical_json(_fields(root))
     if len(text) > MAX_VALUE_BYTES:
         raise ValueError(f"root document of {len(text)} bytes does not fit in a DHT value")
     return text
+
+
+def _fields(root: RootDoc) -> dict[str, Any]:
+    return {
+        "book": root.book,
+        "commands": root.commands,
+        "events": root.events,
+        "first": root.first,
+        "format": root.format,
+        "key": root.key,
+        "lot": root.lot,
+        "market": root.market,
+        "prev": root.prev,
+        "seq": root.seq,
+        "sig": root.sig,
+        "tick": root.tick,
+    }
+
+
+def sign_root(root: RootDoc, key: Ed25519PrivateKey) -> RootDoc:
+    """`root` with `key`'s public key and its signature over every other field."""
+    fields = {**_fields(root), "key": public_key_hex(key)}
+    signed = sign_object(ROOT_DOMAIN, fields, key)
+    return dataclasses.replace(root, key=signed["key"], sig=signed["sig"])
+
+
+def verify_root(root: RootDoc, trusted: Ed25519PublicKey) -> None:
+    """Check that `trusted` (the matcher's key) signed `root`.
+
+    Raises:
+        InvalidVersion: unsigned, signed by another key, or a signature that does not
+            verify (the caller keeps what it had).
+    """
+    if root.key is None or root.sig is None:
+        raise InvalidVersion("root document: not signed by the matcher")
+    if root.key != public_key_hex(trusted):
+        raise InvalidVersion("root document: signed by another key than the matcher's")
+    try:
+        verify_object(ROOT_DOMAIN, _fields(root), public_key_from_hex(root.key, "key"),
+                      what="the matcher")  # fmt: skip
+    except AuthFailed as exc:
+        raise InvalidVersion(f"root document: {exc.detail}") from None
 
 
 def _reject_constant(name: str) -> Any:
@@ -168,6 +249,8 @@ def decode_root(text: str) -> RootDoc:
         commands=obj["commands"],
         tick=obj["tick"],
         lot=obj["lot"],
+        key=obj["key"],
+        sig=obj["sig"],
         format=obj["format"],
     )
     try:

@@ -54,6 +54,10 @@ class Market:
         return root
 
 
+TRUSTED = MATCHER_KEY.public_key()
+"""The matcher key the nodes here are given (the market publishes with it)."""
+
+
 @pytest.fixture
 def network() -> MemoryNetwork:
     return MemoryNetwork(seed=1)
@@ -62,7 +66,7 @@ def network() -> MemoryNetwork:
 @pytest.fixture
 async def market(network: MemoryNetwork) -> AsyncIterator[Market]:
     async with MemoryTransport(network) as transport:
-        yield Market(transport, VersionPublisher(transport, SPEC))
+        yield Market(transport, VersionPublisher(transport, SPEC, signing_key=MATCHER_KEY))
 
 
 class Records(list[Record]):
@@ -81,7 +85,14 @@ def records() -> Records:
 @pytest.fixture
 async def node(network: MemoryNetwork, records: Records) -> AsyncIterator[ClientNode]:
     async with MemoryTransport(network) as transport:
-        yield ClientNode(transport, "alice", SPEC, emit=records.append, head_interval=0.05)
+        yield ClientNode(
+            transport,
+            "alice",
+            SPEC,
+            emit=records.append,
+            head_interval=0.05,
+            matcher_key=TRUSTED,
+        )
 
 
 async def test_replica_follows_published_versions(market: Market, node: ClientNode) -> None:
@@ -156,7 +167,7 @@ async def test_tampered_page_or_root_leaves_replica_unchanged(
     await market.order("bob", Side.SELL, 10_100, 1_000)
     await market.order("bob", Side.SELL, 10_200, 1_000)
     async with TamperingTransport(network) as transport:
-        node = ClientNode(transport, "alice", SPEC, emit=records.append)
+        node = ClientNode(transport, "alice", SPEC, emit=records.append, matcher_key=TRUSTED)
         await node.on_updated(market.roots[0])
         await node.replica.sync()
         assert node.replica.seq == 1
@@ -206,9 +217,21 @@ async def test_a_forged_version_far_ahead_of_the_head_cannot_pin_the_replica(
         await node.fetch_head()
         await node.replica.sync()
         assert node.replica.seq == 1
-        forger = Market(market.transport, VersionPublisher(market.transport, SPEC), seq=10**9 - 1)
-        forged = await forger.order("mallory", Side.SELL, 100, 999_000)
-        await node.on_updated(forged)
+        # Signed by another key, or not at all: refused outright.
+        for signing_key, problem in (
+            (named_key("forger"), "signed by another key than the matcher's"),
+            (None, "not signed by the matcher"),
+        ):
+            publisher = VersionPublisher(market.transport, SPEC, signing_key=signing_key)
+            forger = Market(market.transport, publisher, seq=10**9 - 1)
+            await node.on_updated(await forger.order("mallory", Side.SELL, 100, 999_000))
+            assert await node.replica.sync() is None
+            assert node.replica.seq == 1
+            assert problem in records.of("warning")[-1]["message"]
+        # Even one the matcher's key signed (a key that leaked) cannot run ahead of it.
+        publisher = VersionPublisher(market.transport, SPEC, signing_key=MATCHER_KEY)
+        forger = Market(market.transport, publisher, seq=10**9 - 1)
+        await node.on_updated(await forger.order("mallory", Side.SELL, 100, 999_000))
         assert await node.replica.sync() is None
         assert node.replica.seq == 1
         assert "ahead of the head" in records.of("warning")[-1]["message"]
@@ -238,7 +261,7 @@ async def test_bad_orderbook_updated_payload_is_refused_over_rpc(
 ) -> None:
     await market.order("bob", Side.SELL, 10_100, 1_000)
     async with MemoryTransport(network) as transport, anyio.create_task_group() as tg:
-        node = ClientNode(transport, "alice", SPEC, head_interval=3600)
+        node = ClientNode(transport, "alice", SPEC, head_interval=3600, matcher_key=TRUSTED)
         await tg.start(node.run)
         await market.transport.request("orderbook_updated", market.roots[0])
         with anyio.fail_after(5):
@@ -258,7 +281,7 @@ async def test_running_node_converges_when_updates_race(
     for i in range(8):
         await market.order("bob", Side.SELL, 10_100 + i, 1_000)
     async with MemoryTransport(network) as transport, anyio.create_task_group() as tg:
-        node = ClientNode(transport, "alice", SPEC, head_interval=3600)
+        node = ClientNode(transport, "alice", SPEC, head_interval=3600, matcher_key=TRUSTED)
         await tg.start(node.run)
         async with anyio.create_task_group() as senders:
             for i in (3, 7, 0, 5, 6, 1, 2, 4, 7, 3):

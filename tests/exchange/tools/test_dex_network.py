@@ -207,7 +207,7 @@ def test_lookup_request_get(exchange: Running, capsys: pytest.CaptureFixture[str
     assert dex(capsys, "request", "orderbook_head", "{nope")[0] == 2
     status, out, _ = dex(capsys, "get", "-g", exchange.grapes[1], _head_root(exchange, capsys))
     assert status == 0
-    assert json.loads(out)["format"] == "dex-book/2"
+    assert json.loads(out)["format"] == "dex-book/3"
     status, _, err = dex(capsys, "get", "-g", exchange.grapes[1], "1" * 40)
     assert status == 1
     assert "not in the DHT" in err

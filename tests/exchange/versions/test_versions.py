@@ -94,6 +94,8 @@ def root_text(**changes: Any) -> str:
         "commands": None,
         "tick": "0.01",
         "lot": "0.001",
+        "key": None,
+        "sig": None,
     }
     doc.update(changes)
     return json.dumps({k: v for k, v in doc.items() if v != "<absent>"}, separators=(",", ":"))
@@ -246,7 +248,7 @@ def test_root_round_trip() -> None:
         lot="0.001",
     )
     text = encode_root(root)
-    assert json.loads(text)["format"] == "dex-book/2"
+    assert json.loads(text)["format"] == "dex-book/3"
     assert len(text) < 1000
     assert decode_root(text) == root
 
@@ -668,7 +670,7 @@ async def doc_reader(transport: Transport, root_key: str) -> tuple[list[Any], li
         return [item for child, _count in page["c"] for item in await walk(child, leaf_field)]
 
     root = await get(root_key)
-    assert root["format"] == "dex-book/2"
+    assert root["format"] == "dex-book/3"
     tick, lot = Decimal(root["tick"]), Decimal(root["lot"])
     orders = [
         # An integer order id n stands for "<clientId>-<n>".

@@ -253,7 +253,7 @@ async def test_a_reader_written_from_the_docs_reads_the_commands() -> None:
             return [item for child, _count in page["c"] for item in await walk(child)]
 
         root = await get(key)
-        assert (root["format"], root["first"], root["seq"]) == ("dex-book/2", 21, 120)
+        assert (root["format"], root["first"], root["seq"]) == ("dex-book/3", 21, 120)
         items = await walk(root["commands"])
     assert items == [[e.seq, e.ts, e.command] for e in entries[20:]]
 

@@ -240,7 +240,7 @@ garbage = st.one_of(
         },
     ).map(json.dumps),
     st.fixed_dictionaries(
-        {"format": st.sampled_from(["dex-book/1", "dex-book/2"])},
+        {"format": st.sampled_from(["dex-book/1", "dex-book/2", "dex-book/3"])},
         optional={
             k: json_values
             for k in (
@@ -251,6 +251,8 @@ garbage = st.one_of(
                 "book",
                 "events",
                 "commands",
+                "key",
+                "sig",
                 "tick",
                 "lot",
             )
