@@ -18,6 +18,7 @@ import anyio
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from support.keys import named_key
+from support.node import run_node
 
 from e2e.harness import ClientRun, Exchange, running_exchange
 from exchange.client import ClientNode
@@ -29,6 +30,7 @@ from exchange.protocol import (
     sign_object,
     sign_order,
 )
+from exchange.sequencer import Journal
 from exchange.versions import CommandEntry, VersionPublisher
 from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side, command_to_wire
 from transports import RemoteError, TransportError
@@ -122,6 +124,26 @@ def test_a_strangers_process_order_is_refused_and_the_sequencer_goes_on(
     assert buyer.seq == head["seq"] + 1
     assert buyer.filled() == 1000
     assert anyio.run(_head, exchange.grapes[1])["seq"] == buyer.seq
+
+
+def test_a_node_peer_signs_an_order_and_verifies_the_version(exchange: Exchange) -> None:
+    """grenache-nodejs-http and Node's crypto only, from the formats in docs/protocol.md."""
+    matcher_key = (exchange.workdir / "matcher.pub").read_text().strip()
+    out = run_node(
+        "signed_peer.js",
+        *("--grape", exchange.grapes[0], "--clientId", "nodejs", "--orderId", "n-1"),
+        *("--matcherKey", matcher_key),
+    )
+    assert out["ok"], out
+    assert out["submitted"]["orderId"] == "n-1"
+    assert out["forged"].startswith("ERR_AUTH: sig: not a valid signature"), out
+    assert out["head"]["seq"] >= out["submitted"]["seq"]
+    assert out["root"]["seq"] == out["head"]["seq"]
+    # The exchange agrees: the order is in the journal, under the Node peer's key.
+    entry = exchange.replay(upto=out["submitted"]["seq"])
+    assert entry["seq"] == out["submitted"]["seq"]
+    with Journal(exchange.journal) as journal:
+        assert journal.client_keys()["nodejs"] == out["pubKey"]
 
 
 def test_a_forged_head_is_refused_and_the_replica_stays(exchange: Exchange) -> None:
