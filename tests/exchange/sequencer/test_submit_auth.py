@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -145,3 +146,35 @@ async def test_two_first_commands_with_different_keys_bind_one_key(tmp_path: Pat
         assert all(m.startswith("ERR_AUTH: ") for m in refusals)
         assert journal.client_keys() == {"bob": public_key_hex(named_key(results[0]))}
         assert journal.head() == 1
+
+
+class _FailingOnce(Journal):
+    """Fails its next append, as a full disk would."""
+
+    fail = 0
+
+    def append(self, entries: Any, bindings: Any = None) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        super().append(entries, bindings)
+
+
+async def test_a_binding_whose_commit_failed_binds_nothing(tmp_path: Path) -> None:
+    network = MemoryNetwork()
+    with _FailingOnce(tmp_path / "journal.db") as journal:
+        async with (
+            open_transport("memory", network=network) as server,
+            open_transport("memory", network=network) as client,
+            anyio.create_task_group() as tg,
+        ):
+            worker = SubmitWorker(server, journal, max_backoff=0.2, signing_key=SEQUENCER_KEY)
+            await tg.start(worker.run)
+            journal.fail = 1
+            message = await refused(client, sign_order(new(), MALLORY))
+            assert message.startswith("ERR_UNAVAILABLE: ")
+            assert journal.client_keys() == {}
+            # Nothing was stored, so the clientId is still free: its real owner binds it.
+            await client.request("submit_order", sign_order(new(), ALICE), timeout=5)
+            assert journal.client_keys() == {"alice": public_key_hex(ALICE)}
+            tg.cancel_scope.cancel()
