@@ -38,9 +38,11 @@ def _totals(request: pytest.FixtureRequest) -> Iterator[None]:
     if not _figures:
         return
     totals = {"profile": profile(), **report(_figures)}
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line(f"\nchaos totals: {json.dumps(totals)}")
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # teardown output is captured otherwise
+            reporter.write_line(f"\nchaos totals: {json.dumps(totals)}")
     path = os.environ.get("CHAOS_REPORT")
     if path:
         Path(path).write_text(json.dumps({"totals": totals, "runs": _figures}, indent=1) + "\n")
