@@ -179,6 +179,9 @@ def exchange_on_grapes(
     with grapes(2, extra_args=extra) as started, ExitStack() as stack:
         submit_port, process_port = free_port(), free_port()
 
+        if profile:
+            profile.mkdir(parents=True, exist_ok=True)
+
         def python(name: str) -> list[str]:
             return [PY, "-m", "cProfile", "-o", str(profile / f"{name}.prof")] if profile else [PY]
 
@@ -304,8 +307,12 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
             watchers: list[Watcher] = []
             for i in range(replicas):
                 grape = (g0, g1)[i % 2]
-                proc = start(f"replica{i}", [PY, "bin/client.py", f"grape={grape}", "--json"],
-                             workdir / f"replica{i}.log", stdout=subprocess.PIPE)  # fmt: skip
+                # Each run has a matcher key of its own: give it (the key the client
+                # would otherwise trust on first use is kept in the user's key directory).
+                proc = start(f"replica{i}", [PY, "bin/client.py", f"grape={grape}", "--json",
+                                             f"--matcher-key={workdir / 'matcher.pub'}"],
+                             workdir / f"replica{i}.log", stdout=subprocess.PIPE,
+                             env={**os.environ, "DEX_KEY_DIR": str(workdir / "keys")})  # fmt: skip
                 procs.append(proc)
                 watcher = Watcher(proc)
                 threading.Thread(target=watcher.follow, daemon=True).start()
