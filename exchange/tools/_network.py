@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from exchange.client.view import Ladder, ladder_of
 from exchange.protocol import (
@@ -21,7 +22,10 @@ from exchange.protocol import (
     ORDERBOOK_UPDATED,
     PROCESS_ORDER,
     SUBMIT_ORDER,
+    AuthFailed,
     Head,
+    InvalidVersion,
+    verify_head,
 )
 from exchange.versions import VersionReader
 from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook
@@ -81,18 +85,28 @@ async def fetch_book(
 ) -> BookView:
     """The version `root` (default: the head's), read from the DHT and verified.
 
+    The head's: its signature is checked, and the version's root must be signed by the
+    same matcher key (an explicit `root` is checked against its hashes only: there is
+    no head to name the key).
+
     Raises:
-        InvalidVersion: the version is missing, incomplete or does not verify.
+        InvalidVersion: the version is missing, incomplete or does not verify, or the
+            head or the root is not signed by the matcher.
         transports.TransportError, BadMessage: the head could not be asked.
         TimeoutError: the DHT did not answer within `timeout`.
     """
+    matcher_key: Ed25519PublicKey | None = None
     if root is None:
         head = await fetch_head(transport, timeout)
+        try:
+            matcher_key = verify_head(head, None)
+        except AuthFailed as exc:
+            raise InvalidVersion(f"orderbook_head: {exc}") from None
         if head.root is None:
             return BookView(0, None, None, ladder_of(OrderBook(spec), spec, depth))
         root = head.root
     with anyio.fail_after(timeout):
-        version = await VersionReader(transport, spec).fetch(root)
+        version = await VersionReader(transport, spec, matcher_key=matcher_key).fetch(root)
     return BookView(version.root.seq, root, version.root.book, ladder_of(version.book, spec, depth))
 
 

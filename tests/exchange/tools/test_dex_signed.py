@@ -1,0 +1,74 @@
+"""`dex book` believes a head only when the matcher signed it, and the root too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from support.keys import MATCHER_KEY, named_key, signed_head
+
+from exchange.protocol import Head, InvalidVersion, sign_head
+from exchange.tools._network import fetch_book
+from exchange.versions import VersionPublisher
+from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side
+from transports import JSON, MemoryNetwork, MemoryTransport
+
+pytestmark = pytest.mark.anyio
+
+
+async def _book_with_head(head_of: Any, signing_key: Any) -> Any:
+    network = MemoryNetwork()
+    book = OrderBook(DEFAULT_SPEC)
+    events = book.apply(NewOrder(1, 1, "a", "a-1", Side.BUY, 100, 1000))
+    async with (
+        MemoryTransport(network) as matcher,
+        MemoryTransport(network) as dex,
+        anyio.create_task_group() as tg,
+    ):
+        publisher = VersionPublisher(matcher, DEFAULT_SPEC, signing_key=signing_key)
+        root = await publisher.publish(book, events, seq=1, first=1)
+
+        async def head(_: JSON) -> JSON:
+            return head_of(root)
+
+        await tg.start(matcher.serve, {"orderbook_head": head})
+        outcome: Any
+        try:
+            outcome = await fetch_book(dex, root=None, depth=5, timeout=5)
+        except InvalidVersion as exc:
+            outcome = exc  # raised below, out of the task group
+        tg.cancel_scope.cancel()
+    if isinstance(outcome, InvalidVersion):
+        raise outcome
+    return outcome
+
+
+async def test_a_signed_head_and_root_give_the_book() -> None:
+    view = await _book_with_head(lambda root: signed_head(1, root), MATCHER_KEY)
+    assert (view.seq, view.ladder.orders) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("head_of", "signing_key", "problem"),
+    [
+        (lambda root: {"seq": 1, "root": root}, MATCHER_KEY, "orderbook_head: ERR_AUTH"),
+        (
+            lambda root: {**signed_head(1, root), "seq": 2},
+            MATCHER_KEY,
+            "orderbook_head: ERR_AUTH: sig: not a valid signature",
+        ),
+        (lambda root: signed_head(1, root), named_key("other"), "signed by another key"),
+        (lambda root: signed_head(1, root), None, "not signed by the matcher"),
+        (
+            lambda root: sign_head(Head(1, root), named_key("other")).to_wire(),
+            MATCHER_KEY,
+            "signed by another key",
+        ),
+    ],
+)
+async def test_an_unsigned_or_mismatched_head_or_root_is_refused(
+    head_of: Any, signing_key: Any, problem: str
+) -> None:
+    with pytest.raises(InvalidVersion, match=problem):
+        await _book_with_head(head_of, signing_key)
