@@ -165,7 +165,9 @@ MAX_LIST_LEAF_TEXT = 65_536
 """The most bytes a compressed list leaf may expand to: bounds what a hostile page can
 make a reader allocate (the writer's leaves expand to 3 to 6 KB)."""
 
-_ZLIB_LEVEL = 9
+_ZLIB_LEVEL = 6
+_Z_FULL_ENOUGH = 0.92
+"""A leaf whose compressed text fills this share of the budget is not grown further."""
 _Z_BUDGET = (MAX_PAGE_BYTES - len('{"t":"EZ","v":3,"z":""}')) // 4 * 3
 """Compressed bytes whose base64 text fits in a page beside the page's other fields."""
 
@@ -369,27 +371,31 @@ def _deflate(items: Sequence[str]) -> bytes:
 def _fitting_run(encodings: Sequence[str], start: int, guess: int) -> tuple[int, bytes]:
     """How many items from `start` make one compressed leaf, and its compressed text.
 
-    Searches from `guess` (the previous leaf's count: lists are alike along a version)
-    by doubling, then bisection: a handful of compressions. Compressed size is not
-    strictly monotonic in the count, so the run is a long one that fits, not always the
-    longest; the search is deterministic, so the same list gives the same pages.
+    Starts from `guess` (the previous leaf's count: lists are alike along a version)
+    and moves the count in proportion to how far the compressed size is from the
+    budget, within the bounds found so far: one or two compressions a page, most
+    often. A leaf filled to `_Z_FULL_ENOUGH` of the budget is taken; the search is
+    deterministic, so the same list gives the same pages.
 
     Raises:
         ValueError: one item alone does not fit (ids far beyond the id rule).
     """
     left = len(encodings) - start
     fits, fit_data = 0, b""
-    too_many: int | None = None
+    too_many = left + 1
     n = max(1, min(guess, left))
     while True:
         data = _deflate(encodings[start : start + n])
         if len(data) <= _Z_BUDGET:
             fits, fit_data = n, data
+            if n == left or len(data) >= _Z_FULL_ENOUGH * _Z_BUDGET:
+                break
         else:
             too_many = n
-        if fits == left or (too_many is not None and too_many - fits <= 1):
+        if too_many - fits <= 1:
             break
-        n = min(2 * n, left) if too_many is None else (fits + too_many) // 2
+        scaled = int(n * _Z_BUDGET * (_Z_FULL_ENOUGH + 1) / 2 / len(data))
+        n = min(max(scaled, fits + 1), too_many - 1)
     if fits == 0:
         raise ValueError(f"a list item of {len(encodings[start])} bytes does not fit in a page")
     return fits, fit_data
