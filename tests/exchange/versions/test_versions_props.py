@@ -43,6 +43,7 @@ from orderbook_core import (
     CancelOrder,
     CancelReason,
     Command,
+    Event,
     MarketSpec,
     ModifyOrder,
     NewOrder,
@@ -199,7 +200,7 @@ def test_every_page_fits_a_dht_value_and_parses_back(book: OrderBook) -> None:
 
 def test_the_largest_events_fit_an_event_page() -> None:
     big = SPEC.max_lots
-    events = []
+    events: list[Event] = []
     for n in range(30):  # ids of 64 characters that do not compress (sha-256 hex)
         long_a = hashlib.sha256(b"a%d" % n).hexdigest()
         long_b = hashlib.sha256(b"b%d" % n).hexdigest()
