@@ -16,10 +16,12 @@ Per update it measures:
 * ``new``: the items that publish put for the first time (book pages, event pages,
   the root), and ``refreshes``: unchanged pages it put again to keep them resident in
   a 1000-value LRU (see docs/protocol.md, "Residency"), reported apart.
-* ``replica``: what a client holding the previous version spends to follow it: apply
-  the same command to its own book (the core is deterministic) and update its
-  `BookTree` from the events, then compare the root with the version's ``book``.
-  Only when `exchange.versions` has `BookTree` (the incremental tree).
+* ``replica``: what a client holding the previous version spends to follow it. With
+  `VersionReader.advance` (versions that carry their commands): the whole path, i.e.
+  get and check the root and the command pages, apply the command to its own book
+  with the core's validator, update its `BookTree` from the events and compare the
+  root's ``book``. In older code: apply the command and update the `BookTree` only
+  (when `exchange.versions` has one).
 * ``fetch``: the CPU of `VersionReader.fetch` of the new version by a reader that
   holds the previous one (cached pages), measured on the last ``--fetches`` updates:
   the path a client takes to start cold or to cross a gap.
@@ -73,6 +75,7 @@ from orderbook_core import (  # noqa: E402
     OrderBook,
     Side,
     TimeInForce,
+    command_to_wire,
 )
 from transports import MemoryNetwork, open_transport  # noqa: E402
 
@@ -158,6 +161,8 @@ class Market:
         version = await self.reader.fetch(self.publisher.last_root)
         self.result["cold_fetch_ms"] = cpu_us(started) / 1000
         self.replica = version.book
+        self.version = version
+        self.advance = hasattr(self.reader, "advance")  # follows by the version's commands
         self.tree: Any = None
         book_tree = getattr(versions, "BookTree", None)
         if book_tree is not None:  # the incremental tree, when this code has it
@@ -169,17 +174,26 @@ class Market:
         seq = self.n + 1 + i
         cmd = one_order(self.book, seq, i % 3, self.rng)
         events = self.book.apply(cmd)
+        extra: dict[str, Any] = {}
+        if self.advance:
+            wire = command_to_wire(cmd, SPEC)
+            extra["commands"] = [versions.CommandEntry(seq, cmd.ts, wire)]
         started = time.process_time_ns()
-        key = await self.publisher.publish(self.book, events, seq=seq, first=seq)
+        key = await self.publisher.publish(self.book, events, seq=seq, first=seq, **extra)
         spent = cpu_us(started)
-        root = await self.reader.fetch_root(key)
         replica_spent = None
-        if self.tree is not None:
+        if self.advance:
+            started = time.process_time_ns()
+            self.version, _ = await self.reader.advance(self.version, key)
+            replica_spent = cpu_us(started)
+            self.replica = self.version.book
+        root = await self.reader.fetch_root(key)
+        if not self.advance and self.tree is not None:  # older code: the tree alone
             started = time.process_time_ns()
             delta = self.tree.update(self.replica, self.replica.apply(cmd))
             replica_spent = cpu_us(started)
             assert delta.root == root.book, "the replica's tree disagrees with the version"
-        else:
+        elif not self.advance:
             self.replica.apply(cmd)
         if i < args.warmup:
             return
@@ -243,9 +257,10 @@ def report(results: list[dict[str, Any]], emit: Callable[[str], None]) -> None:
         )
     emit(
         "new items: median (mean, max) items put for the first time per update (book pages,\n"
-        "event pages, root); refreshes: unchanged pages put again (median); replica: apply\n"
-        "the command to the client's book and update its BookTree; fetch: VersionReader.fetch\n"
-        "of the new version with the previous one cached. CPU time, median of the updates."
+        "event and command pages, root); refreshes: unchanged pages put again (median);\n"
+        "replica: VersionReader.advance (get the root and command pages, apply the command,\n"
+        "update the BookTree, compare); fetch: VersionReader.fetch of the new version with\n"
+        "the previous one cached. CPU time, median of the updates."
     )
 
 
