@@ -17,7 +17,7 @@ import copy
 import dataclasses
 
 import pytest
-from core_support import CORE_PROFILE, stateful_market
+from core_support import CORE_PROFILE, LONG_RUN, stateful_market
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -41,6 +41,8 @@ from orderbook_core.testing import QuantityLedger, ReferenceBook, amounts, new_o
 # Tick 1, lot 1 in the derandomized CI profile; non-unit sizes and a wider band in the
 # long one (core_support.stateful_market).
 MARKET = stateful_market()
+if LONG_RUN:  # 2,000 runs of 100 steps take minutes: beyond the per-test default
+    pytestmark = pytest.mark.timeout(3600)
 SPEC = MARKET.spec
 CLIENTS = st.sampled_from(["a", "b", "c"])
 # Mostly a small pool (duplicates, reuse after fill/cancel), sometimes a larger one
