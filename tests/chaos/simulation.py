@@ -868,7 +868,7 @@ def _check(sim: _Simulation) -> None:
         )
     outcome.faults.update(_faults(sim.network.log))
     outcome.messages = sum(1 for line in sim.network.log if " request " in line)
-    if sim.plan.faults.delay[1] > 0:
+    if sim.plan.faults.delay[1] > 0:  # requests of a seed with delays (until it heals)
         outcome.delayed = outcome.messages
     outcome.answered_from_journal = sum(1 for line in outcome.trace if "repeat of seq=" in line)
 
@@ -1057,8 +1057,8 @@ def summary(outcomes: list[Outcome]) -> str:
         f" retries answered from the journal; {total['killed_mid_submit']} submits cut by a"
         f" client's restart and sent again), {total['journal']} journal entries (of them"
         f" {total['journaled_unacked']} given up and never acknowledged, each once),"
-        f" {total['trades']} trades; {total['messages']} requests ({total['delayed']} with"
-        " random delays); faults: "
+        f" {total['trades']} trades; {total['messages']} requests ({total['delayed']} in"
+        " seeds with random delays); faults: "
         + ", ".join(f"{k} {faults[k]}" for k in _FAULT_KINDS)
         + f"; peer outages {total['downs']}, DHT outages {total['dht_outages']};"
         f" restarts: sequencer {restarts['sequencer']}, matcher {restarts['matcher']},"
