@@ -472,6 +472,8 @@ class _Restartable:
 
 
 class _Simulation:
+    """One seed's run: the workers, the clients, the chaos, and what the clients saw."""
+
     def __init__(self, plan: Scenario, directory: Path) -> None:
         self.plan = plan
         self.directory = directory
