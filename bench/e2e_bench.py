@@ -195,8 +195,9 @@ def exchange_on_grapes(
                               "--db", str(workdir / "process.db"), "--port", str(process_port)],
                   workdir / "process.log"),
         ]  # fmt: skip
-        for proc in procs:
-            stack.callback(proc.stop)
+        # Every process in `procs` at exit is stopped, those the caller adds (replicas)
+        # too, also when the run fails.
+        stack.callback(lambda: [proc.stop() for proc in reversed(procs)])
         yield started, procs
 
 
