@@ -195,9 +195,14 @@ def exchange_on_grapes(
                               "--db", str(workdir / "process.db"), "--port", str(process_port)],
                   workdir / "process.log"),
         ]  # fmt: skip
+
         # Every process in `procs` at exit is stopped, those the caller adds (replicas)
         # too, also when the run fails.
-        stack.callback(lambda: [proc.stop() for proc in reversed(procs)])
+        def stop_all() -> None:
+            for proc in reversed(procs):
+                proc.stop()
+
+        stack.callback(stop_all)
         yield started, procs
 
 
