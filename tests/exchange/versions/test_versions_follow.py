@@ -120,15 +120,26 @@ async def test_advancing_ends_where_a_full_read_ends(run: int) -> None:
     assert version.tree.pages() == BookTree.from_book(matcher.book).pages()
 
 
+async def held_then_published(
+    transport: Transport, entries: list[CommandEntry], held: int
+) -> tuple[Matcher, VersionReader, Version, str]:
+    """A reader holds the version of the first `held` entries; the rest are then
+    published ten a version, unseen. Returns the matcher, the reader, the version it
+    holds and the last version's key."""
+    matcher = Matcher(transport)
+    reader = VersionReader(transport, SPEC)
+    version = await reader.fetch(await matcher.publish(entries[:held]))
+    key = version.key
+    for start in range(held, len(entries), 10):
+        key = await matcher.publish(entries[start : start + 10])
+    return matcher, reader, version, key
+
+
 async def test_advancing_walks_back_over_versions_it_never_saw() -> None:
     network = MemoryNetwork()
     async with open_transport("memory", network=network) as transport:
-        matcher = Matcher(transport)
         entries = random_commands(200, seed=3)
-        reader = VersionReader(transport, SPEC)
-        version = await reader.fetch(await matcher.publish(entries[:50]))
-        for start in range(50, 200, 10):
-            key = await matcher.publish(entries[start : start + 10])
+        matcher, reader, version, key = await held_then_published(transport, entries, 50)
         version, events = await reader.advance(version, key)
         assert version.book == matcher.book
         assert sorted({e.seq for e in events}) == list(range(51, 201))
@@ -138,13 +149,9 @@ async def test_advancing_walks_back_over_versions_it_never_saw() -> None:
 async def test_a_chain_longer_than_the_walk_is_refused_and_nothing_changes() -> None:
     network = MemoryNetwork()
     async with open_transport("memory", network=network) as transport:
-        matcher = Matcher(transport)
         entries = random_commands(60, seed=4)
-        reader = VersionReader(transport, SPEC)
-        version = await reader.fetch(await matcher.publish(entries[:10]))
+        matcher, reader, version, key = await held_then_published(transport, entries, 10)
         before = snapshot(version)
-        for start in range(10, 60, 10):
-            key = await matcher.publish(entries[start : start + 10])
         with pytest.raises(InvalidVersion, match="no chain of 3 versions"):
             await reader.advance(version, key, max_walk=3)
         assert snapshot(version) == before
