@@ -20,6 +20,9 @@ the throughput load: every load process submits as fast as its in-flight bound a
 head reaching the last one, ``submit_per_s`` orders over the time until the last
 acknowledgement; (4) offers ``--rate`` orders/s (open loop) and measures, per order,
 the time from its submit to the moment *every* replica shows a version that covers it.
+Last, unless ``--no-versions``, the CPU of a one-order version at 1,000 and 100,000
+resting orders (publisher and replica, `bench/versions_bench.py`, in this process), so
+the JSON line has ``version_cpu_us_1k``/``_100k`` and ``puts_per_update_100k`` too.
 
 Usage::
 
@@ -51,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from peers import REPO, grapes, node, node_env
 
 from exchange.protocol import ORDERBOOK_HEAD, SUBMIT_ORDER, Head, HeadRequest, sign_order
+from exchange.versions import DEFAULT_REFRESH_BUDGET
 from transports import RemoteError, TransportError, open_transport
 from transports.grenache.testing import Grape, free_port
 
@@ -416,6 +420,35 @@ def _summary(results: list[dict[str, Any]]) -> None:
               "challenge's 1000-value DHT")  # fmt: skip
 
 
+def _per_version() -> dict[str, Any]:
+    """One-order versions at 1,000 and 100,000 resting orders, in this process on the
+    memory DHT (`bench/versions_bench.py`, 40 updates each): the publisher's CPU, the
+    new items it puts, and a replica's `VersionReader.advance`."""
+    import versions_bench  # bench/ is on the path of a script run from it
+
+    settings = argparse.Namespace(
+        seed=1,
+        updates=40,
+        warmup=3,
+        fetches=0,
+        refresh_budget=DEFAULT_REFRESH_BUDGET,
+    )
+    out: dict[str, Any] = {}
+    for r in anyio.run(versions_bench.measure, [1_000, 100_000], settings):
+        tag = versions_bench.label(r["orders"])
+        out[f"version_cpu_us_{tag}"] = round(r["version_cpu_us"], 1)
+        out[f"puts_per_update_{tag}"] = r["puts_per_update"]
+        out[f"refreshes_per_update_{tag}"] = r["refreshes_per_update"]
+        out[f"replica_cpu_us_{tag}"] = r["replica_cpu_us"] and round(r["replica_cpu_us"], 1)
+    print(
+        "one-order version, CPU µs at 1k / 100k resting orders: publish "
+        f"{out['version_cpu_us_1k']:.0f} / {out['version_cpu_us_100k']:.0f}, replica "
+        f"{out['replica_cpu_us_1k']:.0f} / {out['replica_cpu_us_100k']:.0f}; new items "
+        f"{out['puts_per_update_1k']:g} / {out['puts_per_update_100k']:g}"
+    )
+    return out
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "load":
         parser = argparse.ArgumentParser(prog="e2e_bench.py load")
@@ -442,6 +475,12 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep databases and logs in this folder")
     parser.add_argument("--catch-up", type=float, default=300, help="replica start bound (s)")
     parser.add_argument("--json", action="store_true", help="one JSON object, last line")
+    parser.add_argument(
+        "--no-versions",
+        dest="versions",
+        action="store_false",
+        help="skip the CPU per version at 1k and 100k resting orders (bench/versions_bench.py)",
+    )
     args = parser.parse_args()
     node()  # exits with a message when `make setup` has not run
     if args.quick:
@@ -453,9 +492,11 @@ def main() -> None:
             print(json.dumps(result), file=sys.stderr)
             results.append(result)
     _summary(results)
+    per_version = _per_version() if args.versions else {}
     if args.json:
         headline = next((r for r in results if r["replicas"] == 3), results[0])
         print(json.dumps({
+            **per_version,
             "processed_per_s": headline["processed_per_s"],
             "submit_per_s": headline["submit_per_s"],
             "submit_p99_ms": headline["submit_p99_ms"],
