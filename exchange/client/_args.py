@@ -109,6 +109,10 @@ class ClientArgs:
     help: bool = False
 
 
+_VALUE_FLAGS = frozenset({"timeout", "key-file", "matcher-key", "metrics-port"})
+"""Flags that take a value, given as ``--flag=value`` or as the next word."""
+
+
 def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") -> ClientArgs:
     """Parse the client's words into `ClientArgs`.
 
@@ -135,6 +139,8 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
     for word in words:
         if word.startswith("--"):
             name, eq, value = word[2:].partition("=")
+            if name in _VALUE_FLAGS and not eq:
+                value = next(words, "")  # "--flag value" as well as "--flag=value"
             if name == "once" and not eq:
                 once = True
             elif name == "json" and not eq:
@@ -142,24 +148,16 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
             elif name == "plain" and not eq:
                 plain = True
             elif name == "timeout":
-                if not eq:
-                    value = next(words, "")
                 timeout = _parse_timeout(value)
             elif name == "key-file":
-                if not eq:
-                    value = next(words, "")
                 if not value:
                     raise ArgumentError("--key-file: expected a path")
                 key_file = value
             elif name == "matcher-key":
-                if not eq:
-                    value = next(words, "")
                 if not value:
                     raise ArgumentError("--matcher-key: expected 64 hex or a .pub file")
                 matcher_key = value
             elif name == "metrics-port":
-                if not eq:
-                    value = next(words, "")
                 metrics_port = _parse_port(value)
             else:
                 raise ArgumentError(
