@@ -30,8 +30,9 @@ from exchange.client import ClientNode
 from exchange.matcher import ProcessWorker
 from exchange.protocol import OrderRefused
 from exchange.sequencer import Journal, SubmitWorker
+from exchange.tools._local import trade_record
 from exchange.tools._replay import ReplayResult, replay_journal
-from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Side, Trade
+from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Side
 from transports import MemoryNetwork, open_transport
 
 __all__ = ["DemoResult", "demo_orders", "run_demo", "run_demo_async"]
@@ -243,23 +244,6 @@ async def _submit(
     )
 
 
-def _trade_record(trade: Trade, spec: MarketSpec) -> dict[str, Any]:
-    buyer, seller = (
-        (trade.taker_client_id, trade.maker_client_id)
-        if trade.taker_side == Side.BUY
-        else (trade.maker_client_id, trade.taker_client_id)
-    )
-    return {
-        "event": "trade",
-        "seq": trade.seq,
-        "tradeId": trade.trade_id,
-        "buyer": buyer,
-        "seller": seller,
-        "price": str(spec.ticks_to_price(trade.price)),
-        "amount": str(spec.lots_to_amount(trade.amount)),
-    }
-
-
 def _book_records(book: OrderBook, spec: MarketSpec) -> list[dict[str, Any]]:
     records = []
     for side in (Side.SELL, Side.BUY):
@@ -359,7 +343,7 @@ def run_demo(
             return 1
     heading("trades:")
     for trade in result.replay.trades:
-        say(_trade_record(trade, spec))
+        say({"event": "trade", **trade_record(trade, spec)})
     heading(f"book at seq {result.replay.seq} (asks above bids):")
     for record in _book_records(result.replay.book, spec):
         say(record)
