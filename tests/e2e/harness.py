@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from support.grapes import running_grapes
+from support.grapes import Grape, running_grapes
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv").is_dir() else sys.executable
@@ -244,11 +244,17 @@ def running_exchange(workdir: Path) -> Iterator[Exchange]:
     The grapes are private: service names are fixed and grapes keep dead peers announced
     for ever, so sharing them with other tests would make these talk to dead workers.
     """
-    with running_grapes(2) as grapes:
-        exchange = Exchange([g.url for g in grapes], workdir)
-        try:
-            exchange.start_process()
-            exchange.start_submit()
-            yield exchange
-        finally:
-            exchange.close()
+    with running_grapes(2) as grapes, exchange_on(grapes, workdir) as exchange:
+        yield exchange
+
+
+@contextmanager
+def exchange_on(grapes: list[Grape], workdir: Path) -> Iterator[Exchange]:
+    """Both workers (submit on the first grape, process on the second), stopped by PID."""
+    exchange = Exchange([g.url for g in grapes], workdir)
+    try:
+        exchange.start_process()
+        exchange.start_submit()
+        yield exchange
+    finally:
+        exchange.close()

@@ -13,31 +13,17 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from support.grapes import Grape, restarted_grape, running_grapes
+from support.grapes import restarted_grape, running_grapes
 
-from e2e.harness import PYTHON, REPO, ClientRun, Exchange, Proc, _env
+from e2e.harness import PYTHON, REPO, ClientRun, Exchange, Proc, _env, exchange_on
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
 
 _STATE = re.compile(r"(?P<what>.+?) (?P<state>fails|works again)\b")
 _STAMP = re.compile(r"^\S+ \S+ (?P<level>[A-Z]+) (?P<logger>\S+): (?P<message>.*)$")
-
-
-@contextmanager
-def exchange_on(grapes: list[Grape], workdir: Path) -> Iterator[Exchange]:
-    """Both workers (submit on the first grape, process on the second), stopped by PID."""
-    exchange = Exchange([g.url for g in grapes], workdir)
-    try:
-        exchange.start_process()
-        exchange.start_submit()
-        yield exchange
-    finally:
-        exchange.close()
 
 
 def workers(exchange: Exchange) -> tuple[Proc, Proc]:
