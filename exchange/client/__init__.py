@@ -5,32 +5,14 @@ to versions it verified, fed by ``orderbook_updated`` and the matcher's
 ``orderbook_head``. `main` is the challenge's `bin/client.py`.
 """
 
-from exchange.client._args import DEFAULT_GRAPE, ClientArgs, parse_client_args
+from exchange.client._args import ClientArgs, parse_client_args
 from exchange.client._node import ClientNode, new_order_id
 from exchange.client._output import Emit, Record, TextOrJsonWriter
-from exchange.client._program import (
-    EXIT_BROKEN_PIPE,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_REJECTED,
-    EXIT_UNREACHABLE,
-    EXIT_USAGE,
-    main,
-    run_client,
-)
+from exchange.client._program import main, run_client
 from exchange.client._replica import Replica, ReplicaUpdate, VersionSource
 from exchange.client._source import DhtVersionSource
 
 __all__ = [
-    "DEFAULT_GRAPE",
-    "EXIT_BROKEN_PIPE",
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_REJECTED",
-    "EXIT_UNREACHABLE",
-    "EXIT_USAGE",
     "ClientArgs",
     "ClientNode",
     "DhtVersionSource",

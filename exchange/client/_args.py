@@ -17,17 +17,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from exchange.protocol import ArgumentError
+from exchange.runtime import DEFAULT_GRAPE
 from orderbook_core import ID_RULE, is_identifier
 
 __all__ = [
-    "DEFAULT_GRAPE",
     "DEFAULT_TIMEOUT",
     "USAGE",
     "ClientArgs",
     "parse_client_args",
 ]
 
-DEFAULT_GRAPE = "http://127.0.0.1:30001"
 DEFAULT_TIMEOUT = 30.0
 """Seconds `--once` waits for its order's outcome (and startup waits for the grape)."""
 

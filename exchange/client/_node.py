@@ -102,7 +102,7 @@ class ClientNode:
         signing_key: the client's Ed25519 key; every submit is signed with it, and the
             sequencer binds the clientId to it at its first accepted command. Default:
             a key made for this node's life only (the program keeps one in a key file,
-            `exchange._keys`, so that the clientId stays usable across runs).
+            `exchange.runtime`, so that the clientId stays usable across runs).
         matcher_key: the matcher's public key: ``orderbook_head`` replies and the
             versions' roots must be signed by it. None: trust the first key that signs
             a head (trust on first use), then that key only; `on_matcher_key` is told

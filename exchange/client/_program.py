@@ -24,22 +24,31 @@ from typing import Any, TextIO
 import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from exchange._keys import (
-    KNOWN_MATCHER,
-    client_key_path,
-    default_key_dir,
-    load_or_create_key,
-    read_public_key,
-    read_trusted_key,
-)
 from exchange.client._args import USAGE as USAGE
 from exchange.client._args import ClientArgs, parse_client_args
 from exchange.client._node import ClientNode, new_order_id
 from exchange.client._output import REJECT_TEXT, Emit, Record, TextOrJsonWriter
 from exchange.client._replica import ReplicaUpdate
 from exchange.client.view import LiveMarket, MarketState, rich_available
-from exchange.metrics import NO_METRICS, Metrics, serve_prometheus
 from exchange.protocol import ArgumentError, AuthFailed, BadMessage, OrderRefused, public_key_hex
+from exchange.runtime import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    KNOWN_MATCHER,
+    NO_METRICS,
+    Metrics,
+    client_key_path,
+    default_key_dir,
+    load_or_create_key,
+    read_public_key,
+    read_trusted_key,
+    serve_prometheus,
+)
 from exchange.sequencer import GENERATED_ORDER_ID_PREFIX
 from exchange.versions import Version
 from orderbook_core import (
@@ -55,23 +64,9 @@ from orderbook_core import (
 from transports import Transport, TransportError, open_transport
 
 __all__ = [
-    "EXIT_BROKEN_PIPE",
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_REJECTED",
-    "EXIT_UNREACHABLE",
-    "EXIT_USAGE",
     "main",
     "run_client",
 ]
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_REJECTED = 0, 1, 2, 3, 4
-"""0 done; 1 refused by the sequencer (or ``--once`` timed out); 2 bad arguments or a
-bad order; 3 grape or workers unreachable; 4 the matcher rejected the command (a cancel
-of no resting order of this client's, a post-only order that would cross, ...)."""
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports when the output pipe closed
 
 _OWN_KINDS = frozenset({"accepted", "rested", "fill", "cancelled", "rejected", "modified"})
 """Records about orders (the client's, and the tape's trades): shown from its command on."""

@@ -12,10 +12,16 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from exchange._keys import read_public_key, read_trusted_key
-from exchange._program import Runner, WorkerProgram, run_worker_program
 from exchange.matcher._worker import ProcessWorker
 from exchange.protocol import PROCESS_ORDER
+from exchange.runtime import (
+    DEFAULT_MATCHER_GRAPE,
+    Runner,
+    WorkerProgram,
+    read_public_key,
+    read_trusted_key,
+    run_worker_program,
+)
 from transports import Transport
 
 __all__ = ["DEFAULT_STATE", "main"]
@@ -67,7 +73,7 @@ _PROGRAM = WorkerProgram(
     prog="processOrderWorker.py",
     description="Serve process_order and orderbook_head: apply sequenced orders, "
     "publish each version of the book to the DHT, broadcast orderbook_updated.",
-    default_grape="http://127.0.0.1:40001",
+    default_grape=DEFAULT_MATCHER_GRAPE,
     default_db=DEFAULT_STATE,
     db_help="SQLite state",
     port_help="port to serve on (default: a free one). Give a fixed port in production: "

@@ -62,11 +62,7 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from exchange._crashpoints import crash_point
-from exchange._lockfile import one_writer
-from exchange._outage import Outage
 from exchange.matcher._applied import AppliedEntry, AppliedLog
-from exchange.metrics import NO_METRICS, Metrics, TimedPuts, observe_refusals
 from exchange.protocol import (
     ERR_BAD_REQUEST,
     ERR_UNAVAILABLE,
@@ -87,6 +83,8 @@ from exchange.protocol import (
     sign_head,
     verify_object,
 )
+from exchange.runtime import NO_METRICS, Metrics, Outage, TimedPuts, observe_refusals, one_writer
+from exchange.runtime._crashpoints import crash_point
 from exchange.versions import CommandEntry, VersionPublisher
 from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, canonical_json
 from transports import JSON, Transport, TransportError
@@ -123,7 +121,7 @@ class ProcessWorker:
         port: where to serve (0: a free port).
         broadcast_timeout: seconds each ``orderbook_updated`` request may take.
         republish_timeout: seconds the startup republish of the head version may take.
-        metrics: told of each version, DHT put and broadcast (`exchange.metrics`).
+        metrics: told of each version, DHT put and broadcast (`exchange.runtime`).
         signing_key: the matcher's own key: every version's root and every
             ``orderbook_head`` reply is signed with it, and clients trust it (given, or
             on first use).
@@ -183,7 +181,7 @@ class ProcessWorker:
         """Restore the state from the database, then serve until cancelled.
 
         Calls ``task_status.started(port)`` once both names are announced. The database
-        is locked for as long as this runs (`exchange._lockfile`): one writer only.
+        is locked for as long as this runs (`exchange.runtime.one_writer`): one writer only.
 
         Raises:
             DatabaseInUse: another worker holds the database (nothing was read).

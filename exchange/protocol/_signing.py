@@ -18,7 +18,7 @@ its 32 raw bytes (64 hex), a signature its 64 bytes (128 hex). docs/protocol.md
 ("Signatures") is the specification; a Node peer signs and verifies with its own
 ``crypto`` module.
 
-Pure: no I/O (key files are `exchange._keys`). Verification raises `AuthFailed`
+Pure: no I/O (key files are `exchange.runtime`). Verification raises `AuthFailed`
 (``ERR_AUTH``), never returns a verdict to forget to check.
 """
 

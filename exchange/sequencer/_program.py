@@ -7,8 +7,8 @@ import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from exchange._program import Runner, WorkerProgram, run_worker_program
 from exchange.protocol import SUBMIT_ORDER
+from exchange.runtime import DEFAULT_GRAPE, Runner, WorkerProgram, run_worker_program
 from exchange.sequencer._journal import Journal
 from exchange.sequencer._worker import SubmitWorker
 from transports import Transport
@@ -34,7 +34,7 @@ _PROGRAM = WorkerProgram(
     prog="submitOrderWorker.py",
     description="Serve submit_order: validate, sequence and journal orders, then "
     "forward them in order to process_order.",
-    default_grape="http://127.0.0.1:30001",
+    default_grape=DEFAULT_GRAPE,
     default_db=DEFAULT_JOURNAL,
     db_help="SQLite journal",
     port_help="port to serve on (default: a free one)",

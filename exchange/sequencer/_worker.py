@@ -61,10 +61,6 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from exchange._crashpoints import crash_point
-from exchange._lockfile import one_writer
-from exchange._outage import Outage
-from exchange.metrics import NO_METRICS, Metrics, observe_refusals
 from exchange.protocol import (
     ERR_VALIDATION,
     MAX_BATCH,
@@ -85,6 +81,8 @@ from exchange.protocol import (
     sign_object,
     verify_order,
 )
+from exchange.runtime import NO_METRICS, Metrics, Outage, observe_refusals, one_writer
+from exchange.runtime._crashpoints import crash_point
 from exchange.sequencer._journal import (
     GENERATED_ORDER_ID_PREFIX,
     Journal,
@@ -159,7 +157,7 @@ class SubmitWorker:
             whether the matcher fell behind (e.g. lost its state).
         clock: returns the sequencer's timestamp in ms (default: the wall clock).
         batch_size: the most journal entries one ``process_order`` request carries.
-        metrics: told of each commit, refusal and acknowledgement (`exchange.metrics`).
+        metrics: told of each commit, refusal and acknowledgement (`exchange.runtime`).
         signing_key: the sequencer's key: every ``process_order`` request is signed
             with it (the matcher takes no other).
     """
@@ -217,7 +215,7 @@ class SubmitWorker:
         """Serve ``submit_order``, commit and forward, until cancelled.
 
         Calls ``task_status.started(port)`` once ``submit_order`` is announced. The
-        journal is locked for as long as this runs (`exchange._lockfile`): one writer.
+        journal is locked for as long as this runs (`exchange.runtime.one_writer`): one writer.
 
         Raises:
             DatabaseInUse: another worker holds the journal.

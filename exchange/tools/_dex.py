@@ -14,36 +14,18 @@ services could not be reached; 130 interrupted; 141 the output pipe closed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
+
+from exchange.runtime import (
+    DEFAULT_GRAPE,
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+)
+from exchange.runtime import positive as _positive
+from exchange.runtime import tcp_port as _port
 
 __all__ = ["main"]
-
-DEFAULT_GRAPE = "http://127.0.0.1:30001"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
-
-
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-
-    return parse
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
-    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -177,11 +159,6 @@ def _broken_pipe() -> int:
     shell tool killed by SIGPIPE would, and keep Python from failing again at exit."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_BROKEN_PIPE
-
-
-def print_json(value: Any) -> None:
-    """One compact JSON document on stdout."""
-    print(json.dumps(value, separators=(",", ":")), flush=True)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Any
 
 from exchange.client.view import ladder_lines, ladder_of
 from exchange.protocol import ReplayError
-from exchange.tools._dex import EXIT_OK, EXIT_USAGE, print_json
+from exchange.runtime import EXIT_OK, EXIT_USAGE, print_json
 from exchange.tools._journal_view import (
     JOURNAL_HEADER,
     entry_line,

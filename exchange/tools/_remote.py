@@ -19,7 +19,7 @@ import anyio
 
 from exchange.client.view import ladder_lines
 from exchange.protocol import BadMessage, InvalidVersion, ReplayError
-from exchange.tools._dex import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, print_json
+from exchange.runtime import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, print_json
 from exchange.tools._network import (
     Status,
     fetch_book,

@@ -1,7 +1,7 @@
 """Whole-system chaos runs: real grapes, both workers and live clients as processes.
 
 One run (`chaos_run`) is driven by a seed: the orders (sides, prices, cancels), which
-crash point kills which worker on which pass (``DEX_CRASH_AT``, `exchange._crashpoints`),
+crash point kills which worker on which pass (``DEX_CRASH_AT``, `exchange.runtime.crash_point`),
 and when a grape is killed and started again. While the load runs, a supervisor
 restarts every worker that died, checking it died by SIGKILL at the point it was armed
 for. Clients submit with explicit orderIds and retry a failed request with the *same*

@@ -1,4 +1,4 @@
-"""`exchange._crashpoints`: the plan's syntax, and a real SIGKILL on the planned pass only."""
+"""`exchange.runtime.crash_point`: the plan's syntax, and a real SIGKILL on the planned pass."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from exchange._crashpoints import ENV_VAR, parse_crash_plan
+from exchange.runtime._crashpoints import ENV_VAR, parse_crash_plan
 
 _PROGRAM = """
 import sys
-from exchange._crashpoints import crash_point
+from exchange.runtime._crashpoints import crash_point
 for i in range(1, 6):
     crash_point("other")
     crash_point("here")

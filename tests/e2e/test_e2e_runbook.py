@@ -18,8 +18,8 @@ import pytest
 from support.keys import signed
 
 from e2e.harness import ClientRun, Exchange, Proc, running_exchange
-from exchange._keys import load_or_create_key
 from exchange.protocol import PROCESS_DOMAIN, sign_object
+from exchange.runtime import load_or_create_key
 from transports import RemoteError
 from transports.grenache import GrenacheTransport
 

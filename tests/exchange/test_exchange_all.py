@@ -10,6 +10,7 @@ import exchange.client
 import exchange.client.view
 import exchange.matcher
 import exchange.protocol
+import exchange.runtime
 import exchange.sequencer
 import exchange.tools
 import exchange.versions
@@ -20,6 +21,7 @@ PACKAGES = [
     exchange.client.view,
     exchange.matcher,
     exchange.protocol,
+    exchange.runtime,
     exchange.sequencer,
     exchange.tools,
     exchange.versions,

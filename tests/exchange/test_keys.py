@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange._keys import (
+from exchange.protocol import public_key_hex
+from exchange.runtime import (
     KeyFileError,
     client_key_path,
     default_key_dir,
@@ -16,7 +17,6 @@ from exchange._keys import (
     read_public_key,
     read_trusted_key,
 )
-from exchange.protocol import public_key_hex
 
 
 def test_a_key_is_made_on_first_use_owner_only_and_read_back(tmp_path: Path) -> None:

@@ -17,9 +17,9 @@ import pytest
 from support.exchange_rig import wait_until
 from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, by_sequencer, signed
 
-from exchange._lockfile import lock_path, one_writer
 from exchange.matcher import ProcessWorker
 from exchange.protocol import DatabaseInUse
+from exchange.runtime import lock_path, one_writer
 from exchange.sequencer import Journal, SubmitWorker
 from exchange.tools import main as dex
 from transports import MemoryNetwork, open_transport
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 HOLD = """
 import sys, time
-from exchange._lockfile import one_writer
+from exchange.runtime import one_writer
 with one_writer(sys.argv[1]):
     print("held", flush=True)
     time.sleep(60)

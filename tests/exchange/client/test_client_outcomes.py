@@ -19,9 +19,9 @@ from rich.console import Console
 from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC
 
 from exchange.client import parse_client_args, run_client
-from exchange.client._program import EXIT_FAILED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from exchange.matcher import ProcessWorker
 from exchange.protocol import public_key_hex
+from exchange.runtime import EXIT_FAILED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from exchange.sequencer import Journal, SubmitWorker
 from orderbook_core import DEFAULT_SPEC
 from transports import MemoryNetwork, MemoryTransport

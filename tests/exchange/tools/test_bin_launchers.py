@@ -1,4 +1,4 @@
-"""`bin/client`, `bin/submitOrderWorker`, `bin/processOrderWorker`: the challenge's commands.
+"""`bin/client`, `bin/submitOrderWorker`, `bin/processOrderWorker`, `bin/dex`: one launcher.
 
 They run from any working directory with the project's environment; a real run of all
 three on grapes is in test_dex_network.py.
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-LAUNCHERS = ["client", "submitOrderWorker", "processOrderWorker"]
+LAUNCHERS = ["client", "submitOrderWorker", "processOrderWorker", "dex"]
 
 
 def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -73,3 +73,11 @@ def test_arguments_and_exit_status_pass_through(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "client: clientId: must be" in result.stderr
     assert "hint: --help lists every word and flag" in result.stderr
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_the_bootstrap_is_written_once(name: str) -> None:
+    assert (REPO / "bin" / name).readlink() == Path("_launch")
+    script = (REPO / "bin" / f"{name}.py").read_text()
+    assert "import _bootstrap" in script
+    assert "execv" not in script

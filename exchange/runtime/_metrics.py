@@ -7,13 +7,14 @@ broadcast. The calls are synchronous, cheap and never raise, so the default cost
 method call and a timer read per event, and a worker cannot fail because of its
 observer.
 
-`serve_prometheus` is the one place that brings in ``prometheus-client`` (the
-``metrics`` extra): `--metrics-port` on a worker, `bin/client.py` or `dex watch` calls
-it, and only then is the library imported. Every metric it exports is listed in
-docs/operations.md ("Metrics").
+`serve_prometheus` (in `_exporter.py`) is the one place that brings in
+``prometheus-client`` (the ``metrics`` extra): `--metrics-port` on a worker,
+`bin/client.py` or `dex watch` calls it, and only then is the library imported. Every
+metric it exports is listed in docs/operations.md ("Metrics"). This module does not
+import the exporter; the exporter imports it.
 
 ```python
-from exchange.metrics import NullMetrics
+from exchange.runtime import NullMetrics
 
 class Commits(NullMetrics):            # override only what you need
     def committed(self, head: int, count: int, seconds: float) -> None:
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from typing import Literal, Protocol
 
 from anyio import TASK_STATUS_IGNORED
@@ -42,7 +42,6 @@ __all__ = [
     "Role",
     "TimedPuts",
     "observe_refusals",
-    "serve_prometheus",
 ]
 
 Role = Literal["sequencer", "matcher", "client"]
@@ -209,33 +208,3 @@ class TimedPuts(Transport):
 
     async def aclose(self) -> None:
         """Nothing: the inner transport belongs to whoever opened it."""
-
-
-def serve_prometheus(
-    port: int, role: Role, *, host: str = "127.0.0.1"
-) -> AbstractContextManager[tuple[Metrics, int]]:
-    """Serve `role`'s metrics for Prometheus on ``http://<host>:<port>/metrics``.
-
-    The server runs in a thread of its own (prometheus-client's) from entering the
-    returned context to leaving it, which stops it. It binds `host` only, 127.0.0.1 by
-    default: the metrics are for a scraper on the same machine or behind a proxy.
-
-    Args:
-        port: the TCP port; 0 picks a free one.
-        role: which program's metrics to export.
-        host: the address to bind.
-
-    Returns:
-        A context manager that yields the `Metrics` to give the worker, and the port.
-
-    Raises:
-        ImportError: prometheus-client is not installed (the message says how to).
-        OSError: on entering, the port cannot be bound.
-    """
-    try:
-        from exchange import _prometheus
-    except ImportError as exc:
-        if exc.name is None or not exc.name.startswith("prometheus_client"):
-            raise
-        raise ImportError(f"metrics need prometheus-client: {METRICS_EXTRA}") from exc
-    return _prometheus.serving(port, role, host=host)

@@ -1,6 +1,6 @@
-"""The `exchange.metrics.Metrics` of each program, kept in prometheus-client metrics.
+"""The `exchange.runtime.Metrics` of each program, kept in prometheus-client metrics.
 
-Imported only by `exchange.metrics.serve_prometheus`, so the base install never needs
+Imported only by `exchange.runtime.serve_prometheus`, so the base install never needs
 ``prometheus-client``. Each role registers its own metrics on a registry of its own
 (plus the process collector: CPU, memory, open files), so a sequencer does not export a
 matcher head that would stay 0. docs/operations.md ("Metrics") lists every name.
@@ -27,7 +27,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from exchange.metrics import Metrics, NullMetrics, Role
+from exchange.runtime._metrics import Metrics, NullMetrics, Role
 
 __all__ = ["metrics_for", "serving"]
 
@@ -253,7 +253,7 @@ def metrics_for(role: Role, registry: CollectorRegistry) -> Metrics:
 @contextmanager
 def serving(port: int, role: Role, *, host: str = "127.0.0.1") -> Iterator[tuple[Metrics, int]]:
     """Serve `role`'s metrics on `host`:`port` until the block ends; yield them and the
-    port (see `exchange.metrics.serve_prometheus`)."""
+    port (see `exchange.runtime.serve_prometheus`)."""
     # No `*_created` series: they would double the page, and Prometheus ignores them
     # unless told otherwise. A setting of the library's, for this process: it serves one.
     disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped upstream

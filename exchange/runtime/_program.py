@@ -22,9 +22,11 @@ from typing import Any
 
 import anyio
 
-from exchange._keys import load_or_create_key
-from exchange.metrics import NO_METRICS, Metrics, Role, serve_prometheus
 from exchange.protocol import DatabaseInUse, public_key_hex
+from exchange.runtime._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from exchange.runtime._exporter import serve_prometheus
+from exchange.runtime._keys import load_or_create_key
+from exchange.runtime._metrics import NO_METRICS, Metrics, Role
 from transports import Transport, TransportError, open_transport
 
 __all__ = ["Runner", "WorkerProgram", "run_worker_program"]
@@ -140,24 +142,24 @@ def _main(worker: WorkerProgram, argv: list[str]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    status = 0
+    status = EXIT_OK
     with ExitStack() as stack:
         try:
             args.metrics = _open_metrics(worker, args, stack)
         except (ImportError, OSError) as exc:
             logging.error("--metrics-port %d: %s", args.metrics_port, exc)
-            return 2
+            return EXIT_USAGE
         try:
             args.key = load_or_create_key(args.key_file)
         except OSError as exc:
             logging.error("--key-file: %s", exc)
-            return 2
+            return EXIT_USAGE
         logging.info("%s key %s (public %s)", worker.name, args.key_file, public_key_hex(args.key))
         try:
             anyio.run(_serve, worker, args, worker.build(args, stack))
         except* (TransportError, DatabaseInUse) as group:
             logging.error("stopped: %s", "; ".join(str(exc) for exc in _leaves(group)))
-            status = 1
+            status = EXIT_FAILED
     return status
 
 

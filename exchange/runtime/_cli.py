@@ -1,0 +1,77 @@
+"""What every command line of the exchange shares: exit codes, defaults, JSON output.
+
+The workers' (`bin/submitOrderWorker.py`, `bin/processOrderWorker.py`), the client's
+(`bin/client.py`) and the operator's (`dex`) command lines all take their exit codes and
+default grape URLs from here, so a status means the same thing whichever program
+returned it. It imports nothing of the exchange: every CLI may import it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "DEFAULT_GRAPE",
+    "DEFAULT_MATCHER_GRAPE",
+    "EXIT_BROKEN_PIPE",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_REJECTED",
+    "EXIT_UNREACHABLE",
+    "EXIT_USAGE",
+    "positive",
+    "print_json",
+    "tcp_port",
+]
+
+DEFAULT_GRAPE = "http://127.0.0.1:30001"
+"""The first grape of the run book (``grape --aph 30001``): the client, the sequencer and
+`dex` use it unless told otherwise."""
+DEFAULT_MATCHER_GRAPE = "http://127.0.0.1:40001"
+"""The second grape of the run book (``grape --aph 40001``): the matcher's default, so
+the two workers reach the DHT through different grapes."""
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""A check failed, nothing was found, or the exchange refused the request."""
+EXIT_USAGE = 2
+"""Bad arguments, a bad order, an unreadable journal or key file."""
+EXIT_UNREACHABLE = 3
+"""The grape or the services could not be reached."""
+EXIT_REJECTED = 4
+"""The matcher rejected the command (a cancel of no resting order, a crossing post-only)."""
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT: interrupted (Ctrl-C)."""
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: what a shell reports when the output pipe closed."""
+
+
+def print_json(value: Any) -> None:
+    """One compact JSON document on stdout, flushed (one line a record for pipes)."""
+    print(json.dumps(value, separators=(",", ":")), flush=True)
+
+
+def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: `kind` of the text, refused unless > 0."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def tcp_port(text: str) -> int:
+    """An argparse type: a TCP port number, 0-65535."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
+    return int(text)
