@@ -24,28 +24,38 @@ from typing import Any, TextIO
 import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from exchange.client._args import CANCEL_ALL, ClientArgs, parse_client_args
 from exchange.client._args import USAGE as USAGE
-from exchange.client._args import ClientArgs, parse_client_args
-from exchange.client._node import ClientNode, new_order_id
+from exchange.client._node import ClientNode, NotAcknowledged, new_order_id
 from exchange.client._output import REJECT_TEXT, Emit, Record, TextOrJsonWriter
 from exchange.client._replica import ReplicaUpdate
 from exchange.client.view import LiveMarket, MarketState, rich_available
-from exchange.protocol import ArgumentError, AuthFailed, BadMessage, OrderRefused, public_key_hex
+from exchange.protocol import (
+    SUBMIT_ORDER,
+    ArgumentError,
+    AuthFailed,
+    BadMessage,
+    Head,
+    OrderRefused,
+    public_key_hex,
+)
 from exchange.runtime import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_NOT_CONFIRMED,
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_UNREACHABLE,
+    EXIT_UNTRUSTED,
     EXIT_USAGE,
-    KNOWN_MATCHER,
     NO_METRICS,
+    KeyFileError,
     Metrics,
     client_key_path,
-    default_key_dir,
     load_or_create_key,
-    read_public_key,
+    pin_matcher_key,
+    pinned_matcher_path,
     read_trusted_key,
     serve_prometheus,
 )
@@ -55,13 +65,14 @@ from orderbook_core import (
     DEFAULT_SPEC,
     MarketSpec,
     OrderCancelled,
+    OrderModified,
     OrderRejected,
     OrderRested,
     Trade,
     ValidationError,
     parse_command,
 )
-from transports import Transport, TransportError, open_transport
+from transports import ConnectionFailed, Transport, TransportError, open_transport
 
 __all__ = [
     "main",
@@ -93,8 +104,16 @@ class _Shown:
         self._seen_book = False
         self._target = 0
         self._op = "new"
+        self._closed = False
+
+    def close(self) -> None:
+        """Show nothing more: the run's last word was said (e.g. a refusal)."""
+        self._held = []
+        self._closed = True
 
     def __call__(self, record: Record) -> None:
+        if self._closed:
+            return
         kind = record.get("event")
         if kind == "book" and not self._seen_book:
             self._seen_book = True
@@ -122,6 +141,8 @@ class _Shown:
 
 def _check_order(order: dict[str, Any], spec: MarketSpec) -> str | None:
     """What the sequencer would refuse in `order`, said before anything is sent."""
+    if order.get("op") == CANCEL_ALL:
+        return None  # the client's own: cancels, each checked when made
     try:
         parse_command(order, spec, seq=1, ts=0)
     except ValidationError as exc:
@@ -197,10 +218,18 @@ async def _run(
     else:
         signing_key = None  # a watcher signs nothing
     try:
-        trusted, on_matcher_key = _matcher_trust(args)
+        trusted, trust_matcher = _matcher_trust(args)
     except OSError as exc:
         print(f"client: matcher key: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    refused = await _grape_refuses(transport)
+    if refused is not None:
+        print(
+            f"client: nothing listens at grape {args.grape} ({refused}): start the grape,"
+            " or give grape=URL; nothing was sent",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
     if view is None:
         view = not (args.json or args.plain) and out.isatty() and rich_available()
     live: LiveMarket | None = None
@@ -226,11 +255,21 @@ async def _run(
         on_version=on_version,
         signing_key=signing_key,
         matcher_key=trusted,
-        on_matcher_key=on_matcher_key,
+        trust_matcher=trust_matcher,
+        # A --once client follows the head by long polls: announcing it would only
+        # leave a dead address in the grapes once it exits.
+        listen=not args.once,
     )
     metrics.follow_replica(lambda: (node.replica.seq, node.head.seq))
     deadline = anyio.current_time() + args.timeout
     startup = min(args.timeout, 15.0)
+    first_head: Head | None = None
+    if order is not None or args.once:
+        # Nothing is submitted (and no outcome believed) before the matcher is trusted.
+        gate = await _trusted_head(node, args, deadline, submitting=order is not None)
+        if isinstance(gate, int):
+            return gate
+        first_head = gate
     async with anyio.create_task_group() as tg:
         if live is not None:
             await tg.start(live.run)
@@ -247,35 +286,83 @@ async def _run(
             tg.cancel_scope.cancel()
             return EXIT_UNREACHABLE
         shown({"event": "started", "clientId": args.client_id, "grape": args.grape})
-        status = await _drive(node, args, order, shown, deadline)
+        status = await _drive(node, args, order, shown, deadline, first_head)
         tg.cancel_scope.cancel()
     return status
 
 
 def _matcher_trust(
     args: ClientArgs,
-) -> tuple[Ed25519PublicKey | None, Callable[[Ed25519PublicKey], None] | None]:
-    """The matcher key to trust, and how to record one trusted on first use.
+) -> tuple[Ed25519PublicKey | None, Callable[[str | None, Ed25519PublicKey], None] | None]:
+    """The matcher key to trust, or how to decide on the key a head names.
 
-    `--matcher-key` if given; else ``known/matcher.pub`` in the key directory (recorded the
-    first time a head was verified); else none yet: the first key that signs a head is
-    trusted and written there, so later runs trust only it.
+    `--matcher-key` if given (then any exchange instance). Else the key is pinned per
+    exchange instance (the sequencer's key, which the signed head names): the first key
+    seen for an instance is pinned in ``known/matchers/<instance>.pub`` with a one-line
+    notice, and only that key is trusted for that instance from then on.
     """
     if args.matcher_key is not None:
         return read_trusted_key(args.matcher_key), None
-    known = default_key_dir() / KNOWN_MATCHER
-    trusted = read_public_key(known)
-    if trusted is not None:
-        return trusted, None
+    noticed: set[str] = set()
 
-    def record(key: Ed25519PublicKey) -> None:
+    def trust(instance: str | None, key: Ed25519PublicKey) -> None:
+        if instance is None:
+            raise BadMessage(
+                "instance: the matcher does not know its sequencer's key yet"
+                " (has the submit_order worker ever started?)"
+            )
+        path = pinned_matcher_path(instance)
         try:
-            known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            known.write_text(public_key_hex(key) + "\n")
-        except OSError as exc:  # trusted for this run all the same
-            print(f"client: cannot record the matcher key in {known}: {exc}", file=sys.stderr)
+            pinned, new = pin_matcher_key(instance, key)
+        except KeyFileError as exc:
+            raise AuthFailed(f"{exc} (delete it to pin the matcher again)") from None
+        except OSError as exc:  # cannot pin: trusted for this run all the same
+            if instance not in noticed:
+                noticed.add(instance)
+                print(f"client: cannot pin the matcher key in {path}: {exc}", file=sys.stderr)
+            return
+        if public_key_hex(pinned) != public_key_hex(key):
+            raise AuthFailed(
+                f"the matcher of exchange {instance[:12]}.. signs with key"
+                f" {public_key_hex(key)[:12]}.., but {public_key_hex(pinned)[:12]}.. is"
+                f" pinned for it in {path}; if that exchange's matcher key was really"
+                " replaced, delete that file (or pass --matcher-key)"
+            )
+        if new and instance not in noticed:
+            noticed.add(instance)
+            print(
+                f"client: new exchange {instance[:12]}.. (its sequencer's key): trusting"
+                f" its matcher key {public_key_hex(key)[:12]}.., pinned in {path}",
+                file=sys.stderr,
+            )
 
-    return None, record
+    return None, trust
+
+
+async def _trusted_head(
+    node: ClientNode, args: ClientArgs, deadline: float, *, submitting: bool
+) -> Head | int:
+    """The matcher's head once its signature is verified and its key trusted, or the
+    exit status when it is not: `EXIT_UNTRUSTED` at once, `EXIT_UNREACHABLE` when no
+    usable head came before `deadline`."""
+    what = "order not submitted" if submitting else "nothing shown"
+    last = "no answer"
+    with anyio.move_on_after(max(deadline - anyio.current_time(), 0.01)):
+        while True:
+            try:
+                return await node.fetch_head()
+            except AuthFailed as exc:
+                print(f"client: {what}: matcher not trusted: {exc.detail}", file=sys.stderr)
+                return EXIT_UNTRUSTED
+            except (TransportError, BadMessage) as exc:
+                last = str(exc)
+            await anyio.sleep(0.25)
+    print(
+        f"client: {what}: the process worker (orderbook_head) gave no trusted head in"
+        f" {_seconds(args.timeout)} through grape {args.grape} (last: {last})",
+        file=sys.stderr,
+    )
+    return EXIT_UNREACHABLE
 
 
 def _tape_lines(emit: Emit, spec: MarketSpec) -> Callable[[ReplicaUpdate[Version]], None]:
@@ -312,6 +399,7 @@ def _outcome(node: ClientNode, seq: int, order: dict[str, Any]) -> tuple[str | N
                 amount = spec.lots_to_amount(event.amount)
                 return f"cancelled {order_id}: {amount} taken off the book", EXIT_OK
         return None, EXIT_OK
+    what = "modify of" if order.get("op") == "modify" else "order"
     parts: list[str] = []
     filled = sum(e.amount for e in events if isinstance(e, Trade))
     if filled:
@@ -319,7 +407,10 @@ def _outcome(node: ClientNode, seq: int, order: dict[str, Any]) -> tuple[str | N
     for event in events:
         if isinstance(event, OrderRejected):
             reason = REJECT_TEXT.get(event.reason, str(event.reason))
-            return f"order {order_id} rejected: {reason} ({event.reason})", EXIT_REJECTED
+            return f"{what} {order_id} rejected: {reason} ({event.reason})", EXIT_REJECTED
+        if isinstance(event, OrderModified):
+            price = spec.ticks_to_price(event.price)
+            parts.insert(0, f"modified to {spec.lots_to_amount(event.amount)} at {price}")
         if isinstance(event, OrderRested):
             price = spec.ticks_to_price(event.price)
             parts.append(f"{spec.lots_to_amount(event.amount)} resting at {price}")
@@ -330,39 +421,79 @@ def _outcome(node: ClientNode, seq: int, order: dict[str, Any]) -> tuple[str | N
     return f"order {order_id}: " + ", ".join(parts), EXIT_OK
 
 
+def _not_confirmed(args: ClientArgs, order: dict[str, Any], why: str) -> int:
+    """Say that `order` may still execute, how to check, and that a resend is safe."""
+    order_id = order.get("orderId", "?")
+    resend = (
+        "resending the same modify sets the same values again"
+        if order.get("op") == "modify"
+        else f"resending the same command with orderId={order_id} is safe (a repeat is"
+        " answered, never queued twice)"
+    )
+    print(
+        f"client: NOT CONFIRMED: {order.get('op', 'new')} {order_id} {why}; it may still"
+        f" execute. Check with `dex order {args.client_id} {order_id}`; {resend}",
+        file=sys.stderr,
+    )
+    return EXIT_NOT_CONFIRMED
+
+
+async def _submit(
+    node: ClientNode,
+    args: ClientArgs,
+    order: dict[str, Any],
+    shown: _Shown,
+    left: Callable[[], float],
+) -> int | None:
+    """Submit `order`; its seq, or the exit status when it was not taken (or may be)."""
+    op = str(order.get("op", "new"))
+    try:
+        submitted = await node.submit(order, timeout=left())
+    except OrderRefused as exc:
+        shown.start_at(math.inf)
+        shown({"event": "refused", "error": str(exc), "orderId": order.get("orderId")})
+        shown.close()
+        return -EXIT_FAILED
+    except NotAcknowledged as exc:
+        if exc.maybe_taken:
+            return -_not_confirmed(args, order, f"was not acknowledged ({exc})")
+        print(
+            f"client: cannot reach the exchange through grape {args.grape}: {exc};"
+            " the order was not sent",
+            file=sys.stderr,
+        )
+        return -EXIT_UNREACHABLE
+    order["orderId"] = submitted.order_id
+    shown({"event": "submitted", "seq": submitted.seq, "orderId": submitted.order_id, "op": op})
+    return submitted.seq
+
+
 async def _drive(
-    node: ClientNode, args: ClientArgs, order: dict[str, Any] | None, shown: _Shown, deadline: float
+    node: ClientNode,
+    args: ClientArgs,
+    order: dict[str, Any] | None,
+    shown: _Shown,
+    deadline: float,
+    first_head: Head | None,
 ) -> int:
     def left() -> float:
         return max(deadline - anyio.current_time(), 0.01)
 
     target: int | None = None
+    if order is not None and order.get("op") == CANCEL_ALL:
+        return await _cancel_all(node, args, shown, deadline, first_head)
     if order is not None:
-        op = str(order.get("op", "new"))
-        try:
-            submitted = await node.submit(order, timeout=left())
-        except OrderRefused as exc:
+        seq = await _submit(node, args, order, shown, left)
+        if seq is None or seq < 0:
             shown.start_at(math.inf)
-            shown({"event": "refused", "error": str(exc)})
-            return EXIT_FAILED
-        except TimeoutError as exc:
-            shown.start_at(math.inf)
-            print(
-                f"client: cannot reach the exchange through grape {args.grape}: {exc}",
-                file=sys.stderr,
-            )
-            return EXIT_UNREACHABLE
-        order["orderId"] = submitted.order_id
-        target = submitted.seq
-        shown({"event": "submitted", "seq": target, "orderId": submitted.order_id, "op": op})
-        shown.start_at(target, op)
+            return -seq if seq is not None else EXIT_FAILED
+        target = seq
+        shown.start_at(target, str(order.get("op", "new")))
     if not args.once:
         await anyio.sleep_forever()
     if target is None:
-        target = await _first_head(node, left())
-        if target is None:
-            print("client: the process worker (orderbook_head) did not answer", file=sys.stderr)
-            return EXIT_UNREACHABLE
+        assert first_head is not None  # --once: the head was asked before anything else
+        target = first_head.seq
     with anyio.move_on_after(left()):
         await node.wait_for_seq(target)
         outcome, status = _outcome(node, target, order) if order is not None else (None, EXIT_OK)
@@ -371,22 +502,99 @@ async def _drive(
             done["outcome"] = outcome
         shown(done)
         return status
-    print(
-        f"client: timed out after {_seconds(args.timeout)} waiting for seq {target} "
-        f"(replica at seq {node.replica.seq})",
-        file=sys.stderr,
-    )
-    return EXIT_FAILED
+    waited = f"(replica at seq {node.replica.seq} after {_seconds(args.timeout)})"
+    if order is not None:
+        return _not_confirmed(args, order, f"was taken as seq {target} but not seen {waited}")
+    print(f"client: the replica did not reach seq {target} {waited}", file=sys.stderr)
+    return EXIT_UNREACHABLE
 
 
-async def _first_head(node: ClientNode, timeout: float) -> int | None:
-    with anyio.move_on_after(timeout):
-        while True:
-            try:
-                return (await node.fetch_head()).seq
-            except (TransportError, BadMessage, AuthFailed):
-                await anyio.sleep(0.2)
-    return None
+async def _cancel_all(
+    node: ClientNode, args: ClientArgs, shown: _Shown, deadline: float, head: Head | None
+) -> int:
+    """``op=cancelAll``: one signed cancel per resting order of this client.
+
+    The orders are those of the verified replica once it holds the head first seen (an
+    order submitted meanwhile, by another run of this client, may be missed); a cancel
+    that finds its order gone already (filled meanwhile) counts as done.
+    """
+
+    def left() -> float:
+        return max(deadline - anyio.current_time(), 0.01)
+
+    assert head is not None  # asked before anything else
+    with anyio.move_on_after(left()):
+        await node.wait_for_seq(head.seq)
+    if node.replica.seq < head.seq:
+        shown.start_at(math.inf)
+        print(
+            f"client: nothing cancelled: the replica did not reach the head (seq {head.seq})"
+            f" in {_seconds(args.timeout)}",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
+    orders = node.own_orders()
+    seqs: list[tuple[int, str]] = []
+    status = EXIT_OK
+    for resting in orders:
+        cancel = {"clientId": args.client_id, "op": "cancel", "orderId": resting.order_id}
+        seq = await _submit(node, args, cancel, shown, left)
+        if seq is None or seq < 0:
+            status = -seq if seq is not None else EXIT_FAILED
+            break
+        seqs.append((seq, resting.order_id))
+    shown.start_at(seqs[0][0] if seqs else math.inf, "cancel")
+    if seqs:
+        with anyio.move_on_after(left()):
+            await node.wait_for_seq(seqs[-1][0])
+        if node.replica.seq < seqs[-1][0]:
+            why = f"(and {len(seqs) - 1} more) was taken but not seen in {_seconds(args.timeout)}"
+            return _not_confirmed(args, {"op": "cancel", "orderId": seqs[-1][1]}, why)
+    cancelled = gone = 0
+    for seq, _order_id in seqs:
+        for event in (e for e in node.own_events if e.seq == seq):
+            if isinstance(event, OrderCancelled):
+                cancelled += 1
+            elif isinstance(event, OrderRejected):
+                gone += 1  # filled (or cancelled) since the replica listed it
+    outcome = f"cancelAll: {cancelled} of {len(orders)} resting orders cancelled"
+    if gone:
+        outcome += f", {gone} gone meanwhile"
+    if len(seqs) < len(orders):
+        outcome += f", {len(orders) - len(seqs)} not sent"
+    shown({"event": "done", "seq": node.replica.seq, "book": node.book_hash, "outcome": outcome})
+    if not args.once and status == EXIT_OK:
+        await anyio.sleep_forever()
+    return status
+
+
+_GRAPE_TRIES = (0.2, 0.4)
+"""Pauses between the quick retries of a grape that refuses the connection (about 1 s
+in all with the attempts): a grape that is not there fails fast, not after --timeout."""
+
+
+async def _grape_refuses(transport: Transport) -> str | None:
+    """Why the grape cannot be asked at all (connection refused), or None if it can.
+
+    Only a refused (or broken) connection counts: a grape that answers, even with an
+    error, or slowly, is there, and the client goes on.
+    """
+    link = getattr(transport, "link", None)  # the Grenache adapter's Grape client
+    if link is None:
+        return None
+    last = ""
+    for pause in (*_GRAPE_TRIES, None):
+        try:
+            with anyio.move_on_after(2.0):
+                await link.lookup(SUBMIT_ORDER, fresh=True)
+            return None
+        except ConnectionFailed as exc:
+            last = str(exc)
+        except TransportError:
+            return None
+        if pause is not None:
+            await anyio.sleep(pause)
+    return last
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,8 @@ It serves two names:
   changes nothing (DESIGN principle 4); any other N is refused with
   ``ERR_SEQ_GAP: expected <n>``, which tells the sender where to resume.
 - ``orderbook_head`` with payload ``null``: ``{"seq": N, "root": "<hash>" | null,
-  "key": "<its public key>", "sig": "<its signature>"}`` (`exchange.protocol.sign_head`).
+  "key": "<its public key>", "instance": "<the sequencer's public key>", "sig": "<its
+  signature>"}`` (`exchange.protocol.sign_head`).
 
 Only the sequencer feeds the matcher: every ``process_order`` request must carry the
 signature of the sequencer's key (``sig``, `exchange.protocol.PROCESS_DOMAIN`), else
@@ -78,6 +79,7 @@ from exchange.protocol import (
     ProcessRequest,
     Refused,
     apply_entry,
+    public_key_hex,
     seq_gap,
     service_handler,
     sign_head,
@@ -310,7 +312,8 @@ class ProcessWorker:
             with anyio.move_on_after(request.wait_ms / 1000):
                 while self.head_seq <= request.after:
                     await self._changed.wait()
-        return sign_head(Head(self.head_seq, self.head_root), self.signing_key).to_wire()
+        head = Head(self.head_seq, self.head_root, instance=self._instance())
+        return sign_head(head, self.signing_key).to_wire()
 
     async def process(self, payload: JSON) -> JSON:
         """Handle ``process_order``: apply a run of entries, each number exactly once.
@@ -387,6 +390,20 @@ class ProcessWorker:
         crash_point("before_process_reply")  # test hook: recorded, the sender not told
         return ProcessReply(seq, root).to_wire()
 
+    def _known_sequencer_key(self) -> Ed25519PublicKey | None:
+        """The sequencer's key, once known (then never read again)."""
+        source = self._sequencer_key
+        key = source if isinstance(source, Ed25519PublicKey) else source()
+        if key is not None:
+            self._sequencer_key = key
+        return key
+
+    def _instance(self) -> str | None:
+        """The exchange instance a head names: the sequencer's public key (None: not
+        known yet). Clients pin this matcher's key to it (docs/protocol.md, "Trust")."""
+        key = self._known_sequencer_key()
+        return None if key is None else public_key_hex(key)
+
     def _verify(self, payload: JSON) -> JSON:
         """The request without its ``sig``, once proven the sequencer's.
 
@@ -395,11 +412,9 @@ class ProcessWorker:
         """
         if not isinstance(payload, dict):
             raise AuthFailed("process_order payload: must be a signed object")
-        source = self._sequencer_key
-        key = source if isinstance(source, Ed25519PublicKey) else source()
+        key = self._known_sequencer_key()
         if key is None:
             raise AuthFailed("sig: the sequencer's key is not known yet")
-        self._sequencer_key = key  # known now: never read again
         return verify_object(PROCESS_DOMAIN, payload, key, what="the sequencer")
 
     async def _recorded(self, entries: list[ProcessRequest]) -> JSON:

@@ -189,14 +189,17 @@ class Head(NamedTuple):
     """``orderbook_head``'s reply: the latest version, `seq` and root (None: none yet).
 
     The matcher signs it: `key` is its public key (64 hex) and `sig` its signature
-    (`exchange.protocol.sign_head`); both None in a head not signed (yet). Parsing
-    checks their shape only: `exchange.protocol.verify_head` checks the signature.
+    (`exchange.protocol.sign_head`); both None in a head not signed (yet). `instance`
+    names the exchange it serves: the sequencer's public key (64 hex; None while the
+    matcher does not know it), which clients pin the matcher key to. Parsing checks
+    their shape only: `exchange.protocol.verify_head` checks the signature.
     """
 
     seq: int
     root: str | None
     key: str | None = None
     sig: str | None = None
+    instance: str | None = None
 
     def to_wire(self) -> JSON:
         return self.to_wire_object()
@@ -206,6 +209,7 @@ class Head(NamedTuple):
         wire: dict[str, Any] = {"seq": self.seq, "root": self.root}
         if self.key is not None:
             wire["key"] = self.key
+            wire["instance"] = self.instance  # signed with the key, null or not
         if self.sig is not None:
             wire["sig"] = self.sig
         return wire
@@ -213,8 +217,9 @@ class Head(NamedTuple):
     @classmethod
     def from_wire(cls, reply: JSON) -> Self:
         """Raises: BadMessage: not ``{"seq": int >= 0, "root": hash | null, "key"?: 64
-        hex, "sig"?: 128 hex}``."""
-        obj = _object(reply, "orderbook_head reply", frozenset({"seq", "root", "key", "sig"}))
+        hex, "instance"?: 64 hex | null, "sig"?: 128 hex}``."""
+        fields = frozenset({"seq", "root", "key", "sig", "instance"})
+        obj = _object(reply, "orderbook_head reply", fields)
         seq = _count(obj.get("seq"), "seq")
         root = _root(obj.get("root"), "root")
         if (root is None) != (seq == 0):
@@ -224,7 +229,10 @@ class Head(NamedTuple):
             raise BadMessage("key: must be 64 lowercase hex")
         if sig is not None and not (isinstance(sig, str) and _hex(sig, 128)):
             raise BadMessage("sig: must be 128 lowercase hex")
-        return cls(seq, root, key, sig)
+        instance = obj.get("instance")
+        if instance is not None and not (isinstance(instance, str) and _hex(instance, 64)):
+            raise BadMessage("instance: must be 64 lowercase hex or null")
+        return cls(seq, root, key, sig, instance)
 
 
 class HeadRequest(NamedTuple):

@@ -19,9 +19,11 @@ __all__ = [
     "EXIT_BROKEN_PIPE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
+    "EXIT_NOT_CONFIRMED",
     "EXIT_OK",
     "EXIT_REJECTED",
     "EXIT_UNREACHABLE",
+    "EXIT_UNTRUSTED",
     "EXIT_USAGE",
     "positive",
     "print_json",
@@ -37,13 +39,22 @@ the two workers reach the DHT through different grapes."""
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-"""A check failed, nothing was found, or the exchange refused the request."""
+"""A check failed, nothing was found, or the exchange refused the request (the
+sequencer's ``ERR_*``: nothing was stored)."""
 EXIT_USAGE = 2
 """Bad arguments, a bad order, an unreadable journal or key file."""
 EXIT_UNREACHABLE = 3
-"""The grape or the services could not be reached."""
+"""The grape or the services could not be reached (a client's order was not sent, or
+surely not received)."""
 EXIT_REJECTED = 4
 """The matcher rejected the command (a cancel of no resting order, a crossing post-only)."""
+EXIT_NOT_CONFIRMED = 5
+"""A client's order may have been taken but its outcome was not seen in time: it may
+still execute; check it (``dex order <clientId> <orderId>``) before sending another, or
+resend the same command with the same orderId (a repeat is answered, not queued)."""
+EXIT_UNTRUSTED = 6
+"""A client cannot trust the matcher (its key is not the one pinned for that exchange
+instance, or a signature is bad): nothing was submitted."""
 EXIT_INTERRUPTED = 130
 """128 + SIGINT: interrupted (Ctrl-C)."""
 EXIT_BROKEN_PIPE = 141

@@ -133,11 +133,13 @@ def test_a_node_peer_signs_an_order_and_verifies_the_version(exchange: Exchange)
         "signed_peer.js",
         *("--grape", exchange.grapes[0], "--clientId", "nodejs", "--orderId", "n-1"),
         *("--matcherKey", matcher_key),
+        *("--instance", (exchange.workdir / "sequencer.pub").read_text().strip()),
     )
     assert out["ok"], out
     assert out["submitted"]["orderId"] == "n-1"
     assert out["forged"].startswith("ERR_AUTH: sig: not a valid signature"), out
     assert out["head"]["seq"] >= out["submitted"]["seq"]
+    assert out["head"]["instance"] == (exchange.workdir / "sequencer.pub").read_text().strip()
     assert out["root"]["seq"] == out["head"]["seq"]
     # The exchange agrees: the order is in the journal, under the Node peer's key.
     entry = exchange.replay(upto=out["submitted"]["seq"])

@@ -462,11 +462,16 @@ async def test_run_client_bad_order_is_a_usage_error(
     assert "bad order: price" in capsys.readouterr().err
 
 
+async def _head_now() -> JSON:
+    return signed_head(0, None)
+
+
 async def test_run_client_refused_order_exits_1(network: MemoryNetwork) -> None:
     fake = FakeSubmit(refuse="ERR_VALIDATION: amount: too large")
     out = io.StringIO()
     async with MemoryTransport(network) as worker, anyio.create_task_group() as tg:
-        await tg.start(worker.serve, {"submit_order": fake})
+        head = lambda _payload: _head_now()  # noqa: E731
+        await tg.start(worker.serve, {"submit_order": fake, "orderbook_head": head})
         args = parse_client_args(["clientId=a", "type=Buy", "amount=1", "price=1", "--once"])
         async with MemoryTransport(network) as transport:
             assert await run_client(args, transport, out, head_interval=3600) == 1

@@ -201,7 +201,7 @@ async def test_the_program_signs_with_a_key_file_made_on_first_use(
         assert status == EXIT_OK
         assert key_file.read_bytes() == made
         # The matcher key it saw first is recorded: later runs trust that one only.
-        known = client_key_dir / "known" / "matcher.pub"
+        known = client_key_dir / "known" / "matchers" / f"{public_key_hex(SEQUENCER_KEY)}.pub"
         assert known.read_text() == public_key_hex(MATCHER_KEY) + "\n"
         # Another key (--key-file elsewhere) may not act for that clientId.
         status, records = await client(
@@ -213,5 +213,5 @@ async def test_the_program_signs_with_a_key_file_made_on_first_use(
             f"--key-file={tmp_path / 'other.key'}",
         )
         assert status == EXIT_FAILED
-        assert records[-1]["event"] == "refused"
+        assert records[-1]["event"] == "refused", records
         assert records[-1]["error"].startswith("ERR_AUTH: ")
