@@ -444,8 +444,9 @@ async def _submit(
     order: dict[str, Any],
     shown: _Shown,
     left: Callable[[], float],
-) -> int | None:
-    """Submit `order`; its seq, or the exit status when it was not taken (or may be)."""
+) -> tuple[int | None, int]:
+    """Submit `order`: its seq and `EXIT_OK`, or None and the exit status when it was
+    not taken (or may have been: said, with what to do)."""
     op = str(order.get("op", "new"))
     try:
         submitted = await node.submit(order, timeout=left())
@@ -453,19 +454,19 @@ async def _submit(
         shown.start_at(math.inf)
         shown({"event": "refused", "error": str(exc), "orderId": order.get("orderId")})
         shown.close()
-        return -EXIT_FAILED
+        return None, EXIT_FAILED
     except NotAcknowledged as exc:
         if exc.maybe_taken:
-            return -_not_confirmed(args, order, f"was not acknowledged ({exc})")
+            return None, _not_confirmed(args, order, f"was not acknowledged ({exc})")
         print(
             f"client: cannot reach the exchange through grape {args.grape}: {exc};"
             " the order was not sent",
             file=sys.stderr,
         )
-        return -EXIT_UNREACHABLE
+        return None, EXIT_UNREACHABLE
     order["orderId"] = submitted.order_id
     shown({"event": "submitted", "seq": submitted.seq, "orderId": submitted.order_id, "op": op})
-    return submitted.seq
+    return submitted.seq, EXIT_OK
 
 
 async def _drive(
@@ -483,10 +484,10 @@ async def _drive(
     if order is not None and order.get("op") == CANCEL_ALL:
         return await _cancel_all(node, args, shown, deadline, first_head)
     if order is not None:
-        seq = await _submit(node, args, order, shown, left)
-        if seq is None or seq < 0:
+        seq, status = await _submit(node, args, order, shown, left)
+        if seq is None:
             shown.start_at(math.inf)
-            return -seq if seq is not None else EXIT_FAILED
+            return status
         target = seq
         shown.start_at(target, str(order.get("op", "new")))
     if not args.once:
@@ -538,9 +539,8 @@ async def _cancel_all(
     status = EXIT_OK
     for resting in orders:
         cancel = {"clientId": args.client_id, "op": "cancel", "orderId": resting.order_id}
-        seq = await _submit(node, args, cancel, shown, left)
-        if seq is None or seq < 0:
-            status = -seq if seq is not None else EXIT_FAILED
+        seq, status = await _submit(node, args, cancel, shown, left)
+        if seq is None:
             break
         seqs.append((seq, resting.order_id))
     shown.start_at(seqs[0][0] if seqs else math.inf, "cancel")
