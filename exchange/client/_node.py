@@ -329,19 +329,22 @@ class ClientNode:
         payload = sign_order(payload, self.signing_key)
         delay = 0.05
         last_error = "no attempt"
-        maybe_taken = False
+        maybe_taken = in_flight = False
         with anyio.move_on_after(timeout):
             while True:
+                in_flight = True  # cut off by the deadline now: it may have arrived
                 try:
                     reply = await self.transport.request(
                         SUBMIT_ORDER, payload, timeout=min(self._request_timeout, timeout)
                     )
                 except RemoteError as exc:
+                    in_flight = False
                     if not exc.message.startswith(RETRYABLE_CODES):
                         raise OrderRefused(exc.message) from None
                     last_error = exc.message
                     maybe_taken = True  # ERR_TIMEOUT: the handler may have journaled it
                 except TransportError as exc:
+                    in_flight = False
                     last_error = f"{type(exc).__name__}: {exc}"
                     maybe_taken = maybe_taken or not isinstance(exc, _NOT_SENT)
                 else:
@@ -353,7 +356,7 @@ class ClientNode:
                 delay = min(delay * 2, 1.0)
         raise NotAcknowledged(
             f"submit_order not accepted within {round(timeout, 1):g} s ({last_error})",
-            maybe_taken=maybe_taken,
+            maybe_taken=maybe_taken or in_flight,
         )
 
     # ------------------------------------------------------------------ the replica

@@ -14,7 +14,7 @@ import anyio
 import pytest
 from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, named_key, signed_head
 
-from exchange.client import ClientNode, new_order_id, parse_client_args, run_client
+from exchange.client import ClientNode, NotAcknowledged, new_order_id, parse_client_args, run_client
 from exchange.client._output import Record
 from exchange.protocol import AuthFailed, Head, OrderRefused, SubmitReply, public_key_hex, sign_head
 from exchange.tools import replay_journal
@@ -383,6 +383,29 @@ async def test_submit_refused_and_timeout(network: MemoryNetwork) -> None:
             with pytest.raises(OrderRefused, match="ERR_VALIDATION: price"):
                 await node.submit({"side": "buy", "price": "1.001", "amount": "1"})
             tg.cancel_scope.cancel()
+
+
+async def test_a_submit_not_acknowledged_says_whether_it_may_have_been_taken(
+    network: MemoryNetwork,
+) -> None:
+    """Exit 3 (not sent) and exit 5 (may still execute) rest on this (issue 16)."""
+    async with MemoryTransport(network) as transport:
+        node = ClientNode(transport, "alice", SPEC)
+        order = {"side": "buy", "price": "1", "amount": "1"}
+        with pytest.raises(NotAcknowledged) as nobody:
+            await node.submit(order, timeout=0.3)
+        assert not nobody.value.maybe_taken  # no peer: surely not sent
+
+        async def silent(_payload: JSON) -> JSON:
+            await anyio.sleep_forever()
+            return None
+
+        async with MemoryTransport(network) as worker, anyio.create_task_group() as tg:
+            await tg.start(worker.serve, {"submit_order": silent})
+            with pytest.raises(NotAcknowledged) as lost:
+                await node.submit(order, timeout=0.3)
+            tg.cancel_scope.cancel()
+        assert lost.value.maybe_taken  # it reached a worker that never answered
 
 
 def test_new_order_id_shape() -> None:
