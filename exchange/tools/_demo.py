@@ -30,8 +30,8 @@ from exchange.client import ClientNode
 from exchange.matcher import ProcessWorker
 from exchange.protocol import OrderRefused
 from exchange.sequencer import Journal, SubmitWorker
-from exchange.tools._local import trade_record
 from exchange.tools._replay import ReplayResult, replay_journal
+from exchange.tools._trades import trade_record
 from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Side
 from transports import MemoryNetwork, open_transport
 
