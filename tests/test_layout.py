@@ -2,6 +2,7 @@
 
 - `orderbook_core` and `transports` import nothing of each other or of `exchange`;
 - only a package itself imports its private modules (`transports._codec`, ...);
+- the modules of `exchange/versions` share only public names (no `from ._x import _y`);
 - canonical JSON is defined once (`orderbook_core.canonical_json`);
 - the exchange's service names are string literals in `exchange/protocol/_names.py` only.
 - no import circle inside `orderbook_core`, `transports` or `exchange` (lazy and
@@ -41,6 +42,20 @@ def test_private_modules_are_imported_only_by_their_package(package: str) -> Non
         if path.relative_to(REPO).parts[0] == package:
             continue
         private = {n for n in _imports(path) if n.startswith(f"{package}._")}
+        assert not private, f"{path.relative_to(REPO)} imports {sorted(private)}"
+
+
+def _is_private_name(dotted: str) -> bool:
+    """An underscore name that is not a module (``_x`` and ``__future__`` are fine)."""
+    name = dotted.rsplit(".", 1)[-1]
+    path = REPO.joinpath(*dotted.split("."))
+    module = path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+    return name.startswith("_") and not name.startswith("__") and not module
+
+
+def test_versions_modules_import_no_underscore_names() -> None:
+    for path in sorted((REPO / "exchange" / "versions").rglob("*.py")):
+        private = {n for n in _imports(path) if _is_private_name(n)}
         assert not private, f"{path.relative_to(REPO)} imports {sorted(private)}"
 
 

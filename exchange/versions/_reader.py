@@ -53,10 +53,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from exchange.protocol import InvalidVersion, apply_entry
 from exchange.versions._bounded import DEFAULT_CONCURRENCY, run_bounded
-from exchange.versions._pages import (
+from exchange.versions._list_pages import CommandEntry
+from exchange.versions._parse import (
     BookLeaf,
     BookNode,
-    CommandEntry,
     CommandLeaf,
     CommandNode,
     EventLeaf,

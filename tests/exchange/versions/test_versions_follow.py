@@ -26,7 +26,7 @@ from exchange.versions import (
     VersionReader,
     build_command_pages,
 )
-from exchange.versions._pages import CommandLeaf, parse_page
+from exchange.versions._parse import CommandLeaf, parse_page
 from orderbook_core import DEFAULT_SPEC, Event, OrderBook
 from transports import MemoryNetwork, Transport, dht_key, open_transport
 
