@@ -10,7 +10,6 @@ publisher and by any replica that follows versions by applying their commands
 
 from exchange.versions._pages import (
     MAX_PAGE_BYTES,
-    CommandEntry,
     PageTree,
     TreeBuilder,
     book_hash,
@@ -41,7 +40,6 @@ __all__ = [
     "MAX_PAGE_BYTES",
     "ROOT_FORMAT",
     "BookTree",
-    "CommandEntry",
     "OrderId",
     "PageTree",
     "RootDoc",

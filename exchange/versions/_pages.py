@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any, NamedTuple, Protocol
 
-from exchange.protocol import InvalidVersion
+from exchange.protocol import Entry, InvalidVersion, parse_entry
 from orderbook_core import (
     ID_RULE,
     Event,
@@ -76,6 +76,7 @@ from orderbook_core import (
     OrderBook,
     RestingOrder,
     Side,
+    ValidationError,
     canonical_json,
     event_from_wire,
     event_to_wire,
@@ -94,7 +95,6 @@ __all__ = [
     "UPDATE_PAGES_BOUND",
     "BookLeaf",
     "BookNode",
-    "CommandEntry",
     "CommandLeaf",
     "CommandNode",
     "EventLeaf",
@@ -518,29 +518,19 @@ def build_event_pages(events: Sequence[Event], spec: MarketSpec) -> PageTree:
     return _build_list(encodings, _EVENT_ZLEAF, _EVENT_NODE)
 
 
-class CommandEntry(NamedTuple):
-    """A sequenced command as a version carries it: number, timestamp, wire form.
-
-    The matcher's input, exactly (a journal entry); a replica applies it to its own
-    book with the core (`exchange.matcher.apply_entry` does the same) and gets the
-    matcher's events and book, since the core is deterministic.
-    """
-
-    seq: int
-    ts: int
-    command: dict[str, Any]
-
-
-def build_command_pages(entries: Sequence[CommandEntry]) -> PageTree:
+def build_command_pages(entries: Sequence[Entry]) -> PageTree:
     """The page tree of a version's commands, in seq order: ``[seq, ts, command]`` each.
 
-    Packed greedily like the events. O(len(entries)).
+    The matcher's input, exactly (journal entries, their commands' wire forms as
+    journaled); a replica applies them to its own book (`exchange.protocol.apply_entry`,
+    as the matcher did) and gets the matcher's events and book, since the core is
+    deterministic. Packed greedily like the events. O(len(entries)).
 
     Raises:
         ValueError: one command's encoding cannot fit in a page (the sequencer's
             validator bounds every field, so it cannot happen with its commands).
     """
-    encodings = [canonical_json([e.seq, e.ts, e.command]) for e in entries]
+    encodings = [canonical_json([e.seq, e.ts, e.wire]) for e in entries]
     return _build_list(encodings, _COMMAND_ZLEAF, _COMMAND_NODE)
 
 
@@ -574,10 +564,9 @@ class EventNode(NamedTuple):
 
 
 class CommandLeaf(NamedTuple):
-    """A parsed command leaf: its entries, in seq order (their commands not validated:
-    the core's validator does that when they are applied)."""
+    """A parsed command leaf: its entries, in seq order, their commands validated."""
 
-    entries: tuple[CommandEntry, ...]
+    entries: tuple[Entry, ...]
 
 
 class CommandNode(NamedTuple):
@@ -667,7 +656,7 @@ def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
     Args:
         key: the DHT key the page was fetched under.
         text: the value the DHT returned.
-        spec: the market, to decode events with `event_from_wire`.
+        spec: the market, to decode events (`event_from_wire`) and validate commands.
 
     Raises:
         InvalidVersion: the content does not match the key, or is not a valid page.
@@ -720,7 +709,7 @@ def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
         items = obj["x"]
         if not (isinstance(items, list) and items):
             raise _bad(key, "a command leaf has a non-empty list of commands")
-        return CommandLeaf(tuple(_parse_command_entry(key, item) for item in items))
+        return CommandLeaf(tuple(_parse_command_entry(key, item, spec) for item in items))
     height, children = _parse_children(key, obj)
     if kind == _BOOK_NODE:
         return BookNode(height, children)
@@ -747,7 +736,7 @@ def _inflate(key: str, text: object) -> object:
         raise _bad(key, f'"z" does not hold JSON ({exc})') from None
 
 
-def _parse_command_entry(key: str, item: object) -> CommandEntry:
+def _parse_command_entry(key: str, item: object, spec: MarketSpec) -> Entry:
     if not (isinstance(item, list) and len(item) == 3):
         raise _bad(key, "a command is a list [seq, ts, command]")
     seq, ts, command = item
@@ -755,7 +744,10 @@ def _parse_command_entry(key: str, item: object) -> CommandEntry:
         raise _bad(key, "a command's seq must be an integer >= 1 and its ts >= 0")
     if not isinstance(command, dict):
         raise _bad(key, "a command is a JSON object")
-    return CommandEntry(seq, ts, command)
+    try:
+        return parse_entry(seq, ts, command, spec)
+    except ValidationError as exc:
+        raise _bad(key, f"command {seq} breaks a rule ({exc})") from None
 
 
 def _parse_event(key: str, item: object, spec: MarketSpec) -> Event:
