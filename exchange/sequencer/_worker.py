@@ -43,14 +43,18 @@ until the matcher acknowledges it; an entry is never skipped or reordered. When 
 matcher answers ``ERR_SEQ_GAP: expected <n>`` (it restarted from an older state, or
 lost it), the forwarder rewinds and resends from ``n - 1``: the matcher confirms
 ``n - 1`` only if it applied that very entry, so a state from another journal is not
-built upon.
+built upon. The entries this worker committed last are still in memory, as committed:
+the forwarder takes them from there, and reads the journal for the others (after a
+restart, a rewind or a long outage), where they are decoded and checked again.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -109,6 +113,9 @@ _ACK_PERSIST_EVERY = 64
 
 _READ_AHEAD = 512
 """Journal entries the forwarder reads at once, at least."""
+
+_RECENT = 4096
+"""Entries committed last that the forwarder takes from memory, not from the journal."""
 
 _STAND_IN_ORDER_ID = "unnamed"
 """Validates a new order sent without its orderId, so that its other fields are checked
@@ -211,6 +218,7 @@ class SubmitWorker:
         self._noted: dict[DedupeKey, Entry] | None = None
         self._queue_changed = anyio.Event()
         self._appended = anyio.Event()
+        self._recent: deque[Entry] = deque(maxlen=_RECENT)  # consecutive seqs
         self.forwarded = 0
         """The highest sequence number process_order has acknowledged in this run."""
 
@@ -394,6 +402,7 @@ class SubmitWorker:
                         command["orderId"],
                         command["op"],
                     )
+            self._recent.extend(queued.entry for queued in batch)
             self._settle(batch, None)
             self._appended.set()
             self._appended = anyio.Event()
@@ -426,8 +435,9 @@ class SubmitWorker:
         while True:
             if not ahead or ahead[0].seq != next_seq or len(ahead) < self.batch_size:
                 appended = self._appended  # taken before reading: an append after it wakes us
-                ahead = await anyio.to_thread.run_sync(
-                    self.journal.read, next_seq - 1, max(self.batch_size, _READ_AHEAD)
+                limit = max(self.batch_size, _READ_AHEAD)
+                ahead = self._committed(next_seq, limit) or await anyio.to_thread.run_sync(
+                    self.journal.read, next_seq - 1, limit
                 )
                 if not ahead:
                     if persisted < acked:
@@ -478,6 +488,16 @@ class SubmitWorker:
             if acked - persisted >= _ACK_PERSIST_EVERY:
                 await anyio.to_thread.run_sync(self.journal.mark_acked, acked)
                 persisted = acked
+
+    def _committed(self, seq: int, limit: int) -> list[Entry]:
+        """Up to `limit` entries from `seq` on, as this worker committed them; [] when
+        `seq` is not among those it holds. Commits are consecutive (a failed one is not
+        held, and numbering restarts at its first seq), so the entries are too."""
+        recent = self._recent
+        if not recent or not recent[0].seq <= seq <= recent[-1].seq:
+            return []
+        start = seq - recent[0].seq
+        return list(itertools.islice(recent, start, start + limit))
 
     async def _check_head(self, next_seq: int) -> int:
         """While idle, ask ``orderbook_head`` whether the matcher fell behind.
