@@ -5,7 +5,7 @@ It serves two names:
 - ``process_order`` with payload ``{"seq": N, "ts": ms, "command": {...}}`` (from the
   submit worker). N is applied only if it is the last applied number plus one; an N
   already applied gets its recorded reply ``{"seq": N, "root": "<hash>"}`` again and
-  changes nothing (DESIGN principle 4); any other N is refused with
+  changes nothing (at-least-once delivery, applied once); any other N is refused with
   ``ERR_SEQ_GAP: expected <n>``, which tells the sender where to resume.
 - ``orderbook_head`` with payload ``null``: ``{"seq": N, "root": "<hash>" | null,
   "key": "<its public key>", "sig": "<its signature>"}`` (`exchange.protocol.sign_head`).
