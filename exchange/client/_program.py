@@ -38,6 +38,7 @@ from exchange.protocol import (
     Head,
     OrderRefused,
     public_key_hex,
+    reserved_order_id,
 )
 from exchange.runtime import (
     EXIT_BROKEN_PIPE,
@@ -59,7 +60,6 @@ from exchange.runtime import (
     read_trusted_key,
     serve_prometheus,
 )
-from exchange.sequencer import GENERATED_ORDER_ID_PREFIX
 from exchange.versions import Version
 from orderbook_core import (
     DEFAULT_SPEC,
@@ -144,16 +144,10 @@ def _check_order(order: dict[str, Any], spec: MarketSpec) -> str | None:
     if order.get("op") == CANCEL_ALL:
         return None  # the client's own: cancels, each checked when made
     try:
-        parse_command(order, spec, seq=1, ts=0)
+        command = parse_command(order, spec, seq=1, ts=0)
     except ValidationError as exc:
         return str(exc)
-    order_id = str(order.get("orderId", ""))
-    if order.get("op", "new") == "new" and order_id.startswith(GENERATED_ORDER_ID_PREFIX):
-        return (
-            f"orderId: must not start with {GENERATED_ORDER_ID_PREFIX!r}"
-            " (reserved for generated ids)"
-        )
-    return None
+    return reserved_order_id(command)
 
 
 async def run_client(

@@ -12,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from exchange.matcher import apply_entry
-from exchange.protocol import ReplayError
+from exchange.protocol import ReplayError, apply_entry
 from exchange.tools._journal_view import open_journal
 from exchange.versions import book_hash
-from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Trade, ValidationError
+from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Trade
 
 __all__ = ["ReplayResult", "replay_journal"]
 
@@ -40,9 +39,10 @@ def replay_journal(
 ) -> ReplayResult:
     """Apply every journal entry in sequence order, up to `upto` (default: the head).
 
-    Each entry goes through `exchange.matcher.apply_entry`, exactly as the matcher
-    applies it. Entries appended while
-    replaying are not included: the result is the book at the head seen at the start.
+    Each entry is read (its command validated, `exchange.protocol.entry_from_row`) and
+    applied (`exchange.protocol.apply_entry`) exactly as the matcher does. Entries
+    appended while replaying are not included: the result is the book at the head seen
+    at the start.
 
     Args:
         path: the submit worker's journal (SQLite); it is not created if missing.
@@ -60,7 +60,7 @@ def replay_journal(
     book = OrderBook(spec)
     trades: list[Trade] = []
     seq = 0
-    with open_journal(path) as journal:
+    with open_journal(path, spec) as journal:
         head = journal.head()
         if upto is None:
             upto = head
@@ -71,10 +71,7 @@ def replay_journal(
                 break
             if entry.seq != seq + 1:
                 raise ReplayError(f"gap in the journal: seq {entry.seq} after {seq}")
-            try:
-                events = apply_entry(book, entry)
-            except ValidationError as exc:
-                raise ReplayError(f"journal entry {entry.seq} is not a command: {exc}") from exc
+            events = apply_entry(book, entry)
             trades.extend(e for e in events if isinstance(e, Trade))
             seq = entry.seq
             if progress is not None and seq % 1000 == 0:
