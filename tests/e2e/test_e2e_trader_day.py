@@ -1,7 +1,8 @@
 """A trader's day on real grapes (issue 16): the run book twice, modify, cancel-all, and
 one-shot clients that leave nothing behind.
 
-The run book test is the README's, as a new user types it: the `bin/` launchers started
+The run book test is the README's, as a new user types it (but on grapes of free ports,
+given as ``grape=URL``, so that tests never collide): the `bin/` launchers started
 in one working directory (so the workers keep `data/` there), with the user's own HOME
 (no ``DEX_KEY_DIR``: the client keys and the pinned matcher keys are in
 ``~/.config/dex/keys``), then everything stopped, ``data/`` removed (what ``make clean``
