@@ -14,9 +14,10 @@ from pathlib import Path
 
 from exchange.matcher import apply_entry
 from exchange.protocol import ReplayError
+from exchange.sequencer import JournalEntry
 from exchange.tools._journal_view import open_journal
 from exchange.versions import book_hash
-from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Trade, ValidationError
+from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, Trade, ValidationError
 
 __all__ = ["ReplayResult", "replay_journal"]
 
@@ -37,6 +38,7 @@ def replay_journal(
     *,
     upto: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_entry: Callable[[JournalEntry, tuple[Event, ...]], None] | None = None,
 ) -> ReplayResult:
     """Apply every journal entry in sequence order, up to `upto` (default: the head).
 
@@ -49,6 +51,8 @@ def replay_journal(
         spec: the market.
         upto: stop after this sequence number.
         progress: called with ``(seq, upto)`` every 1000 entries and at the end.
+        on_entry: called with each entry and the events the core made of it (what
+            `dex order`, `dex orders` and `dex fills` read).
 
     Returns:
         The sequence number reached, the book, its `book_hash` and the trades made.
@@ -76,6 +80,8 @@ def replay_journal(
             except ValidationError as exc:
                 raise ReplayError(f"journal entry {entry.seq} is not a command: {exc}") from exc
             trades.extend(e for e in events if isinstance(e, Trade))
+            if on_entry is not None:
+                on_entry(entry, events)
             seq = entry.seq
             if progress is not None and seq % 1000 == 0:
                 progress(seq, upto)
