@@ -52,10 +52,10 @@ PENDING = "not resting"
 """Placed, not resting, and its end is not in the history read (a partial history)."""
 
 _CANCELLED_BY = {
-    CancelReason.USER: "cancelled by its owner",
+    CancelReason.USER: "by its owner",
     CancelReason.IOC: "the unfilled remainder of an IOC order",
     CancelReason.MARKET: "the unfilled remainder of a market order",
-    CancelReason.SELF_TRADE: "self-trade prevention (an order of the same client)",
+    CancelReason.SELF_TRADE: "by self-trade prevention (an order of the same client)",
 }
 
 

@@ -230,20 +230,21 @@ def order(args: argparse.Namespace) -> int:
         print_json(record)
     else:
         print(f"{args.client_id}/{args.order_id}  {summary(life, spec)}")
-        print(f"  as of seq {found.seq}, from the {_source_text(found)}")
+        print(f"  from {_source_text(found)}")
         for step in life.steps:
             print("  " + step_line(step, spec))
     return EXIT_OK
 
 
 def _source_text(found: Found) -> str:
+    """Where the answer comes from, and whether its history is complete."""
     if found.source == "journal":
-        return "journal (complete)"
+        return f"the journal (seq 1..{found.seq}, complete)"
     if found.history.complete:
-        return "network (every version read, complete)"
+        return f"the network's versions (seq 1..{found.seq}, complete)"
     return (
-        f"network (history from seq {found.history.first_seq or found.seq + 1}: older "
-        "versions were not read; --versions N, or --db on the sequencer's host)"
+        f"the network's versions (seq {found.history.first_seq or found.seq + 1}.."
+        f"{found.seq}; older ones not read: --versions N, or --db on the sequencer's host)"
     )
 
 
@@ -256,7 +257,7 @@ def _unknown(
     """Say the order is not known, and what was seen of it (a refused cancel)."""
     steps = [] if life is None else life.steps
     spec = DEFAULT_SPEC
-    where = "journal" if found is None else _source_text(found)
+    where = "the journal" if found is None else _source_text(found)
     if args.json:
         record: dict[str, Any] = {
             "clientId": args.client_id,
@@ -270,7 +271,7 @@ def _unknown(
             record.update(found.source_json())
         print_json(record)
         return EXIT_FAILED
-    print(f"{args.client_id}/{args.order_id}  unknown: no such order in the {where}")
+    print(f"{args.client_id}/{args.order_id}  unknown: no such order in {where}")
     if cancel_seq is not None:
         print(f"  a cancel of it is journaled at seq {cancel_seq}: rejected (no such order)")
     for step in steps:
@@ -295,7 +296,8 @@ def orders(args: argparse.Namespace) -> int:
         print_json({"clientId": args.client_id, "asOf": found.seq, "source": found.source,
                     "orders": records})  # fmt: skip
         return EXIT_OK
-    print(f"{len(records)} open orders of {args.client_id} (seq {found.seq}, {found.source})")
+    place = "the journal" if found.source == "journal" else "the network's book"
+    print(f"{len(records)} open orders of {args.client_id}, from {place} at seq {found.seq}")
     if records:
         print(f"{'orderId':24} {'side':4} {'price':>12} {'remaining':>12} {'seq':>7}  time")
     for r in records:
@@ -319,7 +321,7 @@ def fills(args: argparse.Namespace) -> int:
                     "fills": len(found.history.fills), "shown": records})  # fmt: skip
         return EXIT_OK
     total = len(found.history.fills)
-    print(f"{total} fills of {args.client_id} (seq {found.seq}, {_source_text(found)})")
+    print(f"{total} fills of {args.client_id}, from {_source_text(found)}")
     if records:
         print(
             f"{'tradeId':10} {'seq':>7}  {'time':8} {'side':4} {'role':5} {'price':>12} "
@@ -350,7 +352,7 @@ def summary(life: OrderLife, spec: MarketSpec) -> str:
     if life.state == FILLED:
         return f"filled: {lots(life.filled)}{of}, {life.side} @ {price}"
     if life.state == CANCELLED:
-        return f"cancelled: {life.reason}; filled {lots(life.filled)}{of} before"
+        return f"cancelled {life.reason}, {lots(life.filled)}{of} filled before"
     if life.state == REJECTED:
         return f"rejected: {life.reason}"
     return (

@@ -86,21 +86,21 @@ def test_a_filled_maker_and_its_history(db: str, capsys: pytest.CaptureFixture[s
     assert status == 0
     lines = out.splitlines()
     assert lines[0] == "bob/b1  filled: 3.000 of 3.000, sell @ 100.00"
-    assert "as of seq 11, from the journal (complete)" in lines[1]
+    assert lines[1] == "  from the journal (seq 1..11, complete)"
     assert lines[5].endswith("filled 1.000 @ 100.00 (maker, trade 7.1, against ann/a4)")
 
 
 def test_cancelled_by_whom(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     record = order(capsys, db, "ann", "a2")
     assert (record["state"], record["reason"], record["remaining"]) == (
-        "cancelled", "cancelled by its owner", "0.000"
+        "cancelled", "by its owner", "0.000"
     )  # fmt: skip
     record = order(capsys, db, "ann", "a5")
     assert (record["state"], record["filled"]) == ("cancelled", "1.000")
     assert record["reason"] == "the unfilled remainder of an IOC order"
     _, out, _ = dex(capsys, "order", "ann", "a5", "--db", db)
     assert out.splitlines()[0] == (
-        "ann/a5  cancelled: the unfilled remainder of an IOC order; filled 1.000 of 2.000 before"
+        "ann/a5  cancelled the unfilled remainder of an IOC order, 1.000 of 2.000 filled before"
     )
 
 
@@ -142,10 +142,10 @@ def test_open_orders(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert report["orders"][0]["ts"] == T0 + 9000
     _, out, _ = dex(capsys, "orders", "ann", "--db", db)
     lines = out.splitlines()
-    assert lines[0] == "2 open orders of ann (seq 11, journal)"
+    assert lines[0] == "2 open orders of ann, from the journal at seq 11"
     assert lines[2].split()[:5] == ["a6", "buy", "98.00", "3.000", "9"]
     _, out, _ = dex(capsys, "orders", "bob", "--db", db)
-    assert out.splitlines() == ["0 open orders of bob (seq 11, journal)"]
+    assert out.splitlines() == ["0 open orders of bob, from the journal at seq 11"]
 
 
 def test_fills(db: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -165,7 +165,7 @@ def test_fills(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert report["shown"][0]["ts"] == T0 + 2000
     _, out, _ = dex(capsys, "fills", "bob", "--db", db, "--tail", "1")
     lines = out.splitlines()
-    assert lines[0].startswith("3 fills of bob (seq 11, journal (complete))")
+    assert lines[0] == "3 fills of bob, from the journal (seq 1..11, complete)"
     assert lines[2].split() == [
         "8.1", "8", lines[2].split()[2], "sell", "maker", "100.00", "1.000", "b1", "ann/a5"
     ]  # fmt: skip
