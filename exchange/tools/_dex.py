@@ -7,8 +7,9 @@ instead of text wherever it is offered. Every subcommand and exit status is in
 docs/operations.md ("dex").
 
 Exit status: 0 success; 1 a check failed or nothing was found (demo, lookup, get, a
-peer's error reply); 2 bad arguments or an unreadable journal; 3 the grape or the
-services could not be reached; 130 interrupted; 141 the output pipe closed.
+peer's error reply, an unknown order); 2 bad arguments (a malformed grape URL too) or an
+unreadable journal; 3 the grape or the services could not be reached; 130 interrupted;
+141 the output pipe closed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dex",
         description="The operator's tool of the distributed exchange.",
-        epilog="Exit status: 0 ok, 1 failed or not found, 2 bad arguments or journal, "
+        epilog="Exit status: 0 ok, 1 failed or not found (dex order: unknown order), "
+        "2 bad arguments or journal, "
         "3 unreachable, 130 interrupted, 141 output closed.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -91,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     journal.add_argument("--follow", "-f", action="store_true", help="then print new entries")
     journal.add_argument("--order", metavar="ID", help="only this orderId")
     journal.add_argument("--client", metavar="ID", help="only this clientId")
+    journal.add_argument(
+        "--no-replay",
+        action="store_true",
+        help="do not replay the journal to mark the entries the matcher rejected",
+    )
     status = commands.add_parser(
         "status",
         parents=[net, as_json],

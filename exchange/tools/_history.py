@@ -198,15 +198,21 @@ class ClientHistory:
         if self.first_seq is None:
             self.first_seq = seq
         self.last_seq = seq
+        me = self.client_id
         for event in events:
-            self._event(seq, ts, command, event)
+            if isinstance(event, Trade):
+                if me in (event.maker_client_id, event.taker_client_id):
+                    self._trade(event)
+            elif event.client_id == me:
+                self._event(seq, ts, command, event)
 
     def _event(
-        self, seq: int, ts: int | None, command: Mapping[str, Any] | None, event: Event
+        self,
+        seq: int,
+        ts: int | None,
+        command: Mapping[str, Any] | None,
+        event: OrderAccepted | OrderRested | OrderCancelled | OrderModified | OrderRejected,
     ) -> None:
-        if isinstance(event, Trade):
-            self._trade(event)
-            return
         life = self._mine(event.client_id, event.order_id)
         if life is None:
             return

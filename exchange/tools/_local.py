@@ -135,8 +135,9 @@ def journal(args: argparse.Namespace) -> int:
         if not args.json:
             print(JOURNAL_HEADER, flush=True)
         last = entries[-1].seq if entries else 0
-        outcomes.advance(journal, last)
-        _warn_broken(outcomes)
+        if not args.no_replay:
+            outcomes.advance(journal, last)
+            _warn_broken(outcomes)
         for entry in entries:
             _print_entry(entry, args.json, outcomes.reason(entry.seq))
         if not args.follow:
@@ -146,8 +147,9 @@ def journal(args: argparse.Namespace) -> int:
 
             last = file_head(journal)
         for entry in follow_entries(journal, last, order=args.order, client=args.client):
-            outcomes.advance(journal, entry.seq)
-            _warn_broken(outcomes)
+            if not args.no_replay:
+                outcomes.advance(journal, entry.seq)
+                _warn_broken(outcomes)
             _print_entry(entry, args.json, outcomes.reason(entry.seq))
     return EXIT_OK  # pragma: no cover - --follow ends by Ctrl-C or a closed pipe
 

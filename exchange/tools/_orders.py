@@ -276,11 +276,10 @@ def _unknown(
         print(f"  a cancel of it is journaled at seq {cancel_seq}: rejected (no such order)")
     for step in steps:
         print("  " + step_line(step, spec))
-    if args.db is None:
-        print(
-            "  (an order refused by the sequencer is never journaled: the client printed "
-            "why; a timed-out one may still arrive: ask again)",
-        )
+    print(
+        "  (an order the sequencer refused is never journaled; one not confirmed in time "
+        "may still arrive: ask again)"
+    )
     return EXIT_FAILED
 
 
@@ -297,7 +296,8 @@ def orders(args: argparse.Namespace) -> int:
                     "orders": records})  # fmt: skip
         return EXIT_OK
     place = "the journal" if found.source == "journal" else "the network's book"
-    print(f"{len(records)} open orders of {args.client_id}, from {place} at seq {found.seq}")
+    print(f"{_count(len(records), 'open order')} of {args.client_id}, from {place} at seq "
+          f"{found.seq}")  # fmt: skip
     if records:
         print(f"{'orderId':24} {'side':4} {'price':>12} {'remaining':>12} {'seq':>7}  time")
     for r in records:
@@ -321,7 +321,7 @@ def fills(args: argparse.Namespace) -> int:
                     "fills": len(found.history.fills), "shown": records})  # fmt: skip
         return EXIT_OK
     total = len(found.history.fills)
-    print(f"{total} fills of {args.client_id}, from {_source_text(found)}")
+    print(f"{_count(total, 'fill')} of {args.client_id}, from {_source_text(found)}")
     if records:
         print(
             f"{'tradeId':10} {'seq':>7}  {'time':8} {'side':4} {'role':5} {'price':>12} "
@@ -337,6 +337,10 @@ def fills(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def summary(life: OrderLife, spec: MarketSpec) -> str:

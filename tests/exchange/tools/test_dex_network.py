@@ -358,8 +358,7 @@ def test_open_orders_and_fills_on_the_network(
     status, out, _ = dex(capsys, "fills", "client1", "-g", exchange.grapes[1])
     assert status == 0
     assert (
-        out.splitlines()[0]
-        == "1 fills of client1, from the network's versions (seq 1..4, complete)"
+        out.splitlines()[0] == "1 fill of client1, from the network's versions (seq 1..4, complete)"
     )
     assert out.splitlines()[2].split()[3:8] == ["buy", "maker", "100.00", "4.000", buy]
 

@@ -186,6 +186,8 @@ def test_journal_marks_what_the_matcher_rejected(
     assert (record["seq"], record["rejected"]) == (4, "ERR_ORDER_UNKNOWN")
     _, out, _ = dex(capsys, "journal", "--db", db, "--json", "--order", "a2")
     assert [json.loads(line).get("rejected") for line in out.splitlines()] == [None, None]
+    _, out, _ = dex(capsys, "journal", "--db", db, "--json", "--client", "carl", "--no-replay")
+    assert "rejected" not in json.loads(out)
 
 
 def test_missing_journal_is_a_usage_error(
