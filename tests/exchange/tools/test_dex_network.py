@@ -299,7 +299,7 @@ def _order_id(exchange: Running, client: str) -> str:
     from exchange.sequencer import Journal
 
     with Journal(exchange.journal) as journal:
-        ids = [
+        ids: list[str] = [
             e.command["orderId"]
             for e in journal.entries()
             if e.command["clientId"] == client and e.command["op"] == "new"
