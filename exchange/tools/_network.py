@@ -161,11 +161,16 @@ class ServiceStatus:
     answering: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     probed: bool = True
+    shared: dict[str, str] = field(default_factory=dict)
+    """Answering peers whose address is also announced for another name (peer -> that
+    name): a dead peer's port may now be another process's, and the probe cannot tell."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "announced": self.announced}
         if self.probed:
             out.update(answering=self.answering, errors=self.errors)
+        if self.shared:
+            out["alsoAnnouncedAs"] = self.shared
         return out
 
 
@@ -222,15 +227,13 @@ async def _probe_quietly(
     timeout: float,
 ) -> ServiceStatus:
     """Which of `peers` (announced for `name`) a live Grenache server answers at, asking
-    `PROBE_NAME`. An address now announced for another name (`elsewhere`: peer -> that
-    name) is a dead peer's port taken over by another process: not answering."""
+    `PROBE_NAME`. An answering address also announced for another name (`elsewhere`:
+    peer -> that name) is noted: one of the two is a dead peer's, and whether the server
+    there serves `name` is not something a probe that runs no handler can tell."""
     answering: list[str] = []
     errors: dict[str, str] = {}
 
     async def one(peer: str) -> None:
-        if peer in elsewhere:
-            errors[peer] = f"ERR_SERVICE_UNKNOWN: the address now serves {elsewhere[peer]}"
-            return
         try:
             await transport.request_peer(peer, PROBE_NAME, None, timeout=timeout)
         except RemoteError as exc:
@@ -246,7 +249,8 @@ async def _probe_quietly(
     async with anyio.create_task_group() as tg:
         for peer in peers:
             tg.start_soon(one, peer)
-    return ServiceStatus(name, peers, sorted(answering), errors)
+    shared = {peer: elsewhere[peer] for peer in answering if peer in elsewhere}
+    return ServiceStatus(name, peers, sorted(answering), errors, shared=shared)
 
 
 async def network_status(link: GrapeLink, transport: Transport, timeout: float) -> Status:

@@ -255,7 +255,9 @@ def _print_status(found: Status, journal: dict[str, Any], backlog: int | None) -
             line += f", {dead} announced but not answering (dead peers stay announced)"
         print(line)
         for peer in service.answering:
-            print(f"      {peer}  ok")
+            also = service.shared.get(peer)
+            note = f" (also announced as {also}: a dead peer's address?)" if also else ""
+            print(f"      {peer}  ok{note}")
     if found.head is not None:
         print(f"matcher head   seq {found.head.seq}  root {found.head.root or '-'}")
     else:

@@ -378,3 +378,31 @@ def test_a_partial_history_says_so(exchange: Running, capsys: pytest.CaptureFixt
     status, out, _ = dex(capsys, "fills", "client2", *argv)
     assert status == 0
     assert out.splitlines()[0].startswith("0 fills of client2, from the network's versions (seq 4")
+
+
+def test_status_flags_an_address_announced_for_two_names(
+    exchange: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Last in the module: it leaves a stray announce on the grapes."""
+    import anyio
+
+    from transports.grenache import GrapeLink
+
+    _, out, _ = dex(capsys, "lookup", "-g", exchange.grapes[0], "submit_order")
+    sequencer = out.split()[0]
+
+    async def announce() -> None:
+        link = GrapeLink(exchange.grapes[0])
+        try:
+            await link.announce("orderbook_updated", int(sequencer.rsplit(":", 1)[1]))
+        finally:
+            await link.aclose()
+
+    anyio.run(announce)
+    status, out, _ = dex(capsys, "status", "-g", exchange.grapes[0], "--json")
+    assert status == 0, out
+    (submit,) = [s for s in json.loads(out)["services"] if s["name"] == "submit_order"]
+    assert submit["answering"] == [sequencer]
+    assert submit["alsoAnnouncedAs"] == {sequencer: "orderbook_updated"}
+    _, out, _ = dex(capsys, "status", "-g", exchange.grapes[0])
+    assert f"{sequencer}  ok (also announced as orderbook_updated" in out
