@@ -98,8 +98,9 @@ def journaled(path: str, client_id: str, order_id: str) -> bool:
         return journal.find(client_id, "new", order_id) is not None
 
 
-def rejected_cancel(path: str, client_id: str, order_id: str) -> int | None:
-    """The seq of a journaled cancel of `order_id`, if any. O(log n)."""
+def journaled_cancel(path: str, client_id: str, order_id: str) -> int | None:
+    """The seq of a journaled cancel of `order_id`, if any (of an order never placed, it
+    was rejected: there was nothing to cancel). O(log n)."""
     with open_journal(path) as journal:
         entry = journal.find(client_id, "cancel", order_id)
     return None if entry is None else entry.seq
@@ -175,31 +176,22 @@ async def _walk(
 # --------------------------------------------------------------------------- commands
 
 
-def _load(args: argparse.Namespace, command: str, order_id: str | None, versions: int) -> Found:
-    """The history from ``--db`` when given, else from the network (``-g``).
-
-    Raises:
-        ReplayError, InvalidVersion, transports.TransportError, TimeoutError, BadMessage.
-    """
-    if args.db is not None:
-        return from_journal(args.db, args.client_id, order_id)
-    from exchange.tools._remote import with_transport
-
-    return with_transport(
-        args,
-        lambda t: from_network(
-            t, args.client_id, order_id, timeout=args.timeout, versions=versions
-        ),
-    )
-
-
-def _fetch(args: argparse.Namespace, command: str, order_id: str | None, versions: int
-           ) -> Found | int:  # fmt: skip
-    """`_load`, or the exit status of its failure (printed)."""
-    from exchange.tools._remote import EXPECTED, fail
+def _fetch(
+    args: argparse.Namespace, command: str, order_id: str | None, versions: int
+) -> Found | int:
+    """The history from ``--db`` when given, else from the network (``-g``); or the exit
+    status of the failure (printed)."""
+    from exchange.tools._remote import EXPECTED, fail, with_transport
 
     try:
-        return _load(args, command, order_id, versions)
+        if args.db is not None:
+            return from_journal(args.db, args.client_id, order_id)
+        return with_transport(
+            args,
+            lambda t: from_network(
+                t, args.client_id, order_id, timeout=args.timeout, versions=versions
+            ),
+        )
     except ReplayError as exc:
         print(f"dex {command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -213,7 +205,7 @@ def order(args: argparse.Namespace) -> int:
     if args.db is not None:
         try:
             placed = journaled(args.db, args.client_id, args.order_id)
-            cancel = None if placed else rejected_cancel(args.db, args.client_id, args.order_id)
+            cancel = None if placed else journaled_cancel(args.db, args.client_id, args.order_id)
         except ReplayError as exc:
             print(f"dex order: {exc}", file=sys.stderr)
             return EXIT_USAGE
