@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -31,7 +31,9 @@ from exchange.protocol import (
 from exchange.versions import VersionReader
 from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook
 from transports import JSON, RemoteError, Transport, TransportError
-from transports.grenache import GrapeLink, GrenacheTransport
+
+if TYPE_CHECKING:  # the adapter (httptools) is imported only by the commands that use it
+    from transports.grenache import GrapeLink, GrenacheTransport
 
 __all__ = [
     "PROBE_NAME",
@@ -259,6 +261,8 @@ async def network_status(link: GrapeLink, transport: Transport, timeout: float) 
     Raises:
         transports.TransportError: the grape itself could not be asked.
     """
+    from transports.grenache import GrenacheTransport
+
     names = (SUBMIT_ORDER, PROCESS_ORDER, ORDERBOOK_HEAD, ORDERBOOK_UPDATED)
     announced = {name: sorted(await link.lookup(name, fresh=True)) for name in names}
     services = []

@@ -219,3 +219,22 @@ def test_a_malformed_grape_url_is_a_usage_error(
         main([*argv, "-g", url])
     assert exit_.value.code == 2
     assert "argument -g/--grape:" in capsys.readouterr().err
+
+
+def test_the_journal_commands_need_no_grenache_adapter(db: str) -> None:
+    """The base install has no httptools: `dex --help` and the journal source must run."""
+    code = (
+        "import sys; sys.modules['httptools'] = None\n"
+        "from exchange.tools import main\n"
+        f"assert main(['order', 'ann', 'a6', '--db', {db!r}]) == 0\n"
+        f"assert main(['journal', '--db', {db!r}]) == 0\n"
+        "assert 'transports.grenache' not in sys.modules\n"
+    )
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "ann/a6  resting" in proc.stdout
