@@ -29,9 +29,9 @@ import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orderbook_core import _rules
+from orderbook_core._rules import BookState, cancel_order, modify_order, new_order
 from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
 from orderbook_core._types import (
     CancelOrder,
@@ -135,11 +135,11 @@ class OrderBook:
             self._journal.append(self._preimage(cmd))
         kind = type(cmd)
         if kind is NewOrder:
-            return _rules.new_order(self, cmd)  # type: ignore[arg-type]
+            return new_order(self, cmd)  # type: ignore[arg-type]
         if kind is CancelOrder:
-            return _rules.cancel_order(self, cmd)  # type: ignore[arg-type]
+            return cancel_order(self, cmd)  # type: ignore[arg-type]
         if kind is ModifyOrder:
-            return _rules.modify_order(self, cmd)  # type: ignore[arg-type]
+            return modify_order(self, cmd)  # type: ignore[arg-type]
         raise TypeError(f"not a command: {cmd!r}")
 
     def apply_batch(self, cmds: Iterable[Command], *, strict: bool = False) -> tuple[Event, ...]:
@@ -339,7 +339,7 @@ class OrderBook:
         return book
 
     # ------------------------------------------------------------------ primitives
-    # Used by _rules; each keeps every index consistent.
+    # Used by _rules (through its BookState interface); each keeps every index consistent.
 
     def _rest(self, order: Order) -> None:
         """Append ``order`` to the tail of its level. O(1), O(log L) for a new level."""
@@ -608,3 +608,9 @@ class OrderBook:
         lines.append(f"  bid_heap={self._bid_heap!r} ask_heap={self._ask_heap!r}")
         lines.append(f"  index={sorted(self._index)!r}")
         return "\n".join(lines)
+
+
+if TYPE_CHECKING:
+    # apply hands the book to the rules as a BookState (its calls carry a type: ignore
+    # for the command's type); this line makes mypy check that the book fits.
+    _book_state: type[BookState] = OrderBook

@@ -43,8 +43,9 @@ level.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from orderbook_core._spec import MarketSpec
 from orderbook_core._types import (
     CancelOrder,
     CancelReason,
@@ -63,10 +64,7 @@ from orderbook_core._types import (
     Trade,
 )
 
-if TYPE_CHECKING:
-    from orderbook_core._book import OrderBook
-
-__all__ = ["cancel_order", "modify_order", "new_order"]
+__all__ = ["BookState", "cancel_order", "modify_order", "new_order"]
 
 _new: Any = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 _BUY = Side.BUY
@@ -83,11 +81,47 @@ _C_MARKET = CancelReason.MARKET
 _C_SELF = CancelReason.SELF_TRADE
 
 
+class BookState(Protocol):
+    """What the rules need of a book: its structures and the primitives that keep them.
+
+    :class:`~orderbook_core._book.OrderBook` is the one implementation; the rules take
+    it through this interface so that the book may import the rules and not the other
+    way round. The layout of an order and a level is the book's (see _book). The rules
+    read these attributes, change the levels, queues and orders in place, add and
+    remove index entries, and leave every other change to the four primitives.
+    """
+
+    @property
+    def _spec(self) -> MarketSpec: ...
+    @property
+    def _min_ticks(self) -> int: ...
+    @property
+    def _max_ticks(self) -> int: ...
+    @property
+    def _min_lots(self) -> int: ...
+    @property
+    def _max_lots(self) -> int: ...
+    @property
+    def _bids(self) -> dict[int, list[Any]]: ...
+    @property
+    def _asks(self) -> dict[int, list[Any]]: ...
+    @property
+    def _best_bid(self) -> int | None: ...
+    @property
+    def _best_ask(self) -> int | None: ...
+    @property
+    def _index(self) -> dict[tuple[str, str], list[Any]]: ...
+    def _rest(self, order: list[Any]) -> None: ...
+    def _unlink(self, order: list[Any]) -> None: ...
+    def _drop_bid_level(self, price: int) -> None: ...
+    def _drop_ask_level(self, price: int) -> None: ...
+
+
 def _reject(seq: int, client_id: str, order_id: str, reason: RejectReason) -> tuple[Event, ...]:
     return (OrderRejected(seq, client_id, order_id, reason),)
 
 
-def _check_price(book: OrderBook, price: Any) -> RejectReason | None:
+def _check_price(book: BookState, price: Any) -> RejectReason | None:
     if type(price) is not int:
         raise TypeError(f"price must be an int (ticks), not {type(price).__name__}")
     if price <= 0:
@@ -98,7 +132,7 @@ def _check_price(book: OrderBook, price: Any) -> RejectReason | None:
     return None
 
 
-def _check_amount(book: OrderBook, amount: Any) -> RejectReason | None:
+def _check_amount(book: BookState, amount: Any) -> RejectReason | None:
     if type(amount) is not int:
         raise TypeError(f"amount must be an int (lots), not {type(amount).__name__}")
     if amount <= 0:
@@ -109,7 +143,7 @@ def _check_amount(book: OrderBook, amount: Any) -> RejectReason | None:
     return None
 
 
-def _fok_fillable(book: OrderBook, client_id: str, side: Side, limit: int, amount: int) -> bool:
+def _fok_fillable(book: BookState, client_id: str, side: Side, limit: int, amount: int) -> bool:
     """Whether a FOK taker would fill ``amount`` completely. Looks, never touches.
 
     Mirrors :func:`_match`: orders of the same client are skipped under
@@ -138,7 +172,7 @@ def _fok_fillable(book: OrderBook, client_id: str, side: Side, limit: int, amoun
 
 
 def _match(
-    book: OrderBook,
+    book: BookState,
     events: list[Event],
     seq: int,
     ts: int,
@@ -247,7 +281,7 @@ def _match(
     return remaining
 
 
-def new_order(book: OrderBook, cmd: NewOrder) -> tuple[Event, ...]:
+def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
     """Handle a :class:`NewOrder` (see the theory of operation above).
 
     Check order: price, amount, parameter combinations, duplicate id, post-only
@@ -342,7 +376,7 @@ def new_order(book: OrderBook, cmd: NewOrder) -> tuple[Event, ...]:
     return tuple(events)
 
 
-def cancel_order(book: OrderBook, cmd: CancelOrder) -> tuple[Event, ...]:
+def cancel_order(book: BookState, cmd: CancelOrder) -> tuple[Event, ...]:
     """Handle a :class:`CancelOrder`: remove the order's whole remainder.
 
     Orders are keyed by ``(client_id, order_id)``, so only the owner can name an
@@ -363,7 +397,7 @@ def cancel_order(book: OrderBook, cmd: CancelOrder) -> tuple[Event, ...]:
     )
 
 
-def modify_order(book: OrderBook, cmd: ModifyOrder) -> tuple[Event, ...]:
+def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
     """Handle a :class:`ModifyOrder` (reprice and/or resize a resting order).
 
     ``amount`` is the new *remaining* amount. Check order: unknown order, price,

@@ -30,7 +30,14 @@ from exchange.client._node import ClientNode, new_order_id
 from exchange.client._output import REJECT_TEXT, Emit, Record, TextOrJsonWriter
 from exchange.client._replica import ReplicaUpdate
 from exchange.client.view import LiveMarket, MarketState, rich_available
-from exchange.protocol import ArgumentError, AuthFailed, BadMessage, OrderRefused, public_key_hex
+from exchange.protocol import (
+    ArgumentError,
+    AuthFailed,
+    BadMessage,
+    OrderRefused,
+    public_key_hex,
+    reserved_order_id,
+)
 from exchange.runtime import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
@@ -49,7 +56,6 @@ from exchange.runtime import (
     read_trusted_key,
     serve_prometheus,
 )
-from exchange.sequencer import GENERATED_ORDER_ID_PREFIX
 from exchange.versions import Version
 from orderbook_core import (
     DEFAULT_SPEC,
@@ -123,16 +129,10 @@ class _Shown:
 def _check_order(order: dict[str, Any], spec: MarketSpec) -> str | None:
     """What the sequencer would refuse in `order`, said before anything is sent."""
     try:
-        parse_command(order, spec, seq=1, ts=0)
+        command = parse_command(order, spec, seq=1, ts=0)
     except ValidationError as exc:
         return str(exc)
-    order_id = str(order.get("orderId", ""))
-    if order.get("op", "new") == "new" and order_id.startswith(GENERATED_ORDER_ID_PREFIX):
-        return (
-            f"orderId: must not start with {GENERATED_ORDER_ID_PREFIX!r}"
-            " (reserved for generated ids)"
-        )
-    return None
+    return reserved_order_id(command)
 
 
 async def run_client(

@@ -24,37 +24,13 @@ from exchange.tools._journal_view import (
 )
 from exchange.tools._outcomes import Outcomes
 from exchange.tools._replay import replay_journal
-from orderbook_core import DEFAULT_SPEC, MarketSpec, Side, Trade
+from exchange.tools._trades import trade_line, trade_record
+from orderbook_core import DEFAULT_SPEC
 
-__all__ = ["demo", "journal", "replay", "trade_line", "trade_record"]
+__all__ = ["demo", "journal", "replay"]
 
 _PROGRESS_FROM = 20_000
 """Replays of at least this many entries show a progress bar (on a terminal)."""
-
-
-def trade_record(trade: Trade, spec: MarketSpec) -> dict[str, Any]:
-    """A trade as the buyer and the seller see it."""
-    buyer, seller = (
-        (trade.taker_client_id, trade.maker_client_id)
-        if trade.taker_side == Side.BUY
-        else (trade.maker_client_id, trade.taker_client_id)
-    )
-    return {
-        "seq": trade.seq,
-        "tradeId": trade.trade_id,
-        "buyer": buyer,
-        "seller": seller,
-        "price": str(spec.ticks_to_price(trade.price)),
-        "amount": str(spec.lots_to_amount(trade.amount)),
-    }
-
-
-def trade_line(record: dict[str, Any]) -> str:
-    r = record
-    return (
-        f"  trade {r['tradeId']:>8}: {r['buyer']} buys {r['amount']:>8} @ {r['price']:>8}"
-        f" from {r['seller']}"
-    )
 
 
 @contextmanager

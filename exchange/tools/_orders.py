@@ -23,7 +23,7 @@ from typing import Any
 import anyio
 
 from exchange.client.view import trade_time
-from exchange.protocol import AuthFailed, InvalidVersion, ReplayError, verify_head
+from exchange.protocol import AuthFailed, Entry, InvalidVersion, ReplayError, verify_head
 from exchange.runtime import EXIT_FAILED, EXIT_OK, EXIT_USAGE, print_json
 from exchange.tools._history import (
     CANCELLED,
@@ -81,8 +81,8 @@ def from_journal(
     """
     history = ClientHistory(client_id, order_id)
 
-    def seen(entry: Any, events: tuple[Event, ...]) -> None:
-        history.feed(entry.seq, entry.ts, entry.command, events)
+    def seen(entry: Entry, events: tuple[Event, ...]) -> None:
+        history.feed(entry.seq, entry.ts, entry.wire, events)
 
     result = replay_journal(path, spec, on_entry=seen)
     if history.first_seq is None and result.seq:
@@ -157,7 +157,7 @@ async def _walk(
                 commands: dict[int, tuple[int, dict[str, Any]]] = {}
                 if root.commands is not None:
                     _, entries = await reader.fetch_commands(at)
-                    commands = {e.seq: (e.ts, e.command) for e in entries}
+                    commands = {e.seq: (e.ts, e.wire) for e in entries}
         except InvalidVersion as exc:
             if "missing" not in str(exc) or not read:
                 raise

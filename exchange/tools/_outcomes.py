@@ -10,9 +10,9 @@ O(1) per entry that `--follow` prints.
 
 from __future__ import annotations
 
-from exchange.matcher import apply_entry
+from exchange.protocol import ReplayError, apply_entry
 from exchange.sequencer import Journal
-from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, OrderRejected, ValidationError
+from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, OrderRejected
 
 __all__ = ["Outcomes"]
 
@@ -31,18 +31,19 @@ class Outcomes:
         """Apply the entries after `seq` up to `upto` (stops for good at a bad entry)."""
         if self.broken is not None or upto <= self.seq:
             return
+        try:
+            self._advance(journal, upto)
+        except ReplayError as exc:  # an entry that is not a command
+            self.broken = str(exc)
+
+    def _advance(self, journal: Journal, upto: int) -> None:
         for entry in journal.entries(self.seq):
             if entry.seq > upto:
                 return
             if entry.seq != self.seq + 1:
                 self.broken = f"gap in the journal: seq {entry.seq} after {self.seq}"
                 return
-            try:
-                events = apply_entry(self.book, entry)
-            except ValidationError as exc:
-                self.broken = f"journal entry {entry.seq} is not a command: {exc}"
-                return
-            for event in events:
+            for event in apply_entry(self.book, entry):
                 if isinstance(event, OrderRejected):
                     self.rejected[entry.seq] = str(event.reason)
             self.seq = entry.seq

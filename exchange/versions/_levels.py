@@ -2,7 +2,7 @@
 
 Level 0 holds `OrderEntry` values (an order, its position, its leaf encoding), level
 k + 1 the `TreePage` values of level k; a `Level` is one level's pages in order. The
-chunkers are the streaming twins of `_pages._chunk` (the same rule, entry by entry),
+chunkers are the streaming twins of `_format.chunk` (the same rule, entry by entry),
 and `rechunk` replays the rule only where edits are, until the new chunking meets the
 old one again.
 """
@@ -13,14 +13,14 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from exchange.versions._pages import (
-    _BOOK_LEAF,
-    _BOOK_NODE,
+from exchange.versions._book_pages import leaf_entry
+from exchange.versions._format import (
+    BOOK_LEAF,
+    BOOK_NODE,
     MAX_PAGE_BYTES,
-    _leaf_page,
-    _node_cut,
-    _node_page,
-    _order_entry,
+    leaf_page,
+    node_cut,
+    node_page,
 )
 from orderbook_core import RestingOrder, Side
 from transports import dht_key
@@ -48,9 +48,9 @@ __all__ = [
 Position = tuple[int, int, int]
 """Where an order sits in canonical order: ``(side, ±price, ordinal)``."""
 
-LEAF_OVERHEAD = len(_leaf_page(_BOOK_LEAF, "o", []))
-_LEAF_TAIL = "]]" + _leaf_page(_BOOK_LEAF, "o", [])[len('{"o":[') :]  # ']]],"t":"BL","v":3}'
-NODE_OVERHEAD = [len(_node_page(_BOOK_NODE, h, [])) for h in range(64)]
+LEAF_OVERHEAD = len(leaf_page(BOOK_LEAF, "o", []))
+_LEAF_TAIL = "]]" + leaf_page(BOOK_LEAF, "o", [])[len('{"o":[') :]  # ']]],"t":"BL","v":3}'
+NODE_OVERHEAD = [len(node_page(BOOK_NODE, h, [])) for h in range(64)]
 
 
 class OrderEntry(NamedTuple):
@@ -63,7 +63,7 @@ class OrderEntry(NamedTuple):
     pos: Position
     enc: str
     group: str
-    cut: int  # the chunk ends after it if its page is then longer (`_pages._chunk`)
+    cut: int  # the chunk ends after it if its page is then longer (`_format.chunk`)
     order: RestingOrder
     opens: int
     joins: int
@@ -81,15 +81,16 @@ class TreePage:
         self.key = dht_key(text)
         self.count = count
         self.ref = f'["{self.key}",{count}]'  # this page's entry in its parent
-        self.cut = _node_cut(self.key)  # as an entry of its parent
+        self.cut = node_cut(self.key)  # as an entry of its parent
         # Whether the page ended at a boundary of its own (then its end does not
         # depend on the entry after it).
         self.closed = len(entries) >= 2 and len(text) > entries[-1].cut
 
 
 def leaf_text(entries: Sequence[OrderEntry]) -> str:
-    """The BL page of `entries`: `_pages._leaf_page` of `_pages._group_items`, written
-    in one pass (the profiler's pick: a leaf is re-encoded on most updates)."""
+    """The BL page of `entries`: `_format.leaf_page` of their price groups (as
+    ``_book_pages`` writes them), in one pass (the profiler's pick: a leaf is
+    re-encoded on most updates)."""
     parts: list[str] = []
     group = None
     for entry in entries:
@@ -111,7 +112,7 @@ def make_leaf(entries: Sequence[OrderEntry]) -> TreePage:
 
 def make_node(children: Sequence[TreePage], height: int) -> TreePage:
     """The node page of height `height` over `children` (a chunk). O(len(children))."""
-    text = _node_page(_BOOK_NODE, height, [child.ref for child in children])
+    text = node_page(BOOK_NODE, height, [child.ref for child in children])
     return TreePage(tuple(children), text, sum([child.count for child in children]))
 
 
@@ -126,7 +127,7 @@ def position(order: RestingOrder, ordinal: int) -> Position:
 
 def new_entry(order: RestingOrder, ordinal: int) -> OrderEntry:
     """The level-0 entry of `order` (encoded and hashed: O(its size))."""
-    enc, group, cut = _order_entry(order)
+    enc, group, cut = leaf_entry(order)
     return entry_with(position(order, ordinal), enc, group, cut, order)
 
 
@@ -171,7 +172,7 @@ class Level:
 
 
 # --------------------------------------------------------------------------- chunkers
-# The streaming twins of `_pages._chunk` (same rule, entry by entry): a chunk closes
+# The streaming twins of `_format.chunk` (same rule, entry by entry): a chunk closes
 # before an entry that would push its page over MAX_PAGE_BYTES, and after an entry when
 # it has two entries or more and its page is longer than the entry's cut.
 

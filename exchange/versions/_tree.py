@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-`build_book_tree` (``_pages``) chunks every level of the canonical tree from scratch,
+`build_book_tree` (``_book_pages``) chunks every level of the canonical tree from scratch,
 O(n). `BookTree` keeps the levels of that same tree and, when orders change, re-chunks
 only around them: a version that changes k orders costs O(k log n) and gives the very
 pages, byte for byte, and the root that a full build of the new book gives (the tests
@@ -58,6 +58,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from itertools import count, pairwise
 from typing import Any
 
+from exchange.versions._book_pages import build_from_entries, leaf_entry
+from exchange.versions._format import PageTree, chunk
 from exchange.versions._levels import (
     LEAF_OVERHEAD,
     NODE_OVERHEAD,
@@ -72,12 +74,6 @@ from exchange.versions._levels import (
     new_entry,
     position,
     rechunk,
-)
-from exchange.versions._pages import (
-    PageTree,
-    _build_book,
-    _chunk,
-    _order_entry,
 )
 from orderbook_core import (
     Event,
@@ -241,7 +237,7 @@ class BookTree:
             previous = entry.group
         pages: list[TreePage] = []
         start = 0
-        for end in _chunk(firsts, nexts, [e.cut for e in entries], LEAF_OVERHEAD):
+        for end in chunk(firsts, nexts, [e.cut for e in entries], LEAF_OVERHEAD):
             pages.append(make_leaf(entries[start:end]))
             start = end
         tree._levels.append(Level(pages))
@@ -251,7 +247,7 @@ class BookTree:
             cuts = [page.cut for page in pages]
             parents: list[TreePage] = []
             start = 0
-            for end in _chunk(widths, [w + 1 for w in widths], cuts, NODE_OVERHEAD[height]):
+            for end in chunk(widths, [w + 1 for w in widths], cuts, NODE_OVERHEAD[height]):
                 parents.append(make_node(pages[start:end], height))
                 start = end
             pages = parents
@@ -510,7 +506,7 @@ class BookTree:
         For tests; raises AssertionError with what differs.
         """
         orders = list(self.orders())
-        full = _build_book([_order_entry(order) for order in orders])
+        full = build_from_entries([leaf_entry(order) for order in orders])
         assert full.root == self.root, (full.root, self.root)
         assert full.height == self.height, (full.height, self.height)
         assert full.pages == self.pages(), "pages differ from a full build"

@@ -26,13 +26,14 @@ from exchange.protocol import (
     PROCESS_DOMAIN,
     AuthFailed,
     Head,
+    new_entry,
     sign_head,
     sign_object,
     sign_order,
 )
 from exchange.sequencer import Journal
-from exchange.versions import CommandEntry, VersionPublisher
-from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side, command_to_wire
+from exchange.versions import VersionPublisher
+from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side
 from transports import RemoteError, TransportError
 from transports.grenache import GrenacheTransport
 
@@ -172,7 +173,7 @@ async def _forge_the_head(exchange: Exchange, before: dict[str, Any]) -> None:
         book = OrderBook(DEFAULT_SPEC)
         command = NewOrder(10**9, 1, "mallory", "m-1", Side.SELL, 100, 999_000)
         events = book.apply(command)
-        entry = CommandEntry(10**9, 1, command_to_wire(command, DEFAULT_SPEC))
+        entry = new_entry(command, DEFAULT_SPEC)
         forged = await VersionPublisher(attacker, DEFAULT_SPEC).publish(
             book, events, seq=10**9, first=10**9, commands=[entry]
         )

@@ -16,10 +16,18 @@ from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, named_key
 
 from exchange.client import ClientNode, new_order_id, parse_client_args, run_client
 from exchange.client._output import Record
-from exchange.protocol import AuthFailed, Head, OrderRefused, SubmitReply, public_key_hex, sign_head
+from exchange.protocol import (
+    AuthFailed,
+    Head,
+    OrderRefused,
+    SubmitReply,
+    new_entry,
+    public_key_hex,
+    sign_head,
+)
 from exchange.tools import replay_journal
-from exchange.versions import CommandEntry, VersionPublisher, book_hash
-from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side, command_to_wire
+from exchange.versions import VersionPublisher, book_hash
+from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side
 from transports import JSON, MemoryNetwork, MemoryTransport, RemoteError, ServiceError
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +53,7 @@ class Market:
             self.seq, 1000 + self.seq, client, f"{client}-{self.seq}", side, price, amount
         )
         events = self.book.apply(command)
-        entry = CommandEntry(self.seq, command.ts, command_to_wire(command, SPEC))
+        entry = new_entry(command, SPEC)
         root = await self.publisher.publish(
             self.book, events, seq=self.seq, first=self.seq, commands=[entry]
         )

@@ -300,9 +300,9 @@ def _order_id(exchange: Running, client: str) -> str:
 
     with Journal(exchange.journal) as journal:
         ids: list[str] = [
-            e.command["orderId"]
+            e.wire["orderId"]
             for e in journal.entries()
-            if e.command["clientId"] == client and e.command["op"] == "new"
+            if e.wire["clientId"] == client and e.wire["op"] == "new"
         ]
     return ids[0]
 

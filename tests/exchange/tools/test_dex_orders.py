@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from exchange.sequencer import Journal, JournalEntry
+from exchange.protocol import parse_entry
+from exchange.sequencer import Journal
 from exchange.tools import main
 from orderbook_core import DEFAULT_SPEC, command_to_wire, parse_command
 
@@ -49,7 +50,7 @@ def write_journal(path: Path, payloads: Sequence[Mapping[str, object]]) -> None:
         for seq, payload in enumerate(payloads, start=1):
             command = parse_command(payload, DEFAULT_SPEC, seq=seq, ts=0)
             wire = command_to_wire(command, DEFAULT_SPEC)
-            journal.append([JournalEntry(seq, T0 + seq * 1000, wire)])
+            journal.append([parse_entry(seq, T0 + seq * 1000, wire, DEFAULT_SPEC)])
 
 
 @pytest.fixture

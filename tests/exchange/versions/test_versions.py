@@ -31,13 +31,8 @@ from exchange.versions import (
     decode_root,
     encode_root,
 )
-from exchange.versions._pages import (
-    UPDATE_PAGES_BOUND,
-    BookLeaf,
-    BookNode,
-    EventLeaf,
-    parse_page,
-)
+from exchange.versions._format import UPDATE_PAGES_BOUND
+from exchange.versions._parse import BookLeaf, BookNode, EventLeaf, parse_page
 from orderbook_core import (
     DEFAULT_SPEC,
     CancelOrder,

@@ -18,7 +18,7 @@ from support.grapes import Grape, running_grapes
 from versions_books import MID, realistic_book
 
 from exchange.versions import DEFAULT_REFRESH_BUDGET, VersionPublisher, VersionReader, book_hash
-from exchange.versions._pages import UPDATE_PAGES_BOUND
+from exchange.versions._format import UPDATE_PAGES_BOUND
 from orderbook_core import DEFAULT_SPEC, CancelOrder, Command, NewOrder, OrderBook, Side
 from transports.grenache import GrenacheTransport
 

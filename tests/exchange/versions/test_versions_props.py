@@ -37,7 +37,8 @@ from exchange.versions import (
     build_event_pages,
     decode_root,
 )
-from exchange.versions._pages import UPDATE_PAGES_BOUND, BookLeaf, BookNode, parse_page
+from exchange.versions._format import UPDATE_PAGES_BOUND
+from exchange.versions._parse import BookLeaf, BookNode, parse_page
 from orderbook_core import (
     DEFAULT_SPEC,
     CancelOrder,

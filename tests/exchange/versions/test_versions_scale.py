@@ -35,7 +35,7 @@ from exchange.versions import (
     book_hash,
     build_book_tree,
 )
-from exchange.versions._pages import UPDATE_PAGES_BOUND
+from exchange.versions._format import UPDATE_PAGES_BOUND
 from orderbook_core import DEFAULT_SPEC, CancelOrder, Command, NewOrder, OrderBook, Side, Trade
 from transports import MemoryNetwork, open_transport
 

@@ -1,0 +1,280 @@
+"""Parse one page of a version's trees and check it: pure, validating, O(page size).
+
+A page comes from the DHT, which anyone can write to, so everything is checked: its
+content against its key, its size, the JSON shape of its kind and the type of every
+field (`parse_page`). Its place in a tree (heights, counts, order) is the reader's
+to check. The format is ``_format``'s; docs/protocol.md, "Versions in the DHT".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from typing import Any, NamedTuple
+
+from exchange.protocol import Entry, InvalidVersion, parse_entry
+from exchange.versions._format import (
+    BOOK_LEAF,
+    BOOK_NODE,
+    CODE_SIDE,
+    COMMAND_LEAF,
+    COMMAND_NODE,
+    COMMAND_ZLEAF,
+    EVENT_LEAF,
+    EVENT_NODE,
+    EVENT_ZLEAF,
+    MAX_LIST_LEAF_TEXT,
+    MAX_ORDER_NUMBER,
+    MAX_PAGE_BYTES,
+    MAX_TREE_HEIGHT,
+    PAGE_VERSION,
+)
+from orderbook_core import (
+    ID_RULE,
+    Event,
+    MarketSpec,
+    RestingOrder,
+    Side,
+    ValidationError,
+    event_from_wire,
+    is_identifier,
+)
+from transports import dht_key, is_dht_key
+
+__all__ = [
+    "BookLeaf",
+    "BookNode",
+    "CommandLeaf",
+    "CommandNode",
+    "EventLeaf",
+    "EventNode",
+    "Page",
+    "parse_page",
+]
+
+_PLAIN_LEAF = {EVENT_ZLEAF: EVENT_LEAF, COMMAND_ZLEAF: COMMAND_LEAF}
+_LIST_FIELD = {EVENT_LEAF: "e", COMMAND_LEAF: "x"}
+
+
+class BookLeaf(NamedTuple):
+    """A parsed book leaf: its orders, in canonical order."""
+
+    orders: tuple[RestingOrder, ...]
+
+
+class BookNode(NamedTuple):
+    """A parsed book node: its height (>= 1) and its ``(key, order count)`` children."""
+
+    height: int
+    children: tuple[tuple[str, int], ...]
+
+
+class EventLeaf(NamedTuple):
+    """A parsed event leaf: its events, in order."""
+
+    events: tuple[Event, ...]
+
+
+class EventNode(NamedTuple):
+    """A parsed event node: its height (>= 1) and its ``(key, event count)`` children."""
+
+    height: int
+    children: tuple[tuple[str, int], ...]
+
+
+class CommandLeaf(NamedTuple):
+    """A parsed command leaf: its entries, in seq order, their commands validated."""
+
+    entries: tuple[Entry, ...]
+
+
+class CommandNode(NamedTuple):
+    """A parsed command node: its height (>= 1) and its ``(key, entry count)`` children."""
+
+    height: int
+    children: tuple[tuple[str, int], ...]
+
+
+Page = BookLeaf | BookNode | EventLeaf | EventNode | CommandLeaf | CommandNode
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int
+
+
+def _bad(key: str, why: str) -> InvalidVersion:
+    return InvalidVersion(f"page {key}: {why}")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_group(key: str, item: object) -> list[RestingOrder]:
+    if not (isinstance(item, list) and len(item) == 3):
+        raise _bad(key, "a price group is a list [side, price, orders]")
+    side, price, orders = item
+    if side not in CODE_SIDE:
+        raise _bad(key, f"order side must be 's' or 'b', not {side!r}")
+    if not (_is_int(price) and price > 0):
+        raise _bad(key, "order price must be a positive integer")
+    if not (isinstance(orders, list) and orders):
+        raise _bad(key, "a price group has a non-empty list of orders")
+    return [_parse_order(key, CODE_SIDE[side], price, order) for order in orders]
+
+
+def _parse_order(key: str, side: Side, price: int, item: object) -> RestingOrder:
+    if not (isinstance(item, list) and len(item) == 5):
+        raise _bad(key, "an order is a list of 5 items")
+    remaining, client_id, order_id, seq, ts = item
+    if not (_is_int(remaining) and remaining > 0):
+        raise _bad(key, "order remaining must be a positive integer")
+    for name, value in (("seq", seq), ("ts", ts)):
+        if not _is_int(value):
+            raise _bad(key, f"order {name} must be an integer")
+    # Anyone can store a version whose tree is canonical for the orders it lists, so the
+    # ids are checked against the submit_order rule: no control characters or other
+    # bytes a client would print, and at most 64 characters once expanded.
+    if not is_identifier(client_id):
+        raise _bad(key, f"order client_id must be {ID_RULE}")
+    if _is_int(order_id) and 0 <= order_id < MAX_ORDER_NUMBER:
+        order_id = f"{client_id}-{order_id}"
+    elif not isinstance(order_id, str):
+        raise _bad(key, "order order_id must be a string or an integer in 0..10**15-1")
+    if not is_identifier(order_id):
+        raise _bad(key, f"order order_id must be {ID_RULE}")
+    return RestingOrder(client_id, order_id, side, price, remaining, seq, ts)
+
+
+def _parse_children(key: str, obj: dict[str, Any]) -> tuple[int, tuple[tuple[str, int], ...]]:
+    height, children = obj.get("h"), obj.get("c")
+    if not (type(height) is int and 1 <= height <= MAX_TREE_HEIGHT):
+        raise _bad(key, f"node height must be an integer in 1..{MAX_TREE_HEIGHT}")
+    if not (isinstance(children, list) and children):
+        raise _bad(key, "a node has a non-empty list of children")
+    parsed: list[tuple[str, int]] = []
+    for child in children:
+        if not (isinstance(child, list) and len(child) == 2):
+            raise _bad(key, "a child is a [key, count] pair")
+        child_key, count = child
+        if not is_dht_key(child_key):
+            raise _bad(key, "a child key must be 40 lowercase hex characters")
+        if not (_is_int(count) and count >= 1):
+            raise _bad(key, "a child count must be a positive integer")
+        parsed.append((child_key, count))
+    return height, tuple(parsed)
+
+
+def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
+    """Check that `text` is the page stored under `key` and parse it.
+
+    Verifies the content against the key (``dht_key(text) == key``), the size bound,
+    the JSON shape of its type and the type of every field. It does not check the
+    page's place in a tree (heights, counts, order): the reader does. O(len(text)).
+
+    Args:
+        key: the DHT key the page was fetched under.
+        text: the value the DHT returned.
+        spec: the market, to decode events (`event_from_wire`) and validate commands.
+
+    Raises:
+        InvalidVersion: the content does not match the key, or is not a valid page.
+    """
+    if not isinstance(text, str) or dht_key(text) != key:
+        raise _bad(key, "content does not match its hash")
+    if len(text.encode("utf-8")) > MAX_PAGE_BYTES:
+        raise _bad(key, f"larger than {MAX_PAGE_BYTES} bytes")
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise _bad(key, f"not JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise _bad(key, "not a JSON object")
+    kind = obj.get("t")
+    if obj.get("v") != PAGE_VERSION or not _is_int(obj.get("v")):
+        raise _bad(key, f"page version must be {PAGE_VERSION}")
+    expected = (
+        {
+            BOOK_LEAF: {"o", "t", "v"},
+            EVENT_LEAF: {"e", "t", "v"},
+            COMMAND_LEAF: {"x", "t", "v"},
+            EVENT_ZLEAF: {"z", "t", "v"},
+            COMMAND_ZLEAF: {"z", "t", "v"},
+            BOOK_NODE: {"c", "h", "t", "v"},
+            EVENT_NODE: {"c", "h", "t", "v"},
+            COMMAND_NODE: {"c", "h", "t", "v"},
+        }.get(kind)
+        if isinstance(kind, str)
+        else None
+    )
+    if expected is None:
+        raise _bad(key, f"unknown page type {kind!r}")
+    if set(obj) != expected:
+        raise _bad(key, f"a {kind} page has exactly the keys {sorted(expected)}")
+    if kind == BOOK_LEAF:
+        items = obj["o"]
+        if not (isinstance(items, list) and items):
+            raise _bad(key, "a leaf has a non-empty list of price groups")
+        return BookLeaf(tuple(order for item in items for order in _parse_group(key, item)))
+    if kind in _PLAIN_LEAF:
+        kind = _PLAIN_LEAF[kind]
+        obj = {_LIST_FIELD[kind]: _inflate(key, obj["z"])}
+    if kind == EVENT_LEAF:
+        items = obj["e"]
+        if not (isinstance(items, list) and items):
+            raise _bad(key, "an event leaf has a non-empty list of events")
+        return EventLeaf(tuple(_parse_event(key, item, spec) for item in items))
+    if kind == COMMAND_LEAF:
+        items = obj["x"]
+        if not (isinstance(items, list) and items):
+            raise _bad(key, "a command leaf has a non-empty list of commands")
+        return CommandLeaf(tuple(_parse_command_entry(key, item, spec) for item in items))
+    height, children = _parse_children(key, obj)
+    if kind == BOOK_NODE:
+        return BookNode(height, children)
+    if kind == COMMAND_NODE:
+        return CommandNode(height, children)
+    return EventNode(height, children)
+
+
+def _inflate(key: str, text: object) -> object:
+    """The JSON value compressed in a list leaf's ``"z"``, at most `MAX_LIST_LEAF_TEXT`."""
+    if not isinstance(text, str):
+        raise _bad(key, '"z" must be a base64 string')
+    try:
+        data = base64.b64decode(text, validate=True)
+        inflater = zlib.decompressobj()
+        plain = inflater.decompress(data, MAX_LIST_LEAF_TEXT)
+    except (binascii.Error, zlib.error) as exc:
+        raise _bad(key, f'"z" is not base64 of zlib data ({exc})') from None
+    if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
+        raise _bad(key, f'"z" is not one zlib stream of at most {MAX_LIST_LEAF_TEXT} bytes')
+    try:
+        return json.loads(plain.decode("utf-8"), parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise _bad(key, f'"z" does not hold JSON ({exc})') from None
+
+
+def _parse_command_entry(key: str, item: object, spec: MarketSpec) -> Entry:
+    if not (isinstance(item, list) and len(item) == 3):
+        raise _bad(key, "a command is a list [seq, ts, command]")
+    seq, ts, command = item
+    if not (_is_int(seq) and seq >= 1 and _is_int(ts) and ts >= 0):
+        raise _bad(key, "a command's seq must be an integer >= 1 and its ts >= 0")
+    if not isinstance(command, dict):
+        raise _bad(key, "a command is a JSON object")
+    try:
+        return parse_entry(seq, ts, command, spec)
+    except ValidationError as exc:
+        raise _bad(key, f"command {seq} breaks a rule ({exc})") from None
+
+
+def _parse_event(key: str, item: object, spec: MarketSpec) -> Event:
+    if not isinstance(item, dict):
+        raise _bad(key, "an event is a JSON object")
+    try:
+        return event_from_wire(item, spec)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise _bad(key, f"bad event ({exc})") from None
