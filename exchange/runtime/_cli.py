@@ -12,6 +12,7 @@ import argparse
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "DEFAULT_GRAPE",
@@ -25,6 +26,7 @@ __all__ = [
     "EXIT_UNREACHABLE",
     "EXIT_UNTRUSTED",
     "EXIT_USAGE",
+    "grape_url",
     "positive",
     "print_json",
     "tcp_port",
@@ -86,3 +88,18 @@ def tcp_port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
     return int(text)
+
+
+def grape_url(text: str) -> str:
+    """An argparse type: a grape's ``http://host:port`` URL (a malformed one is a usage
+    error, exit 2, not an unreachable grape)."""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or not parts.hostname or port is None:
+        raise argparse.ArgumentTypeError(f"not a grape URL such as {DEFAULT_GRAPE}: {text!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"a grape URL has no path or query: {text!r}")
+    return text

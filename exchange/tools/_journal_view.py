@@ -62,13 +62,18 @@ def open_journal(path: str | Path, spec: MarketSpec = DEFAULT_SPEC) -> Journal:
         raise ReplayError(f"{path}: cannot open the journal: {exc}") from None
 
 
-def entry_record(entry: Entry) -> dict[str, Any]:
-    """One entry as JSON: ``{"seq", "ts", "command"}``."""
-    return entry_to_wire(entry)
+def entry_record(entry: Entry, rejected: str | None = None) -> dict[str, Any]:
+    """One entry as JSON: ``{"seq", "ts", "command"}``, and ``"rejected": <reason>``
+    when the matcher rejected it."""
+    record = entry_to_wire(entry)
+    if rejected is not None:
+        record["rejected"] = rejected
+    return record
 
 
-def entry_line(entry: Entry) -> str:
-    """One entry as a line of the table `JOURNAL_HEADER` heads."""
+def entry_line(entry: Entry, rejected: str | None = None) -> str:
+    """One entry as a line of the table `JOURNAL_HEADER` heads (ending with
+    ``rejected: <reason>`` when the matcher rejected it)."""
     c = entry.wire
     price = c.get("price")
     return (
@@ -76,6 +81,7 @@ def entry_line(entry: Entry) -> str:
         f"{c.get('op', ''):6} {c.get('orderId', ''):20} {c.get('side', '') or '':4} "
         f"{'' if price is None else price:>10} {c.get('amount', '') or '':>10} "
         f"{c.get('tif', '') if c.get('op') == 'new' else ''}"
+        f"{'' if rejected is None else '  rejected: ' + rejected}"
     ).rstrip()
 
 

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from exchange.protocol import ReplayError, apply_entry
+from exchange.protocol import Entry, ReplayError, apply_entry
 from exchange.tools._journal_view import open_journal
 from exchange.versions import book_hash
-from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Trade
+from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, Trade
 
 __all__ = ["ReplayResult", "replay_journal"]
 
@@ -36,6 +36,7 @@ def replay_journal(
     *,
     upto: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_entry: Callable[[Entry, tuple[Event, ...]], None] | None = None,
 ) -> ReplayResult:
     """Apply every journal entry in sequence order, up to `upto` (default: the head).
 
@@ -49,6 +50,8 @@ def replay_journal(
         spec: the market.
         upto: stop after this sequence number.
         progress: called with ``(seq, upto)`` every 1000 entries and at the end.
+        on_entry: called with each entry and the events the core made of it (what
+            `dex order`, `dex orders` and `dex fills` read).
 
     Returns:
         The sequence number reached, the book, its `book_hash` and the trades made.
@@ -73,6 +76,8 @@ def replay_journal(
                 raise ReplayError(f"gap in the journal: seq {entry.seq} after {seq}")
             events = apply_entry(book, entry)
             trades.extend(e for e in events if isinstance(e, Trade))
+            if on_entry is not None:
+                on_entry(entry, events)
             seq = entry.seq
             if progress is not None and seq % 1000 == 0:
                 progress(seq, upto)
