@@ -22,22 +22,19 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.client._args import CANCEL_ALL, ClientArgs, parse_client_args
 from exchange.client._args import USAGE as USAGE
 from exchange.client._node import ClientNode, NotAcknowledged, new_order_id
 from exchange.client._output import REJECT_TEXT, Emit, Record, TextOrJsonWriter
+from exchange.client._preflight import grape_refuses, matcher_trust, seconds, trusted_head
 from exchange.client._replica import ReplicaUpdate
 from exchange.client.view import LiveMarket, MarketState, rich_available
 from exchange.protocol import (
-    SUBMIT_ORDER,
     ArgumentError,
-    AuthFailed,
-    BadMessage,
     Head,
     OrderRefused,
-    public_key_hex,
     reserved_order_id,
 )
 from exchange.runtime import (
@@ -48,16 +45,11 @@ from exchange.runtime import (
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_UNREACHABLE,
-    EXIT_UNTRUSTED,
     EXIT_USAGE,
     NO_METRICS,
-    KeyFileError,
     Metrics,
     client_key_path,
     load_or_create_key,
-    pin_matcher_key,
-    pinned_matcher_path,
-    read_trusted_key,
     serve_prometheus,
 )
 from exchange.versions import Version
@@ -72,7 +64,7 @@ from orderbook_core import (
     ValidationError,
     parse_command,
 )
-from transports import ConnectionFailed, Transport, TransportError, open_transport
+from transports import Transport, TransportError, open_transport
 
 __all__ = [
     "main",
@@ -81,11 +73,6 @@ __all__ = [
 
 _OWN_KINDS = frozenset({"accepted", "rested", "fill", "cancelled", "rejected", "modified"})
 """Records about orders (the client's, and the tape's trades): shown from its command on."""
-
-
-def _seconds(value: float) -> str:
-    """A duration for people: ``2 s``, ``17.5 s``, not ``17.000000000000004 s``."""
-    return f"{round(value, 1):g} s"
 
 
 class _Shown:
@@ -212,11 +199,11 @@ async def _run(
     else:
         signing_key = None  # a watcher signs nothing
     try:
-        trusted, trust_matcher = _matcher_trust(args)
+        trusted, trust_matcher = matcher_trust(args)
     except OSError as exc:
         print(f"client: matcher key: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    refused = await _grape_refuses(transport)
+    refused = await grape_refuses(transport)
     if refused is not None:
         print(
             f"client: nothing listens at grape {args.grape} ({refused}): start the grape,"
@@ -260,7 +247,7 @@ async def _run(
     first_head: Head | None = None
     if order is not None or args.once:
         # Nothing is submitted (and no outcome believed) before the matcher is trusted.
-        gate = await _trusted_head(node, args, deadline, submitting=order is not None)
+        gate = await trusted_head(node, args, deadline, submitting=order is not None)
         if isinstance(gate, int):
             return gate
         first_head = gate
@@ -274,7 +261,7 @@ async def _run(
             detail = (
                 str(exc)
                 if isinstance(exc, TransportError)
-                else f"no answer in {_seconds(startup + 2.0)}"
+                else f"no answer in {seconds(startup + 2.0)}"
             )
             print(f"client: cannot serve through grape {args.grape}: {detail}", file=sys.stderr)
             tg.cancel_scope.cancel()
@@ -283,80 +270,6 @@ async def _run(
         status = await _drive(node, args, order, shown, deadline, first_head)
         tg.cancel_scope.cancel()
     return status
-
-
-def _matcher_trust(
-    args: ClientArgs,
-) -> tuple[Ed25519PublicKey | None, Callable[[str | None, Ed25519PublicKey], None] | None]:
-    """The matcher key to trust, or how to decide on the key a head names.
-
-    `--matcher-key` if given (then any exchange instance). Else the key is pinned per
-    exchange instance (the sequencer's key, which the signed head names): the first key
-    seen for an instance is pinned in ``known/matchers/<instance>.pub`` with a one-line
-    notice, and only that key is trusted for that instance from then on.
-    """
-    if args.matcher_key is not None:
-        return read_trusted_key(args.matcher_key), None
-    noticed: set[str] = set()
-
-    def trust(instance: str | None, key: Ed25519PublicKey) -> None:
-        if instance is None:
-            raise BadMessage(
-                "instance: the matcher does not know its sequencer's key yet"
-                " (has the submit_order worker ever started?)"
-            )
-        path = pinned_matcher_path(instance)
-        try:
-            pinned, new = pin_matcher_key(instance, key)
-        except KeyFileError as exc:
-            raise AuthFailed(f"{exc} (delete it to pin the matcher again)") from None
-        except OSError as exc:  # cannot pin: trusted for this run all the same
-            if instance not in noticed:
-                noticed.add(instance)
-                print(f"client: cannot pin the matcher key in {path}: {exc}", file=sys.stderr)
-            return
-        if public_key_hex(pinned) != public_key_hex(key):
-            raise AuthFailed(
-                f"the matcher of exchange {instance[:12]}.. signs with key"
-                f" {public_key_hex(key)[:12]}.., but {public_key_hex(pinned)[:12]}.. is"
-                f" pinned for it in {path}; if that exchange's matcher key was really"
-                " replaced, delete that file (or pass --matcher-key)"
-            )
-        if new and instance not in noticed:
-            noticed.add(instance)
-            print(
-                f"client: new exchange {instance[:12]}.. (its sequencer's key): trusting"
-                f" its matcher key {public_key_hex(key)[:12]}.., pinned in {path}",
-                file=sys.stderr,
-            )
-
-    return None, trust
-
-
-async def _trusted_head(
-    node: ClientNode, args: ClientArgs, deadline: float, *, submitting: bool
-) -> Head | int:
-    """The matcher's head once its signature is verified and its key trusted, or the
-    exit status when it is not: `EXIT_UNTRUSTED` at once, `EXIT_UNREACHABLE` when no
-    usable head came before `deadline`."""
-    what = "order not submitted" if submitting else "nothing shown"
-    last = "no answer"
-    with anyio.move_on_after(max(deadline - anyio.current_time(), 0.01)):
-        while True:
-            try:
-                return await node.fetch_head()
-            except AuthFailed as exc:
-                print(f"client: {what}: matcher not trusted: {exc.detail}", file=sys.stderr)
-                return EXIT_UNTRUSTED
-            except (TransportError, BadMessage) as exc:
-                last = str(exc)
-            await anyio.sleep(0.25)
-    print(
-        f"client: {what}: the process worker (orderbook_head) gave no trusted head in"
-        f" {_seconds(args.timeout)} through grape {args.grape} (last: {last})",
-        file=sys.stderr,
-    )
-    return EXIT_UNREACHABLE
 
 
 def _tape_lines(emit: Emit, spec: MarketSpec) -> Callable[[ReplicaUpdate[Version]], None]:
@@ -497,7 +410,7 @@ async def _drive(
             done["outcome"] = outcome
         shown(done)
         return status
-    waited = f"(replica at seq {node.replica.seq} after {_seconds(args.timeout)})"
+    waited = f"(replica at seq {node.replica.seq} after {seconds(args.timeout)})"
     if order is not None:
         return _not_confirmed(args, order, f"was taken as seq {target} but not seen {waited}")
     print(f"client: the replica did not reach seq {target} {waited}", file=sys.stderr)
@@ -524,7 +437,7 @@ async def _cancel_all(
         shown.start_at(math.inf)
         print(
             f"client: nothing cancelled: the replica did not reach the head (seq {head.seq})"
-            f" in {_seconds(args.timeout)}",
+            f" in {seconds(args.timeout)}",
             file=sys.stderr,
         )
         return EXIT_UNREACHABLE
@@ -542,7 +455,7 @@ async def _cancel_all(
         with anyio.move_on_after(left()):
             await node.wait_for_seq(seqs[-1][0])
         if node.replica.seq < seqs[-1][0]:
-            why = f"(and {len(seqs) - 1} more) was taken but not seen in {_seconds(args.timeout)}"
+            why = f"(and {len(seqs) - 1} more) was taken but not seen in {seconds(args.timeout)}"
             return _not_confirmed(args, {"op": "cancel", "orderId": seqs[-1][1]}, why)
     cancelled = gone = 0
     for seq, _order_id in seqs:
@@ -560,35 +473,6 @@ async def _cancel_all(
     if not args.once and status == EXIT_OK:
         await anyio.sleep_forever()
     return status
-
-
-_GRAPE_TRIES = (0.2, 0.4)
-"""Pauses between the quick retries of a grape that refuses the connection (about 1 s
-in all with the attempts): a grape that is not there fails fast, not after --timeout."""
-
-
-async def _grape_refuses(transport: Transport) -> str | None:
-    """Why the grape cannot be asked at all (connection refused), or None if it can.
-
-    Only a refused (or broken) connection counts: a grape that answers, even with an
-    error, or slowly, is there, and the client goes on.
-    """
-    link = getattr(transport, "link", None)  # the Grenache adapter's Grape client
-    if link is None:
-        return None
-    last = ""
-    for pause in (*_GRAPE_TRIES, None):
-        try:
-            with anyio.move_on_after(2.0):
-                await link.lookup(SUBMIT_ORDER, fresh=True)
-            return None
-        except ConnectionFailed as exc:
-            last = str(exc)
-        except TransportError:
-            return None
-        if pause is not None:
-            await anyio.sleep(pause)
-    return last
 
 
 def main(argv: list[str] | None = None) -> int:
