@@ -179,3 +179,12 @@ def test_exchange_packages_import_only_from_the_layers_below() -> None:
         if package(module) != package(target) and layer[package(module)] <= layer[package(target)]
     )
     assert wrong == []
+
+
+def test_exchange_modules_stay_under_600_lines() -> None:
+    long = {
+        path.relative_to(REPO).as_posix(): n
+        for path in (REPO / "exchange").rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 600
+    }
+    assert long == {}, "split these along their seams"
