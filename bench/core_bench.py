@@ -10,17 +10,18 @@ What is measured, each as the median of ``--repeat`` interleaved runs on fresh b
 * ``ratio``: messages per second of the core through its public API (each message
   becomes a typed command, ``OrderBook.apply`` returns its events) over the naive
   book's (each message becomes a method call that returns its fills);
-* ``batch_ratio``: ``OrderBook.apply_compact`` on the stream's commands as plain tuples
-  over ``OrderBook.apply`` one at a time on the same commands prebuilt as NamedTuples
-  (so the batch gets no credit for the commands it does not build);
-* ``batch_public_ratio``: the stream through ``apply_compact`` (messages turned into
-  tuples, then one call) over the naive book;
+* ``batch_ratio``: ``OrderBook.apply_compact`` on the stream's commands as plain tuples,
+  1,024 per call, over ``OrderBook.apply`` one at a time on the same commands prebuilt
+  as NamedTuples, keeping each chunk's events (so the batch gets no credit for the
+  commands it does not build);
+* ``batch_public_ratio``: the stream through ``apply_compact`` (each chunk of 1,024
+  messages turned into tuples, then one call) over the naive book;
 * per message kind (each message timed alone with ``perf_counter_ns``, both books in
   lockstep): the median ns of a GTC order that rests, one that trades, an IOC, a
   cancel, a modify;
-* ``bytes_per_order``: tracemalloc's growth while ``--memory-orders`` orders come to
-  rest (ids and commands allocated before tracing, so only the books' own structures
-  count), for the core and the naive book;
+* ``bytes_per_order``: tracemalloc, what the book keeps alive per resting order once
+  ``--memory-orders`` orders rest (ids and numbers included; see
+  :func:`bytes_per_order`), for the core and the naive book;
 * ``history_ratio``: the old measurement (90% GTC / 10% cancels against the old
   baseline whose cancel is an O(queue) ``deque.remove``), kept as history only.
 
@@ -56,6 +57,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from core_stream import (  # noqa: E402
     CANCEL,
+    CHUNK,
     LIMIT,
     LOT,
     MID,
@@ -137,7 +139,10 @@ def cost_per_kind(messages: list[Message]) -> dict[str, Any]:
 
 
 def resting_commands(n: int, seed: int) -> tuple[list[Command], list[tuple[Any, ...]]]:
-    """``n`` orders that all rest: bids below the mid, asks above, over 1,000 levels."""
+    """``n`` orders that all rest: bids below the mid, asks above, over 1,000 levels.
+
+    Every id, price, amount, seq and ts is a fresh object, as after ``parse_command``.
+    """
     rng = random.Random(seed)
     cmds: list[Command] = []
     naive: list[tuple[Any, ...]] = []
@@ -148,38 +153,64 @@ def resting_commands(n: int, seed: int) -> tuple[list[Command], list[tuple[Any, 
         oid = str(seq)
         side = Side.BUY if is_buy else Side.SELL
         cmds.append(NewOrder(seq, 1_700_000_000_000 + seq, f"c{oid}", oid, side, price, amount))
-        naive.append((oid, is_buy, price, amount))
+        naive.append((str(seq), is_buy, int(str(price)), int(str(amount))))
     return cmds, naive
 
 
 def bytes_per_order(n: int, seed: int) -> dict[str, float]:
-    """tracemalloc growth per resting order, for the core and the naive book."""
-    cmds, naive_args = resting_commands(n, seed)
+    """tracemalloc: bytes per resting order, for the core and the naive book.
+
+    ``core``: everything the book keeps alive, ids and numbers included (the commands
+    are built under tracing, applied, then dropped). ``core_structures``: only what
+    the book allocates itself (commands built before tracing and kept). ``naive``: the
+    naive book, everything it keeps alive, measured like ``core``.
+    """
     out: dict[str, float] = {}
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
+
+    def traced(fn: Callable[[], object]) -> float:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            keep = fn()
+            gc.collect()
+            size = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        del keep
+        return round(size / n, 1)
+
+    def core_all() -> object:
+        cmds, _ = resting_commands(n, seed)
         book = OrderBook(DEFAULT_SPEC)
         apply = book.apply
         for cmd in cmds:
             apply(cmd)
-        gc.collect()
-        out["core"] = round((tracemalloc.get_traced_memory()[0] - before) / n, 1)
+        del cmds, cmd
         assert len(book) == n
-        del book, apply
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
+        return book
+
+    def naive_all() -> object:
+        _, args = resting_commands(n, seed)
         naive = NaiveBook()
         limit = naive.limit
-        for args in naive_args:
-            limit(*args)
-        gc.collect()
-        out["naive"] = round((tracemalloc.get_traced_memory()[0] - before) / n, 1)
+        for a in args:
+            limit(*a)
+        del args, a
         assert naive.resting() == n
-        del naive, limit
-    finally:
-        tracemalloc.stop()
+        return naive
+
+    out["core"] = traced(core_all)
+    out["naive"] = traced(naive_all)
+    cmds, _ = resting_commands(n, seed)
+
+    def core_own() -> object:
+        book = OrderBook(DEFAULT_SPEC)
+        apply = book.apply
+        for cmd in cmds:
+            apply(cmd)
+        return book
+
+    out["core_structures"] = traced(core_own)
     return out
 
 
@@ -235,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument(
-        "--memory-orders", default="100000,1000000",
+        "--memory-orders", default="100000",
         help="comma-separated resting-order counts for bytes_per_order ('' to skip)",
     )  # fmt: skip
     parser.add_argument("--no-history", action="store_true", help="skip the old ratio")
@@ -262,17 +293,25 @@ def main(argv: list[str] | None = None) -> int:
         final["compact"], _ = run_core_compact(messages)
         return time.perf_counter() - start
 
+    # The same commands, cut into the same chunks, prebuilt both ways; each side keeps a
+    # chunk's events until the chunk is done, as a caller of either would.
+    chunks = [(commands[i : i + CHUNK], rows[i : i + CHUNK]) for i in range(0, len(rows), CHUNK)]
+
     def apply_prebuilt() -> float:
         apply = OrderBook(DEFAULT_SPEC).apply
         start = time.perf_counter()
-        for cmd in commands:
-            apply(cmd)
+        for cmds, _ in chunks:
+            events: list[Any] = []
+            extend = events.extend
+            for cmd in cmds:
+                extend(apply(cmd))
         return time.perf_counter() - start
 
     def batch_prebuilt() -> float:
-        book = OrderBook(DEFAULT_SPEC)
+        apply_compact = OrderBook(DEFAULT_SPEC).apply_compact
         start = time.perf_counter()
-        book.apply_compact(rows)
+        for _, batch in chunks:
+            apply_compact(batch)
         return time.perf_counter() - start
 
     times = interleaved(
@@ -314,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_kind": kinds,
         "bytes_per_order": {k: v["core"] for k, v in memory.items()},
         "naive_bytes_per_order": {k: v["naive"] for k, v in memory.items()},
+        "core_structures_bytes_per_order": {k: v["core_structures"] for k, v in memory.items()},
         "history": hist,
         "load_avg": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
@@ -336,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    {kind:<10}{k['count']:>8}{k['core_median_ns']:>8}"
               f"{k['baseline_median_ns']:>8}{k['ratio']:>8.3f}")  # fmt: skip
     for orders, mem in memory.items():
-        print(f"  bytes per resting order at {int(orders):,}: core {mem['core']}, "
+        print(f"  bytes per resting order at {int(orders):,}: core {mem['core']} "
+              f"({mem['core_structures']} without ids and numbers), "
               f"naive {mem['naive']}")  # fmt: skip
     if hist is not None:
         print(f"  history: the old ratio (O(queue)-cancel baseline, 90/10 stream) "

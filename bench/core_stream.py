@@ -165,12 +165,24 @@ def compact_commands(messages: list[Message], start: int = 1) -> list[tuple[Any,
     return out
 
 
+CHUNK = 1024
+
+
 def run_core_compact(
-    messages: list[Message], book: OrderBook | None = None
+    messages: list[Message], book: OrderBook | None = None, chunk: int = CHUNK
 ) -> tuple[OrderBook, int]:
-    """Feed ``messages`` to the core in one ``apply_compact`` call; (book, events seen)."""
+    """Feed ``messages`` to the core through ``apply_compact``, ``chunk`` at a time.
+
+    Each chunk of messages becomes command rows, one call applies them, and its event
+    rows are counted and dropped before the next chunk: how a matcher's batch or a
+    journal replay would use it. Returns (book, events seen).
+    """
     book = OrderBook(DEFAULT_SPEC) if book is None else book
-    return book, len(book.apply_compact(compact_commands(messages)))
+    apply_compact = book.apply_compact
+    n = 0
+    for start in range(0, len(messages), chunk):
+        n += len(apply_compact(compact_commands(messages[start : start + chunk], start + 1)))
+    return book, n
 
 
 def typed_commands(messages: list[Message]) -> list[NewOrder | CancelOrder | ModifyOrder]:
