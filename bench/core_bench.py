@@ -85,21 +85,26 @@ from orderbook_core import (  # noqa: E402
 
 # Throughput is timed in CPU seconds of this (single-threaded) process: on a machine
 # shared with other work, wall time also counts the moments the process waited for a
-# core. Wall-clock medians are reported beside them (WALL).
+# core. Wall-clock times of the same runs are reported beside them.
 clock = time.process_time
-WALL: dict[str, list[float]] = {}
 
 
-def interleaved(runners: dict[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
-    """Run each runner ``repeat`` times, alternating them (and the order of each round)."""
+def interleaved(
+    runners: dict[str, Callable[[], float]], repeat: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Run each runner ``repeat`` times, alternating them (and the order of each round).
+
+    Returns what each run reported (CPU seconds) and each run's wall-clock seconds.
+    """
     times: dict[str, list[float]] = {name: [] for name in runners}
+    wall: dict[str, list[float]] = {name: [] for name in runners}
     names = list(runners)
     for i in range(repeat):
         for name in names if i % 2 == 0 else reversed(names):
             start = time.perf_counter()
             times[name].append(runners[name]())
-            WALL.setdefault(name, []).append(time.perf_counter() - start)
-    return times
+            wall[name].append(time.perf_counter() - start)
+    return times, wall
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -273,7 +278,7 @@ def history(n: int, seed: int, repeat: int) -> dict[str, Any]:
             else:
                 book.cancel(op[0])
 
-    times = interleaved({"core": lambda: timed(core), "eager": lambda: timed(eager)}, repeat)
+    times, _ = interleaved({"core": lambda: timed(core), "eager": lambda: timed(eager)}, repeat)
     return {
         "messages": n,
         "history_ratio": round(
@@ -336,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             apply_compact(batch)
         return clock() - start
 
-    times = interleaved(
+    times, wall = interleaved(
         {
             "core": core,
             "naive": naive,
@@ -371,9 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         "batch_public_ratio": round(med["naive"] / med["compact_public"], 3),
         "apply_prebuilt_ops_per_s": round(n / med["apply_prebuilt"]),
         "batch_ops_per_s": round(n / med["batch_prebuilt"]),
-        "ratio_wall": round(statistics.median(WALL["naive"]) / statistics.median(WALL["core"]), 3),
+        "ratio_wall": round(statistics.median(wall["naive"]) / statistics.median(wall["core"]), 3),
         "runs_cpu_s": {name: [round(x, 4) for x in t] for name, t in times.items()},
-        "runs_wall_s": {name: [round(x, 4) for x in WALL[name]] for name in times},
+        "runs_wall_s": {name: [round(x, 4) for x in wall[name]] for name in times},
         "per_kind": kinds,
         "bytes_per_order": {k: v["core"] for k, v in memory.items()},
         "naive_bytes_per_order": {k: v["naive"] for k, v in memory.items()},
