@@ -9,36 +9,31 @@ orders in the same priority. Performance is never asserted here.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-from core_stream import (
-    CANCEL,
-    LIMIT,
-    compact_commands,
-    make_messages,
-    resting_core,
-    run_core,
-    run_naive,
-    typed_commands,
-)
-from naive_book import NaiveBook
-
 from orderbook_core import DEFAULT_SPEC, OrderBook, OrderRejected, Trade
+
+# bench/ is scripts, not a package: put it on the path and import its modules by name
+# (they are type-checked with bench/ itself).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+stream: Any = importlib.import_module("core_stream")
+NaiveBook: Any = importlib.import_module("naive_book").NaiveBook
+LIMIT, CANCEL = stream.LIMIT, stream.CANCEL
 
 
 @pytest.mark.parametrize("seed", [1, 2, 42])
 def test_naive_book_and_core_fill_and_rest_alike(seed: int) -> None:
-    messages = make_messages(3000, seed)
+    messages = stream.make_messages(3000, seed)
     kinds = {m[0] for m in messages}
     assert kinds == {LIMIT, CANCEL, "M"}
     assert any(m[0] == LIMIT and m[6] for m in messages)  # IOC orders are in the stream
     book, naive = OrderBook(DEFAULT_SPEC), NaiveBook()
-    for cmd, m in zip(typed_commands(messages), messages, strict=True):
+    for cmd, m in zip(stream.typed_commands(messages), messages, strict=True):
         events = book.apply(cmd)
         assert not any(type(e) is OrderRejected for e in events), (m, events)
         core_fills = [
@@ -54,14 +49,14 @@ def test_naive_book_and_core_fill_and_rest_alike(seed: int) -> None:
         else:
             fills = naive.modify(m[2], m[3], m[4])
         assert core_fills == fills, m
-    assert resting_core(book) == list(naive.orders())
+    assert stream.resting_core(book) == list(naive.orders())
     assert len(book) == naive.resting()
 
 
 def test_the_drivers_agree_and_the_batch_path_too() -> None:
-    messages = make_messages(5000, 7)
-    core, _ = run_core(messages)
-    naive, _ = run_naive(messages)
+    messages = stream.make_messages(5000, 7)
+    core, _ = stream.run_core(messages)
+    naive, _ = stream.run_naive(messages)
     batch = OrderBook(DEFAULT_SPEC)
-    batch.apply_compact(compact_commands(messages))
-    assert resting_core(core) == list(naive.orders()) == resting_core(batch)
+    batch.apply_compact(stream.compact_commands(messages))
+    assert stream.resting_core(core) == list(naive.orders()) == stream.resting_core(batch)

@@ -135,7 +135,8 @@ def test_a_malformed_row_raises_what_apply_raises(row: tuple[Any, ...], message:
     one, batch = OrderBook(spec), OrderBook(spec)
     for cmd in first:
         one.apply(cmd)
-    kind = {9: NewOrder, 6: ModifyOrder}[len(row)]
+    kinds: dict[int, Any] = {9: NewOrder, 6: ModifyOrder}
+    kind = kinds[len(row)]
     with pytest.raises(TypeError, match=message) as from_apply:
         one.apply(kind._make(row))
     with pytest.raises(TypeError, match=message) as from_batch:
