@@ -61,6 +61,7 @@ import anyio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
+import exchange.protocol as protocol  # noqa: E402
 import exchange.versions as versions  # noqa: E402
 from exchange.versions import (  # noqa: E402
     DEFAULT_REFRESH_BUDGET,
@@ -177,7 +178,11 @@ class Market:
         extra: dict[str, Any] = {}
         if self.advance:
             wire = command_to_wire(cmd, SPEC)
-            extra["commands"] = [versions.CommandEntry(seq, cmd.ts, wire)]
+            entry = getattr(protocol, "Entry", None)  # older code: versions.CommandEntry
+            if entry is not None:
+                extra["commands"] = [entry(cmd, wire)]
+            else:
+                extra["commands"] = [getattr(versions, "CommandEntry")(seq, cmd.ts, wire)]  # noqa: B009
         started = time.process_time_ns()
         key = await self.publisher.publish(self.book, events, seq=seq, first=seq, **extra)
         spent = cpu_us(started)

@@ -17,16 +17,16 @@ The most used names are re-exported here.
 
 from exchange.client import ClientNode
 from exchange.matcher import ProcessWorker, apply_entry
-from exchange.protocol import ExchangeError, InvalidVersion, OrderRefused, ReplayError
-from exchange.sequencer import Journal, JournalEntry, SubmitWorker
+from exchange.protocol import Entry, ExchangeError, InvalidVersion, OrderRefused, ReplayError
+from exchange.sequencer import Journal, SubmitWorker
 from exchange.tools import ReplayResult, replay_journal, run_demo
 
 __all__ = [
     "ClientNode",
+    "Entry",
     "ExchangeError",
     "InvalidVersion",
     "Journal",
-    "JournalEntry",
     "OrderRefused",
     "ProcessWorker",
     "ReplayError",

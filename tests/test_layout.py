@@ -154,3 +154,37 @@ def test_no_import_circles(package: str) -> None:
 
 def test_the_circle_check_sees_a_circle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+EXCHANGE_LAYERS = [
+    {"exchange.protocol"},
+    {"exchange.versions", "exchange.runtime"},
+    {"exchange.client", "exchange.sequencer", "exchange.matcher"},
+    {"exchange.tools"},
+    {"exchange"},
+]
+"""docs/architecture.md's layers of `exchange`, lowest first."""
+
+
+def test_exchange_packages_import_only_from_the_layers_below() -> None:
+    layer = {package: n for n, packages in enumerate(EXCHANGE_LAYERS) for package in packages}
+
+    def package(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in _import_graph(("exchange",)).items()
+        for target in targets
+        if package(module) != package(target) and layer[package(module)] <= layer[package(target)]
+    )
+    assert wrong == []
+
+
+def test_exchange_modules_stay_under_600_lines() -> None:
+    long = {
+        path.relative_to(REPO).as_posix(): n
+        for path in (REPO / "exchange").rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 600
+    }
+    assert long == {}, "split these along their seams"

@@ -9,6 +9,7 @@ from transports._base import DEFAULT_TIMEOUT, JSON, Handler, PeerResult, Transpo
 from transports._dht import MAX_VALUE_BYTES, check_key, check_value, dht_key, is_dht_key
 from transports._exceptions import (
     ConnectionFailed,
+    ConnectRefused,
     NoPeersError,
     PayloadTooLarge,
     ProtocolError,
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "JSON",
     "MAX_VALUE_BYTES",
+    "ConnectRefused",
     "ConnectionFailed",
     "FaultPlan",
     "Handler",

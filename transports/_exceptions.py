@@ -7,6 +7,7 @@ TransportError                  anything a transport raises on purpose
 ├── RequestTimeout              no answer within the deadline
 ├── PayloadTooLarge             refused before sending (DHT value >= 1000 bytes, body bound)
 ├── ConnectionFailed            the peer or the network broke it (refused, reset, bad HTTP)
+│   └── ConnectRefused          no connection was made: the request was surely not delivered
 ├── ProtocolError               the peer answered, but not in the protocol's shape
 └── RemoteError                 the peer answered with an error string (`.message`)
 ```
@@ -18,6 +19,7 @@ reply `"ERR_INTERNAL: ..."` and is never swallowed into a success.
 from __future__ import annotations
 
 __all__ = [
+    "ConnectRefused",
     "ConnectionFailed",
     "NoPeersError",
     "PayloadTooLarge",
@@ -53,6 +55,11 @@ class PayloadTooLarge(TransportError):
 
 class ConnectionFailed(TransportError):
     """The connection could not be made or broke mid-request."""
+
+
+class ConnectRefused(ConnectionFailed):
+    """No connection could be made (refused, unreachable): the request surely was not
+    delivered, so no handler ran (a caller may tell "not sent" from "maybe taken")."""
 
 
 class ProtocolError(TransportError):

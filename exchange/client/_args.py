@@ -21,6 +21,7 @@ from exchange.runtime import DEFAULT_GRAPE
 from orderbook_core import ID_RULE, is_identifier
 
 __all__ = [
+    "CANCEL_ALL",
     "DEFAULT_TIMEOUT",
     "USAGE",
     "ClientArgs",
@@ -33,7 +34,7 @@ DEFAULT_TIMEOUT = 30.0
 USAGE = """\
 usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [price=P]
                  [ordType=limit|market] [tif=GTC|IOC|FOK] [postOnly=true]
-                 [orderId=ID] [op=new|cancel] [grape=URL]
+                 [orderId=ID] [op=new|cancel|modify|cancelAll] [grape=URL]
                  [--once] [--json | --plain] [--timeout=SECONDS] [--metrics-port=N]
                  [--key-file=PATH] [--matcher-key=HEX|PATH]
 
@@ -44,8 +45,13 @@ usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [pric
   ordType=market   a market order (no price; never rests)
   tif=             time in force: GTC (default), IOC or FOK
   postOnly=true    refuse the order if it would trade on arrival
-  orderId=ID       your id for the order (generated when absent); with op=cancel, the
-                   order to cancel
+  orderId=ID       your id for the order (generated when absent); with op=cancel or
+                   op=modify, the order to cancel or change
+  op=cancel        cancel your order orderId=ID
+  op=modify        change your resting order orderId=ID: price=P and/or amount=A (the
+                   new remaining amount)
+  op=cancelAll     cancel every order of yours resting in the book (one signed cancel
+                   each, as your verified replica lists them)
   grape=URL        the grape to use (default http://127.0.0.1:30001)
   --once           exit 0 once the order's outcome is in this client's replica
   --json           one JSON object per line instead of text
@@ -56,15 +62,27 @@ usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [pric
   --key-file=PATH  the Ed25519 key your orders are signed with, made on first use
                    (default: <clientId>.key in $DEX_KEY_DIR, else ~/.config/dex/keys)
   --matcher-key=K  the matcher's public key (64 hex, or its matcher.pub): heads and
-                   versions signed by another key are refused (default: the one
-                   recorded as known/matcher.pub in the key directory, else the first)
+                   versions signed by another key are refused (default: the key
+                   pinned for the exchange instance the matcher names, in
+                   known/matchers/ of the key directory; a new instance is pinned on
+                   first use, with a notice)
 
 No order arguments: watch the book only. On a terminal the client shows the market
 live (the book, the trades, your orders); otherwise one line per event.
-Exit status: 0 done, 1 refused by the sequencer or timed out, 2 bad arguments or a
-bad order, 3 grape or workers unreachable, 4 rejected by the matcher (a cancel of no
-resting order of yours, a post-only order that would cross, an unfillable FOK),
-130 interrupted, 141 output pipe closed."""
+Exit status:
+  0    done
+  1    refused by the exchange (the sequencer's ERR_*: nothing was stored)
+  2    bad arguments or a bad order
+  3    unreachable: the grape refused the connection (about 1 s), or the workers did
+       not answer; the order was not taken
+  4    rejected by the matcher (a cancel of no resting order of yours, a post-only
+       order that would cross, an unfillable FOK)
+  5    not confirmed in time: the order may have been taken and may still execute;
+       check it with `dex order <clientId> <orderId>`; resending the same command with
+       the same orderId is safe (a repeat is answered, never queued twice)
+  6    the matcher is not trusted (another key is pinned for its exchange instance, or
+       a bad signature): nothing was submitted
+  130  interrupted; 141 output pipe closed"""
 
 _KEYS = (
     "clientId",
@@ -80,6 +98,11 @@ _KEYS = (
     "postOnly",
 )
 _BY_LOWER = {key.lower(): key for key in _KEYS}
+
+CANCEL_ALL = "cancelAll"
+"""The client's own ``op``, not the wire's: a signed cancel of each of the client's
+resting orders (as its verified replica holds them), sent one by one."""
+_OPS = {"new": "new", "cancel": "cancel", "modify": "modify", CANCEL_ALL.lower(): CANCEL_ALL}
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -124,7 +147,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
 
     Raises:
         ArgumentError: an unknown, repeated or malformed word, or an order without a
-            clientId, or a cancel without an orderId.
+            clientId, or a cancel or modify without an orderId.
     """
     if "-h" in argv or "--help" in argv:
         return ClientArgs(client_id=default_client_id, help=True)
@@ -199,10 +222,27 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
 def _build_order(values: dict[str, str], client_id: str | None) -> dict[str, Any]:
     if client_id is None:
         raise ArgumentError("clientId: required to submit an order (e.g. clientId=client1)")
-    op = values.pop("op", "new").lower()
-    if op not in ("new", "cancel"):
-        raise ArgumentError(f"op: must be new or cancel, got {op!r}")
+    op = _OPS.get(values.pop("op", "new").lower())
+    if op is None:
+        raise ArgumentError("op: must be new, cancel, modify or cancelAll")
     order: dict[str, Any] = {"clientId": client_id}
+    if op == CANCEL_ALL:
+        if values:
+            raise ArgumentError(f"op=cancelAll takes no other key, not {', '.join(sorted(values))}")
+        order.update(op=CANCEL_ALL)
+        return order
+    if op == "modify":
+        extra = sorted(set(values) - {"orderId", "price", "amount"})
+        if extra:
+            raise ArgumentError(
+                f"op=modify takes orderId, price and amount only, not {', '.join(extra)}"
+            )
+        if "orderId" not in values:
+            raise ArgumentError("orderId: required with op=modify")
+        if "price" not in values and "amount" not in values:
+            raise ArgumentError("op=modify: give a new price=, amount= (remaining), or both")
+        order.update(op="modify", **values)
+        return order
     if op == "cancel":
         extra = sorted(set(values) - {"orderId"})
         if extra:

@@ -55,14 +55,38 @@ from orderbook_core import (
     Trade,
     event_to_wire,
 )
-from transports import JSON, RemoteError, Transport, TransportError
+from transports import (
+    JSON,
+    ConnectRefused,
+    NoPeersError,
+    RemoteError,
+    Transport,
+    TransportError,
+)
 
-__all__ = ["ClientNode", "new_order_id"]
+__all__ = ["ClientNode", "NotAcknowledged", "new_order_id"]
 
 _OTHER_SIDE = {Side.BUY: Side.SELL, Side.SELL: Side.BUY}
 
 _HELD_CHECK_INTERVAL = 0.05
 """Seconds between head requests prompted by versions held beyond the bound."""
+
+
+class NotAcknowledged(TimeoutError):
+    """No submit_order worker acknowledged a command in time.
+
+    `maybe_taken` is False only when no attempt can have reached a worker (no peer was
+    announced, or every connection was refused): then the command surely is not in the
+    journal. Else it may be, and may still execute.
+    """
+
+    def __init__(self, message: str, *, maybe_taken: bool) -> None:
+        super().__init__(message)
+        self.maybe_taken = maybe_taken
+
+
+_NOT_SENT = (NoPeersError, ConnectRefused)
+"""Transport failures after which the request surely reached no worker."""
 
 
 def new_order_id(client_id: str) -> str:
@@ -108,6 +132,13 @@ class ClientNode:
             a head (trust on first use), then that key only; `on_matcher_key` is told
             of it, to record it. No root is taken before a head has been verified.
         on_matcher_key: called once with the key trusted on first use.
+        trust_matcher: asked before a key is trusted on first use, with the exchange
+            instance the head names (None: not known yet) and the key; it raises
+            `AuthFailed` to refuse the key (e.g. another key is pinned for that
+            instance) or `BadMessage` to wait for a better head, and returns to trust it.
+        listen: serve and announce ``orderbook_updated`` (push). Without it the node
+            follows the head by long polls only and is never announced: what a
+            one-shot client wants, so that it leaves nothing behind in the grapes.
     """
 
     def __init__(
@@ -127,9 +158,13 @@ class ClientNode:
         signing_key: Ed25519PrivateKey | None = None,
         matcher_key: Ed25519PublicKey | None = None,
         on_matcher_key: Callable[[Ed25519PublicKey], None] | None = None,
+        trust_matcher: Callable[[str | None, Ed25519PublicKey], None] | None = None,
+        listen: bool = True,
     ) -> None:
         self.matcher_key = matcher_key
         self._on_matcher_key = on_matcher_key
+        self._trust_matcher = trust_matcher
+        self._listen = listen
         self.transport = transport
         self.signing_key = signing_key or Ed25519PrivateKey.generate()
         self.client_id = client_id
@@ -161,11 +196,11 @@ class ClientNode:
     async def run(self, *, task_status: TaskStatus[None] = TASK_STATUS_IGNORED) -> None:
         """Serve `orderbook_updated`, keep the replica and poll the head, until cancelled.
 
-        Signals `task_status.started()` once `orderbook_updated` is served. Its announce
-        goes on in the background, retried for as long as the node runs: the long poll
-        of `orderbook_head` keeps the replica current without push, so a DHT that
-        refuses announces (a grape whose peers are down or restarting) never holds up a
-        submit or a watch.
+        Signals `task_status.started()` once `orderbook_updated` is served (at once
+        without `listen`). Its announce goes on in the background, retried for as long
+        as the node runs, and stops with it: the long poll of `orderbook_head` keeps the
+        replica current without push, so a DHT that refuses announces (a grape whose
+        peers are down or restarting) never holds up a submit or a watch.
 
         Raises:
             transports.TransportError: cannot serve (e.g. no port to listen on).
@@ -173,8 +208,11 @@ class ClientNode:
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.replica.run)
-                handlers = {ORDERBOOK_UPDATED: service_handler(ORDERBOOK_UPDATED, self.on_updated)}
-                await tg.start(partial(self.transport.serve, handlers, wait_announced=False))
+                if self._listen:
+                    handlers = {
+                        ORDERBOOK_UPDATED: service_handler(ORDERBOOK_UPDATED, self.on_updated)
+                    }
+                    await tg.start(partial(self.transport.serve, handlers, wait_announced=False))
                 tg.start_soon(self._poll_head)
                 tg.start_soon(self._check_held)
                 task_status.started()
@@ -203,8 +241,8 @@ class ClientNode:
         Raises:
             transports.TransportError: the matcher did not answer (or refused).
             BadMessage: the reply is not ``{"seq": int, "root": hash | null, ...}``.
-            AuthFailed: the reply is not signed by the matcher's key (the bound and the
-                replica are left as they were).
+            AuthFailed: the reply is not signed by the matcher's key, or `trust_matcher`
+                refused the key (the bound and the replica are left as they were).
         """
         request = HeadRequest(self.head.seq, wait_ms) if wait_ms > 0 else HeadRequest()
         timeout = self._request_timeout + wait_ms / 1000
@@ -212,6 +250,8 @@ class ClientNode:
         head = Head.from_wire(reply)
         key = verify_head(head, self.matcher_key)
         if self.matcher_key is None:
+            if self._trust_matcher is not None:
+                self._trust_matcher(head.instance, key)  # raises to refuse
             self.matcher_key = key  # trust on first use: this key only from now on
             if self._on_matcher_key is not None:
                 self._on_matcher_key(key)
@@ -278,7 +318,9 @@ class ClientNode:
 
         Raises:
             OrderRefused: the submit_order worker refused the order.
-            TimeoutError: no worker accepted it within `timeout` seconds.
+            NotAcknowledged: no worker acknowledged it within `timeout` seconds (a
+                `TimeoutError`; its `maybe_taken` says whether an attempt may have
+                reached the worker, so that the order may still be in the journal).
         """
         payload = dict(order)
         payload.setdefault("clientId", self.client_id)
@@ -287,18 +329,24 @@ class ClientNode:
         payload = sign_order(payload, self.signing_key)
         delay = 0.05
         last_error = "no attempt"
+        maybe_taken = in_flight = False
         with anyio.move_on_after(timeout):
             while True:
+                in_flight = True  # cut off by the deadline now: it may have arrived
                 try:
                     reply = await self.transport.request(
                         SUBMIT_ORDER, payload, timeout=min(self._request_timeout, timeout)
                     )
                 except RemoteError as exc:
+                    in_flight = False
                     if not exc.message.startswith(RETRYABLE_CODES):
                         raise OrderRefused(exc.message) from None
                     last_error = exc.message
+                    maybe_taken = True  # ERR_TIMEOUT: the handler may have journaled it
                 except TransportError as exc:
+                    in_flight = False
                     last_error = f"{type(exc).__name__}: {exc}"
+                    maybe_taken = maybe_taken or not isinstance(exc, _NOT_SENT)
                 else:
                     try:
                         return SubmitReply.from_wire(reply)
@@ -306,8 +354,9 @@ class ClientNode:
                         raise OrderRefused(f"submit_order replied {reply!r}: {exc}") from None
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 1.0)
-        raise TimeoutError(
-            f"submit_order not accepted within {round(timeout, 1):g} s ({last_error})"
+        raise NotAcknowledged(
+            f"submit_order not accepted within {round(timeout, 1):g} s ({last_error})",
+            maybe_taken=maybe_taken or in_flight,
         )
 
     # ------------------------------------------------------------------ the replica

@@ -22,39 +22,42 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from exchange.client._args import CANCEL_ALL, ClientArgs, parse_client_args
 from exchange.client._args import USAGE as USAGE
-from exchange.client._args import ClientArgs, parse_client_args
-from exchange.client._node import ClientNode, new_order_id
+from exchange.client._node import ClientNode, NotAcknowledged, new_order_id
 from exchange.client._output import REJECT_TEXT, Emit, Record, TextOrJsonWriter
+from exchange.client._preflight import grape_refuses, matcher_trust, seconds, trusted_head
 from exchange.client._replica import ReplicaUpdate
 from exchange.client.view import LiveMarket, MarketState, rich_available
-from exchange.protocol import ArgumentError, AuthFailed, BadMessage, OrderRefused, public_key_hex
+from exchange.protocol import (
+    ArgumentError,
+    Head,
+    OrderRefused,
+    reserved_order_id,
+)
 from exchange.runtime import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_NOT_CONFIRMED,
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
-    KNOWN_MATCHER,
     NO_METRICS,
     Metrics,
     client_key_path,
-    default_key_dir,
     load_or_create_key,
-    read_public_key,
-    read_trusted_key,
     serve_prometheus,
 )
-from exchange.sequencer import GENERATED_ORDER_ID_PREFIX
 from exchange.versions import Version
 from orderbook_core import (
     DEFAULT_SPEC,
     MarketSpec,
     OrderCancelled,
+    OrderModified,
     OrderRejected,
     OrderRested,
     Trade,
@@ -70,11 +73,6 @@ __all__ = [
 
 _OWN_KINDS = frozenset({"accepted", "rested", "fill", "cancelled", "rejected", "modified"})
 """Records about orders (the client's, and the tape's trades): shown from its command on."""
-
-
-def _seconds(value: float) -> str:
-    """A duration for people: ``2 s``, ``17.5 s``, not ``17.000000000000004 s``."""
-    return f"{round(value, 1):g} s"
 
 
 class _Shown:
@@ -93,8 +91,16 @@ class _Shown:
         self._seen_book = False
         self._target = 0
         self._op = "new"
+        self._closed = False
+
+    def close(self) -> None:
+        """Show nothing more: the run's last word was said (e.g. a refusal)."""
+        self._held = []
+        self._closed = True
 
     def __call__(self, record: Record) -> None:
+        if self._closed:
+            return
         kind = record.get("event")
         if kind == "book" and not self._seen_book:
             self._seen_book = True
@@ -122,17 +128,13 @@ class _Shown:
 
 def _check_order(order: dict[str, Any], spec: MarketSpec) -> str | None:
     """What the sequencer would refuse in `order`, said before anything is sent."""
+    if order.get("op") == CANCEL_ALL:
+        return None  # the client's own: cancels, each checked when made
     try:
-        parse_command(order, spec, seq=1, ts=0)
+        command = parse_command(order, spec, seq=1, ts=0)
     except ValidationError as exc:
         return str(exc)
-    order_id = str(order.get("orderId", ""))
-    if order.get("op", "new") == "new" and order_id.startswith(GENERATED_ORDER_ID_PREFIX):
-        return (
-            f"orderId: must not start with {GENERATED_ORDER_ID_PREFIX!r}"
-            " (reserved for generated ids)"
-        )
-    return None
+    return reserved_order_id(command)
 
 
 async def run_client(
@@ -197,10 +199,18 @@ async def _run(
     else:
         signing_key = None  # a watcher signs nothing
     try:
-        trusted, on_matcher_key = _matcher_trust(args)
+        trusted, trust_matcher = matcher_trust(args)
     except OSError as exc:
         print(f"client: matcher key: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    refused = await grape_refuses(transport)
+    if refused is not None:
+        print(
+            f"client: nothing listens at grape {args.grape} ({refused}): start the grape,"
+            " or give grape=URL; nothing was sent",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
     if view is None:
         view = not (args.json or args.plain) and out.isatty() and rich_available()
     live: LiveMarket | None = None
@@ -226,11 +236,21 @@ async def _run(
         on_version=on_version,
         signing_key=signing_key,
         matcher_key=trusted,
-        on_matcher_key=on_matcher_key,
+        trust_matcher=trust_matcher,
+        # A --once client follows the head by long polls: announcing it would only
+        # leave a dead address in the grapes once it exits.
+        listen=not args.once,
     )
     metrics.follow_replica(lambda: (node.replica.seq, node.head.seq))
     deadline = anyio.current_time() + args.timeout
     startup = min(args.timeout, 15.0)
+    first_head: Head | None = None
+    if order is not None or args.once:
+        # Nothing is submitted (and no outcome believed) before the matcher is trusted.
+        gate = await trusted_head(node, args, deadline, submitting=order is not None)
+        if isinstance(gate, int):
+            return gate
+        first_head = gate
     async with anyio.create_task_group() as tg:
         if live is not None:
             await tg.start(live.run)
@@ -241,41 +261,15 @@ async def _run(
             detail = (
                 str(exc)
                 if isinstance(exc, TransportError)
-                else f"no answer in {_seconds(startup + 2.0)}"
+                else f"no answer in {seconds(startup + 2.0)}"
             )
             print(f"client: cannot serve through grape {args.grape}: {detail}", file=sys.stderr)
             tg.cancel_scope.cancel()
             return EXIT_UNREACHABLE
         shown({"event": "started", "clientId": args.client_id, "grape": args.grape})
-        status = await _drive(node, args, order, shown, deadline)
+        status = await _drive(node, args, order, shown, deadline, first_head)
         tg.cancel_scope.cancel()
     return status
-
-
-def _matcher_trust(
-    args: ClientArgs,
-) -> tuple[Ed25519PublicKey | None, Callable[[Ed25519PublicKey], None] | None]:
-    """The matcher key to trust, and how to record one trusted on first use.
-
-    `--matcher-key` if given; else ``known/matcher.pub`` in the key directory (recorded the
-    first time a head was verified); else none yet: the first key that signs a head is
-    trusted and written there, so later runs trust only it.
-    """
-    if args.matcher_key is not None:
-        return read_trusted_key(args.matcher_key), None
-    known = default_key_dir() / KNOWN_MATCHER
-    trusted = read_public_key(known)
-    if trusted is not None:
-        return trusted, None
-
-    def record(key: Ed25519PublicKey) -> None:
-        try:
-            known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            known.write_text(public_key_hex(key) + "\n")
-        except OSError as exc:  # trusted for this run all the same
-            print(f"client: cannot record the matcher key in {known}: {exc}", file=sys.stderr)
-
-    return None, record
 
 
 def _tape_lines(emit: Emit, spec: MarketSpec) -> Callable[[ReplicaUpdate[Version]], None]:
@@ -312,6 +306,7 @@ def _outcome(node: ClientNode, seq: int, order: dict[str, Any]) -> tuple[str | N
                 amount = spec.lots_to_amount(event.amount)
                 return f"cancelled {order_id}: {amount} taken off the book", EXIT_OK
         return None, EXIT_OK
+    what = "modify of" if order.get("op") == "modify" else "order"
     parts: list[str] = []
     filled = sum(e.amount for e in events if isinstance(e, Trade))
     if filled:
@@ -319,7 +314,10 @@ def _outcome(node: ClientNode, seq: int, order: dict[str, Any]) -> tuple[str | N
     for event in events:
         if isinstance(event, OrderRejected):
             reason = REJECT_TEXT.get(event.reason, str(event.reason))
-            return f"order {order_id} rejected: {reason} ({event.reason})", EXIT_REJECTED
+            return f"{what} {order_id} rejected: {reason} ({event.reason})", EXIT_REJECTED
+        if isinstance(event, OrderModified):
+            price = spec.ticks_to_price(event.price)
+            parts.insert(0, f"modified to {spec.lots_to_amount(event.amount)} at {price}")
         if isinstance(event, OrderRested):
             price = spec.ticks_to_price(event.price)
             parts.append(f"{spec.lots_to_amount(event.amount)} resting at {price}")
@@ -330,39 +328,80 @@ def _outcome(node: ClientNode, seq: int, order: dict[str, Any]) -> tuple[str | N
     return f"order {order_id}: " + ", ".join(parts), EXIT_OK
 
 
+def _not_confirmed(args: ClientArgs, order: dict[str, Any], why: str) -> int:
+    """Say that `order` may still execute, how to check, and that a resend is safe."""
+    order_id = order.get("orderId", "?")
+    resend = (
+        "resending the same modify sets the same values again"
+        if order.get("op") == "modify"
+        else f"resending the same command with orderId={order_id} is safe (a repeat is"
+        " answered, never queued twice)"
+    )
+    print(
+        f"client: NOT CONFIRMED: {order.get('op', 'new')} {order_id} {why}; it may still"
+        f" execute. Check with `dex order {args.client_id} {order_id}`; {resend}",
+        file=sys.stderr,
+    )
+    return EXIT_NOT_CONFIRMED
+
+
+async def _submit(
+    node: ClientNode,
+    args: ClientArgs,
+    order: dict[str, Any],
+    shown: _Shown,
+    left: Callable[[], float],
+) -> tuple[int | None, int]:
+    """Submit `order`: its seq and `EXIT_OK`, or None and the exit status when it was
+    not taken (or may have been: said, with what to do)."""
+    op = str(order.get("op", "new"))
+    try:
+        submitted = await node.submit(order, timeout=left())
+    except OrderRefused as exc:
+        shown.start_at(math.inf)
+        shown({"event": "refused", "error": str(exc), "orderId": order.get("orderId")})
+        shown.close()
+        return None, EXIT_FAILED
+    except NotAcknowledged as exc:
+        if exc.maybe_taken:
+            return None, _not_confirmed(args, order, f"was not acknowledged ({exc})")
+        print(
+            f"client: cannot reach the exchange through grape {args.grape}: {exc};"
+            " the order was not sent",
+            file=sys.stderr,
+        )
+        return None, EXIT_UNREACHABLE
+    order["orderId"] = submitted.order_id
+    shown({"event": "submitted", "seq": submitted.seq, "orderId": submitted.order_id, "op": op})
+    return submitted.seq, EXIT_OK
+
+
 async def _drive(
-    node: ClientNode, args: ClientArgs, order: dict[str, Any] | None, shown: _Shown, deadline: float
+    node: ClientNode,
+    args: ClientArgs,
+    order: dict[str, Any] | None,
+    shown: _Shown,
+    deadline: float,
+    first_head: Head | None,
 ) -> int:
     def left() -> float:
         return max(deadline - anyio.current_time(), 0.01)
 
     target: int | None = None
+    if order is not None and order.get("op") == CANCEL_ALL:
+        return await _cancel_all(node, args, shown, deadline, first_head)
     if order is not None:
-        op = str(order.get("op", "new"))
-        try:
-            submitted = await node.submit(order, timeout=left())
-        except OrderRefused as exc:
+        seq, status = await _submit(node, args, order, shown, left)
+        if seq is None:
             shown.start_at(math.inf)
-            shown({"event": "refused", "error": str(exc)})
-            return EXIT_FAILED
-        except TimeoutError as exc:
-            shown.start_at(math.inf)
-            print(
-                f"client: cannot reach the exchange through grape {args.grape}: {exc}",
-                file=sys.stderr,
-            )
-            return EXIT_UNREACHABLE
-        order["orderId"] = submitted.order_id
-        target = submitted.seq
-        shown({"event": "submitted", "seq": target, "orderId": submitted.order_id, "op": op})
-        shown.start_at(target, op)
+            return status
+        target = seq
+        shown.start_at(target, str(order.get("op", "new")))
     if not args.once:
         await anyio.sleep_forever()
     if target is None:
-        target = await _first_head(node, left())
-        if target is None:
-            print("client: the process worker (orderbook_head) did not answer", file=sys.stderr)
-            return EXIT_UNREACHABLE
+        assert first_head is not None  # --once: the head was asked before anything else
+        target = first_head.seq
     with anyio.move_on_after(left()):
         await node.wait_for_seq(target)
         outcome, status = _outcome(node, target, order) if order is not None else (None, EXIT_OK)
@@ -371,22 +410,69 @@ async def _drive(
             done["outcome"] = outcome
         shown(done)
         return status
-    print(
-        f"client: timed out after {_seconds(args.timeout)} waiting for seq {target} "
-        f"(replica at seq {node.replica.seq})",
-        file=sys.stderr,
-    )
-    return EXIT_FAILED
+    waited = f"(replica at seq {node.replica.seq} after {seconds(args.timeout)})"
+    if order is not None:
+        return _not_confirmed(args, order, f"was taken as seq {target} but not seen {waited}")
+    print(f"client: the replica did not reach seq {target} {waited}", file=sys.stderr)
+    return EXIT_UNREACHABLE
 
 
-async def _first_head(node: ClientNode, timeout: float) -> int | None:
-    with anyio.move_on_after(timeout):
-        while True:
-            try:
-                return (await node.fetch_head()).seq
-            except (TransportError, BadMessage, AuthFailed):
-                await anyio.sleep(0.2)
-    return None
+async def _cancel_all(
+    node: ClientNode, args: ClientArgs, shown: _Shown, deadline: float, head: Head | None
+) -> int:
+    """``op=cancelAll``: one signed cancel per resting order of this client.
+
+    The orders are those of the verified replica once it holds the head first seen (an
+    order submitted meanwhile, by another run of this client, may be missed); a cancel
+    that finds its order gone already (filled meanwhile) counts as done.
+    """
+
+    def left() -> float:
+        return max(deadline - anyio.current_time(), 0.01)
+
+    assert head is not None  # asked before anything else
+    with anyio.move_on_after(left()):
+        await node.wait_for_seq(head.seq)
+    if node.replica.seq < head.seq:
+        shown.start_at(math.inf)
+        print(
+            f"client: nothing cancelled: the replica did not reach the head (seq {head.seq})"
+            f" in {seconds(args.timeout)}",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
+    orders = node.own_orders()
+    seqs: list[tuple[int, str]] = []
+    status = EXIT_OK
+    for resting in orders:
+        cancel = {"clientId": args.client_id, "op": "cancel", "orderId": resting.order_id}
+        seq, status = await _submit(node, args, cancel, shown, left)
+        if seq is None:
+            break
+        seqs.append((seq, resting.order_id))
+    shown.start_at(seqs[0][0] if seqs else math.inf, "cancel")
+    if seqs:
+        with anyio.move_on_after(left()):
+            await node.wait_for_seq(seqs[-1][0])
+        if node.replica.seq < seqs[-1][0]:
+            why = f"(and {len(seqs) - 1} more) was taken but not seen in {seconds(args.timeout)}"
+            return _not_confirmed(args, {"op": "cancel", "orderId": seqs[-1][1]}, why)
+    cancelled = gone = 0
+    for seq, _order_id in seqs:
+        for event in (e for e in node.own_events if e.seq == seq):
+            if isinstance(event, OrderCancelled):
+                cancelled += 1
+            elif isinstance(event, OrderRejected):
+                gone += 1  # filled (or cancelled) since the replica listed it
+    outcome = f"cancelAll: {cancelled} of {len(orders)} resting orders cancelled"
+    if gone:
+        outcome += f", {gone} gone meanwhile"
+    if len(seqs) < len(orders):
+        outcome += f", {len(orders) - len(seqs)} not sent"
+    shown({"event": "done", "seq": node.replica.seq, "book": node.book_hash, "outcome": outcome})
+    if not args.once and status == EXIT_OK:
+        await anyio.sleep_forever()
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,16 +6,15 @@ stores the new version of the book in the DHT (`exchange.versions`), records it 
 `AppliedLog`, and tells every client ``orderbook_updated``.
 """
 
-from exchange.matcher._applied import AppliedEntry, AppliedLog
+from exchange.matcher._applied import AppliedLog, AppliedRecord
 from exchange.matcher._program import DEFAULT_STATE, main
 from exchange.matcher._worker import ProcessWorker
-from exchange.protocol import EntryLike, apply_entry
+from exchange.protocol import apply_entry
 
 __all__ = [
     "DEFAULT_STATE",
-    "AppliedEntry",
     "AppliedLog",
-    "EntryLike",
+    "AppliedRecord",
     "ProcessWorker",
     "apply_entry",
     "main",

@@ -18,20 +18,23 @@ harmless: the matcher then restarts at an older head, answers the next command w
 ``ERR_SEQ_GAP: expected <n>``, and the sequencer, whose journal *is* fsynced, resends
 from ``n``; the deterministic core reproduces the same versions and the same hashes.
 
+Entries are stored and read with the protocol's row encoding (`entry_to_row`,
+`entry_from_row`, as the journal's): a command read back is validated once, there.
+
 Blocking; the matcher calls it through ``anyio.to_thread.run_sync``, one call at a time.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from orderbook_core import canonical_json
+from exchange.protocol import Entry, entry_from_row, entry_to_row
+from orderbook_core import DEFAULT_SPEC, MarketSpec
 
-__all__ = ["AppliedEntry", "AppliedLog"]
+__all__ = ["AppliedLog", "AppliedRecord"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS applied (
@@ -45,17 +48,11 @@ CREATE TABLE IF NOT EXISTS applied (
 _PAGE = 1000
 
 
-class AppliedEntry(NamedTuple):
-    """One applied command: its number, timestamp, wire JSON and its version's root."""
+class AppliedRecord(NamedTuple):
+    """One applied entry and the root of the version that includes it."""
 
-    seq: int
-    ts: int
-    command: dict[str, Any]
+    entry: Entry
     root: str
-
-
-def _entry(row: tuple[int, int, str, str]) -> AppliedEntry:
-    return AppliedEntry(row[0], row[1], json.loads(row[2]), row[3])
 
 
 class AppliedLog:
@@ -63,10 +60,12 @@ class AppliedLog:
 
     Args:
         path: the SQLite file; its parent directory is created if missing.
+        spec: the market, which the commands read back are validated with.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, spec: MarketSpec = DEFAULT_SPEC) -> None:
         self.path = Path(path)
+        self.spec = spec
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
@@ -81,23 +80,23 @@ class AppliedLog:
         """Close the database. Idempotent."""
         self._db.close()
 
-    def get(self, seq: int) -> AppliedEntry | None:
-        """The entry of `seq`, or None if it was not applied. O(log n)."""
+    def get(self, seq: int) -> AppliedRecord | None:
+        """The record of `seq`, or None if it was not applied. O(log n)."""
         row = self._db.execute(
             "SELECT seq, ts, command, root FROM applied WHERE seq = ?", (seq,)
         ).fetchone()
-        return None if row is None else _entry(row)
+        return None if row is None else self._record(*row)
 
-    def range(self, first: int, last: int) -> list[AppliedEntry]:
-        """The entries of seqs `first..last` that were applied, in order. O(k + log n)."""
+    def range(self, first: int, last: int) -> list[AppliedRecord]:
+        """The records of seqs `first..last` that were applied, in order. O(k + log n)."""
         rows = self._db.execute(
             "SELECT seq, ts, command, root FROM applied WHERE seq BETWEEN ? AND ? ORDER BY seq",
             (first, last),
         ).fetchall()
-        return [_entry(row) for row in rows]
+        return [self._record(*row) for row in rows]
 
-    def entries(self) -> Iterator[AppliedEntry]:
-        """Yield every entry in sequence order (read in pages)."""
+    def entries(self) -> Iterator[AppliedRecord]:
+        """Yield every record in sequence order (read in pages)."""
         after = 0
         while True:
             rows = self._db.execute(
@@ -105,21 +104,25 @@ class AppliedLog:
                 (after, _PAGE),
             ).fetchall()
             for row in rows:
-                yield _entry(row)
+                yield self._record(*row)
             if len(rows) < _PAGE:
                 return
             after = rows[-1][0]
 
-    def append(self, entries: Sequence[AppliedEntry]) -> None:
-        """Store applied commands, in one transaction. O(k log n).
+    def append(self, records: Sequence[AppliedRecord]) -> None:
+        """Store applied entries, in one transaction. O(k log n).
 
         Raises:
             sqlite3.IntegrityError: a seq is already recorded (nothing stored).
             sqlite3.Error: the database failed; nothing was stored.
         """
-        rows = [(e.seq, e.ts, canonical_json(e.command), e.root) for e in entries]
+        rows = [(*entry_to_row(entry), root) for entry, root in records]
         with self._db:  # BEGIN ... COMMIT, or ROLLBACK on error
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO applied (seq, ts, command, root) VALUES (?, ?, ?, ?)", rows
             )
+
+    def _record(self, seq: int, ts: int, text: str, root: str) -> AppliedRecord:
+        """Raises: ReplayError: the stored command is not one."""
+        return AppliedRecord(entry_from_row(seq, ts, text, self.spec, source="applied"), root)

@@ -5,10 +5,11 @@ It serves two names:
 - ``process_order`` with payload ``{"seq": N, "ts": ms, "command": {...}}`` (from the
   submit worker). N is applied only if it is the last applied number plus one; an N
   already applied gets its recorded reply ``{"seq": N, "root": "<hash>"}`` again and
-  changes nothing (DESIGN principle 4); any other N is refused with
+  changes nothing (at-least-once delivery, applied once); any other N is refused with
   ``ERR_SEQ_GAP: expected <n>``, which tells the sender where to resume.
 - ``orderbook_head`` with payload ``null``: ``{"seq": N, "root": "<hash>" | null,
-  "key": "<its public key>", "sig": "<its signature>"}`` (`exchange.protocol.sign_head`).
+  "key": "<its public key>", "instance": "<the sequencer's public key>", "sig": "<its
+  signature>"}`` (`exchange.protocol.sign_head`).
 
 Only the sequencer feeds the matcher: every ``process_order`` request must carry the
 signature of the sequencer's key (``sig``, `exchange.protocol.PROCESS_DOMAIN`), else
@@ -16,10 +17,12 @@ it is refused with ``ERR_AUTH`` before anything is looked at.
 
 Applying one command (under a lock, so one at a time, in order):
 
-1. validate the request's shape (`exchange.protocol.ProcessRequest`, ``ERR_BAD_REQUEST``)
-   and the command with the core's validator (`apply_entry`, ``ERR_VALIDATION``);
-2. in ``book.transaction()``: apply through the core, store the new version in the DHT
-   (`VersionPublisher`), then record ``(seq, ts, command, root)`` in SQLite. If the DHT
+1. decode the request (`exchange.protocol.ProcessBatch`): its shape (``ERR_BAD_REQUEST``),
+   then each command with the core's validator (``ERR_VALIDATION``), once: the typed
+   entries (`exchange.protocol.Entry`) are what is applied, published and recorded;
+2. in ``book.transaction()``: apply through the core (`apply_entry`), store the new
+   version in the DHT (`VersionPublisher`), then record ``(seq, ts, command, root)`` in
+   SQLite. If the DHT
    put fails, the transaction restores the book and the command is refused with
    ``ERR_UNAVAILABLE``: the submit worker retries it, and no published version ever
    shows a half-applied command. A rejected order is *not* a failure: it is an
@@ -62,7 +65,7 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from exchange.matcher._applied import AppliedEntry, AppliedLog
+from exchange.matcher._applied import AppliedLog, AppliedRecord
 from exchange.protocol import (
     ERR_BAD_REQUEST,
     ERR_UNAVAILABLE,
@@ -71,21 +74,29 @@ from exchange.protocol import (
     PROCESS_DOMAIN,
     PROCESS_ORDER,
     AuthFailed,
+    Entry,
     Head,
     HeadRequest,
     ProcessBatch,
     ProcessReply,
-    ProcessRequest,
     Refused,
     apply_entry,
+    public_key_hex,
     seq_gap,
     service_handler,
     sign_head,
     verify_object,
 )
-from exchange.runtime import NO_METRICS, Metrics, Outage, TimedPuts, observe_refusals, one_writer
-from exchange.runtime._crashpoints import crash_point
-from exchange.versions import CommandEntry, VersionPublisher
+from exchange.runtime import (
+    NO_METRICS,
+    Metrics,
+    Outage,
+    TimedPuts,
+    crash_point,
+    observe_refusals,
+    one_writer,
+)
+from exchange.versions import VersionPublisher
 from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, canonical_json
 from transports import JSON, Transport, TransportError
 
@@ -108,7 +119,7 @@ class _Head(NamedTuple):
     prev: str | None
     book: OrderBook
     events: tuple[Event, ...]
-    commands: tuple[CommandEntry, ...]
+    commands: tuple[Entry, ...]
 
 
 class ProcessWorker:
@@ -193,7 +204,7 @@ class ProcessWorker:
             await self._run(task_status)
 
     async def _run(self, task_status: TaskStatus[int]) -> None:
-        log = await anyio.to_thread.run_sync(AppliedLog, self.db_path)
+        log = await anyio.to_thread.run_sync(AppliedLog, self.db_path, self.spec)
         try:
             self._log = log
             head = await anyio.to_thread.run_sync(self._restore)
@@ -234,30 +245,31 @@ class ProcessWorker:
         book = OrderBook(self.spec)
         # The head version covers every trailing entry recorded with its root (a batch).
         events: list[Event] = []
-        commands: list[CommandEntry] = []
+        commands: list[Entry] = []
         first = 1
         prev_root: str | None = None
-        head: AppliedEntry | None = None
-        for entry in self._log.entries():
-            if entry.seq != (head.seq if head else 0) + 1:
+        head: AppliedRecord | None = None
+        for record in self._log.entries():
+            entry = record.entry
+            if entry.seq != (head.entry.seq if head else 0) + 1:
                 raise RuntimeError(f"{self.db_path}: applied commands have a gap at {entry.seq}")
-            if head is None or entry.root != head.root:  # the first entry of a version
+            if head is None or record.root != head.root:  # the first entry of a version
                 events, commands, first = [], [], entry.seq
                 prev_root = head.root if head is not None else None
             events.extend(apply_entry(book, entry))
-            commands.append(CommandEntry(entry.seq, entry.ts, entry.command))
-            head = entry
+            commands.append(entry)
+            head = record
         self.book = book
         if head is None:
             return None
-        self.head_seq, self.head_root = head.seq, head.root
+        self.head_seq, self.head_root = head.entry.seq, head.root
         # The next version links to the recorded head, as it would without the restart.
         self.publisher = VersionPublisher(
             self._dht, self.spec, prev=head.root, signing_key=self.signing_key
         )
         # A private copy: processing may change `self.book` while the head is republished.
         return _Head(
-            head.seq, first, head.root, prev_root, book.copy(), tuple(events), tuple(commands)
+            self.head_seq, first, head.root, prev_root, book.copy(), tuple(events), tuple(commands)
         )
 
     async def _republish_head(self, head: _Head | None) -> None:
@@ -310,7 +322,8 @@ class ProcessWorker:
             with anyio.move_on_after(request.wait_ms / 1000):
                 while self.head_seq <= request.after:
                     await self._changed.wait()
-        return sign_head(Head(self.head_seq, self.head_root), self.signing_key).to_wire()
+        head = Head(self.head_seq, self.head_root, instance=self._instance())
+        return sign_head(head, self.signing_key).to_wire()
 
     async def process(self, payload: JSON) -> JSON:
         """Handle ``process_order``: apply a run of entries, each number exactly once.
@@ -325,12 +338,12 @@ class ProcessWorker:
         Raises:
             AuthFailed: the request is not signed by the sequencer's key (ERR_AUTH).
             BadMessage: the payload is not the protocol's shape (ERR_BAD_REQUEST).
+            orderbook_core.ValidationError: a command breaks a rule (nothing changed).
             Refused: ERR_SEQ_GAP (the run does not start at head + 1), ERR_BAD_REQUEST (an
                 applied number resent with another command), ERR_UNAVAILABLE (the DHT did
                 not store the version; nothing changed).
-            orderbook_core.ValidationError: a command breaks a rule (nothing changed).
         """
-        batch = ProcessBatch.from_wire(self._verify(payload))
+        batch = ProcessBatch.from_wire(self._verify(payload), self.spec)
         async with self._lock:
             if self._failure is not None:
                 raise Refused(ERR_UNAVAILABLE, "the worker is stopping")
@@ -350,15 +363,14 @@ class ProcessWorker:
                     for entry in fresh:
                         events.extend(apply_entry(self.book, entry))
                         crash_point("mid_batch")  # test hook: applied in memory only
-                    commands = [CommandEntry(e.seq, e.ts, e.command) for e in fresh]
                     root = await self.publisher.publish(
-                        self.book, events, seq=seq, first=first, commands=commands
+                        self.book, events, seq=seq, first=first, commands=fresh
                     )
                     crash_point("after_version_put")  # test hook: in the DHT, not recorded
                     # Published: record it even if we are cancelled now, so that memory,
                     # disk and the publisher's chain (`prev`) move on together.
                     with anyio.CancelScope(shield=True):
-                        await self._record([AppliedEntry(*entry, root) for entry in fresh])
+                        await self._record([AppliedRecord(entry, root) for entry in fresh])
             except TransportError as exc:
                 self._storing.failed(f"seq={first}..{seq} not applied: {exc}")
                 raise Refused(ERR_UNAVAILABLE, f"storing version {seq} failed: {exc}") from exc
@@ -387,6 +399,20 @@ class ProcessWorker:
         crash_point("before_process_reply")  # test hook: recorded, the sender not told
         return ProcessReply(seq, root).to_wire()
 
+    def _known_sequencer_key(self) -> Ed25519PublicKey | None:
+        """The sequencer's key, once known (then never read again)."""
+        source = self._sequencer_key
+        key = source if isinstance(source, Ed25519PublicKey) else source()
+        if key is not None:
+            self._sequencer_key = key
+        return key
+
+    def _instance(self) -> str | None:
+        """The exchange instance a head names: the sequencer's public key (None: not
+        known yet). Clients pin this matcher's key to it (docs/protocol.md, "Trust")."""
+        key = self._known_sequencer_key()
+        return None if key is None else public_key_hex(key)
+
     def _verify(self, payload: JSON) -> JSON:
         """The request without its ``sig``, once proven the sequencer's.
 
@@ -395,14 +421,12 @@ class ProcessWorker:
         """
         if not isinstance(payload, dict):
             raise AuthFailed("process_order payload: must be a signed object")
-        source = self._sequencer_key
-        key = source if isinstance(source, Ed25519PublicKey) else source()
+        key = self._known_sequencer_key()
         if key is None:
             raise AuthFailed("sig: the sequencer's key is not known yet")
-        self._sequencer_key = key  # known now: never read again
         return verify_object(PROCESS_DOMAIN, payload, key, what="the sequencer")
 
-    async def _recorded(self, entries: list[ProcessRequest]) -> JSON:
+    async def _recorded(self, entries: list[Entry]) -> JSON:
         """The reply recorded for already applied entries (the same entries only).
 
         The timestamp is compared too: a journal never rewrites an entry's, so equal
@@ -411,11 +435,11 @@ class ProcessWorker:
         """
         first, last = entries[0].seq, entries[-1].seq
         records = await self._db(partial(self._log_range, first, last))
-        if [r.seq for r in records] != [e.seq for e in entries]:  # pragma: no cover
+        if [r.entry.seq for r in records] != [e.seq for e in entries]:  # pragma: no cover
             raise RuntimeError(f"seqs {first}..{last} are below the head but not recorded")
         for record, entry in zip(records, entries, strict=True):
-            if canonical_json(record.command) != canonical_json(entry.command) or (
-                record.ts != entry.ts
+            if canonical_json(record.entry.wire) != canonical_json(entry.wire) or (
+                record.entry.ts != entry.ts
             ):
                 # Two different commands under one number: the sender's journal is not the
                 # one we applied (e.g. it was wiped). Refuse loudly, never answer for another;
@@ -428,21 +452,23 @@ class ProcessWorker:
                 )
         return ProcessReply(last, records[-1].root).to_wire()
 
-    async def _record(self, records: list[AppliedEntry]) -> None:
+    async def _record(self, records: list[AppliedRecord]) -> None:
         """Persist applied commands; a failure stops the worker (see the module doc)."""
         try:
             await self._db(partial(self._log_append, records))
         except Exception as exc:
-            _log.critical("seq=%d: recording the applied commands failed: %s", records[0].seq, exc)
+            _log.critical(
+                "seq=%d: recording the applied commands failed: %s", records[0].entry.seq, exc
+            )
             self._failure = exc
             self._failed.set()
             raise Refused(ERR_UNAVAILABLE, "the worker is stopping") from exc
 
-    def _log_range(self, first: int, last: int) -> list[AppliedEntry]:
+    def _log_range(self, first: int, last: int) -> list[AppliedRecord]:
         assert self._log is not None
         return self._log.range(first, last)
 
-    def _log_append(self, records: list[AppliedEntry]) -> None:
+    def _log_append(self, records: list[AppliedRecord]) -> None:
         assert self._log is not None
         self._log.append(records)
 

@@ -1,11 +1,22 @@
-"""The exchange's wire protocol: service names, typed messages, error codes and errors.
+"""The exchange's wire protocol: service names, typed messages, the sequenced `Entry`,
+error codes and errors.
 
 Nothing else in the exchange parses or builds the exchange's wire: the sequencer, the
-matcher and the client all speak through this package. docs/protocol.md is its
-specification.
+matcher and the client all speak through this package, and the journal, the applied
+log and the versions' command pages store entries with its encodings. docs/protocol.md
+is its specification.
 """
 
-from exchange.protocol._apply import EntryLike, apply_entry
+from exchange.protocol._entry import (
+    Entry,
+    apply_entry,
+    entry_from_row,
+    entry_from_wire,
+    entry_to_row,
+    entry_to_wire,
+    new_entry,
+    parse_entry,
+)
 from exchange.protocol._errors import (
     ERR_AUTH,
     ERR_BAD_REQUEST,
@@ -30,17 +41,18 @@ from exchange.protocol._errors import (
     error_string,
     service_handler,
 )
+from exchange.protocol._fields import MAX_SEQ
 from exchange.protocol._messages import (
     MAX_BATCH,
-    MAX_SEQ,
     MAX_WAIT_MS,
+    RESERVED_ORDER_ID_PREFIX,
     Head,
     HeadRequest,
     ProcessBatch,
     ProcessReply,
-    ProcessRequest,
     SubmitReply,
     expected_seq,
+    reserved_order_id,
     root_hash_from_wire,
     seq_gap,
 )
@@ -86,6 +98,7 @@ __all__ = [
     "PROCESS_DOMAIN",
     "PROCESS_ORDER",
     "PUBLIC_KEY_FIELD",
+    "RESERVED_ORDER_ID_PREFIX",
     "RETRYABLE_CODES",
     "ROOT_DOMAIN",
     "SIGNATURE_FIELD",
@@ -95,7 +108,7 @@ __all__ = [
     "BadMessage",
     "BadRootHash",
     "DatabaseInUse",
-    "EntryLike",
+    "Entry",
     "ExchangeError",
     "FetchFailed",
     "Head",
@@ -104,16 +117,22 @@ __all__ = [
     "OrderRefused",
     "ProcessBatch",
     "ProcessReply",
-    "ProcessRequest",
     "Refused",
     "ReplayError",
     "SubmitReply",
     "apply_entry",
+    "entry_from_row",
+    "entry_from_wire",
+    "entry_to_row",
+    "entry_to_wire",
     "error_reply",
     "error_string",
     "expected_seq",
+    "new_entry",
+    "parse_entry",
     "public_key_from_hex",
     "public_key_hex",
+    "reserved_order_id",
     "root_hash_from_wire",
     "seq_gap",
     "service_handler",

@@ -15,32 +15,31 @@ import itertools
 import re
 from typing import Any, Final, NamedTuple, Self
 
+from exchange.protocol._entry import Entry, entry_from_wire, entry_to_wire
 from exchange.protocol._errors import (
     ERR_SEQ_GAP,
     BadMessage,
     BadRootHash,
     Refused,
 )
+from exchange.protocol._fields import wire_count, wire_object
+from orderbook_core import Command, MarketSpec, NewOrder
 from transports import JSON, is_dht_key
 
 __all__ = [
     "MAX_BATCH",
-    "MAX_SEQ",
     "MAX_WAIT_MS",
+    "RESERVED_ORDER_ID_PREFIX",
     "Head",
     "HeadRequest",
     "ProcessBatch",
     "ProcessReply",
-    "ProcessRequest",
     "SubmitReply",
     "expected_seq",
+    "reserved_order_id",
     "root_hash_from_wire",
     "seq_gap",
 ]
-
-MAX_SEQ: Final = 2**53 - 1
-"""The largest sequence number or timestamp taken: every JSON peer (JavaScript too)
-holds it exactly."""
 
 MAX_BATCH: Final = 1000
 """The most journal entries one ``process_order`` request may carry."""
@@ -49,22 +48,11 @@ MAX_WAIT_MS: Final = 20_000
 """The longest an ``orderbook_head`` long poll may wait: below the Grenache server's
 30 s handler bound, so the wait ends with an answer, not a cut-off."""
 
+RESERVED_ORDER_ID_PREFIX: Final = "_"
+"""A new order's id may not start with this: the sequencer once generated ``_<seq>``
+for orders sent without an id, and journals still hold such orders."""
+
 _GAP_RE: Final = re.compile(rf"^{ERR_SEQ_GAP}: expected ([0-9]{{1,16}})")
-
-
-def _object(payload: JSON, what: str, fields: frozenset[str]) -> dict[str, Any]:
-    if not isinstance(payload, dict):
-        raise BadMessage(f"{what}: must be an object {{{', '.join(sorted(fields))}}}")
-    extra = sorted(set(payload) - fields)
-    if extra:
-        raise BadMessage(f"{extra[0]}: unknown field")
-    return payload
-
-
-def _count(value: object, field: str, low: int = 0) -> int:
-    if type(value) is not int or not low <= value <= MAX_SEQ:
-        raise BadMessage(f"{field}: must be an integer from {low} to {MAX_SEQ}")
-    return value
 
 
 def _hex(text: str, length: int) -> bool:
@@ -75,6 +63,17 @@ def _root(value: object, field: str) -> str | None:
     if value is not None and not is_dht_key(value):
         raise BadMessage(f"{field}: must be null or a 40-hex root hash")
     return value  # type: ignore[return-value]  # checked just above
+
+
+def reserved_order_id(command: Command) -> str | None:
+    """Why ``submit_order`` refuses `command` (``ERR_VALIDATION``) beyond the core's
+    rules: a new order with an id in the reserved namespace; None when it does not."""
+    if isinstance(command, NewOrder) and command.order_id.startswith(RESERVED_ORDER_ID_PREFIX):
+        return (
+            f"orderId: must not start with {RESERVED_ORDER_ID_PREFIX!r}"
+            " (reserved for generated ids)"
+        )
+    return None
 
 
 class SubmitReply(NamedTuple):
@@ -89,48 +88,22 @@ class SubmitReply(NamedTuple):
     @classmethod
     def from_wire(cls, reply: JSON) -> Self:
         """Raises: BadMessage: not ``{"seq": int >= 1, "orderId": str}``."""
-        obj = _object(reply, "submit_order reply", frozenset({"seq", "orderId"}))
+        obj = wire_object(reply, "submit_order reply", frozenset({"seq", "orderId"}))
         order_id = obj.get("orderId")
         if not isinstance(order_id, str):
             raise BadMessage("orderId: must be a string")
-        return cls(_count(obj.get("seq"), "seq", 1), order_id)
-
-
-class ProcessRequest(NamedTuple):
-    """``process_order``'s payload: journal entry `seq` with its timestamp and command.
-
-    `command` is the command's wire form as journaled; the matcher validates it with
-    the core's validator before applying it.
-    """
-
-    seq: int
-    ts: int
-    command: dict[str, Any]
-
-    def to_wire(self) -> JSON:
-        return {"seq": self.seq, "ts": self.ts, "command": self.command}
-
-    @classmethod
-    def from_wire(cls, payload: JSON) -> Self:
-        """Raises: BadMessage: not ``{"seq": 1.., "ts": 0.., "command": {...}}``."""
-        obj = _object(payload, "payload", frozenset({"seq", "ts", "command"}))
-        seq = _count(obj.get("seq"), "seq", 1)
-        ts = _count(obj.get("ts"), "ts")
-        command = obj.get("command")
-        if not isinstance(command, dict):
-            raise BadMessage("command: must be an object")
-        return cls(seq, ts, command)
+        return cls(wire_count(obj.get("seq"), "seq", 1), order_id)
 
 
 class ProcessBatch(NamedTuple):
     """``process_order``'s payload: a run of consecutive journal entries.
 
-    On the wire a single entry is ``{"seq", "ts", "command"}`` (`ProcessRequest`) and a
+    On the wire a single entry is ``{"seq", "ts", "command"}`` (`entry_to_wire`) and a
     run is ``{"entries": [{"seq", "ts", "command"}, ...]}`` with consecutive seqs, at
-    most `MAX_BATCH` of them; both parse to a batch.
+    most `MAX_BATCH` of them; both parse to a batch, every command validated.
     """
 
-    entries: tuple[ProcessRequest, ...]
+    entries: tuple[Entry, ...]
 
     @property
     def first(self) -> int:
@@ -146,20 +119,20 @@ class ProcessBatch(NamedTuple):
     def to_wire_object(self) -> dict[str, Any]:
         """The wire form as a dict (the object the sequencer signs)."""
         if len(self.entries) == 1:
-            entry = self.entries[0]
-            return {"seq": entry.seq, "ts": entry.ts, "command": entry.command}
-        return {"entries": [entry.to_wire() for entry in self.entries]}
+            return entry_to_wire(self.entries[0])
+        return {"entries": [entry_to_wire(entry) for entry in self.entries]}
 
     @classmethod
-    def from_wire(cls, payload: JSON) -> Self:
-        """Raises: BadMessage: neither form, empty, too long, or seqs not consecutive."""
+    def from_wire(cls, payload: JSON, spec: MarketSpec) -> Self:
+        """Raises: BadMessage: neither form, empty, too long, or seqs not consecutive;
+        orderbook_core.ValidationError: a command breaks a rule (`entry_from_wire`)."""
         if not (isinstance(payload, dict) and "entries" in payload):
-            return cls((ProcessRequest.from_wire(payload),))
-        obj = _object(payload, "payload", frozenset({"entries"}))
+            return cls((entry_from_wire(payload, spec),))
+        obj = wire_object(payload, "payload", frozenset({"entries"}))
         items = obj["entries"]
         if not isinstance(items, list) or not 1 <= len(items) <= MAX_BATCH:
             raise BadMessage(f"entries: must be a list of 1 to {MAX_BATCH} entries")
-        entries = tuple(ProcessRequest.from_wire(item) for item in items)
+        entries = tuple(entry_from_wire(item, spec) for item in items)
         for before, after in itertools.pairwise(entries):
             if after.seq != before.seq + 1:
                 raise BadMessage(f"entries: seq {after.seq} does not follow {before.seq}")
@@ -178,25 +151,28 @@ class ProcessReply(NamedTuple):
     @classmethod
     def from_wire(cls, reply: JSON) -> Self:
         """Raises: BadMessage: not ``{"seq": int >= 1, "root": hash}``."""
-        obj = _object(reply, "process_order reply", frozenset({"seq", "root"}))
+        obj = wire_object(reply, "process_order reply", frozenset({"seq", "root"}))
         root = _root(obj.get("root"), "root")
         if root is None:
             raise BadMessage("root: must be a 40-hex root hash")
-        return cls(_count(obj.get("seq"), "seq", 1), root)
+        return cls(wire_count(obj.get("seq"), "seq", 1), root)
 
 
 class Head(NamedTuple):
     """``orderbook_head``'s reply: the latest version, `seq` and root (None: none yet).
 
     The matcher signs it: `key` is its public key (64 hex) and `sig` its signature
-    (`exchange.protocol.sign_head`); both None in a head not signed (yet). Parsing
-    checks their shape only: `exchange.protocol.verify_head` checks the signature.
+    (`exchange.protocol.sign_head`); both None in a head not signed (yet). `instance`
+    names the exchange it serves: the sequencer's public key (64 hex; None while the
+    matcher does not know it), which clients pin the matcher key to. Parsing checks
+    their shape only: `exchange.protocol.verify_head` checks the signature.
     """
 
     seq: int
     root: str | None
     key: str | None = None
     sig: str | None = None
+    instance: str | None = None
 
     def to_wire(self) -> JSON:
         return self.to_wire_object()
@@ -206,6 +182,7 @@ class Head(NamedTuple):
         wire: dict[str, Any] = {"seq": self.seq, "root": self.root}
         if self.key is not None:
             wire["key"] = self.key
+            wire["instance"] = self.instance  # signed with the key, null or not
         if self.sig is not None:
             wire["sig"] = self.sig
         return wire
@@ -213,9 +190,10 @@ class Head(NamedTuple):
     @classmethod
     def from_wire(cls, reply: JSON) -> Self:
         """Raises: BadMessage: not ``{"seq": int >= 0, "root": hash | null, "key"?: 64
-        hex, "sig"?: 128 hex}``."""
-        obj = _object(reply, "orderbook_head reply", frozenset({"seq", "root", "key", "sig"}))
-        seq = _count(obj.get("seq"), "seq")
+        hex, "instance"?: 64 hex | null, "sig"?: 128 hex}``."""
+        fields = frozenset({"seq", "root", "key", "sig", "instance"})
+        obj = wire_object(reply, "orderbook_head reply", fields)
+        seq = wire_count(obj.get("seq"), "seq")
         root = _root(obj.get("root"), "root")
         if (root is None) != (seq == 0):
             raise BadMessage("root: must be null exactly when seq is 0")
@@ -224,7 +202,10 @@ class Head(NamedTuple):
             raise BadMessage("key: must be 64 lowercase hex")
         if sig is not None and not (isinstance(sig, str) and _hex(sig, 128)):
             raise BadMessage("sig: must be 128 lowercase hex")
-        return cls(seq, root, key, sig)
+        instance = obj.get("instance")
+        if instance is not None and not (isinstance(instance, str) and _hex(instance, 64)):
+            raise BadMessage("instance: must be 64 lowercase hex or null")
+        return cls(seq, root, key, sig, instance)
 
 
 class HeadRequest(NamedTuple):
@@ -247,11 +228,11 @@ class HeadRequest(NamedTuple):
         """Raises: BadMessage: not null nor ``{"after": 0.., "waitMs": 0..MAX_WAIT_MS}``."""
         if payload is None:
             return cls()
-        obj = _object(payload, "orderbook_head payload", frozenset({"after", "waitMs"}))
+        obj = wire_object(payload, "orderbook_head payload", frozenset({"after", "waitMs"}))
         wait_ms = obj.get("waitMs", 0)
         if type(wait_ms) is not int or not 0 <= wait_ms <= MAX_WAIT_MS:
             raise BadMessage(f"waitMs: must be an integer from 0 to {MAX_WAIT_MS}")
-        return cls(_count(obj.get("after"), "after"), wait_ms)
+        return cls(wire_count(obj.get("after"), "after"), wait_ms)
 
 
 def root_hash_from_wire(payload: object) -> str:

@@ -6,13 +6,14 @@ Authority is proven, not asserted. Three kinds of message carry an Ed25519 signa
 - a client's ``submit_order`` payload, by the client's key (bound to its ``clientId``
   at its first accepted command, trust on first use);
 - a ``process_order`` request, by the sequencer's key (the only key the matcher takes);
-- an ``orderbook_head`` reply, by the matcher's key;
+- an ``orderbook_head`` reply, by the matcher's key (naming the exchange instance: the
+  sequencer's key);
 - a version's root document in the DHT, by the matcher's key (`exchange.versions`).
 
 Each signed message is ``utf8(<domain> + "\\n" + canonical_json(<object without
 "sig">))``: the object as sent, minus its ``sig`` field, in the project's one canonical
 JSON (keys sorted, no whitespace, ASCII). The domain (``dex-order/1``,
-``dex-process/1``, ``dex-head/1``, ``dex-root/1``) keeps a signature of one kind from
+``dex-process/1``, ``dex-head/2``, ``dex-root/1``) keeps a signature of one kind from
 being replayed as another. Keys and signatures travel as lowercase hex: a public key is
 its 32 raw bytes (64 hex), a signature its 64 bytes (128 hex). docs/protocol.md
 ("Signatures") is the specification; a Node peer signs and verifies with its own
@@ -58,8 +59,9 @@ ORDER_DOMAIN: Final = "dex-order/1"
 """The domain of a client's signed ``submit_order`` payload."""
 PROCESS_DOMAIN: Final = "dex-process/1"
 """The domain of the sequencer's signed ``process_order`` request."""
-HEAD_DOMAIN: Final = "dex-head/1"
-"""The domain of the matcher's signed ``orderbook_head`` reply."""
+HEAD_DOMAIN: Final = "dex-head/2"
+"""The domain of the matcher's signed ``orderbook_head`` reply (``/2``: it covers the
+``instance`` field; ``dex-head/1`` heads had none and are not accepted)."""
 ROOT_DOMAIN: Final = "dex-root/1"
 """The domain of the matcher's signature in a version's root document."""
 
@@ -155,15 +157,18 @@ def verify_order(payload: object) -> tuple[dict[str, Any], str]:
 
 
 def sign_head(head: Head, key: Ed25519PrivateKey) -> Head:
-    """`head` with the matcher's public key and its signature (over seq, root and key)."""
+    """`head` with the matcher's public key and its signature (over seq, root, key and
+    instance: the exchange instance it serves, `head.instance`, null when unknown)."""
     body = {"seq": head.seq, "root": head.root, "key": public_key_hex(key)}
+    body["instance"] = head.instance
     signed = sign_object(HEAD_DOMAIN, body, key)
-    return Head(head.seq, head.root, signed["key"], signed[SIGNATURE_FIELD])
+    return Head(head.seq, head.root, signed["key"], signed[SIGNATURE_FIELD], head.instance)
 
 
 def verify_head(head: Head, trusted: Ed25519PublicKey | None) -> Ed25519PublicKey:
     """Check that the matcher signed `head`: by `trusted`, or by the key it names when
-    none is trusted yet (the caller then records it: trust on first use).
+    none is trusted yet (the caller then decides whether it trusts that key for
+    `head.instance`: pinned per exchange instance, docs/protocol.md "Trust").
 
     Returns:
         The key that signed it.

@@ -6,7 +6,8 @@ Below the roles (sequencer, matcher, client, tools), above `exchange.protocol`:
 - one worker per database (`one_writer`, an flock held for the worker's life);
 - what is retried is logged once when it fails, once when it works (`Outage`);
 - the test hook that kills a worker at a named point (`crash_point`, ``DEX_CRASH_AT``);
-- key files (an Ed25519 key made on first use, kept 0600; the pinned matcher key);
+- key files (an Ed25519 key made on first use, kept 0600; the matcher key pinned
+  per exchange instance);
 - the metrics observer the workers call (`Metrics`, no-op by default) and its
   Prometheus exporter (`serve_prometheus`, the ``metrics`` extra).
 
@@ -25,10 +26,13 @@ from exchange.runtime._cli import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_NOT_CONFIRMED,
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_UNREACHABLE,
+    EXIT_UNTRUSTED,
     EXIT_USAGE,
+    grape_url,
     positive,
     print_json,
     tcp_port,
@@ -38,11 +42,13 @@ from exchange.runtime._crashpoints import crash_point, parse_crash_plan
 from exchange.runtime._exporter import serve_prometheus
 from exchange.runtime._keys import (
     KEY_DIR_ENV,
-    KNOWN_MATCHER,
+    KNOWN_MATCHERS,
     KeyFileError,
     client_key_path,
     default_key_dir,
     load_or_create_key,
+    pin_matcher_key,
+    pinned_matcher_path,
     public_key_path,
     read_public_key,
     read_trusted_key,
@@ -67,12 +73,14 @@ __all__ = [
     "EXIT_BROKEN_PIPE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
+    "EXIT_NOT_CONFIRMED",
     "EXIT_OK",
     "EXIT_REJECTED",
     "EXIT_UNREACHABLE",
+    "EXIT_UNTRUSTED",
     "EXIT_USAGE",
     "KEY_DIR_ENV",
-    "KNOWN_MATCHER",
+    "KNOWN_MATCHERS",
     "METRICS_EXTRA",
     "NO_METRICS",
     "KeyFileError",
@@ -86,11 +94,14 @@ __all__ = [
     "client_key_path",
     "crash_point",
     "default_key_dir",
+    "grape_url",
     "load_or_create_key",
     "lock_path",
     "observe_refusals",
     "one_writer",
     "parse_crash_plan",
+    "pin_matcher_key",
+    "pinned_matcher_path",
     "positive",
     "print_json",
     "public_key_path",

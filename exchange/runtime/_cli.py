@@ -12,6 +12,7 @@ import argparse
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "DEFAULT_GRAPE",
@@ -19,10 +20,13 @@ __all__ = [
     "EXIT_BROKEN_PIPE",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
+    "EXIT_NOT_CONFIRMED",
     "EXIT_OK",
     "EXIT_REJECTED",
     "EXIT_UNREACHABLE",
+    "EXIT_UNTRUSTED",
     "EXIT_USAGE",
+    "grape_url",
     "positive",
     "print_json",
     "tcp_port",
@@ -37,13 +41,22 @@ the two workers reach the DHT through different grapes."""
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-"""A check failed, nothing was found, or the exchange refused the request."""
+"""A check failed, nothing was found, or the exchange refused the request (the
+sequencer's ``ERR_*``: nothing was stored)."""
 EXIT_USAGE = 2
 """Bad arguments, a bad order, an unreadable journal or key file."""
 EXIT_UNREACHABLE = 3
-"""The grape or the services could not be reached."""
+"""The grape or the services could not be reached (a client's order was not sent, or
+surely not received)."""
 EXIT_REJECTED = 4
 """The matcher rejected the command (a cancel of no resting order, a crossing post-only)."""
+EXIT_NOT_CONFIRMED = 5
+"""A client's order may have been taken but its outcome was not seen in time: it may
+still execute; check it (``dex order <clientId> <orderId>``) before sending another, or
+resend the same command with the same orderId (a repeat is answered, not queued)."""
+EXIT_UNTRUSTED = 6
+"""A client cannot trust the matcher (its key is not the one pinned for that exchange
+instance, or a signature is bad): nothing was submitted."""
 EXIT_INTERRUPTED = 130
 """128 + SIGINT: interrupted (Ctrl-C)."""
 EXIT_BROKEN_PIPE = 141
@@ -75,3 +88,18 @@ def tcp_port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
     return int(text)
+
+
+def grape_url(text: str) -> str:
+    """An argparse type: a grape's ``http://host:port`` URL (a malformed one is a usage
+    error, exit 2, not an unreachable grape)."""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or not parts.hostname or port is None:
+        raise argparse.ArgumentTypeError(f"not a grape URL such as {DEFAULT_GRAPE}: {text!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"a grape URL has no path or query: {text!r}")
+    return text

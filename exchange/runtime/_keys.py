@@ -11,7 +11,8 @@ Where (docs/operations.md, "Keys"): a client's key is ``<key dir>/<clientId>.key
 the key dir being ``$DEX_KEY_DIR`` if set, else ``$XDG_CONFIG_HOME/dex/keys``, else
 ``~/.config/dex/keys``; the workers keep theirs beside their database
 (``data/sequencer.key``, ``data/matcher.key``). The matcher key a client trusts is
-recorded as ``<key dir>/known/matcher.pub``.
+pinned per exchange instance (the sequencer's public key, which the matcher's signed
+head names) as ``<key dir>/known/matchers/<instance>.pub``.
 """
 
 from __future__ import annotations
@@ -32,19 +33,23 @@ from exchange.protocol import AuthFailed, public_key_from_hex, public_key_hex
 
 __all__ = [
     "KEY_DIR_ENV",
-    "KNOWN_MATCHER",
+    "KNOWN_MATCHERS",
     "KeyFileError",
     "client_key_path",
     "default_key_dir",
     "load_or_create_key",
+    "pin_matcher_key",
+    "pinned_matcher_path",
     "public_key_path",
     "read_public_key",
     "read_trusted_key",
 ]
 
-KNOWN_MATCHER: Final = "known/matcher.pub"
-"""Where in the key directory a client records the matcher key it trusts (in a
-subdirectory: no clientId's ``<clientId>.pub`` can take its place)."""
+KNOWN_MATCHERS: Final = "known/matchers"
+"""Where in the key directory a client pins the matcher key of each exchange instance,
+one ``<instance>.pub`` a file (in a subdirectory: no clientId's ``<clientId>.pub`` can
+take the place of one). Before: one ``known/matcher.pub`` for every exchange, no longer
+read."""
 
 KEY_DIR_ENV: Final = "DEX_KEY_DIR"
 """The environment variable that moves the clients' key directory (tests use it)."""
@@ -152,3 +157,43 @@ def read_trusted_key(value: str) -> Ed25519PublicKey:
     if key is None:
         raise KeyFileError(f"{value}: neither 64 hex nor a public key file")
     return key
+
+
+def pinned_matcher_path(instance: str, key_dir: Path | None = None) -> Path:
+    """Where the matcher key of exchange `instance` (64 hex) is pinned."""
+    return (key_dir or default_key_dir()) / KNOWN_MATCHERS / f"{instance}.pub"
+
+
+def pin_matcher_key(
+    instance: str, key: Ed25519PublicKey, key_dir: Path | None = None
+) -> tuple[Ed25519PublicKey, bool]:
+    """The matcher key pinned for exchange `instance`; `key` is pinned first if none is.
+
+    Returns:
+        The pinned key (compare it with `key`) and whether it was pinned by this call.
+
+    Raises:
+        KeyFileError: the pin file holds something else, or `instance` is not 64 hex.
+        OSError: the file cannot be read or written.
+    """
+    try:
+        public_key_from_hex(instance, "instance")
+    except AuthFailed as exc:
+        raise KeyFileError(exc.detail) from None
+    path = pinned_matcher_path(instance, key_dir)
+    pinned = read_public_key(path)
+    if pinned is not None:
+        return pinned, False
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(public_key_hex(key) + "\n")
+    try:
+        os.link(tmp, path)  # atomic, and never over a pin another process made meanwhile
+    except FileExistsError:
+        pinned = read_public_key(path)
+        if pinned is None:  # pragma: no cover - removed again in between
+            raise KeyFileError(f"{path}: vanished while pinning") from None
+        return pinned, False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return key, True

@@ -5,23 +5,14 @@ sequence number, makes it durable in the `Journal` before it acknowledges, and f
 the journal in order to the matcher (`exchange.matcher`).
 """
 
-from exchange.sequencer._journal import (
-    GENERATED_ORDER_ID_PREFIX,
-    Journal,
-    JournalConflict,
-    JournalEntry,
-    generated_order_id,
-)
+from exchange.sequencer._journal import Journal, JournalConflict
 from exchange.sequencer._program import DEFAULT_JOURNAL, main
 from exchange.sequencer._worker import SubmitWorker
 
 __all__ = [
     "DEFAULT_JOURNAL",
-    "GENERATED_ORDER_ID_PREFIX",
     "Journal",
     "JournalConflict",
-    "JournalEntry",
     "SubmitWorker",
-    "generated_order_id",
     "main",
 ]

@@ -20,7 +20,7 @@ journal(seq INTEGER PRIMARY KEY,    -- 1, 2, 3, ... gap-free, never deleted, nev
         ts INTEGER,                 -- ms since the epoch, from the sequencer; non-decreasing
         client_id TEXT, op TEXT, order_id TEXT,
         dedupe INTEGER,             -- 1: (client_id, op, order_id) may appear only once
-        command TEXT)               -- the command's wire JSON (canonical), orderId settled
+        command TEXT)               -- the command's wire JSON (canonical)
 UNIQUE INDEX journal_dedupe(client_id, op, order_id) WHERE dedupe = 1
 meta(key TEXT PRIMARY KEY, value INTEGER)   -- "acked": highest seq process_order confirmed
 client_keys(client_id TEXT PRIMARY KEY,      -- trust on first use: each clientId's key,
@@ -37,30 +37,25 @@ Threads
 The methods are blocking. Every method takes an internal ``threading.Lock``, so a
 ``Journal`` may be used from several threads (the sequencer calls it through
 ``anyio.to_thread.run_sync``; ``dex replay`` calls it directly).
+
+Entries are `exchange.protocol.Entry` values, stored and read with the protocol's row
+encoding (`entry_to_row`, `entry_from_row`): a command read back is validated once,
+there, and a read raises `exchange.protocol.ReplayError` for one that is not a command.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Self
 
-from orderbook_core import canonical_json
+from exchange.protocol import Entry, entry_from_row, entry_to_row
+from orderbook_core import DEFAULT_SPEC, MarketSpec
 
-__all__ = [
-    "GENERATED_ORDER_ID_PREFIX",
-    "Journal",
-    "JournalConflict",
-    "JournalEntry",
-    "generated_order_id",
-]
-
-GENERATED_ORDER_ID_PREFIX = "_"
-"""Generated order ids start with this; the sequencer refuses client ids that do."""
+__all__ = ["Journal", "JournalConflict"]
 
 _PAGE = 500
 """Rows fetched per query by `Journal.entries` (the lock is released between pages)."""
@@ -86,44 +81,15 @@ CREATE TABLE IF NOT EXISTS client_keys (
 """
 
 
-def generated_order_id(seq: int) -> str:
-    """Return the order id the sequencer gives a new order without one, numbered `seq`.
-
-    It is deterministic and cannot collide with an id a client chose: it starts with
-    `GENERATED_ORDER_ID_PREFIX`, which the sequencer refuses in client-chosen ids, and it
-    embeds the sequence number, which is unique.
-    """
-    return f"{GENERATED_ORDER_ID_PREFIX}{seq}"
-
-
-class JournalEntry(NamedTuple):
-    """One journaled command: its sequence number, timestamp (ms) and wire JSON.
-
-    `command` is the core's normalized wire form (`orderbook_core.command_to_wire`),
-    with its ``clientId``, ``op`` and ``orderId`` always present.
-    """
-
-    seq: int
-    ts: int
-    command: dict[str, Any]
-
-
 class JournalConflict(Exception):
     """An append does not continue the journal's sequence (a second writer on the file)."""
 
 
-def _columns(entry: JournalEntry) -> tuple[int, int, str, str, str, int, str]:
-    command = entry.command
+def _columns(entry: Entry) -> tuple[int, int, str, str, str, int, str]:
+    seq, ts, text = entry_to_row(entry)
+    command = entry.wire
     op = command["op"]
-    return (
-        entry.seq,
-        entry.ts,
-        command["clientId"],
-        op,
-        command["orderId"],
-        int(op != "modify"),
-        canonical_json(command),
-    )
+    return (seq, ts, command["clientId"], op, command["orderId"], int(op != "modify"), text)
 
 
 class Journal:
@@ -131,12 +97,14 @@ class Journal:
 
     Args:
         path: the SQLite file; its parent directory is created if missing.
+        spec: the market, which the commands read back are validated with.
 
     Use as a context manager, or call `close()`.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, spec: MarketSpec = DEFAULT_SPEC) -> None:
         self.path = Path(path)
+        self.spec = spec
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False:
@@ -175,9 +143,7 @@ class Journal:
 
     # ------------------------------------------------------------------ writing
 
-    def append(
-        self, entries: Sequence[JournalEntry], bindings: Mapping[int, str] | None = None
-    ) -> None:
+    def append(self, entries: Sequence[Entry], bindings: Mapping[int, str] | None = None) -> None:
         """Store `entries` durably, in one transaction (one fsync). O(k log n).
 
         Args:
@@ -218,10 +184,7 @@ class Journal:
                 by_seq = {entry.seq: entry for entry in entries}
                 db.executemany(
                     "INSERT INTO client_keys (client_id, public_key, seq) VALUES (?, ?, ?)",
-                    [
-                        (by_seq[s].command["clientId"], key, s)
-                        for s, key in (bindings or {}).items()
-                    ],
+                    [(by_seq[s].command.client_id, key, s) for s, key in (bindings or {}).items()],
                 )
                 db.execute("COMMIT")
             except BaseException:
@@ -268,11 +231,11 @@ class Journal:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'acked'").fetchone()
         return int(row[0]) if row is not None else 0
 
-    def find(self, client_id: str, op: str, order_id: str) -> JournalEntry | None:
+    def find(self, client_id: str, op: str, order_id: str) -> Entry | None:
         """The entry of a deduplicated `(client_id, op, order_id)`, if any. O(log n)."""
         return self.find_many([(client_id, op, order_id)])[0]
 
-    def find_many(self, keys: Sequence[tuple[str, str, str]]) -> list[JournalEntry | None]:
+    def find_many(self, keys: Sequence[tuple[str, str, str]]) -> list[Entry | None]:
         """`find` for each `(client_id, op, order_id)`, under one lock hold. O(k log n)."""
         with self._lock:
             rows = [
@@ -283,26 +246,26 @@ class Journal:
                 ).fetchone()
                 for key in keys
             ]
-        return [None if r is None else JournalEntry(r[0], r[1], json.loads(r[2])) for r in rows]
+        return [None if r is None else self._entry(*r) for r in rows]
 
-    def get(self, seq: int) -> JournalEntry | None:
+    def get(self, seq: int) -> Entry | None:
         """The entry with sequence number `seq`, or None if there is none. O(log n)."""
         with self._lock:
             row = self._db.execute(
                 "SELECT seq, ts, command FROM journal WHERE seq = ?", (seq,)
             ).fetchone()
-        return None if row is None else JournalEntry(row[0], row[1], json.loads(row[2]))
+        return None if row is None else self._entry(*row)
 
-    def read(self, after_seq: int, limit: int) -> list[JournalEntry]:
+    def read(self, after_seq: int, limit: int) -> list[Entry]:
         """Up to `limit` entries with `seq > after_seq`, in order. O(limit + log n)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, ts, command FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
-        return [JournalEntry(seq, ts, json.loads(command)) for seq, ts, command in rows]
+        return [self._entry(*row) for row in rows]
 
-    def entries(self, after_seq: int = 0) -> Iterator[JournalEntry]:
+    def entries(self, after_seq: int = 0) -> Iterator[Entry]:
         """Yield the entries with `seq > after_seq`, in sequence order.
 
         Reads in pages and releases the lock between them, so appends may go on; entries
@@ -314,3 +277,7 @@ class Journal:
             if len(page) < _PAGE:
                 return
             after_seq = page[-1].seq
+
+    def _entry(self, seq: int, ts: int, text: str) -> Entry:
+        """Raises: ReplayError: the stored command is not one."""
+        return entry_from_row(seq, ts, text, self.spec, source="journal")

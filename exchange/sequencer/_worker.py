@@ -1,9 +1,9 @@
 """The submit_order worker: the exchange's sequencer.
 
 It serves ``submit_order``. Each payload is validated once, by the core's wire
-validator, numbered with the next gap-free sequence number, timestamped, given its
-order id (the client's, or ``_<seq>`` when it has none), and committed to the `Journal`
-(SQLite, fsynced) *before* the reply ``{"seq": N, "orderId": "..."}`` goes out. A bad
+validator, numbered with the next gap-free sequence number, timestamped (an
+`exchange.protocol.Entry` from then on) and committed to the `Journal` (SQLite,
+fsynced) *before* the reply ``{"seq": N, "orderId": "..."}`` goes out. A bad
 payload gets ``ERR_VALIDATION: <field>: <rule>`` and stores nothing; a repeated
 ``(clientId, orderId)`` gets the first reply back and queues nothing.
 
@@ -43,14 +43,18 @@ until the matcher acknowledges it; an entry is never skipped or reordered. When 
 matcher answers ``ERR_SEQ_GAP: expected <n>`` (it restarted from an older state, or
 lost it), the forwarder rewinds and resends from ``n - 1``: the matcher confirms
 ``n - 1`` only if it applied that very entry, so a state from another journal is not
-built upon.
+built upon. The entries this worker committed last are still in memory, as committed:
+the forwarder takes them from there, and reads the journal for the others (after a
+restart, a rewind or a long outage), where they are decoded and checked again.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -70,32 +74,27 @@ from exchange.protocol import (
     SUBMIT_ORDER,
     AuthFailed,
     BadMessage,
+    Entry,
     Head,
     ProcessBatch,
     ProcessReply,
-    ProcessRequest,
     Refused,
     SubmitReply,
     expected_seq,
+    new_entry,
+    reserved_order_id,
     service_handler,
     sign_object,
     verify_order,
 )
-from exchange.runtime import NO_METRICS, Metrics, Outage, observe_refusals, one_writer
-from exchange.runtime._crashpoints import crash_point
-from exchange.sequencer._journal import (
-    GENERATED_ORDER_ID_PREFIX,
-    Journal,
-    JournalEntry,
-    generated_order_id,
-)
+from exchange.runtime import NO_METRICS, Metrics, Outage, crash_point, observe_refusals, one_writer
+from exchange.sequencer._journal import Journal
 from orderbook_core import (
     DEFAULT_SPEC,
     Command,
     MarketSpec,
     ModifyOrder,
     NewOrder,
-    command_to_wire,
     parse_command,
 )
 from transports import JSON, RemoteError, Transport, TransportError
@@ -112,6 +111,13 @@ _ACK_PERSIST_EVERY = 64
 _READ_AHEAD = 512
 """Journal entries the forwarder reads at once, at least."""
 
+_RECENT = 4096
+"""Entries committed last that the forwarder takes from memory, not from the journal."""
+
+_STAND_IN_ORDER_ID = "unnamed"
+"""Validates a new order sent without its orderId, so that its other fields are checked
+in the validator's order; such an order is then refused (ERR_AUTH), never journaled."""
+
 DedupeKey = tuple[str, str, str]
 """(clientId, op, orderId) of a command that may not be journaled twice."""
 
@@ -120,7 +126,7 @@ DedupeKey = tuple[str, str, str]
 class _Queued:
     """An entry numbered and waiting for its commit, with the submits waiting on it."""
 
-    entry: JournalEntry
+    entry: Entry
     key: DedupeKey | None
     binding: str | None = None
     """The public key this entry binds its clientId to (its first command), if any."""
@@ -128,7 +134,7 @@ class _Queued:
     error: BaseException | None = None
 
     def reply(self) -> JSON:
-        return SubmitReply(self.entry.seq, self.entry.command["orderId"]).to_wire()
+        return SubmitReply(self.entry.seq, self.entry.command.order_id).to_wire()
 
 
 @dataclass(eq=False)
@@ -137,7 +143,7 @@ class _Lookup:
 
     key: DedupeKey
     done: anyio.Event = field(default_factory=anyio.Event)
-    found: JournalEntry | None = None
+    found: Entry | None = None
     error: BaseException | None = None
 
 
@@ -147,7 +153,8 @@ class SubmitWorker:
     Args:
         transport: the network to serve and call on.
         journal: the durable queue; the worker does not close it.
-        spec: the market's specification (tick and lot sizes) for validation.
+        spec: the market's specification (tick and lot sizes) for validation: the
+            journal's.
         port: where to serve (0: a free port).
         seed: seeds the retry jitter, so a test run is reproducible.
         request_timeout: seconds to wait for one ``process_order`` reply.
@@ -181,6 +188,8 @@ class SubmitWorker:
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH}, not {batch_size}")
+        if journal.spec != spec:
+            raise ValueError(f"the journal's market {journal.spec} is not {spec}")
         self.batch_size = batch_size
         self.transport = transport
         self.journal = journal
@@ -203,9 +212,10 @@ class SubmitWorker:
         self._client_keys: dict[str, str] = journal.client_keys()
         self._lookups: list[_Lookup] = []
         self._lookups_changed = anyio.Event()
-        self._noted: dict[DedupeKey, JournalEntry] | None = None
+        self._noted: dict[DedupeKey, Entry] | None = None
         self._queue_changed = anyio.Event()
         self._appended = anyio.Event()
+        self._recent: deque[Entry] = deque(maxlen=_RECENT)  # consecutive seqs
         self.forwarded = 0
         """The highest sequence number process_order has acknowledged in this run."""
 
@@ -245,22 +255,22 @@ class SubmitWorker:
             AuthFailed: unsigned, badly signed, signed by a key other than the one the
                 clientId is bound to, or a new order without its orderId (ERR_AUTH).
             orderbook_core.ValidationError: the payload breaks a rule (nothing stored).
-            Refused: ERR_VALIDATION for a client order id in the generated namespace.
+            Refused: ERR_VALIDATION for a new order's id in the reserved namespace.
             sqlite3.Error, JournalConflict: the commit failed (nothing stored).
         """
         payload, public_key = verify_order(payload)
-        command = self._validate(payload, self._next_seq)
+        command = self._validate(payload)
         if isinstance(command, NewOrder) and not _has_order_id(payload):
             raise AuthFailed("orderId: required in a signed order (else a replay is a new order)")
         self._binding(command.client_id, public_key)
-        key = _dedupe_key(command) if _has_order_id(payload) else None
+        key = _dedupe_key(command)
         if key is not None:
             queued = self._queued_keys.get(key)
             if queued is None:
                 found = await self._look_up(key)
                 if found is not None:
                     _log.info("repeat of seq=%d client=%s order=%s", found.seq, *key[::2])
-                    return SubmitReply(found.seq, found.command["orderId"]).to_wire()
+                    return SubmitReply(found.seq, found.command.order_id).to_wire()
                 queued = self._queued_keys.get(key)  # a twin queued while we looked
             if queued is not None:
                 return await self._wait(queued)
@@ -281,7 +291,7 @@ class SubmitWorker:
             raise AuthFailed(f"sig: clientId {client_id!r} is bound to another key")
         return None
 
-    async def _look_up(self, key: DedupeKey) -> JournalEntry | None:
+    async def _look_up(self, key: DedupeKey) -> Entry | None:
         lookup = _Lookup(key)
         self._lookups.append(lookup)
         self._lookups_changed.set()
@@ -298,7 +308,7 @@ class SubmitWorker:
                 self._lookups_changed = anyio.Event()
                 continue
             batch, self._lookups = self._lookups, []
-            noted: dict[DedupeKey, JournalEntry] = {}
+            noted: dict[DedupeKey, Entry] = {}
             self._noted = noted  # the committer notes what it commits meanwhile
             try:
                 found = await anyio.to_thread.run_sync(
@@ -314,35 +324,24 @@ class SubmitWorker:
                 lookup.found = entry or noted.get(lookup.key)
                 lookup.done.set()
 
-    def _validate(self, payload: JSON, seq: int) -> Command:
-        """Validate once; a new order without an id gets ``_<seq>``, settled here."""
+    def _validate(self, payload: JSON) -> Command:
+        """Validate once; `_enqueue` numbers and timestamps the command. The caller
+        refuses a new order without its orderId."""
         command = parse_command(
-            payload, self.spec, seq=seq, ts=0, default_order_id=generated_order_id(seq)
+            payload, self.spec, seq=0, ts=0, default_order_id=_STAND_IN_ORDER_ID
         )
-        if (
-            isinstance(command, NewOrder)
-            and _has_order_id(payload)
-            and command.order_id.startswith(GENERATED_ORDER_ID_PREFIX)
-        ):
-            raise Refused(
-                ERR_VALIDATION,
-                f"orderId: must not start with {GENERATED_ORDER_ID_PREFIX!r}"
-                " (reserved for generated ids)",
-            )
+        reserved = reserved_order_id(command)
+        if reserved is not None:
+            raise Refused(ERR_VALIDATION, reserved)
         return command
 
     def _enqueue(
         self, command: Command, key: DedupeKey | None, binding: str | None = None
     ) -> _Queued:
-        """Number `command` and queue it for the next commit.
-
-        No await separates this from `_validate` when the order id was generated, so
-        the number validated with (and embedded in the id) is the number given here.
-        """
+        """Number and timestamp `command` and queue it for the next commit."""
         seq = self._next_seq
-        wire = command_to_wire(command, self.spec)
         ts = max(self._clock(), self._last_ts)
-        queued = _Queued(JournalEntry(seq, ts, wire), key, binding)
+        queued = _Queued(new_entry(command._replace(seq=seq, ts=ts), self.spec), key, binding)
         if binding is not None:
             self._client_keys[command.client_id] = binding
         self._next_seq, self._last_ts = seq + 1, ts
@@ -381,7 +380,7 @@ class SubmitWorker:
                 self._last_ts = self.journal.last_ts()
                 for queued in failed:  # their bindings were not stored either
                     if queued.binding is not None:
-                        del self._client_keys[queued.entry.command["clientId"]]
+                        del self._client_keys[queued.entry.command.client_id]
                 _log.error("journal commit of seq %d.. failed: %s", batch[0].entry.seq, exc)
                 self._settle(failed, exc)
                 continue
@@ -392,7 +391,7 @@ class SubmitWorker:
             _log.info("accepted seq=%d..%d", batch[0].entry.seq, batch[-1].entry.seq)
             if _log.isEnabledFor(logging.DEBUG):
                 for queued in batch:
-                    command = queued.entry.command
+                    command = queued.entry.wire
                     _log.debug(
                         "accepted seq=%d client=%s order=%s op=%s",
                         queued.entry.seq,
@@ -400,6 +399,7 @@ class SubmitWorker:
                         command["orderId"],
                         command["op"],
                     )
+            self._recent.extend(queued.entry for queued in batch)
             self._settle(batch, None)
             self._appended.set()
             self._appended = anyio.Event()
@@ -428,12 +428,13 @@ class SubmitWorker:
         next_seq = acked + 1
         failures = 0
         outage = Outage(_log, "forwarding to process_order")  # logs state changes only
-        ahead: list[JournalEntry] = []
+        ahead: list[Entry] = []
         while True:
             if not ahead or ahead[0].seq != next_seq or len(ahead) < self.batch_size:
                 appended = self._appended  # taken before reading: an append after it wakes us
-                ahead = await anyio.to_thread.run_sync(
-                    self.journal.read, next_seq - 1, max(self.batch_size, _READ_AHEAD)
+                limit = max(self.batch_size, _READ_AHEAD)
+                ahead = self._committed(next_seq, limit) or await anyio.to_thread.run_sync(
+                    self.journal.read, next_seq - 1, limit
                 )
                 if not ahead:
                     if persisted < acked:
@@ -445,7 +446,7 @@ class SubmitWorker:
                     next_seq = await self._check_head(next_seq)
                     continue
             run = ahead[: self.batch_size]
-            batch = ProcessBatch(tuple(ProcessRequest(*entry) for entry in run))
+            batch = ProcessBatch(tuple(run))
             request = sign_object(PROCESS_DOMAIN, batch.to_wire_object(), self.signing_key)
             try:
                 reply = await self.transport.request(
@@ -484,6 +485,16 @@ class SubmitWorker:
             if acked - persisted >= _ACK_PERSIST_EVERY:
                 await anyio.to_thread.run_sync(self.journal.mark_acked, acked)
                 persisted = acked
+
+    def _committed(self, seq: int, limit: int) -> list[Entry]:
+        """Up to `limit` entries from `seq` on, as this worker committed them; [] when
+        `seq` is not among those it holds. Commits are consecutive (a failed one is not
+        held, and numbering restarts at its first seq), so the entries are too."""
+        recent = self._recent
+        if not recent or not recent[0].seq <= seq <= recent[-1].seq:
+            return []
+        start = seq - recent[0].seq
+        return list(itertools.islice(recent, start, start + limit))
 
     async def _check_head(self, next_seq: int) -> int:
         """While idle, ask ``orderbook_head`` whether the matcher fell behind.

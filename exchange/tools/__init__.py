@@ -1,8 +1,9 @@
 """The operator's tools: `dex` and what it builds on.
 
 `dex` reads the network (`head`, `book`, `watch`, `status`, and the Grenache basics
-`lookup`, `request`, `get`) and the sequencer's journal (`journal`, `replay`), and runs
-the whole exchange in one process (`demo`). `replay_journal` recomputes the book from
+`lookup`, `request`, `get`) and the sequencer's journal (`journal`, `replay`), answers
+a client's questions from either (`order`, `orders`, `fills`), and runs the whole
+exchange in one process (`demo`). `replay_journal` recomputes the book from
 the journal with the core alone; `run_demo` runs the demo on the memory transport.
 """
 

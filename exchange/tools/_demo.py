@@ -105,7 +105,7 @@ async def run_demo_async(
     """
     network = MemoryNetwork(seed=seed)
     names = [f"client{i + 1}" for i in range(clients)]
-    with anyio.fail_after(timeout), Journal(workdir / "journal.sqlite") as journal:
+    with anyio.fail_after(timeout), Journal(workdir / "journal.sqlite", spec) as journal:
         # Three nested task groups, stopped from the inside out: the clients, then the
         # submit worker (its forwarder would otherwise report the process worker gone,
         # "no peer serves process_order", while everything stops), then the process

@@ -7,8 +7,9 @@ instead of text wherever it is offered. Every subcommand and exit status is in
 docs/operations.md ("dex").
 
 Exit status: 0 success; 1 a check failed or nothing was found (demo, lookup, get, a
-peer's error reply); 2 bad arguments or an unreadable journal; 3 the grape or the
-services could not be reached; 130 interrupted; 141 the output pipe closed.
+peer's error reply, an unknown order); 2 bad arguments (a malformed grape URL too) or an
+unreadable journal; 3 the grape or the services could not be reached; 130 interrupted;
+141 the output pipe closed.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from exchange.runtime import (
     DEFAULT_GRAPE,
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
 )
+from exchange.runtime import grape_url as _grape_url
 from exchange.runtime import positive as _positive
 from exchange.runtime import tcp_port as _port
 
@@ -34,13 +37,19 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dex",
         description="The operator's tool of the distributed exchange.",
-        epilog="Exit status: 0 ok, 1 failed or not found, 2 bad arguments or journal, "
+        epilog="Exit status: 0 ok, 1 failed or not found (dex order: unknown order), "
+        "2 bad arguments or journal, "
         "3 unreachable, 130 interrupted, 141 output closed.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     net = argparse.ArgumentParser(add_help=False)
     net.add_argument(
-        "-g", "--grape", default=DEFAULT_GRAPE, metavar="URL", help=f"default {DEFAULT_GRAPE}"
+        "-g",
+        "--grape",
+        type=_grape_url,
+        default=DEFAULT_GRAPE,
+        metavar="URL",
+        help=f"default {DEFAULT_GRAPE}",
     )
     net.add_argument(
         "--timeout", type=_positive(float), default=5.0, metavar="S", help="default 5 s"
@@ -53,7 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     as_json.add_argument("--json", action="store_true", help="print JSON")
 
     commands.add_parser(
-        "head", parents=[net, as_json], help="the matcher's latest version (seq, root hash)"
+        "head",
+        parents=[net, as_json],
+        help="the matcher's latest version (seq, root hash, book hash), verified",
     )
     book = commands.add_parser(
         "book",
@@ -82,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     journal.add_argument("--follow", "-f", action="store_true", help="then print new entries")
     journal.add_argument("--order", metavar="ID", help="only this orderId")
     journal.add_argument("--client", metavar="ID", help="only this clientId")
+    journal.add_argument(
+        "--no-replay",
+        action="store_true",
+        help="do not replay the journal to mark the entries the matcher rejected",
+    )
     status = commands.add_parser(
         "status",
         parents=[net, as_json],
@@ -90,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--db", default=DEFAULT_JOURNAL, metavar="PATH", help="the journal, if readable here"
     )
+
+    _order_parsers(commands, net, as_json)
 
     lookup = commands.add_parser(
         "lookup", parents=[net, as_json], help="the peers announced for a name"
@@ -129,7 +147,49 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _order_parsers(
+    commands: Any, net: argparse.ArgumentParser, as_json: argparse.ArgumentParser
+) -> None:
+    """`order`, `orders`, `fills`: from the network, or from the journal with --db."""
+    from exchange.tools._orders import DEFAULT_VERSIONS
+
+    source = argparse.ArgumentParser(add_help=False)
+    source.add_argument("client_id", metavar="CLIENT")
+    source.add_argument(
+        "--db", metavar="PATH", help="replay this journal instead of reading the network"
+    )
+    walk = argparse.ArgumentParser(add_help=False)
+    walk.add_argument(
+        "--versions",
+        type=int,
+        default=DEFAULT_VERSIONS,
+        metavar="N",
+        help=f"on the network: versions walked back for the history ({DEFAULT_VERSIONS})",
+    )
+    order = commands.add_parser(
+        "order",
+        parents=[source, net, walk, as_json],
+        help="one order's state: resting, filled, cancelled, rejected or unknown",
+        description="What became of one order: resting (with what is left), filled, "
+        "cancelled (by whom), rejected (why), or unknown. Exit 0 known, 1 unknown.",
+    )
+    order.add_argument("order_id", metavar="ORDER")
+    commands.add_parser(
+        "orders",
+        parents=[source, net, as_json],
+        help="a client's open (resting) orders",
+    )
+    fills = commands.add_parser(
+        "fills", parents=[source, net, walk, as_json], help="a client's trades, oldest first"
+    )
+    fills.add_argument("--tail", type=int, default=50, metavar="N", help="last N (50)")
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.command in ("order", "orders", "fills"):
+        from exchange.tools import _orders
+
+        return int(getattr(_orders, args.command)(args))
     if args.command in ("replay", "journal", "demo"):
         from exchange.tools import _local
 

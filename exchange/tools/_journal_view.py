@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from exchange.client.view import trade_time
-from exchange.protocol import ReplayError
-from exchange.sequencer import Journal, JournalEntry
+from exchange.protocol import Entry, ReplayError, entry_to_wire
+from exchange.sequencer import Journal
+from orderbook_core import DEFAULT_SPEC, MarketSpec
 
 __all__ = [
     "JOURNAL_HEADER",
@@ -37,8 +38,8 @@ JOURNAL_HEADER = (
 )
 
 
-def open_journal(path: str | Path) -> Journal:
-    """Open an existing journal, refusing anything else.
+def open_journal(path: str | Path, spec: MarketSpec = DEFAULT_SPEC) -> Journal:
+    """Open an existing journal of market `spec`, refusing anything else.
 
     Raises:
         ReplayError: no file at `path`, or a file that is not the sequencer's journal.
@@ -56,38 +57,42 @@ def open_journal(path: str | Path) -> Journal:
     if row is None:
         raise ReplayError(f"{path} is not a journal: it has no journal table")
     try:
-        return Journal(path)
+        return Journal(path, spec)
     except sqlite3.DatabaseError as exc:
         raise ReplayError(f"{path}: cannot open the journal: {exc}") from None
 
 
-def entry_record(entry: JournalEntry) -> dict[str, Any]:
-    """One entry as JSON: ``{"seq", "ts", "command"}``."""
-    return {"seq": entry.seq, "ts": entry.ts, "command": entry.command}
+def entry_record(entry: Entry, rejected: str | None = None) -> dict[str, Any]:
+    """One entry as JSON: ``{"seq", "ts", "command"}``, and ``"rejected": <reason>``
+    when the matcher rejected it."""
+    record = entry_to_wire(entry)
+    if rejected is not None:
+        record["rejected"] = rejected
+    return record
 
 
-def entry_line(entry: JournalEntry) -> str:
-    """One entry as a line of the table `JOURNAL_HEADER` heads."""
-    c = entry.command
+def entry_line(entry: Entry, rejected: str | None = None) -> str:
+    """One entry as a line of the table `JOURNAL_HEADER` heads (ending with
+    ``rejected: <reason>`` when the matcher rejected it)."""
+    c = entry.wire
     price = c.get("price")
     return (
         f"{entry.seq:>6}  {trade_time(entry.ts):8}  {c.get('clientId', ''):12} "
         f"{c.get('op', ''):6} {c.get('orderId', ''):20} {c.get('side', '') or '':4} "
         f"{'' if price is None else price:>10} {c.get('amount', '') or '':>10} "
         f"{c.get('tif', '') if c.get('op') == 'new' else ''}"
+        f"{'' if rejected is None else '  rejected: ' + rejected}"
     ).rstrip()
 
 
-def _matches(entry: JournalEntry, order: str | None, client: str | None) -> bool:
+def _matches(entry: Entry, order: str | None, client: str | None) -> bool:
     c = entry.command
-    return (order is None or c.get("orderId") == order) and (
-        client is None or c.get("clientId") == client
-    )
+    return (order is None or c.order_id == order) and (client is None or c.client_id == client)
 
 
 def select_entries(
     journal: Journal, *, tail: int, order: str | None = None, client: str | None = None
-) -> list[JournalEntry]:
+) -> list[Entry]:
     """The last `tail` entries that match the filters, oldest first. O(n) with filters,
     O(tail) without."""
     if order is None and client is None:
@@ -105,7 +110,7 @@ def follow_entries(
     client: str | None = None,
     interval: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
-) -> Iterator[JournalEntry]:
+) -> Iterator[Entry]:
     """Yield entries appended after `after`, as they come, until interrupted."""
     while True:
         page = journal.read(after, 500)

@@ -22,6 +22,7 @@ from exchange.tools._journal_view import (
     open_journal,
     select_entries,
 )
+from exchange.tools._outcomes import Outcomes
 from exchange.tools._replay import replay_journal
 from exchange.tools._trades import trade_line, trade_record
 from orderbook_core import DEFAULT_SPEC
@@ -102,6 +103,7 @@ def journal(args: argparse.Namespace) -> int:
     except ReplayError as exc:
         print(f"dex journal: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    outcomes = Outcomes()
     with opened as journal:
         entries = select_entries(
             journal, tail=max(args.tail, 0), order=args.order, client=args.client
@@ -109,8 +111,11 @@ def journal(args: argparse.Namespace) -> int:
         if not args.json:
             print(JOURNAL_HEADER, flush=True)
         last = entries[-1].seq if entries else 0
+        if not args.no_replay:
+            outcomes.advance(journal, last)
+            _warn_broken(outcomes)
         for entry in entries:
-            _print_entry(entry, args.json)
+            _print_entry(entry, args.json, outcomes.reason(entry.seq))
         if not args.follow:
             return EXIT_OK
         if not entries:
@@ -118,15 +123,25 @@ def journal(args: argparse.Namespace) -> int:
 
             last = file_head(journal)
         for entry in follow_entries(journal, last, order=args.order, client=args.client):
-            _print_entry(entry, args.json)
+            if not args.no_replay:
+                outcomes.advance(journal, entry.seq)
+                _warn_broken(outcomes)
+            _print_entry(entry, args.json, outcomes.reason(entry.seq))
     return EXIT_OK  # pragma: no cover - --follow ends by Ctrl-C or a closed pipe
 
 
-def _print_entry(entry: Any, as_json: bool) -> None:
+def _warn_broken(outcomes: Outcomes) -> None:
+    if outcomes.broken:
+        print(f"dex journal: rejections not shown past seq {outcomes.seq}: {outcomes.broken}",
+              file=sys.stderr)  # fmt: skip
+        outcomes.broken = ""  # said once; stays "stopped"
+
+
+def _print_entry(entry: Any, as_json: bool, rejected: str | None = None) -> None:
     if as_json:
-        print_json(entry_record(entry))
+        print_json(entry_record(entry, rejected))
     else:
-        print(entry_line(entry), flush=True)
+        print(entry_line(entry, rejected), flush=True)
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 `head`, `book` and `status` ask the exchange's own services (and read versions from the
 DHT with the verifying `VersionReader`, so `dex book` prints only a book whose every
-page hashed right); `lookup`, `request` and `get` are the Grenache basics, for any peer
+page hashed right, and `dex head` only a root signed by the head's key); `lookup`,
+`request` and `get` are the Grenache basics, for any peer
 at all. Each returns a value (`Outcome`) and prints nothing: `exchange.tools._dex`
 prints it, as text or JSON. Every call is bounded by the command's timeout.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -29,15 +30,20 @@ from exchange.protocol import (
 )
 from exchange.versions import VersionReader
 from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook
-from transports import JSON, Transport
-from transports.grenache import GrapeLink
+from transports import JSON, RemoteError, Transport, TransportError
+
+if TYPE_CHECKING:  # the adapter (httptools) is imported only by the commands that use it
+    from transports.grenache import GrapeLink, GrenacheTransport
 
 __all__ = [
+    "PROBE_NAME",
     "BookView",
     "ServiceStatus",
     "Status",
+    "VerifiedHead",
     "fetch_book",
     "fetch_head",
+    "fetch_verified_head",
     "grenache_get",
     "grenache_lookup",
     "grenache_request",
@@ -54,6 +60,44 @@ async def fetch_head(transport: Transport, timeout: float) -> Head:
         BadMessage: the reply is not a head.
     """
     return Head.from_wire(await transport.request(ORDERBOOK_HEAD, None, timeout=timeout))
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedHead:
+    """The matcher's head, its signature checked, and the book hash of its root."""
+
+    head: Head
+    book: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.head.to_wire_object(), "book": self.book}
+
+
+async def fetch_verified_head(
+    transport: Transport, timeout: float, spec: MarketSpec = DEFAULT_SPEC
+) -> VerifiedHead:
+    """The head, and its root document read from the DHT for its ``book`` field.
+
+    Both are verified: the head is signed by the key it names, the root hashes to the
+    head's ``root``, is signed by that same key and has the head's seq.
+
+    Raises:
+        InvalidVersion: the head or the root does not verify, or the root is missing.
+        transports.TransportError, BadMessage: the head could not be asked.
+        TimeoutError: the DHT did not answer within `timeout`.
+    """
+    head = await fetch_head(transport, timeout)
+    try:
+        key = verify_head(head, None)
+    except AuthFailed as exc:
+        raise InvalidVersion(f"orderbook_head: {exc}") from None
+    if head.root is None:
+        return VerifiedHead(head, None)
+    with anyio.fail_after(timeout):
+        root = await VersionReader(transport, spec, matcher_key=key).fetch_root(head.root)
+    if root.seq != head.seq:
+        raise InvalidVersion(f"the head says seq {head.seq}, its root says seq {root.seq}")
+    return VerifiedHead(head, root.book)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +163,16 @@ class ServiceStatus:
     answering: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     probed: bool = True
+    shared: dict[str, str] = field(default_factory=dict)
+    """Answering peers whose address is also announced for another name (peer -> that
+    name): a dead peer's port may now be another process's, and the probe cannot tell."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "announced": self.announced}
         if self.probed:
             out.update(answering=self.answering, errors=self.errors)
+        if self.shared:
+            out["alsoAnnouncedAs"] = self.shared
         return out
 
 
@@ -158,13 +207,52 @@ def _answered(error: str | None) -> bool:
 async def _probe(
     transport: Transport, name: str, peers: list[str], timeout: float
 ) -> ServiceStatus:
-    # The probe payload is null: orderbook_head answers it with the head, submit_order
-    # and process_order refuse it (ERR_BAD_REQUEST / ERR_VALIDATION) without changing
-    # anything; either way the peer answered.
+    # orderbook_head answers a null payload with the head: a request like any client's.
     results = await transport.map(name, None, timeout=timeout)
     answering = sorted(r.peer for r in results if _answered(r.error))
     errors = {r.peer: r.error for r in results if not _answered(r.error) and r.error}
     return ServiceStatus(name, peers, answering, errors)
+
+
+PROBE_NAME = "dex_status_probe"
+"""The name `dex status` asks the sequencer's and the matcher's peers for. No worker
+serves it, so the peer's Grenache server answers ``ERR_SERVICE_UNKNOWN`` itself: no
+handler runs, nothing is logged, nothing changes. (Asking ``submit_order`` or
+``process_order`` anything they would refuse writes a refusal into the worker's log.)"""
+
+
+async def _probe_quietly(
+    transport: GrenacheTransport,
+    name: str,
+    peers: list[str],
+    elsewhere: dict[str, str],
+    timeout: float,
+) -> ServiceStatus:
+    """Which of `peers` (announced for `name`) a live Grenache server answers at, asking
+    `PROBE_NAME`. An answering address also announced for another name (`elsewhere`:
+    peer -> that name) is noted: one of the two is a dead peer's, and whether the server
+    there serves `name` is not something a probe that runs no handler can tell."""
+    answering: list[str] = []
+    errors: dict[str, str] = {}
+
+    async def one(peer: str) -> None:
+        try:
+            await transport.request_peer(peer, PROBE_NAME, None, timeout=timeout)
+        except RemoteError as exc:
+            if exc.message.startswith("ERR_SERVICE_UNKNOWN"):
+                answering.append(peer)
+            else:
+                errors[peer] = exc.message
+        except (TransportError, TimeoutError) as exc:
+            errors[peer] = f"ERR_CONNECTION: {exc}"
+        else:
+            answering.append(peer)
+
+    async with anyio.create_task_group() as tg:
+        for peer in peers:
+            tg.start_soon(one, peer)
+    shared = {peer: elsewhere[peer] for peer in answering if peer in elsewhere}
+    return ServiceStatus(name, peers, sorted(answering), errors, shared=shared)
 
 
 async def network_status(link: GrapeLink, transport: Transport, timeout: float) -> Status:
@@ -173,13 +261,25 @@ async def network_status(link: GrapeLink, transport: Transport, timeout: float) 
     Raises:
         transports.TransportError: the grape itself could not be asked.
     """
+    from transports.grenache import GrenacheTransport
+
+    names = (SUBMIT_ORDER, PROCESS_ORDER, ORDERBOOK_HEAD, ORDERBOOK_UPDATED)
+    announced = {name: sorted(await link.lookup(name, fresh=True)) for name in names}
     services = []
-    for name in (SUBMIT_ORDER, PROCESS_ORDER, ORDERBOOK_HEAD):
-        peers = sorted(await link.lookup(name, fresh=True))
-        services.append(await _probe(transport, name, peers, timeout) if peers else
-                        ServiceStatus(name, peers))  # fmt: skip
-    clients = sorted(await link.lookup(ORDERBOOK_UPDATED, fresh=True))
-    services.append(ServiceStatus(ORDERBOOK_UPDATED, clients, probed=False))
+    for name in names[:3]:
+        peers = announced[name]
+        if not peers:
+            services.append(ServiceStatus(name, peers))
+        elif name == ORDERBOOK_HEAD or not isinstance(transport, GrenacheTransport):
+            services.append(await _probe(transport, name, peers, timeout))
+        else:
+            # The matcher serves process_order and orderbook_head on one address.
+            same = {PROCESS_ORDER, ORDERBOOK_HEAD} if name == PROCESS_ORDER else {name}
+            elsewhere = {
+                peer: other for other in names if other not in same for peer in announced[other]
+            }
+            services.append(await _probe_quietly(transport, name, peers, elsewhere, timeout))
+    services.append(ServiceStatus(ORDERBOOK_UPDATED, announced[ORDERBOOK_UPDATED], probed=False))
     head: Head | None = None
     head_error = None
     try:

@@ -23,7 +23,7 @@ from exchange.runtime import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE,
 from exchange.tools._network import (
     Status,
     fetch_book,
-    fetch_head,
+    fetch_verified_head,
     grenache_get,
     grenache_lookup,
     grenache_request,
@@ -32,12 +32,23 @@ from exchange.tools._network import (
 )
 from transports import RemoteError, Transport, TransportError, is_dht_key, open_transport
 
-__all__ = ["book", "get", "head", "lookup", "request", "status", "watch"]
+__all__ = [
+    "EXPECTED",
+    "book",
+    "fail",
+    "get",
+    "head",
+    "lookup",
+    "request",
+    "status",
+    "watch",
+    "with_transport",
+]
 
 _T = TypeVar("_T")
 
 
-def _with_transport(args: argparse.Namespace, call: Callable[[Transport], Awaitable[_T]]) -> _T:
+def with_transport(args: argparse.Namespace, call: Callable[[Transport], Awaitable[_T]]) -> _T:
     """Run `call` on a transport through ``--grape``, the whole under ``--timeout``."""
 
     async def run() -> _T:
@@ -51,7 +62,7 @@ def _with_transport(args: argparse.Namespace, call: Callable[[Transport], Awaita
     return anyio.run(run)
 
 
-def _fail(command: str, exc: BaseException, grape: str) -> int:
+def fail(command: str, exc: BaseException, grape: str) -> int:
     """Print why `command` failed; return the exit status that says so."""
     if isinstance(exc, RemoteError):
         print(f"dex {command}: the peer answered with an error: {exc.message}", file=sys.stderr)
@@ -66,19 +77,21 @@ def _fail(command: str, exc: BaseException, grape: str) -> int:
     return EXIT_UNREACHABLE
 
 
-_EXPECTED = (TransportError, TimeoutError, BadMessage, InvalidVersion, ValueError)
+EXPECTED = (TransportError, TimeoutError, BadMessage, InvalidVersion, ValueError)
 
 
 def head(args: argparse.Namespace) -> int:
     try:
-        found = _with_transport(args, lambda t: fetch_head(t, args.timeout))
-    except _EXPECTED as exc:
-        return _fail("head", exc, args.grape)
+        found = with_transport(args, lambda t: fetch_verified_head(t, args.timeout))
+    except EXPECTED as exc:
+        return fail("head", exc, args.grape)
     if args.json:
-        print_json(found.to_wire())
+        print_json(found.to_json())
     else:
-        print(f"seq {found.seq}")
-        print(f"root {found.root or '-'}")
+        print(f"seq {found.head.seq}")
+        print(f"root {found.head.root or '-'}")
+        print(f"book {found.book or 'empty'}")
+        print(f"key  {found.head.key}  (head and root signed by it, verified)")
     return EXIT_OK
 
 
@@ -87,12 +100,12 @@ def book(args: argparse.Namespace) -> int:
         print(f"dex book: --root must be a 40-hex root hash, got {args.root!r}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        view = _with_transport(
+        view = with_transport(
             args,
             lambda t: fetch_book(t, root=args.root, depth=args.depth, timeout=args.timeout * 2),
         )
-    except _EXPECTED as exc:
-        return _fail("book", exc, args.grape)
+    except EXPECTED as exc:
+        return fail("book", exc, args.grape)
     if args.json:
         print_json(view.to_json())
         return EXIT_OK
@@ -136,9 +149,9 @@ def lookup(args: argparse.Namespace) -> int:
             await link.aclose()
 
     try:
-        peers = _with_transport(args, call)
-    except _EXPECTED as exc:
-        return _fail("lookup", exc, args.grape)
+        peers = with_transport(args, call)
+    except EXPECTED as exc:
+        return fail("lookup", exc, args.grape)
     if args.json:
         print_json(peers)
     else:
@@ -157,11 +170,11 @@ def request(args: argparse.Namespace) -> int:
         print(f"dex request: the payload is not JSON: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        reply = _with_transport(
+        reply = with_transport(
             args, lambda t: grenache_request(t, args.name, payload, args.timeout)
         )
-    except _EXPECTED as exc:
-        return _fail("request", exc, args.grape)
+    except EXPECTED as exc:
+        return fail("request", exc, args.grape)
     print_json(reply)
     return EXIT_OK
 
@@ -171,9 +184,9 @@ def get(args: argparse.Namespace) -> int:
         print(f"dex get: a key is 40 lowercase hex characters, got {args.key!r}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        value = _with_transport(args, lambda t: grenache_get(t, args.key))
-    except _EXPECTED as exc:
-        return _fail("get", exc, args.grape)
+        value = with_transport(args, lambda t: grenache_get(t, args.key))
+    except EXPECTED as exc:
+        return fail("get", exc, args.grape)
     if value is None:
         print(f"dex get: {args.key} is not in the DHT", file=sys.stderr)
         return EXIT_FAILED
@@ -207,9 +220,9 @@ def status(args: argparse.Namespace) -> int:
             await link.aclose()
 
     try:
-        found = _with_transport(args, call)
-    except _EXPECTED as exc:
-        return _fail("status", exc, args.grape)
+        found = with_transport(args, call)
+    except EXPECTED as exc:
+        return fail("status", exc, args.grape)
     journal = _journal_status(args.db)
     matcher = found.head.seq if found.head is not None else None
     backlog = journal["head"] - matcher if matcher is not None and "head" in journal else None
@@ -242,7 +255,9 @@ def _print_status(found: Status, journal: dict[str, Any], backlog: int | None) -
             line += f", {dead} announced but not answering (dead peers stay announced)"
         print(line)
         for peer in service.answering:
-            print(f"      {peer}  ok")
+            also = service.shared.get(peer)
+            note = f" (also announced as {also}: a dead peer's address?)" if also else ""
+            print(f"      {peer}  ok{note}")
     if found.head is not None:
         print(f"matcher head   seq {found.head.seq}  root {found.head.root or '-'}")
     else:

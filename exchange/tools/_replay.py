@@ -12,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from exchange.matcher import apply_entry
-from exchange.protocol import ReplayError
+from exchange.protocol import Entry, ReplayError, apply_entry
 from exchange.tools._journal_view import open_journal
 from exchange.versions import book_hash
-from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Trade, ValidationError
+from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, Trade
 
 __all__ = ["ReplayResult", "replay_journal"]
 
@@ -37,18 +36,22 @@ def replay_journal(
     *,
     upto: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_entry: Callable[[Entry, tuple[Event, ...]], None] | None = None,
 ) -> ReplayResult:
     """Apply every journal entry in sequence order, up to `upto` (default: the head).
 
-    Each entry goes through `exchange.matcher.apply_entry`, exactly as the matcher
-    applies it. Entries appended while
-    replaying are not included: the result is the book at the head seen at the start.
+    Each entry is read (its command validated, `exchange.protocol.entry_from_row`) and
+    applied (`exchange.protocol.apply_entry`) exactly as the matcher does. Entries
+    appended while replaying are not included: the result is the book at the head seen
+    at the start.
 
     Args:
         path: the submit worker's journal (SQLite); it is not created if missing.
         spec: the market.
         upto: stop after this sequence number.
         progress: called with ``(seq, upto)`` every 1000 entries and at the end.
+        on_entry: called with each entry and the events the core made of it (what
+            `dex order`, `dex orders` and `dex fills` read).
 
     Returns:
         The sequence number reached, the book, its `book_hash` and the trades made.
@@ -60,7 +63,7 @@ def replay_journal(
     book = OrderBook(spec)
     trades: list[Trade] = []
     seq = 0
-    with open_journal(path) as journal:
+    with open_journal(path, spec) as journal:
         head = journal.head()
         if upto is None:
             upto = head
@@ -71,11 +74,10 @@ def replay_journal(
                 break
             if entry.seq != seq + 1:
                 raise ReplayError(f"gap in the journal: seq {entry.seq} after {seq}")
-            try:
-                events = apply_entry(book, entry)
-            except ValidationError as exc:
-                raise ReplayError(f"journal entry {entry.seq} is not a command: {exc}") from exc
+            events = apply_entry(book, entry)
             trades.extend(e for e in events if isinstance(e, Trade))
+            if on_entry is not None:
+                on_entry(entry, events)
             seq = entry.seq
             if progress is not None and seq % 1000 == 0:
                 progress(seq, upto)

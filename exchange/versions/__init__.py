@@ -10,7 +10,7 @@ publisher and by any replica that follows versions by applying their commands
 
 from exchange.versions._book_pages import TreeBuilder, book_hash, build_book_tree
 from exchange.versions._format import MAX_PAGE_BYTES, PageTree
-from exchange.versions._list_pages import CommandEntry, build_command_pages, build_event_pages
+from exchange.versions._list_pages import build_command_pages, build_event_pages
 from exchange.versions._publisher import (
     DEFAULT_REFRESH_BUDGET,
     DEFAULT_RESIDENCY_WINDOW,
@@ -34,7 +34,6 @@ __all__ = [
     "MAX_PAGE_BYTES",
     "ROOT_FORMAT",
     "BookTree",
-    "CommandEntry",
     "OrderId",
     "PageTree",
     "RootDoc",

@@ -11,17 +11,22 @@ from __future__ import annotations
 import base64
 import zlib
 from collections.abc import Sequence
-from typing import Any, NamedTuple
 
-from exchange.versions._format import COMMAND_NODE as _COMMAND_NODE
-from exchange.versions._format import COMMAND_ZLEAF as _COMMAND_ZLEAF
-from exchange.versions._format import EVENT_NODE as _EVENT_NODE
-from exchange.versions._format import EVENT_ZLEAF as _EVENT_ZLEAF
-from exchange.versions._format import MAX_PAGE_BYTES, PAGE_VERSION, PageTree, build_levels
+from exchange.protocol import Entry
+from exchange.versions._format import (
+    COMMAND_NODE,
+    COMMAND_ZLEAF,
+    EVENT_NODE,
+    EVENT_ZLEAF,
+    MAX_PAGE_BYTES,
+    PAGE_VERSION,
+    PageTree,
+    build_levels,
+)
 from orderbook_core import Event, MarketSpec, canonical_json, event_to_wire
 from transports import dht_key
 
-__all__ = ["CommandEntry", "build_command_pages", "build_event_pages"]
+__all__ = ["build_command_pages", "build_event_pages"]
 
 _ZLIB_LEVEL = 6
 _Z_FULL_ENOUGH = 0.92
@@ -103,30 +108,20 @@ def build_event_pages(events: Sequence[Event], spec: MarketSpec) -> PageTree:
             of at most 64 characters).
     """
     encodings = [canonical_json(event_to_wire(event, spec)) for event in events]
-    return _build_list(encodings, _EVENT_ZLEAF, _EVENT_NODE)
+    return _build_list(encodings, EVENT_ZLEAF, EVENT_NODE)
 
 
-class CommandEntry(NamedTuple):
-    """A sequenced command as a version carries it: number, timestamp, wire form.
-
-    The matcher's input, exactly (a journal entry); a replica applies it to its own
-    book with the core (`exchange.matcher.apply_entry` does the same) and gets the
-    matcher's events and book, since the core is deterministic.
-    """
-
-    seq: int
-    ts: int
-    command: dict[str, Any]
-
-
-def build_command_pages(entries: Sequence[CommandEntry]) -> PageTree:
+def build_command_pages(entries: Sequence[Entry]) -> PageTree:
     """The page tree of a version's commands, in seq order: ``[seq, ts, command]`` each.
 
-    Packed greedily like the events. O(len(entries)).
+    The matcher's input, exactly (journal entries, their commands' wire forms as
+    journaled); a replica applies them to its own book (`exchange.protocol.apply_entry`,
+    as the matcher did) and gets the matcher's events and book, since the core is
+    deterministic. Packed greedily like the events. O(len(entries)).
 
     Raises:
         ValueError: one command's encoding cannot fit in a page (the sequencer's
             validator bounds every field, so it cannot happen with its commands).
     """
-    encodings = [canonical_json([e.seq, e.ts, e.command]) for e in entries]
-    return _build_list(encodings, _COMMAND_ZLEAF, _COMMAND_NODE)
+    encodings = [canonical_json([e.seq, e.ts, e.wire]) for e in entries]
+    return _build_list(encodings, COMMAND_ZLEAF, COMMAND_NODE)

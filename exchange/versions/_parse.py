@@ -14,7 +14,7 @@ import json
 import zlib
 from typing import Any, NamedTuple
 
-from exchange.protocol import InvalidVersion
+from exchange.protocol import Entry, InvalidVersion, parse_entry
 from exchange.versions._format import (
     BOOK_LEAF,
     BOOK_NODE,
@@ -31,13 +31,13 @@ from exchange.versions._format import (
     MAX_TREE_HEIGHT,
     PAGE_VERSION,
 )
-from exchange.versions._list_pages import CommandEntry
 from orderbook_core import (
     ID_RULE,
     Event,
     MarketSpec,
     RestingOrder,
     Side,
+    ValidationError,
     event_from_wire,
     is_identifier,
 )
@@ -85,10 +85,9 @@ class EventNode(NamedTuple):
 
 
 class CommandLeaf(NamedTuple):
-    """A parsed command leaf: its entries, in seq order (their commands not validated:
-    the core's validator does that when they are applied)."""
+    """A parsed command leaf: its entries, in seq order, their commands validated."""
 
-    entries: tuple[CommandEntry, ...]
+    entries: tuple[Entry, ...]
 
 
 class CommandNode(NamedTuple):
@@ -178,7 +177,7 @@ def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
     Args:
         key: the DHT key the page was fetched under.
         text: the value the DHT returned.
-        spec: the market, to decode events with `event_from_wire`.
+        spec: the market, to decode events (`event_from_wire`) and validate commands.
 
     Raises:
         InvalidVersion: the content does not match the key, or is not a valid page.
@@ -231,7 +230,7 @@ def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
         items = obj["x"]
         if not (isinstance(items, list) and items):
             raise _bad(key, "a command leaf has a non-empty list of commands")
-        return CommandLeaf(tuple(_parse_command_entry(key, item) for item in items))
+        return CommandLeaf(tuple(_parse_command_entry(key, item, spec) for item in items))
     height, children = _parse_children(key, obj)
     if kind == BOOK_NODE:
         return BookNode(height, children)
@@ -258,7 +257,7 @@ def _inflate(key: str, text: object) -> object:
         raise _bad(key, f'"z" does not hold JSON ({exc})') from None
 
 
-def _parse_command_entry(key: str, item: object) -> CommandEntry:
+def _parse_command_entry(key: str, item: object, spec: MarketSpec) -> Entry:
     if not (isinstance(item, list) and len(item) == 3):
         raise _bad(key, "a command is a list [seq, ts, command]")
     seq, ts, command = item
@@ -266,7 +265,10 @@ def _parse_command_entry(key: str, item: object) -> CommandEntry:
         raise _bad(key, "a command's seq must be an integer >= 1 and its ts >= 0")
     if not isinstance(command, dict):
         raise _bad(key, "a command is a JSON object")
-    return CommandEntry(seq, ts, command)
+    try:
+        return parse_entry(seq, ts, command, spec)
+    except ValidationError as exc:
+        raise _bad(key, f"command {seq} breaks a rule ({exc})") from None
 
 
 def _parse_event(key: str, item: object, spec: MarketSpec) -> Event:

@@ -42,8 +42,9 @@ from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from exchange.protocol import Entry
 from exchange.versions._bounded import DEFAULT_CONCURRENCY, run_bounded
-from exchange.versions._list_pages import CommandEntry, build_command_pages, build_event_pages
+from exchange.versions._list_pages import build_command_pages, build_event_pages
 from exchange.versions._root import RootDoc, encode_root, sign_root, spec_fields
 from exchange.versions._tree import BookTree, TreeDelta
 from orderbook_core import Event, MarketSpec, OrderBook
@@ -140,7 +141,7 @@ class VersionPublisher:
         *,
         seq: int,
         first: int,
-        commands: Sequence[CommandEntry] = (),
+        commands: Sequence[Entry] = (),
     ) -> str:
         """Store the version of `book` after command `seq`, with its `events`.
 

@@ -10,7 +10,8 @@ DHT may return anything, or nothing. So `VersionReader.fetch` trusts no byte:
 2. Each tree (book, events) is walked level by level from its root page. A level's
    pages are fetched concurrently (16 at a time), except those already in the page
    cache; every fetched page's key is recomputed and its JSON shape checked
-   (`parse_page`, which also holds every id to the submit_order id rule). Every page
+   (`parse_page`, which also holds every id to the submit_order id rule, and every
+   command to the core's validator: `exchange.protocol.parse_entry`). Every page
    of a level must be of the tree's kind and the level's height (so leaves are all at
    one depth), and each child's count must equal what its parent says.
 3. The book is rebuilt from the leaves' orders (`OrderBook.from_orders`: no duplicate
@@ -51,9 +52,8 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from exchange.protocol import InvalidVersion, apply_entry
+from exchange.protocol import Entry, InvalidVersion, apply_entry
 from exchange.versions._bounded import DEFAULT_CONCURRENCY, run_bounded
-from exchange.versions._list_pages import CommandEntry
 from exchange.versions._parse import (
     BookLeaf,
     BookNode,
@@ -66,7 +66,7 @@ from exchange.versions._parse import (
 )
 from exchange.versions._root import RootDoc, decode_root, spec_fields, verify_root
 from exchange.versions._tree import BookTree
-from orderbook_core import Event, MarketSpec, OrderBook, RestingOrder, ValidationError
+from orderbook_core import Event, MarketSpec, OrderBook, RestingOrder
 from transports import Transport, check_key, dht_key
 
 __all__ = [
@@ -259,7 +259,7 @@ class VersionReader:
         root = await self._root(root_hash)
         if root.seq <= since:
             raise InvalidVersion(f"version {root_hash}: seq {root.seq} is not after {since}")
-        chunks: list[tuple[CommandEntry, ...]] = []
+        chunks: list[tuple[Entry, ...]] = []
         key, here = root_hash, root
         while True:
             chunks.append(await self._commands(key, here))
@@ -281,13 +281,9 @@ class VersionReader:
         book, tree = current.book, current.tree
         events: list[Event] = []
         with book.transaction():  # any exception below puts the book back
-            for entry in (entry for chunk in reversed(chunks) for entry in chunk):
-                try:
+            for chunk in reversed(chunks):  # validated when their pages were parsed
+                for entry in chunk:
                     events.extend(apply_entry(book, entry))
-                except ValidationError as exc:
-                    raise InvalidVersion(
-                        f"version {root_hash}: command {entry.seq} breaks a rule ({exc})"
-                    ) from None
             try:
                 delta = tree.update(book, events)
             except ValueError as exc:  # cannot happen with the core's own events
@@ -301,7 +297,7 @@ class VersionReader:
         own = tuple(event for event in events if event.seq >= root.first)
         return Version(root, book, own, root_hash, tree), tuple(events)
 
-    async def fetch_commands(self, root_hash: str) -> tuple[RootDoc, tuple[CommandEntry, ...]]:
+    async def fetch_commands(self, root_hash: str) -> tuple[RootDoc, tuple[Entry, ...]]:
         """Fetch and verify a version's root and commands (``first..seq``) only.
 
         Raises:
@@ -356,14 +352,14 @@ class VersionReader:
         self._store(root_hash, root)
         return root
 
-    async def _commands(self, root_hash: str, root: RootDoc) -> tuple[CommandEntry, ...]:
+    async def _commands(self, root_hash: str, root: RootDoc) -> tuple[Entry, ...]:
         """The version's commands: exactly one per number of ``first..seq``, in order."""
         if root.commands is None:
             if root.first == root.seq + 1:
                 return ()
             raise InvalidVersion(f"version {root_hash}: carries no commands")
         leaves = await self._walk(root.commands, CommandLeaf, CommandNode, "commands")
-        entries: list[CommandEntry] = []
+        entries: list[Entry] = []
         for leaf in leaves:
             assert isinstance(leaf, CommandLeaf)
             entries.extend(leaf.entries)

@@ -583,7 +583,7 @@ def check_model(rig: Rig, outcome: Outcome) -> None:
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1)), "a gap in the journal"
     by_key: dict[str, list[int]] = {}
     for entry in entries:
-        command = entry.command
+        command = entry.wire
         key = command["orderId"] if command["op"] == "new" else f"cancel:{command['orderId']}"
         by_key.setdefault(key, []).append(entry.seq)
     duplicated = {k: s for k, s in by_key.items() if len(s) > 1}
@@ -596,15 +596,17 @@ def check_model(rig: Rig, outcome: Outcome) -> None:
     for key, ack in outcome.acks.items():
         (seq,) = by_key[key]
         assert ack.seq == seq, f"{key} acknowledged as seq {ack.seq}, journaled as {seq}"
-        assert _same_command(outcome.sent[key], entries[seq - 1].command), key
+        assert _same_command(outcome.sent[key], entries[seq - 1].wire), key
     assert set(outcome.acks) == set(outcome.sent)
 
     # Applied exactly once, in seq order: the matcher's log is the journal.
     with closing(AppliedLog(rig.process_db)) as log:
         applied = list(log.entries())
-    assert [a.seq for a in applied] == [e.seq for e in entries]
+    assert [a.entry.seq for a in applied] == [e.seq for e in entries]
     for a, e in zip(applied, entries, strict=True):
-        assert (a.ts, canonical_json(a.command)) == (e.ts, canonical_json(e.command)), a.seq
+        assert (a.entry.ts, canonical_json(a.entry.wire)) == (e.ts, canonical_json(e.wire)), (
+            a.entry.seq
+        )
 
     # Every book every replica showed is the replay at its seq; `dex replay` agrees.
     hashes: dict[int, str | None] = {}

@@ -81,8 +81,8 @@ from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, named_key
 
 from exchange.client import ClientNode, ReplicaUpdate
 from exchange.matcher import AppliedLog, ProcessWorker, apply_entry
-from exchange.protocol import ORDERBOOK_UPDATED, OrderRefused
-from exchange.sequencer import Journal, JournalEntry, SubmitWorker
+from exchange.protocol import ORDERBOOK_UPDATED, Entry, OrderRefused
+from exchange.sequencer import Journal, SubmitWorker
 from exchange.tools import replay_journal
 from exchange.versions import Version, VersionReader, book_hash
 from orderbook_core import (
@@ -853,7 +853,7 @@ def _check(sim: _Simulation) -> None:
     seqs = [e.seq for e in entries]
     _expect(seqs == list(range(1, len(entries) + 1)), f"journal seqs have a gap: {seqs}")
     outcome.journal = len(entries)
-    keys = Counter(_key(e.command) for e in entries)
+    keys = Counter(_key(e.wire) for e in entries)
     twice = [k for k, n in keys.items() if n > 1]
     _expect(not twice, f"journaled more than once: {twice}")
     strangers = set(keys) - sim.sent
@@ -865,7 +865,7 @@ def _check(sim: _Simulation) -> None:
     for key, (seq, order_id) in sim.acks.items():
         entry = by_seq.get(seq)
         _expect(
-            entry is not None and _key(entry.command) == key and order_id == key[2],
+            entry is not None and _key(entry.wire) == key and order_id == key[2],
             f"acknowledged {key} as seq {seq}, journal has {entry}",
         )
     outcome.faults.update(_faults(sim.network.log))
@@ -880,8 +880,8 @@ def _check(sim: _Simulation) -> None:
     finally:
         log.close()
     _expect(
-        [(a.seq, a.ts, canonical_json(a.command)) for a in applied]
-        == [(e.seq, e.ts, canonical_json(e.command)) for e in entries],
+        [(a.entry.seq, a.entry.ts, canonical_json(a.entry.wire)) for a in applied]
+        == [(e.seq, e.ts, canonical_json(e.wire)) for e in entries],
         f"applied log ({len(applied)} entries) is not the journal ({len(entries)} entries)",
     )
 
@@ -889,7 +889,7 @@ def _check(sim: _Simulation) -> None:
     reference = ReferenceBook(SPEC)
     model_events: list[Event] = []
     for entry in entries:
-        command = parse_command(dict(entry.command), SPEC, seq=entry.seq, ts=entry.ts)
+        command = parse_command(dict(entry.wire), SPEC, seq=entry.seq, ts=entry.ts)
         model_events.extend(reference.apply(command))
     _expect(reference.to_book() == replay.book, "the replay differs from the reference book")
     _expect(
@@ -913,7 +913,7 @@ def _check(sim: _Simulation) -> None:
         outcome.replicas += 1
 
 
-def _check_versions(sim: _Simulation, entries: list[JournalEntry], model: list[Event]) -> None:
+def _check_versions(sim: _Simulation, entries: list[Entry], model: list[Event]) -> None:
     """Walk the published versions back from the head: together they are the journal.
 
     The versions tile ``1..head`` (``first..seq``, linked by ``prev``), their events are

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from chaos.simulation import Outcome, SimulationFailure, run_simulation, seeds, summary
-from exchange.matcher import EntryLike, apply_entry
+from exchange.protocol import Entry, apply_entry
 from orderbook_core import Event, OrderBook
 
 _OUTCOMES: list[Outcome] = []
@@ -49,7 +49,7 @@ def test_a_matcher_that_skips_a_command_is_caught(
     # A matcher that acknowledges seq 5 without applying it publishes versions that are
     # not the journal's replay: every seed that gets that far must say so (the checks
     # are not vacuous).
-    def skip_five(book: OrderBook, entry: EntryLike) -> tuple[Event, ...]:
+    def skip_five(book: OrderBook, entry: Entry) -> tuple[Event, ...]:
         return () if entry.seq == 5 else apply_entry(book, entry)
 
     monkeypatch.setattr("exchange.matcher._worker.apply_entry", skip_five)

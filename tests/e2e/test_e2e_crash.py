@@ -105,7 +105,7 @@ def test_kill9_each_part_and_restart(exchange: Exchange) -> None:
 
     # Nothing lost, nothing twice: the journal holds each order exactly once ...
     with Journal(exchange.journal) as journal:
-        keys = [(e.command["clientId"], e.command["orderId"]) for e in journal.entries()]
+        keys = [(e.wire["clientId"], e.wire["orderId"]) for e in journal.entries()]
     assert len(keys) == len(set(keys)) == stream.n
     assert set(keys) == stream.expected
     # ... and every replica, on either grape, holds the book replayed from it.

@@ -26,13 +26,14 @@ from exchange.protocol import (
     PROCESS_DOMAIN,
     AuthFailed,
     Head,
+    new_entry,
     sign_head,
     sign_object,
     sign_order,
 )
 from exchange.sequencer import Journal
-from exchange.versions import CommandEntry, VersionPublisher
-from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side, command_to_wire
+from exchange.versions import VersionPublisher
+from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side
 from transports import RemoteError, TransportError
 from transports.grenache import GrenacheTransport
 
@@ -133,11 +134,13 @@ def test_a_node_peer_signs_an_order_and_verifies_the_version(exchange: Exchange)
         "signed_peer.js",
         *("--grape", exchange.grapes[0], "--clientId", "nodejs", "--orderId", "n-1"),
         *("--matcherKey", matcher_key),
+        *("--instance", (exchange.workdir / "sequencer.pub").read_text().strip()),
     )
     assert out["ok"], out
     assert out["submitted"]["orderId"] == "n-1"
     assert out["forged"].startswith("ERR_AUTH: sig: not a valid signature"), out
     assert out["head"]["seq"] >= out["submitted"]["seq"]
+    assert out["head"]["instance"] == (exchange.workdir / "sequencer.pub").read_text().strip()
     assert out["root"]["seq"] == out["head"]["seq"]
     # The exchange agrees: the order is in the journal, under the Node peer's key.
     entry = exchange.replay(upto=out["submitted"]["seq"])
@@ -172,7 +175,7 @@ async def _forge_the_head(exchange: Exchange, before: dict[str, Any]) -> None:
         book = OrderBook(DEFAULT_SPEC)
         command = NewOrder(10**9, 1, "mallory", "m-1", Side.SELL, 100, 999_000)
         events = book.apply(command)
-        entry = CommandEntry(10**9, 1, command_to_wire(command, DEFAULT_SPEC))
+        entry = new_entry(command, DEFAULT_SPEC)
         forged = await VersionPublisher(attacker, DEFAULT_SPEC).publish(
             book, events, seq=10**9, first=10**9, commands=[entry]
         )

@@ -6,6 +6,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.protocol import public_key_hex
 from exchange.runtime import (
@@ -13,6 +14,8 @@ from exchange.runtime import (
     client_key_path,
     default_key_dir,
     load_or_create_key,
+    pin_matcher_key,
+    pinned_matcher_path,
     public_key_path,
     read_public_key,
     read_trusted_key,
@@ -70,3 +73,36 @@ def test_the_key_dir_follows_the_environment(
     monkeypatch.delenv("XDG_CONFIG_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_key_dir() == tmp_path / "home" / ".config" / "dex" / "keys"
+
+
+def test_a_matcher_key_is_pinned_per_exchange_instance(tmp_path: Path) -> None:
+    one, two = "ab" * 32, "cd" * 32
+    key, other = Ed25519PrivateKey.generate().public_key(), Ed25519PrivateKey.generate()
+    pinned, new = pin_matcher_key(one, key, tmp_path)
+    assert new
+    assert public_key_hex(pinned) == public_key_hex(key)
+    assert pinned_matcher_path(one, tmp_path) == tmp_path / "known" / "matchers" / f"{one}.pub"
+    assert pinned_matcher_path(one, tmp_path).read_text() == public_key_hex(key) + "\n"
+    # The same instance keeps its first key: another is returned as not pinned.
+    pinned, new = pin_matcher_key(one, other.public_key(), tmp_path)
+    assert not new
+    assert public_key_hex(pinned) == public_key_hex(key)
+    # Another instance is pinned on its own.
+    pinned, new = pin_matcher_key(two, other.public_key(), tmp_path)
+    assert new
+    assert public_key_hex(pinned) == public_key_hex(other)
+    assert sorted(p.name for p in (tmp_path / "known" / "matchers").iterdir()) == [
+        f"{one}.pub",
+        f"{two}.pub",
+    ]  # fmt: skip (no temporary file left)
+
+
+def test_a_bad_pin_or_instance_is_refused(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate().public_key()
+    with pytest.raises(KeyFileError, match="instance"):
+        pin_matcher_key("../../etc/passwd", key, tmp_path)  # never a path
+    path = pinned_matcher_path("ab" * 32, tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text("not a key\n")
+    with pytest.raises(KeyFileError):
+        pin_matcher_key("ab" * 32, key, tmp_path)

@@ -1,9 +1,11 @@
 'use strict'
 // A Node trader on the exchange, with grenache-nodejs-http and Node's own crypto only:
 // it signs an order, sends it, checks that the same signature on another orderId is
-// refused, then verifies the matcher's signed head and the version's signed root
-// (docs/protocol.md, "Signatures").
+// refused, then verifies the matcher's signed head (dex-head/2: it names the exchange
+// instance, the sequencer's key) and the version's signed root (docs/protocol.md,
+// "Signatures").
 // Usage: node signed_peer.js --grape URL --clientId ID --orderId ID --matcherKey HEX
+//        --instance HEX
 // Prints {"ok": true, "submitted", "forged", "head", "root"} or {"ok": false, "error"}.
 const crypto = require('crypto')
 const { PeerRPCClient } = require('grenache-nodejs-http')
@@ -72,7 +74,12 @@ async function main () {
     head = await request('orderbook_head', { after: head.seq, waitMs: 5000 }, 10000)
   }
   if (head.key !== args.matcherKey) throw new Error('head: not the matcher key given')
-  if (!verify('dex-head/1', head, head.key)) throw new Error('head: bad signature')
+  if (head.instance !== args.instance) throw new Error('head: not the exchange instance given')
+  if (!verify('dex-head/2', head, head.key)) throw new Error('head: bad signature')
+  // Another instance under the same signature does not verify: the instance is signed.
+  if (verify('dex-head/2', Object.assign({}, head, { instance: 'ab'.repeat(32) }), head.key)) {
+    throw new Error('a head with another instance verified')
+  }
   const item = await get(head.root)
   const text = item.v
   const key = crypto.createHash('sha1').update(Buffer.byteLength(text) + ':' + text).digest('hex')

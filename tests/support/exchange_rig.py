@@ -1,7 +1,7 @@
 """What the exchange's tests share: waiting on state, replaying through the core, a rig.
 
 `replay` and `replay_commands` build the book a history describes with
-`exchange.matcher.apply_entry` alone, the oracle every worker test compares with.
+`exchange.protocol.apply_entry` alone, the oracle every worker test compares with.
 `running_exchange` starts the sequencer and the matcher on a memory or loopback
 network, with a client transport to submit through.
 """
@@ -17,9 +17,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from exchange.matcher import ProcessWorker, apply_entry
-from exchange.protocol import SUBMIT_ORDER
-from exchange.sequencer import Journal, JournalEntry, SubmitWorker
+from exchange.matcher import ProcessWorker
+from exchange.protocol import SUBMIT_ORDER, apply_entry, parse_entry
+from exchange.sequencer import Journal, SubmitWorker
 from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook
 from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, signed
 from transports import (
@@ -65,7 +65,7 @@ def replay_commands(
     """The book after applying wire `commands` as seq 1, 2, ... at timestamp `ts`."""
     book = OrderBook(spec)
     for seq, command in enumerate(commands, start=1):
-        apply_entry(book, JournalEntry(seq, ts, command))
+        apply_entry(book, parse_entry(seq, ts, command, spec))
     return book
 
 

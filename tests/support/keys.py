@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from exchange.protocol import (
     PROCESS_DOMAIN,
     Head,
+    public_key_hex,
     sign_head,
     sign_object,
     sign_order,
@@ -64,6 +65,11 @@ def verified_head(reply: Any) -> dict[str, Any]:
     return {"seq": head.seq, "root": head.root}
 
 
+INSTANCE = public_key_hex(SEQUENCER_KEY)
+"""The rigs' exchange instance, as their matcher's heads name it (the sequencer's key)."""
+
+
 def signed_head(seq: int, root: str | None) -> Any:
-    """An ``orderbook_head`` reply as the rigs' matcher signs it (`MATCHER_KEY`)."""
-    return sign_head(Head(seq, root), MATCHER_KEY).to_wire()
+    """An ``orderbook_head`` reply as the rigs' matcher signs it (`MATCHER_KEY`, naming
+    the rigs' exchange instance)."""
+    return sign_head(Head(seq, root, instance=INSTANCE), MATCHER_KEY).to_wire()

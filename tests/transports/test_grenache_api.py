@@ -45,3 +45,37 @@ def test_the_adapter_is_imported_lazily() -> None:
     # `import transports` must not need httptools: the package's __init__ never imports us.
     source = inspect.getsource(importlib.import_module("transports"))
     assert "grenache import" not in source
+
+
+@pytest.mark.anyio
+@pytest.mark.integration
+async def test_request_peer_asks_one_given_peer() -> None:
+    """What `dex status` relies on: a name the peer does not serve is answered by its
+    server (``ERR_SERVICE_UNKNOWN``, no handler run); a free port refuses."""
+    import anyio
+    from support.grapes import shared_grapes
+    from support.ports import free_port
+
+    from transports import RemoteError, TransportError
+
+    calls: list[object] = []
+
+    async def echo(payload: object) -> object:
+        calls.append(payload)
+        return payload
+
+    grape = shared_grapes()[0].url
+    async with (
+        GrenacheTransport(grape, announce_timeout=5.0) as server,
+        GrenacheTransport(grape) as client,
+        anyio.create_task_group() as tg,
+    ):
+        port = await tg.start(server.serve, {"test_request_peer_echo": echo})
+        peer = f"127.0.0.1:{port}"
+        assert await client.request_peer(peer, "test_request_peer_echo", [1]) == [1]
+        with pytest.raises(RemoteError, match=r"^ERR_SERVICE_UNKNOWN: dex_status_probe"):
+            await client.request_peer(peer, "dex_status_probe", None)
+        assert calls == [[1]]
+        with pytest.raises(TransportError):
+            await client.request_peer(f"127.0.0.1:{free_port()}", "x", None, timeout=2)
+        tg.cancel_scope.cancel()

@@ -19,7 +19,7 @@ from transports import (
 )
 from transports.grenache import GrapeLink
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.fake_grape]
 
 HELLO_KEY = "6d33adc2b6b2c14c3036feefb7fedbca1a880527"
 

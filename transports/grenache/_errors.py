@@ -16,6 +16,7 @@ import httptools
 
 from transports._exceptions import (
     ConnectionFailed,
+    ConnectRefused,
     ProtocolError,
     RequestTimeout,
     TransportError,
@@ -24,11 +25,12 @@ from transports._exceptions import (
 __all__ = ["ConnectFailed", "map_errors"]
 
 
-class ConnectFailed(ConnectionFailed):
+class ConnectFailed(ConnectRefused):
     """No connection could be made, so the request was certainly not delivered.
 
-    Private refinement of `ConnectionFailed`: safe to retry on another peer, and a sign
-    that an announced peer is dead (refused) and should be dropped from the lookup cache.
+    Private refinement of the public `ConnectRefused`: safe to retry on another peer,
+    and a sign that an announced peer is dead (refused) and should be dropped from the
+    lookup cache.
     """
 
 

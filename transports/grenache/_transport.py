@@ -403,6 +403,25 @@ class GrenacheTransport(Transport):
         assert last is not None
         raise last
 
+    async def request_peer(
+        self, peer: str, name: str, payload: JSON, *, timeout: float = DEFAULT_TIMEOUT
+    ) -> JSON:
+        """Send `payload` under `name` to the one peer at `peer` (``"host:port"``),
+        whatever it is announced for: for tools that check a given peer (`dex status`).
+
+        Raises:
+            RemoteError: the peer's error string (``ERR_SERVICE_UNKNOWN: <name>`` when
+                it does not serve `name`: its server answered, no handler ran).
+            RequestTimeout: no reply within `timeout`.
+            TransportError: the peer could not be reached.
+        """
+        _check_timeout(timeout)
+        self._check_open()
+        with self._until_closed(), map_errors(f"peer {peer}"):
+            with anyio.move_on_after(timeout):
+                return await self._call(peer, name, payload)
+        raise RequestTimeout(f"peer {peer}: no reply to {name!r} within {timeout} s")
+
     async def map(
         self, name: str, payload: JSON, *, timeout: float = DEFAULT_TIMEOUT
     ) -> list[PeerResult]:

@@ -94,7 +94,12 @@ def test_help() -> None:
         (["clientId=c1", "type=Buy", "price=1"], "amount: required"),
         (["clientId=c1", "op=cancel"], "orderId: required with op=cancel"),
         (["clientId=c1", "op=cancel", "orderId=x", "price=1"], "op=cancel takes only orderId"),
-        (["clientId=c1", "op=modify", "orderId=x"], "op: must be new or cancel"),
+        (["clientId=c1", "op=modify", "orderId=x"], "op=modify: give a new price="),
+        (["clientId=c1", "op=modify", "price=1"], "orderId: required with op=modify"),
+        (["clientId=c1", "op=modify", "orderId=x", "type=Buy"], "op=modify takes orderId"),
+        (["clientId=c1", "op=cancelAll", "orderId=x"], "op=cancelAll takes no other"),
+        (["clientId=c1", "op=replace"], "op: must be new, cancel, modify or cancelAll"),
+        (["op=cancelAll"], "clientId: required"),
         (["clientId=c1", "type=Buy", "amount=1", "postOnly=maybe"], "postOnly: must be true"),
         (["grape=127.0.0.1:30001"], "grape: expected a URL"),
         (["grape=http://127.0.0.1"], "grape: expected a URL"),
@@ -120,3 +125,13 @@ def test_key_file_flag() -> None:
     assert parse_client_args([*words, "--key-file", "k.key"]).key_file == "k.key"
     with pytest.raises(ArgumentError, match="--key-file: expected a path"):
         parse_client_args([*words, "--key-file="])
+
+
+def test_modify_and_cancel_all_are_commands() -> None:
+    """Issue 16: the CLI refused op=modify, and had no cancel-all."""
+    args = parse_client_args(["clientId=c1", "op=modify", "orderId=o1", "price=101.5"])
+    assert args.order == {"clientId": "c1", "op": "modify", "orderId": "o1", "price": "101.5"}
+    args = parse_client_args(["clientId=c1", "OP=Modify", "orderId=o1", "amount=2"])
+    assert args.order == {"clientId": "c1", "op": "modify", "orderId": "o1", "amount": "2"}
+    args = parse_client_args(["clientId=c1", "op=cancelall"])
+    assert args.order == {"clientId": "c1", "op": "cancelAll"}

@@ -14,12 +14,20 @@ import anyio
 import pytest
 from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, named_key, signed_head
 
-from exchange.client import ClientNode, new_order_id, parse_client_args, run_client
+from exchange.client import ClientNode, NotAcknowledged, new_order_id, parse_client_args, run_client
 from exchange.client._output import Record
-from exchange.protocol import AuthFailed, Head, OrderRefused, SubmitReply, public_key_hex, sign_head
+from exchange.protocol import (
+    AuthFailed,
+    Head,
+    OrderRefused,
+    SubmitReply,
+    new_entry,
+    public_key_hex,
+    sign_head,
+)
 from exchange.tools import replay_journal
-from exchange.versions import CommandEntry, VersionPublisher, book_hash
-from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side, command_to_wire
+from exchange.versions import VersionPublisher, book_hash
+from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side
 from transports import JSON, MemoryNetwork, MemoryTransport, RemoteError, ServiceError
 
 pytestmark = pytest.mark.anyio
@@ -45,7 +53,7 @@ class Market:
             self.seq, 1000 + self.seq, client, f"{client}-{self.seq}", side, price, amount
         )
         events = self.book.apply(command)
-        entry = CommandEntry(self.seq, command.ts, command_to_wire(command, SPEC))
+        entry = new_entry(command, SPEC)
         root = await self.publisher.publish(
             self.book, events, seq=self.seq, first=self.seq, commands=[entry]
         )
@@ -385,6 +393,29 @@ async def test_submit_refused_and_timeout(network: MemoryNetwork) -> None:
             tg.cancel_scope.cancel()
 
 
+async def test_a_submit_not_acknowledged_says_whether_it_may_have_been_taken(
+    network: MemoryNetwork,
+) -> None:
+    """Exit 3 (not sent) and exit 5 (may still execute) rest on this (issue 16)."""
+    async with MemoryTransport(network) as transport:
+        node = ClientNode(transport, "alice", SPEC)
+        order = {"side": "buy", "price": "1", "amount": "1"}
+        with pytest.raises(NotAcknowledged) as nobody:
+            await node.submit(order, timeout=0.3)
+        assert not nobody.value.maybe_taken  # no peer: surely not sent
+
+        async def silent(_payload: JSON) -> JSON:
+            await anyio.sleep_forever()
+            return None
+
+        async with MemoryTransport(network) as worker, anyio.create_task_group() as tg:
+            await tg.start(worker.serve, {"submit_order": silent})
+            with pytest.raises(NotAcknowledged) as lost:
+                await node.submit(order, timeout=0.3)
+            tg.cancel_scope.cancel()
+        assert lost.value.maybe_taken  # it reached a worker that never answered
+
+
 def test_new_order_id_shape() -> None:
     for client in ("client1", "_x", "." * 64, "a" * 64):
         order_id = new_order_id(client)
@@ -462,11 +493,16 @@ async def test_run_client_bad_order_is_a_usage_error(
     assert "bad order: price" in capsys.readouterr().err
 
 
+async def _head_now() -> JSON:
+    return signed_head(0, None)
+
+
 async def test_run_client_refused_order_exits_1(network: MemoryNetwork) -> None:
     fake = FakeSubmit(refuse="ERR_VALIDATION: amount: too large")
     out = io.StringIO()
     async with MemoryTransport(network) as worker, anyio.create_task_group() as tg:
-        await tg.start(worker.serve, {"submit_order": fake})
+        head = lambda _payload: _head_now()  # noqa: E731
+        await tg.start(worker.serve, {"submit_order": fake, "orderbook_head": head})
         args = parse_client_args(["clientId=a", "type=Buy", "amount=1", "price=1", "--once"])
         async with MemoryTransport(network) as transport:
             assert await run_client(args, transport, out, head_interval=3600) == 1

@@ -15,13 +15,21 @@ from typing import Any
 
 import anyio
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
-from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC
+from support.keys import MATCHER_KEY, SEQUENCER_KEY, named_key, signed_head
 
 from exchange.client import parse_client_args, run_client
 from exchange.matcher import ProcessWorker
 from exchange.protocol import public_key_hex
-from exchange.runtime import EXIT_FAILED, EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from exchange.runtime import (
+    EXIT_FAILED,
+    EXIT_NOT_CONFIRMED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_UNTRUSTED,
+    EXIT_USAGE,
+)
 from exchange.sequencer import Journal, SubmitWorker
 from orderbook_core import DEFAULT_SPEC
 from transports import MemoryNetwork, MemoryTransport
@@ -30,8 +38,14 @@ pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def exchange(tmp_path: Path) -> AsyncIterator[MemoryNetwork]:
+async def exchange(
+    tmp_path: Path,
+    *,
+    matcher_key: Ed25519PrivateKey = MATCHER_KEY,
+    sequencer_key: Ed25519PrivateKey = SEQUENCER_KEY,
+) -> AsyncIterator[MemoryNetwork]:
     network = MemoryNetwork(seed=3)
+    await anyio.Path(tmp_path).mkdir(parents=True, exist_ok=True)
     with Journal(tmp_path / "journal.sqlite") as journal:
         async with (
             MemoryTransport(network) as submit_t,
@@ -43,12 +57,12 @@ async def exchange(tmp_path: Path) -> AsyncIterator[MemoryNetwork]:
                     process_t,
                     tmp_path / "process.sqlite",
                     DEFAULT_SPEC,
-                    sequencer_key=SEQUENCER_PUBLIC,
-                    signing_key=MATCHER_KEY,
+                    sequencer_key=sequencer_key.public_key(),
+                    signing_key=matcher_key,
                 ).run
             )
             await tg.start(
-                SubmitWorker(submit_t, journal, DEFAULT_SPEC, signing_key=SEQUENCER_KEY).run
+                SubmitWorker(submit_t, journal, DEFAULT_SPEC, signing_key=sequencer_key).run
             )
             yield network
             tg.cancel_scope.cancel()
@@ -201,7 +215,7 @@ async def test_the_program_signs_with_a_key_file_made_on_first_use(
         assert status == EXIT_OK
         assert key_file.read_bytes() == made
         # The matcher key it saw first is recorded: later runs trust that one only.
-        known = client_key_dir / "known" / "matcher.pub"
+        known = client_key_dir / "known" / "matchers" / f"{public_key_hex(SEQUENCER_KEY)}.pub"
         assert known.read_text() == public_key_hex(MATCHER_KEY) + "\n"
         # Another key (--key-file elsewhere) may not act for that clientId.
         status, records = await client(
@@ -213,5 +227,107 @@ async def test_the_program_signs_with_a_key_file_made_on_first_use(
             f"--key-file={tmp_path / 'other.key'}",
         )
         assert status == EXIT_FAILED
-        assert records[-1]["event"] == "refused"
+        assert records[-1]["event"] == "refused", records
         assert records[-1]["error"].startswith("ERR_AUTH: ")
+
+
+async def test_a_fresh_exchange_is_a_new_instance_taken_with_a_notice(
+    tmp_path: Path, client_key_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16, friction 1: one key directory, the exchange reset with new keys (``make
+    clean``); the client used to refuse the new matcher's heads, submit anyway and time
+    out. Each exchange instance has its own pinned matcher key."""
+    async with exchange(tmp_path / "one") as network:
+        status, _ = await client(network, "clientId=c1", "type=Buy", "amount=1", "price=9")
+    assert status == EXIT_OK
+    first = capsys.readouterr().err
+    async with exchange(
+        tmp_path / "two", matcher_key=named_key("matcher-2"), sequencer_key=named_key("seq-2")
+    ) as network:
+        status, records = await client(network, "clientId=c1", "type=Buy", "amount=1", "price=9")
+        assert status == EXIT_OK, records
+        again, _ = await client(network, "clientId=c1", "type=Buy", "amount=1", "price=8")
+        assert again == EXIT_OK
+    assert "client: new exchange" in first
+    notices = [line for line in capsys.readouterr().err.splitlines() if "new exchange" in line]
+    assert len(notices) == 1  # once per instance, not per run
+    pinned = sorted(p.name for p in (client_key_dir / "known" / "matchers").iterdir())
+    assert pinned == sorted(f"{public_key_hex(k)}.pub" for k in (SEQUENCER_KEY, named_key("seq-2")))
+
+
+async def test_another_matcher_key_for_a_pinned_instance_is_refused_before_submitting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Strangers are still refused: the same exchange instance (sequencer key) signed by
+    another matcher key is not trusted, and nothing is submitted (exit 6, one line)."""
+    async with exchange(tmp_path / "one") as network:
+        assert (await client(network, "clientId=c1", "type=Buy", "amount=1", "price=9"))[0] == 0
+    capsys.readouterr()
+    async with exchange(tmp_path / "two", matcher_key=named_key("impostor")) as network:
+        status, records = await client(network, "clientId=c1", "type=Buy", "amount=1", "price=9")
+    assert status == EXIT_UNTRUSTED
+    assert "submitted" not in kinds(records)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("client: order not submitted: matcher not trusted: ")
+    assert "delete that file (or pass --matcher-key)" in line
+    with Journal(tmp_path / "two" / "journal.sqlite") as journal:
+        assert list(journal.entries()) == []
+
+
+async def test_an_order_not_confirmed_in_time_exits_5_and_says_how_to_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 16, friction 3: the order was journaled, but its outcome never showed (the
+    matcher is stuck at seq 0): exit 5, not 1, with what to do."""
+    network = MemoryNetwork(seed=3)
+
+    async def stuck_head(_payload: object) -> object:
+        return signed_head(0, None)
+
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        async with (
+            MemoryTransport(network) as submit_t,
+            MemoryTransport(network) as head_t,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(head_t.serve, {"orderbook_head": stuck_head})
+            await tg.start(
+                SubmitWorker(submit_t, journal, DEFAULT_SPEC, signing_key=SEQUENCER_KEY).run
+            )
+            out = io.StringIO()
+            words = ["clientId=c1", "orderId=o1", "type=Buy", "amount=1", "price=9"]
+            args = parse_client_args([*words, "--once", "--json", "--timeout=1"])
+            async with MemoryTransport(network) as transport:
+                status = await run_client(args, transport, out, head_interval=0.05)
+            tg.cancel_scope.cancel()
+    assert status == EXIT_NOT_CONFIRMED
+    notice, line = capsys.readouterr().err.splitlines()  # a new instance, then why
+    assert notice.startswith("client: new exchange ")
+    assert line.startswith("client: NOT CONFIRMED: new o1 was taken as seq 1 but not seen")
+    assert "it may still execute" in line
+    assert "`dex order c1 o1`" in line
+    assert "resending the same command with orderId=o1 is safe" in line
+
+
+async def test_modify_and_cancel_all(tmp_path: Path) -> None:
+    async with exchange(tmp_path) as network:
+        for order_id, price in (("a1", "100"), ("a2", "101"), ("a3", "102")):
+            words = ["clientId=alice", f"orderId={order_id}", "type=Sell", "amount=2"]
+            assert (await client(network, *words, f"price={price}"))[0] == EXIT_OK
+        status, records = await client(
+            network, "clientId=alice", "op=modify", "orderId=a1", "amount=1.5"
+        )
+        assert status == EXIT_OK
+        assert records[-1]["outcome"] == "order a1: modified to 1.500 at 100.00"
+        status, records = await client(network, "clientId=alice", "op=modify", "orderId=zz",
+                                       "price=5")  # fmt: skip
+        assert status == EXIT_REJECTED
+        assert "rejected: no resting order of yours has this id" in records[-1]["outcome"]
+        status, records = await client(network, "clientId=alice", "op=cancelAll")
+        assert status == EXIT_OK
+        assert records[-1]["outcome"] == "cancelAll: 3 of 3 resting orders cancelled"
+        assert sorted(r["orderId"] for r in records if r["event"] == "cancelled") == [
+            "a1", "a2", "a3"]  # fmt: skip
+        status, records = await client(network, "clientId=alice", "op=cancelAll")
+        assert (status, records[-1]["outcome"]) == (
+            EXIT_OK, "cancelAll: 0 of 0 resting orders cancelled")  # fmt: skip

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.keys import SEQUENCER_KEY, client_key, signed
 
-from exchange.protocol import BadMessage, ProcessRequest, Refused, error_string
+from exchange.protocol import BadMessage, Refused, entry_from_wire, entry_to_wire, error_string
 from exchange.sequencer import Journal, SubmitWorker
-from orderbook_core import ValidationError
+from orderbook_core import DEFAULT_SPEC, ValidationError
 from transports import MemoryNetwork, MemoryTransport
 
 _scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
@@ -38,6 +38,9 @@ _values = st.sampled_from(
 )
 _near_orders = st.dictionaries(_keys, _values | _scalars, max_size=8)
 _payloads = _json | _near_orders
+_a_command = st.just(
+    {"clientId": "c1", "orderId": "o1", "side": "buy", "price": "1", "amount": "1"}
+)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -77,25 +80,31 @@ def test_submit_replies_or_refuses_cleanly(payload: Any) -> None:
                 assert journal.head() == 1
                 entry = journal.get(1)
                 assert entry is not None
-                assert entry.command["orderId"] == order_id
+                assert entry.wire["orderId"] == order_id
 
         anyio.run(main)
 
 
 @settings(max_examples=200, deadline=None)
-@given(payload=_json | st.fixed_dictionaries({"seq": _scalars, "ts": _scalars, "command": _json}))
+@given(
+    payload=_json
+    | st.fixed_dictionaries({"seq": _scalars, "ts": _scalars, "command": _json | _a_command})
+)
 def test_process_request_shape_is_checked(payload: Any) -> None:
     try:
-        seq, ts, command = ProcessRequest.from_wire(payload)
-    except BadMessage as exc:
-        refused: BadMessage | None = exc
+        entry = entry_from_wire(payload, DEFAULT_SPEC)
+    except (BadMessage, ValidationError) as exc:
+        refused: Exception | None = exc
     else:
         refused = None
+        seq, ts, command = entry.seq, entry.ts, entry.wire
         assert type(seq) is int
         assert seq >= 1
         assert type(ts) is int
         assert ts >= 0
         assert isinstance(command, dict)
-        assert ProcessRequest(seq, ts, command).to_wire() == payload
+        assert entry_to_wire(entry) == payload
     if refused is not None:
-        assert error_string(refused).startswith("ERR_BAD_REQUEST: ")
+        # The shape is checked first (ERR_BAD_REQUEST), then the command (ERR_VALIDATION).
+        code = "ERR_VALIDATION: " if isinstance(refused, ValidationError) else "ERR_BAD_REQUEST: "
+        assert error_string(refused).startswith(code)

@@ -83,6 +83,6 @@ async def test_orders_flow_through_both_workers_on_real_grapes(
             version = await VersionReader(client, DEFAULT_SPEC).fetch(head["root"])
             book = OrderBook(DEFAULT_SPEC)
             for entry in journal.entries():
-                book.apply(parse_command(entry.command, DEFAULT_SPEC, seq=entry.seq, ts=entry.ts))
+                book.apply(parse_command(entry.wire, DEFAULT_SPEC, seq=entry.seq, ts=entry.ts))
             assert version.book == book
             tg.cancel_scope.cancel()

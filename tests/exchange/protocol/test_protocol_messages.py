@@ -21,12 +21,13 @@ from exchange.protocol import (
     HeadRequest,
     ProcessBatch,
     ProcessReply,
-    ProcessRequest,
     SubmitReply,
     expected_seq,
+    parse_entry,
     root_hash_from_wire,
     seq_gap,
 )
+from orderbook_core import DEFAULT_SPEC
 
 ROOT = "ab" * 20
 COMMAND = {"op": "new", "clientId": "c1", "orderId": "o1", "side": "buy", "price": "1",
@@ -77,10 +78,10 @@ def test_a_bad_head_is_refused(reply: Any) -> None:
 
 
 def test_a_single_entry_and_a_run_both_parse_to_a_batch() -> None:
-    single = ProcessBatch.from_wire(entry(5))
-    assert single == ProcessBatch((ProcessRequest(5, 1_000, COMMAND),))
+    single = ProcessBatch.from_wire(entry(5), DEFAULT_SPEC)
+    assert single == ProcessBatch((parse_entry(5, 1_000, COMMAND, DEFAULT_SPEC),))
     assert single.to_wire() == entry(5)  # a run of one keeps the single form on the wire
-    run = ProcessBatch.from_wire({"entries": [entry(5), entry(6), entry(7)]})
+    run = ProcessBatch.from_wire({"entries": [entry(5), entry(6), entry(7)]}, DEFAULT_SPEC)
     assert (run.first, run.last, len(run.entries)) == (5, 7, 3)
     assert run.to_wire() == {"entries": [entry(5), entry(6), entry(7)]}
 
@@ -100,7 +101,7 @@ def test_a_single_entry_and_a_run_both_parse_to_a_batch() -> None:
 )
 def test_a_bad_batch_names_what_is_wrong(payload: Any, message: str) -> None:
     with pytest.raises(BadMessage, match=f"^{message}"):
-        ProcessBatch.from_wire(payload)
+        ProcessBatch.from_wire(payload, DEFAULT_SPEC)
 
 
 def test_head_requests() -> None:
@@ -125,7 +126,8 @@ def test_root_hashes_and_seq_gaps() -> None:
 
 @given(st.integers(1, 2**53 - MAX_BATCH), st.integers(1, 50), st.integers(0, 2**53 - 1))
 def test_runs_round_trip(first: int, size: int, ts: int) -> None:
-    wire = {"entries": [{"seq": first + i, "ts": ts, "command": {"i": i}} for i in range(size)]}
-    batch = ProcessBatch.from_wire(wire)
-    assert ProcessBatch.from_wire(batch.to_wire()) == batch
+    commands = [{**COMMAND, "orderId": f"o{i}"} for i in range(size)]
+    wire = {"entries": [{"seq": first + i, "ts": ts, "command": commands[i]} for i in range(size)]}
+    batch = ProcessBatch.from_wire(wire, DEFAULT_SPEC)
+    assert ProcessBatch.from_wire(batch.to_wire(), DEFAULT_SPEC) == batch
     assert (batch.first, batch.last) == (first, first + size - 1)

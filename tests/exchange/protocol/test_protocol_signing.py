@@ -121,14 +121,26 @@ def test_keys_made_by_the_library_round_trip() -> None:
     assert public_key_hex(public_key_from_hex(public_key_hex(key))) == public_key_hex(key)
 
 
+INSTANCE = "cd" * 32
+"""An exchange instance (the sequencer's public key) a head names."""
+
+
 def test_a_signed_head_verifies_by_its_key_or_the_trusted_one() -> None:
-    head = sign_head(Head(3, "ab" * 20), KEY)
+    head = sign_head(Head(3, "ab" * 20, instance=INSTANCE), KEY)
     assert head.key == public_key_hex(KEY)
+    assert head.instance == INSTANCE
     assert public_key_hex(verify_head(head, None)) == public_key_hex(KEY)  # first use
     assert public_key_hex(verify_head(head, KEY.public_key())) == public_key_hex(KEY)
     assert Head.from_wire(head.to_wire()) == head
-    message = f'{HEAD_DOMAIN}\n{{"key":"{public_key_hex(KEY)}","root":"{"ab" * 20}","seq":3}}'
-    KEY.public_key().verify(bytes.fromhex(str(head.sig)), message.encode())
+    assert HEAD_DOMAIN == "dex-head/2"  # the instance is signed: a new format
+    key = public_key_hex(KEY)
+    body = f'{{"instance":"{INSTANCE}","key":"{key}","root":"{"ab" * 20}","seq":3}}'
+    KEY.public_key().verify(bytes.fromhex(str(head.sig)), f"{HEAD_DOMAIN}\n{body}".encode())
+    # Before the sequencer's key is known, the instance is signed as null.
+    early = sign_head(Head(0, None), KEY)
+    assert early.to_wire() == {"seq": 0, "root": None, "key": key, "instance": None,
+                               "sig": early.sig}  # fmt: skip
+    verify_head(Head.from_wire(early.to_wire()), KEY.public_key())
 
 
 @pytest.mark.parametrize(
@@ -139,6 +151,9 @@ def test_a_signed_head_verifies_by_its_key_or_the_trusted_one() -> None:
         sign_head(Head(3, "ab" * 20), KEY)._replace(seq=4),
         sign_head(Head(3, "ab" * 20), KEY)._replace(root="cd" * 20),
         sign_head(Head(3, "ab" * 20), OTHER)._replace(key=public_key_hex(KEY)),
+        # Another exchange instance under the same signature: the instance is signed.
+        sign_head(Head(3, "ab" * 20, instance=INSTANCE), KEY)._replace(instance="ef" * 32),
+        sign_head(Head(3, "ab" * 20, instance=INSTANCE), KEY)._replace(instance=None),
     ],
 )
 def test_a_forged_head_is_refused(forged: Head) -> None:

@@ -65,7 +65,7 @@ async def test_concurrent_submits_share_commits_and_get_gap_free_numbers(tmp_pat
         assert len(journal.appends) < 200  # several commands per transaction
         assert [e.seq for e in journal.entries()] == list(range(1, 201))
         # Each reply names the entry that holds its order.
-        by_order = {e.command["orderId"]: e.seq for e in journal.entries()}
+        by_order = {e.wire["orderId"]: e.seq for e in journal.entries()}
         assert all(by_order[r["orderId"]] == r["seq"] for r in replies)
 
 
@@ -103,7 +103,7 @@ async def test_a_failed_commit_fails_every_queued_submit_and_leaves_no_gap(
                 await client.request("submit_order", order(i), timeout=5)
             tg.cancel_scope.cancel()
         assert [e.seq for e in journal.entries()] == [1, 2, 3, 4]
-        assert next(e.command["orderId"] for e in journal.entries()) == "o0"
+        assert next(e.wire["orderId"] for e in journal.entries()) == "o0"
 
 
 async def test_first_commands_of_new_clients_bind_their_keys_with_them(tmp_path: Path) -> None:
@@ -151,5 +151,5 @@ async def test_a_journal_entry_is_the_normalized_command_without_its_signature(
         entry = rig.journal.get(reply["seq"])
         assert entry is not None
         command = parse_command(payload, DEFAULT_SPEC, seq=reply["seq"], ts=0)
-        assert entry.command == command_to_wire(command, DEFAULT_SPEC)
-        assert entry.command["orderId"] == reply["orderId"] == "s1"
+        assert entry.wire == command_to_wire(command, DEFAULT_SPEC)
+        assert entry.wire["orderId"] == reply["orderId"] == "s1"

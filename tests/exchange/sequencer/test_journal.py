@@ -9,19 +9,28 @@ from typing import Any
 
 import pytest
 
-from exchange.sequencer import Journal, JournalConflict, JournalEntry
+from exchange.protocol import Entry, parse_entry
+from exchange.sequencer import Journal, JournalConflict
+from orderbook_core import DEFAULT_SPEC
 
 
 def _cmd(client: str, order: str, price: str = "100", op: str = "new") -> dict[str, Any]:
     if op == "new":
         return {"op": op, "clientId": client, "orderId": order, "side": "buy", "price": price,
                 "amount": "1"}  # fmt: skip
+    if op == "cancel":
+        return {"op": op, "clientId": client, "orderId": order}
     return {"op": op, "clientId": client, "orderId": order, "price": price}
 
 
-def _append(journal: Journal, client: str, order: str, ts: int = 1, **kw: Any) -> JournalEntry:
+def _entry(seq: int, ts: int, command: dict[str, Any]) -> Entry:
+    """The entry of wire `command` numbered `seq` at `ts`."""
+    return parse_entry(seq, ts, command, DEFAULT_SPEC)
+
+
+def _append(journal: Journal, client: str, order: str, ts: int = 1, **kw: Any) -> Entry:
     """Append one command as the next entry, as the sequencer numbers it."""
-    entry = JournalEntry(journal.head() + 1, ts, _cmd(client, order, **kw))
+    entry = _entry(journal.head() + 1, ts, _cmd(client, order, **kw))
     journal.append([entry])
     return entry
 
@@ -39,22 +48,22 @@ def test_entries_come_back_in_fifo_order_with_their_commands(tmp_path: Path) -> 
             _append(journal, "c1", f"o{i}", ts=10 + i, price=str(100 + i))
         entries = list(journal.entries())
         assert [e.seq for e in entries] == [1, 2, 3]
-        assert [e.command["price"] for e in entries] == ["100", "101", "102"]
-        assert entries[0] == JournalEntry(1, 10, _cmd("c1", "o0", "100"))
+        assert [e.wire["price"] for e in entries] == ["100", "101", "102"]
+        assert entries[0] == _entry(1, 10, _cmd("c1", "o0", "100"))
         assert [e.seq for e in journal.entries(after_seq=2)] == [3]
         assert journal.read(1, 1) == [entries[1]]
 
 
 def test_entries_pages_through_a_long_journal(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.db") as journal:
-        journal.append([JournalEntry(i, 1, _cmd("c1", f"o{i}")) for i in range(1, 1204)])
+        journal.append([_entry(i, 1, _cmd("c1", f"o{i}")) for i in range(1, 1204)])
         assert [e.seq for e in journal.entries()] == list(range(1, 1204))
 
 
 def test_a_batch_is_one_append_and_all_or_nothing(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.db") as journal:
         _append(journal, "c1", "a")
-        batch = [JournalEntry(2, 1, _cmd("c1", "b")), JournalEntry(3, 1, _cmd("c1", "a"))]
+        batch = [_entry(2, 1, _cmd("c1", "b")), _entry(3, 1, _cmd("c1", "a"))]
         with pytest.raises(sqlite3.IntegrityError):  # "a" repeats: the whole batch fails
             journal.append(batch)
         assert journal.head() == 1
@@ -70,7 +79,7 @@ def test_entries_survive_reopening(tmp_path: Path) -> None:
     with Journal(path) as journal:
         assert (journal.head(), journal.last_ts(), journal.acked()) == (2, 6, 1)
         assert [e.seq for e in journal.entries()] == [1, 2]
-        assert _append(journal, "c1", "b", ts=7) == JournalEntry(3, 7, _cmd("c1", "b"))
+        assert _append(journal, "c1", "b", ts=7) == _entry(3, 7, _cmd("c1", "b"))
 
 
 def test_journal_uses_wal_and_full_sync(tmp_path: Path) -> None:
@@ -102,7 +111,7 @@ def test_dedupe_survives_reopening(tmp_path: Path) -> None:
     with Journal(path) as journal:
         _append(journal, "c1", "x", ts=10)
     with Journal(path) as journal:
-        assert journal.find("c1", "new", "x") == JournalEntry(1, 10, _cmd("c1", "x"))
+        assert journal.find("c1", "new", "x") == _entry(1, 10, _cmd("c1", "x"))
 
 
 def test_a_cancel_is_not_a_repeat_of_the_order_it_cancels(tmp_path: Path) -> None:
@@ -140,13 +149,13 @@ def test_concurrent_appends_from_threads_are_gap_free_and_complete(tmp_path: Pat
     # Writers that number for themselves race; the journal refuses every append whose
     # numbers are stale, so what is stored is always 1..n without a gap or a repeat.
     with Journal(tmp_path / "j.db") as journal:
-        stored: list[JournalEntry] = []
+        stored: list[Entry] = []
         lock = threading.Lock()
 
         def worker(client: str) -> None:
             i = 0
             while i < 25:
-                entry = JournalEntry(journal.head() + 1, 1, _cmd(client, f"o{i}"))
+                entry = _entry(journal.head() + 1, 1, _cmd(client, f"o{i}"))
                 try:
                     journal.append([entry])
                 except JournalConflict:
@@ -164,7 +173,7 @@ def test_concurrent_appends_from_threads_are_gap_free_and_complete(tmp_path: Pat
         entries = list(journal.entries())
         assert [e.seq for e in entries] == list(range(1, 101))
         for n in range(4):  # per client, FIFO
-            mine = [e.command["orderId"] for e in entries if e.command["clientId"] == f"c{n}"]
+            mine = [e.wire["orderId"] for e in entries if e.wire["clientId"] == f"c{n}"]
             assert mine == [f"o{i}" for i in range(25)]
 
 
@@ -173,7 +182,7 @@ def test_a_failed_append_journals_nothing_and_leaves_no_gap(tmp_path: Path) -> N
         _append(journal, "c1", "a")
         bad = {"op": "new", "clientId": "c1", "orderId": "b", "bad": object()}
         with pytest.raises(TypeError):
-            journal.append([JournalEntry(2, 1, bad)])
+            journal.append([Entry(_entry(2, 1, _cmd("c1", "b")).command, bad)])
         assert _append(journal, "c1", "c").seq == 2
         assert [e.seq for e in journal.entries()] == [1, 2]
 
@@ -193,8 +202,8 @@ def test_two_handles_on_one_file_keep_one_gap_free_sequence(tmp_path: Path) -> N
     with Journal(tmp_path / "j.db") as first, Journal(tmp_path / "j.db") as second:
         assert _append(first, "c1", "a", ts=10).seq == 1
         with pytest.raises(JournalConflict):
-            second.append([JournalEntry(1, 10, _cmd("c2", "b"))])  # its head is stale
-        second.append([JournalEntry(2, 10, _cmd("c2", "b"))])
+            second.append([_entry(1, 10, _cmd("c2", "b"))])  # its head is stale
+        second.append([_entry(2, 10, _cmd("c2", "b"))])
         with pytest.raises(JournalConflict):
             _append(first, "c1", "c", ts=10)  # first still thinks it is at 1
         assert [e.seq for e in second.entries()] == [1, 2]

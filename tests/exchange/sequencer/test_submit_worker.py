@@ -69,7 +69,7 @@ async def test_accepted_order_replies_seq_and_order_id_and_is_journaled(tmp_path
         assert [e.seq for e in entries] == [1, 2]
         assert entries[0].ts == 1_000
         # The journal holds the normalized command, ready for the process worker.
-        assert entries[0].command == {
+        assert entries[0].wire == {
             "op": "new",
             "clientId": "alice",
             "orderId": "a1",
@@ -167,7 +167,7 @@ async def test_concurrent_submissions_get_distinct_gap_free_numbers(tmp_path: Pa
         for reply in replies:
             entry = rig.journal.get(reply["seq"])
             assert entry is not None
-            assert entry.command["orderId"] == reply["orderId"]
+            assert entry.wire["orderId"] == reply["orderId"]
 
 
 async def test_journal_survives_a_restart_of_the_worker(tmp_path: Path) -> None:

@@ -7,11 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from exchange.protocol import ReplayError
-from exchange.sequencer import Journal, JournalEntry
+from exchange.protocol import Entry, ReplayError, parse_entry
+from exchange.sequencer import Journal
 from exchange.tools import main, replay_journal
 from exchange.versions import book_hash
-from orderbook_core import DEFAULT_SPEC, OrderBook, Trade, command_to_wire, parse_command
+from orderbook_core import (
+    DEFAULT_SPEC,
+    CancelOrder,
+    OrderBook,
+    Trade,
+    command_to_wire,
+    parse_command,
+)
 
 ORDERS = [
     {"clientId": "bob", "orderId": "b1", "side": "sell", "price": "100", "amount": "3"},
@@ -29,7 +36,7 @@ def journal_path(tmp_path: Path) -> Path:
         for seq, payload in enumerate(ORDERS, start=1):
             command = parse_command(payload, DEFAULT_SPEC, seq=seq, ts=0)
             wire = command_to_wire(command, DEFAULT_SPEC)
-            journal.append([JournalEntry(seq, 999 + seq, wire)])
+            journal.append([parse_entry(seq, 999 + seq, wire, DEFAULT_SPEC)])
     return path
 
 
@@ -69,7 +76,7 @@ def test_replay_refuses_a_bad_entry(tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
     with Journal(path) as journal:
         bad = {"op": "new", "clientId": "bob", "orderId": "b1", "side": "up"}
-        journal.append([JournalEntry(1, 1, bad)])
+        journal.append([Entry(CancelOrder(1, 1, "bob", "b1"), bad)])  # stored as it is
     with pytest.raises(ReplayError, match="journal entry 1 is not a command: side"):
         replay_journal(path)
 

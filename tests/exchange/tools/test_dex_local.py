@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange.protocol import ReplayError
-from exchange.sequencer import Journal, JournalEntry
+from exchange.protocol import ReplayError, parse_entry
+from exchange.sequencer import Journal
 from exchange.tools import main, replay_journal
 from exchange.tools._journal_view import follow_entries, open_journal, orders_per_second
 from orderbook_core import DEFAULT_SPEC, command_to_wire, parse_command
@@ -29,7 +29,7 @@ def write_journal(
         for seq, payload in enumerate(payloads, start=1):
             command = parse_command(payload, DEFAULT_SPEC, seq=seq, ts=0)
             wire = command_to_wire(command, DEFAULT_SPEC)
-            journal.append([JournalEntry(seq, T0 + seq * step_ms, wire)])
+            journal.append([parse_entry(seq, T0 + seq * step_ms, wire, DEFAULT_SPEC)])
 
 
 ORDERS: list[dict[str, object]] = [
@@ -78,7 +78,8 @@ def test_follow_yields_what_is_appended(journal_path: Path) -> None:
             raise Done
         with Journal(journal_path) as writer:  # another handle, as the sequencer's
             cmd = parse_command(ORDERS[1] | {"orderId": "a9"}, DEFAULT_SPEC, seq=5, ts=0)
-            writer.append([JournalEntry(5, T0 + 9000, command_to_wire(cmd, DEFAULT_SPEC))])
+            wire = command_to_wire(cmd, DEFAULT_SPEC)
+            writer.append([parse_entry(5, T0 + 9000, wire, DEFAULT_SPEC)])
         appended.append(5)
 
     seen = []

@@ -1,4 +1,5 @@
-"""`dex book` believes a head only when the matcher signed it, and the root too."""
+"""`dex book`, `dex head` and `dex order`/`orders`/`fills` believe a head only when the
+matcher signed it, and the root too."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 from support.keys import MATCHER_KEY, named_key, signed_head
 
 from exchange.protocol import Head, InvalidVersion, sign_head
-from exchange.tools._network import fetch_book
+from exchange.tools._network import fetch_book, fetch_verified_head
+from exchange.tools._orders import from_network
 from exchange.versions import VersionPublisher
 from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side
 from transports import JSON, MemoryNetwork, MemoryTransport
@@ -17,7 +19,11 @@ from transports import JSON, MemoryNetwork, MemoryTransport
 pytestmark = pytest.mark.anyio
 
 
-async def _book_with_head(head_of: Any, signing_key: Any) -> Any:
+async def _fetch_book(transport: Any) -> Any:
+    return await fetch_book(transport, root=None, depth=5, timeout=5)
+
+
+async def _book_with_head(head_of: Any, signing_key: Any, fetch: Any = _fetch_book) -> Any:
     network = MemoryNetwork()
     book = OrderBook(DEFAULT_SPEC)
     events = book.apply(NewOrder(1, 1, "a", "a-1", Side.BUY, 100, 1000))
@@ -35,7 +41,7 @@ async def _book_with_head(head_of: Any, signing_key: Any) -> Any:
         await tg.start(matcher.serve, {"orderbook_head": head})
         outcome: Any
         try:
-            outcome = await fetch_book(dex, root=None, depth=5, timeout=5)
+            outcome = await fetch(dex)
         except InvalidVersion as exc:
             outcome = exc  # raised below, out of the task group
         tg.cancel_scope.cancel()
@@ -67,8 +73,35 @@ async def test_a_signed_head_and_root_give_the_book() -> None:
         ),
     ],
 )
+@pytest.mark.parametrize("command", ["book", "head", "orders"])
 async def test_an_unsigned_or_mismatched_head_or_root_is_refused(
-    head_of: Any, signing_key: Any, problem: str
+    head_of: Any, signing_key: Any, problem: str, command: str
 ) -> None:
     with pytest.raises(InvalidVersion, match=problem):
-        await _book_with_head(head_of, signing_key)
+        await _book_with_head(head_of, signing_key, _FETCHERS[command])
+
+
+async def _fetch_head(transport: Any) -> Any:
+    return await fetch_verified_head(transport, 5)
+
+
+async def _fetch_orders(transport: Any) -> Any:
+    return await from_network(transport, "a", None, timeout=5, versions=10)
+
+
+_FETCHERS = {"book": _fetch_book, "head": _fetch_head, "orders": _fetch_orders}
+
+
+async def test_head_gives_the_roots_book_hash_and_orders_the_clients_orders() -> None:
+    found = await _book_with_head(lambda root: signed_head(1, root), MATCHER_KEY, _fetch_head)
+    view = await _book_with_head(lambda root: signed_head(1, root), MATCHER_KEY)
+    assert found.book == view.book_hash is not None
+    assert found.to_json()["book"] == view.book_hash
+    mine = await _book_with_head(lambda root: signed_head(1, root), MATCHER_KEY, _fetch_orders)
+    assert list(mine.resting) == ["a-1"]
+    assert (mine.history.orders["a-1"].state, mine.history.complete) == ("resting", True)
+
+
+async def test_a_head_whose_root_has_another_seq_is_refused() -> None:
+    with pytest.raises(InvalidVersion, match="the head says seq 2, its root says seq 1"):
+        await _book_with_head(lambda root: signed_head(2, root), MATCHER_KEY, _fetch_head)

@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from exchange.protocol import InvalidVersion, apply_entry
+from exchange.protocol import Entry, InvalidVersion, apply_entry, parse_entry
 from exchange.versions import (
     BookTree,
-    CommandEntry,
     Version,
     VersionPublisher,
     VersionReader,
@@ -36,10 +35,10 @@ TS0 = 1_764_480_000_000
 pytestmark = pytest.mark.anyio
 
 
-def random_commands(count: int, seed: int, *, first: int = 1) -> list[CommandEntry]:
+def random_commands(count: int, seed: int, *, first: int = 1) -> list[Entry]:
     """New limit orders around 100 and cancels of earlier ones (some already gone)."""
     rng = random.Random(seed)
-    entries: list[CommandEntry] = []
+    entries: list[Entry] = []
     ids: list[tuple[str, str]] = []
     for seq in range(first, first + count):
         if ids and rng.random() < 0.25:
@@ -57,7 +56,7 @@ def random_commands(count: int, seed: int, *, first: int = 1) -> list[CommandEnt
                 "price": f"{rng.randrange(9_900, 10_100) / 100:.2f}",
                 "amount": f"{rng.randrange(1, 5_000) / 1000:.3f}",
             }
-        entries.append(CommandEntry(seq, TS0 + seq, command))
+        entries.append(parse_entry(seq, TS0 + seq, command, SPEC))
     return entries
 
 
@@ -69,7 +68,7 @@ class Matcher:
         self.publisher = VersionPublisher(transport, SPEC)
         self.seq = 0
 
-    async def publish(self, entries: list[CommandEntry], *, with_commands: bool = True) -> str:
+    async def publish(self, entries: list[Entry], *, with_commands: bool = True) -> str:
         events: list[Event] = []
         for entry in entries:
             events.extend(apply_entry(self.book, entry))
@@ -90,7 +89,7 @@ def snapshot(version: Version) -> tuple[Any, ...]:
 async def test_command_pages_round_trip() -> None:
     entries = random_commands(300, seed=1)
     tree = build_command_pages(entries)
-    parsed: list[CommandEntry] = []
+    parsed: list[Entry] = []
     for key, page in tree.pages.items():
         assert len(page.encode()) <= 999
         assert dht_key(page) == key
@@ -121,7 +120,7 @@ async def test_advancing_ends_where_a_full_read_ends(run: int) -> None:
 
 
 async def held_then_published(
-    transport: Transport, entries: list[CommandEntry], held: int
+    transport: Transport, entries: list[Entry], held: int
 ) -> tuple[Matcher, VersionReader, Version, str]:
     """A reader holds the version of the first `held` entries; the rest are then
     published ten a version, unseen. Returns the matcher, the reader, the version it
@@ -178,7 +177,8 @@ async def test_a_version_that_does_not_follow_ours_is_refused() -> None:
         one, other = Matcher(transport), Matcher(transport)
         reader = VersionReader(transport, SPEC)
         version = await reader.fetch(await one.publish(entries[:10]))
-        await other.publish([e._replace(ts=e.ts + 5) for e in entries[:10]])  # another past
+        another_past = [parse_entry(e.seq, e.ts + 5, e.wire, SPEC) for e in entries[:10]]
+        await other.publish(another_past)
         key = await other.publish(entries[10:])
         before = snapshot(version)
         with pytest.raises(InvalidVersion, match="does not follow"):
@@ -187,7 +187,7 @@ async def test_a_version_that_does_not_follow_ours_is_refused() -> None:
 
 
 async def forged(
-    transport: Transport, version: Version, honest: list[CommandEntry], told: list[CommandEntry]
+    transport: Transport, version: Version, honest: list[Entry], told: list[Entry]
 ) -> str:
     """A version after `version` whose root names the book `honest` gives, but whose
     command pages hold `told`: put by hand, as a stranger could."""
@@ -214,8 +214,8 @@ async def test_doctored_commands_are_refused_and_nothing_changes(case: str) -> N
         before = snapshot(version)
         honest = entries[30:]
         doctored = list(honest)
-        new = next(i for i, e in enumerate(doctored) if e.command["op"] == "new")
-        command, ts = dict(doctored[new].command), doctored[new].ts
+        new = next(i for i, e in enumerate(doctored) if e.wire["op"] == "new")
+        command, ts = dict(doctored[new].wire), doctored[new].ts
         if case == "amount":
             command["amount"] = "9.999"
         elif case == "side":
@@ -224,7 +224,8 @@ async def test_doctored_commands_are_refused_and_nothing_changes(case: str) -> N
             ts += 1  # a resting order's time is in the book hash
         else:
             command["price"] = "-1"
-        doctored[new] = doctored[new]._replace(ts=ts, command=command)
+        # Put as a stranger could: the pages carry `command` at `ts`, whatever it is.
+        doctored[new] = Entry(doctored[new].command._replace(ts=ts), command)
         key = await forged(transport, version, honest, doctored)
         with pytest.raises(InvalidVersion, match=r"give book|breaks a rule"):
             await reader.advance(version, key)
@@ -262,7 +263,7 @@ async def test_a_reader_written_from_the_docs_reads_the_commands() -> None:
         root = await get(key)
         assert (root["format"], root["first"], root["seq"]) == ("dex-book/3", 21, 120)
         items = await walk(root["commands"])
-    assert items == [[e.seq, e.ts, e.command] for e in entries[20:]]
+    assert items == [[e.seq, e.ts, e.wire] for e in entries[20:]]
 
 
 def zpage(kind: str, payload: bytes | str) -> str:
@@ -290,8 +291,10 @@ def test_a_hostile_compressed_leaf_is_refused(z: str, why: str) -> None:
 
 def test_plain_list_leaves_are_still_read() -> None:
     entries = random_commands(3, seed=9)
-    plain = json.dumps({"t": "CL", "v": 3, "x": [[e.seq, e.ts, e.command] for e in entries]})
-    packed = zpage("CZ", zlib.compress(json.dumps([list(e) for e in entries]).encode()))
+    plain = json.dumps({"t": "CL", "v": 3, "x": [[e.seq, e.ts, e.wire] for e in entries]})
+    packed = zpage(
+        "CZ", zlib.compress(json.dumps([[e.seq, e.ts, e.wire] for e in entries]).encode())
+    )
     for page in (plain, packed):
         parsed = parse_page(dht_key(page), page, SPEC)
         assert isinstance(parsed, CommandLeaf)
@@ -301,6 +304,6 @@ def test_plain_list_leaves_are_still_read() -> None:
 def test_compressed_list_pages_are_few_and_each_fits() -> None:
     entries = random_commands(256, seed=10)
     tree = build_command_pages(entries)
-    plain = sum(len(json.dumps([e.seq, e.ts, e.command])) + 1 for e in entries)
+    plain = sum(len(json.dumps([e.seq, e.ts, e.wire])) + 1 for e in entries)
     assert all(len(page) <= 999 for page in tree.pages.values())
     assert len(tree.pages) <= plain / 999 / 3  # at least 3 times fewer than plain pages
