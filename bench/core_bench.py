@@ -11,12 +11,6 @@ in CPU seconds of the process (``ratio_wall`` is ``ratio`` from wall-clock media
 * ``ratio``: messages per second of the core through its public API (each message
   becomes a typed command, ``OrderBook.apply`` returns its events) over the naive
   book's (each message becomes a method call that returns its fills);
-* ``batch_ratio``: ``OrderBook.apply_compact`` on the stream's commands as plain tuples,
-  1,024 per call, over ``OrderBook.apply`` one at a time on the same commands prebuilt
-  as NamedTuples, keeping each chunk's events (so the batch gets no credit for the
-  commands it does not build);
-* ``batch_public_ratio``: the stream through ``apply_compact`` (each chunk of 1,024
-  messages turned into tuples, then one call) over the naive book;
 * per message kind (each message timed alone with ``perf_counter_ns``, both books in
   lockstep): the median ns of a GTC order that rests, one that trades, an IOC, a
   cancel, a modify;
@@ -58,18 +52,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from core_stream import (  # noqa: E402
     CANCEL,
-    CHUNK,
     LIMIT,
     LOT,
     MID,
     Message,
-    compact_commands,
     make_messages,
     resting_core,
     run_core,
-    run_core_compact,
     run_naive,
-    typed_commands,
 )
 from naive_book import NaiveBook  # noqa: E402
 from naive_book_eager import EagerNaiveBook  # noqa: E402
@@ -301,8 +291,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     messages = make_messages(args.messages, args.seed)
-    commands = typed_commands(messages)
-    rows = compact_commands(messages)
     final: dict[str, Any] = {}
 
     def core() -> float:
@@ -315,47 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         final["naive"], _ = run_naive(messages)
         return clock() - start
 
-    def compact_public() -> float:
-        start = clock()
-        final["compact"], _ = run_core_compact(messages)
-        return clock() - start
-
-    # The same commands, cut into the same chunks, prebuilt both ways; each side keeps a
-    # chunk's events until the chunk is done, as a caller of either would.
-    chunks = [(commands[i : i + CHUNK], rows[i : i + CHUNK]) for i in range(0, len(rows), CHUNK)]
-
-    def apply_prebuilt() -> float:
-        apply = OrderBook(DEFAULT_SPEC).apply
-        start = clock()
-        for cmds, _ in chunks:
-            events: list[Any] = []
-            extend = events.extend
-            for cmd in cmds:
-                extend(apply(cmd))
-        return clock() - start
-
-    def batch_prebuilt() -> float:
-        apply_compact = OrderBook(DEFAULT_SPEC).apply_compact
-        start = clock()
-        for _, batch in chunks:
-            apply_compact(batch)
-        return clock() - start
-
-    times, wall = interleaved(
-        {
-            "core": core,
-            "naive": naive,
-            "compact_public": compact_public,
-            "apply_prebuilt": apply_prebuilt,
-            "batch_prebuilt": batch_prebuilt,
-        },
-        args.repeat,
-    )
+    times, wall = interleaved({"core": core, "naive": naive}, args.repeat)
     expected = list(final["naive"].orders())
-    for name in ("core", "compact"):
-        if resting_core(final[name]) != expected:
-            print(f"ERROR: {name} and the naive book disagree at the end", file=sys.stderr)
-            return 1
+    if resting_core(final["core"]) != expected:
+        print("ERROR: the core and the naive book disagree at the end", file=sys.stderr)
+        return 1
     med = {name: statistics.median(t) for name, t in times.items()}
     n = args.messages
     kinds = cost_per_kind(messages)
@@ -372,10 +324,6 @@ def main(argv: list[str] | None = None) -> int:
         "ops_per_s": round(n / med["core"]),
         "baseline_ops_per_s": round(n / med["naive"]),
         "ratio": round(med["naive"] / med["core"], 3),
-        "batch_ratio": round(med["apply_prebuilt"] / med["batch_prebuilt"], 3),
-        "batch_public_ratio": round(med["naive"] / med["compact_public"], 3),
-        "apply_prebuilt_ops_per_s": round(n / med["apply_prebuilt"]),
-        "batch_ops_per_s": round(n / med["batch_prebuilt"]),
         "ratio_wall": round(statistics.median(wall["naive"]) / statistics.median(wall["core"]), 3),
         "runs_cpu_s": {name: [round(x, 4) for x in t] for name, t in times.items()},
         "runs_wall_s": {name: [round(x, 4) for x in wall[name]] for name in times},
@@ -393,11 +341,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  core, public API (apply)   {n / med['core']:>12,.0f} msg/s")
     print(f"  naive lazy-delete book     {n / med['naive']:>12,.0f} msg/s")
     print(f"  ratio                      {result['ratio']:>12.3f}")
-    print(f"  core via apply_compact     {n / med['compact_public']:>12,.0f} msg/s   "
-          f"ratio {result['batch_public_ratio']:.3f}")  # fmt: skip
-    print(f"  apply, prebuilt commands   {n / med['apply_prebuilt']:>12,.0f} msg/s")
-    print(f"  apply_compact, same rows   {n / med['batch_prebuilt']:>12,.0f} msg/s   "
-          f"batch_ratio {result['batch_ratio']:.3f}")  # fmt: skip
     print("  per message kind (median ns, each timed alone, timer overhead removed):")
     print(f"    {'kind':<10}{'count':>8}{'core':>8}{'naive':>8}{'ratio':>8}")
     for kind in KINDS:

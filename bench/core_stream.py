@@ -147,44 +147,6 @@ def run_naive(messages: list[Message], book: NaiveBook | None = None) -> tuple[N
     return book, n
 
 
-def compact_commands(messages: list[Message], start: int = 1) -> list[tuple[Any, ...]]:
-    """The stream as ``OrderBook.apply_compact`` rows (every field of the command)."""
-    sides, tifs = _SIDES, _TIFS
-    out: list[tuple[Any, ...]] = []
-    append = out.append
-    for seq, m in enumerate(messages, start):
-        kind = m[0]
-        if kind == LIMIT:
-            _, cid, oid, is_buy, price, amount, ioc = m
-            append((seq, seq, cid, oid, sides[is_buy], price, amount, tifs[ioc], False))
-        elif kind == CANCEL:
-            append((seq, seq, m[1], m[2]))
-        else:
-            _, cid, oid, price, amount = m
-            append((seq, seq, cid, oid, price, amount))
-    return out
-
-
-CHUNK = 1024
-
-
-def run_core_compact(
-    messages: list[Message], book: OrderBook | None = None, chunk: int = CHUNK
-) -> tuple[OrderBook, int]:
-    """Feed ``messages`` to the core through ``apply_compact``, ``chunk`` at a time.
-
-    Each chunk of messages becomes command rows, one call applies them, and its event
-    rows are counted and dropped before the next chunk: how a matcher's batch or a
-    journal replay would use it. Returns (book, events seen).
-    """
-    book = OrderBook(DEFAULT_SPEC) if book is None else book
-    apply_compact = book.apply_compact
-    n = 0
-    for start in range(0, len(messages), chunk):
-        n += len(apply_compact(compact_commands(messages[start : start + chunk], start + 1)))
-    return book, n
-
-
 def typed_commands(messages: list[Message]) -> list[NewOrder | CancelOrder | ModifyOrder]:
     """The typed commands ``run_core`` builds, built once (for apply on prebuilt commands)."""
     out: list[NewOrder | CancelOrder | ModifyOrder] = []

@@ -31,13 +31,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from orderbook_core._rules import (
-    BookState,
-    apply_compact,
-    cancel_order,
-    modify_order,
-    new_order,
-)
+from orderbook_core._rules import BookState, cancel_order, modify_order, new_order
 from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
 from orderbook_core._types import (
     CancelOrder,
@@ -147,43 +141,6 @@ class OrderBook:
         if kind is ModifyOrder:
             return modify_order(self, cmd)  # type: ignore[arg-type]
         raise TypeError(f"not a command: {cmd!r}")
-
-    def apply_compact(self, rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """Apply many commands given as plain tuples; return the events as plain tuples.
-
-        The batch entry point for callers that have many commands at once (a replayed
-        journal, a matcher's batch, a benchmark). A *command row* is the tuple of a
-        command's fields in their order, every field present: 9 for a new order
-        ``(seq, ts, client_id, order_id, side, price, amount, tif, post_only)``, 4 for
-        a cancel ``(seq, ts, client_id, order_id)``, 6 for a modify ``(seq, ts,
-        client_id, order_id, price, amount)`` (a command NamedTuple is such a row too).
-        An *event row* is ``(EventClass, *fields)``, e.g. ``(Trade, seq, trade_id,
-        ...)``; ``row[0]._make(row[1:])`` is the typed event. Every event carries its
-        command's ``seq``.
-
-        Same as ``for c in cmds: events += book.apply(c)`` in every respect: the same
-        checks and types (the same TypeError for a float price or a plain-string
-        side), the same events in the same order, the same book afterwards, but
-        without building a NamedTuple per command and per event, or a call per
-        command. Like that loop it is not all-or-nothing: an exception propagates
-        with the commands before it applied (run it inside :meth:`transaction` to
-        undo them; inside a transaction each row goes through :meth:`apply`).
-
-        Complexity: the commands' cost, as for :meth:`apply`.
-
-        Raises:
-            TypeError: a row of another length, or a field of the wrong type.
-        """
-        if self._journal is None:
-            return apply_compact(self, rows)
-        out: list[tuple[Any, ...]] = []
-        kinds: dict[int, Any] = {9: NewOrder, 4: CancelOrder, 6: ModifyOrder}
-        for row in rows:
-            kind = kinds.get(len(row))
-            if kind is None:
-                raise TypeError(f"not a command row (9, 4 or 6 fields): {row!r}")
-            out.extend([(type(e), *e) for e in self.apply(kind._make(row))])
-        return out
 
     def apply_batch(self, cmds: Iterable[Command], *, strict: bool = False) -> tuple[Event, ...]:
         """Apply commands in order, all or nothing.

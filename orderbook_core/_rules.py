@@ -43,7 +43,6 @@ level.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 from orderbook_core._spec import MarketSpec
@@ -65,7 +64,7 @@ from orderbook_core._types import (
     Trade,
 )
 
-__all__ = ["BookState", "apply_compact", "cancel_order", "modify_order", "new_order"]
+__all__ = ["BookState", "cancel_order", "modify_order", "new_order"]
 
 _new: Any = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 _BUY = Side.BUY
@@ -174,7 +173,7 @@ def _fok_fillable(book: BookState, client_id: str, side: Side, limit: int, amoun
 
 def _match(
     book: BookState,
-    events: list[Any],
+    events: list[Event],
     seq: int,
     ts: int,
     client_id: str,
@@ -183,15 +182,13 @@ def _match(
     price: int | None,
     limit: int,
     remaining: int,
-    compact: bool = False,
 ) -> int:
     """Trade a taker against the opposite side; return the lots left.
 
     ``limit`` is the worst acceptable price (for a market order the market's
     extreme price, so every level qualifies); ``price`` is what the taker's own
     events report (None for a market order). Appends Trade events (and self-trade
-    cancellations) to ``events``, as event rows ``(EventClass, *fields)`` if
-    ``compact`` (see :func:`apply_compact`). O(1) per fill, O(log L) per emptied level.
+    cancellations) to ``events``. O(1) per fill, O(log L) per emptied level.
     """
     buy = side is _BUY
     levels = book._asks if buy else book._bids
@@ -222,11 +219,19 @@ def _match(
                     level[0] -= maker_left
                     o[4] = 0
                     del index[(client_id, o[1])]
-                    maker = (seq, client_id, o[1], maker_side, best, maker_left, _C_SELF)
-                    append((OrderCancelled, *maker) if compact else new(OrderCancelled, maker))
+                    append(
+                        new(
+                            OrderCancelled,
+                            (seq, client_id, o[1], maker_side, best, maker_left, _C_SELF),
+                        )
+                    )
                 if stp is not _CANCEL_MAKER:  # cancel the taker's remainder
-                    taker = (seq, client_id, order_id, side, price, remaining, _C_SELF)
-                    append((OrderCancelled, *taker) if compact else new(OrderCancelled, taker))
+                    append(
+                        new(
+                            OrderCancelled,
+                            (seq, client_id, order_id, side, price, remaining, _C_SELF),
+                        )
+                    )
                     remaining = 0
                 if not level[0]:
                     if buy:
@@ -249,19 +254,24 @@ def _match(
                 del index[(o[0], o[1])]
             level[0] -= fill
             n += 1
-            if compact:
-                append(
-                    (Trade, seq, f"{seq}.{n}", ts, best, fill, side, o[0], o[1], maker_left,
-                     client_id, order_id)
-                )  # fmt: skip
-            else:
-                append(
-                    new(
-                        Trade,
-                        (seq, f"{seq}.{n}", ts, best, fill, side, o[0], o[1], maker_left,
-                         client_id, order_id),
-                    )
-                )  # fmt: skip
+            append(
+                new(
+                    Trade,
+                    (
+                        seq,
+                        f"{seq}.{n}",
+                        ts,
+                        best,
+                        fill,
+                        side,
+                        o[0],
+                        o[1],
+                        maker_left,
+                        client_id,
+                        order_id,
+                    ),
+                )
+            )
             if not level[0]:
                 if buy:
                     book._drop_ask_level(best)
@@ -447,134 +457,3 @@ def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
         book._rest([client_id, order_id, side, new_price, remaining, seq, ts])
         events.append(OrderRested(seq, client_id, order_id, side, new_price, remaining))
     return tuple(events)
-
-
-def apply_compact(book: BookState, rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """Apply command rows in order; return every event as a row (see OrderBook.apply_compact).
-
-    The same decisions as :func:`new_order`, :func:`cancel_order` and
-    :func:`modify_order`, in one loop: a new order's checks and its resting and
-    non-crossing paths are written out here (they mirror :func:`new_order` line for
-    line; the property test in tests/core/test_core_compact.py holds the two to the
-    same events and books), matching is the shared :func:`_match`, and a modify goes
-    through :func:`modify_order`. Events are built as plain tuples
-    ``(EventClass, *fields)``, a third of the cost of a NamedTuple.
-    """
-    out: list[tuple[Any, ...]] = []
-    append = out.append
-    index = book._index
-    bids, asks = book._bids, book._asks
-    min_ticks, max_ticks = book._min_ticks, book._max_ticks
-    min_lots, max_lots = book._min_lots, book._max_lots
-    new = _new
-    for row in rows:
-        n = len(row)
-        if n == 9:
-            seq, ts, client_id, order_id, side, price, amount, tif, post_only = row
-            # ---- validate (static); the same checks, in the same order, as new_order.
-            if price is not None:
-                if type(price) is not int:
-                    raise TypeError(
-                        f"price must be an int (ticks) or None, not {type(price).__name__}"
-                    )
-                if not min_ticks <= price <= max_ticks:
-                    reason = _R.PRICE_NOT_POSITIVE if price <= 0 else _R.PRICE_OUT_OF_RANGE
-                    append((OrderRejected, seq, client_id, order_id, reason))
-                    continue
-            if type(amount) is not int:
-                raise TypeError(f"amount must be an int (lots), not {type(amount).__name__}")
-            if not min_lots <= amount <= max_lots:
-                reason = _R.AMOUNT_NOT_POSITIVE if amount <= 0 else _R.AMOUNT_OUT_OF_RANGE
-                append((OrderRejected, seq, client_id, order_id, reason))
-                continue
-            if tif is not _GTC and tif is not _IOC and tif is not _FOK:
-                raise TypeError(f"tif must be a TimeInForce, not {tif!r}")
-            if post_only is not False:
-                if post_only is not True:
-                    raise TypeError(f"post_only must be a bool, not {post_only!r}")
-                if price is None:
-                    append((OrderRejected, seq, client_id, order_id, _R.POST_ONLY_MARKET))
-                    continue
-                if tif is not _GTC:
-                    append((OrderRejected, seq, client_id, order_id, _R.POST_ONLY_TIF))
-                    continue
-            key = (client_id, order_id)
-            if key in index:
-                append((OrderRejected, seq, client_id, order_id, _R.DUPLICATE_ORDER_ID))
-                continue
-            # ---- validate (against the book)
-            if side is _BUY:
-                best = book._best_ask
-                limit = max_ticks if price is None else price
-                crosses = best is not None and best <= limit
-                own_levels = bids
-            elif side is _SELL:
-                best = book._best_bid
-                limit = min_ticks if price is None else price
-                crosses = best is not None and best >= limit
-                own_levels = asks
-            else:
-                raise TypeError(f"side must be a Side, not {side!r}")
-            if not crosses:
-                if tif is _FOK:
-                    append((OrderRejected, seq, client_id, order_id, _R.FOK_NOT_FILLABLE))
-                    continue
-                append((OrderAccepted, seq, client_id, order_id, side, price, amount))
-                if price is None:
-                    append(
-                        (OrderCancelled, seq, client_id, order_id, side, None, amount, _C_MARKET)
-                    )
-                elif tif is _IOC:
-                    append((OrderCancelled, seq, client_id, order_id, side, price, amount, _C_IOC))
-                else:
-                    level = own_levels.get(price)
-                    if level is None:
-                        book._rest([client_id, order_id, side, price, amount, seq, ts])
-                    else:
-                        queue = level[2]
-                        order = [client_id, order_id, side, queue[0][3], amount, seq, ts]
-                        level[0] += amount
-                        queue.append(order)
-                        index[key] = order
-                    append((OrderRested, seq, client_id, order_id, side, price, amount))
-                continue
-            if post_only:
-                append((OrderRejected, seq, client_id, order_id, _R.POST_ONLY_WOULD_CROSS))
-                continue
-            if tif is _FOK and not _fok_fillable(book, client_id, side, limit, amount):
-                append((OrderRejected, seq, client_id, order_id, _R.FOK_NOT_FILLABLE))
-                continue
-            # ---- mutate: match, then deal with the remainder
-            append((OrderAccepted, seq, client_id, order_id, side, price, amount))
-            remaining = _match(
-                book, out, seq, ts, client_id, order_id, side, price, limit, amount, True
-            )
-            if remaining:
-                if price is None:
-                    append(
-                        (OrderCancelled, seq, client_id, order_id, side, None, remaining, _C_MARKET)
-                    )
-                elif tif is _IOC:
-                    append(
-                        (OrderCancelled, seq, client_id, order_id, side, price, remaining, _C_IOC)
-                    )
-                else:
-                    book._rest([client_id, order_id, side, price, remaining, seq, ts])
-                    append((OrderRested, seq, client_id, order_id, side, price, remaining))
-        elif n == 4:
-            seq, _ts, client_id, order_id = row
-            found = index.get((client_id, order_id))
-            if found is None:
-                append((OrderRejected, seq, client_id, order_id, _R.UNKNOWN_ORDER))
-                continue
-            remaining = found[4]
-            book._unlink(found)
-            append(
-                (OrderCancelled, seq, client_id, order_id, found[2], found[3], remaining, _C_USER)
-            )
-        elif n == 6:
-            for event in modify_order(book, new(ModifyOrder, row)):
-                append((type(event), *event))
-        else:
-            raise TypeError(f"not a command row (9, 4 or 6 fields): {row!r}")
-    return out

@@ -53,10 +53,8 @@ def test_naive_book_and_core_fill_and_rest_alike(seed: int) -> None:
     assert len(book) == naive.resting()
 
 
-def test_the_drivers_agree_and_the_batch_path_too() -> None:
+def test_the_drivers_agree() -> None:
     messages = stream.make_messages(5000, 7)
     core, _ = stream.run_core(messages)
     naive, _ = stream.run_naive(messages)
-    batch = OrderBook(DEFAULT_SPEC)
-    batch.apply_compact(stream.compact_commands(messages))
-    assert stream.resting_core(core) == list(naive.orders()) == stream.resting_core(batch)
+    assert stream.resting_core(core) == list(naive.orders())
