@@ -62,6 +62,19 @@ async def fetch_head(transport: Transport, timeout: float) -> Head:
     return Head.from_wire(await transport.request(ORDERBOOK_HEAD, None, timeout=timeout))
 
 
+async def _signed_head(transport: Transport, timeout: float) -> tuple[Head, Ed25519PublicKey]:
+    """The head and the matcher key that signed it (the signature checked).
+
+    Raises:
+        InvalidVersion: the head is not signed by the key it names.
+    """
+    head = await fetch_head(transport, timeout)
+    try:
+        return head, verify_head(head, None)
+    except AuthFailed as exc:
+        raise InvalidVersion(f"orderbook_head: {exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedHead:
     """The matcher's head, its signature checked, and the book hash of its root."""
@@ -86,11 +99,7 @@ async def fetch_verified_head(
         transports.TransportError, BadMessage: the head could not be asked.
         TimeoutError: the DHT did not answer within `timeout`.
     """
-    head = await fetch_head(transport, timeout)
-    try:
-        key = verify_head(head, None)
-    except AuthFailed as exc:
-        raise InvalidVersion(f"orderbook_head: {exc}") from None
+    head, key = await _signed_head(transport, timeout)
     if head.root is None:
         return VerifiedHead(head, None)
     with anyio.fail_after(timeout):
@@ -141,11 +150,7 @@ async def fetch_book(
     """
     matcher_key: Ed25519PublicKey | None = None
     if root is None:
-        head = await fetch_head(transport, timeout)
-        try:
-            matcher_key = verify_head(head, None)
-        except AuthFailed as exc:
-            raise InvalidVersion(f"orderbook_head: {exc}") from None
+        head, matcher_key = await _signed_head(transport, timeout)
         if head.root is None:
             return BookView(0, None, None, ladder_of(OrderBook(spec), spec, depth))
         root = head.root

@@ -84,6 +84,24 @@ class Proc:
             time.sleep(0.05)
 
 
+def start_proc(
+    name: str, argv: list[str], log: Path, *, cwd: Path, env: dict[str, str], python: bool = False
+) -> Proc:
+    """`argv` (a script run by this Python if `python`) in a session of its own, its
+    output in `log`; stop it with `Proc.stop` (by its PID)."""
+    out = log.open("wb")
+    popen = subprocess.Popen(
+        [PYTHON, *argv] if python else argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return Proc(name, argv, popen, log, out)
+
+
 @dataclass
 class ClientRun:
     """What one `bin/client.py ... --once --json` run printed, and how it exited."""
@@ -130,17 +148,7 @@ class Exchange:
     def spawn(self, name: str, argv: list[str]) -> Proc:
         self._count += 1
         log = self.workdir / f"{self._count:03d}-{name}.log"
-        out = log.open("wb")
-        popen = subprocess.Popen(
-            [PYTHON, *argv],
-            cwd=REPO,
-            env=_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        proc = Proc(name, argv, popen, log, out)
+        proc = start_proc(name, argv, log, cwd=REPO, env=_env(), python=True)
         self.procs.append(proc)
         return proc
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ import anyio
 import pytest
 from support.grapes import running_grapes
 
-from e2e.harness import REPO, ClientRun, Exchange, running_exchange
+from e2e.harness import REPO, ClientRun, Exchange, Proc, running_exchange, start_proc
 from transports.grenache import GrenacheTransport
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -38,24 +37,6 @@ def _user_env(home: Path) -> dict[str, str]:
     env["HOME"] = str(home)
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def _wait_for(log: Path, needle: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while needle not in log.read_text(errors="replace"):
-        assert proc.poll() is None, log.read_text(errors="replace")
-        assert time.monotonic() < deadline, f"no {needle!r} in {log}"
-        time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def _client(workdir: Path, env: dict[str, str], *words: str) -> ClientRun:
@@ -70,22 +51,12 @@ def _client(workdir: Path, env: dict[str, str], *words: str) -> ClientRun:
 def _run_book(workdir: Path, env: dict[str, str]) -> list[ClientRun]:
     """Grapes, both workers from `workdir`, two clients; everything stopped after."""
     with running_grapes(2) as grapes:
-        procs: list[subprocess.Popen[bytes]] = []
+        procs: list[Proc] = []
         try:
             for name, grape in (("submitOrderWorker", 0), ("processOrderWorker", 1)):
-                log = workdir / f"{name}.log"
-                with log.open("wb") as out:  # the worker has its own copy of the fd
-                    proc = subprocess.Popen(
-                        [str(REPO / "bin" / name), f"grape={grapes[grape].url}"],
-                        cwd=workdir,
-                        env=env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                procs.append(proc)
-                _wait_for(log, "worker ready", proc, 30)
+                argv = [str(REPO / "bin" / name), f"grape={grapes[grape].url}"]
+                procs.append(start_proc(name, argv, workdir / f"{name}.log", cwd=workdir, env=env))
+                procs[-1].wait_for_text("worker ready", 30)
             url = grapes[0].url
             buyer = _client(workdir, env, "clientId=client1", "type=Buy", "amount=10",
                             "price=100", f"grape={url}")  # fmt: skip
@@ -94,7 +65,7 @@ def _run_book(workdir: Path, env: dict[str, str]) -> list[ClientRun]:
             return [buyer, seller]
         finally:
             for proc in reversed(procs):
-                _stop(proc)
+                proc.stop()
 
 
 def test_the_run_book_works_twice_in_one_home_with_fresh_state(tmp_path: Path) -> None:
