@@ -1,35 +1,48 @@
-"""Benchmark: orderbook_core against a minimal naive baseline, same stream, same process.
+"""Benchmark: orderbook_core against the naive book one would write, same stream, one run.
 
-Workload (fixed seed): N operations, about 90% GTC limit orders (price 100.00 +- 5
-ticks uniform, amount 1 to 100 whole units, sides 50/50) and about 10% cancels aimed
-at an order resting at that moment (uniformly among the resting ones). Every order
-has its own client id, so self-trade prevention never fires and both books see the
-same book state at every step (checked at the end).
+The stream is issue 22's (``bench/core_stream.py``, seeded): 200,000 messages, 80%
+limit orders around the mid (a fifth of them IOC), 12% cancels, 8% modifies. The
+baseline (``bench/naive_book.py``) is a ``SortedDict`` of ``deque`` levels with lazy
+deletion: a cancel marks the order dead in O(1), matching skips dead orders.
 
-Both books run the same pre-generated stream through their public API: OrderBook.apply
-with typed NamedTuple commands (events built and returned), the baseline's
-``limit``/``cancel`` methods with plain arguments. Throughput is the median of
-``--repeat`` runs, alternating the two books, each run on fresh books. A separate
-pass times every operation alone to give the cost per kind (rest, cancel, aggressive
-sweep). Not a timed test: run ``python bench/core_bench.py`` (or ``make bench``).
+What is measured, each as the median of ``--repeat`` interleaved runs on fresh books,
+in CPU seconds of the process (``ratio_wall`` is ``ratio`` from wall-clock medians):
 
-    python bench/core_bench.py [--ops 200000] [--seed 42] [--repeat 5] [--json]
+* ``ratio``: messages per second of the core through its public API (each message
+  becomes a typed command, ``OrderBook.apply`` returns its events) over the naive
+  book's (each message becomes a method call that returns its fills);
+* per message kind (each message timed alone with ``perf_counter_ns``, both books in
+  lockstep): the median ns of a GTC order that rests, one that trades, an IOC, a
+  cancel, a modify;
+* ``bytes_per_order``: tracemalloc, what the book keeps alive per resting order once
+  ``--memory-orders`` orders rest (ids and numbers included; see
+  :func:`bytes_per_order`), for the core and the naive book;
+* ``history_ratio``: the old measurement (90% GTC / 10% cancels against the old
+  baseline whose cancel is an O(queue) ``deque.remove``), kept as history only.
 
-With ``--json`` the last line is one JSON object with at least ``ops_per_s``,
-``baseline_ops_per_s`` and ``ratio``.
+At the end the two books must hold the same resting orders in the same priority.
+Not a timed test: ``python bench/core_bench.py`` (or ``make bench``).
+
+    python bench/core_bench.py [--messages 200000] [--seed 42] [--repeat 5]
+                               [--memory-orders 100000,1000000] [--json]
+
+With ``--json`` the last line is one JSON object (keys above, ``ops_per_s``,
+``baseline_ops_per_s``, ...).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import platform
 import random
 import statistics
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +50,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from core_stream import (  # noqa: E402
+    CANCEL,
+    LIMIT,
+    LOT,
+    MID,
+    Message,
+    make_messages,
+    resting_core,
+    run_core,
+    run_naive,
+)
 from naive_book import NaiveBook  # noqa: E402
+from naive_book_eager import EagerNaiveBook  # noqa: E402
 
 from orderbook_core import (  # noqa: E402
     DEFAULT_SPEC,
@@ -46,186 +71,290 @@ from orderbook_core import (  # noqa: E402
     NewOrder,
     OrderBook,
     Side,
-    Trade,
 )
 
-# Baseline operations: (order_id, is_buy, price, amount) for a limit, (order_id,) for a cancel.
-BaselineOp = tuple[Any, ...]
+# Throughput is timed in CPU seconds of this (single-threaded) process: on a machine
+# shared with other work, wall time also counts the moments the process waited for a
+# core. Wall-clock times of the same runs are reported beside them.
+clock = time.process_time
 
 
-def make_stream(n_ops: int, seed: int) -> tuple[list[Command], list[BaselineOp]]:
-    """Generate the operation stream, tracking what rests to aim the cancels."""
-    rng = random.Random(seed)
-    mid = DEFAULT_SPEC.price_to_ticks(Decimal(100))
-    lot = DEFAULT_SPEC.amount_to_lots(Decimal(1))
-    tracker = NaiveBook()
-    resting: list[str] = []  # ids resting right now (swap-remove via position map)
-    position: dict[str, int] = {}
+def interleaved(
+    runners: dict[str, Callable[[], float]], repeat: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Run each runner ``repeat`` times, alternating them (and the order of each round).
 
-    def forget(order_id: str) -> None:
-        i = position.pop(order_id)
-        last = resting.pop()
-        if last != order_id:
-            resting[i] = last
-            position[last] = i
-
-    commands: list[Command] = []
-    baseline: list[BaselineOp] = []
-    for seq in range(1, n_ops + 1):
-        if resting and rng.random() < 0.10:
-            order_id = resting[rng.randrange(len(resting))]
-            forget(order_id)
-            tracker.cancel(order_id)
-            commands.append(CancelOrder(seq, seq, f"c{order_id}", order_id))
-            baseline.append((order_id,))
-            continue
-        order_id = str(seq)
-        is_buy = rng.random() < 0.5
-        price = mid + rng.randint(-5, 5)
-        amount = rng.randint(1, 100) * lot
-        for maker_id, _taker, _price, _amount in tracker.limit(order_id, is_buy, price, amount):
-            if maker_id not in tracker.index:
-                forget(maker_id)
-        if order_id in tracker.index:
-            position[order_id] = len(resting)
-            resting.append(order_id)
-        side = Side.BUY if is_buy else Side.SELL
-        commands.append(NewOrder(seq, seq, f"c{order_id}", order_id, side, price, amount))
-        baseline.append((order_id, is_buy, price, amount))
-    return commands, baseline
+    Returns what each run reported (CPU seconds) and each run's wall-clock seconds.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    wall: dict[str, list[float]] = {name: [] for name in runners}
+    names = list(runners)
+    for i in range(repeat):
+        for name in names if i % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            times[name].append(runners[name]())
+            wall[name].append(time.perf_counter() - start)
+    return times, wall
 
 
-def run_core(commands: list[Command]) -> tuple[float, OrderBook]:
-    book = OrderBook(DEFAULT_SPEC)
-    apply = book.apply
-    start = time.perf_counter()
-    for cmd in commands:
-        apply(cmd)
-    return time.perf_counter() - start, book
+def timed(fn: Callable[[], object]) -> float:
+    start = clock()
+    fn()
+    return clock() - start
 
 
-def run_baseline(ops: list[BaselineOp]) -> tuple[float, NaiveBook]:
-    book = NaiveBook()
-    limit, cancel = book.limit, book.cancel
-    start = time.perf_counter()
-    for op in ops:
-        if len(op) == 4:
-            limit(*op)
-        else:
-            cancel(op[0])
-    return time.perf_counter() - start, book
+KINDS = ("gtc_rest", "gtc_fill", "ioc", "cancel", "modify")
 
 
-def cost_per_kind(commands: list[Command], baseline: list[BaselineOp]) -> dict[str, Any]:
-    """Time each operation alone (perf_counter_ns), grouped by what it did in the core."""
+def cost_per_kind(messages: list[Message]) -> dict[str, Any]:
+    """Time each message alone in both books, grouped by kind (and, for GTC, outcome)."""
     clock = time.perf_counter_ns
     overhead = min(
         int(statistics.median(-clock() + clock() for _ in range(1000))) for _ in range(5)
     )
     book = OrderBook(DEFAULT_SPEC)
     naive = NaiveBook()
-    samples: dict[str, list[int]] = {"rest": [], "cancel": [], "sweep": []}
-    baseline_samples: dict[str, list[int]] = {"rest": [], "cancel": [], "sweep": []}
-    fills = 0
-    for cmd, op in zip(commands, baseline, strict=True):
+    core: dict[str, list[int]] = {k: [] for k in KINDS}
+    base: dict[str, list[int]] = {k: [] for k in KINDS}
+    one = [None]
+    for seq, m in enumerate(messages, 1):
+        one[0] = m  # type: ignore[call-overload]
         t0 = clock()
-        events = book.apply(cmd)
+        run_core(one, book, seq)  # type: ignore[arg-type]
         t1 = clock()
-        if len(op) == 4:
-            naive.limit(*op)
-        else:
-            naive.cancel(op[0])
+        _, fills = run_naive(one, naive)  # type: ignore[arg-type]
         t2 = clock()
-        if isinstance(cmd, CancelOrder):
-            kind = "cancel"
+        if m[0] == LIMIT:
+            kind = "ioc" if m[6] else "gtc_fill" if fills else "gtc_rest"
         else:
-            n = sum(1 for e in events if type(e) is Trade)
-            fills += n
-            kind = "sweep" if n else "rest"
-        samples[kind].append(t1 - t0 - overhead)
-        baseline_samples[kind].append(t2 - t1 - overhead)
-    out: dict[str, Any] = {"timer_overhead_ns": overhead, "fills": fills}
-    # The baseline cancels with an O(queue) deque.remove, which dominates its time on
-    # this workload; this ratio leaves cancels out so the limit-order paths compare alone.
-    core_limit = sum(samples["rest"]) + sum(samples["sweep"])
-    base_limit = sum(baseline_samples["rest"]) + sum(baseline_samples["sweep"])
-    out["ratio_excluding_cancels"] = round(base_limit / core_limit, 3)
-    for kind in samples:
+            kind = "cancel" if m[0] == CANCEL else "modify"
+        core[kind].append(t1 - t0 - overhead)
+        base[kind].append(t2 - t1 - overhead)
+    out: dict[str, Any] = {"timer_overhead_ns": overhead}
+    for kind in KINDS:
+        c, b = statistics.median(core[kind]), statistics.median(base[kind])
         out[kind] = {
-            "count": len(samples[kind]),
-            "core_mean_ns": round(statistics.fmean(samples[kind])),
-            "core_median_ns": round(statistics.median(samples[kind])),
-            "baseline_mean_ns": round(statistics.fmean(baseline_samples[kind])),
-            "baseline_median_ns": round(statistics.median(baseline_samples[kind])),
+            "count": len(core[kind]),
+            "core_median_ns": round(c),
+            "baseline_median_ns": round(b),
+            "ratio": round(b / c, 3),
         }
     return out
 
 
+def resting_commands(n: int, seed: int) -> tuple[list[Command], list[tuple[Any, ...]]]:
+    """``n`` orders that all rest: bids below the mid, asks above, over 1,000 levels.
+
+    Every id, price, amount, seq and ts is a fresh object, as after ``parse_command``.
+    """
+    rng = random.Random(seed)
+    cmds: list[Command] = []
+    naive: list[tuple[Any, ...]] = []
+    for seq in range(1, n + 1):
+        is_buy = seq % 2 == 0
+        price = MID - 1 - rng.randrange(500) if is_buy else MID + 1 + rng.randrange(500)
+        amount = rng.randint(1, 100) * LOT
+        oid = str(seq)
+        side = Side.BUY if is_buy else Side.SELL
+        cmds.append(NewOrder(seq, 1_700_000_000_000 + seq, f"c{oid}", oid, side, price, amount))
+        naive.append((str(seq), is_buy, int(str(price)), int(str(amount))))
+    return cmds, naive
+
+
+def bytes_per_order(n: int, seed: int) -> dict[str, float]:
+    """tracemalloc: bytes per resting order, for the core and the naive book.
+
+    ``core``: everything the book keeps alive, ids and numbers included (the commands
+    are built under tracing, applied, then dropped). ``core_structures``: only what
+    the book allocates itself (commands built before tracing and kept). ``naive``: the
+    naive book, everything it keeps alive, measured like ``core``.
+    """
+    out: dict[str, float] = {}
+
+    def traced(fn: Callable[[], object]) -> float:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            keep = fn()
+            gc.collect()
+            size = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        del keep
+        return round(size / n, 1)
+
+    def core_all() -> object:
+        cmds, _ = resting_commands(n, seed)
+        book = OrderBook(DEFAULT_SPEC)
+        apply = book.apply
+        for cmd in cmds:
+            apply(cmd)
+        del cmds, cmd
+        assert len(book) == n
+        return book
+
+    def naive_all() -> object:
+        _, args = resting_commands(n, seed)
+        naive = NaiveBook()
+        limit = naive.limit
+        for a in args:
+            limit(*a)
+        del args, a
+        assert naive.resting() == n
+        return naive
+
+    out["core"] = traced(core_all)
+    out["naive"] = traced(naive_all)
+    cmds, _ = resting_commands(n, seed)
+
+    def core_own() -> object:
+        book = OrderBook(DEFAULT_SPEC)
+        apply = book.apply
+        for cmd in cmds:
+            apply(cmd)
+        return book
+
+    out["core_structures"] = traced(core_own)
+    return out
+
+
+def history(n: int, seed: int, repeat: int) -> dict[str, Any]:
+    """The old measurement: 90% GTC, 10% cancels, against the O(queue)-cancel baseline."""
+    # The old bench's stream generator, unchanged but for the names.
+    rng = random.Random(seed)
+    tracker = EagerNaiveBook()
+    resting: list[str] = []  # ids resting right now (swap-remove via position map)
+    position: dict[str, int] = {}
+
+    def forget(oid: str) -> None:
+        i = position.pop(oid)
+        last = resting.pop()
+        if last != oid:
+            resting[i] = last
+            position[last] = i
+
+    commands: list[Command] = []
+    ops: list[tuple[Any, ...]] = []
+    for seq in range(1, n + 1):
+        if resting and rng.random() < 0.10:
+            oid = resting[rng.randrange(len(resting))]
+            forget(oid)
+            tracker.cancel(oid)
+            commands.append(CancelOrder(seq, seq, f"c{oid}", oid))
+            ops.append((oid,))
+            continue
+        oid, is_buy = str(seq), rng.random() < 0.5
+        price, amount = MID + rng.randint(-5, 5), rng.randint(1, 100) * LOT
+        for maker_id, _taker, _price, _amount in tracker.limit(oid, is_buy, price, amount):
+            if maker_id not in tracker.index:
+                forget(maker_id)
+        if oid in tracker.index:
+            position[oid] = len(resting)
+            resting.append(oid)
+        side = Side.BUY if is_buy else Side.SELL
+        commands.append(NewOrder(seq, seq, f"c{oid}", oid, side, price, amount))
+        ops.append((oid, is_buy, price, amount))
+
+    def core() -> None:
+        apply = OrderBook(DEFAULT_SPEC).apply
+        for cmd in commands:
+            apply(cmd)
+
+    def eager() -> None:
+        book = EagerNaiveBook()
+        for op in ops:
+            if len(op) == 4:
+                book.limit(*op)
+            else:
+                book.cancel(op[0])
+
+    times, _ = interleaved({"core": lambda: timed(core), "eager": lambda: timed(eager)}, repeat)
+    return {
+        "messages": n,
+        "history_ratio": round(
+            statistics.median(times["eager"]) / statistics.median(times["core"]), 3
+        ),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ops", type=int, default=200_000)
+    parser.add_argument("--messages", "--ops", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--memory-orders", default="100000",
+        help="comma-separated resting-order counts for bytes_per_order ('' to skip)",
+    )  # fmt: skip
+    parser.add_argument("--no-history", action="store_true", help="skip the old ratio")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args(argv)
 
-    commands, baseline = make_stream(args.ops, args.seed)
-    n_cancel = sum(1 for c in commands if isinstance(c, CancelOrder))
-    core_times: list[float] = []
-    baseline_times: list[float] = []
-    runners: list[tuple[list[float], Callable[[], tuple[float, Any]]]] = [
-        (core_times, lambda: run_core(commands)),
-        (baseline_times, lambda: run_baseline(baseline)),
-    ]
+    messages = make_messages(args.messages, args.seed)
     final: dict[str, Any] = {}
-    for _ in range(args.repeat):
-        for times, runner in runners:
-            elapsed, book = runner()
-            times.append(elapsed)
-            final[type(book).__name__] = book
-    core_book: OrderBook = final["OrderBook"]
-    naive_book: NaiveBook = final["NaiveBook"]
-    # Sanity: both books end in the same state (same resting ids and amounts).
-    core_resting = sorted((o.order_id, o.remaining) for o in core_book.orders())
-    naive_resting = sorted(
-        (str(entry[0]), int(str(entry[1]))) for _, _, entry in naive_book.index.values()
-    )
-    if core_resting != naive_resting:
-        print("ERROR: the two books disagree at the end of the stream", file=sys.stderr)
-        return 1
 
-    core_ops = args.ops / statistics.median(core_times)
-    baseline_ops = args.ops / statistics.median(baseline_times)
-    kinds = cost_per_kind(commands, baseline)
-    result = {
-        "ops": args.ops,
+    def core() -> float:
+        start = clock()
+        final["core"], _ = run_core(messages)
+        return clock() - start
+
+    def naive() -> float:
+        start = clock()
+        final["naive"], _ = run_naive(messages)
+        return clock() - start
+
+    times, wall = interleaved({"core": core, "naive": naive}, args.repeat)
+    expected = list(final["naive"].orders())
+    if resting_core(final["core"]) != expected:
+        print("ERROR: the core and the naive book disagree at the end", file=sys.stderr)
+        return 1
+    med = {name: statistics.median(t) for name, t in times.items()}
+    n = args.messages
+    kinds = cost_per_kind(messages)
+    memory = {}
+    for count in (int(c) for c in args.memory_orders.split(",") if c):
+        memory[str(count)] = bytes_per_order(count, args.seed)
+    hist = None if args.no_history else history(args.messages, args.seed, 3)
+    result: dict[str, Any] = {
+        "messages": n,
         "seed": args.seed,
         "repeat": args.repeat,
-        "cancels": n_cancel,
-        "resting_at_end": len(core_book),
-        "ops_per_s": round(core_ops),
-        "baseline_ops_per_s": round(baseline_ops),
-        "ratio": round(core_ops / baseline_ops, 3),
-        "core_runs_s": [round(t, 4) for t in core_times],
-        "baseline_runs_s": [round(t, 4) for t in baseline_times],
+        "kinds": {k: sum(1 for m in messages if m[0] == k) for k in ("L", "C", "M")},
+        "resting_at_end": len(final["core"]),
+        "ops_per_s": round(n / med["core"]),
+        "baseline_ops_per_s": round(n / med["naive"]),
+        "ratio": round(med["naive"] / med["core"], 3),
+        "ratio_wall": round(statistics.median(wall["naive"]) / statistics.median(wall["core"]), 3),
+        "runs_cpu_s": {name: [round(x, 4) for x in t] for name, t in times.items()},
+        "runs_wall_s": {name: [round(x, 4) for x in wall[name]] for name in times},
         "per_kind": kinds,
+        "bytes_per_order": {k: v["core"] for k, v in memory.items()},
+        "naive_bytes_per_order": {k: v["naive"] for k, v in memory.items()},
+        "core_structures_bytes_per_order": {k: v["core_structures"] for k, v in memory.items()},
+        "history": hist,
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
-    print(f"orderbook_core bench: {args.ops} ops (seed {args.seed}), {n_cancel} cancels, "
-          f"{kinds['fills']} fills, {len(core_book)} resting at the end")  # fmt: skip
-    print(f"  orderbook_core   {core_ops:>12,.0f} ops/s   (median of {args.repeat})")
-    print(f"  naive baseline   {baseline_ops:>12,.0f} ops/s   (median of {args.repeat})")
-    print(f"  ratio            {core_ops / baseline_ops:>12.3f}")
-    print("  cost per operation kind (ns, one op timed alone, timer overhead removed):")
-    print(f"    {'kind':<8}{'count':>8}{'core mean':>12}{'core med':>10}"
-          f"{'base mean':>12}{'base med':>10}")  # fmt: skip
-    for kind in ("rest", "cancel", "sweep"):
+    print(f"orderbook_core bench: {n} messages (seed {args.seed}): {result['kinds']}, "
+          f"{result['resting_at_end']} resting at the end; medians of {args.repeat}")  # fmt: skip
+    print(f"  core, public API (apply)   {n / med['core']:>12,.0f} msg/s")
+    print(f"  naive lazy-delete book     {n / med['naive']:>12,.0f} msg/s")
+    print(f"  ratio                      {result['ratio']:>12.3f}")
+    print("  per message kind (median ns, each timed alone, timer overhead removed):")
+    print(f"    {'kind':<10}{'count':>8}{'core':>8}{'naive':>8}{'ratio':>8}")
+    for kind in KINDS:
         k = kinds[kind]
-        print(f"    {kind:<8}{k['count']:>8}{k['core_mean_ns']:>12}{k['core_median_ns']:>10}"
-              f"{k['baseline_mean_ns']:>12}{k['baseline_median_ns']:>10}")  # fmt: skip
-    print(f"  ratio on limit orders alone (rest + sweep, from the per-op timings): "
-          f"{kinds['ratio_excluding_cancels']:.3f}")  # fmt: skip
+        print(f"    {kind:<10}{k['count']:>8}{k['core_median_ns']:>8}"
+              f"{k['baseline_median_ns']:>8}{k['ratio']:>8.3f}")  # fmt: skip
+    for orders, mem in memory.items():
+        print(f"  bytes per resting order at {int(orders):,}: core {mem['core']} "
+              f"({mem['core_structures']} without ids and numbers), "
+              f"naive {mem['naive']}")  # fmt: skip
+    if hist is not None:
+        print(f"  history: the old ratio (O(queue)-cancel baseline, 90/10 stream) "
+              f"{hist['history_ratio']:.3f}; not comparable, kept as history")  # fmt: skip
+    print(f"  load average {result['load_avg']}")
     if args.json:
         print(json.dumps(result, sort_keys=True))
     return 0

@@ -358,8 +358,10 @@ class OrderBook:
                 if best is None or price > best:
                     self._best_bid = price
             else:
+                queue = level[2]
+                order[3] = queue[0][3]  # share the level's price object (one int less)
                 level[0] += order[4]
-                level[2].append(order)
+                queue.append(order)
         else:
             level = self._asks.get(price)
             if level is None:
@@ -374,8 +376,10 @@ class OrderBook:
                 if best is None or price < best:
                     self._best_ask = price
             else:
+                queue = level[2]
+                order[3] = queue[0][3]  # share the level's price object (one int less)
                 level[0] += order[4]
-                level[2].append(order)
+                queue.append(order)
         self._index[(order[0], order[1])] = order
 
     def _drop_bid_level(self, price: int) -> None:

@@ -330,7 +330,8 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
     else:
         raise TypeError(f"side must be a Side, not {side!r}")
     new = _new
-    accepted = new(OrderAccepted, (seq, client_id, order_id, side, price, amount))
+    fields = (seq, client_id, order_id, side, price, amount)  # accepted, and rested
+    accepted = new(OrderAccepted, fields)
     if not crosses:
         if tif is _FOK:
             return _reject(seq, client_id, order_id, _R.FOK_NOT_FILLABLE)
@@ -343,15 +344,18 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
                 OrderCancelled, (seq, client_id, order_id, side, price, amount, _C_IOC)
             )
         # ---- mutate: rest (the most common path; inlined for an existing level)
-        order = [client_id, order_id, side, price, amount, seq, ts]
         level = own_levels.get(price)
         if level is None:
-            book._rest(order)
+            book._rest([client_id, order_id, side, price, amount, seq, ts])
         else:
+            # The order shares the price object of its level's head (equal by
+            # definition): one int object fewer per resting order (see _book).
+            queue = level[2]
+            order = [client_id, order_id, side, queue[0][3], amount, seq, ts]
             level[0] += amount
-            level[2].append(order)
+            queue.append(order)
             index[key] = order
-        return accepted, new(OrderRested, (seq, client_id, order_id, side, price, amount))
+        return accepted, new(OrderRested, fields)
     if post_only:
         return _reject(seq, client_id, order_id, _R.POST_ONLY_WOULD_CROSS)
     if tif is _FOK and not _fok_fillable(book, client_id, side, limit, amount):

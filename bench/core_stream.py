@@ -1,0 +1,168 @@
+"""The core benchmark's message stream and the drivers that feed it to each book.
+
+The stream (issue 22): ``n`` messages, seeded; 80% limit orders around the mid (price
+100.00 +- 5 ticks, 1 to 100 whole units, sides 50/50), a fifth of them IOC; 12% cancels
+and 8% modifies, each aimed at an order resting at that moment (uniformly among them;
+when nothing rests, a limit order is drawn instead). A modify always moves the price
+(a new price in the same band), so in the core it is a cancel and reinsert that loses
+priority, exactly the naive book's "cancel plus new". Every order has its own client
+id, so self-trade prevention never fires. Under these rules both books must end with
+the same resting orders, in the same priority, after the same fills (tested by
+``tests/core/test_core_bench_baseline.py``).
+
+A message is a plain tuple, the form a caller would have before choosing a book:
+``("L", client_id, order_id, is_buy, price, amount, ioc)``, ``("C", client_id,
+order_id)`` or ``("M", client_id, order_id, price, amount)``; prices in ticks, amounts in
+lots of ``DEFAULT_SPEC``.
+
+The drivers take messages through each book's public API, one at a time, and keep what
+comes back (the number of fills for the naive book, of events for the core), so both
+pay for building their input and returning their output.
+"""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+from typing import Any
+
+from naive_book import NaiveBook
+
+from orderbook_core import (
+    DEFAULT_SPEC,
+    CancelOrder,
+    ModifyOrder,
+    NewOrder,
+    OrderBook,
+    Side,
+    TimeInForce,
+)
+
+Message = tuple[Any, ...]
+
+LIMIT, CANCEL, MODIFY = "L", "C", "M"
+MID = DEFAULT_SPEC.price_to_ticks(Decimal(100))
+LOT = DEFAULT_SPEC.amount_to_lots(Decimal(1))
+BAND = 5
+
+
+def make_messages(n: int, seed: int) -> list[Message]:
+    """The seeded stream of ``n`` messages (see the module docstring)."""
+    rng = random.Random(seed)
+    tracker = NaiveBook()
+    live: list[str] = []  # order ids resting right now (swap-remove via position map)
+    position: dict[str, int] = {}
+    where: dict[str, int] = {}  # order id -> its price
+
+    def forget(order_id: str) -> None:
+        i = position.pop(order_id)
+        last = live.pop()
+        if last != order_id:
+            live[i] = last
+            position[last] = i
+
+    def settle(order_id: str, fills: list[tuple[str, str, int, int]]) -> None:
+        for maker_id, _taker, _price, _amount in fills:
+            if maker_id not in tracker.index:
+                forget(maker_id)
+        if order_id in tracker.index and order_id not in position:
+            position[order_id] = len(live)
+            live.append(order_id)
+
+    out: list[Message] = []
+    for seq in range(1, n + 1):
+        r = rng.random()
+        if live and r < 0.12:
+            order_id = live[rng.randrange(len(live))]
+            forget(order_id)
+            tracker.cancel(order_id)
+            out.append((CANCEL, f"c{order_id}", order_id))
+            continue
+        if live and r < 0.20:
+            order_id = live[rng.randrange(len(live))]
+            old = where[order_id]
+            price = old
+            while price == old:
+                price = MID + rng.randint(-BAND, BAND)
+            amount = rng.randint(1, 100) * LOT
+            where[order_id] = price
+            forget(order_id)
+            settle(order_id, tracker.modify(order_id, price, amount))
+            out.append((MODIFY, f"c{order_id}", order_id, price, amount))
+            continue
+        order_id = str(seq)
+        is_buy = rng.random() < 0.5
+        price = MID + rng.randint(-BAND, BAND)
+        amount = rng.randint(1, 100) * LOT
+        ioc = rng.random() < 0.2
+        where[order_id] = price
+        settle(order_id, tracker.limit(order_id, is_buy, price, amount, ioc))
+        out.append((LIMIT, f"c{order_id}", order_id, is_buy, price, amount, ioc))
+    return out
+
+
+_SIDES = (Side.SELL, Side.BUY)
+_TIFS = (TimeInForce.GTC, TimeInForce.IOC)
+
+
+def run_core(
+    messages: list[Message], book: OrderBook | None = None, start: int = 1
+) -> tuple[OrderBook, int]:
+    """Feed ``messages`` to the core through ``OrderBook.apply``; (book, events seen).
+
+    ``start`` is the first message's seq (and ts).
+    """
+    book = OrderBook(DEFAULT_SPEC) if book is None else book
+    apply = book.apply
+    sides, tifs = _SIDES, _TIFS
+    n = 0
+    for seq, m in enumerate(messages, start):
+        kind = m[0]
+        if kind == LIMIT:
+            _, cid, oid, is_buy, price, amount, ioc = m
+            n += len(apply(NewOrder(seq, seq, cid, oid, sides[is_buy], price, amount, tifs[ioc])))
+        elif kind == CANCEL:
+            n += len(apply(CancelOrder(seq, seq, m[1], m[2])))
+        else:
+            _, cid, oid, price, amount = m
+            n += len(apply(ModifyOrder(seq, seq, cid, oid, price, amount)))
+    return book, n
+
+
+def run_naive(messages: list[Message], book: NaiveBook | None = None) -> tuple[NaiveBook, int]:
+    """Feed ``messages`` to the naive book through its methods; (book, fills seen)."""
+    book = NaiveBook() if book is None else book
+    limit, cancel, modify = book.limit, book.cancel, book.modify
+    n = 0
+    for _seq, m in enumerate(messages, 1):
+        kind = m[0]
+        if kind == LIMIT:
+            _, _cid, oid, is_buy, price, amount, ioc = m
+            n += len(limit(oid, is_buy, price, amount, ioc))
+        elif kind == CANCEL:
+            n += cancel(m[2])
+        else:
+            _, _cid, oid, price, amount = m
+            n += len(modify(oid, price, amount))
+    return book, n
+
+
+def typed_commands(messages: list[Message]) -> list[NewOrder | CancelOrder | ModifyOrder]:
+    """The typed commands ``run_core`` builds, built once (for apply on prebuilt commands)."""
+    out: list[NewOrder | CancelOrder | ModifyOrder] = []
+    for seq, m in enumerate(messages, 1):
+        kind = m[0]
+        if kind == LIMIT:
+            _, cid, oid, is_buy, price, amount, ioc = m
+            out.append(NewOrder(seq, seq, cid, oid, _SIDES[is_buy], price, amount, _TIFS[ioc]))
+        elif kind == CANCEL:
+            out.append(CancelOrder(seq, seq, m[1], m[2]))
+        else:
+            _, cid, oid, price, amount = m
+            out.append(ModifyOrder(seq, seq, cid, oid, price, amount))
+    return out
+
+
+def resting_core(book: OrderBook) -> list[tuple[str, bool, int, int]]:
+    """The core's resting orders as the naive book lists them, in canonical order."""
+    return [(o.order_id, o.side is Side.BUY, o.price, o.remaining) for o in book.orders()]
