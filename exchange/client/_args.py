@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from exchange.protocol import ArgumentError
-from exchange.runtime import DEFAULT_GRAPE
+from exchange.runtime import DEFAULT_GRAPE, check_grape_url
 from orderbook_core import ID_RULE, is_identifier
 
 __all__ = [
@@ -303,13 +302,7 @@ def _parse_port(value: str) -> int:
 
 
 def _parse_grape(value: str) -> str:
-    parts = urlsplit(value)
     try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
-        raise ArgumentError(f"grape: expected a URL like http://127.0.0.1:30001, got {value!r}")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ArgumentError(f"grape: the URL takes no path or query, got {value!r}")
-    return f"{parts.scheme}://{parts.netloc}"
+        return check_grape_url(value)
+    except ValueError as exc:
+        raise ArgumentError(f"grape: {exc}, got {value!r}") from None

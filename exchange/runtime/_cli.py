@@ -26,6 +26,7 @@ __all__ = [
     "EXIT_UNREACHABLE",
     "EXIT_UNTRUSTED",
     "EXIT_USAGE",
+    "check_grape_url",
     "grape_url",
     "positive",
     "print_json",
@@ -90,16 +91,32 @@ def tcp_port(text: str) -> int:
     return int(text)
 
 
-def grape_url(text: str) -> str:
-    """An argparse type: a grape's ``http://host:port`` URL (a malformed one is a usage
-    error, exit 2, not an unreachable grape)."""
+def check_grape_url(text: str) -> str:
+    """The one rule for a grape's URL, ``http://host:port`` (no path, no query), which
+    every command line applies before it reaches the network.
+
+    Returns:
+        ``http://host:port``, without a trailing slash.
+
+    Raises:
+        ValueError: not such a URL; the message says what is wrong.
+    """
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
         port = None
     if parts.scheme != "http" or not parts.hostname or port is None:
-        raise argparse.ArgumentTypeError(f"not a grape URL such as {DEFAULT_GRAPE}: {text!r}")
+        raise ValueError(f"expected a URL like {DEFAULT_GRAPE}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise argparse.ArgumentTypeError(f"a grape URL has no path or query: {text!r}")
-    return text
+        raise ValueError("the URL takes no path or query")
+    return f"http://{parts.netloc}"
+
+
+def grape_url(text: str) -> str:
+    """An argparse type: `check_grape_url` (a malformed URL is a usage error, exit 2, not
+    an unreachable grape)."""
+    try:
+        return check_grape_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a grape URL ({exc}): {text!r}") from None
