@@ -214,13 +214,16 @@ class JetStreamJournal:
         if self._head:
             self._last_ts = (await self._get(self._head)).ts
         try:
-            self._kv: KeyValue = await self._js.key_value(self.stream)
-        except BucketNotFoundError:
-            self._kv = await self._js.create_key_value(
-                KeyValueConfig(
-                    bucket=self.stream, history=1, replicas=replicas, storage=StorageType.FILE
+            try:
+                self._kv: KeyValue = await self._js.key_value(self.stream)
+            except BucketNotFoundError:
+                self._kv = await self._js.create_key_value(
+                    KeyValueConfig(
+                        bucket=self.stream, history=1, replicas=replicas, storage=StorageType.FILE
+                    )
                 )
-            )
+        except (NatsError, TimeoutError) as exc:
+            raise StorageUnavailable(f"{self.location}: KV bucket: {_describe(exc)}") from exc
 
     async def _api(
         self, what: str, config: dict[str, Any] | None, *, missing_ok: bool = False

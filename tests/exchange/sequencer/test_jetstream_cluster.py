@@ -83,7 +83,7 @@ def test_killing_the_stream_leader_loses_nothing(tmp_path: Path) -> None:
         finally:
             journal.close()
         alive = next(s for s in servers if s is not killed)
-        with open_journal(alive.url, DEFAULT_SPEC) as reader:
+        with _open_when_ready(alive.url, time.monotonic() + 30) as reader:
             stored = list(reader.entries())
         assert stored == confirmed  # 1..200, gap-free: nothing lost, nothing twice
         assert [e.seq for e in stored] == list(range(1, 201))
