@@ -6,7 +6,9 @@ What runs (every process started here, stopped here by its PID):
   (with ``--dht_maxValues`` raised for books that do not fit 1000 values: said in the
   output beside the figures);
 - ``bin/submitOrderWorker.py`` through the first grape, ``bin/processOrderWorker.py``
-  through the second, each with a fresh database;
+  through the second, each with a fresh database (with ``--journal-servers N``, the
+  sequencer's journal on N fresh NATS JetStream servers instead of SQLite: 1 a dev
+  server, 3 a cluster with 3 replicas);
 - R watching clients (``bin/client.py --json`` without an order): each keeps its own
   replica and prints every version it reaches;
 - load processes: this script's own ``load`` subcommand (Python, the project's Grenache
@@ -51,7 +53,7 @@ from typing import Any
 
 import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from peers import REPO, grapes, node, node_env
+from peers import REPO, grapes, nats_servers, node, node_env
 
 from exchange.protocol import ORDERBOOK_HEAD, SUBMIT_ORDER, Head, HeadRequest, sign_order
 from exchange.versions import DEFAULT_REFRESH_BUDGET
@@ -177,11 +179,15 @@ class Watcher:
 
 @contextmanager
 def exchange_on_grapes(
-    workdir: Path, max_values: int | None, profile: Path | None = None
+    workdir: Path, max_values: int | None, profile: Path | None = None, journal_servers: int = 0
 ) -> Iterator[tuple[list[Grape], list[Proc]]]:
     extra = ["--dht_maxValues", str(max_values)] if max_values else []
     with grapes(2, extra_args=extra) as started, ExitStack() as stack:
         submit_port, process_port = free_port(), free_port()
+        journal = ["--db", str(workdir / "journal.db")]
+        if journal_servers:
+            urls = stack.enter_context(nats_servers(journal_servers, workdir / "nats"))
+            journal += ["--journal", ",".join(urls)]
 
         if profile:
             profile.mkdir(parents=True, exist_ok=True)
@@ -191,8 +197,7 @@ def exchange_on_grapes(
 
         procs = [
             start("submit", [*python("submit"), "bin/submitOrderWorker.py",
-                             f"grape={started[0].url}", "--db", str(workdir / "journal.db"),
-                             "--port", str(submit_port)],
+                             f"grape={started[0].url}", *journal, "--port", str(submit_port)],
                   workdir / "submit.log"),
             start("process", [*python("process"), "bin/processOrderWorker.py",
                               f"grape={started[1].url}",
@@ -305,7 +310,8 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
         if args.keep:
             workdir = args.keep
             workdir.mkdir(parents=True, exist_ok=True)
-        with exchange_on_grapes(workdir, max_values, args.profile) as (grapes, procs):
+        servers = args.journal_servers
+        with exchange_on_grapes(workdir, max_values, args.profile, servers) as (grapes, procs):
             g0, g1 = grapes[0].url, grapes[1].url
             anyio.run(head_of, g1)
             # 1. The resting book.
@@ -360,6 +366,7 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
                 "book": book,
                 "replicas": replicas,
                 "dht_max_values": max_values or 1000,
+                "journal": f"jetstream x{servers}" if servers else "sqlite",
                 "orders": len(records),
                 "processed_per_s": round(len(records) / (done - first_sent), 1),
                 "submit_per_s": round(len(records) / (last_ack - first_sent), 1),
@@ -475,6 +482,13 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep databases and logs in this folder")
     parser.add_argument("--catch-up", type=float, default=300, help="replica start bound (s)")
     parser.add_argument("--json", action="store_true", help="one JSON object, last line")
+    parser.add_argument(
+        "--journal-servers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the journal on N NATS JetStream servers (1: one, 3: a cluster); default SQLite",
+    )
     parser.add_argument(
         "--no-versions",
         dest="versions",

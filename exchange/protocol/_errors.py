@@ -11,7 +11,8 @@ ExchangeError                   anything the exchange package raises on purpose
 ├── FetchFailed                 a version could not be fetched or did not verify
 ├── ReplayError                 a journal that cannot be replayed
 ├── ArgumentError               a malformed command-line argument
-└── DatabaseInUse               a worker's database is held by another running worker
+├── DatabaseInUse               a worker's database is held by another running worker
+└── StorageUnavailable          a service's store cannot be reached or has no quorum now
 ```
 Wire replies carry errors as strings ``"<CODE>: <detail>"`` (docs/protocol.md); the
 codes are the stable prefixes, so a peer in any language can branch on them without
@@ -53,6 +54,7 @@ __all__ = [
     "OrderRefused",
     "Refused",
     "ReplayError",
+    "StorageUnavailable",
     "error_reply",
     "error_string",
     "service_handler",
@@ -168,13 +170,20 @@ class DatabaseInUse(ExchangeError):
     """
 
 
+class StorageUnavailable(ExchangeError):
+    """A service's store cannot take or give data now (unreachable, or no quorum of its
+    replicas): nothing was stored, and the same request may be sent again later.
+    Answered ``ERR_UNAVAILABLE``."""
+
+
 def error_string(exc: Exception) -> str:
     """Return the wire error string a service replies with for `exc`.
 
     `Refused` as itself; `BadMessage` ``ERR_BAD_REQUEST``; the core's `ValidationError`
-    ``ERR_VALIDATION``; a failed dependency (network, or the disk: `sqlite3.OperationalError`)
-    ``ERR_UNAVAILABLE``, so the caller retries; any other `ExchangeError`
-    ``ERR_BAD_REQUEST``; anything else is a bug: ``ERR_INTERNAL`` with the type only.
+    ``ERR_VALIDATION``; a failed dependency (network, the disk: `sqlite3.OperationalError`,
+    or a store: `StorageUnavailable`) ``ERR_UNAVAILABLE``, so the caller retries; any
+    other `ExchangeError` ``ERR_BAD_REQUEST``; anything else is a bug: ``ERR_INTERNAL``
+    with the type only.
     """
     if isinstance(exc, Refused):
         return str(exc)
@@ -189,6 +198,8 @@ def error_string(exc: Exception) -> str:
         return error_reply(ERR_UNAVAILABLE, f"{type(exc).__name__}: {exc}")
     if isinstance(exc, sqlite3.OperationalError):
         # Disk full, database locked, I/O error: nothing was stored; a retry may work.
+        return error_reply(ERR_UNAVAILABLE, f"storage: {exc}")
+    if isinstance(exc, StorageUnavailable):
         return error_reply(ERR_UNAVAILABLE, f"storage: {exc}")
     if isinstance(exc, ExchangeError):
         return error_reply(ERR_BAD_REQUEST, str(exc))

@@ -57,6 +57,9 @@ class WorkerProgram:
     """The key file's name beside the database (``<db dir>/<key_name>.key``)."""
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda _parser: None
     """Adds the role's own flags."""
+    stops: tuple[tuple[type[Exception], int], ...] = ()
+    """The role's own errors that end it with one log line, and the exit status of each
+    (the first that matches), whether raised by `build` or while serving."""
 
 
 def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
@@ -155,11 +158,16 @@ def _main(worker: WorkerProgram, argv: list[str]) -> int:
             logging.error("--key-file: %s", exc)
             return EXIT_USAGE
         logging.info("%s key %s (public %s)", worker.name, args.key_file, public_key_hex(args.key))
+        stops = tuple(kind for kind, _status in worker.stops)
         try:
             anyio.run(_serve, worker, args, worker.build(args, stack))
         except* (TransportError, DatabaseInUse) as group:
             logging.error("stopped: %s", "; ".join(str(exc) for exc in _leaves(group)))
             status = EXIT_FAILED
+        except* stops as group:
+            leaves = _leaves(group)
+            logging.error("stopped: %s", "; ".join(str(exc) for exc in leaves))
+            status = next(code for kind, code in worker.stops if isinstance(leaves[0], kind))
     return status
 
 

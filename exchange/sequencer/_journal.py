@@ -1,5 +1,8 @@
 """The sequencer's journal: a durable, gap-free FIFO queue of accepted commands in SQLite.
 
+The default `exchange.sequencer.JournalBackend` (``--journal sqlite:PATH``); the
+JetStream one keeps the same promises on a replicated stream.
+
 The journal is the exchange's source of truth: every accepted command is committed here
 under its sequence number *before* the client hears "accepted"; everything downstream
 (the matcher's book, the versions in the DHT, every client's replica) is derived from it
@@ -46,13 +49,17 @@ there, and a read raises `exchange.protocol.ReplayError` for one that is not a c
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from exchange.protocol import Entry, entry_from_row, entry_to_row
+from exchange.runtime import one_writer
+from exchange.sequencer._backend import DuplicateEntry, JournalConflict
 from orderbook_core import DEFAULT_SPEC, MarketSpec
 
 __all__ = ["Journal", "JournalConflict"]
@@ -81,10 +88,6 @@ CREATE TABLE IF NOT EXISTS client_keys (
 """
 
 
-class JournalConflict(Exception):
-    """An append does not continue the journal's sequence (a second writer on the file)."""
-
-
 def _columns(entry: Entry) -> tuple[int, int, str, str, str, int, str]:
     seq, ts, text = entry_to_row(entry)
     command = entry.wire
@@ -102,9 +105,13 @@ class Journal:
     Use as a context manager, or call `close()`.
     """
 
+    max_append = sys.maxsize
+    """One transaction takes any number of entries."""
+
     def __init__(self, path: str | Path, spec: MarketSpec = DEFAULT_SPEC) -> None:
         self.path = Path(path)
         self.spec = spec
+        self.location = str(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False:
@@ -133,6 +140,14 @@ class Journal:
     def __enter__(self) -> Self:
         return self
 
+    def writing(self) -> AbstractContextManager[object]:
+        """The file's writer lock (`exchange.runtime.one_writer`), for a worker's life.
+
+        Raises:
+            DatabaseInUse: another worker holds it.
+        """
+        return one_writer(self.path)
+
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -155,8 +170,8 @@ class Journal:
         Raises:
             JournalConflict: the entries do not continue the sequence on the file (another
                 handle or process appended); nothing was stored.
-            sqlite3.IntegrityError: an entry repeats a deduplicated key, or a binding a
-                bound clientId; nothing stored.
+            DuplicateEntry: (a `sqlite3.IntegrityError`) an entry repeats a deduplicated
+                key, or a binding a bound clientId; nothing stored.
             sqlite3.Error: the database failed; nothing was stored.
         """
         if not entries:
@@ -187,6 +202,10 @@ class Journal:
                     [(by_seq[s].command.client_id, key, s) for s, key in (bindings or {}).items()],
                 )
                 db.execute("COMMIT")
+            except sqlite3.IntegrityError as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise DuplicateEntry(str(exc)) from exc
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")

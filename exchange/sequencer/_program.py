@@ -7,20 +7,39 @@ import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 
-from exchange.protocol import SUBMIT_ORDER
-from exchange.runtime import DEFAULT_GRAPE, Runner, WorkerProgram, run_worker_program
-from exchange.sequencer._journal import Journal
-from exchange.sequencer._worker import SubmitWorker
+from exchange.protocol import SUBMIT_ORDER, ArgumentError, StorageUnavailable
+from exchange.runtime import (
+    DEFAULT_GRAPE,
+    EXIT_FAILED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    Runner,
+    WorkerProgram,
+    run_worker_program,
+)
+from exchange.sequencer._backend import JournalConflict
+from exchange.sequencer._open import open_journal
+from exchange.sequencer._worker import SteppedDown, SubmitWorker
 from transports import Transport
 
 __all__ = ["DEFAULT_JOURNAL", "main"]
 
 DEFAULT_JOURNAL = "data/submit_journal.db"
-"""Where the sequencer keeps its journal unless `--db` says otherwise."""
+"""Where the sequencer keeps its journal unless `--journal` (or `--db`) says otherwise."""
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--journal",
+        metavar="sqlite:PATH|nats://HOST:PORT[,nats://...]",
+        help="where the journal is: a SQLite file (default: sqlite:<--db>), or the market's "
+        "stream on NATS JetStream servers (needs the jetstream extra)",
+    )
 
 
 def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], Runner]:
-    journal = stack.enter_context(Journal(args.db))
+    journal = open_journal(args.journal or f"sqlite:{args.db}")
+    stack.callback(journal.close)
     return lambda transport: (
         SubmitWorker(
             transport, journal, port=args.port, metrics=args.metrics, signing_key=args.key
@@ -40,6 +59,13 @@ _PROGRAM = WorkerProgram(
     port_help="port to serve on (default: a free one)",
     build=_build,
     key_name="sequencer",
+    add_arguments=_add_arguments,
+    stops=(
+        (StorageUnavailable, EXIT_UNREACHABLE),  # NATS unreachable at start
+        (ArgumentError, EXIT_USAGE),
+        (SteppedDown, EXIT_FAILED),
+        (JournalConflict, EXIT_FAILED),
+    ),
 )
 
 

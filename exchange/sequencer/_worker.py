@@ -2,8 +2,9 @@
 
 It serves ``submit_order``. Each payload is validated once, by the core's wire
 validator, numbered with the next gap-free sequence number, timestamped (an
-`exchange.protocol.Entry` from then on) and committed to the `Journal` (SQLite,
-fsynced) *before* the reply ``{"seq": N, "orderId": "..."}`` goes out. A bad
+`exchange.protocol.Entry` from then on) and committed to its journal (a
+`JournalBackend`: the SQLite `Journal`, fsynced, or a JetStream stream, stored on a
+majority of its servers) *before* the reply ``{"seq": N, "orderId": "..."}`` goes out. A bad
 payload gets ``ERR_VALIDATION: <field>: <rule>`` and stores nothing; a repeated
 ``(clientId, orderId)`` gets the first reply back and queues nothing.
 
@@ -28,7 +29,9 @@ fsync), then wakes each submit whose entry it stored: every reply still goes out
 its own commit. If a commit fails, nothing of it is stored, so the entries queued after
 it (numbered beyond it) are failed too and numbering restarts at the journal's head:
 no gap is ever written. The failed submits get ``ERR_UNAVAILABLE`` and their clients
-retry with the same orderId.
+retry with the same orderId. A commit that finds the journal moved on without it
+(`JournalConflict`: another sequencer appended) ends the worker: it steps down, says so
+in its log, and never writes again (`SteppedDown`).
 
 Dedupe: a payload with a client order id is looked up among the queued entries, then
 in the journal. Journal lookups are batched too: one task looks up every key asked for
@@ -66,6 +69,7 @@ from anyio.abc import TaskStatus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.protocol import (
+    ERR_UNAVAILABLE,
     ERR_VALIDATION,
     MAX_BATCH,
     ORDERBOOK_HEAD,
@@ -79,6 +83,7 @@ from exchange.protocol import (
     ProcessBatch,
     ProcessReply,
     Refused,
+    StorageUnavailable,
     SubmitReply,
     expected_seq,
     new_entry,
@@ -87,8 +92,8 @@ from exchange.protocol import (
     sign_object,
     verify_order,
 )
-from exchange.runtime import NO_METRICS, Metrics, Outage, crash_point, observe_refusals, one_writer
-from exchange.sequencer._journal import Journal
+from exchange.runtime import NO_METRICS, Metrics, Outage, crash_point, observe_refusals
+from exchange.sequencer._backend import JournalBackend, JournalConflict
 from orderbook_core import (
     DEFAULT_SPEC,
     Command,
@@ -99,7 +104,7 @@ from orderbook_core import (
 )
 from transports import JSON, RemoteError, Transport, TransportError
 
-__all__ = ["SubmitWorker"]
+__all__ = ["SteppedDown", "SubmitWorker"]
 
 _log = logging.getLogger("exchange.sequencer")
 
@@ -120,6 +125,10 @@ in the validator's order; such an order is then refused (ERR_AUTH), never journa
 
 DedupeKey = tuple[str, str, str]
 """(clientId, op, orderId) of a command that may not be journaled twice."""
+
+
+class SteppedDown(Exception):
+    """The worker stopped writing: its journal was appended to by another writer."""
 
 
 @dataclass(eq=False)
@@ -172,7 +181,7 @@ class SubmitWorker:
     def __init__(
         self,
         transport: Transport,
-        journal: Journal,
+        journal: JournalBackend,
         spec: MarketSpec = DEFAULT_SPEC,
         *,
         port: int = 0,
@@ -225,22 +234,26 @@ class SubmitWorker:
         """Serve ``submit_order``, commit and forward, until cancelled.
 
         Calls ``task_status.started(port)`` once ``submit_order`` is announced. The
-        journal is locked for as long as this runs (`exchange.runtime.one_writer`): one writer.
+        journal's writer lock, if it has one (SQLite's file), is held for as long as this
+        runs; a JetStream journal's server fences writers itself.
 
         Raises:
             DatabaseInUse: another worker holds the journal.
+            SteppedDown: another writer appended to the journal; this one stopped.
             transports.TransportError: cannot serve (listen or announce).
         """
         submit = observe_refusals(SUBMIT_ORDER, self.submit, self.metrics)
         handlers = {SUBMIT_ORDER: service_handler(SUBMIT_ORDER, submit, logger=_log)}
-        with one_writer(self.journal.path):
+        with self.journal.writing():
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._commit_loop)
                 tg.start_soon(self._lookup_loop)
                 serve = partial(self.transport.serve, handlers, port=self.port)
                 port: int = await tg.start(serve)
                 tg.start_soon(self.forward)
-                _log.info("submit_order: serving on port %d (journal %s)", port, self.journal.path)
+                _log.info(
+                    "submit_order: serving on port %d (journal %s)", port, self.journal.location
+                )
                 task_status.started(port)
 
     # ------------------------------------------------------------------ submit_order
@@ -256,7 +269,8 @@ class SubmitWorker:
                 clientId is bound to, or a new order without its orderId (ERR_AUTH).
             orderbook_core.ValidationError: the payload breaks a rule (nothing stored).
             Refused: ERR_VALIDATION for a new order's id in the reserved namespace.
-            sqlite3.Error, JournalConflict: the commit failed (nothing stored).
+            sqlite3.Error, StorageUnavailable, Refused: the commit failed (nothing stored;
+                ERR_UNAVAILABLE for a journal that could not store it).
         """
         payload, public_key = verify_order(payload)
         command = self._validate(payload)
@@ -364,7 +378,8 @@ class SubmitWorker:
                 await self._queue_changed.wait()
                 self._queue_changed = anyio.Event()
                 continue
-            batch, self._queue = self._queue, []
+            limit = self.journal.max_append
+            batch, self._queue = self._queue[:limit], self._queue[limit:]
             started = time.perf_counter()
             try:
                 await anyio.to_thread.run_sync(
@@ -376,12 +391,20 @@ class SubmitWorker:
                 self.metrics.commit_failed(len(batch))
                 # Nothing of `batch` is stored, so nothing numbered after it may be.
                 failed, self._queue = batch + self._queue, []
-                self._next_seq = batch[0].entry.seq
+                # The journal's head: batch[0] - 1, unless an earlier commit that was not
+                # confirmed turned out to be stored (then numbering goes on after it).
+                self._next_seq = self.journal.head() + 1
                 self._last_ts = self.journal.last_ts()
                 for queued in failed:  # their bindings were not stored either
                     if queued.binding is not None:
                         del self._client_keys[queued.entry.command.client_id]
                 _log.error("journal commit of seq %d.. failed: %s", batch[0].entry.seq, exc)
+                if isinstance(exc, JournalConflict):
+                    _log.error(
+                        "stepping down: another writer appended to %s", self.journal.location
+                    )
+                    self._settle(failed, Refused(ERR_UNAVAILABLE, "the sequencer stepped down"))
+                    raise SteppedDown(str(exc)) from exc
                 self._settle(failed, exc)
                 continue
             crash_point("after_journal_commit")  # test hook: durable, nobody told yet
@@ -399,6 +422,8 @@ class SubmitWorker:
                         command["orderId"],
                         command["op"],
                     )
+            if self._recent and self._recent[-1].seq + 1 != batch[0].entry.seq:
+                self._recent.clear()  # others were stored between: keep it consecutive
             self._recent.extend(queued.entry for queued in batch)
             self._settle(batch, None)
             self._appended.set()
@@ -422,24 +447,36 @@ class SubmitWorker:
         Runs until cancelled; never raises for a network failure or a refusal (it logs
         and retries the same run).
         """
-        acked = await anyio.to_thread.run_sync(self.journal.acked)
+        failures = 0
+        outage = Outage(_log, "forwarding to process_order")  # logs state changes only
+        while True:
+            try:
+                acked = await anyio.to_thread.run_sync(self.journal.acked)
+                break
+            except StorageUnavailable as exc:  # the journal's store is down: wait for it
+                outage.failed(f"reading the acked mark: {exc}")
+                failures = await self._sleep_backoff(failures)
         self.metrics.journal_head(self.journal.head(), acked)
         persisted = acked
         next_seq = acked + 1
-        failures = 0
-        outage = Outage(_log, "forwarding to process_order")  # logs state changes only
         ahead: list[Entry] = []
         while True:
             if not ahead or ahead[0].seq != next_seq or len(ahead) < self.batch_size:
                 appended = self._appended  # taken before reading: an append after it wakes us
                 limit = max(self.batch_size, _READ_AHEAD)
-                ahead = self._committed(next_seq, limit) or await anyio.to_thread.run_sync(
-                    self.journal.read, next_seq - 1, limit
-                )
-                if not ahead:
-                    if persisted < acked:
+                try:
+                    ahead = self._committed(next_seq, limit) or await anyio.to_thread.run_sync(
+                        self.journal.read, next_seq - 1, limit
+                    )
+                    if not ahead and persisted < acked:
                         await anyio.to_thread.run_sync(self.journal.mark_acked, acked)
                         persisted = acked
+                except StorageUnavailable as exc:
+                    outage.failed(f"reading the journal from seq {next_seq}: {exc}")
+                    failures = await self._sleep_backoff(failures)
+                    ahead = []
+                    continue
+                if not ahead:
                     with anyio.move_on_after(self.idle_check):
                         await appended.wait()
                         continue
@@ -483,8 +520,11 @@ class SubmitWorker:
             self.metrics.forwarded(acked)
             next_seq = batch.last + 1
             if acked - persisted >= _ACK_PERSIST_EVERY:
-                await anyio.to_thread.run_sync(self.journal.mark_acked, acked)
-                persisted = acked
+                try:
+                    await anyio.to_thread.run_sync(self.journal.mark_acked, acked)
+                    persisted = acked
+                except StorageUnavailable as exc:  # kept in memory; written when it works
+                    _log.warning("persisting the acked mark %d failed: %s", acked, exc)
 
     def _committed(self, seq: int, limit: int) -> list[Entry]:
         """Up to `limit` entries from `seq` on, as this worker committed them; [] when

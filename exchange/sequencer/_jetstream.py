@@ -1,0 +1,558 @@
+"""The journal on NATS JetStream: the `JournalBackend` replicated by the server's Raft.
+
+Imported only for ``--journal nats://...`` (it needs the ``jetstream`` extra, nats-py).
+
+Layout
+------
+One stream per market, ``DEX_<market>`` (file storage; 3 replicas when the server is in
+a cluster, 1 on a single dev server; deletes and purges denied, no limits), holding one
+message per command, so the stream's sequence *is* the exchange's ``seq``: gap-free,
+never reused. The message's body is the command's canonical wire JSON, its header
+``Dex-Ts`` the sequencer's timestamp, and ``Dex-Key`` the public key the command binds
+its clientId to, if it does. Its subject says whether it may repeat:
+``dex.<market>.k.<h>`` for a new order or a cancel, ``h`` a hash of ``(clientId, op,
+orderId)``, published with ``Nats-Expected-Last-Subject-Sequence: 0`` (refused if the
+key is stored already, however long ago); ``dex.<market>.m`` for a modify (never
+deduplicated). `find` is the first message on a key's subject: one lookup, no index to
+keep in step with the stream. Beside the stream, a KV bucket ``DEX_<market>`` holds the
+acked mark (``acked``) and the client keys (``key.<hash of clientId>``).
+
+Writing
+-------
+One `append` is one atomic batch (all stored, or none; up to 1,000 messages): plain
+publishes carrying ``Nats-Batch-Id`` and ``Nats-Batch-Sequence``, the first also
+``Nats-Expected-Last-Sequence: <head>``, the last ``Nats-Batch-Commit: 1`` as a request
+whose reply is the ack. The expected last sequence is the fencing: when anybody else has
+appended, the server refuses the whole batch (``wrong last sequence``) and `append`
+raises `JournalConflict`: the single writer is enforced by the server, never by a local
+lock. A clientId's key is bound before its command is published, with a KV *create*
+(compare-and-set on "absent"): of two writers racing to bind one clientId, exactly one
+wins, and a command is never stored without its key bound (a key may be bound whose
+command then failed to store; its client's retry, same key, binds it again harmlessly).
+
+An append the server did not confirm (timeout, no quorum, connection lost) raises
+`exchange.protocol.StorageUnavailable`. It may still have been stored; the next append
+first looks: if the stream holds exactly that batch, this handle's head moves past it and
+the append raises `StorageUnavailable` again (its numbers are stale: the caller renumbers
+from `head()`); if it holds anything else, `JournalConflict`.
+
+Threads
+-------
+The methods are blocking and thread-safe, like SQLite's: the nats-py client lives on an
+event loop of its own, on a thread of its own, and each call waits for its coroutine
+there; appends are serialized by a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
+from nats.js.kv import KeyValue
+
+from exchange.protocol import Entry, StorageUnavailable, entry_from_row, entry_to_row
+from exchange.sequencer._backend import DuplicateEntry, JournalConflict
+from orderbook_core import DEFAULT_SPEC, MarketSpec
+
+__all__ = ["MAX_BATCH_MESSAGES", "JetStreamJournal", "stream_name"]
+
+_log = logging.getLogger("exchange.sequencer.jetstream")
+
+_T = TypeVar("_T")
+
+MAX_BATCH_MESSAGES = 1000
+"""The most messages one atomic batch may hold (the server's limit)."""
+
+_PAGE = 500
+"""Entries fetched per page by `JetStreamJournal.entries`."""
+
+_ERR_WRONG_LAST_SEQUENCE = 10071
+_ERR_WRONG_LAST_SUBJECT_SEQUENCE = 10164
+_ERR_STREAM_NOT_FOUND = 10059
+
+
+def stream_name(market: str) -> str:
+    """The stream (and KV bucket) of `market`: ``DEX_`` and the market's name, with every
+    character a stream name may not hold replaced by ``_``."""
+    return "DEX_" + re.sub(r"[^A-Za-z0-9_-]", "_", market)
+
+
+def _hash(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
+
+
+class JetStreamJournal:
+    """A durable, gap-free FIFO queue of accepted commands on a JetStream stream.
+
+    Args:
+        servers: the NATS URLs (``nats://host:port``), any of the cluster's.
+        spec: the market: names the stream and validates the commands read back.
+        replicas: the stream's replicas when it is created (default: 3 when the server
+            is in a cluster, else 1).
+        timeout: seconds to wait for any one answer of the server.
+
+    Raises:
+        StorageUnavailable: no server answered, or JetStream is not enabled.
+    """
+
+    max_append = MAX_BATCH_MESSAGES
+
+    def __init__(
+        self,
+        servers: Sequence[str],
+        spec: MarketSpec = DEFAULT_SPEC,
+        *,
+        replicas: int | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        if not servers:
+            raise ValueError("no NATS server given")
+        self.servers = list(servers)
+        self.spec = spec
+        self.stream = stream_name(spec.market)
+        self.location = f"{','.join(self.servers)} stream {self.stream}"
+        self.timeout = timeout
+        self._token = re.sub(r"[^A-Za-z0-9_-]", "_", spec.market)
+        self._replicas = replicas
+        self._head = 0
+        self._last_ts = 0
+        self._suspect: list[Entry] | None = None  # an append not confirmed, maybe stored
+        self._write_lock = threading.Lock()
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"nats-{self.stream}", daemon=True
+        )
+        self._thread.start()
+        self._nc: NATS | None = None
+        try:
+            self._call(self._open())
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run `coro` on the client's loop and wait for it (from any other thread)."""
+        if self._closed:
+            coro.close()
+            raise StorageUnavailable(f"{self.location}: the journal is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _open(self) -> None:
+        async def quiet(exc: Exception) -> None:
+            _log.debug("nats: %s", exc)
+
+        async def disconnected() -> None:
+            _log.warning("nats: disconnected from %s", ",".join(self.servers))
+
+        async def reconnected() -> None:
+            _log.info("nats: reconnected")
+
+        try:
+            # Reconnects forever once connected; the first connection waits `timeout`.
+            self._nc = await asyncio.wait_for(
+                nats.connect(
+                    self.servers,
+                    connect_timeout=min(2.0, self.timeout),
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25,
+                    error_cb=quiet,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                ),
+                self.timeout,
+            )
+        except Exception as exc:
+            raise StorageUnavailable(
+                f"cannot reach NATS at {','.join(self.servers)}: {_describe(exc)}"
+            ) from exc
+        self._js: JetStreamContext = self._nc.jetstream(timeout=self.timeout)
+        replicas = self._replicas or (3 if self._nc._server_info.get("cluster") else 1)
+        info = await self._api(f"STREAM.INFO.{self.stream}", None, missing_ok=True)
+        if info is None:
+            config = {
+                "name": self.stream,
+                "subjects": [f"dex.{self._token}.>"],
+                "storage": "file",
+                "num_replicas": replicas,
+                "retention": "limits",
+                "discard": "new",
+                "allow_atomic": True,
+                "deny_delete": True,
+                "deny_purge": True,
+                "allow_direct": False,
+                "description": f"the exchange's journal of market {self.spec.market}",
+            }
+            info = await self._api(f"STREAM.CREATE.{self.stream}", config)
+            _log.info("created stream %s (%d replicas)", self.stream, replicas)
+        assert info is not None
+        self._head = int(info["state"]["last_seq"])
+        if self._head:
+            self._last_ts = (await self._get(self._head)).ts
+        try:
+            try:
+                self._kv: KeyValue = await self._js.key_value(self.stream)
+            except BucketNotFoundError:
+                self._kv = await self._js.create_key_value(
+                    KeyValueConfig(
+                        bucket=self.stream, history=1, replicas=replicas, storage=StorageType.FILE
+                    )
+                )
+        except (NatsError, TimeoutError) as exc:
+            raise StorageUnavailable(f"{self.location}: KV bucket: {_describe(exc)}") from exc
+
+    async def _api(
+        self, what: str, config: dict[str, Any] | None, *, missing_ok: bool = False
+    ) -> dict[str, Any] | None:
+        """One JetStream API request; its reply, or None for a missing stream when
+        `missing_ok`. The API by subject, since the client's types may lack new fields."""
+        assert self._nc is not None
+        body = b"" if config is None else json.dumps(config).encode()
+        try:
+            reply = await self._nc.request(f"$JS.API.{what}", body, timeout=self.timeout)
+        except (TimeoutError, NatsError) as exc:
+            raise StorageUnavailable(f"{self.location}: {what}: {_describe(exc)}") from exc
+        answer: dict[str, Any] = json.loads(reply.data)
+        error = answer.get("error")
+        if error is not None:
+            if missing_ok and error.get("err_code") == _ERR_STREAM_NOT_FOUND:
+                return None
+            raise StorageUnavailable(f"{self.location}: {what}: {error.get('description')}")
+        return answer
+
+    def close(self) -> None:
+        """Close the connection and stop the client's thread. Idempotent."""
+        if self._closed:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(2 * self.timeout)
+        except Exception as exc:  # closing: nothing left to do about it
+            _log.debug("nats close: %s", exc)
+        self._closed = True
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(self.timeout)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    async def _shutdown(self) -> None:
+        """Close the client, then end whatever it left running on the loop."""
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                await asyncio.wait_for(self._nc.close(), self.timeout)
+            except Exception as exc:
+                _log.debug("nats close: %s", exc)
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def writing(self) -> AbstractContextManager[object]:
+        """Nothing to hold: the server fences writers (expected last sequence)."""
+        return nullcontext()
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, entries: Sequence[Entry], bindings: Mapping[int, str] | None = None) -> None:
+        """Store `entries` as one atomic batch; see `JournalBackend.append`."""
+        if not entries:
+            return
+        if len(entries) > MAX_BATCH_MESSAGES:
+            raise ValueError(f"{len(entries)} entries: one append takes {MAX_BATCH_MESSAGES}")
+        with self._write_lock:
+            self._call(self._append(list(entries), dict(bindings or {})))
+
+    async def _append(self, entries: list[Entry], bindings: dict[int, str]) -> None:
+        if self._suspect is not None:
+            await self._resync()
+        expected, last_ts = self._head + 1, self._last_ts
+        for entry in entries:
+            if entry.seq != expected or entry.ts < last_ts:
+                raise JournalConflict(
+                    f"{self.location}: entry {entry.seq} (ts {entry.ts}) does not follow"
+                    f" seq {expected - 1} (ts {last_ts})"
+                )
+            expected, last_ts = entry.seq + 1, entry.ts
+        subjects = [self._subject(entry) for entry in entries]
+        keyed = [s for s in subjects if not s.endswith(".m")]
+        if len(set(keyed)) != len(keyed):
+            raise DuplicateEntry(f"{self.location}: a key repeats within the batch")
+        by_seq = {entry.seq: entry for entry in entries}
+        await asyncio.gather(
+            *(self._bind(by_seq[seq].command.client_id, key) for seq, key in bindings.items())
+        )
+        assert self._nc is not None
+        batch_id = uuid.uuid4().hex
+        last = len(entries)
+        try:
+            for i, (entry, subject) in enumerate(zip(entries, subjects, strict=True), 1):
+                _seq, ts, text = entry_to_row(entry)
+                headers = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(i)}
+                headers["Dex-Ts"] = str(ts)
+                if entry.seq in bindings:
+                    headers["Dex-Key"] = bindings[entry.seq]
+                if not subject.endswith(".m"):
+                    headers["Nats-Expected-Last-Subject-Sequence"] = "0"
+                if i == 1:
+                    headers["Nats-Expected-Last-Sequence"] = str(self._head)
+                if i < last:
+                    await self._nc.publish(subject, text.encode(), headers=headers)
+                    continue
+                headers["Nats-Batch-Commit"] = "1"
+                reply = await self._nc.request(
+                    subject, text.encode(), headers=headers, timeout=self.timeout
+                )
+        except (TimeoutError, NatsError) as exc:
+            self._suspect = entries
+            raise StorageUnavailable(
+                f"{self.location}: append of seq {entries[0].seq}..{entries[-1].seq} not"
+                f" confirmed: {_describe(exc)}"
+            ) from exc
+        answer = json.loads(reply.data)
+        error = answer.get("error")
+        if error is not None:
+            code, text = error.get("err_code"), error.get("description")
+            if code == _ERR_WRONG_LAST_SEQUENCE:
+                # The same code for the stream's last sequence and a subject's: look.
+                info = await self._api(f"STREAM.INFO.{self.stream}", None)
+                assert info is not None
+                stored = int(info["state"]["last_seq"])
+                if stored != self._head:
+                    raise JournalConflict(
+                        f"{self.location}: the stream is at seq {stored}, not {self._head}:"
+                        " another writer appended"
+                    )
+                raise DuplicateEntry(f"{self.location}: a deduplicated key is stored already")
+            if code == _ERR_WRONG_LAST_SUBJECT_SEQUENCE:
+                raise DuplicateEntry(f"{self.location}: a deduplicated key is stored already")
+            raise StorageUnavailable(f"{self.location}: append refused: {text}")
+        if int(answer.get("seq", 0)) != entries[-1].seq:
+            raise JournalConflict(
+                f"{self.location}: the stream stored seq {answer.get('seq')}, not {entries[-1].seq}"
+            )
+        self._head, self._last_ts = entries[-1].seq, entries[-1].ts
+
+    async def _resync(self) -> None:
+        """Find out whether the last unconfirmed append was stored after all."""
+        suspect = self._suspect
+        assert suspect is not None
+        info = await self._api(f"STREAM.INFO.{self.stream}", None)
+        assert info is not None
+        stored = int(info["state"]["last_seq"])
+        if stored == self._head:
+            self._suspect = None
+            return
+        found = [await self._get(seq) for seq in range(self._head + 1, stored + 1)]
+        if found != suspect:
+            raise JournalConflict(
+                f"{self.location}: the stream is at seq {stored}, not {self._head}:"
+                " another writer appended"
+            )
+        self._suspect = None
+        self._head, self._last_ts = stored, found[-1].ts
+        raise StorageUnavailable(
+            f"{self.location}: seq {suspect[0].seq}..{stored} were stored after all;"
+            f" the journal is at seq {stored}"
+        )
+
+    async def _bind(self, client_id: str, public_key: str) -> None:
+        """Bind `client_id` to `public_key` unless it is bound already (to it)."""
+        key = f"key.{_hash(client_id)}"
+        value = json.dumps({"clientId": client_id, "key": public_key}).encode()
+        try:
+            await self._kv.create(key, value)
+            return
+        except KeyWrongLastSequenceError:
+            pass
+        except (TimeoutError, NatsError) as exc:
+            raise StorageUnavailable(f"{self.location}: binding: {_describe(exc)}") from exc
+        bound = await self._kv_get(key)
+        if bound is None or json.loads(bound)["key"] != public_key:
+            raise DuplicateEntry(f"{self.location}: clientId {client_id!r} is bound already")
+
+    def mark_acked(self, seq: int) -> None:
+        """Record the acked mark; it only moves forward (compare-and-set)."""
+        self._call(self._mark_acked(seq))
+
+    async def _mark_acked(self, seq: int) -> None:
+        try:
+            while True:
+                try:
+                    current = await self._kv.get("acked")
+                except KeyNotFoundError:
+                    try:
+                        await self._kv.create("acked", str(seq).encode())
+                        return
+                    except KeyWrongLastSequenceError:
+                        continue
+                if current.value is not None and int(current.value) >= seq:
+                    return
+                try:
+                    await self._kv.update("acked", str(seq).encode(), last=current.revision)
+                    return
+                except KeyWrongLastSequenceError:
+                    continue
+        except (TimeoutError, NatsError) as exc:
+            raise StorageUnavailable(f"{self.location}: acked: {_describe(exc)}") from exc
+
+    # ------------------------------------------------------------------ reading
+
+    def head(self) -> int:
+        """The last sequence number stored, as of this handle's last append or opening."""
+        return self._head
+
+    def last_ts(self) -> int:
+        """The timestamp of the entry at `head()` (0 when empty)."""
+        return self._last_ts
+
+    def acked(self) -> int:
+        """The highest sequence number marked acknowledged (0 when none)."""
+        value = self._call(self._kv_get("acked"))
+        return 0 if value is None else int(value)
+
+    async def _kv_get(self, key: str) -> bytes | None:
+        try:
+            return (await self._kv.get(key)).value
+        except KeyNotFoundError:
+            return None
+        except (TimeoutError, NatsError) as exc:
+            raise StorageUnavailable(f"{self.location}: {key}: {_describe(exc)}") from exc
+
+    def client_keys(self) -> dict[str, str]:
+        """Every bound clientId and its public key. O(clients)."""
+        return self._call(self._client_keys())
+
+    async def _client_keys(self) -> dict[str, str]:
+        keys: dict[str, str] = {}
+        try:
+            watcher = await self._kv.watch("key.>", ignore_deletes=True)
+            try:
+                async for update in watcher:
+                    if update is None:  # every current value has been delivered
+                        break
+                    if update.value:
+                        bound = json.loads(update.value)
+                        keys[bound["clientId"]] = bound["key"]
+            finally:
+                await watcher.stop()  # type: ignore[no-untyped-call]
+        except (TimeoutError, NatsError) as exc:
+            raise StorageUnavailable(f"{self.location}: client keys: {_describe(exc)}") from exc
+        return keys
+
+    def find(self, client_id: str, op: str, order_id: str) -> Entry | None:
+        """The entry of a deduplicated `(client_id, op, order_id)`, if any: the first
+        message on its subject."""
+        return self.find_many([(client_id, op, order_id)])[0]
+
+    def find_many(self, keys: Sequence[tuple[str, str, str]]) -> list[Entry | None]:
+        """`find` for each key; the lookups go out together."""
+        return self._call(self._find_many(list(keys)))
+
+    async def _find_many(self, keys: list[tuple[str, str, str]]) -> list[Entry | None]:
+        return list(await asyncio.gather(*(self._find(*key) for key in keys)))
+
+    async def _find(self, client_id: str, op: str, order_id: str) -> Entry | None:
+        subject = f"dex.{self._token}.k.{_hash(client_id, op, order_id)}"
+        try:
+            msg = await self._js.get_msg(self.stream, seq=1, subject=subject, next=True)
+        except NotFoundError:
+            return None
+        except (TimeoutError, NatsError) as exc:
+            raise StorageUnavailable(f"{self.location}: find: {_describe(exc)}") from exc
+        return self._decode(msg.seq or 0, msg.headers, msg.data)
+
+    def get(self, seq: int) -> Entry | None:
+        """The entry with sequence number `seq`, or None."""
+        if seq < 1:
+            return None
+        return self._call(self._get_or_none(seq))
+
+    async def _get_or_none(self, seq: int) -> Entry | None:
+        try:
+            return await self._get(seq)
+        except NotFoundError:
+            return None
+
+    async def _get(self, seq: int) -> Entry:
+        try:
+            msg = await self._js.get_msg(self.stream, seq=seq)
+        except NotFoundError:
+            raise
+        except (TimeoutError, NatsError) as exc:
+            raise StorageUnavailable(f"{self.location}: seq {seq}: {_describe(exc)}") from exc
+        return self._decode(seq, msg.headers, msg.data)
+
+    def read(self, after_seq: int, limit: int) -> list[Entry]:
+        """Up to `limit` entries with `seq > after_seq` and not beyond `head()`, in order;
+        fetched together."""
+        last = min(self._head, after_seq + limit)
+        if last <= after_seq:
+            return []
+        return self._call(self._read(range(after_seq + 1, last + 1)))
+
+    async def _read(self, seqs: range) -> list[Entry]:
+        return list(await asyncio.gather(*(self._get(seq) for seq in seqs)))
+
+    def entries(self, after_seq: int = 0) -> Iterator[Entry]:
+        """Yield the entries with `seq > after_seq` up to `head()`, page by page."""
+        while True:
+            page = self.read(after_seq, _PAGE)
+            yield from page
+            if not page:
+                return
+            after_seq = page[-1].seq
+
+    def _subject(self, entry: Entry) -> str:
+        command = entry.wire
+        op = command["op"]
+        if op == "modify":
+            return f"dex.{self._token}.m"
+        return f"dex.{self._token}.k.{_hash(command['clientId'], op, command['orderId'])}"
+
+    def _decode(self, seq: int, headers: dict[str, str] | None, data: bytes | None) -> Entry:
+        """Raises: ReplayError: the stored command is not one."""
+        ts = int((headers or {}).get("Dex-Ts", "0"))
+        return entry_from_row(seq, ts, (data or b"").decode(), self.spec, source="journal")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, (NatsTimeout, asyncio.TimeoutError)):
+        return "no answer in time (no quorum, or the server is unreachable)"
+    if isinstance(exc, NoRespondersError):
+        return "no responders (JetStream unavailable)"
+    return str(exc) or type(exc).__name__
