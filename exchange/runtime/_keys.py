@@ -109,7 +109,7 @@ def load_or_create_key(path: str | Path) -> Ed25519PrivateKey:
                 return load_or_create_key(path)
         finally:
             tmp.unlink(missing_ok=True)
-        public_key_path(path).write_text(public_key_hex(key) + "\n")
+        _write_public(path, key)
         return key
     if path.stat().st_mode & 0o077:
         raise KeyFileError(f"{path}: readable by others; chmod 600 it (or remove it)")
@@ -120,10 +120,27 @@ def load_or_create_key(path: str | Path) -> Ed25519PrivateKey:
     if not isinstance(loaded, Ed25519PrivateKey):
         raise KeyFileError(f"{path}: not an Ed25519 key")
     key = loaded
-    pub = public_key_path(path)
-    if not pub.exists():
-        pub.write_text(public_key_hex(key) + "\n")
+    _write_public(path, key)
     return key
+
+
+def _write_public(key_path: Path, key: Ed25519PrivateKey) -> None:
+    """Write `key`'s ``.pub`` beside `key_path` unless it already holds it: atomically
+    (a temporary file renamed over it), so a reader never sees half of it, and a file
+    torn by a crash is mended at the next start."""
+    pub = public_key_path(key_path)
+    text = public_key_hex(key) + "\n"
+    try:
+        if pub.read_text() == text:
+            return
+    except FileNotFoundError:
+        pass
+    tmp = pub.with_name(f".{pub.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, pub)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_public_key(path: str | Path) -> Ed25519PublicKey | None:

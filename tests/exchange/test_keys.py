@@ -33,6 +33,21 @@ def test_a_key_is_made_on_first_use_owner_only_and_read_back(tmp_path: Path) -> 
     assert {p.name for p in path.parent.iterdir()} == {"alice.key", "alice.pub"}  # no tmp left
 
 
+@pytest.mark.parametrize("torn", ["", "3f2a", "not hex at all\n"])
+def test_a_public_key_file_torn_by_a_crash_is_mended_at_the_next_start(
+    torn: str, tmp_path: Path
+) -> None:
+    """A worker killed while writing its ``.pub`` left half a file, which every client
+    given ``--matcher-key=<it>`` refused; the next start writes it whole again."""
+    path = tmp_path / "matcher.key"
+    key = load_or_create_key(path)
+    public_key_path(path).write_text(torn)
+    assert public_key_hex(load_or_create_key(path)) == public_key_hex(key)
+    assert read_public_key(public_key_path(path)) is not None
+    assert public_key_path(path).read_text() == public_key_hex(key) + "\n"
+    assert {p.name for p in tmp_path.iterdir()} == {"matcher.key", "matcher.pub"}
+
+
 def test_a_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "k.key"
     load_or_create_key(path)
