@@ -6,7 +6,7 @@ to versions it verified, fed by ``orderbook_updated`` and the matcher's
 """
 
 from exchange.client._args import ClientArgs, parse_client_args
-from exchange.client._node import ClientNode, NotAcknowledged, new_order_id
+from exchange.client._node import ClientNode, NotAcknowledged, new_order_id, new_request_id
 from exchange.client._output import Emit, Record, TextOrJsonWriter
 from exchange.client._program import main, run_client
 from exchange.client._replica import Replica, ReplicaUpdate, VersionSource
@@ -25,6 +25,7 @@ __all__ = [
     "VersionSource",
     "main",
     "new_order_id",
+    "new_request_id",
     "parse_client_args",
     "run_client",
 ]

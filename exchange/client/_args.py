@@ -33,7 +33,8 @@ DEFAULT_TIMEOUT = 30.0
 USAGE = """\
 usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [price=P]
                  [ordType=limit|market] [tif=GTC|IOC|FOK] [postOnly=true]
-                 [orderId=ID] [op=new|cancel|modify|cancelAll] [grape=URL]
+                 [orderId=ID] [op=new|cancel|modify|cancelAll] [requestId=ID]
+                 [grape=URL]
                  [--once] [--json | --plain] [--timeout=SECONDS] [--metrics-port=N]
                  [--key-file=PATH] [--matcher-key=HEX|PATH]
 
@@ -49,6 +50,9 @@ usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [pric
   op=cancel        cancel your order orderId=ID
   op=modify        change your resting order orderId=ID: price=P and/or amount=A (the
                    new remaining amount)
+  requestId=ID     with op=modify: this modify's own id, 1-64 of [A-Za-z0-9_.-]
+                   (generated when absent; give the same one only to retry the same
+                   modify: a repeat is answered, never applied twice)
   op=cancelAll     cancel every order of yours resting in the book (one signed cancel
                    each, as your verified replica lists them)
   grape=URL        the grape to use (default http://127.0.0.1:30001)
@@ -78,7 +82,8 @@ Exit status:
        order that would cross, an unfillable FOK)
   5    not confirmed in time: the order may have been taken and may still execute;
        check it with `dex order <clientId> <orderId>`; resending the same command with
-       the same orderId is safe (a repeat is answered, never queued twice)
+       the same orderId (a modify: with the same requestId) is safe (a repeat is
+       answered, never queued twice)
   6    the matcher is not trusted (another key is pinned for its exchange instance, or
        a bad signature): nothing was submitted
   130  interrupted; 141 output pipe closed"""
@@ -95,6 +100,7 @@ _KEYS = (
     "grape",
     "op",
     "postOnly",
+    "requestId",
 )
 _BY_LOWER = {key.lower(): key for key in _KEYS}
 
@@ -231,10 +237,10 @@ def _build_order(values: dict[str, str], client_id: str | None) -> dict[str, Any
         order.update(op=CANCEL_ALL)
         return order
     if op == "modify":
-        extra = sorted(set(values) - {"orderId", "price", "amount"})
+        extra = sorted(set(values) - {"orderId", "price", "amount", "requestId"})
         if extra:
             raise ArgumentError(
-                f"op=modify takes orderId, price and amount only, not {', '.join(extra)}"
+                f"op=modify takes orderId, price, amount and requestId only, not {', '.join(extra)}"
             )
         if "orderId" not in values:
             raise ArgumentError("orderId: required with op=modify")
@@ -242,6 +248,8 @@ def _build_order(values: dict[str, str], client_id: str | None) -> dict[str, Any
             raise ArgumentError("op=modify: give a new price=, amount= (remaining), or both")
         order.update(op="modify", **values)
         return order
+    if "requestId" in values:
+        raise ArgumentError("requestId: only op=modify takes one (an order's id is its orderId)")
     if op == "cancel":
         extra = sorted(set(values) - {"orderId"})
         if extra:

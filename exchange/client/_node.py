@@ -32,6 +32,7 @@ from exchange.protocol import (
     MAX_WAIT_MS,
     ORDERBOOK_HEAD,
     ORDERBOOK_UPDATED,
+    REQUEST_ID_FIELD,
     RETRYABLE_CODES,
     SUBMIT_ORDER,
     AuthFailed,
@@ -64,7 +65,7 @@ from transports import (
     TransportError,
 )
 
-__all__ = ["ClientNode", "NotAcknowledged", "new_order_id"]
+__all__ = ["ClientNode", "NotAcknowledged", "new_order_id", "new_request_id"]
 
 _OTHER_SIDE = {Side.BUY: Side.SELL, Side.SELL: Side.BUY}
 
@@ -99,6 +100,17 @@ def new_order_id(client_id: str) -> str:
     """
     stem = client_id.lstrip("_.-")[:48] or "o"
     return f"{stem}-{secrets.token_hex(6)}"
+
+
+def new_request_id(client_id: str) -> str:
+    """Return a fresh ``requestId`` for one modify of `client_id`.
+
+    Each modify names itself, as a new order does by its orderId: the sequencer answers
+    a repeat of a requestId with the first reply and applies nothing, so a retry is safe
+    and a captured modify cannot be re-sent later. At most 64 of [A-Za-z0-9_.-].
+    """
+    stem = client_id.lstrip("_.-")[:40] or "m"
+    return f"{stem}-m-{secrets.token_hex(8)}"
 
 
 class ClientNode:
@@ -311,7 +323,8 @@ class ClientNode:
     async def submit(self, order: Mapping[str, JSON], *, timeout: float = 30.0) -> SubmitReply:
         """Submit `order` (a `submit_order` payload) and return the sequencer's reply.
 
-        The payload gets an `orderId` if it has none, so that retries are idempotent,
+        The payload gets an `orderId` if it has none (a modify its `requestId`), so that
+        retries are idempotent,
         and is signed with the node's key (`exchange.protocol.sign_order`). Retries on
         transport failures, ``ERR_UNAVAILABLE`` and ``ERR_TIMEOUT`` (the server's
         handler bound) until `timeout`.
@@ -326,6 +339,8 @@ class ClientNode:
         payload.setdefault("clientId", self.client_id)
         if payload.get("op", "new") == "new":
             payload.setdefault("orderId", new_order_id(str(payload["clientId"])))
+        if payload.get("op") == "modify":
+            payload.setdefault(REQUEST_ID_FIELD, new_request_id(str(payload["clientId"])))
         payload = sign_order(payload, self.signing_key)
         delay = 0.05
         last_error = "no attempt"

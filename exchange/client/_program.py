@@ -26,16 +26,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.client._args import CANCEL_ALL, ClientArgs, parse_client_args
 from exchange.client._args import USAGE as USAGE
-from exchange.client._node import ClientNode, NotAcknowledged, new_order_id
+from exchange.client._node import ClientNode, NotAcknowledged, new_order_id, new_request_id
 from exchange.client._output import REJECT_TEXT, Emit, Record, TextOrJsonWriter
 from exchange.client._preflight import grape_refuses, matcher_trust, seconds, trusted_head
 from exchange.client._replica import ReplicaUpdate
 from exchange.client.view import LiveMarket, MarketState, rich_available
 from exchange.protocol import (
+    REQUEST_ID_FIELD,
     ArgumentError,
     Head,
     OrderRefused,
+    request_id_problem,
     reserved_order_id,
+    take_request_id,
 )
 from exchange.runtime import (
     EXIT_BROKEN_PIPE,
@@ -131,10 +134,11 @@ def _check_order(order: dict[str, Any], spec: MarketSpec) -> str | None:
     if order.get("op") == CANCEL_ALL:
         return None  # the client's own: cancels, each checked when made
     try:
-        command = parse_command(order, spec, seq=1, ts=0)
+        payload, request_id = take_request_id(order)
+        command = parse_command(payload, spec, seq=1, ts=0)
     except ValidationError as exc:
         return str(exc)
-    return reserved_order_id(command)
+    return reserved_order_id(command) or request_id_problem(command, request_id)
 
 
 async def run_client(
@@ -186,6 +190,8 @@ async def _run(
     if order is not None:
         if order.get("op", "new") == "new":
             order.setdefault("orderId", new_order_id(args.client_id))
+        if order.get("op") == "modify":  # fresh per run; given only to retry that modify
+            order.setdefault(REQUEST_ID_FIELD, new_request_id(args.client_id))
         problem = _check_order(order, spec)
         if problem is not None:
             print(f"client: bad order: {problem}", file=sys.stderr)
@@ -332,7 +338,8 @@ def _not_confirmed(args: ClientArgs, order: dict[str, Any], why: str) -> int:
     """Say that `order` may still execute, how to check, and that a resend is safe."""
     order_id = order.get("orderId", "?")
     resend = (
-        "resending the same modify sets the same values again"
+        f"resending the same modify with {REQUEST_ID_FIELD}={order.get(REQUEST_ID_FIELD, '?')}"
+        " is safe (a repeat is answered, never applied twice)"
         if order.get("op") == "modify"
         else f"resending the same command with orderId={order_id} is safe (a repeat is"
         " answered, never queued twice)"

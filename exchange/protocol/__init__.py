@@ -46,6 +46,7 @@ from exchange.protocol._fields import MAX_SEQ
 from exchange.protocol._messages import (
     MAX_BATCH,
     MAX_WAIT_MS,
+    REQUEST_ID_FIELD,
     RESERVED_ORDER_ID_PREFIX,
     Head,
     HeadRequest,
@@ -53,9 +54,11 @@ from exchange.protocol._messages import (
     ProcessReply,
     SubmitReply,
     expected_seq,
+    request_id_problem,
     reserved_order_id,
     root_hash_from_wire,
     seq_gap,
+    take_request_id,
 )
 from exchange.protocol._names import (
     ORDERBOOK_HEAD,
@@ -99,6 +102,7 @@ __all__ = [
     "PROCESS_DOMAIN",
     "PROCESS_ORDER",
     "PUBLIC_KEY_FIELD",
+    "REQUEST_ID_FIELD",
     "RESERVED_ORDER_ID_PREFIX",
     "RETRYABLE_CODES",
     "ROOT_DOMAIN",
@@ -134,6 +138,7 @@ __all__ = [
     "parse_entry",
     "public_key_from_hex",
     "public_key_hex",
+    "request_id_problem",
     "reserved_order_id",
     "root_hash_from_wire",
     "seq_gap",
@@ -142,6 +147,7 @@ __all__ = [
     "sign_object",
     "sign_order",
     "signed_message",
+    "take_request_id",
     "verify_head",
     "verify_object",
     "verify_order",

@@ -23,12 +23,21 @@ from exchange.protocol._errors import (
     Refused,
 )
 from exchange.protocol._fields import wire_count, wire_object
-from orderbook_core import Command, MarketSpec, NewOrder
+from orderbook_core import (
+    ID_RULE,
+    Command,
+    MarketSpec,
+    ModifyOrder,
+    NewOrder,
+    ValidationError,
+    is_identifier,
+)
 from transports import JSON, is_dht_key
 
 __all__ = [
     "MAX_BATCH",
     "MAX_WAIT_MS",
+    "REQUEST_ID_FIELD",
     "RESERVED_ORDER_ID_PREFIX",
     "Head",
     "HeadRequest",
@@ -36,9 +45,11 @@ __all__ = [
     "ProcessReply",
     "SubmitReply",
     "expected_seq",
+    "request_id_problem",
     "reserved_order_id",
     "root_hash_from_wire",
     "seq_gap",
+    "take_request_id",
 ]
 
 MAX_BATCH: Final = 1000
@@ -51,6 +62,11 @@ MAX_WAIT_MS: Final = 20_000
 RESERVED_ORDER_ID_PREFIX: Final = "_"
 """A new order's id may not start with this: the sequencer once generated ``_<seq>``
 for orders sent without an id, and journals still hold such orders."""
+
+REQUEST_ID_FIELD: Final = "requestId"
+"""The field of a signed ``modify`` that names this very request, unique per client:
+the sequencer answers a repeat of it with the first reply and stores nothing, so a
+captured modify cannot be re-sent later (docs/protocol.md "Replays")."""
 
 _GAP_RE: Final = re.compile(rf"^{ERR_SEQ_GAP}: expected ([0-9]{{1,16}})")
 
@@ -73,6 +89,31 @@ def reserved_order_id(command: Command) -> str | None:
             f"orderId: must not start with {RESERVED_ORDER_ID_PREFIX!r}"
             " (reserved for generated ids)"
         )
+    return None
+
+
+def take_request_id(payload: JSON) -> tuple[JSON, str | None]:
+    """Split a ``submit_order`` payload into the command the core validates and its
+    ``requestId`` (None when it has none); the core's validator knows no such field.
+
+    Raises:
+        orderbook_core.ValidationError: ``requestId`` is there but not an id.
+    """
+    if not isinstance(payload, dict) or REQUEST_ID_FIELD not in payload:
+        return payload, None
+    command = dict(payload)
+    request_id = command.pop(REQUEST_ID_FIELD)
+    if not is_identifier(request_id):
+        raise ValidationError(REQUEST_ID_FIELD, f"must be {ID_RULE}")
+    return command, request_id
+
+
+def request_id_problem(command: Command, request_id: str | None) -> str | None:
+    """Why ``submit_order`` refuses `command` with `request_id` (``ERR_VALIDATION``):
+    a ``requestId`` on a new order or a cancel (their ``orderId`` is their request id);
+    None when it does not. A modify without one is refused as unsigned (``ERR_AUTH``)."""
+    if request_id is not None and not isinstance(command, ModifyOrder):
+        return f"{REQUEST_ID_FIELD}: unknown field (only a modify carries one)"
     return None
 
 

@@ -55,7 +55,12 @@ class JournalBackend(Protocol):
     max_append: int
     """The most entries one `append` takes."""
 
-    def append(self, entries: Sequence[Entry], bindings: Mapping[int, str] | None = None) -> None:
+    def append(
+        self,
+        entries: Sequence[Entry],
+        bindings: Mapping[int, str] | None = None,
+        requests: Mapping[int, str] | None = None,
+    ) -> None:
         """Store `entries` durably, all or none, before returning.
 
         Args:
@@ -64,11 +69,16 @@ class JournalBackend(Protocol):
             bindings: seq -> public key (64 hex) for the entries whose clientId is bound
                 by them (its first accepted command); a binding is made at most once
                 for a clientId across every writer, and never after its command is stored.
+            requests: seq -> requestId of the modifies among `entries`: each
+                ``(clientId, requestId)`` is deduplicated like a new order's ``orderId``
+                (`find` with op ``"modify"``). A modify without one is stored as before
+                request ids existed (never deduplicated).
 
         Raises:
             JournalConflict: the entries do not continue the stored sequence (another
                 writer appended): this handle's writer must stop writing.
-            DuplicateEntry: an entry repeats a deduplicated key, or a binding a clientId
+            DuplicateEntry: an entry repeats a deduplicated key (or a modify's
+                requestId), or a binding a clientId
                 bound to another key.
             StorageUnavailable: the store did not confirm; nothing of `entries` is
                 stored, or, if it was after all, `head()` says so before the next append.
@@ -98,8 +108,9 @@ class JournalBackend(Protocol):
         ...
 
     def find(self, client_id: str, op: str, order_id: str) -> Entry | None:
-        """The entry of a deduplicated `(client_id, op, order_id)` (a new order or a
-        cancel; never a modify), if any, however long ago it was stored."""
+        """The entry of a deduplicated `(client_id, op, order_id)`, if any, however long
+        ago it was stored: a new order or a cancel by its orderId, a modify (op
+        ``"modify"``) by the requestId it was appended with."""
         ...
 
     def find_many(self, keys: Sequence[tuple[str, str, str]]) -> list[Entry | None]:

@@ -11,10 +11,12 @@ never reused. The message's body is the command's canonical wire JSON, its heade
 ``Dex-Ts`` the sequencer's timestamp, and ``Dex-Key`` the public key the command binds
 its clientId to, if it does. Its subject says whether it may repeat:
 ``dex.<market>.k.<h>`` for a new order or a cancel, ``h`` a hash of ``(clientId, op,
-orderId)``, published with ``Nats-Expected-Last-Subject-Sequence: 0`` (refused if the
-key is stored already, however long ago); ``dex.<market>.m`` for a modify (never
-deduplicated). `find` is the first message on a key's subject: one lookup, no index to
-keep in step with the stream. Beside the stream, a KV bucket ``DEX_<market>`` holds the
+orderId)``, and for a modify with its requestId, ``h`` a hash of ``(clientId, "modify",
+requestId)``, published with ``Nats-Expected-Last-Subject-Sequence: 0`` (refused if the
+key is stored already, however long ago); ``dex.<market>.m`` for a modify appended
+without a requestId (as every modify was before request ids; never deduplicated).
+`find` is the first message on a key's subject: one lookup, no index to keep in step
+with the stream. Beside the stream, a KV bucket ``DEX_<market>`` holds the
 acked mark (``acked``) and the client keys (``key.<hash of clientId>``).
 
 Writing
@@ -288,16 +290,23 @@ class JetStreamJournal:
 
     # ------------------------------------------------------------------ writing
 
-    def append(self, entries: Sequence[Entry], bindings: Mapping[int, str] | None = None) -> None:
+    def append(
+        self,
+        entries: Sequence[Entry],
+        bindings: Mapping[int, str] | None = None,
+        requests: Mapping[int, str] | None = None,
+    ) -> None:
         """Store `entries` as one atomic batch; see `JournalBackend.append`."""
         if not entries:
             return
         if len(entries) > MAX_BATCH_MESSAGES:
             raise ValueError(f"{len(entries)} entries: one append takes {MAX_BATCH_MESSAGES}")
         with self._write_lock:
-            self._call(self._append(list(entries), dict(bindings or {})))
+            self._call(self._append(list(entries), dict(bindings or {}), dict(requests or {})))
 
-    async def _append(self, entries: list[Entry], bindings: dict[int, str]) -> None:
+    async def _append(
+        self, entries: list[Entry], bindings: dict[int, str], requests: dict[int, str]
+    ) -> None:
         if self._suspect is not None:
             await self._resync()
         expected, last_ts = self._head + 1, self._last_ts
@@ -308,7 +317,7 @@ class JetStreamJournal:
                     f" seq {expected - 1} (ts {last_ts})"
                 )
             expected, last_ts = entry.seq + 1, entry.ts
-        subjects = [self._subject(entry) for entry in entries]
+        subjects = [self._subject(entry, requests.get(entry.seq)) for entry in entries]
         keyed = [s for s in subjects if not s.endswith(".m")]
         if len(set(keyed)) != len(keyed):
             raise DuplicateEntry(f"{self.location}: a key repeats within the batch")
@@ -475,8 +484,8 @@ class JetStreamJournal:
         return keys
 
     def find(self, client_id: str, op: str, order_id: str) -> Entry | None:
-        """The entry of a deduplicated `(client_id, op, order_id)`, if any: the first
-        message on its subject."""
+        """The entry of a deduplicated `(client_id, op, order_id)` (for a modify,
+        `order_id` is its requestId), if any: the first message on its subject."""
         return self.find_many([(client_id, op, order_id)])[0]
 
     def find_many(self, keys: Sequence[tuple[str, str, str]]) -> list[Entry | None]:
@@ -537,11 +546,13 @@ class JetStreamJournal:
                 return
             after_seq = page[-1].seq
 
-    def _subject(self, entry: Entry) -> str:
+    def _subject(self, entry: Entry, request_id: str | None) -> str:
         command = entry.wire
         op = command["op"]
         if op == "modify":
-            return f"dex.{self._token}.m"
+            if request_id is None:
+                return f"dex.{self._token}.m"
+            return f"dex.{self._token}.k.{_hash(command['clientId'], op, request_id)}"
         return f"dex.{self._token}.k.{_hash(command['clientId'], op, command['orderId'])}"
 
     def _decode(self, seq: int, headers: dict[str, str] | None, data: bytes | None) -> Entry:

@@ -28,10 +28,16 @@ UNIQUE INDEX journal_dedupe(client_id, op, order_id) WHERE dedupe = 1
 meta(key TEXT PRIMARY KEY, value INTEGER)   -- "acked": highest seq process_order confirmed
 client_keys(client_id TEXT PRIMARY KEY,      -- trust on first use: each clientId's key,
             public_key TEXT, seq INTEGER)    -- bound by its first accepted command (seq)
+modify_requests(client_id TEXT, request_id TEXT, seq INTEGER,  -- a modify's requestId
+                PRIMARY KEY (client_id, request_id))
 ```
 The unique index lets `find` answer a repeated ``(clientId, orderId)`` (for one kind of
-command) with the first entry. A modify is not deduplicated: it sets absolute values,
-so a repeat is harmless, while two different modifies of one order are both meant.
+command) with the first entry; ``modify_requests`` does the same for a modify's
+``(clientId, requestId)`` (the request id is not part of the command: the matcher and
+every replica never see it). A modify's row has ``dedupe = 0``: two modifies of one
+order are both meant. Modifies journaled before request ids existed have no
+``modify_requests`` row (the table is created empty when an older journal is opened),
+and their rows are read exactly as before.
 A clientId's key binding is written in the same transaction as the command that made
 it, so the journal never holds a command of a client without the key it was signed by.
 
@@ -84,6 +90,12 @@ CREATE TABLE IF NOT EXISTS client_keys (
     client_id TEXT PRIMARY KEY,
     public_key TEXT NOT NULL,
     seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS modify_requests (
+    client_id TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (client_id, request_id)
 );
 """
 
@@ -158,7 +170,12 @@ class Journal:
 
     # ------------------------------------------------------------------ writing
 
-    def append(self, entries: Sequence[Entry], bindings: Mapping[int, str] | None = None) -> None:
+    def append(
+        self,
+        entries: Sequence[Entry],
+        bindings: Mapping[int, str] | None = None,
+        requests: Mapping[int, str] | None = None,
+    ) -> None:
         """Store `entries` durably, in one transaction (one fsync). O(k log n).
 
         Args:
@@ -166,6 +183,8 @@ class Journal:
                 non-decreasing timestamps not below `last_ts()`.
             bindings: seq -> public key (64 hex) for the entries that bind their
                 clientId to a key (its first accepted command), stored with them.
+            requests: seq -> requestId for the modifies among `entries`, stored with them
+                (a ``(clientId, requestId)`` only once).
 
         Raises:
             JournalConflict: the entries do not continue the sequence on the file (another
@@ -200,6 +219,10 @@ class Journal:
                 db.executemany(
                     "INSERT INTO client_keys (client_id, public_key, seq) VALUES (?, ?, ?)",
                     [(by_seq[s].command.client_id, key, s) for s, key in (bindings or {}).items()],
+                )
+                db.executemany(
+                    "INSERT INTO modify_requests (client_id, request_id, seq) VALUES (?, ?, ?)",
+                    [(by_seq[s].command.client_id, r, s) for s, r in (requests or {}).items()],
                 )
                 db.execute("COMMIT")
             except sqlite3.IntegrityError as exc:
@@ -251,7 +274,8 @@ class Journal:
         return int(row[0]) if row is not None else 0
 
     def find(self, client_id: str, op: str, order_id: str) -> Entry | None:
-        """The entry of a deduplicated `(client_id, op, order_id)`, if any. O(log n)."""
+        """The entry of a deduplicated `(client_id, op, order_id)`, if any (for a modify,
+        `order_id` is its requestId). O(log n)."""
         return self.find_many([(client_id, op, order_id)])[0]
 
     def find_many(self, keys: Sequence[tuple[str, str, str]]) -> list[Entry | None]:
@@ -259,11 +283,18 @@ class Journal:
         with self._lock:
             rows = [
                 self._db.execute(
+                    "SELECT j.seq, j.ts, j.command FROM modify_requests r"
+                    " JOIN journal j ON j.seq = r.seq"
+                    " WHERE r.client_id = ? AND r.request_id = ?",
+                    (client_id, key_id),
+                ).fetchone()
+                if op == "modify"
+                else self._db.execute(
                     "SELECT seq, ts, command FROM journal"
                     " WHERE client_id = ? AND op = ? AND order_id = ? AND dedupe = 1",
-                    key,
+                    (client_id, op, key_id),
                 ).fetchone()
-                for key in keys
+                for client_id, op, key_id in keys
             ]
         return [None if r is None else self._entry(*r) for r in rows]
 

@@ -15,6 +15,9 @@ bound to the key of its first accepted command, and that binding is committed wi
 command (trust on first use); every later command of that clientId must be signed by
 the same key, else ``ERR_AUTH`` and nothing is stored. A signed new order must name its
 ``orderId``: the signature covers it, so a replay is a repeat, never a second order.
+A signed modify must name its ``requestId`` (unique per client) for the same reason: a
+modify re-sent later is a repeat, never applied again, and the same requestId on another
+modify is refused.
 Bindings are checked when a payload arrives and again when it is numbered (no await
 between that check and queueing), so two first commands with different keys cannot
 both bind. Each ``process_order`` request is signed with the sequencer's own key, the
@@ -33,9 +36,10 @@ retry with the same orderId. A commit that finds the journal moved on without it
 (`JournalConflict`: another sequencer appended) ends the worker: it steps down, says so
 in its log, and never writes again (`SteppedDown`).
 
-Dedupe: a payload with a client order id is looked up among the queued entries, then
-in the journal. Journal lookups are batched too: one task looks up every key asked for
-since its last trip in one thread call. An entry committed while a lookup runs is
+Dedupe: a new order or a cancel is looked up by ``(clientId, op, orderId)``, a modify
+by ``(clientId, "modify", requestId)``, among the queued entries, then in the journal.
+Journal lookups are batched too: one task looks up every key asked for since its last
+trip in one thread call. An entry committed while a lookup runs is
 noted for that lookup, so an entry is always found: queued, noted, or on disk.
 
 Forwarding
@@ -87,9 +91,11 @@ from exchange.protocol import (
     SubmitReply,
     expected_seq,
     new_entry,
+    request_id_problem,
     reserved_order_id,
     service_handler,
     sign_object,
+    take_request_id,
     verify_order,
 )
 from exchange.runtime import NO_METRICS, Metrics, Outage, crash_point, observe_refusals
@@ -100,6 +106,7 @@ from orderbook_core import (
     MarketSpec,
     ModifyOrder,
     NewOrder,
+    command_to_wire,
     parse_command,
 )
 from transports import JSON, RemoteError, Transport, TransportError
@@ -124,7 +131,8 @@ _STAND_IN_ORDER_ID = "unnamed"
 in the validator's order; such an order is then refused (ERR_AUTH), never journaled."""
 
 DedupeKey = tuple[str, str, str]
-"""(clientId, op, orderId) of a command that may not be journaled twice."""
+"""(clientId, op, orderId) of a command that may not be journaled twice; for a modify,
+(clientId, "modify", requestId)."""
 
 
 class SteppedDown(Exception):
@@ -273,20 +281,27 @@ class SubmitWorker:
                 ERR_UNAVAILABLE for a journal that could not store it).
         """
         payload, public_key = verify_order(payload)
-        command = self._validate(payload)
+        payload, request_id = take_request_id(payload)
+        command = self._validate(payload, request_id)
         if isinstance(command, NewOrder) and not _has_order_id(payload):
             raise AuthFailed("orderId: required in a signed order (else a replay is a new order)")
+        if isinstance(command, ModifyOrder) and request_id is None:
+            raise AuthFailed(
+                "requestId: required in a signed modify (else a replay is applied again)"
+            )
         self._binding(command.client_id, public_key)
-        key = _dedupe_key(command)
+        key = _dedupe_key(command, request_id)
         if key is not None:
             queued = self._queued_keys.get(key)
             if queued is None:
                 found = await self._look_up(key)
                 if found is not None:
-                    _log.info("repeat of seq=%d client=%s order=%s", found.seq, *key[::2])
+                    self._same_modify(command, found)
+                    _log.info("repeat of seq=%d client=%s id=%s", found.seq, *key[::2])
                     return SubmitReply(found.seq, found.command.order_id).to_wire()
                 queued = self._queued_keys.get(key)  # a twin queued while we looked
             if queued is not None:
+                self._same_modify(command, queued.entry)
                 return await self._wait(queued)
         # No await from here to the queue: a binding made meanwhile is seen, and ours too.
         binding = self._binding(command.client_id, public_key)
@@ -338,16 +353,30 @@ class SubmitWorker:
                 lookup.found = entry or noted.get(lookup.key)
                 lookup.done.set()
 
-    def _validate(self, payload: JSON) -> Command:
+    def _validate(self, payload: JSON, request_id: str | None) -> Command:
         """Validate once; `_enqueue` numbers and timestamps the command. The caller
-        refuses a new order without its orderId."""
+        refuses a new order without its orderId, and a modify without its requestId."""
         command = parse_command(
             payload, self.spec, seq=0, ts=0, default_order_id=_STAND_IN_ORDER_ID
         )
-        reserved = reserved_order_id(command)
-        if reserved is not None:
-            raise Refused(ERR_VALIDATION, reserved)
+        problem = reserved_order_id(command) or request_id_problem(command, request_id)
+        if problem is not None:
+            raise Refused(ERR_VALIDATION, problem)
         return command
+
+    def _same_modify(self, command: Command, first: Entry) -> None:
+        """A modify's repeat must be that very modify: its requestId names one request.
+
+        Raises:
+            Refused: ERR_VALIDATION, the requestId was used by another modify (nothing
+                stored; the first one stands).
+        """
+        if isinstance(command, ModifyOrder) and command_to_wire(command, self.spec) != first.wire:
+            raise Refused(
+                ERR_VALIDATION,
+                f"requestId: already used by another modify (seq {first.seq});"
+                " a new modify needs a new requestId",
+            )
 
     def _enqueue(
         self, command: Command, key: DedupeKey | None, binding: str | None = None
@@ -386,6 +415,7 @@ class SubmitWorker:
                     self.journal.append,
                     [queued.entry for queued in batch],
                     {q.entry.seq: q.binding for q in batch if q.binding is not None},
+                    {q.entry.seq: q.key[2] for q in batch if q.key is not None and _modify(q)},
                 )
             except Exception as exc:
                 self.metrics.commit_failed(len(batch))
@@ -582,9 +612,13 @@ def _rewind(expected: int) -> int:
     return max(1, expected - 1)
 
 
-def _dedupe_key(command: Command) -> DedupeKey | None:
-    """The journal's dedupe key of `command`; None for a modify (never deduplicated)."""
+def _dedupe_key(command: Command, request_id: str | None) -> DedupeKey | None:
+    """The journal's dedupe key of `command`: a modify's is its requestId's."""
     if isinstance(command, ModifyOrder):
-        return None
+        return None if request_id is None else (command.client_id, "modify", request_id)
     op = "new" if isinstance(command, NewOrder) else "cancel"
     return command.client_id, op, command.order_id
+
+
+def _modify(queued: _Queued) -> bool:
+    return isinstance(queued.entry.command, ModifyOrder)

@@ -60,11 +60,11 @@ class FailingJournal(Journal):
 
     fail = 0
 
-    def append(self, entries: Any, bindings: Any = None) -> None:
+    def append(self, entries: Any, bindings: Any = None, requests: Any = None) -> None:
         if self.fail:
             self.fail -= 1
             raise sqlite3.OperationalError("disk I/O error")
-        super().append(entries, bindings)
+        super().append(entries, bindings, requests)
 
 
 def test_the_null_metrics_is_a_metrics_and_ignores_everything() -> None:

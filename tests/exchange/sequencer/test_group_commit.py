@@ -32,11 +32,11 @@ class CountingJournal(Journal):
         self.appends: list[int] = []
         self.fail = 0
 
-    def append(self, entries: Any, bindings: Any = None) -> None:
+    def append(self, entries: Any, bindings: Any = None, requests: Any = None) -> None:
         if self.fail:
             self.fail -= 1
             raise sqlite3.OperationalError("disk I/O error")
-        super().append(entries, bindings)
+        super().append(entries, bindings, requests)
         self.appends.append(len(entries))
 
 

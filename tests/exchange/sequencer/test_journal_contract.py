@@ -117,6 +117,41 @@ def test_find_answers_a_repeat_with_the_first_entry_across_reopening(opener: Ope
     ]
 
 
+def test_a_modify_is_found_by_its_request_id_across_reopening(opener: Opener) -> None:
+    journal = opener()
+    _append(journal, "c1", "x")
+    first = _entry(journal, 2, 1, _cmd("c1", "x", op="modify", price="101"))
+    journal.append([first], None, {2: "m1"})
+    old_style = _append(journal, "c1", "x", op="modify", price="101")  # as before request ids
+    other = _entry(journal, 4, 1, _cmd("c2", "y", op="modify", price="99"))
+    journal.append([other], None, {4: "m1"})  # another client's m1
+    again = opener()
+    assert again.find("c1", "modify", "m1") == first
+    assert again.find_many([("c2", "modify", "m1"), ("c1", "modify", "m2")]) == [other, None]
+    assert again.find("c1", "new", "m1") is None  # a requestId is no orderId
+    assert old_style.seq == 3
+    assert list(again.entries()) == list(journal.entries())
+
+
+def test_a_repeated_request_id_is_refused_whole(opener: Opener) -> None:
+    journal = opener()
+    _append(journal, "c1", "x")
+    journal.append(
+        [_entry(journal, 2, 1, _cmd("c1", "x", op="modify", price="101"))], None, {2: "m1"}
+    )
+    with pytest.raises(DuplicateEntry):  # the same (clientId, requestId), however long ago
+        journal.append(
+            [_entry(journal, 3, 1, _cmd("c1", "x", op="modify", price="102"))], None, {3: "m1"}
+        )
+    twice = [_entry(journal, s, 1, _cmd("c1", "x", op="modify", price="103")) for s in (3, 4)]
+    with pytest.raises(DuplicateEntry):  # twice within one batch
+        journal.append(twice, None, {3: "m2", 4: "m2"})
+    assert journal.head() == 2
+    assert opener().find("c1", "modify", "m2") is None
+    journal.append(twice, None, {3: "m2", 4: "m3"})
+    assert journal.head() == 4
+
+
 def test_the_acked_mark_only_moves_forward_and_is_kept(opener: Opener) -> None:
     journal = opener()
     for i in range(3):

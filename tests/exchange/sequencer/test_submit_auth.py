@@ -153,11 +153,11 @@ class _FailingOnce(Journal):
 
     fail = 0
 
-    def append(self, entries: Any, bindings: Any = None) -> None:
+    def append(self, entries: Any, bindings: Any = None, requests: Any = None) -> None:
         if self.fail:
             self.fail -= 1
             raise sqlite3.OperationalError("disk I/O error")
-        super().append(entries, bindings)
+        super().append(entries, bindings, requests)
 
 
 async def test_a_binding_whose_commit_failed_binds_nothing(tmp_path: Path) -> None:

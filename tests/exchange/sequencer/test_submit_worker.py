@@ -121,8 +121,10 @@ async def test_cancel_and_modify_are_sequenced(tmp_path: Path) -> None:
         assert await rig.submit(cancel) == {"seq": 2, "orderId": "a1"}
         assert await rig.submit(cancel) == {"seq": 2, "orderId": "a1"}  # a repeat
         modify = {"op": "modify", "clientId": "alice", "orderId": "a1", "price": "99"}
-        assert await rig.submit(modify) == {"seq": 3, "orderId": "a1"}
-        assert await rig.submit(modify) == {"seq": 4, "orderId": "a1"}  # absolute: harmless
+        assert await rig.submit({**modify, "requestId": "m1"}) == {"seq": 3, "orderId": "a1"}
+        assert await rig.submit({**modify, "requestId": "m1"}) == {"seq": 3, "orderId": "a1"}
+        assert await rig.submit({**modify, "requestId": "m2"}) == {"seq": 4, "orderId": "a1"}
+        assert rig.journal.head() == 4
 
 
 @pytest.mark.parametrize(
