@@ -135,3 +135,14 @@ def test_modify_and_cancel_all_are_commands() -> None:
     assert args.order == {"clientId": "c1", "op": "modify", "orderId": "o1", "amount": "2"}
     args = parse_client_args(["clientId=c1", "op=cancelall"])
     assert args.order == {"clientId": "c1", "op": "cancelAll"}
+
+
+def test_a_modify_takes_its_request_id() -> None:
+    """Issue 21: a modify names itself (a retry with the same requestId is safe)."""
+    args = parse_client_args(["clientId=c1", "op=modify", "orderId=o1", "price=1", "requestId=r1"])
+    assert args.order == {
+        "clientId": "c1", "op": "modify", "orderId": "o1", "price": "1", "requestId": "r1"
+    }  # fmt: skip
+    for words in (["type=Buy", "amount=1", "price=1"], ["op=cancel", "orderId=o1"]):
+        with pytest.raises(ArgumentError, match="requestId: only op=modify takes one"):
+            parse_client_args(["clientId=c1", *words, "requestId=r1"])

@@ -331,3 +331,56 @@ async def test_modify_and_cancel_all(tmp_path: Path) -> None:
         status, records = await client(network, "clientId=alice", "op=cancelAll")
         assert (status, records[-1]["outcome"]) == (
             EXIT_OK, "cancelAll: 0 of 0 resting orders cancelled")  # fmt: skip
+
+
+async def test_each_modify_run_is_its_own_request_and_a_retry_is_a_repeat(tmp_path: Path) -> None:
+    """Issue 21: the client names each modify with a fresh requestId; given again, it is
+    the same modify (answered with its first seq, applied once)."""
+    async with exchange(tmp_path) as network:
+        words = ["clientId=alice", "orderId=a1", "type=Sell", "amount=2", "price=100"]
+        assert (await client(network, *words))[0] == EXIT_OK
+        modify = ["clientId=alice", "op=modify", "orderId=a1"]
+        runs = [await client(network, *modify, f"price={price}") for price in (101, 102)]
+        runs += [await client(network, *modify, "price=103", "requestId=r1") for _ in range(2)]
+        assert [status for status, _ in runs] == [EXIT_OK] * 4
+        seqs = [r["seq"] for _, records in runs for r in records if r["event"] == "submitted"]
+        assert seqs == [2, 3, 4, 4]
+        status, records = await client(network, *modify, "price=99", "requestId=r1")
+        assert status == EXIT_FAILED
+        assert "ERR_VALIDATION: requestId: already used by another modify" in records[-1]["error"]
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        assert journal.head() == 4
+
+
+async def test_a_modify_not_confirmed_says_its_request_id_makes_a_resend_safe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    network = MemoryNetwork(seed=3)
+
+    async def stuck_head(_payload: object) -> object:
+        return signed_head(0, None)
+
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        async with (
+            MemoryTransport(network) as submit_t,
+            MemoryTransport(network) as head_t,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(head_t.serve, {"orderbook_head": stuck_head})
+            await tg.start(
+                SubmitWorker(submit_t, journal, DEFAULT_SPEC, signing_key=SEQUENCER_KEY).run
+            )
+            lines = []
+            for given in (["requestId=r7"], []):
+                words = ["clientId=c1", "op=modify", "orderId=o1", "price=9", *given]
+                args = parse_client_args([*words, "--once", "--json", "--timeout=1"])
+                async with MemoryTransport(network) as transport:
+                    status = await run_client(args, transport, io.StringIO(), head_interval=0.05)
+                assert status == EXIT_NOT_CONFIRMED
+                lines.append(capsys.readouterr().err.splitlines()[-1])
+            tg.cancel_scope.cancel()
+    assert lines[0].startswith("client: NOT CONFIRMED: modify o1 was taken as seq 1 but not")
+    assert "`dex order c1 o1`" in lines[0]
+    assert "resending the same modify with requestId=r7 is safe" in lines[0]
+    generated = lines[1].split("resending the same modify with requestId=")[1].split()[0]
+    assert generated.startswith("c1-m-")
