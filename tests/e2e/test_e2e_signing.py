@@ -139,7 +139,12 @@ def test_a_node_peer_signs_an_order_and_verifies_the_version(exchange: Exchange)
     assert out["ok"], out
     assert out["submitted"]["orderId"] == "n-1"
     assert out["forged"].startswith("ERR_AUTH: sig: not a valid signature"), out
-    assert out["head"]["seq"] >= out["submitted"]["seq"]
+    # Its modify, signed with its requestId, is applied once however often it is sent.
+    assert out["modified"] == {"seq": out["submitted"]["seq"] + 1, "orderId": "n-1"}
+    assert out["modifiedAgain"] == out["modified"]
+    assert out["renamedModify"].startswith("ERR_AUTH: sig: not a valid signature"), out
+    assert out["unnamedModify"].startswith("ERR_AUTH: requestId: required"), out
+    assert out["head"]["seq"] >= out["modified"]["seq"]
     assert out["head"]["instance"] == (exchange.workdir / "sequencer.pub").read_text().strip()
     assert out["root"]["seq"] == out["head"]["seq"]
     # The exchange agrees: the order is in the journal, under the Node peer's key.

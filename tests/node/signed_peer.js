@@ -69,8 +69,22 @@ async function main () {
   } catch (err) {
     forged = err.message
   }
+  // A modify names itself by a signed requestId: sent twice, it is applied once.
+  const modify = signOrder({ op: 'modify', clientId: args.clientId, orderId: args.orderId, requestId: args.orderId + '-m1', price: '0.9' })
+  const modified = await request('submit_order', modify)
+  const modifiedAgain = await request('submit_order', modify)
+  const refusal = async (payload) => {
+    try {
+      await request('submit_order', payload)
+    } catch (err) {
+      return err.message
+    }
+    return null
+  }
+  const renamedModify = await refusal(Object.assign({}, modify, { requestId: args.orderId + '-m2' }))
+  const unnamedModify = await refusal(signOrder({ op: 'modify', clientId: args.clientId, orderId: args.orderId, price: '0.8' }))
   let head = { seq: 0 }
-  while (head.seq < submitted.seq) {
+  while (head.seq < modified.seq) {
     head = await request('orderbook_head', { after: head.seq, waitMs: 5000 }, 10000)
   }
   if (head.key !== args.matcherKey) throw new Error('head: not the matcher key given')
@@ -91,7 +105,7 @@ async function main () {
   if (verify('dex-root/1', Object.assign({}, root, { seq: root.seq + 1 }), root.key)) {
     throw new Error('a changed root verified')
   }
-  return { submitted, forged, head, root, pubKey }
+  return { submitted, forged, modified, modifiedAgain, renamedModify, unnamedModify, head, root, pubKey }
 }
 
 main().then(
