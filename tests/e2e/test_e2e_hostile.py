@@ -10,12 +10,16 @@ Every hostile request is answered with the protocol's error shape (HTTP 200 and
 ``[rid, "ERR_...", null]``, or HTTP 400/408/413/431 and ``[rid-or-null, "ERR_...",
 null]``) or with a closed connection; afterwards the worker still serves a valid signed
 order, and what it holds changed only by valid orders: the journal (entries and key
-bindings) and the matcher's head. Last, a property-based run sends N generated requests
-(N, its seed, time and both workers' RSS are printed) and checks the same.
+bindings) and the matcher's head. A property-based run sends N generated requests
+(N, its seed, time and both workers' RSS are printed) and checks the same; it is
+derandomized when ``CI`` is set, else ``DEX_FUZZ_SEED`` repeats a run and
+``DEX_FUZZ_EXAMPLES`` sets N (default 1000). Last, the first-key race through the grape:
+two keys send a new clientId's first order at once, one is bound, the other refused.
 """
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import json
 import os
@@ -39,6 +43,7 @@ from support.keys import named_key
 from e2e.harness import Exchange, running_exchange
 from exchange.protocol import PROCESS_DOMAIN, public_key_hex, sign_object, sign_order
 from exchange.sequencer import Journal
+from transports import RemoteError
 from transports.grenache import GrenacheTransport
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -101,12 +106,17 @@ class Response:
     body: Any
 
 
-def post(body: bytes, *, key_headers: bytes = b"", close: bool = True) -> bytes:
+def post(body: bytes, *, gzipped: bool = False, close: bool = True) -> bytes:
     """A whole HTTP/1.1 POST of `body`, as a Grenache client sends it."""
     return (
         b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-        b"grc-compress: none\r\ncontent-length: %d\r\n%s%s\r\n%s"
-        % (len(body), key_headers, b"connection: close\r\n" if close else b"", body)
+        b"grc-compress: %s\r\ncontent-length: %d\r\n%s\r\n%s"
+        % (
+            b"gzip" if gzipped else b"none",
+            len(body),
+            b"connection: close\r\n" if close else b"",
+            body,
+        )
     )
 
 
@@ -135,7 +145,10 @@ def read_response(sock: socket.socket) -> Response | None:
     except ConnectionResetError:
         assert not buf, f"reset mid-response: {buf!r}"
         return None
-    return Response(int(head.split()[1]), json.loads(rest[:length]))
+    body = rest[:length]
+    if body.startswith(b"\x1f\x8b"):  # the reply to a gzipped request is gzipped
+        body = gzip.decompress(body)
+    return Response(int(head.split()[1]), json.loads(body))
 
 
 def closed(sock: socket.socket, timeout: float = 5.0) -> bool:
@@ -504,6 +517,24 @@ def test_a_refused_body_on_a_kept_alive_connection_leaves_it_serving(
     assert after.entries[:-1] == before.entries
 
 
+def test_gzip_bodies_are_bounded_once_unpacked(workers: Workers, before: State) -> None:
+    """A gzip bomb (4 KiB that unpack to 4 MiB), a body that is not gzip after its magic
+    bytes, and a cut gzip stream: each refused, by both workers."""
+    whole = gzip.compress(grenache("r", "submit_order", None))
+    bodies = [
+        gzip.compress(b"[" + b" " * (4 * MAX_BODY) + b"]"),
+        b"\x1f\x8b" + b"not gzip" * 10,
+        whole[: len(whole) // 2],
+    ]
+    for addr in (workers.sequencer, workers.matcher):
+        for body in bodies:
+            response, was_closed = exchange_raw(addr, post(body, gzipped=True))
+            assert_error(response, {400}, "ERR_BAD_REQUEST")
+            assert was_closed
+    assert state(workers) == before
+    assert_still_serving(workers, before)
+
+
 # -------------------------------------------------------------------------- HTTP itself
 
 
@@ -643,7 +674,7 @@ def test_hundreds_of_idle_connections_and_others_are_served(
 
 # -------------------------------------------------------------------------- fuzz
 
-FUZZ_EXAMPLES = int(os.environ.get("DEX_FUZZ_EXAMPLES", "300"))
+FUZZ_EXAMPLES = int(os.environ.get("DEX_FUZZ_EXAMPLES", "1000"))
 FUZZ_SEED = int(os.environ.get("DEX_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
 DERANDOMIZE = bool(os.environ.get("CI"))
 RSS_BOUND_KIB = 64 * 1024
@@ -680,12 +711,25 @@ _FIELDS = [
 ]
 
 
+@dataclass(frozen=True)
+class Hostile:
+    """One generated request: the worker it goes to, and its bytes."""
+
+    worker: str
+    data: bytes
+
+    def __repr__(self) -> str:  # a failing example is printed: keep it short
+        shown = self.data if len(self.data) <= 600 else self.data[:600] + b"..."
+        return f"Hostile({self.worker!r}, {len(self.data)} bytes: {shown!r})"
+
+
 @st.composite
-def _hostile(draw: st.DrawFn) -> tuple[str, bytes]:
+def _hostile(draw: st.DrawFn) -> Hostile:
     """(worker, raw HTTP request) of one generated request, nearly always a bad one."""
     worker = draw(st.sampled_from(["sequencer", "matcher"]))
     service = "submit_order" if worker == "sequencer" else "process_order"
-    kind = draw(st.sampled_from(["bytes", "json", "signed", "mutated", "truncated", "header"]))
+    kinds = ["bytes", "json", "signed", "mutated", "truncated", "header", "gzip", "big"]
+    kind = draw(st.sampled_from(kinds))
     rid = draw(st.text(max_size=8) | st.integers())
     key = draw(
         st.sampled_from([service, service, service, "orderbook_head_x"]) | st.text(max_size=10)
@@ -702,6 +746,15 @@ def _hostile(draw: st.DrawFn) -> tuple[str, bytes]:
         payload = sign_order(order, HONEST)
         payload[draw(st.sampled_from(_FIELDS))] = draw(_json)
         body = json.dumps([rid, key, payload]).encode()
+    elif kind == "gzip":  # a gzipped body, or a bomb
+        inner = json.dumps([rid, key, draw(_json)]).encode()
+        if draw(st.booleans()):
+            inner = b"[" + b" " * draw(st.integers(MAX_BODY - 8, 3 * MAX_BODY)) + b"]"
+        return Hostile(worker, post(gzip.compress(inner), gzipped=True))
+    elif kind == "big":  # around the bound on a body
+        prefix = json.dumps([rid, key]).encode()[:-1] + b', "'
+        size = draw(st.integers(MAX_BODY - 64, MAX_BODY + 64))
+        body = prefix + b"a" * (size - len(prefix) - 2) + b'"]'
     elif kind == "truncated":
         whole = json.dumps([rid, service, sign_order(order, HONEST)])
         body = whole[: draw(st.integers(0, len(whole) - 1))].encode()
@@ -711,8 +764,13 @@ def _hostile(draw: st.DrawFn) -> tuple[str, bytes]:
         )
         request = post(json.dumps([rid, key, draw(_json)]).encode())
         line = request.index(b"\r\n") + 2
-        return worker, request[:line] + junk + b"\r\n" + request[line:]
-    return worker, post(body)
+        return Hostile(worker, request[:line] + junk + b"\r\n" + request[line:])
+    return Hostile(worker, post(body))
+
+
+def kind_of(request: bytes) -> str:
+    """ "big" for a request of the kind that is sized around the bound."""
+    return "big" if len(request) > MAX_BODY // 2 and b"grc-compress: none" in request else ""
 
 
 def _rss_kib(pid: int) -> int:
@@ -749,8 +807,8 @@ def test_fuzz_the_workers_and_they_stay_alive_bounded_and_unchanged(
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
     @given(request=_hostile(), honest=st.integers(0, 24))
-    def one(request: tuple[str, bytes], honest: int) -> None:
-        worker, data = request
+    def one(request: Hostile, honest: int) -> None:
+        worker, data = request.worker, request.data
         addr = workers.sequencer if worker == "sequencer" else workers.matcher
         response, was_closed = exchange_raw(addr, data)
         counts["requests"] += 1
@@ -764,6 +822,9 @@ def test_fuzz_the_workers_and_they_stay_alive_bounded_and_unchanged(
             else:
                 assert_error(response, {200, 400, 408, 413, 431})
             assert was_closed  # every request asks to close, or was refused
+            if kind_of(data) == "big":
+                big = len(data.partition(b"\r\n\r\n")[2])
+                assert (response.status == 413) == (big > MAX_BODY), (big, response)
         if honest == 12:  # now and then (not 0: draws favour the ends)
             data = post(grenache("rid-ok", "submit_order", valid_order(workers)))
             reply, _ = exchange_raw(workers.sequencer, data)
@@ -801,3 +862,50 @@ def test_fuzz_the_workers_and_they_stay_alive_bounded_and_unchanged(
             f"{counts['closed']} closed without a reply; RSS KiB before/after: "
             + ", ".join(f"{n} {rss_before[n]}/{rss_after[n]}" for n in pids)
         )
+
+
+# -------------------------------------------------------------------------- first-key race
+
+RACE_PAIRS = 20
+
+
+async def _race_through_the_grape(grape: str) -> dict[str, Any]:
+    """First orders of `RACE_PAIRS` new clientIds, two keys each, all sent at once."""
+    outcomes: dict[str, Any] = {}
+
+    async def send(transport: GrenacheTransport, name: str, payload: dict[str, Any]) -> None:
+        try:
+            outcomes[name] = await transport.request("submit_order", payload, timeout=20)
+        except RemoteError as exc:
+            outcomes[name] = exc.message
+
+    async with GrenacheTransport(grape=grape) as transport, anyio.create_task_group() as tg:
+        for i in range(RACE_PAIRS):
+            for side in "ab":
+                order_id = "first" if i % 2 else f"first-{side}"  # shared or own orderId
+                order = {**honest_order(), "clientId": f"e2e-racer{i}", "orderId": order_id}
+                payload = sign_order(order, named_key(f"hostile:race-{side}{i}"))
+                tg.start_soon(send, transport, f"{side}{i}", payload)
+    return outcomes
+
+
+def test_first_key_race_end_to_end(workers: Workers, before: State) -> None:
+    """Two keys send a new clientId's first order at once: one key is bound and its
+    order alone journaled; the other gets ERR_AUTH."""
+    outcomes = anyio.run(_race_through_the_grape, workers.exchange.grapes[0])
+    after = settled(workers)
+    assert after.entries[: len(before.entries)] == before.entries
+    new = [json.loads(wire) for _, wire in after.entries[len(before.entries) :]]
+    assert len(new) == RACE_PAIRS
+    keys = dict(after.keys)
+    for i in range(RACE_PAIRS):
+        replies = {side: outcomes[f"{side}{i}"] for side in "ab"}
+        won = [side for side, reply in replies.items() if isinstance(reply, dict)]
+        assert len(won) == 1, replies
+        loser = "b" if won == ["a"] else "a"
+        assert str(replies[loser]).startswith("ERR_AUTH: "), replies
+        winner_key = public_key_hex(named_key(f"hostile:race-{won[0]}{i}"))
+        assert keys[f"e2e-racer{i}"] == winner_key
+        (entry,) = [e for e in new if e["clientId"] == f"e2e-racer{i}"]
+        assert entry["orderId"] == replies[won[0]]["orderId"]
+    assert_still_serving(workers, after)
