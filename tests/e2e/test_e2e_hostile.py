@@ -151,6 +151,14 @@ def read_response(sock: socket.socket) -> Response | None:
     return Response(int(head.split()[1]), json.loads(body))
 
 
+def readable(sock: socket.socket, timeout: float) -> bool:
+    """Whether `sock` has something to read (or was closed) within `timeout` seconds
+    (poll, not select: a test with hundreds of sockets passes select's 1024)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
 def closed(sock: socket.socket, timeout: float = 5.0) -> bool:
     """Whether the server closed `sock` (within `timeout` seconds)."""
     sock.settimeout(timeout)
@@ -167,7 +175,7 @@ def exchange_raw(addr: Addr, data: bytes, *, timeout: float = 10.0) -> tuple[Res
     with socket.create_connection(addr, timeout=timeout) as sock:
         try:
             for start in range(0, len(data), 1 << 16):
-                if select.select([sock], [], [], 0)[0]:
+                if readable(sock, 0):
                     break  # answered (refused) already: stop sending
                 sock.sendall(data[start : start + (1 << 16)])
         except (BrokenPipeError, ConnectionResetError):
@@ -550,7 +558,7 @@ def test_a_body_over_the_bound_is_413_and_closed(workers: Workers, before: State
             sock.sendall(b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
             chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
             for _ in range(MAX_BODY // 65536 + 4):
-                if select.select([sock], [], [], 0)[0]:
+                if readable(sock, 0):
                     break  # the refusal is there: stop sending
                 try:
                     sock.sendall(chunk)
@@ -604,7 +612,7 @@ def test_slowloris_is_cut_off_and_others_are_served_meanwhile(
                     sock.sendall(bytes([byte]))
                 except (BrokenPipeError, ConnectionResetError):
                     break
-                if select.select([sock], [], [], 1.0)[0]:
+                if readable(sock, 1.0):
                     break  # the server spoke (or closed)
             outcome[label] = (read_response(sock), closed(sock), time.monotonic() - started)
 
@@ -670,6 +678,44 @@ def test_hundreds_of_idle_connections_and_others_are_served(
         time.sleep(0.05)  # and each is given back once the client goes
     assert settled(workers) == after
     assert_still_serving(workers, after)
+
+
+MAX_CONNECTIONS = 1024  # the workers' bound on connections served at once
+
+
+def test_past_max_connections_new_ones_are_closed_and_serving_resumes(
+    workers: Workers, before: State
+) -> None:
+    """Thousands of idle connections: past `MAX_CONNECTIONS` a new connection is closed
+    at once, unanswered (the documented limit: a flood of idle connections shuts others
+    out until it ends, or `idle_timeout` ends it); the worker lives, and serves again as
+    soon as connections go."""
+    pid = workers.sequencer_pid
+    baseline = _fds(pid)
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(MAX_CONNECTIONS + 100):
+            socks.append(socket.create_connection(workers.sequencer, timeout=10))
+        deadline = time.monotonic() + 10
+        while _fds(pid) < baseline + MAX_CONNECTIONS - 10:
+            assert time.monotonic() < deadline, _fds(pid)
+            time.sleep(0.05)
+        response, was_closed = exchange_raw(workers.sequencer, post(b"[]"))
+        assert response is None  # closed at once, no request read
+        assert was_closed
+        for sock in socks[:50]:
+            sock.close()
+        deadline = time.monotonic() + 10
+        while _fds(pid) > baseline + MAX_CONNECTIONS - 20:
+            assert time.monotonic() < deadline, _fds(pid)
+            time.sleep(0.05)
+        after = assert_still_serving(workers, before)  # the flood still partly open
+    finally:
+        for sock in socks:
+            sock.close()
+    assert workers.exchange.submit is not None
+    assert "refusing connections: 1024 open already" in workers.exchange.submit.text()
+    assert settled(workers) == after
 
 
 # -------------------------------------------------------------------------- fuzz
