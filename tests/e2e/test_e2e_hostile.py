@@ -52,6 +52,7 @@ MAX_BODY = 1 << 20  # the workers' bound on a body (transports.grenache's defaul
 READ_TIMEOUT = 10.0  # seconds a request may take to arrive, from its first byte
 HONEST = named_key("hostile:honest")
 MALLORY = named_key("hostile:mallory")
+HONEST_HEX = public_key_hex(HONEST)
 Addr = tuple[str, int]
 
 
@@ -261,9 +262,6 @@ def assert_still_serving(workers: Workers, before: State) -> State:
     assert after.keys == tuple(sorted({**dict(before.keys), "honest": HONEST_HEX}.items()))
     assert after.head[0] == seq
     return after
-
-
-HONEST_HEX = public_key_hex(HONEST)
 
 
 @pytest.fixture
@@ -840,7 +838,8 @@ def test_fuzz_the_workers_and_they_stay_alive_bounded_and_unchanged(
     acknowledged: dict[int, dict[str, Any]] = {}  # seq -> the order acknowledged with it
 
     def acknowledge(data: bytes, reply: Response) -> None:
-        payload = json.loads(data.partition(b"\r\n\r\n")[2])[2]
+        body = data.partition(b"\r\n\r\n")[2]
+        payload = json.loads(gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body)[2]
         seq = reply.body[2]["seq"]
         assert reply.body[2]["orderId"] == payload["orderId"], reply
         acknowledged.setdefault(seq, payload)
