@@ -282,6 +282,8 @@ class SubmitWorker:
             queued = self._queued_keys.get(key)
             if queued is None:
                 found = await self._look_up(key)
+                # A key bound meanwhile (a first-key race) is checked before any reply.
+                self._binding(command.client_id, public_key)
                 if found is not None:
                     _log.info("repeat of seq=%d client=%s order=%s", found.seq, *key[::2])
                     return SubmitReply(found.seq, found.command.order_id).to_wire()
