@@ -111,6 +111,6 @@ def test_the_fuzz_tests_run_derandomized_unless_the_run_is_long() -> None:
     # tests/conftest.py loads its profile before this module's `@settings(...)` are made,
     # so they inherit it: the same examples on every CI run, at random in `make chaos`.
     long = os.environ.get("CHAOS_PROFILE") == "long"
-    assert settings.default.derandomize is not long
+    assert settings().derandomize is not long
     assert settings(max_examples=300, deadline=None).derandomize is not long
-    assert settings.default.database is None
+    assert settings().database is None
