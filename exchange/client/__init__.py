@@ -8,11 +8,12 @@ to versions it verified, fed by ``orderbook_updated`` and the matcher's
 from exchange.client._args import ClientArgs, parse_client_args
 from exchange.client._node import ClientNode, NotAcknowledged, new_order_id, new_request_id
 from exchange.client._output import Emit, Record, TextOrJsonWriter
-from exchange.client._program import main, run_client
+from exchange.client._program import PUSH_ONLY_ENV, main, push_only_following, run_client
 from exchange.client._replica import Replica, ReplicaUpdate, VersionSource
 from exchange.client._source import DhtVersionSource
 
 __all__ = [
+    "PUSH_ONLY_ENV",
     "ClientArgs",
     "ClientNode",
     "DhtVersionSource",
@@ -27,5 +28,6 @@ __all__ = [
     "new_order_id",
     "new_request_id",
     "parse_client_args",
+    "push_only_following",
     "run_client",
 ]

@@ -71,6 +71,9 @@ _OTHER_SIDE = {Side.BUY: Side.SELL, Side.SELL: Side.BUY}
 
 _HELD_CHECK_INTERVAL = 0.05
 """Seconds between head requests prompted by versions held beyond the bound."""
+_HELD_RETRY_MAX = 1.0
+"""Seconds between two tries at most when the head asked for a held version goes
+unanswered (`ClientNode._check_held`)."""
 
 
 class NotAcknowledged(TimeoutError):
@@ -303,15 +306,25 @@ class ClientNode:
 
         The matcher records a version before it broadcasts it, so a real version is
         never beyond the head for long; a forged one stays held and is never taken.
+        A head that could not be read at all (no answer: a matcher restarting, a dead
+        address still announced) is asked for again, backing off to
+        `_HELD_RETRY_MAX` seconds, until some answer comes: without it a node that
+        follows by pushes alone (no long poll) kept the version held until the next
+        push, and the last push of a quiet market has no next one.
         """
         while True:
             await self.replica.wait_held()
-            # A failure leaves the version held: the poll tries again later.
-            with (
-                anyio.move_on_after(self._request_timeout),
-                suppress(TransportError, BadMessage, AuthFailed),
-            ):
-                await self.fetch_head()
+            delay = _HELD_CHECK_INTERVAL
+            while True:
+                with (
+                    anyio.move_on_after(self._request_timeout),
+                    suppress(TransportError),
+                ):
+                    with suppress(BadMessage, AuthFailed):  # an answer, refused: held
+                        await self.fetch_head()
+                    break
+                await anyio.sleep(delay)
+                delay = min(delay * 2, _HELD_RETRY_MAX)
             await anyio.sleep(_HELD_CHECK_INTERVAL)
 
     async def wait_for_seq(self, seq: int) -> None:

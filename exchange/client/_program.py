@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TextIO
@@ -148,6 +148,7 @@ async def run_client(
     *,
     spec: MarketSpec = DEFAULT_SPEC,
     head_interval: float = 1.0,
+    long_poll_ms: int = 10_000,
     view: bool | None = None,
     console: Any = None,
 ) -> int:
@@ -160,6 +161,8 @@ async def run_client(
     while it runs.
 
     Args:
+        long_poll_ms: how long one ``orderbook_head`` long poll may wait (0: plain polls,
+            one every `head_interval`; see `push_only_following`).
         view: draw the live market view (default: when `out` is a terminal, rich is
             installed and neither ``--json`` nor ``--plain`` was given).
         console: the `rich.console.Console` of the view (default: one on `out`).
@@ -173,7 +176,9 @@ async def run_client(
                 print(f"client: --metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
                 return EXIT_USAGE
             print(f"client: metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
-        return await _run(args, transport, out, spec, head_interval, view, console, metrics)
+        return await _run(
+            args, transport, out, spec, (head_interval, long_poll_ms), view, console, metrics
+        )
 
 
 async def _run(
@@ -181,7 +186,7 @@ async def _run(
     transport: Transport,
     out: TextIO,
     spec: MarketSpec,
-    head_interval: float,
+    following: tuple[float, int],
     view: bool | None,
     console: Any,
     metrics: Metrics,
@@ -238,7 +243,8 @@ async def _run(
         args.client_id,
         spec,
         emit=shown,
-        head_interval=head_interval,
+        head_interval=following[0],
+        long_poll_ms=following[1],
         on_version=on_version,
         signing_key=signing_key,
         matcher_key=trusted,
@@ -482,6 +488,26 @@ async def _cancel_all(
     return status
 
 
+PUSH_ONLY_ENV = "DEX_TEST_PUSH_ONLY"
+"""A test-only switch: set to ``1``, a watcher asks ``orderbook_head`` once at start and
+then only when a pushed root tells it to (no long poll, an hour between plain polls).
+The chaos suite runs such watchers so a push lost under a crash fails the run instead
+of being covered by the long poll; an operator has no use for it."""
+
+
+def push_only_following(environ: Mapping[str, str]) -> tuple[float, int]:
+    """``(head_interval, long_poll_ms)`` for the client program: the defaults (1 s, a
+    10 s long poll), or push only when `PUSH_ONLY_ENV` is ``1``.
+
+    Raises:
+        ValueError: `PUSH_ONLY_ENV` is set to something else than ``0``, ``1`` or empty.
+    """
+    value = environ.get(PUSH_ONLY_ENV, "")
+    if value not in ("", "0", "1"):
+        raise ValueError(f"{PUSH_ONLY_ENV} must be 0 or 1, not {value!r}")
+    return (3600.0, 0) if value == "1" else (1.0, 10_000)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The program behind `bin/client`; returns the exit status."""
     words = sys.argv[1:] if argv is None else argv
@@ -493,6 +519,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.help:
         print(USAGE)
         return EXIT_OK
+    try:
+        head_interval, long_poll_ms = push_only_following(os.environ)
+    except ValueError as exc:
+        print(f"client: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
     async def amain() -> int:
         try:
@@ -505,7 +536,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"client: cannot use grape {args.grape}: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
         async with transport:
-            return await run_client(args, transport, sys.stdout)
+            return await run_client(
+                args, transport, sys.stdout, head_interval=head_interval, long_poll_ms=long_poll_ms
+            )
 
     status = EXIT_INTERRUPTED  # Ctrl-C, unless the run ends otherwise
     try:

@@ -165,6 +165,8 @@ class Replica(Generic[V]):
         self._max_held = max_held
         self._held_changed = anyio.Event()
         self._last_held = 0
+        self._holds = 0  # versions held so far, and as many as `wait_held` reported
+        self._holds_seen = 0
         self._max_walk = max_walk
         self._max_pending = max_pending
         self._on_update = on_update
@@ -231,9 +233,14 @@ class Replica(Generic[V]):
         """Wait until a version beyond the bound is newly held; return its seq.
 
         Only a new hold wakes it: a forged version held for good does not keep the
-        owner asking the head again and again.
+        owner asking the head again and again. A hold made since the last return counts
+        as new, even if nobody was waiting then (the owner was busy asking the head for
+        the previous one): a node that follows by pushes alone once missed the hold of
+        the last version pushed and kept it held for good.
         """
-        await self._held_changed.wait()
+        while self._holds == self._holds_seen:
+            await self._held_changed.wait()
+        self._holds_seen = self._holds
         return self._last_held
 
     def _hold(self, root_hash: str, seq: int) -> None:
@@ -241,6 +248,7 @@ class Replica(Generic[V]):
             return
         self._held[root_hash] = seq
         self._last_held = seq
+        self._holds += 1
         while len(self._held) > self._max_held:
             del self._held[min(self._held, key=self._held.__getitem__)]
         self._held_changed.set()

@@ -496,14 +496,18 @@ class ProcessWorker:
 
     async def _broadcast(self, root: str) -> None:
         crash_point("during_broadcast")  # test hook: with a delay, while the map runs
+        # The pair of debug lines tells a log read after a kill whether a map was in flight.
+        _log.debug("orderbook_updated: map of %s started", root)
         try:
             results = await self.transport.map(
                 ORDERBOOK_UPDATED, root, timeout=self.broadcast_timeout
             )
         except TransportError as exc:
+            _log.debug("orderbook_updated: map of %s ended", root)
             self._broadcasting.failed(f"{root}: {exc}")
             self.metrics.broadcast_failed()
             return
+        _log.debug("orderbook_updated: map of %s ended", root)
         self.broadcasts += 1
         self._broadcasting.worked()
         ok = sum(1 for result in results if result.ok)

@@ -295,6 +295,8 @@ class SubmitWorker:
             queued = self._queued_keys.get(key)
             if queued is None:
                 found = await self._look_up(key)
+                # A key bound meanwhile (a first-key race) is checked before any reply.
+                self._binding(command.client_id, public_key)
                 if found is not None:
                     self._same_modify(command, found)
                     _log.info("repeat of seq=%d client=%s id=%s", found.seq, *key[::2])

@@ -1,10 +1,14 @@
 """Whole-system chaos runs: real grapes, both workers and live clients as processes.
 
-One run (`chaos_run`) is driven by a seed: the orders (sides, prices, cancels), which
-crash point kills which worker on which pass (``DEX_CRASH_AT``, `exchange.runtime.crash_point`),
-and when a grape is killed and started again. While the load runs, a supervisor
-restarts every worker that died, checking it died by SIGKILL at the point it was armed
-for. Clients submit with explicit orderIds and retry a failed request with the *same*
+One run (`chaos_run`) is driven by a seed: the orders, which crash point kills which
+worker on which pass (``DEX_CRASH_AT``, `exchange.runtime.crash_point`), and when a grape
+is killed and started again. The load (`Load`) looks like a market: ten clients, limit
+orders over 61 ticks, post-only, IOC, FOK and market orders, cancels, and orders sent
+against the sender's own resting orders (self-trade prevention), amounts from 0.010 to
+1.000 (two orders of magnitude). While the load runs, a supervisor restarts every worker
+that died, checking it died by SIGKILL at the point it was armed for (and, for
+``during_broadcast``, whether the matcher's log shows a ``map`` started and not ended).
+Clients submit with explicit orderIds and retry a failed request with the *same*
 payload until it is acknowledged, as `bin/client.py` would.
 
 After the run, `check_model` holds the system to a model built from the client side:
@@ -13,9 +17,14 @@ After the run, `check_model` holds the system to a model built from the client s
   sent; every order sent is there exactly once, retried or not; seqs have no gap;
 - the matcher's applied log is the journal, entry for entry (same command and ts), in
   seq order: each command applied exactly once;
-- every book a live replica showed (one watcher per grape, running through every kill)
-  is the book `replay_journal` (the code of ``dex replay``) computes at its seq, the
-  last one is the head, and ``dex replay`` run as a process agrees;
+- every book a live replica showed is the book of the oracle at its seq: the naive
+  `orderbook_core.testing.ReferenceBook`, fed the acknowledged journal through a
+  converter of its own (`reference_command`), never `exchange.protocol.apply_entry`
+  (the code under test); the last book is the head, and ``dex replay`` run as a
+  process gives the oracle's head book. Two replicas per grape run through every kill:
+  one follows the head as the client does (long polls), the other is push only
+  (`exchange.client.PUSH_ONLY_ENV`), so a push lost under a crash leaves it behind and
+  fails the run;
 - no client hangs: every submit is acknowledged, every replica reaches the head,
   within generous timeouts (a hang fails the run; no timing is asserted).
 
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import signal
@@ -37,21 +47,43 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from e2e.harness import PYTHON, REPO, Proc, _env
 from support.grapes import Grape, grape_call, restarted_grape, running_grapes
 
+from exchange.client import PUSH_ONLY_ENV
 from exchange.matcher import AppliedLog
-from exchange.protocol import RETRYABLE_CODES, SUBMIT_ORDER, SubmitReply, sign_order
+from exchange.protocol import (
+    ORDERBOOK_UPDATED,
+    RETRYABLE_CODES,
+    SUBMIT_ORDER,
+    SubmitReply,
+    sign_order,
+)
 from exchange.sequencer import Journal
-from exchange.tools import replay_journal
-from orderbook_core import canonical_json
-from transports import RemoteError, Transport, TransportError, open_transport
+from exchange.versions import book_hash
+from orderbook_core import (
+    DEFAULT_SPEC,
+    CancelOrder,
+    CancelReason,
+    Command,
+    ModifyOrder,
+    NewOrder,
+    OrderCancelled,
+    OrderRejected,
+    Side,
+    TimeInForce,
+    Trade,
+    canonical_json,
+)
+from orderbook_core.testing import ReferenceBook
+from transports import JSON, RemoteError, Transport, TransportError, open_transport
 
 CRASH_POINTS: dict[str, tuple[str, ...]] = {
     "submit": ("after_journal_commit", "after_forward_ack"),
@@ -66,6 +98,12 @@ BACKLOG = 48
 """Orders acknowledged but not yet applied beyond which the clients wait a little."""
 SETTLE_DEADLINE = 120.0
 """Seconds the matcher and every replica may take to reach the journal's head."""
+LAGGARD_SECONDS = 0.25
+"""How long a subscriber served by the harness takes to answer ``orderbook_updated``:
+every ``map`` lasts that long at least, longer than the delay of a ``during_broadcast``
+kill (1-40 ms), so the kill lands while the map is in flight (the matcher's log shows it)."""
+MAP_STARTED = "orderbook_updated: map of "
+"""How the matcher's debug lines about a map begin (``... started`` / ``... ended``)."""
 
 
 def profile() -> str:
@@ -149,12 +187,20 @@ class Rig:
         self._stack = stack
         self._count = 0
 
-    def spawn(self, name: str, argv: list[str], crash: Kill | None = None) -> Proc:
+    def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        crash: Kill | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> Proc:
         self._count += 1
         log = self.workdir / f"{self._count:03d}-{name}.log"
         out = log.open("wb")
         env = _env()
         env.pop("DEX_CRASH_AT", None)
+        env.pop(PUSH_ONLY_ENV, None)
+        env.update(extra_env or {})
         if crash is not None:
             env["DEX_CRASH_AT"] = crash.env()
         popen = subprocess.Popen(
@@ -172,7 +218,8 @@ class Rig:
             argv += ["--db", str(self.journal)]
         else:
             argv = ["bin/processOrderWorker.py", f"grape={self.grapes[1].url}"]
-            argv += ["--db", str(self.process_db)]
+            # --verbose: the debug lines around each map, read after a during_broadcast kill.
+            argv += ["--db", str(self.process_db), "--verbose"]
         with anyio.fail_after(120):
             while True:
                 proc = self.spawn(role, argv, crash)
@@ -190,9 +237,12 @@ class Rig:
         self.announce_gave_up += 1
         return True
 
-    def start_watcher(self, grape: int) -> Proc:
-        argv = ["bin/client.py", f"clientId=watch{grape}", f"grape={self.grapes[grape].url}"]
-        proc = self.spawn(f"watch{grape}", [*argv, "--json"])
+    def start_watcher(self, grape: int, *, push_only: bool = False) -> Proc:
+        """A watcher through grape `grape`: long polls and pushes, or pushes only."""
+        name = f"push{grape}" if push_only else f"watch{grape}"
+        argv = ["bin/client.py", f"clientId={name}", f"grape={self.grapes[grape].url}"]
+        extra = {PUSH_ONLY_ENV: "1"} if push_only else None
+        proc = self.spawn(name, [*argv, "--json"], extra_env=extra)
         self.watchers.append(proc)
         return proc
 
@@ -273,7 +323,12 @@ class Outcome:
     attempts: Counter[str] = field(default_factory=Counter)
     unknown: set[str] = field(default_factory=set)
     """orderIds of which an attempt failed without a reply: applied or not, unknown."""
+    kinds: Counter[str] = field(default_factory=Counter)
+    """Commands sent, by kind (`Load.WEIGHTS`)."""
     kills: Counter[str] = field(default_factory=Counter)
+    broadcast_kills_in_map: int = 0
+    """``during_broadcast`` kills that landed while a map was in flight (the matcher's
+    log has a ``map of ... started`` line after its last ``... ended``)."""
     grape_faults: int = 0
     announce_gave_up: int = 0
     grape_heals: int = 0
@@ -283,6 +338,10 @@ class Outcome:
     """Orders in the journal more than once (-1: not checked yet)."""
     head: int = 0
     replica_books: int = 0
+    push_only_books: int = 0
+    """Of `replica_books`, those shown by the push-only watchers."""
+    oracle: Counter[str] = field(default_factory=Counter)
+    """What the reference book did with the journal: trades, cancels by reason, rejects."""
     applied: int = 0
     """The matcher's applied head, as last read from its database during the run."""
     highest_ack: int = 0
@@ -294,57 +353,162 @@ class Outcome:
             "acknowledged": len(self.acks),
             "retried": sum(1 for n in self.attempts.values() if n > 1),
             "outcome_unknown": len(self.unknown),
+            "kinds": dict(sorted(self.kinds.items())),
             "kills": dict(self.kills),
+            "broadcast_kills_in_map": self.broadcast_kills_in_map,
             "grape_faults": self.grape_faults,
             "worker_restarts_after_announce_gave_up": self.announce_gave_up,
             "grapes_restarted_again_cut_off": self.grape_heals,
             "head": self.head,
             "replica_books_checked": self.replica_books,
+            "push_only_books_checked": self.push_only_books,
+            "oracle": dict(sorted(self.oracle.items())),
             "lost": self.lost,
             "duplicated": self.duplicated,
         }
 
 
+CLIENTS = 10
+"""Client ids in the load (``c0``..``c9``), each with its own signing key."""
+MID_TICKS = 10_000
+"""100.00 in ticks of 0.01: bids are drawn in mid-30..mid+6, asks in mid-6..mid+30."""
+SPREAD_TICKS = (30, 6)
+"""(how far from the mid an order may rest, how far past the mid it may cross)."""
+AMOUNT_LOTS = (10, 1000)
+"""Amounts from 0.010 to 1.000 (lots of 0.001), log-uniform: two orders of magnitude."""
+
+
 class Load:
-    """Seeded orders from a few clients: limit orders near 100, and cancels of them."""
+    """Seeded commands from `CLIENTS` clients that look like a market.
+
+    Each command is one of the kinds of `WEIGHTS`, drawn with those weights, each built by
+    the method of the same name. Modify is not among them yet: its wire shape is
+    changing (a request id of its own). To add it, give `WEIGHTS` a ``"modify"`` weight,
+    write `Load.modify` (a payload and its key, as `cancel` does), and name its key in
+    `journal_key`; the oracle (`reference_command`) already turns a journaled modify into
+    a `ModifyOrder`.
+    """
+
+    WEIGHTS: ClassVar[dict[str, int]] = {
+        "limit": 38,
+        "post_only": 10,
+        "ioc": 10,
+        "fok": 8,
+        "market": 7,
+        "self_trade": 9,
+        "cancel": 18,
+    }
 
     def __init__(self, plan: Plan, outcome: Outcome) -> None:
         self.plan = plan
         self.outcome = outcome
         self._rng = random.Random(plan.seed * 7919 + 1)
         self._n = 0
-        self._cancellable: list[tuple[str, str]] = []
+        self._resting: list[tuple[str, str, str, int]] = []
+        """(client, orderId, side, price in ticks) of the GTC orders sent: maybe resting."""
         self._keys = {
             f"c{i}": Ed25519PrivateKey.from_private_bytes(
                 hashlib.sha256(f"chaos:{plan.seed}:c{i}".encode()).digest()
             )
-            for i in range(4)
+            for i in range(CLIENTS)
+        }
+        self._builders: dict[str, Callable[[], tuple[str, dict[str, Any]] | None]] = {
+            kind: getattr(self, kind) for kind in self.WEIGHTS
         }
 
     def next_order(self) -> dict[str, Any]:
         self._n += 1
-        client = f"c{self._rng.randrange(4)}"
-        order_id = f"s{self.plan.seed}-{self._n}"
-        if self._cancellable and self._rng.random() < 0.15:
-            target_client, target = self._cancellable.pop(
-                self._rng.randrange(len(self._cancellable))
-            )
-            payload: dict[str, Any] = {"clientId": target_client, "op": "cancel", "orderId": target}
-            key = f"cancel:{target}"
-        else:
-            price = 99 + self._rng.randrange(9) / 4  # 99.00 .. 101.00: orders meet
-            payload = {
-                "clientId": client,
-                "orderId": order_id,
-                "side": self._rng.choice(("buy", "sell")),
-                "price": f"{price:.2f}",
-                "amount": str(self._rng.randint(1, 3)),
-            }
-            key = order_id
-            self._cancellable.append((client, order_id))
+        while True:
+            kind = self._rng.choices(list(self.WEIGHTS), weights=list(self.WEIGHTS.values()))[0]
+            built = self._builders[kind]()
+            if built is not None:  # a cancel or a self-trade needs a GTC order sent before
+                break
+        key, payload = built
+        self.outcome.kinds[kind] += 1
         self.outcome.sent[key] = payload
         # Signed once: every retry sends these very bytes, as a client retrying would.
         return {"key": key, "payload": sign_order(payload, self._keys[payload["clientId"]])}
+
+    # ------------------------------------------------------------ the kinds
+
+    def limit(self) -> tuple[str, dict[str, Any]]:
+        return self._new(self._client(), self._side(), tif=None, post_only=False)
+
+    def post_only(self) -> tuple[str, dict[str, Any]]:
+        # Often at or through the other side: some rest, some are refused (would cross).
+        return self._new(self._client(), self._side(), tif=None, post_only=True)
+
+    def ioc(self) -> tuple[str, dict[str, Any]]:
+        return self._new(self._client(), self._side(), tif="IOC", post_only=False)
+
+    def fok(self) -> tuple[str, dict[str, Any]]:
+        return self._new(self._client(), self._side(), tif="FOK", post_only=False)
+
+    def market(self) -> tuple[str, dict[str, Any]]:
+        order_id = self._order_id()
+        payload = {
+            "clientId": self._client(),
+            "orderId": order_id,
+            "side": self._side(),
+            "ordType": "market",
+            "amount": self._amount(),
+        }
+        return order_id, payload
+
+    def self_trade(self) -> tuple[str, dict[str, Any]] | None:
+        """An order at the price of one of the sender's own GTC orders, on the other side:
+        if that order still rests, the market's self-trade prevention cancels it."""
+        if not self._resting:
+            return None
+        client, _, side, price = self._rng.choice(self._resting)
+        other = "sell" if side == "buy" else "buy"
+        tif = self._rng.choice((None, "IOC"))
+        return self._new(client, other, tif=tif, post_only=False, price=price)
+
+    def cancel(self) -> tuple[str, dict[str, Any]] | None:
+        if not self._resting:
+            return None
+        client, target, _, _ = self._resting.pop(self._rng.randrange(len(self._resting)))
+        return f"cancel:{target}", {"clientId": client, "op": "cancel", "orderId": target}
+
+    # ------------------------------------------------------------ the fields
+
+    def _new(
+        self, client: str, side: str, *, tif: str | None, post_only: bool, price: int | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        order_id = self._order_id()
+        if price is None:
+            away, through = SPREAD_TICKS
+            offset = self._rng.randint(-away, through)
+            price = MID_TICKS + offset if side == "buy" else MID_TICKS - offset
+        payload: dict[str, Any] = {
+            "clientId": client,
+            "orderId": order_id,
+            "side": side,
+            "price": f"{Decimal(price) * DEFAULT_SPEC.tick_size:.2f}",
+            "amount": self._amount(),
+        }
+        if tif is not None:
+            payload["tif"] = tif
+        if post_only:
+            payload["postOnly"] = True
+        if tif is None:
+            self._resting.append((client, order_id, side, price))
+        return order_id, payload
+
+    def _order_id(self) -> str:
+        return f"s{self.plan.seed}-{self._n}"
+
+    def _client(self) -> str:
+        return f"c{self._rng.randrange(CLIENTS)}"
+
+    def _side(self) -> str:
+        return self._rng.choice(("buy", "sell"))
+
+    def _amount(self) -> str:
+        low, high = AMOUNT_LOTS
+        lots = round(10 ** self._rng.uniform(math.log10(low), math.log10(high)))
+        return f"{Decimal(lots) * DEFAULT_SPEC.lot_size:.3f}"
 
 
 async def submit_until_acked(
@@ -389,9 +553,24 @@ async def _supervise(rig: Rig, plan: Plan, outcome: Outcome, stop: anyio.Event) 
             assert proc.popen.returncode == -signal.SIGKILL, text
             assert f"crash point {armed.point} pass {armed.count}: SIGKILL" in text, text
             outcome.kills[armed.point] += 1
+            if armed.point == "during_broadcast" and map_in_flight(text):
+                outcome.broadcast_kills_in_map += 1
             nxt = queues[role].pop(0) if queues[role] else None
             await rig.start_worker(role, nxt)
         await anyio.sleep(0.05)
+
+
+def map_in_flight(log: str) -> bool:
+    """Whether the matcher that wrote `log` died in a ``map``: its last line about a map
+    says one started (the broadcaster runs one map at a time)."""
+    lines = [line for line in log.splitlines() if MAP_STARTED in line]
+    return bool(lines) and lines[-1].endswith(" started")
+
+
+async def _laggard(payload: JSON) -> JSON:
+    """A subscriber that answers late (`LAGGARD_SECONDS`), well within the map's timeout."""
+    await anyio.sleep(LAGGARD_SECONDS)
+    return None
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -452,7 +631,8 @@ async def _drive(rig: Rig, plan: Plan, outcome: Outcome) -> None:
     queues = {role: [k for k in plan.kills if k.role == role] for role in CRASH_POINTS}
     await rig.start_worker("process", queues["process"][0] if queues["process"] else None)
     await rig.start_worker("submit", queues["submit"][0] if queues["submit"] else None)
-    for watcher in (rig.start_watcher(0), rig.start_watcher(1)):
+    watchers = [rig.start_watcher(i, push_only=push) for push in (False, True) for i in (0, 1)]
+    for watcher in watchers:
         with anyio.fail_after(60):
             await until(partial(_started, watcher))
     later = Plan(
@@ -464,8 +644,11 @@ async def _drive(rig: Rig, plan: Plan, outcome: Outcome) -> None:
     async with (
         open_transport("grenache", grape=rig.grapes[0].url) as first,
         open_transport("grenache", grape=rig.grapes[1].url) as second,
+        # Through the grape that is never killed (the last one): every map waits for it.
+        open_transport("grenache", grape=rig.grapes[-1].url) as laggard,
         anyio.create_task_group() as tg,
     ):
+        await tg.start(laggard.serve, {ORDERBOOK_UPDATED: _laggard})
         stop = anyio.Event()
         tg.start_soon(_supervise, rig, later, outcome, stop)
 
@@ -556,17 +739,83 @@ def _settle(rig: Rig) -> int:
 # ---------------------------------------------------------------------- the model
 
 
+def journal_key(wire: dict[str, Any]) -> str:
+    """The load's key of a journaled command: its orderId for a new order, ``cancel:``
+    and the orderId for a cancel (the keys `Load` gives what it sends)."""
+    if wire["op"] == "new":
+        return str(wire["orderId"])
+    if wire["op"] == "cancel":
+        return f"cancel:{wire['orderId']}"
+    raise AssertionError(f"the load sends no {wire['op']!r} command: {wire}")
+
+
 def _same_command(sent: dict[str, Any], journaled: dict[str, Any]) -> bool:
+    """Whether the journal holds the command sent (normalized: explicit defaults)."""
     if sent.get("op") == "cancel":
         return (journaled["op"], journaled["clientId"], journaled["orderId"]) == (
             "cancel", sent["clientId"], sent["orderId"])  # fmt: skip
+    price = sent.get("price")
     return (
         journaled["op"] == "new"
         and (journaled["clientId"], journaled["orderId"], journaled["side"])
         == (sent["clientId"], sent["orderId"], sent["side"])
-        and float(journaled["price"]) == float(sent["price"])
-        and float(journaled["amount"]) == float(sent["amount"])
+        and journaled["ordType"] == sent.get("ordType", "limit")
+        and (price is None) == ("price" not in journaled)
+        and (price is None or Decimal(journaled["price"]) == Decimal(price))
+        and Decimal(journaled["amount"]) == Decimal(sent["amount"])
+        and journaled["tif"] == sent.get("tif", "GTC")
+        and journaled["postOnly"] is sent.get("postOnly", False)
     )
+
+
+def _units(text: str, size: Decimal) -> int:
+    units = Decimal(text) / size
+    assert units == units.to_integral_value(), f"{text} is not a multiple of {size}"
+    return int(units)
+
+
+def reference_command(seq: int, ts: int, wire: dict[str, Any]) -> Command:
+    """The oracle's own reading of a journaled command (decimal strings to ticks and lots
+    of `DEFAULT_SPEC`, the workers' market): no parser of the code under test."""
+    client, order_id = str(wire["clientId"]), str(wire["orderId"])
+    tick, lot = DEFAULT_SPEC.tick_size, DEFAULT_SPEC.lot_size
+    if wire["op"] == "cancel":
+        return CancelOrder(seq, ts, client, order_id)
+    if wire["op"] == "modify":
+        price = _units(wire["price"], tick) if "price" in wire else None
+        amount = _units(wire["amount"], lot) if "amount" in wire else None
+        return ModifyOrder(seq, ts, client, order_id, price, amount)
+    assert wire["op"] == "new", wire
+    return NewOrder(
+        seq, ts, client, order_id, Side(wire["side"]),
+        None if wire["ordType"] == "market" else _units(wire["price"], tick),
+        _units(wire["amount"], lot), TimeInForce(wire["tif"]), wire["postOnly"] is True,
+    )  # fmt: skip
+
+
+def reference_books(
+    entries: Sequence[tuple[int, int, dict[str, Any]]], seqs: set[int], tally: Counter[str]
+) -> dict[int, str | None]:
+    """The oracle's book hash at each seq of `seqs` (0: the empty book), `ReferenceBook`
+    fed ``(seq, ts, command)`` in seq order; what it did is added to `tally`."""
+    reference = ReferenceBook(DEFAULT_SPEC)
+    hashes: dict[int, str | None] = {}
+    if 0 in seqs:
+        hashes[0] = book_hash(reference.to_book())
+    for seq, ts, wire in entries:
+        for event in reference.apply(reference_command(seq, ts, wire)):
+            if isinstance(event, Trade):
+                tally["trades"] += 1
+            elif isinstance(event, OrderCancelled) and event.reason is not CancelReason.USER:
+                tally[f"cancelled_{event.reason.value}"] += 1
+            elif isinstance(event, OrderCancelled):
+                tally["cancelled_user"] += 1
+            elif isinstance(event, OrderRejected):
+                tally[f"rejected_{event.reason.value}"] += 1
+        if seq in seqs:
+            hashes[seq] = book_hash(reference.to_book())
+    tally["resting_at_head"] = len(reference)
+    return hashes
 
 
 def check_model(rig: Rig, outcome: Outcome) -> None:
@@ -583,9 +832,7 @@ def check_model(rig: Rig, outcome: Outcome) -> None:
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1)), "a gap in the journal"
     by_key: dict[str, list[int]] = {}
     for entry in entries:
-        command = entry.wire
-        key = command["orderId"] if command["op"] == "new" else f"cancel:{command['orderId']}"
-        by_key.setdefault(key, []).append(entry.seq)
+        by_key.setdefault(journal_key(entry.wire), []).append(entry.seq)
     duplicated = {k: s for k, s in by_key.items() if len(s) > 1}
     outcome.duplicated = len(duplicated)
     outcome.lost = len(set(outcome.sent) - set(by_key))
@@ -608,43 +855,58 @@ def check_model(rig: Rig, outcome: Outcome) -> None:
             a.entry.seq
         )
 
-    # Every book every replica showed is the replay at its seq; `dex replay` agrees.
-    hashes: dict[int, str | None] = {}
-    for watcher in rig.watchers:
-        for record in records(watcher):
-            if record.get("event") != "book":
-                continue
-            seq = int(record["seq"])
-            if seq not in hashes:
-                hashes[seq] = replay_journal(rig.journal, upto=seq).book_hash
-            assert record["book"] == hashes[seq], f"{watcher.name} at seq {seq}"
-            outcome.replica_books += 1
+    # Every book every replica showed is the oracle's at its seq; so is `dex replay`'s.
+    shown = [
+        (watcher, int(record["seq"]), record["book"])
+        for watcher in rig.watchers
+        for record in records(watcher)
+        if record.get("event") == "book"
+    ]
+    hashes = reference_books(
+        [(e.seq, e.ts, dict(e.wire)) for e in entries],
+        {seq for _, seq, _ in shown} | {len(entries)},
+        outcome.oracle,
+    )
+    for watcher, seq, book in shown:
+        assert book == hashes[seq], f"{watcher.name} at seq {seq}: {book}, oracle {hashes[seq]}"
+        outcome.replica_books += 1
+        outcome.push_only_books += watcher.name.startswith("push")
+    for watcher in rig.watchers:  # each was settled at the head: its last book is the head's
+        last = max((seq for w, seq, _ in shown if w is watcher), default=0)
+        assert last == len(entries), f"{watcher.name} ended at seq {last}, not {len(entries)}"
     dex = subprocess.run(
         [PYTHON, "-m", "exchange.tools", "replay", "--db", str(rig.journal), "--json"],
         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     final = json.loads(dex.stdout)
-    assert (final["seq"], final["book"]) == (len(entries), hashes.get(len(entries), final["book"]))
-    assert final["book"] == replay_journal(rig.journal).book_hash
+    assert (final["seq"], final["book"]) == (len(entries), hashes[len(entries)]), final
 
 
 def report(figures: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The totals of many runs' `Outcome.figures`."""
     kills: Counter[str] = Counter()
+    kinds: Counter[str] = Counter()
+    oracle: Counter[str] = Counter()
     for f in figures:
         kills.update(f["kills"])
+        kinds.update(f["kinds"])
+        oracle.update(f["oracle"])
     return {
         "runs": len(figures),
         "orders": sum(f["orders"] for f in figures),
         "retried": sum(f["retried"] for f in figures),
         "outcome_unknown": sum(f["outcome_unknown"] for f in figures),
+        "kinds": dict(sorted(kinds.items())),
         "kills": dict(sorted(kills.items())),
+        "broadcast_kills_in_map": sum(f["broadcast_kills_in_map"] for f in figures),
         "grape_faults": sum(f["grape_faults"] for f in figures),
         "worker_restarts_after_announce_gave_up": sum(
             f["worker_restarts_after_announce_gave_up"] for f in figures
         ),
         "grapes_restarted_again_cut_off": sum(f["grapes_restarted_again_cut_off"] for f in figures),
         "replica_books_checked": sum(f["replica_books_checked"] for f in figures),
+        "push_only_books_checked": sum(f["push_only_books_checked"] for f in figures),
+        "oracle": dict(sorted(oracle.items())),
         "lost": sum(f["lost"] for f in figures),
         "duplicated": sum(f["duplicated"] for f in figures),
     }

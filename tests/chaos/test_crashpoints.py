@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from chaos.harness import map_in_flight
 from exchange.runtime._crashpoints import ENV_VAR, parse_crash_plan
 
 _PROGRAM = """
@@ -54,3 +55,12 @@ def test_the_process_dies_by_sigkill_on_the_planned_pass() -> None:
 def test_without_a_plan_nothing_happens() -> None:
     run = _run(None)
     assert (run.returncode, run.stdout.split(), run.stderr) == (0, list("12345"), "")
+
+
+def test_a_matcher_log_says_whether_a_map_was_in_flight() -> None:
+    started = "x DEBUG exchange.matcher: orderbook_updated: map of abc started"
+    ended = "x DEBUG exchange.matcher: orderbook_updated: map of abc ended"
+    killed = "crash point during_broadcast pass 2: SIGKILL"
+    assert map_in_flight("\n".join([started, ended, started, killed]))
+    assert not map_in_flight("\n".join([started, ended, killed]))
+    assert not map_in_flight(killed)  # no map at all: not in flight

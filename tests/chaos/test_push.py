@@ -5,13 +5,14 @@ push would go unnoticed. Here a client node on real grapes asks the head once, a
 start, and never polls again (``long_poll_ms=0`` with an hour between plain polls): only
 a pushed root makes it ask again (to raise its bound to the pushed version, as
 `ClientNode` does for any root beyond the head it knows). It must still reach the
-journal's head, with the book ``dex replay`` computes, while the matcher's ``map`` also
-goes to a subscriber killed with SIGKILL (still announced: grapes keep dead peers) and
-to one that never answers in time.
+journal's head, with the book of the oracle (`orderbook_core.testing.ReferenceBook`),
+while the matcher's ``map`` also goes to a subscriber killed with SIGKILL (still
+announced: grapes keep dead peers) and to one that never answers in time.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import anyio
@@ -25,13 +26,14 @@ from chaos.harness import (
     Plan,
     Rig,
     records,
+    reference_books,
     running_rig,
     submit_until_acked,
     until,
 )
 from exchange.client import ClientNode
 from exchange.protocol import ORDERBOOK_UPDATED, Head
-from exchange.tools import replay_journal
+from exchange.sequencer import Journal
 from transports import JSON, open_transport
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -102,7 +104,10 @@ async def _scenario(rig: Rig) -> None:
         # Every head asked for after the first was asked because a root was pushed.
         assert node.head_requests <= 1 + node.pushes, (node.head_requests, node.pushes)
         assert node.replica.seq == last
-        assert node.book_hash == replay_journal(rig.journal, upto=last).book_hash
+        with Journal(rig.journal) as journal:
+            entries = [(e.seq, e.ts, dict(e.wire)) for e in journal.entries()]
+        oracle = reference_books(entries, {last}, Counter())
+        assert node.book_hash == oracle[last]
         tg.cancel_scope.cancel()
     matcher_log = rig.workers["process"].text()
     assert "orderbook_updated: " in matcher_log  # the dead or the slow one was reported

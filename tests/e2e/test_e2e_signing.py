@@ -68,12 +68,23 @@ async def _head(grape: str) -> Any:
         return await transport.request("orderbook_head", None, timeout=5)
 
 
+async def _replica(grape: str, client_id: str, order_id: str) -> tuple[int, Any, Any]:
+    """A fresh replica's (seq, book hash, the resting order `order_id` or None)."""
+    async with GrenacheTransport(grape=grape) as transport:
+        node = ClientNode(transport, "replica")  # trusts the first matcher key it sees
+        await node.fetch_head()
+        await node.replica.sync()
+        return node.replica.seq, node.book_hash, node.book.get_order(client_id, order_id)
+
+
 def test_a_forged_cancel_is_refused_and_the_order_stays(exchange: Exchange) -> None:
     victim = exchange.run_client(
         ["clientId=victim", "type=Buy", "amount=2", "price=50", "orderId=v1"]
     )
     _ok(exchange, victim)
     before = exchange.replay()
+    head = anyio.run(_head, exchange.grapes[1])
+    assert head["seq"] == before["seq"]
     cancel = {"op": "cancel", "clientId": "victim", "orderId": "v1"}
     messages = anyio.run(
         _refusals,
@@ -86,6 +97,13 @@ def test_a_forged_cancel_is_refused_and_the_order_stays(exchange: Exchange) -> N
     )
     assert all(m.startswith("ERR_AUTH: ") for m in messages), messages
     assert exchange.replay() == before  # nothing journaled
+    assert anyio.run(_head, exchange.grapes[1]) == head  # nothing applied by the matcher
+    # A fresh replica, through either grape, holds the book as it was: the order rests.
+    for grape in exchange.grapes:
+        seq, book, order = anyio.run(_replica, grape, "victim", "v1")
+        assert (seq, book) == (before["seq"], before["book"])
+        assert order is not None
+        assert order.remaining == 2000, order
     # The victim's own cancel (its key, from its key file) still works.
     own = exchange.run_client(["clientId=victim", "op=cancel", "orderId=v1"])
     _ok(exchange, own)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import anyio
@@ -104,3 +105,12 @@ async def test_orderbook_updated_well_formed_unknown_hash_is_accepted_then_ignor
         assert await node.on_updated("ab" * 20) is None
         assert await node.replica.sync() is None
         assert node.replica.seq == 0
+
+
+def test_the_fuzz_tests_run_derandomized_unless_the_run_is_long() -> None:
+    # tests/conftest.py loads its profile before this module's `@settings(...)` are made,
+    # so they inherit it: the same examples on every CI run, at random in `make chaos`.
+    long = os.environ.get("CHAOS_PROFILE") == "long"
+    assert settings().derandomize is not long
+    assert settings(max_examples=300, deadline=None).derandomize is not long
+    assert settings().database is None

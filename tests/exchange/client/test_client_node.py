@@ -325,6 +325,76 @@ async def test_catches_up_through_orderbook_head(network: MemoryNetwork, market:
         tg.cancel_scope.cancel()
 
 
+async def test_a_push_only_node_asks_the_head_again_until_it_answers(
+    network: MemoryNetwork, market: Market
+) -> None:
+    # No long poll, no plain poll for an hour: only a push moves this node. The head it
+    # asks for a pushed version goes unanswered three times (a matcher restarting): the
+    # version must not stay held until a next push that may never come.
+    await market.order("bob", Side.SELL, 10_100, 1_000)
+    asked: list[int] = []
+    down = anyio.Event()
+
+    async def head(_payload: JSON) -> JSON:
+        asked.append(market.seq)
+        if down.is_set() and len(asked) <= 4:
+            raise ServiceError("ERR_UNAVAILABLE: restarting")
+        return signed_head(market.seq, market.roots[-1])
+
+    async with (
+        MemoryTransport(network) as worker,
+        MemoryTransport(network) as transport,
+        anyio.create_task_group() as tg,
+    ):
+        await tg.start(worker.serve, {"orderbook_head": head})
+        node = ClientNode(transport, "pushed", SPEC, head_interval=3600, long_poll_ms=0)
+        await tg.start(node.run)
+        with anyio.fail_after(5):
+            await node.wait_for_seq(1)
+        down.set()
+        await node.on_updated(await market.order("bob", Side.SELL, 10_200, 1_000))
+        with anyio.fail_after(10):
+            await node.wait_for_seq(2)
+        assert (node.replica.seq, node.book_hash) == (2, market.books[-1])
+        assert len(asked) == 5  # the first head, three unanswered, the one that answered
+        tg.cancel_scope.cancel()
+
+
+async def test_a_version_held_while_the_head_is_being_asked_is_not_forgotten(
+    network: MemoryNetwork, market: Market
+) -> None:
+    # A push-only node: version 3 is pushed (and held) while the node is still asking
+    # the head for version 2. That head covers 2 only; 3 must be asked about in turn.
+    await market.order("bob", Side.SELL, 10_100, 1_000)
+    asked: list[int] = []
+
+    async def head(_payload: JSON) -> JSON:
+        seq, root = market.seq, market.roots[-1]  # the head when the request arrives
+        asked.append(seq)
+        if len(asked) == 2:  # the first head asked for a held version: slow
+            await anyio.sleep(0.5)
+        return signed_head(seq, root)
+
+    async with (
+        MemoryTransport(network) as worker,
+        MemoryTransport(network) as transport,
+        anyio.create_task_group() as tg,
+    ):
+        await tg.start(worker.serve, {"orderbook_head": head})
+        node = ClientNode(transport, "pushed", SPEC, head_interval=3600, long_poll_ms=0)
+        await tg.start(node.run)
+        with anyio.fail_after(5):
+            await node.wait_for_seq(1)
+        await node.on_updated(await market.order("bob", Side.SELL, 10_200, 1_000))
+        await anyio.sleep(0.1)  # the node is asking the head, slowly
+        await node.on_updated(await market.order("bob", Side.SELL, 10_300, 1_000))
+        with anyio.fail_after(10):
+            await node.wait_for_seq(3)
+        assert (node.replica.seq, node.book_hash) == (3, market.books[-1])
+        assert asked[:2] == [1, 2]
+        tg.cancel_scope.cancel()
+
+
 @dataclass
 class FakeSubmit:
     """A submit_order worker that fails the first `fail_first` requests."""

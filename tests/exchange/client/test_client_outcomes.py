@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 from support.keys import MATCHER_KEY, SEQUENCER_KEY, named_key, signed_head
 
-from exchange.client import parse_client_args, run_client
+from exchange.client import PUSH_ONLY_ENV, parse_client_args, push_only_following, run_client
 from exchange.matcher import ProcessWorker
 from exchange.protocol import public_key_hex
 from exchange.runtime import (
@@ -384,3 +384,11 @@ async def test_a_modify_not_confirmed_says_its_request_id_makes_a_resend_safe(
     assert "resending the same modify with requestId=r7 is safe" in lines[0]
     generated = lines[1].split("resending the same modify with requestId=")[1].split()[0]
     assert generated.startswith("c1-m-")
+
+
+def test_the_push_only_switch_drops_the_long_poll_and_the_plain_polls() -> None:
+    assert push_only_following({}) == (1.0, 10_000)
+    assert push_only_following({PUSH_ONLY_ENV: "0"}) == (1.0, 10_000)
+    assert push_only_following({PUSH_ONLY_ENV: "1"}) == (3600.0, 0)
+    with pytest.raises(ValueError, match=PUSH_ONLY_ENV):
+        push_only_following({PUSH_ONLY_ENV: "yes"})
