@@ -74,7 +74,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.protocol import (
     ERR_UNAVAILABLE,
-    ERR_VALIDATION,
     MAX_BATCH,
     ORDERBOOK_HEAD,
     PROCESS_DOMAIN,
@@ -91,23 +90,17 @@ from exchange.protocol import (
     SubmitReply,
     expected_seq,
     new_entry,
-    request_id_problem,
-    reserved_order_id,
     service_handler,
     sign_object,
-    take_request_id,
     verify_order,
 )
 from exchange.runtime import NO_METRICS, Metrics, Outage, crash_point, observe_refusals
 from exchange.sequencer._backend import JournalBackend, JournalConflict
+from exchange.sequencer._submitted import DedupeKey, check_repeat, is_modify, submitted_command
 from orderbook_core import (
     DEFAULT_SPEC,
     Command,
     MarketSpec,
-    ModifyOrder,
-    NewOrder,
-    command_to_wire,
-    parse_command,
 )
 from transports import JSON, RemoteError, Transport, TransportError
 
@@ -125,14 +118,6 @@ _READ_AHEAD = 512
 
 _RECENT = 4096
 """Entries committed last that the forwarder takes from memory, not from the journal."""
-
-_STAND_IN_ORDER_ID = "unnamed"
-"""Validates a new order sent without its orderId, so that its other fields are checked
-in the validator's order; such an order is then refused (ERR_AUTH), never journaled."""
-
-DedupeKey = tuple[str, str, str]
-"""(clientId, op, orderId) of a command that may not be journaled twice; for a modify,
-(clientId, "modify", requestId)."""
 
 
 class SteppedDown(Exception):
@@ -274,37 +259,30 @@ class SubmitWorker:
 
         Raises:
             AuthFailed: unsigned, badly signed, signed by a key other than the one the
-                clientId is bound to, or a new order without its orderId (ERR_AUTH).
+                clientId is bound to, a new order without its orderId, a modify without
+                its requestId (ERR_AUTH).
             orderbook_core.ValidationError: the payload breaks a rule (nothing stored).
-            Refused: ERR_VALIDATION for a new order's id in the reserved namespace.
+            Refused: ERR_VALIDATION for a new order's id in the reserved namespace, a
+                requestId not on a modify, or one used by another modify.
             sqlite3.Error, StorageUnavailable, Refused: the commit failed (nothing stored;
                 ERR_UNAVAILABLE for a journal that could not store it).
         """
         payload, public_key = verify_order(payload)
-        payload, request_id = take_request_id(payload)
-        command = self._validate(payload, request_id)
-        if isinstance(command, NewOrder) and not _has_order_id(payload):
-            raise AuthFailed("orderId: required in a signed order (else a replay is a new order)")
-        if isinstance(command, ModifyOrder) and request_id is None:
-            raise AuthFailed(
-                "requestId: required in a signed modify (else a replay is applied again)"
-            )
+        command, key = submitted_command(payload, self.spec)
         self._binding(command.client_id, public_key)
-        key = _dedupe_key(command, request_id)
-        if key is not None:
-            queued = self._queued_keys.get(key)
-            if queued is None:
-                found = await self._look_up(key)
-                # A key bound meanwhile (a first-key race) is checked before any reply.
-                self._binding(command.client_id, public_key)
-                if found is not None:
-                    self._same_modify(command, found)
-                    _log.info("repeat of seq=%d client=%s id=%s", found.seq, *key[::2])
-                    return SubmitReply(found.seq, found.command.order_id).to_wire()
-                queued = self._queued_keys.get(key)  # a twin queued while we looked
-            if queued is not None:
-                self._same_modify(command, queued.entry)
-                return await self._wait(queued)
+        queued = self._queued_keys.get(key)
+        if queued is None:
+            found = await self._look_up(key)
+            # A key bound meanwhile (a first-key race) is checked before any reply.
+            self._binding(command.client_id, public_key)
+            if found is not None:
+                check_repeat(command, found, self.spec)
+                _log.info("repeat of seq=%d client=%s id=%s", found.seq, *key[::2])
+                return SubmitReply(found.seq, found.command.order_id).to_wire()
+            queued = self._queued_keys.get(key)  # a twin queued while we looked
+        if queued is not None:
+            check_repeat(command, queued.entry, self.spec)
+            return await self._wait(queued)
         # No await from here to the queue: a binding made meanwhile is seen, and ours too.
         binding = self._binding(command.client_id, public_key)
         return await self._wait(self._enqueue(command, key, binding))
@@ -355,31 +333,6 @@ class SubmitWorker:
                 lookup.found = entry or noted.get(lookup.key)
                 lookup.done.set()
 
-    def _validate(self, payload: JSON, request_id: str | None) -> Command:
-        """Validate once; `_enqueue` numbers and timestamps the command. The caller
-        refuses a new order without its orderId, and a modify without its requestId."""
-        command = parse_command(
-            payload, self.spec, seq=0, ts=0, default_order_id=_STAND_IN_ORDER_ID
-        )
-        problem = reserved_order_id(command) or request_id_problem(command, request_id)
-        if problem is not None:
-            raise Refused(ERR_VALIDATION, problem)
-        return command
-
-    def _same_modify(self, command: Command, first: Entry) -> None:
-        """A modify's repeat must be that very modify: its requestId names one request.
-
-        Raises:
-            Refused: ERR_VALIDATION, the requestId was used by another modify (nothing
-                stored; the first one stands).
-        """
-        if isinstance(command, ModifyOrder) and command_to_wire(command, self.spec) != first.wire:
-            raise Refused(
-                ERR_VALIDATION,
-                f"requestId: already used by another modify (seq {first.seq});"
-                " a new modify needs a new requestId",
-            )
-
     def _enqueue(
         self, command: Command, key: DedupeKey | None, binding: str | None = None
     ) -> _Queued:
@@ -417,7 +370,7 @@ class SubmitWorker:
                     self.journal.append,
                     [queued.entry for queued in batch],
                     {q.entry.seq: q.binding for q in batch if q.binding is not None},
-                    {q.entry.seq: q.key[2] for q in batch if q.key is not None and _modify(q)},
+                    {q.entry.seq: q.key[2] for q in batch if q.key and is_modify(q.entry)},
                 )
             except Exception as exc:
                 self.metrics.commit_failed(len(batch))
@@ -599,10 +552,6 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _has_order_id(payload: JSON) -> bool:
-    return isinstance(payload, dict) and "orderId" in payload
-
-
 def _rewind(expected: int) -> int:
     """Where to resume when the matcher expects `expected` next.
 
@@ -612,15 +561,3 @@ def _rewind(expected: int) -> int:
     applied on top of it.
     """
     return max(1, expected - 1)
-
-
-def _dedupe_key(command: Command, request_id: str | None) -> DedupeKey | None:
-    """The journal's dedupe key of `command`: a modify's is its requestId's."""
-    if isinstance(command, ModifyOrder):
-        return None if request_id is None else (command.client_id, "modify", request_id)
-    op = "new" if isinstance(command, NewOrder) else "cancel"
-    return command.client_id, op, command.order_id
-
-
-def _modify(queued: _Queued) -> bool:
-    return isinstance(queued.entry.command, ModifyOrder)
