@@ -130,3 +130,10 @@ def running_nats(
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real single-server JetStream on a free loopback port, for a test module."""
+    with running_nats(1, tmp_path_factory.mktemp("nats")) as servers:
+        yield servers[0].url

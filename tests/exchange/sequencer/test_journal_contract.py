@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.nats import running_nats
+from support.nats import nats_url, running_nats  # noqa: F401  (a module fixture)
 
 from exchange.protocol import Entry, StorageUnavailable, parse_entry
 from exchange.sequencer import DuplicateEntry, JournalBackend, JournalConflict, open_journal
@@ -23,12 +23,6 @@ Opener = Callable[[], JournalBackend]
 KEY_A, KEY_B = "a" * 64, "b" * 64
 
 _markets = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_nats(1, tmp_path_factory.mktemp("nats")) as servers:
-        yield servers[0].url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("jetstream", marks=pytest.mark.integration)])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 from support.keys import SEQUENCER_KEY, signed
-from support.nats import running_nats
+from support.nats import nats_url, running_nats  # noqa: F401  (a module fixture)
 
 from exchange.sequencer import JournalBackend, SubmitWorker, open_journal
 from orderbook_core import DEFAULT_SPEC
@@ -24,12 +24,6 @@ from transports import MemoryNetwork, RemoteError, Transport, open_transport
 pytestmark = pytest.mark.anyio
 
 _markets = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with running_nats(1, tmp_path_factory.mktemp("nats")) as servers:
-        yield servers[0].url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("jetstream", marks=pytest.mark.integration)])
