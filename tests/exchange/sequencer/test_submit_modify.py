@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 from support.keys import SEQUENCER_KEY, signed
-from support.nats import nats_url, running_nats  # noqa: F401  (a module fixture)
+from support.nats import nats_url  # noqa: F401  (a module fixture)
 
 from exchange.sequencer import JournalBackend, SubmitWorker, open_journal
 from orderbook_core import DEFAULT_SPEC
