@@ -681,13 +681,12 @@ def test_hundreds_of_idle_connections_and_others_are_served(
 MAX_CONNECTIONS = 1024  # the workers' bound on connections served at once
 
 
-def test_past_max_connections_new_ones_are_closed_and_serving_resumes(
+def test_past_max_connections_idle_ones_make_room_for_new_peers(
     workers: Workers, before: State
 ) -> None:
-    """Thousands of idle connections: past `MAX_CONNECTIONS` a new connection is closed
-    at once, unanswered (the documented limit: a flood of idle connections shuts others
-    out until it ends, or `idle_timeout` ends it); the worker lives, and serves again as
-    soon as connections go."""
+    """Thousands of idle connections: past `MAX_CONNECTIONS` the connection idle the
+    longest is closed to make room, so a new peer is served at once while the flood is
+    still open; the worker lives and nothing it holds changes."""
     pid = workers.sequencer_pid
     baseline = _fds(pid)
     socks: list[socket.socket] = []
@@ -698,21 +697,14 @@ def test_past_max_connections_new_ones_are_closed_and_serving_resumes(
         while _fds(pid) < baseline + MAX_CONNECTIONS - 10:
             assert time.monotonic() < deadline, _fds(pid)
             time.sleep(0.05)
-        response, was_closed = exchange_raw(workers.sequencer, post(b"[]"))
-        assert response is None  # closed at once, no request read
-        assert was_closed
-        for sock in socks[:50]:
-            sock.close()
-        deadline = time.monotonic() + 10
-        while _fds(pid) > baseline + MAX_CONNECTIONS - 20:
-            assert time.monotonic() < deadline, _fds(pid)
-            time.sleep(0.05)
-        after = assert_still_serving(workers, before)  # the flood still partly open
+        response, _ = exchange_raw(workers.sequencer, post(b"[]"))
+        assert_error(response, {200, 400})  # answered, not shut out
+        after = assert_still_serving(workers, before)  # the flood still open
     finally:
         for sock in socks:
             sock.close()
     assert workers.exchange.submit is not None
-    assert "refusing connections: 1024 open already" in workers.exchange.submit.text()
+    assert "closing idle connections: 1024 open already" in workers.exchange.submit.text()
     assert settled(workers) == after
 
 

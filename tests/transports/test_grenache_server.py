@@ -451,11 +451,30 @@ async def test_fuzz_the_server_with_garbage(bodies: list[bytes], raw: bytes) -> 
         assert await r.client.request("echo", "still here") == {"echo": "still here"}
 
 
-async def test_connections_over_the_limit_are_closed() -> None:
+async def test_past_the_limit_the_longest_idle_connection_makes_room() -> None:
+    """A flood of idle connections cannot shut other peers out: HTTP lets a server
+    close a kept-alive connection between requests, so the one idle the longest goes."""
+    async with rig(max_connections=2) as r:
+        first = await anyio.connect_tcp("127.0.0.1", r.port)
+        await anyio.sleep(0.05)
+        second = await anyio.connect_tcp("127.0.0.1", r.port)
+        async with first, second:
+            await anyio.sleep(0.05)
+            assert await r.client.request("echo", 3) == {"echo": 3}  # served at once
+            with anyio.fail_after(3), pytest.raises(anyio.EndOfStream):
+                await first.receive()  # the longest idle: closed
+            await second.send(post(b'["r","echo",2]'))  # the other still serves
+            with anyio.fail_after(3):
+                assert b'"echo":2' in await second.receive()
+
+
+async def test_past_the_limit_connections_mid_request_hold_their_place() -> None:
     async with rig(max_connections=2) as r:
         first = await anyio.connect_tcp("127.0.0.1", r.port)
         second = await anyio.connect_tcp("127.0.0.1", r.port)
         async with first, second:
+            await first.send(b"POST / HT")  # a request begun: not idle
+            await second.send(b"POST / HT")
             await anyio.sleep(0.05)
             assert await r.raw(post(b'["r","echo",1]')) == b""  # the third: closed
         # Once they are gone, requests are served again.

@@ -128,6 +128,21 @@ class Watchdog:
                 if watched.deadline <= now:
                     watched.scope.cancel()
 
+    def evict_idle(self) -> bool:
+        """Close the connection idle the longest (kept alive, no request begun), to make
+        room for a new one; return False when no connection is idle.
+
+        HTTP lets a server close a kept-alive connection between requests at any time,
+        so a flood of idle connections cannot shut other peers out: only connections in
+        the middle of a request (each bounded by `read_timeout`) hold their place.
+        O(connections); called only at capacity.
+        """
+        idle = [w for w in self._watched if w.phase == _IDLE and not w.scope.cancel_called]
+        if not idle:
+            return False
+        min(idle, key=lambda w: w.deadline).scope.cancel()
+        return True
+
     def add(self, watched: _Watched) -> None:
         self._watched.add(watched)
 

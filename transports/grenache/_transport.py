@@ -166,7 +166,8 @@ class GrenacheTransport(Transport):
         idle_timeout: server: seconds a kept-alive connection may sit idle.
         handler_timeout: server: seconds a handler may run (None: no bound); past it
             the caller gets ``ERR_TIMEOUT``.
-        max_connections: server: connections served at once; more are closed at once
+        max_connections: server: connections served at once; past it the connection
+            idle the longest is closed to make room, or, when none is idle, the new one
             (each costs a file descriptor and a task).
         host: the address servers listen on.
     """
@@ -265,16 +266,25 @@ class GrenacheTransport(Transport):
 
         connections = 0
         refused = 0
+        evicted = 0
         max_connections = self._max_connections
 
         async def handle(stream: anyio.abc.ByteStream) -> None:
-            nonlocal connections, refused
+            nonlocal connections, refused, evicted
             if connections >= max_connections:
-                if not refused:  # once per overload, not once per connection
-                    log.warning("refusing connections: %d open already", connections)
-                refused += 1
-                await stream.aclose()
-                return
+                if watchdog.evict_idle():  # an idle one makes room (it closes at once)
+                    if not evicted:  # once per overload, not once per connection
+                        log.warning("closing idle connections: %d open already", connections)
+                    evicted += 1
+                else:
+                    if not refused:
+                        log.warning("refusing connections: %d open already", connections)
+                    refused += 1
+                    await stream.aclose()
+                    return
+            elif evicted:
+                log.info("below the connection bound again (%d idle ones closed)", evicted)
+                evicted = 0
             if refused:
                 log.info("accepting connections again (%d refused meanwhile)", refused)
                 refused = 0
