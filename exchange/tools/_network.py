@@ -2,7 +2,8 @@
 
 `head`, `book` and `status` ask the exchange's own services (and read versions from the
 DHT with the verifying `VersionReader`, so `dex book` prints only a book whose every
-page hashed right, and `dex head` only a root signed by the head's key); `lookup`,
+page hashed right, `dex head` only a root signed by the head's key, and `dex status`
+says whether the head it shows is signed by the key it names); `lookup`,
 `request` and `get` are the Grenache basics, for any peer
 at all. Each returns a value (`Outcome`) and prints nothing: `exchange.tools._dex`
 prints it, as text or JSON. Every call is bounded by the command's timeout.
@@ -189,6 +190,9 @@ class Status:
     services: list[ServiceStatus]
     head: Head | None
     head_error: str | None
+    head_problem: str | None = None
+    """Why `head` does not verify (unsigned, or not by the key it names); None when its
+    signature was checked (or there is no head)."""
 
 
 _NOT_ANSWERING = (
@@ -286,12 +290,17 @@ async def network_status(link: GrapeLink, transport: Transport, timeout: float) 
             services.append(await _probe_quietly(transport, name, peers, elsewhere, timeout))
     services.append(ServiceStatus(ORDERBOOK_UPDATED, announced[ORDERBOOK_UPDATED], probed=False))
     head: Head | None = None
-    head_error = None
+    head_error = head_problem = None
     try:
         head = await fetch_head(transport, timeout)
     except Exception as exc:  # reported, not raised: status shows what it can
         head_error = f"{type(exc).__name__}: {exc}"
-    return Status(link.url, services, head, head_error)
+    else:
+        try:
+            verify_head(head, None)  # shown with what was found: status reports, not refuses
+        except AuthFailed as exc:
+            head_problem = f"orderbook_head: {exc}"
+    return Status(link.url, services, head, head_error, head_problem)
 
 
 async def grenache_lookup(link: GrapeLink, name: str) -> list[str]:

@@ -232,6 +232,8 @@ def status(args: argparse.Namespace) -> int:
                 "grape": found.grape,
                 "services": [s.to_json() for s in found.services],
                 "matcherHead": found.head.to_wire() if found.head is not None else None,
+                "matcherHeadVerified": found.head is not None and found.head_problem is None,
+                "matcherHeadProblem": found.head_problem,
                 "matcherError": found.head_error,
                 "journal": journal,
                 "backlog": backlog,
@@ -240,7 +242,9 @@ def status(args: argparse.Namespace) -> int:
     else:
         _print_status(found, journal, backlog)
     workers_up = all(s.answering for s in found.services[:2]) and found.head is not None
-    return EXIT_OK if workers_up else EXIT_UNREACHABLE
+    if not workers_up:
+        return EXIT_UNREACHABLE
+    return EXIT_FAILED if found.head_problem is not None else EXIT_OK
 
 
 def _print_status(found: Status, journal: dict[str, Any], backlog: int | None) -> None:
@@ -260,6 +264,10 @@ def _print_status(found: Status, journal: dict[str, Any], backlog: int | None) -
             print(f"      {peer}  ok{note}")
     if found.head is not None:
         print(f"matcher head   seq {found.head.seq}  root {found.head.root or '-'}")
+        if found.head_problem is None:
+            print(f"               signed by {found.head.key} (verified)")
+        else:
+            print(f"               NOT VERIFIED: {found.head_problem}")
     else:
         print(f"matcher head   unknown: {found.head_error}")
     if "error" in journal:

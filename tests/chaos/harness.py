@@ -3,18 +3,21 @@
 One run (`chaos_run`) is driven by a seed: the orders, which crash point kills which
 worker on which pass (``DEX_CRASH_AT``, `exchange.runtime.crash_point`), and when a grape
 is killed and started again. The load (`Load`) looks like a market: ten clients, limit
-orders over 61 ticks, post-only, IOC, FOK and market orders, cancels, and orders sent
-against the sender's own resting orders (self-trade prevention), amounts from 0.010 to
-1.000 (two orders of magnitude). While the load runs, a supervisor restarts every worker
-that died, checking it died by SIGKILL at the point it was armed for (and, for
-``during_broadcast``, whether the matcher's log shows a ``map`` started and not ended).
-Clients submit with explicit orderIds and retry a failed request with the *same*
-payload until it is acknowledged, as `bin/client.py` would.
+orders over 61 ticks, post-only, IOC, FOK and market orders, cancels, modifies (a new
+price and/or amount, some pure decreases that keep priority, each with a fresh signed
+``requestId``), and orders sent against the sender's own resting orders (self-trade
+prevention), amounts from 0.010 to 1.000 (two orders of magnitude). While the load
+runs, a supervisor restarts every worker that died, checking it died by SIGKILL at the
+point it was armed for (and, for ``during_broadcast``, whether the matcher's log shows a
+``map`` started and not ended).
+Clients submit with explicit orderIds (a modify with its requestId) and retry a failed
+request with the *same* payload until it is acknowledged, as `bin/client.py` would.
 
 After the run, `check_model` holds the system to a model built from the client side:
 
-- every acknowledged ``(seq, orderId)`` is in the journal at that seq, with the command
-  sent; every order sent is there exactly once, retried or not; seqs have no gap;
+- every acknowledged command is in the journal at the seq of its ack, as sent; every
+  command sent is there exactly once, retried or not, by its key (`journal_key`: a
+  modify's is its ``(clientId, requestId)``); seqs have no gap;
 - the matcher's applied log is the journal, entry for entry (same command and ts), in
   seq order: each command applied exactly once;
 - every book a live replica showed is the book of the oracle at its seq: the naive
@@ -318,7 +321,8 @@ class Outcome:
 
     seed: int
     sent: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """orderId -> the payload sent (every attempt sends this same payload)."""
+    """The command's key (`journal_key`) -> the payload sent (every attempt sends this
+    same payload)."""
     acks: dict[str, SubmitReply] = field(default_factory=dict)
     attempts: Counter[str] = field(default_factory=Counter)
     unknown: set[str] = field(default_factory=set)
@@ -352,6 +356,9 @@ class Outcome:
             "orders": len(self.sent),
             "acknowledged": len(self.acks),
             "retried": sum(1 for n in self.attempts.values() if n > 1),
+            "modifies_retried": sum(
+                1 for k, n in self.attempts.items() if n > 1 and self.sent[k].get("op") == "modify"
+            ),
             "outcome_unknown": len(self.unknown),
             "kinds": dict(sorted(self.kinds.items())),
             "kills": dict(self.kills),
@@ -382,11 +389,7 @@ class Load:
     """Seeded commands from `CLIENTS` clients that look like a market.
 
     Each command is one of the kinds of `WEIGHTS`, drawn with those weights, each built by
-    the method of the same name. Modify is not among them yet: its wire shape is
-    changing (a request id of its own). To add it, give `WEIGHTS` a ``"modify"`` weight,
-    write `Load.modify` (a payload and its key, as `cancel` does), and name its key in
-    `journal_key`; the oracle (`reference_command`) already turns a journaled modify into
-    a `ModifyOrder`.
+    the method of the same name, keyed as `journal_key` keys it once journaled.
     """
 
     WEIGHTS: ClassVar[dict[str, int]] = {
@@ -397,6 +400,7 @@ class Load:
         "market": 7,
         "self_trade": 9,
         "cancel": 18,
+        "modify": 12,
     }
 
     def __init__(self, plan: Plan, outcome: Outcome) -> None:
@@ -404,8 +408,9 @@ class Load:
         self.outcome = outcome
         self._rng = random.Random(plan.seed * 7919 + 1)
         self._n = 0
-        self._resting: list[tuple[str, str, str, int]] = []
-        """(client, orderId, side, price in ticks) of the GTC orders sent: maybe resting."""
+        self._resting: list[tuple[str, str, str, int, int]] = []
+        """(client, orderId, side, price in ticks, amount in lots) of the GTC orders sent
+        (as last modified): maybe resting."""
         self._keys = {
             f"c{i}": Ed25519PrivateKey.from_private_bytes(
                 hashlib.sha256(f"chaos:{plan.seed}:c{i}".encode()).digest()
@@ -421,7 +426,7 @@ class Load:
         while True:
             kind = self._rng.choices(list(self.WEIGHTS), weights=list(self.WEIGHTS.values()))[0]
             built = self._builders[kind]()
-            if built is not None:  # a cancel or a self-trade needs a GTC order sent before
+            if built is not None:  # a cancel, modify or self-trade needs a GTC order before
                 break
         key, payload = built
         self.outcome.kinds[kind] += 1
@@ -460,7 +465,7 @@ class Load:
         if that order still rests, the market's self-trade prevention cancels it."""
         if not self._resting:
             return None
-        client, _, side, price = self._rng.choice(self._resting)
+        client, _, side, price, _ = self._rng.choice(self._resting)
         other = "sell" if side == "buy" else "buy"
         tif = self._rng.choice((None, "IOC"))
         return self._new(client, other, tif=tif, post_only=False, price=price)
@@ -468,8 +473,35 @@ class Load:
     def cancel(self) -> tuple[str, dict[str, Any]] | None:
         if not self._resting:
             return None
-        client, target, _, _ = self._resting.pop(self._rng.randrange(len(self._resting)))
+        client, target, _, _, _ = self._resting.pop(self._rng.randrange(len(self._resting)))
         return f"cancel:{target}", {"clientId": client, "op": "cancel", "orderId": target}
+
+    def modify(self) -> tuple[str, dict[str, Any]] | None:
+        """A modify of one of the sender's GTC orders, under a fresh ``requestId``: a pure
+        decrease (keeps priority), a new amount, a new price (may cross), or both."""
+        if not self._resting:
+            return None
+        index = self._rng.randrange(len(self._resting))
+        client, target, side, price, lots = self._resting[index]
+        request_id = f"s{self.plan.seed}-m{self._n}"
+        payload: dict[str, Any] = {
+            "clientId": client,
+            "op": "modify",
+            "orderId": target,
+            "requestId": request_id,
+        }
+        how = self._rng.choice(("decrease", "amount", "price", "both"))
+        if how == "decrease" and lots > 1:
+            lots = self._rng.randint(max(1, lots // 4), lots - 1)
+            payload["amount"] = self._lots_text(lots)
+        elif how in ("amount", "both") or how == "decrease":
+            lots = self._other(lots, self._lots)
+            payload["amount"] = self._lots_text(lots)
+        if how in ("price", "both"):
+            price = self._other(price, partial(self._price, side))
+            payload["price"] = self._price_text(price)
+        self._resting[index] = (client, target, side, price, lots)
+        return journal_key_of_modify(client, request_id), payload
 
     # ------------------------------------------------------------ the fields
 
@@ -478,22 +510,21 @@ class Load:
     ) -> tuple[str, dict[str, Any]]:
         order_id = self._order_id()
         if price is None:
-            away, through = SPREAD_TICKS
-            offset = self._rng.randint(-away, through)
-            price = MID_TICKS + offset if side == "buy" else MID_TICKS - offset
+            price = self._price(side)
+        lots = self._lots()
         payload: dict[str, Any] = {
             "clientId": client,
             "orderId": order_id,
             "side": side,
-            "price": f"{Decimal(price) * DEFAULT_SPEC.tick_size:.2f}",
-            "amount": self._amount(),
+            "price": self._price_text(price),
+            "amount": self._lots_text(lots),
         }
         if tif is not None:
             payload["tif"] = tif
         if post_only:
             payload["postOnly"] = True
         if tif is None:
-            self._resting.append((client, order_id, side, price))
+            self._resting.append((client, order_id, side, price, lots))
         return order_id, payload
 
     def _order_id(self) -> str:
@@ -505,9 +536,31 @@ class Load:
     def _side(self) -> str:
         return self._rng.choice(("buy", "sell"))
 
+    def _other(self, current: int, draw: Callable[[], int]) -> int:
+        """A value of `draw` other than `current` (a modify that changes nothing is
+        rejected; the load believes `current`, the order may have been filled since)."""
+        while (value := draw()) == current:
+            pass
+        return value
+
+    def _price(self, side: str) -> int:
+        away, through = SPREAD_TICKS
+        offset = self._rng.randint(-away, through)
+        return MID_TICKS + offset if side == "buy" else MID_TICKS - offset
+
     def _amount(self) -> str:
+        return self._lots_text(self._lots())
+
+    def _lots(self) -> int:
         low, high = AMOUNT_LOTS
-        lots = round(10 ** self._rng.uniform(math.log10(low), math.log10(high)))
+        return round(10 ** self._rng.uniform(math.log10(low), math.log10(high)))
+
+    @staticmethod
+    def _price_text(ticks: int) -> str:
+        return f"{Decimal(ticks) * DEFAULT_SPEC.tick_size:.2f}"
+
+    @staticmethod
+    def _lots_text(lots: int) -> str:
         return f"{Decimal(lots) * DEFAULT_SPEC.lot_size:.3f}"
 
 
@@ -739,14 +792,32 @@ def _settle(rig: Rig) -> int:
 # ---------------------------------------------------------------------- the model
 
 
-def journal_key(wire: dict[str, Any]) -> str:
-    """The load's key of a journaled command: its orderId for a new order, ``cancel:``
-    and the orderId for a cancel (the keys `Load` gives what it sends)."""
+def journal_key_of_modify(client_id: str, request_id: str) -> str:
+    """The key of a modify: its ``(clientId, "modify", requestId)``, as the sequencer
+    deduplicates it."""
+    return f"{client_id}:modify:{request_id}"
+
+
+def journal_key(wire: dict[str, Any], request_id: str | None = None) -> str:
+    """The load's key of a journaled command (the keys `Load` gives what it sends): its
+    orderId for a new order, ``cancel:`` and the orderId for a cancel, and for a modify
+    its ``(clientId, requestId)`` (`journal_key_of_modify`), `request_id` being what the
+    journal's ``modify_requests`` holds for its seq (the journaled command has none)."""
     if wire["op"] == "new":
         return str(wire["orderId"])
     if wire["op"] == "cancel":
         return f"cancel:{wire['orderId']}"
+    if wire["op"] == "modify":
+        assert request_id is not None, f"a journaled modify without a requestId: {wire}"
+        return journal_key_of_modify(str(wire["clientId"]), request_id)
     raise AssertionError(f"the load sends no {wire['op']!r} command: {wire}")
+
+
+def modify_requests(journal: Path) -> dict[int, str]:
+    """seq -> requestId of each journaled modify (the journal's ``modify_requests``)."""
+    with closing(sqlite3.connect(journal)) as db:
+        rows = db.execute("SELECT seq, request_id FROM modify_requests").fetchall()
+    return {int(seq): str(request_id) for seq, request_id in rows}
 
 
 def _same_command(sent: dict[str, Any], journaled: dict[str, Any]) -> bool:
@@ -754,6 +825,17 @@ def _same_command(sent: dict[str, Any], journaled: dict[str, Any]) -> bool:
     if sent.get("op") == "cancel":
         return (journaled["op"], journaled["clientId"], journaled["orderId"]) == (
             "cancel", sent["clientId"], sent["orderId"])  # fmt: skip
+    if sent.get("op") == "modify":
+        return (
+            (journaled["op"], journaled["clientId"], journaled["orderId"])
+            == ("modify", sent["clientId"], sent["orderId"])
+            and "requestId" not in journaled
+            and all(
+                (name in journaled) == (name in sent)
+                and (name not in sent or Decimal(journaled[name]) == Decimal(sent[name]))
+                for name in ("price", "amount")
+            )
+        )
     price = sent.get("price")
     return (
         journaled["op"] == "new"
@@ -830,9 +912,10 @@ def check_model(rig: Rig, outcome: Outcome) -> None:
     with Journal(rig.journal) as journal:
         entries = list(journal.entries())
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1)), "a gap in the journal"
+    requests = modify_requests(rig.journal)
     by_key: dict[str, list[int]] = {}
     for entry in entries:
-        by_key.setdefault(journal_key(entry.wire), []).append(entry.seq)
+        by_key.setdefault(journal_key(entry.wire, requests.get(entry.seq)), []).append(entry.seq)
     duplicated = {k: s for k, s in by_key.items() if len(s) > 1}
     outcome.duplicated = len(duplicated)
     outcome.lost = len(set(outcome.sent) - set(by_key))
@@ -895,6 +978,7 @@ def report(figures: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "runs": len(figures),
         "orders": sum(f["orders"] for f in figures),
         "retried": sum(f["retried"] for f in figures),
+        "modifies_retried": sum(f["modifies_retried"] for f in figures),
         "outcome_unknown": sum(f["outcome_unknown"] for f in figures),
         "kinds": dict(sorted(kinds.items())),
         "kills": dict(sorted(kills.items())),

@@ -33,9 +33,10 @@ finishes its script and every replica catches up to the journal's head, all with
 bound of virtual time: a client or replica that never gets there *hangs*, which is a
 failure. Then:
 
-* the journal is gap-free (1..head) and holds each ``(clientId, op, orderId)`` once:
-  nothing a client retried with the same orderId was journaled twice, acknowledged or
-  not, and everything in it was sent by a client;
+* the journal is gap-free (1..head) and holds each ``(clientId, op, orderId)`` once (a
+  modify's ``(clientId, "modify", requestId)``, from the journal's ``modify_requests``):
+  nothing a client retried with the same orderId (requestId) was journaled twice,
+  acknowledged or not, and everything in it was sent by a client;
 * every acknowledged submit is in the journal at the acknowledged seq, and a repeat of
   an acknowledged payload got the same reply;
 * a payload refused as invalid is not in the journal;
@@ -284,7 +285,7 @@ class Action:
 
 @dataclass(frozen=True)
 class Step:
-    """One thing a client does: submit a new order, cancel one, or send garbage."""
+    """One thing a client does: submit a new order, cancel or modify one, or send garbage."""
 
     think: float  # virtual seconds to wait first
     payload: dict[str, Any]
@@ -392,6 +393,21 @@ def _script(rng: random.Random, client: str, n: int) -> tuple[Step, ...]:
             payload: dict[str, Any] = {"clientId": client, "op": "cancel", "orderId": target}
             steps.append(Step(think, payload, patience, retry_later, repeat))
             continue
+        if roll < 0.3 and live:
+            # A modify of a live order, under a requestId of its own (retries keep it).
+            payload = {
+                "clientId": client,
+                "op": "modify",
+                "orderId": rng.choice(live),
+                "requestId": f"{client}-m{i}",
+            }
+            how = rng.choice(["price", "amount", "both"])
+            if how != "amount":
+                payload["price"] = str(SPEC.ticks_to_price(mid + rng.randint(-500, 500)))
+            if how != "price":
+                payload["amount"] = str(SPEC.lots_to_amount(rng.randint(1, 9999)))
+            steps.append(Step(think, payload, patience, retry_later, repeat))
+            continue
         order_id = f"{client}-{i}"
         side = rng.choice(["buy", "sell"])
         # A wide band (+-5.00) so some orders rest deep and others cross several levels.
@@ -432,6 +448,8 @@ class Outcome:
 
     seed: int
     submits: int = 0
+    modifies: int = 0
+    """Of `submits`, those of a modify (each of its retries counts as one submit too)."""
     acked: int = 0
     refused_invalid: int = 0
     given_up: int = 0
@@ -689,6 +707,7 @@ class _Simulation:
         """Submit as the client program does (retrying, same orderId); record what came."""
         key = _key(step.payload)
         self.outcome.submits += 1
+        self.outcome.modifies += key[1] == "modify"
         self.sent.add(key)
         patience = LIVENESS + CHAOS_WINDOW if step.patience is None else step.patience
         try:
@@ -832,7 +851,26 @@ def _lose_tail(path: Path, versions: int) -> int:
 
 
 def _key(payload: dict[str, Any]) -> tuple[str, str, str]:
-    return (str(payload["clientId"]), str(payload.get("op", "new")), str(payload["orderId"]))
+    """What the sequencer deduplicates a command by: a modify by its requestId."""
+    op = str(payload.get("op", "new"))
+    name = payload["requestId"] if op == "modify" else payload["orderId"]
+    return (str(payload["clientId"]), op, str(name))
+
+
+def _journal_key(entry: Entry, requests: dict[int, str]) -> tuple[str, str, str]:
+    """`_key` of a journaled command; a modify's requestId is in the journal's
+    ``modify_requests`` (`requests`: seq -> requestId), not in the command."""
+    if entry.wire.get("op") == "modify":
+        request_id = requests.get(entry.seq)
+        _expect(request_id is not None, f"seq {entry.seq}: a modify without a requestId")
+        return _key({**entry.wire, "requestId": request_id})
+    return _key(dict(entry.wire))
+
+
+def _modify_requests(path: Path) -> dict[int, str]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT seq, request_id FROM modify_requests").fetchall()
+    return {int(seq): str(request_id) for seq, request_id in rows}
 
 
 def _own(event: Event, client_id: str) -> bool:
@@ -853,7 +891,8 @@ def _check(sim: _Simulation) -> None:
     seqs = [e.seq for e in entries]
     _expect(seqs == list(range(1, len(entries) + 1)), f"journal seqs have a gap: {seqs}")
     outcome.journal = len(entries)
-    keys = Counter(_key(e.wire) for e in entries)
+    requests = _modify_requests(directory / "journal.db")
+    keys = Counter(_journal_key(e, requests) for e in entries)
     twice = [k for k, n in keys.items() if n > 1]
     _expect(not twice, f"journaled more than once: {twice}")
     strangers = set(keys) - sim.sent
@@ -865,7 +904,9 @@ def _check(sim: _Simulation) -> None:
     for key, (seq, order_id) in sim.acks.items():
         entry = by_seq.get(seq)
         _expect(
-            entry is not None and _key(entry.wire) == key and order_id == key[2],
+            entry is not None
+            and _journal_key(entry, requests) == key
+            and order_id == entry.wire["orderId"],
             f"acknowledged {key} as seq {seq}, journal has {entry}",
         )
     outcome.faults.update(_faults(sim.network.log))
@@ -1044,8 +1085,8 @@ def summary(outcomes: list[Outcome]) -> str:
     faults: Counter[str] = Counter()
     restarts: Counter[str] = Counter()
     for o in outcomes:
-        for name in ("submits", "acked", "refused_invalid", "given_up", "repeats", "journal",
-                     "trades", "downs", "dht_outages", "replicas", "messages", "delayed",
+        for name in ("submits", "modifies", "acked", "refused_invalid", "given_up", "repeats",
+                     "journal", "trades", "downs", "dht_outages", "replicas", "messages", "delayed",
                      "answered_from_journal", "rows_lost", "killed_mid_submit",
                      "journaled_unacked"):  # fmt: skip
             total[name] += getattr(o, name)
@@ -1053,7 +1094,7 @@ def summary(outcomes: list[Outcome]) -> str:
         restarts.update(o.restarts)
     return (
         f"{len(outcomes)} seeds met the model: {total['submits']} submits"
-        f" ({total['acked']} acknowledged,"
+        f" ({total['modifies']} of them modifies; {total['acked']} acknowledged,"
         f" {total['repeats']} repeated after the reply, {total['given_up']} given up,"
         f" {total['refused_invalid']} refused as invalid; {total['answered_from_journal']}"
         f" retries answered from the journal; {total['killed_mid_submit']} submits cut by a"

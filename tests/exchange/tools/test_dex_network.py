@@ -168,6 +168,7 @@ def test_status(exchange: Running, capsys: pytest.CaptureFixture[str]) -> None:
     assert "submit_order       1 answering" in out
     assert "process_order      1 answering" in out
     assert "matcher head   seq 4" in out
+    assert " (verified)\n" in out  # the head's signature, by the key it names
     assert "journal head   seq 4" in out
     assert "backlog        0 journaled" in out
     status, out, _ = dex(
@@ -175,6 +176,7 @@ def test_status(exchange: Running, capsys: pytest.CaptureFixture[str]) -> None:
     )
     report = json.loads(out)
     assert report["matcherHead"]["seq"] == 4
+    assert (report["matcherHeadVerified"], report["matcherHeadProblem"]) == (True, None)
     assert report["journal"]["head"] == 4
     assert report["backlog"] == 0
     assert report["journal"]["ordersPerSecond"] == pytest.approx(4 / 60, abs=0.01)

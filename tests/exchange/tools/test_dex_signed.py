@@ -1,5 +1,5 @@
 """`dex book`, `dex head` and `dex order`/`orders`/`fills` believe a head only when the
-matcher signed it, and the root too."""
+matcher signed it, and the root too; `dex status` says whether the head it shows is."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from support.keys import MATCHER_KEY, named_key, signed_head
 
 from exchange.protocol import Head, InvalidVersion, sign_head
-from exchange.tools._network import fetch_book, fetch_verified_head
+from exchange.tools._network import fetch_book, fetch_verified_head, network_status
 from exchange.tools._orders import from_network
+from exchange.tools._remote import _print_status
 from exchange.versions import VersionPublisher
 from orderbook_core import DEFAULT_SPEC, NewOrder, OrderBook, Side
 from transports import JSON, MemoryNetwork, MemoryTransport
@@ -105,3 +106,48 @@ async def test_head_gives_the_roots_book_hash_and_orders_the_clients_orders() ->
 async def test_a_head_whose_root_has_another_seq_is_refused() -> None:
     with pytest.raises(InvalidVersion, match="the head says seq 2, its root says seq 1"):
         await _book_with_head(lambda root: signed_head(2, root), MATCHER_KEY, _fetch_head)
+
+
+class _NoPeers:
+    """A grape link that finds nobody announced: `network_status` then only asks the head."""
+
+    url = "http://grape.test"
+
+    async def lookup(self, name: str, *, fresh: bool = False) -> list[str]:
+        return []
+
+
+async def _status_with_head(head_of: Any, signing_key: Any) -> Any:
+    async def fetch(transport: Any) -> Any:
+        return await network_status(_NoPeers(), transport, 5)  # type: ignore[arg-type]
+
+    return await _book_with_head(head_of, signing_key, fetch)
+
+
+async def test_status_verifies_the_head_it_shows(capsys: pytest.CaptureFixture[str]) -> None:
+    found = await _status_with_head(lambda root: signed_head(1, root), MATCHER_KEY)
+    assert (found.head.seq, found.head_problem) == (1, None)
+    _print_status(found, {"error": "no journal here"}, None)
+    assert f"signed by {found.head.key} (verified)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("head_of", "problem"),
+    [
+        (lambda root: {"seq": 1, "root": root}, "orderbook_head: ERR_AUTH"),
+        (
+            lambda root: {**signed_head(1, root), "seq": 2},
+            "orderbook_head: ERR_AUTH: sig: not a valid signature",
+        ),
+    ],
+)
+async def test_status_says_when_the_head_it_shows_does_not_verify(
+    head_of: Any, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    found = await _status_with_head(head_of, MATCHER_KEY)
+    assert found.head is not None
+    assert found.head_problem.startswith(problem)
+    _print_status(found, {"error": "no journal here"}, None)
+    out = capsys.readouterr().out
+    assert f"NOT VERIFIED: {problem}" in out
+    assert "(verified)" not in out
