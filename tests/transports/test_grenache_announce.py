@@ -165,6 +165,7 @@ async def test_a_flood_of_connections_is_one_warning_then_one_info(
         port = await tg.start(server.serve, {"svc": echo})
         held = await anyio.connect_tcp("127.0.0.1", port)  # the one connection allowed
         async with held:
+            await held.send(b"POST / HT")  # mid-request, so it holds its place
             await anyio.sleep(0.1)
             for _ in range(5):
                 extra = await anyio.connect_tcp("127.0.0.1", port)
