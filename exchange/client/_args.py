@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exchange.protocol import ArgumentError
-from exchange.runtime import DEFAULT_GRAPE, check_grape_url
+from exchange.runtime import DEFAULT_GRAPE, check_grape_url, is_tcp_port
 from orderbook_core import ID_RULE, is_identifier
 
 __all__ = [
@@ -304,7 +304,7 @@ def _parse_timeout(value: str) -> float:
 
 
 def _parse_port(value: str) -> int:
-    if not value.isdigit() or int(value) > 65535:
+    if not is_tcp_port(value):
         raise ArgumentError(f"--metrics-port: expected a TCP port (0-65535), got {value!r}")
     return int(value)
 

@@ -28,6 +28,7 @@ __all__ = [
     "EXIT_USAGE",
     "check_grape_url",
     "grape_url",
+    "is_tcp_port",
     "positive",
     "print_json",
     "tcp_port",
@@ -84,9 +85,14 @@ def positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+def is_tcp_port(text: str) -> bool:
+    """The one rule for a port on a command line: digits, 0-65535."""
+    return text.isdigit() and int(text) <= 65535
+
+
 def tcp_port(text: str) -> int:
-    """An argparse type: a TCP port number, 0-65535."""
-    if not text.isdigit() or int(text) > 65535:
+    """An argparse type: a TCP port number, 0-65535 (`is_tcp_port`)."""
+    if not is_tcp_port(text):
         raise argparse.ArgumentTypeError(f"not a TCP port: {text!r}")
     return int(text)
 
