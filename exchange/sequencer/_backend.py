@@ -107,6 +107,11 @@ class JournalBackend(Protocol):
         """Every bound clientId and its public key (64 hex)."""
         ...
 
+    def modify_requests(self) -> dict[int, str]:
+        """seq -> requestId of every modify appended with one (what `find` answers for
+        op ``"modify"``), so a move to another store keeps them."""
+        ...
+
     def find(self, client_id: str, op: str, order_id: str) -> Entry | None:
         """The entry of a deduplicated `(client_id, op, order_id)`, if any, however long
         ago it was stored: a new order or a cancel by its orderId, a modify (op

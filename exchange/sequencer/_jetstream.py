@@ -8,8 +8,10 @@ One stream per market, ``DEX_<market>`` (file storage; 3 replicas when the serve
 a cluster, 1 on a single dev server; deletes and purges denied, no limits), holding one
 message per command, so the stream's sequence *is* the exchange's ``seq``: gap-free,
 never reused. The message's body is the command's canonical wire JSON, its header
-``Dex-Ts`` the sequencer's timestamp, and ``Dex-Key`` the public key the command binds
-its clientId to, if it does. Its subject says whether it may repeat:
+``Dex-Ts`` the sequencer's timestamp, ``Dex-Key`` the public key the command binds
+its clientId to, if it does, and ``Dex-Request`` a modify's requestId (the subject
+holds only its hash; the header lets the journal be exported). Its subject says
+whether it may repeat:
 ``dex.<market>.k.<h>`` for a new order or a cancel, ``h`` a hash of ``(clientId, op,
 orderId)``, and for a modify with its requestId, ``h`` a hash of ``(clientId, "modify",
 requestId)``, published with ``Nats-Expected-Last-Subject-Sequence: 0`` (refused if the
@@ -335,6 +337,8 @@ class JetStreamJournal:
                 headers["Dex-Ts"] = str(ts)
                 if entry.seq in bindings:
                     headers["Dex-Key"] = bindings[entry.seq]
+                if entry.seq in requests:
+                    headers["Dex-Request"] = requests[entry.seq]
                 if not subject.endswith(".m"):
                     headers["Nats-Expected-Last-Subject-Sequence"] = "0"
                 if i == 1:
@@ -482,6 +486,26 @@ class JetStreamJournal:
         except (TimeoutError, NatsError) as exc:
             raise StorageUnavailable(f"{self.location}: client keys: {_describe(exc)}") from exc
         return keys
+
+    def modify_requests(self) -> dict[int, str]:
+        """seq -> requestId of every modify appended with one (its ``Dex-Request``
+        header). Reads every message up to `head()`: for moving the journal, not for
+        the sequencer's path."""
+        return self._call(self._modify_requests())
+
+    async def _modify_requests(self) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for first in range(1, self._head + 1, _PAGE):
+            seqs = range(first, min(first + _PAGE, self._head + 1))
+            try:
+                msgs = await asyncio.gather(*(self._js.get_msg(self.stream, seq=s) for s in seqs))
+            except (TimeoutError, NatsError) as exc:
+                raise StorageUnavailable(f"{self.location}: requests: {_describe(exc)}") from exc
+            for seq, msg in zip(seqs, msgs, strict=True):
+                request_id = (msg.headers or {}).get("Dex-Request")
+                if request_id is not None:
+                    found[seq] = request_id
+        return found
 
     def find(self, client_id: str, op: str, order_id: str) -> Entry | None:
         """The entry of a deduplicated `(client_id, op, order_id)` (for a modify,

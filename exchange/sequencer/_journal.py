@@ -267,6 +267,12 @@ class Journal:
             rows = self._db.execute("SELECT client_id, public_key FROM client_keys").fetchall()
         return dict(rows)
 
+    def modify_requests(self) -> dict[int, str]:
+        """seq -> requestId of every modify appended with one. O(modifies)."""
+        with self._lock:
+            rows = self._db.execute("SELECT seq, request_id FROM modify_requests").fetchall()
+        return dict(rows)
+
     def acked(self) -> int:
         """The highest sequence number marked acknowledged (0 when none)."""
         with self._lock:

@@ -98,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not replay the journal to mark the entries the matcher rejected",
     )
+    _journal_move_parsers(journal)
     status = commands.add_parser(
         "status",
         parents=[net, as_json],
@@ -145,6 +146,30 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=_positive(float), default=20.0, metavar="S", help="bound (20 s)"
     )
     return parser
+
+
+def _journal_move_parsers(journal: argparse.ArgumentParser) -> None:
+    """`dex journal export` and `dex journal import`: a journal moved between stores."""
+    moves = journal.add_subparsers(dest="action", metavar="ACTION")
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--journal",
+        metavar="LOCATION",
+        help="sqlite:PATH or nats://HOST:PORT[,...] (default: sqlite: of --db)",
+    )
+    where.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS, help="as `journal`")
+    export = moves.add_parser(
+        "export",
+        parents=[where],
+        help="write the journal as JSON lines (keys, requestIds, a checked trailer)",
+    )
+    export.add_argument("-o", "--out", metavar="FILE", help="default: standard output")
+    load = moves.add_parser(
+        "import",
+        parents=[where],
+        help="append an export to an empty journal (or finish an interrupted import)",
+    )
+    load.add_argument("file", metavar="FILE", help="the export, or - for standard input")
 
 
 def _order_parsers(

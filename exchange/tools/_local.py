@@ -98,6 +98,10 @@ def replay(args: argparse.Namespace) -> int:
 
 
 def journal(args: argparse.Namespace) -> int:
+    if args.action is not None:
+        from exchange.tools._journal_move import move
+
+        return move(args)
     try:
         opened = open_journal(args.db)
     except ReplayError as exc:

@@ -124,6 +124,7 @@ def test_a_modify_is_found_by_its_request_id_across_reopening(opener: Opener) ->
     assert again.find_many([("c2", "modify", "m1"), ("c1", "modify", "m2")]) == [other, None]
     assert again.find("c1", "new", "m1") is None  # a requestId is no orderId
     assert old_style.seq == 3
+    assert again.modify_requests() == {2: "m1", 4: "m1"}  # what an export carries
     assert list(again.entries()) == list(journal.entries())
 
 
