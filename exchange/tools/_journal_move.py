@@ -35,7 +35,7 @@ from typing import Any, NamedTuple, TextIO
 
 from exchange.protocol import BadMessage, Entry, ReplayError, entry_from_wire, entry_to_wire
 from exchange.sequencer import JournalBackend
-from orderbook_core import MarketSpec, ValidationError
+from orderbook_core import MarketSpec, ValidationError, canonical_json
 
 __all__ = ["EXPORT_FORMAT", "Imported", "export_journal", "import_journal"]
 
@@ -49,17 +49,13 @@ class Imported(NamedTuple):
     present: int
 
 
-def _line(record: dict[str, Any]) -> str:
-    return json.dumps(record, separators=(",", ":"), sort_keys=True)
-
-
 def export_journal(journal: JournalBackend, out: TextIO) -> int:
     """Write `journal` to `out` as the export format; return the number of entries."""
     keys = journal.client_keys()
     requests = journal.modify_requests()
     head = journal.head()
     out.write(
-        _line(
+        canonical_json(
             {
                 "format": EXPORT_FORMAT,
                 "market": journal.spec.market,
@@ -82,11 +78,11 @@ def export_journal(journal: JournalBackend, out: TextIO) -> int:
             record["key"] = keys[client_id]
         if entry.seq in requests:
             record["requestId"] = requests[entry.seq]
-        line = _line(record)
+        line = canonical_json(record)
         digest.update(line.encode() + b"\n")
         out.write(line + "\n")
         count += 1
-    out.write(_line({"end": count, "sha256": digest.hexdigest()}) + "\n")
+    out.write(canonical_json({"end": count, "sha256": digest.hexdigest()}) + "\n")
     return count
 
 
