@@ -216,12 +216,13 @@ def test_a_workers_grape_killed_under_load(victim: str, tmp_path: Path) -> None:
         first_after = min(seq for seq, sent in load.sent_at.items() if sent > killed)
         applied = heads.applied_at(first_after)
         next_head = next(when for when, _ in heads.seen if when > killed)
+        next_ack = min(when for when in load.acked_at if when > killed)
         assert applied is not None
         print(
-            f"\n{victim}'s grape killed: the head moved {next_head - killed:.2f} s after the"
-            f" kill; the first order sent after it (seq {first_after}) was applied"
-            f" {applied - killed:.2f} s after the kill; {len(load.acked)} orders,"
-            f" {load.retries} retries"
+            f"\n{victim}'s grape killed: the next acknowledgement came {next_ack - killed:.2f} s"
+            f" after the kill, the head moved {next_head - killed:.2f} s after it; the first"
+            f" order sent after it (seq {first_after}) was applied {applied - killed:.2f} s"
+            f" after the kill; {len(load.acked)} orders, {load.retries} retries"
         )
 
 
