@@ -211,6 +211,24 @@ async def test_a_slow_grape_that_is_the_only_one_alive_is_waited_for() -> None:
 
 @pytest.mark.anyio
 @pytest.mark.fake_grape
+async def test_when_every_grape_is_slow_the_first_asked_wins_and_none_is_set_aside() -> None:
+    # Every grape waits for a dead DHT node: all slow alike, none dead.
+    dht = Dht(peers={"svc": ["127.0.0.1:4242"]})
+    async with grapes_of(dht, 2) as (first, second):
+        first.slow = second.slow = 0.4
+        links = GrapeLinks([first.url, second.url], failover_after=0.1, lookup_ttl=0)
+        try:
+            for _ in range(2):
+                assert await links.lookup("svc") == ["127.0.0.1:4242"]
+            assert links.choice.order() == [0, 1]
+            assert not links.choice.is_aside(0)
+            assert not links.choice.is_aside(1)
+        finally:
+            await links.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.fake_grape
 async def test_a_grape_that_comes_back_is_preferred_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

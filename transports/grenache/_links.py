@@ -4,10 +4,11 @@ A lookup, put or get goes to one grape at a time, in the order `GrapeChoice` giv
 order the grapes were given; a grape that did not answer is set aside for a while, then
 asked first again). When a grape fails at once (connection refused: it died), the next
 one is asked at once. When a grape is silent for `failover_after` seconds, the next one
-is asked too, and the first answer wins: the slow call is cancelled and its grape set
-aside (a grape whose DHT peer died still answers, only in seconds; one stopped never
-does). Asking twice is safe: lookups and gets read, and a put stores an immutable item
-under the hash of its value.
+is asked too, and the first answer wins: the slow call is cancelled, and its grape set
+aside if it was overtaken (asked before the winner: one stopped never answers; but when
+every grape is slow, as when a DHT node died, the first asked wins and none is set
+aside). Asking twice is safe: lookups and gets read, and a put stores an immutable
+item under the hash of its value.
 
 An empty lookup, or a get that finds nothing, is asked of the next grape too (a grape
 restarted empty, or one that has not yet seen an announce), and stands when no grape
@@ -117,12 +118,14 @@ class GrapeLinks:
             return result
         order = self._choice.order()
         found: list[_T] = []
+        won_after = 0.0  # how long the winner had been asked when it answered
         answers: list[_T] = []
         refusals: list[RemoteError] = []
         errors: list[tuple[str, TransportError]] = []
         started: dict[int, float] = {}
 
         async def attempt(index: int, ended: anyio.Event, race: anyio.CancelScope) -> None:
+            nonlocal won_after
             try:
                 result = await call(self.links[index])
             except RemoteError as exc:
@@ -135,6 +138,7 @@ class GrapeLinks:
                 self._answered(index)
                 if good(result):
                     found.append(result)
+                    won_after = anyio.current_time() - started[index]
                     race.cancel()
                 else:
                     answers.append(result)
@@ -151,7 +155,7 @@ class GrapeLinks:
                         await ended.wait()
         now = anyio.current_time()
         for index, since in started.items():  # still running when another grape won
-            if now - since >= self._failover_after:
+            if now - since > won_after:  # overtaken: asked first, silent for longer
                 self._failed(index, f"no answer in {now - since:.1f} s")
         if found:
             return found[0]
