@@ -6,8 +6,10 @@ test's own load (signed orders through a `GrenacheTransport` over both grapes, e
 retried with the same orderId until acknowledged) too. Under that steady load the
 matcher's grape, then in the other test the sequencer's, is killed with SIGKILL. Then:
 orders keep being acknowledged and applied; a new `bin/client.py --once` given both
-URLs (the dead one first) trades; and at the end acknowledged = journaled = applied,
-no (clientId, orderId) twice, and the watcher's replica is `dex replay` of the journal.
+URLs (the dead one first) trades; the dead grape is started again and its worker goes
+back to it (its log says so) while trading goes on; and at the end acknowledged =
+journaled = applied, no (clientId, orderId) twice, and the watcher's replica is `dex
+replay` of the journal.
 
 How long from the kill to the next applied order is printed (``-s`` shows it), never
 asserted: the figures are in docs/operations.md ("Several grapes").
@@ -21,6 +23,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from typing import Any
 import anyio
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from support.grapes import running_grapes
+from support.grapes import restarted_grape, running_grapes
 
 from e2e.harness import ClientRun, Exchange, Proc
 from exchange.protocol import ORDERBOOK_HEAD, SUBMIT_ORDER, Head, HeadRequest, sign_order
@@ -158,7 +161,7 @@ def book_lines(watcher: Proc) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("victim", ["matcher", "sequencer"])
 def test_a_workers_grape_killed_under_load(victim: str, tmp_path: Path) -> None:
-    with running_grapes(2) as grapes:
+    with running_grapes(2) as grapes, ExitStack() as stack:
         near, far = grapes  # the sequencer's local grape, the matcher's
         both = f"{near.url},{far.url}"
         exchange = Exchange([near.url, far.url], tmp_path)
@@ -184,8 +187,17 @@ def test_a_workers_grape_killed_under_load(victim: str, tmp_path: Path) -> None:
                 "price=100", f"grape={killed_grape.url},{live_grape.url}", "--once", "--json",
                 "--timeout=60",
             ]  # fmt: skip
-            load, heads, killed, late = anyio.run(
-                _scenario, exchange, [near.url, far.url], killed_grape.pid, late_argv
+            # The worker whose own grape dies says so, and says when it is back.
+            worker = exchange.process if victim == "matcher" else exchange.submit
+
+            def restart() -> float:
+                stack.enter_context(restarted_grape(killed_grape, [live_grape]))
+                restarted = time.monotonic()
+                worker.wait_for_text(f"grape {killed_grape.url} answers again", 60)
+                return restarted
+
+            load, heads, killed, late, restarted, back = anyio.run(
+                _scenario, exchange, [near.url, far.url], killed_grape.pid, late_argv, restart
             )
             watched = wait_for_book(watcher, heads.seq, 60)
         finally:
@@ -222,13 +234,19 @@ def test_a_workers_grape_killed_under_load(victim: str, tmp_path: Path) -> None:
             f"\n{victim}'s grape killed: the next acknowledgement came {next_ack - killed:.2f} s"
             f" after the kill, the head moved {next_head - killed:.2f} s after it; the first"
             f" order sent after it (seq {first_after}) was applied {applied - killed:.2f} s"
-            f" after the kill; {len(load.acked)} orders, {load.retries} retries"
+            f" after the kill; restarted {restarted - killed:.1f} s after the kill, the worker"
+            f" used it again {back - restarted:.2f} s after the restart;"
+            f" {len(load.acked)} orders, {load.retries} retries"
         )
 
 
 async def _scenario(
-    exchange: Exchange, grapes: list[str], victim_pid: int, late_argv: list[str]
-) -> tuple[Load, Heads, float, ClientRun]:
+    exchange: Exchange,
+    grapes: list[str],
+    victim_pid: int,
+    late_argv: list[str],
+    restart: Callable[[], float],
+) -> tuple[Load, Heads, float, ClientRun, float, float]:
     async with (
         open_transport("grenache", grape=grapes, lookup_ttl=0.5) as loader,
         open_transport("grenache", grape=grapes) as watcher,
@@ -249,10 +267,15 @@ async def _scenario(
         late = await anyio.to_thread.run_sync(
             lambda: exchange.finish(exchange.spawn("late", late_argv), timeout=90)
         )
+        # The dead grape is started again: its worker goes back to it, trading goes on.
+        restarted = await anyio.to_thread.run_sync(restart)
+        back = time.monotonic()
+        acked = len(load.acked)
+        await wait_until(lambda: len(load.acked) >= acked + 5, 60, "orders after the restart")
         load.stopping = True
         with anyio.fail_after(60):
             await load.done.wait()  # the last order in flight is acknowledged
         last = max([*load.acked.values(), late.seq])
         await wait_until(lambda: heads.seq >= last, 60, "every order applied")
         tg.cancel_scope.cancel()
-    return load, heads, killed, late
+    return load, heads, killed, late, restarted, back
