@@ -362,7 +362,7 @@ class GrenacheTransport(Transport):
         through one; return, for each grape, whether it took every name."""
         links = self._grape_links
         done: list[set[str]] = [set() for _ in links]
-        last: list[Exception] = []
+        last: dict[int, Exception] = {}  # each grape's last failure
         with anyio.move_on_after(self._announce_timeout):
             async with anyio.create_task_group() as tg:
 
@@ -373,7 +373,10 @@ class GrenacheTransport(Transport):
                 for index in range(len(links)):
                     tg.start_soon(self._announce_through, index, names, port, done, last, progress)
             return [len(d) == len(names) for d in done]
-        reason = last[-1] if last else "no answer"
+        if len(links) == 1:
+            reason = str(last.get(0, "no answer"))
+        else:
+            reason = "; ".join(f"{links[i].url}: {exc}" for i, exc in sorted(last.items()))
         raise ConnectionFailed(f"could not announce {names} via {self._link.url}: {reason}")
 
     async def _announce_through(
@@ -382,7 +385,7 @@ class GrenacheTransport(Transport):
         names: list[str],
         port: int,
         done: list[set[str]],
-        last: list[Exception],
+        last: dict[int, Exception],
         progress: Callable[[], None],
     ) -> None:
         """Announce `names` through grape `index` until it took them all (into `done`;
@@ -395,7 +398,7 @@ class GrenacheTransport(Transport):
                 try:
                     await link.announce(name, port)
                 except TransportError as exc:
-                    last.append(exc)
+                    last[index] = exc
                 else:
                     done[index].add(name)
                     progress()
