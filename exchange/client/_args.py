@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exchange.protocol import ArgumentError
-from exchange.runtime import DEFAULT_GRAPE, check_grape_url, is_tcp_port
+from exchange.runtime import DEFAULT_GRAPE, check_grape_url, is_tcp_port, join_grape_urls
 from orderbook_core import ID_RULE, is_identifier
 
 __all__ = [
@@ -34,7 +34,7 @@ USAGE = """\
 usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [price=P]
                  [ordType=limit|market] [tif=GTC|IOC|FOK] [postOnly=true]
                  [orderId=ID] [op=new|cancel|modify|cancelAll] [requestId=ID]
-                 [grape=URL]
+                 [grape=URL[,URL...]] [--grape=URL ...]
                  [--once] [--json | --plain] [--timeout=SECONDS] [--metrics-port=N]
                  [--key-file=PATH] [--matcher-key=HEX|PATH]
 
@@ -55,7 +55,9 @@ usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [pric
                    modify: a repeat is answered, never applied twice)
   op=cancelAll     cancel every order of yours resting in the book (one signed cancel
                    each, as your verified replica lists them)
-  grape=URL        the grape to use (default http://127.0.0.1:30001)
+  grape=URL        the grape to use (default http://127.0.0.1:30001); several, the
+                   local one first: grape=URL1,URL2 (or --grape=URL, repeated): the
+                   client goes on through another when one stops answering
   --once           exit 0 once the order's outcome is in this client's replica
   --json           one JSON object per line instead of text
   --plain          text lines even on a terminal (the live view is for terminals)
@@ -122,6 +124,7 @@ class ClientArgs:
 
     client_id: str
     grape: str = DEFAULT_GRAPE
+    """The grape's URL, or several, comma-separated (the preferred first)."""
     order: dict[str, Any] | None = None
     once: bool = False
     json: bool = False
@@ -135,8 +138,13 @@ class ClientArgs:
     recorded in the key directory, else the first that signs a head (then recorded)."""
     help: bool = False
 
+    @property
+    def grapes(self) -> list[str]:
+        """The grapes' URLs, the preferred first (`grape` split at its commas)."""
+        return self.grape.split(",")
 
-_VALUE_FLAGS = frozenset({"timeout", "key-file", "matcher-key", "metrics-port"})
+
+_VALUE_FLAGS = frozenset({"timeout", "key-file", "matcher-key", "metrics-port", "grape"})
 """Flags that take a value, given as ``--flag=value`` or as the next word."""
 
 
@@ -162,6 +170,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
     metrics_port: int | None = None
     key_file: str | None = None
     matcher_key: str | None = None
+    grape_flags: list[list[str]] = []
     words = iter(argv)
     for word in words:
         if word.startswith("--"):
@@ -186,10 +195,12 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
                 matcher_key = value
             elif name == "metrics-port":
                 metrics_port = _parse_port(value)
+            elif name == "grape":
+                grape_flags.append(_parse_grape(value, "--grape"))
             else:
                 raise ArgumentError(
                     f"unknown flag {word!r} (flags: --once, --json, --plain, --timeout=S,"
-                    " --metrics-port=N, --key-file=PATH,"
+                    " --metrics-port=N, --key-file=PATH, --grape=URL,"
                     " --matcher-key=HEX|PATH)"
                 )
             continue
@@ -205,7 +216,8 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
             raise ArgumentError(f"{canonical}: empty value")
         values[canonical] = value
 
-    grape = _parse_grape(values.pop("grape", DEFAULT_GRAPE))
+    given = [_parse_grape(values.pop("grape"), "grape")] if "grape" in values else []
+    grape = ",".join(join_grape_urls(given + grape_flags) or [DEFAULT_GRAPE])
     client_id = values.pop("clientId", None)
     if client_id is not None and not is_identifier(client_id):
         raise ArgumentError(f"clientId: must be {ID_RULE}, got {client_id!r}")
@@ -309,8 +321,12 @@ def _parse_port(value: str) -> int:
     return int(value)
 
 
-def _parse_grape(value: str) -> str:
-    try:
-        return check_grape_url(value)
-    except ValueError as exc:
-        raise ArgumentError(f"grape: {exc}, got {value!r}") from None
+def _parse_grape(value: str, what: str) -> list[str]:
+    """``URL`` or ``URL1,URL2``, each URL checked."""
+    urls = []
+    for part in value.split(","):
+        try:
+            urls.append(check_grape_url(part))
+        except ValueError as exc:
+            raise ArgumentError(f"{what}: {exc}, got {part!r}") from None
+    return urls

@@ -529,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             transport = open_transport(
                 "grenache",
-                grape=args.grape,
+                grape=args.grapes,
                 grape_timeout=min(args.timeout, 5.0),
             )
         except (TransportError, ValueError) as exc:

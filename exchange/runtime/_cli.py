@@ -27,8 +27,11 @@ __all__ = [
     "EXIT_UNTRUSTED",
     "EXIT_USAGE",
     "check_grape_url",
+    "check_grape_urls",
     "grape_url",
+    "grape_urls",
     "is_tcp_port",
+    "join_grape_urls",
     "positive",
     "print_json",
     "tcp_port",
@@ -117,6 +120,36 @@ def check_grape_url(text: str) -> str:
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ValueError("the URL takes no path or query")
     return f"http://{parts.netloc}"
+
+
+def check_grape_urls(text: str) -> list[str]:
+    """Several grapes in one word, ``URL1,URL2`` (or just one URL), each checked by
+    `check_grape_url`, in the order given.
+
+    Raises:
+        ValueError: a URL is malformed or empty (the message names it).
+    """
+    urls = []
+    for part in text.split(","):
+        try:
+            urls.append(check_grape_url(part.strip()))
+        except ValueError as exc:
+            raise ValueError(f"{exc}: {part.strip()!r}") from None
+    return urls
+
+
+def join_grape_urls(groups: list[list[str]]) -> list[str]:
+    """The grapes of every ``--grape`` / ``grape=`` given, in order, each once."""
+    return list(dict.fromkeys(url for group in groups for url in group))
+
+
+def grape_urls(text: str) -> list[str]:
+    """An argparse type: `check_grape_urls` (one URL or ``URL1,URL2``; a malformed one
+    is a usage error, exit 2)."""
+    try:
+        return check_grape_urls(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a grape URL ({exc})") from None
 
 
 def grape_url(text: str) -> str:

@@ -2,7 +2,9 @@
 
 Both workers (`bin/submitOrderWorker.py`, `bin/processOrderWorker.py`) take the same
 shape of arguments (the challenge's `grape=URL`, or `--grape`, plus `--db`, `--port`
-and `--metrics-port`), log to stderr, stop cleanly on SIGINT/SIGTERM and exit 1 with a
+and `--metrics-port`; several grapes as ``grape=URL1,URL2`` or a repeated `--grape`:
+the names are announced through every one, and the worker goes on through another when
+one stops answering), log to stderr, stop cleanly on SIGINT/SIGTERM and exit 1 with a
 short message when the grape cannot be used. Only what they build differs: each role
 describes itself with a `WorkerProgram` (`exchange.sequencer._program`,
 `exchange.matcher._program`) and runs it with `run_worker_program`.
@@ -23,7 +25,14 @@ from typing import Any
 import anyio
 
 from exchange.protocol import DatabaseInUse, public_key_hex
-from exchange.runtime._cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from exchange.runtime._cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    check_grape_urls,
+    grape_urls,
+    join_grape_urls,
+)
 from exchange.runtime._exporter import serve_prometheus
 from exchange.runtime._keys import load_or_create_key
 from exchange.runtime._metrics import NO_METRICS, Metrics, Role
@@ -68,9 +77,18 @@ def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
         "settings",
         nargs="*",
         metavar="grape=URL",
-        help=f"the grape to announce through (default {worker.default_grape}); same as --grape",
+        help=f"the grape to announce through (default {worker.default_grape}); same as"
+        " --grape; several: grape=URL1,URL2 (the local grape first)",
     )
-    parser.add_argument("--grape", help="the grape's HTTP API URL")
+    parser.add_argument(
+        "--grape",
+        type=grape_urls,
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a grape's HTTP API URL (or URL1,URL2); repeat for several grapes: the worker"
+        " announces through all and goes on through another when one stops answering",
+    )
     parser.add_argument(
         "--db", default=worker.default_db, help=f"{worker.db_help} (default {worker.default_db})"
     )
@@ -91,12 +109,17 @@ def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
     worker.add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
+    groups: list[list[str]] = []
     for setting in args.settings:
         key, sep, value = setting.partition("=")
         if key != "grape" or not sep or not value:
             parser.error(f"unknown setting {setting!r}; expected grape=URL")
-        args.grape = value
-    args.grape = args.grape or worker.default_grape
+        try:
+            groups.append(check_grape_urls(value))
+        except ValueError as exc:
+            parser.error(f"grape={value}: not a grape URL ({exc})")
+    args.grapes = join_grape_urls(groups + args.grape) or [worker.default_grape]
+    args.grape = ",".join(args.grapes)
     args.key_file = args.key_file or str(Path(args.db).parent / f"{worker.key_name}.key")
     return args
 
@@ -122,7 +145,7 @@ async def _serve(
     worker: WorkerProgram, args: argparse.Namespace, make_run: Callable[[Transport], Runner]
 ) -> None:
     async with (
-        open_transport("grenache", grape=args.grape) as transport,
+        open_transport("grenache", grape=args.grapes) as transport,
         anyio.create_task_group() as tg,
     ):
         tg.start_soon(_stop_on_signal, tg.cancel_scope)

@@ -1,10 +1,11 @@
 """The `dex` command: the operator's tool, git-style subcommands.
 
 Network commands take ``-g/--grape URL`` (default ``http://127.0.0.1:30001``, as the
-Grenache CLI tools) and ``--timeout SECONDS``; journal commands take ``--db PATH``
-(default: the sequencer's own, ``data/submit_journal.db``). ``--json`` prints JSON
-instead of text wherever it is offered. Every subcommand and exit status is in
-docs/operations.md ("dex").
+Grenache CLI tools; several grapes as ``-g URL1,URL2`` or a repeated ``-g``: the command
+goes on through another when one does not answer) and ``--timeout SECONDS``; journal
+commands take ``--db PATH`` (default: the sequencer's own, ``data/submit_journal.db``).
+``--json`` prints JSON instead of text wherever it is offered. Every subcommand and exit
+status is in docs/operations.md ("dex").
 
 Exit status: 0 success; 1 a check failed or nothing was found (demo, lookup, get, a
 peer's error reply, an unknown order); 2 bad arguments (a malformed grape URL too) or an
@@ -24,7 +25,8 @@ from exchange.runtime import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
 )
-from exchange.runtime import grape_url as _grape_url
+from exchange.runtime import grape_urls as _grape_urls
+from exchange.runtime import join_grape_urls as _join_grape_urls
 from exchange.runtime import positive as _positive
 from exchange.runtime import tcp_port as _port
 
@@ -46,10 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     net.add_argument(
         "-g",
         "--grape",
-        type=_grape_url,
-        default=DEFAULT_GRAPE,
+        type=_grape_urls,
+        action="append",
+        default=[],
         metavar="URL",
-        help=f"default {DEFAULT_GRAPE}",
+        help=f"default {DEFAULT_GRAPE}; several: repeat -g, or URL1,URL2",
     )
     net.add_argument(
         "--timeout", type=_positive(float), default=5.0, metavar="S", help="default 5 s"
@@ -227,6 +230,9 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run `dex` with `argv` (default: the process's arguments); return the exit status."""
     args = _parser().parse_args(argv)
+    if isinstance(getattr(args, "grape", None), list):  # the network commands
+        args.grapes = _join_grape_urls(args.grape) or [DEFAULT_GRAPE]
+        args.grape = ",".join(args.grapes)  # what messages name
     try:
         return _run(args)
     except KeyboardInterrupt:

@@ -34,7 +34,7 @@ from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook
 from transports import JSON, RemoteError, Transport, TransportError
 
 if TYPE_CHECKING:  # the adapter (httptools) is imported only by the commands that use it
-    from transports.grenache import GrapeLink, GrenacheTransport
+    from transports.grenache import GrapeLink, GrapeLinks, GrenacheTransport
 
 __all__ = [
     "PROBE_NAME",
@@ -264,7 +264,9 @@ async def _probe_quietly(
     return ServiceStatus(name, peers, sorted(answering), errors, shared=shared)
 
 
-async def network_status(link: GrapeLink, transport: Transport, timeout: float) -> Status:
+async def network_status(
+    link: GrapeLink | GrapeLinks, transport: Transport, timeout: float
+) -> Status:
     """Who is announced for each service, who answers, and the matcher's head.
 
     Raises:
@@ -303,7 +305,7 @@ async def network_status(link: GrapeLink, transport: Transport, timeout: float) 
     return Status(link.url, services, head, head_error, head_problem)
 
 
-async def grenache_lookup(link: GrapeLink, name: str) -> list[str]:
+async def grenache_lookup(link: GrapeLink | GrapeLinks, name: str) -> list[str]:
     """The peers announced for `name` (fresh, not cached)."""
     return sorted(await link.lookup(name, fresh=True))
 

@@ -1,6 +1,6 @@
 """The `dex` commands that use the network: head, book, watch, status, lookup, request, get.
 
-Each opens a Grenache transport on ``--grape`` (it serves nothing, except `watch`),
+Each opens a Grenache transport on the ``--grape`` URLs (it serves nothing, except `watch`),
 runs one bounded async call (`exchange.tools._network`), prints the result and
 returns the exit status; see `exchange.tools._dex`.
 """
@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -45,6 +45,9 @@ __all__ = [
     "with_transport",
 ]
 
+if TYPE_CHECKING:  # the adapter (httptools) is imported only by the commands that use it
+    from transports.grenache import GrapeLink, GrapeLinks
+
 _T = TypeVar("_T")
 
 
@@ -53,13 +56,22 @@ def with_transport(args: argparse.Namespace, call: Callable[[Transport], Awaitab
 
     async def run() -> _T:
         transport = open_transport(
-            "grenache", grape=args.grape, grape_timeout=args.timeout, lookup_ttl=0.5
+            "grenache", grape=args.grapes, grape_timeout=args.timeout, lookup_ttl=0.5
         )
         async with transport:
             with anyio.fail_after(args.timeout * 3):
                 return await call(transport)
 
     return anyio.run(run)
+
+
+def _grape_client(args: argparse.Namespace) -> GrapeLink | GrapeLinks:
+    """A Grape client of ``--grape``: its one grape, or its several (with failover)."""
+    from transports.grenache import GrapeLink, GrapeLinks
+
+    if len(args.grapes) == 1:
+        return GrapeLink(args.grapes[0], timeout=args.timeout)
+    return GrapeLinks(args.grapes, timeout=args.timeout)
 
 
 def fail(command: str, exc: BaseException, grape: str) -> int:
@@ -131,7 +143,7 @@ def watch(args: argparse.Namespace) -> int:
     )
 
     async def run() -> int:
-        transport = open_transport("grenache", grape=args.grape, grape_timeout=args.timeout)
+        transport = open_transport("grenache", grape=args.grapes, grape_timeout=args.timeout)
         async with transport:
             return await run_client(client, transport, sys.stdout)
 
@@ -140,9 +152,7 @@ def watch(args: argparse.Namespace) -> int:
 
 def lookup(args: argparse.Namespace) -> int:
     async def call(transport: Transport) -> list[str]:
-        from transports.grenache import GrapeLink
-
-        link = GrapeLink(args.grape, timeout=args.timeout)
+        link = _grape_client(args)
         try:
             return await grenache_lookup(link, args.name)
         finally:
@@ -211,9 +221,7 @@ def _journal_status(path: str) -> dict[str, Any]:
 
 def status(args: argparse.Namespace) -> int:
     async def call(transport: Transport) -> Status:
-        from transports.grenache import GrapeLink
-
-        link = GrapeLink(args.grape, timeout=args.timeout)
+        link = _grape_client(args)
         try:
             return await network_status(link, transport, args.timeout)
         finally:

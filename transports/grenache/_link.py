@@ -158,6 +158,13 @@ class GrapeLink:
             self._cache.pop(name, None)
         return result
 
+    def cached(self, name: str) -> list[str] | None:
+        """The cached, unexpired, non-empty lookup of `name`, or None (nothing is sent)."""
+        cached = self._cache.get(name)
+        if cached is not None and time.monotonic() < cached[0] and cached[1]:
+            return list(cached[1])
+        return None
+
     def drop_peer(self, name: str, peer: str) -> None:
         """Forget `peer` in the cached lookup of `name` (it refused a connection)."""
         cached = self._cache.get(name)

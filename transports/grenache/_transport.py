@@ -6,8 +6,9 @@ import logging
 import math
 import random
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 
 import anyio
 import anyio.abc
@@ -29,6 +30,7 @@ from transports._exceptions import (
 from transports.grenache._errors import ConnectFailed, map_errors
 from transports.grenache._http import ConnectionPool
 from transports.grenache._link import GrapeLink
+from transports.grenache._links import GrapeLinks
 from transports.grenache._server import ServerOptions, Watchdog, serve_connection
 from transports.grenache._stream import listen
 
@@ -146,12 +148,17 @@ class _Announcer:
 
 
 class GrenacheTransport(Transport):
-    """RPC with grenache-nodejs-http peers, discovery and DHT items through a grape.
+    """RPC with grenache-nodejs-http peers, discovery and DHT items through grapes.
 
     Args:
         grape: URL of the grape's HTTP API on this host (announces are stored with the
-            grape's view of our IP, so use the local grape).
-        grape_timeout: deadline of each call to the grape (announce, lookup, put, get).
+            grape's view of our IP, so use the local grape), or several URLs, the
+            preferred first: names are then announced through every one, and lookups,
+            puts and gets go on through another grape when one stops answering
+            (`GrapeLinks`).
+        grape_timeout: deadline of each call to a grape (announce, lookup, put, get).
+        failover_after: with several grapes, seconds a grape may stay silent before the
+            next one is asked too (a refused connection moves on at once).
         compress: send requests gzipped (``grc-compress: gzip``).
         max_body: bound in bytes on request and reply bodies, both directions (and on
             their decompressed size).
@@ -174,9 +181,10 @@ class GrenacheTransport(Transport):
 
     def __init__(
         self,
-        grape: str = "http://127.0.0.1:30001",
+        grape: str | Sequence[str] = "http://127.0.0.1:30001",
         *,
         grape_timeout: float = 5.0,
+        failover_after: float = 1.0,
         compress: bool = False,
         max_body: int = MAX_BODY_BYTES,
         lookup_ttl: float = 1.0,
@@ -189,7 +197,22 @@ class GrenacheTransport(Transport):
         host: str = "127.0.0.1",
     ) -> None:
         self._pool = ConnectionPool(max_response=max_body)
-        self._link = GrapeLink(grape, timeout=grape_timeout, lookup_ttl=lookup_ttl, pool=self._pool)
+        urls = [grape] if isinstance(grape, str) else list(grape)
+        self._link: GrapeLink | GrapeLinks
+        if len(urls) == 1:  # one grape: exactly the link of old, nothing in between
+            self._link = GrapeLink(
+                urls[0], timeout=grape_timeout, lookup_ttl=lookup_ttl, pool=self._pool
+            )
+            self._grape_links: tuple[GrapeLink, ...] = (self._link,)
+        else:
+            self._link = GrapeLinks(
+                urls,
+                timeout=grape_timeout,
+                failover_after=failover_after,
+                lookup_ttl=lookup_ttl,
+                pool=self._pool,
+            )
+            self._grape_links = self._link.links
         self._codec = ClientCodec(compress=compress, max_size=max_body)
         self._server_options = ServerOptions(
             max_body=max_body,
@@ -206,9 +229,15 @@ class GrenacheTransport(Transport):
         self._active: set[anyio.CancelScope] = set()
 
     @property
-    def link(self) -> GrapeLink:
-        """The Grape client this transport uses (announce, lookup, put, get)."""
+    def link(self) -> GrapeLink | GrapeLinks:
+        """The Grape client this transport uses (announce, lookup, put, get): the
+        `GrapeLink` of its one grape, or the `GrapeLinks` over its several grapes."""
         return self._link
+
+    @property
+    def grapes(self) -> tuple[str, ...]:
+        """The URLs of the grapes this transport uses, the preferred first."""
+        return tuple(link.url for link in self._grape_links)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -249,6 +278,11 @@ class GrenacheTransport(Transport):
         0.25 s up to `announce_interval`. The log says when announcing starts failing
         and when it works again, never once per failure (a warning, or only info for a
         caller that opted out of waiting for it).
+
+        With several grapes, every name is announced through every grape, each grape
+        with its own retries and log lines; the first announce counts as done once each
+        name is announced through at least one grape (a grape that is down when the
+        service starts gets the names as soon as it answers).
 
         Raises:
             TransportClosed: the transport is closed.
@@ -301,41 +335,76 @@ class GrenacheTransport(Transport):
             with self._until_closed():
                 async with listener:
                     bound = listener.port
+                    announced = [False] * len(self._grape_links)
                     if wait_announced:
-                        await self._first_announce(names, bound)
+                        announced = await self._first_announce(names, bound)
                     async with anyio.create_task_group() as tg:
                         tg.start_soon(watchdog.run)
                         tg.start_soon(listener.serve, handle)
                         task_status.started(bound)
                         started = True
-                        announcer = _Announcer(
-                            self._link,
-                            names,
-                            bound,
-                            interval=self._announce_interval,
-                            loud=wait_announced,
-                        )
-                        await announcer.run(announced=wait_announced)
+                        for link, done in zip(self._grape_links, announced, strict=True):
+                            announcer = _Announcer(
+                                link,
+                                names,
+                                bound,
+                                interval=self._announce_interval,
+                                loud=wait_announced,
+                            )
+                            tg.start_soon(partial(announcer.run, announced=done))
         except TransportClosed:
             if not started:
                 raise  # closed before it was serving: tg.start() must not hang or lie
             # aclose() stops serving: a normal end
 
-    async def _first_announce(self, names: list[str], port: int) -> None:
-        last: Exception | None = None
+    async def _first_announce(self, names: list[str], port: int) -> list[bool]:
+        """Announce every name through every grape until each name is announced
+        through one; return, for each grape, whether it took every name."""
+        links = self._grape_links
+        done: list[set[str]] = [set() for _ in links]
+        last: dict[int, Exception] = {}  # each grape's last failure
         with anyio.move_on_after(self._announce_timeout):
-            pending = list(names)
-            while pending:
-                for name in list(pending):
-                    try:
-                        await self._link.announce(name, port)
-                        pending.remove(name)
-                    except TransportError as exc:
-                        last = exc
-                if pending:
-                    await anyio.sleep(0.2)
-            return
-        raise ConnectionFailed(f"could not announce {names} via {self._link.url}: {last}")
+            async with anyio.create_task_group() as tg:
+
+                def progress() -> None:
+                    if all(any(name in d for d in done) for name in names):
+                        tg.cancel_scope.cancel()  # each name is found through a grape
+
+                for index in range(len(links)):
+                    tg.start_soon(self._announce_through, index, names, port, done, last, progress)
+            return [len(d) == len(names) for d in done]
+        if len(links) == 1:
+            reason = str(last.get(0, "no answer"))
+        else:
+            reason = "; ".join(f"{links[i].url}: {exc}" for i, exc in sorted(last.items()))
+        raise ConnectionFailed(f"could not announce {names} via {self._link.url}: {reason}")
+
+    async def _announce_through(
+        self,
+        index: int,
+        names: list[str],
+        port: int,
+        done: list[set[str]],
+        last: dict[int, Exception],
+        progress: Callable[[], None],
+    ) -> None:
+        """Announce `names` through grape `index` until it took them all (into `done`;
+        `progress` after each success)."""
+        link = self._grape_links[index]
+        while True:
+            for name in names:
+                if name in done[index]:
+                    continue
+                try:
+                    await link.announce(name, port)
+                except TransportError as exc:
+                    last[index] = exc
+                else:
+                    done[index].add(name)
+                    progress()
+            if len(done[index]) == len(names):
+                return
+            await anyio.sleep(0.2)
 
     # -- calling ------------------------------------------------------------------------
 

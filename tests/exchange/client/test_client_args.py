@@ -72,6 +72,19 @@ def test_watch_only() -> None:
     assert named.client_id == "eve"
 
 
+def test_several_grapes() -> None:
+    a, b, c = (f"http://127.0.0.1:{port}" for port in (30001, 40001, 50001))
+    args = parse_client_args([f"grape={a},{b}", "--grape", c, f"--grape={a}"])
+    assert args.grape == f"{a},{b},{c}"  # in order, each once
+    assert args.grapes == [a, b, c]
+    assert parse_client_args([f"--grape={b}"]).grapes == [b]
+    assert parse_client_args([]).grapes == [DEFAULT_GRAPE]
+    with pytest.raises(ArgumentError, match="grape: expected a URL"):
+        parse_client_args([f"grape={a},,{b}"])
+    with pytest.raises(ArgumentError, match="--grape: the URL takes no path"):
+        parse_client_args([f"--grape={a}/x"])
+
+
 def test_help() -> None:
     assert parse_client_args(["--help"]).help
     assert parse_client_args(["clientId=x", "-h"]).help

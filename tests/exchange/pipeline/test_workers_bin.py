@@ -59,3 +59,43 @@ def test_an_unreachable_grape_is_a_clear_error(script: str, tmp_path: Path) -> N
     assert result.returncode == 1
     assert "stopped: could not announce" in result.stderr
     assert "sub-exception" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["grape=http://127.0.0.1:1,127.0.0.1:2"],
+        ["--grape", "http://127.0.0.1:1", "--grape", "http://127.0.0.1:2/x"],
+    ],
+)
+def test_a_malformed_grape_url_is_a_usage_error(words: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "bin/submitOrderWorker.py", *words],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "not a grape URL" in result.stderr
+
+
+def test_several_unreachable_grapes_are_named_in_one_error(tmp_path: Path) -> None:
+    grapes = "http://127.0.0.1:1,http://127.0.0.1:2"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bin/submitOrderWorker.py",
+            f"grape={grapes}",
+            "--db",
+            str(tmp_path / "w.db"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert f"stopped: could not announce ['submit_order'] via {grapes}" in result.stderr

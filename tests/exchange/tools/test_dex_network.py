@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from support.grapes import running_grapes
+from support.ports import free_port
 
 from exchange.tools import main
 
@@ -256,6 +257,31 @@ def test_an_unreachable_grape_exits_3(capsys: pytest.CaptureFixture[str]) -> Non
         status, _, err = dex(capsys, *argv, "-g", "http://127.0.0.1:1", "--timeout", "2")
         assert status == 3, argv
         assert "through grape http://127.0.0.1:1" in err
+
+
+def test_several_grapes_one_of_them_dead(
+    exchange: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    # -g repeated, or URL1,URL2: a dead grape first is passed over at once.
+    status, out, _ = dex(capsys, "head", "-g", dead, "-g", exchange.grapes[1], "--timeout", "3")
+    assert status == 0
+    assert out.splitlines()[0] == "seq 4"
+    status, out, _ = dex(capsys, "lookup", "-g", f"{dead},{exchange.grapes[0]}", "submit_order")
+    assert status == 0, out
+    assert len(out.splitlines()) == 1
+    status, out, _ = dex(
+        capsys, "status", "-g", dead, "-g", exchange.grapes[0], "--db", str(exchange.journal)
+    )
+    assert status == 0, out
+    assert "process_order      1 answering" in out
+    # Every grape dead: unreachable, naming them all.
+    status, _, err = dex(capsys, "head", "-g", f"{dead},http://127.0.0.1:1", "--timeout", "2")
+    assert status == 3
+    assert f"through grape {dead},http://127.0.0.1:1" in err
+    with pytest.raises(SystemExit) as exit_:  # one malformed URL: a usage error
+        main(["head", "-g", f"{dead},nonsense"])
+    assert exit_.value.code == 2
 
 
 def test_head_shows_the_verified_book_hash(
