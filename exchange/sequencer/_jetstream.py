@@ -145,7 +145,7 @@ class JetStreamJournal:
         self._closed = False
         self.fence: Callable[[], bool] | None = None
         """Asked just before each append is sent, when set (a writer's lease, `valid`):
-        False refuses the append with `JournalConflict`, nothing sent."""
+        False refuses the append with `StorageUnavailable`, nothing sent."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name=f"nats-{self.stream}", daemon=True
@@ -352,7 +352,7 @@ class JetStreamJournal:
         # The last moment before anything is sent: a writer whose lease ran out (it was
         # paused, or cut off) sends nothing. Bindings made above are harmless (see above).
         if self.fence is not None and not self.fence():
-            raise JournalConflict(f"{self.location}: this writer's lease has expired")
+            raise StorageUnavailable(f"{self.location}: this writer's lease has run out")
         assert self._nc is not None
         batch_id = uuid.uuid4().hex
         last = len(entries)

@@ -6,9 +6,11 @@ Several sequencers may share one JetStream journal; the one holding the lease
 The others serve nothing and try to take the lease every `WriterLease.poll` seconds.
 Whoever takes it reads the journal's head and client keys again, and its forwarder
 starts from the journal's acked mark, so it finishes what the last active one left
-unforwarded. Losing the lease, or an append refused (another writer appended, or this
-one's own lease ran out while it was paused), is a step-down: serving stops, the log
-says so, `Metrics.stepped_down` counts it, and the worker stands by again.
+unforwarded. Losing the lease (a renewal finds another holder's, or none), or an
+append refused because another writer appended, is a step-down: serving stops, the log
+says so, `Metrics.stepped_down` counts it, and the worker stands by again. A lease
+that merely ran out (paused, or no answer from NATS) stops the appends, not the
+serving: submits get ERR_UNAVAILABLE until a renewal answers either way.
 """
 
 from __future__ import annotations
@@ -94,15 +96,20 @@ async def _take_lease(worker: _Sequencer, lease: WriterLease) -> None:
 
 
 async def _hold_lease(worker: _Sequencer, lease: WriterLease) -> None:
-    """Renew `lease` while active; step down once it is lost or has run out."""
+    """Renew `lease` while active; step down once another holder has it."""
+    outage = Outage(_log, "renewing the writer's lease")
     while True:
         await anyio.sleep(lease.renew_every)
         try:
             held = await anyio.to_thread.run_sync(lease.renew)
         except StorageUnavailable as exc:
-            held = lease.valid()
-            _log.warning("renewing the writer's lease failed: %s", exc)
-        if not held or not lease.valid():
+            # No answer: nobody else can take the lease without one either. Go on
+            # serving; once the lease has run out, the journal refuses every append
+            # (ERR_UNAVAILABLE) until a renewal says whether it is still this one's.
+            outage.failed(f"{exc}{'' if lease.valid() else ' (not writing meanwhile)'}")
+            continue
+        outage.worked()
+        if not held:
             _log.error("stepping down: lost the writer's lease of %s", worker.journal.location)
             worker.metrics.stepped_down()
             raise SteppedDown("lost the writer's lease")

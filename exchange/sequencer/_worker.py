@@ -247,9 +247,10 @@ class SubmitWorker:
         With a `lease`, it first stands by (serves and announces nothing) until it takes
         the lease, then catches up from the journal (its head, client keys, acked mark),
         serves and forwards as above, and calls ``task_status.started`` the first time.
-        When it loses the lease (not renewed in time: paused, cut off from NATS) or an
-        append is refused (another writer, or its own lease expired), it steps down:
-        stops serving, logs it, counts it (`Metrics.stepped_down`) and stands by again.
+        When it loses the lease (a renewal finds another holder's, or none) or an append
+        is refused (another writer appended), it steps down: stops serving, logs it,
+        counts it (`Metrics.stepped_down`) and stands by again. While its lease has run
+        out unrenewed (paused, no answer from NATS) it appends nothing: ERR_UNAVAILABLE.
         When cancelled it gives the lease up, so a standby takes over at once.
         """
         if self.lease is None:

@@ -16,9 +16,9 @@ import pytest
 from support.keys import SEQUENCER_KEY, signed
 from support.nats import NatsServer, running_nats
 
-from exchange.protocol import parse_entry
+from exchange.protocol import StorageUnavailable, parse_entry
 from exchange.runtime import NullMetrics
-from exchange.sequencer import JournalConflict, SubmitWorker, open_journal, open_lease
+from exchange.sequencer import SubmitWorker, open_journal, open_lease
 from orderbook_core import DEFAULT_SPEC, MarketSpec
 from transports import MemoryNetwork, open_transport
 
@@ -50,22 +50,27 @@ def test_one_holder_at_a_time_and_a_dead_holders_lease_expires(nats: NatsServer)
     spec = _spec("LEASE-A")
     with open_journal(nats.url, spec) as one, open_journal(nats.url, spec) as two:
         first, second = open_lease(one, ttl=1.0), open_lease(two, ttl=1.0)
-        assert first is not None and second is not None
-        assert first.acquire() and first.valid()
-        assert not second.acquire() and not second.valid()
+        assert first is not None
+        assert second is not None
+        assert first.acquire()
+        assert first.valid()
+        assert not second.acquire()
+        assert not second.valid()
         assert second.current() == first.holder
-        assert first.renew() and first.valid()
+        assert first.renew()
+        assert first.valid()
         # The holder stops renewing (dead, or paused): its own clock gives up first...
         time.sleep(0.8)  # ttl 1 s, margin 0.25 s: past its own deadline
         assert not first.valid()
-        with pytest.raises(JournalConflict, match="lease has expired"):
+        with pytest.raises(StorageUnavailable, match="lease has run out"):
             one.append([_entry(1, 1, spec)])
         # ... then the server expires the key and the standby takes it.
         deadline = time.monotonic() + 10
         while not second.acquire():
             assert time.monotonic() < deadline, "the lease never expired"
             time.sleep(0.05)
-        assert second.valid() and second.current() == second.holder
+        assert second.valid()
+        assert second.current() == second.holder
         assert not first.renew()  # another holder's revision: lost, for good
         two.append([_entry(1, 1, spec)])
         assert two.head() == 1
@@ -77,16 +82,19 @@ def test_a_released_lease_is_taken_at_once_and_the_taker_reads_the_head(
     spec = _spec("LEASE-B")
     with open_journal(nats.url, spec) as one, open_journal(nats.url, spec) as two:
         first, second = open_lease(one, ttl=30.0), open_lease(two, ttl=30.0)
-        assert first is not None and second is not None
+        assert first is not None
+        assert second is not None
         assert first.acquire()
         one.append([_entry(1, 1, spec), _entry(2, 2, spec)])
         assert two.head() == 0  # opened before those appends
         first.release()
-        assert not first.valid() and second.current() is None
+        assert not first.valid()
+        assert second.current() is None
         assert second.acquire()
-        assert two.head() == 2 and two.last_ts() == 1_002
+        assert two.head() == 2
+        assert two.last_ts() == 1_002
         two.append([_entry(3, 3, spec)])
-        with pytest.raises(JournalConflict):  # no lease any more: refused before sending
+        with pytest.raises(StorageUnavailable):  # no lease any more: refused before sending
             one.append([_entry(4, 3, spec)])
 
 
@@ -138,7 +146,8 @@ async def test_the_standby_serves_only_once_the_active_one_is_gone(nats: NatsSer
                 ]
                 assert [r["seq"] for r in first] == [1, 2, 3]
                 await anyio.sleep(1.5)  # longer than the ttl: a renews, b stands by
-                assert not b_started.is_set() and steps.active == []
+                assert not b_started.is_set()
+                assert steps.active == []
                 a_group.cancel_scope.cancel()  # a stops (and gives the lease up)
             with anyio.fail_after(10):
                 await b_started.wait()
