@@ -178,24 +178,44 @@ class JetStreamLease:
 
     async def _write(self, *, create: bool) -> bool:
         value = json.dumps({"holder": self.holder, "ttl": self.ttl}).encode()
-        sent = time.monotonic()
         timeout = max(0.2, self.ttl / 3)
         try:
-            if create:
-                revision = await asyncio.wait_for(self._kv.create(_KEY, value), timeout)
-            else:
-                revision = await asyncio.wait_for(
-                    self._kv.update(_KEY, value, last=self._revision), timeout
-                )
-        except KeyWrongLastSequenceError:
-            self._revision = 0
-            return False
+            for _attempt in range(2):
+                sent = time.monotonic()
+                try:
+                    if create:
+                        revision = await asyncio.wait_for(self._kv.create(_KEY, value), timeout)
+                    else:
+                        revision = await asyncio.wait_for(
+                            self._kv.update(_KEY, value, last=self._revision), timeout
+                        )
+                except (KeyWrongLastSequenceError, KeyNotFoundError):
+                    # Another holder's, or an earlier write of ours whose answer was
+                    # lost (a timeout): then renew that revision, counted from now.
+                    mine = await self._mine()
+                    if mine is None:
+                        self._revision = 0
+                        return False
+                    self._revision, create = mine, False
+                    continue
+                self._revision, self._deadline = revision, sent + self.ttl - self.margin
+                return True
         except (NatsError, TimeoutError) as exc:
             raise StorageUnavailable(
                 f"{self.journal.location}: lease: {describe_error(exc)}"
             ) from exc
-        self._revision, self._deadline = revision, sent + self.ttl - self.margin
-        return True
+        self._revision = 0
+        return False
+
+    async def _mine(self) -> int | None:
+        """The lease's revision if it names this holder, else None."""
+        try:
+            entry = await asyncio.wait_for(self._kv.get(_KEY), max(0.2, self.ttl / 3))
+        except KeyNotFoundError:  # expired (or deleted) meanwhile
+            return None
+        if not entry.value or json.loads(entry.value).get("holder") != self.holder:
+            return None
+        return entry.revision
 
     async def _delete(self, revision: int) -> None:
         await asyncio.wait_for(self._kv.delete(_KEY, last=revision), max(0.2, self.ttl / 3))
