@@ -46,9 +46,11 @@ from exchange.protocol import ORDERBOOK_HEAD, SUBMIT_ORDER, Head, StorageUnavail
 from exchange.sequencer import Journal, JournalBackend, open_journal
 from transports import RemoteError, TransportError, open_transport
 
-__all__ = ["FailoverRig", "Fault", "Load", "failover_rig", "open_when_ready"]
+__all__ = ["FAULTS", "FailoverRig", "Fault", "Load", "failover_rig", "open_when_ready"]
 
 STREAM = "DEX_BTC-USD"
+FAULTS = ("stream_leader", "sequencer", "both", "sequencer_stopped")
+"""The faults `FailoverRig.inject` knows."""
 _RETRYABLE = ("ERR_UNAVAILABLE", "ERR_TIMEOUT")
 
 
@@ -208,6 +210,8 @@ class FailoverRig:
     exchange: Exchange
     lease_ttl: float
     sequencers: list[Proc] = field(default_factory=list)
+    grape_of: dict[int, int] = field(default_factory=dict)
+    """Each sequencer's grape, by PID."""
     faults: list[Fault] = field(default_factory=list)
 
     @property
@@ -229,6 +233,7 @@ class FailoverRig:
         ]
         proc = self.exchange.spawn(f"submit{len(self.sequencers)}", argv)
         self.sequencers.append(proc)
+        self.grape_of[proc.pid] = grape
         return proc
 
     @contextmanager
@@ -342,6 +347,57 @@ class FailoverRig:
         leader.kill()
         active.kill9()
         return fault, leader, active
+
+    def inject(self, kind: str, load: Load) -> Fault:
+        """One fault of `kind` (`FAULTS`) under `load`: wait for the next accepted order,
+        then make the rig whole again (the server started again, a new standby)."""
+        if kind == "stream_leader":
+            fault, server = self.kill_stream_leader()
+            load.wait_recovered(fault)
+            server.start()
+            self.wait_whole()
+        elif kind == "sequencer":
+            fault, dead = self.kill_active_sequencer()
+            load.wait_recovered(fault)
+            self.start_standby(self.grape_of[dead.pid])
+        elif kind == "both":
+            fault, server, dead = self.kill_both()
+            load.wait_recovered(fault)
+            server.start()
+            self.wait_whole()
+            self.start_standby(self.grape_of[dead.pid])
+        elif kind == "sequencer_stopped":
+            fault = self.stop_active_sequencer(load)
+        else:
+            raise ValueError(f"no fault {kind!r}")
+        return fault
+
+    def stop_active_sequencer(self, load: Load) -> Fault:
+        """SIGSTOP the active sequencer (partitioned: alive, silent) until an order is
+        accepted without it, then SIGCONT it: it must step down and, since the standby
+        took over, have written nothing."""
+        stopped = self.active_sequencer()
+        offset = len(stopped.log.read_bytes())
+        os.kill(stopped.pid, signal.SIGSTOP)
+        fault = self._fault("sequencer_stopped")
+        try:
+            load.wait_recovered(fault)
+            taker = self.active_sequencer()
+            assert taker is not stopped
+            took = re.findall(r"took the writer's lease of .* at seq (\d+)", taker.text())
+            took_at = int(took[-1])
+        finally:
+            os.kill(stopped.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while "stepping down" not in stopped.log.read_bytes()[offset:].decode(errors="replace"):
+            assert stopped.alive(), stopped.text()
+            assert time.monotonic() < deadline, "the resumed sequencer did not step down"
+            time.sleep(0.05)
+        # What it logged as accepted after it resumed was stored before the standby took
+        # over: nothing written since.
+        late = [last for last in self.accepted_after(stopped, offset) if last > took_at]
+        assert late == [], f"the resumed sequencer wrote seq {late} after seq {took_at}"
+        return fault
 
     # -------------------------------------------------------------- checking
 
