@@ -15,12 +15,12 @@ tests', `tests/e2e/harness.py` and `tests/e2e/failover.py`):
 
 Throughput: windows of ``--window`` seconds of load, alternating SQLite and JetStream
 (``--rounds`` pairs: A, B, A, B, ...), orders acknowledged per second in each; the
-medians and the pair ratios are reported, and the CPU seconds per order of the
-sequencer (plus the three nats-servers for JetStream) from /proc. Then, on the JetStream
-exchange under load, each fault in turn, ``--repeat`` times: the stream leader's server
-SIGKILLed (started again after), the active sequencer SIGKILLed (a new standby started
-after), both at once, and the active sequencer SIGSTOPped then SIGCONTed (it must step
-down and write nothing). ``recovery_s`` is from the kill to the first acknowledgement
+medians and the pair ratios are reported, and the CPU milliseconds per order of the
+sequencer (and, as ``nats``, of the three nats-servers together) from /proc. Then, on
+the JetStream exchange under load, each fault in turn, ``--repeat`` times: the stream
+leader's server SIGKILLed (started again after), the active sequencer SIGKILLed (a new
+standby started after), both at once, and the active sequencer SIGSTOPped then
+SIGCONTed (it must step down and write nothing). ``recovery_s`` is from the kill to the first acknowledgement
 of an order sent after it. Last, every acknowledged order is checked at its seq in the
 journal, every order sent is there once, the matcher applied it all, and a replica
 equals ``dex replay`` (``lost`` and ``duplicated`` count over every fault).
@@ -66,27 +66,30 @@ def _throughput(
     sqlite: Exchange, jetstream: FailoverRig, args: argparse.Namespace
 ) -> dict[str, Any]:
     rates: dict[str, list[float]] = {"sqlite": [], "jetstream": []}
-    cpu_per_order: dict[str, list[float]] = {"sqlite": [], "jetstream": []}
+    cpu_per_order: dict[str, list[float]] = {"sqlite": [], "jetstream": [], "nats": []}
     for round_ in range(args.rounds):
         for name in ("sqlite", "jetstream") if round_ % 2 == 0 else ("jetstream", "sqlite"):
+            servers: list[int] = []
             if name == "sqlite":
                 assert sqlite.submit is not None
-                grapes, pids = sqlite.grapes, [sqlite.submit.pid]
+                grapes, sequencer = sqlite.grapes, sqlite.submit.pid
             else:
                 grapes = jetstream.exchange.grapes
-                pids = [jetstream.active_sequencer().pid]
-                pids += [s.process.pid for s in jetstream.servers if s.process is not None]
+                sequencer = jetstream.active_sequencer().pid
+                servers = [s.process.pid for s in jetstream.servers if s.process is not None]
             load = Load(grapes, clients=args.clients, seed=1000 + round_)
             load.start()
             try:
                 load.wait_acked(args.clients)  # warmed up: every client is through
-                cpu = _cpu(pids)
+                cpu, cpu_servers = cpu_seconds(sequencer), _cpu(servers)
                 count, seconds = _window(load, args.window)
-                cpu = _cpu(pids) - cpu
+                cpu, cpu_servers = cpu_seconds(sequencer) - cpu, _cpu(servers) - cpu_servers
             finally:
                 load.stop()
             rates[name].append(count / seconds)
             cpu_per_order[name].append(cpu / max(1, count))
+            if servers:
+                cpu_per_order["nats"].append(cpu_servers / max(1, count))
             print(f"  {name:9} round {round_}: {count / seconds:7.1f} orders/s", file=sys.stderr)
     ratios = [j / s for s, j in zip(rates["sqlite"], rates["jetstream"], strict=True) if s]
     return {

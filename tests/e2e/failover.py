@@ -54,6 +54,10 @@ FAULTS = ("stream_leader", "sequencer", "both", "sequencer_stopped")
 _RETRYABLE = ("ERR_UNAVAILABLE", "ERR_TIMEOUT")
 
 
+async def _quiet(exc: Exception) -> None:
+    """nats-py logs every connection error with its traceback unless told otherwise."""
+
+
 def open_when_ready(urls: str, timeout: float = 30.0) -> JournalBackend:
     """The journal on `urls`, once the cluster has a JetStream leader (retrying)."""
     deadline = time.monotonic() + timeout
@@ -255,7 +259,13 @@ class FailoverRig:
                 if server.process is None or server.process.poll() is not None:
                     continue
                 try:
-                    nc = await nats.connect(server.url, connect_timeout=1, allow_reconnect=False)
+                    nc = await nats.connect(
+                        server.url,
+                        connect_timeout=1,
+                        allow_reconnect=False,
+                        max_reconnect_attempts=0,
+                        error_cb=_quiet,
+                    )
                 except Exception:
                     continue
                 try:
