@@ -19,11 +19,11 @@ medians and the pair ratios are reported, and the CPU milliseconds per order of 
 sequencer (and, as ``nats``, of the three nats-servers together) from /proc. Then, on
 the JetStream exchange under load, each fault in turn, ``--repeat`` times: the stream
 leader's server SIGKILLed (started again after), the active sequencer SIGKILLed (a new
-standby started after), both at once, and the active sequencer SIGSTOPped then
-SIGCONTed (it must step down and write nothing). ``recovery_s`` is from the kill to
-the first acknowledgement of an order sent after it. Last, every acknowledged order is checked at its seq in the
-journal, every order sent is there once, the matcher applied it all, and a replica
-equals ``dex replay`` (``lost`` and ``duplicated`` count over every fault).
+standby started after), both at once, and the active sequencer SIGSTOPped then SIGCONTed
+(it must step down and write nothing). ``recovery_s`` is from the kill to the first
+acknowledgement of an order sent after it. Last, every acknowledged order is checked at
+its seq in the journal, every order sent is there once, the matcher applied it all, and
+a replica equals ``dex replay`` (``lost`` and ``duplicated`` count over every fault).
 
 Usage::
 
