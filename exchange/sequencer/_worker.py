@@ -33,8 +33,8 @@ its own commit. If a commit fails, nothing of it is stored, so the entries queue
 it (numbered beyond it) are failed too and numbering restarts at the journal's head:
 no gap is ever written. The failed submits get ``ERR_UNAVAILABLE`` and their clients
 retry with the same orderId. A commit that finds the journal moved on without it
-(`JournalConflict`: another sequencer appended) ends the worker: it steps down, says so
-in its log, and never writes again (`SteppedDown`).
+(`JournalConflict`: another sequencer appended) ends its writing: it steps down, says
+so in its log (`SteppedDown`), and stands by if it has a lease (`_standby.py`), else exits.
 
 Dedupe: a new order or a cancel is looked up by ``(clientId, op, orderId)``, a modify
 by ``(clientId, "modify", requestId)``, among the queued entries, then in the journal.
