@@ -13,12 +13,16 @@ from typing import Any
 
 import anyio
 import pytest
+from prometheus_client import CollectorRegistry
+from support.exchange_rig import wait_until
 from support.keys import SEQUENCER_KEY, signed
 from support.nats import NatsServer, running_nats
 
 from exchange.protocol import StorageUnavailable, parse_entry
 from exchange.runtime import NullMetrics
+from exchange.runtime._prometheus import metrics_for
 from exchange.sequencer import SubmitWorker, open_journal, open_lease
+from exchange.sequencer._jetstream import JetStreamJournal
 from orderbook_core import DEFAULT_SPEC, MarketSpec
 from transports import MemoryNetwork, open_transport
 
@@ -158,3 +162,51 @@ async def test_the_standby_serves_only_once_the_active_one_is_gone(nats: NatsSer
             tg.cancel_scope.cancel()
     with open_journal(nats.url, spec) as journal:
         assert [e.wire["orderId"] for e in journal.entries()] == ["o0", "o1", "o2", "o3"]
+
+
+@pytest.mark.anyio
+async def test_an_active_sequencer_that_loses_its_lease_steps_down_and_counts_it(
+    nats: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = _spec("LEASE-D")
+    network = MemoryNetwork()
+    with open_journal(nats.url, spec) as journal:
+        assert isinstance(journal, JetStreamJournal)
+        lease = open_lease(journal, ttl=1.0)
+        assert lease is not None
+        steps = _Steps()
+        async with (
+            open_transport("memory", network=network) as server,
+            open_transport("memory", network=network) as client,
+            anyio.create_task_group() as tg,
+        ):
+            worker = SubmitWorker(
+                server, journal, spec, signing_key=SEQUENCER_KEY, lease=lease, metrics=steps
+            )
+            await tg.start(worker.run)
+            assert (await client.request("submit_order", order(0), timeout=5))["seq"] == 1
+
+            async def steal() -> None:  # as if it expired and another sequencer took it
+                kv = await journal.jetstream.key_value(f"{journal.stream}_LEASE")
+                await kv.delete("holder")
+
+            await anyio.to_thread.run_sync(journal.call, steal())
+            await wait_until(lambda: steps.step_downs == 1 and steps.active[-1] is True)
+            # It stepped down, stood by, took the free lease again and serves on.
+            assert steps.step_downs == 1
+            assert steps.active == [True, False, True]
+            assert (await client.request("submit_order", order(1), timeout=5))["seq"] == 2
+            tg.cancel_scope.cancel()
+    assert "stepping down: lost the writer's lease" in caplog.text
+
+
+def test_the_step_downs_and_the_active_gauge_are_exported() -> None:
+    registry = CollectorRegistry()
+    metrics = metrics_for("sequencer", registry)
+    assert registry.get_sample_value("dex_sequencer_active") == 0
+    metrics.sequencer_active(True)
+    assert registry.get_sample_value("dex_sequencer_active") == 1
+    metrics.stepped_down()
+    metrics.sequencer_active(False)
+    assert registry.get_sample_value("dex_sequencer_step_downs_total") == 1
+    assert registry.get_sample_value("dex_sequencer_active") == 0
