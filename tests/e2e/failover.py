@@ -330,7 +330,8 @@ class FailoverRig:
 
     # -------------------------------------------------------------- faults
 
-    def _fault(self, kind: str) -> Fault:
+    def mark_fault(self, kind: str) -> Fault:
+        """Note that a fault of `kind` happens now (its recovery is measured from here)."""
         fault = Fault(kind, time.time())
         self.faults.append(fault)
         return fault
@@ -338,21 +339,21 @@ class FailoverRig:
     def kill_stream_leader(self) -> tuple[Fault, NatsServer]:
         """SIGKILL the stream leader's server (start it again with `.start()`)."""
         leader = self.stream_leader()
-        fault = self._fault("stream_leader")
+        fault = self.mark_fault("stream_leader")
         leader.kill()
         return fault, leader
 
     def kill_active_sequencer(self) -> tuple[Fault, Proc]:
         """SIGKILL the active sequencer (the standby takes over)."""
         active = self.active_sequencer()
-        fault = self._fault("sequencer")
+        fault = self.mark_fault("sequencer")
         active.kill9()
         return fault, active
 
     def kill_both(self) -> tuple[Fault, NatsServer, Proc]:
         """The stream leader's server and the active sequencer at once."""
         leader, active = self.stream_leader(), self.active_sequencer()
-        fault = self._fault("both")
+        fault = self.mark_fault("both")
         os.kill(active.pid, signal.SIGKILL)
         leader.kill()
         active.kill9()
@@ -389,7 +390,7 @@ class FailoverRig:
         stopped = self.active_sequencer()
         offset = len(stopped.log.read_bytes())
         os.kill(stopped.pid, signal.SIGSTOP)
-        fault = self._fault("sequencer_stopped")
+        fault = self.mark_fault("sequencer_stopped")
         try:
             load.wait_recovered(fault)
             taker = self.active_sequencer()

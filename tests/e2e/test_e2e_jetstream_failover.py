@@ -49,14 +49,15 @@ def test_a_lost_quorum_answers_err_unavailable_and_trading_resumes(tmp_path: Pat
     with failover_rig(tmp_path) as rig:
         with rig.load(clients=2) as load:
             load.wait_acked(20)
-            down = [s for s in rig.servers if s is not rig.stream_leader()]
+            leader = rig.stream_leader()
+            down = [s for s in rig.servers if s is not leader]
             for server in down:  # the leader alone is no majority
                 server.kill()
-            fault = rig._fault("quorum")
+            fault, refused = rig.mark_fault("quorum"), load.refusals["ERR_UNAVAILABLE"]
             # The append in flight times out (5 s), then every submit is refused, and
             # says so: ERR_UNAVAILABLE.
             deadline = time.monotonic() + 30
-            while load.refusals["ERR_UNAVAILABLE"] == 0:
+            while load.refusals["ERR_UNAVAILABLE"] == refused:
                 assert time.monotonic() < deadline, "no ERR_UNAVAILABLE without a quorum"
                 time.sleep(0.1)
             acked = load.acked()
