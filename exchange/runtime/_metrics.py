@@ -74,6 +74,13 @@ class Metrics(Protocol):
         """A ``process_order`` request failed: the peer's ``ERR_*`` code, ``transport``
         (no answer) or ``bad_reply``; the forwarder will retry."""
 
+    def stepped_down(self) -> None:
+        """The sequencer stopped writing: it lost its writer's lease, or another writer
+        appended to its journal."""
+
+    def sequencer_active(self, active: bool) -> None:
+        """The sequencer became the active one (serves and writes), or a standby."""
+
     def matcher_head(self, head: int) -> None:
         """The matcher restored its state at `head`."""
 
@@ -115,6 +122,12 @@ class NullMetrics:
         """Ignored."""
 
     def forward_failed(self, reason: str) -> None:
+        """Ignored."""
+
+    def stepped_down(self) -> None:
+        """Ignored."""
+
+    def sequencer_active(self, active: bool) -> None:
         """Ignored."""
 
     def matcher_head(self, head: int) -> None:

@@ -108,6 +108,16 @@ class _Sequencer(_Common):
             ["reason"],
             registry=registry,
         )
+        self._step_downs = Counter(
+            "dex_sequencer_step_downs",
+            "Times the sequencer stopped writing (lost its lease, or found another writer).",
+            registry=registry,
+        )
+        self._active = Gauge(
+            "dex_sequencer_active",
+            "1 while this sequencer is the active one (holds the journal), 0 on standby.",
+            registry=registry,
+        )
 
     def _set(self, head: int, acked: int) -> None:
         self._head_seq, self._acked_seq = head, acked
@@ -132,6 +142,12 @@ class _Sequencer(_Common):
 
     def forward_failed(self, reason: str) -> None:
         self._forward_failures.labels(_label(reason)).inc()
+
+    def stepped_down(self) -> None:
+        self._step_downs.inc()
+
+    def sequencer_active(self, active: bool) -> None:
+        self._active.set(1 if active else 0)
 
 
 class _Matcher(_Common):

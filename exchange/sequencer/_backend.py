@@ -21,12 +21,17 @@ from typing import Protocol, Self
 from exchange.protocol import Entry
 from orderbook_core import MarketSpec
 
-__all__ = ["DuplicateEntry", "JournalBackend", "JournalConflict"]
+__all__ = ["DuplicateEntry", "JournalBackend", "JournalConflict", "SteppedDown", "WriterLease"]
 
 
 class JournalConflict(Exception):
     """An append does not continue the journal's sequence: another writer appended (or
     the entries' numbers or timestamps are wrong). Nothing was stored."""
+
+
+class SteppedDown(Exception):
+    """The worker stopped writing: its journal was appended to by another writer, or
+    it lost its writer's lease."""
 
 
 class DuplicateEntry(sqlite3.IntegrityError):
@@ -154,3 +159,43 @@ class JournalBackend(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+class WriterLease(Protocol):
+    """Which of several sequencers on one shared journal may write: the active one holds
+    the lease, the standbys wait for it (`exchange.sequencer._lease` keeps it in
+    JetStream). Blocking and thread-safe, like the journal; a SQLite journal needs none
+    (its lock file is the single writer)."""
+
+    holder: str
+    """Who this is, for logs."""
+
+    poll: float
+    """Seconds between a standby's attempts to take the lease."""
+
+    @property
+    def renew_every(self) -> float:
+        """Seconds between renewals while holding it."""
+        ...
+
+    def valid(self) -> bool:
+        """Whether this holds the lease now, by its own clock."""
+        ...
+
+    def acquire(self) -> bool:
+        """Take the lease if nobody holds it, then read the journal's head again; True
+        if this holds it now. Raises `StorageUnavailable` when the store is down."""
+        ...
+
+    def renew(self) -> bool:
+        """Extend the lease; False when lost. Raises `StorageUnavailable` when the store
+        did not answer (the lease stands until `valid` says otherwise)."""
+        ...
+
+    def release(self) -> None:
+        """Give the lease up at once; never raises."""
+        ...
+
+    def current(self) -> str | None:
+        """Who holds the lease now (None: nobody). Raises `StorageUnavailable`."""
+        ...

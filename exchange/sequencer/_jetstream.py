@@ -56,7 +56,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -80,7 +80,7 @@ from exchange.protocol import Entry, StorageUnavailable, entry_from_row, entry_t
 from exchange.sequencer._backend import DuplicateEntry, JournalConflict
 from orderbook_core import DEFAULT_SPEC, MarketSpec
 
-__all__ = ["MAX_BATCH_MESSAGES", "JetStreamJournal", "stream_name"]
+__all__ = ["MAX_BATCH_MESSAGES", "JetStreamJournal", "describe_error", "stream_name"]
 
 _log = logging.getLogger("exchange.sequencer.jetstream")
 
@@ -145,6 +145,9 @@ class JetStreamJournal:
         self._suspect: list[Entry] | None = None  # an append not confirmed, maybe stored
         self._write_lock = threading.Lock()
         self._closed = False
+        self.fence: Callable[[], bool] | None = None
+        """Asked just before each append is sent, when set (a writer's lease, `valid`):
+        False refuses the append with `StorageUnavailable`, nothing sent."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name=f"nats-{self.stream}", daemon=True
@@ -152,15 +155,16 @@ class JetStreamJournal:
         self._thread.start()
         self._nc: NATS | None = None
         try:
-            self._call(self._open())
+            self.call(self._open())
         except BaseException:
             self.close()
             raise
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _call(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        """Run `coro` on the client's loop and wait for it (from any other thread)."""
+    def call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run `coro` on the client's loop and wait for it (from any other thread): how
+        the writer's lease (`exchange.sequencer._lease`) shares this connection."""
         if self._closed:
             coro.close()
             raise StorageUnavailable(f"{self.location}: the journal is closed")
@@ -192,10 +196,11 @@ class JetStreamJournal:
             )
         except Exception as exc:
             raise StorageUnavailable(
-                f"cannot reach NATS at {','.join(self.servers)}: {_describe(exc)}"
+                f"cannot reach NATS at {','.join(self.servers)}: {describe_error(exc)}"
             ) from exc
         self._js: JetStreamContext = self._nc.jetstream(timeout=self.timeout)
         replicas = self._replicas or (3 if self._nc._server_info.get("cluster") else 1)
+        self.replicas = replicas
         info = await self._api(f"STREAM.INFO.{self.stream}", None, missing_ok=True)
         if info is None:
             config = {
@@ -227,7 +232,7 @@ class JetStreamJournal:
                     )
                 )
         except (NatsError, TimeoutError) as exc:
-            raise StorageUnavailable(f"{self.location}: KV bucket: {_describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: KV bucket: {describe_error(exc)}") from exc
 
     async def _api(
         self, what: str, config: dict[str, Any] | None, *, missing_ok: bool = False
@@ -239,7 +244,7 @@ class JetStreamJournal:
         try:
             reply = await self._nc.request(f"$JS.API.{what}", body, timeout=self.timeout)
         except (TimeoutError, NatsError) as exc:
-            raise StorageUnavailable(f"{self.location}: {what}: {_describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: {what}: {describe_error(exc)}") from exc
         answer: dict[str, Any] = json.loads(reply.data)
         error = answer.get("error")
         if error is not None:
@@ -286,6 +291,25 @@ class JetStreamJournal:
     ) -> None:
         self.close()
 
+    @property
+    def jetstream(self) -> JetStreamContext:
+        """The client's JetStream context (use it on the client's loop, through `call`)."""
+        return self._js
+
+    def refresh(self) -> int:
+        """Read the stream's head again, as a standby taking over does (another writer
+        appended since); return it. Raises `StorageUnavailable`."""
+        with self._write_lock:
+            return self.call(self._refresh())
+
+    async def _refresh(self) -> int:
+        info = await self._api(f"STREAM.INFO.{self.stream}", None)
+        assert info is not None
+        head = int(info["state"]["last_seq"])
+        last_ts = (await self._get(head)).ts if head else 0
+        self._head, self._last_ts, self._suspect = head, last_ts, None
+        return head
+
     def writing(self) -> AbstractContextManager[object]:
         """Nothing to hold: the server fences writers (expected last sequence)."""
         return nullcontext()
@@ -304,7 +328,7 @@ class JetStreamJournal:
         if len(entries) > MAX_BATCH_MESSAGES:
             raise ValueError(f"{len(entries)} entries: one append takes {MAX_BATCH_MESSAGES}")
         with self._write_lock:
-            self._call(self._append(list(entries), dict(bindings or {}), dict(requests or {})))
+            self.call(self._append(list(entries), dict(bindings or {}), dict(requests or {})))
 
     async def _append(
         self, entries: list[Entry], bindings: dict[int, str], requests: dict[int, str]
@@ -327,6 +351,10 @@ class JetStreamJournal:
         await asyncio.gather(
             *(self._bind(by_seq[seq].command.client_id, key) for seq, key in bindings.items())
         )
+        # The last moment before anything is sent: a writer whose lease ran out (it was
+        # paused, or cut off) sends nothing. Bindings made above are harmless (see above).
+        if self.fence is not None and not self.fence():
+            raise StorageUnavailable(f"{self.location}: this writer's lease has run out")
         assert self._nc is not None
         batch_id = uuid.uuid4().hex
         last = len(entries)
@@ -354,7 +382,7 @@ class JetStreamJournal:
             self._suspect = entries
             raise StorageUnavailable(
                 f"{self.location}: append of seq {entries[0].seq}..{entries[-1].seq} not"
-                f" confirmed: {_describe(exc)}"
+                f" confirmed: {describe_error(exc)}"
             ) from exc
         answer = json.loads(reply.data)
         error = answer.get("error")
@@ -413,14 +441,14 @@ class JetStreamJournal:
         except KeyWrongLastSequenceError:
             pass
         except (TimeoutError, NatsError) as exc:
-            raise StorageUnavailable(f"{self.location}: binding: {_describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: binding: {describe_error(exc)}") from exc
         bound = await self._kv_get(key)
         if bound is None or json.loads(bound)["key"] != public_key:
             raise DuplicateEntry(f"{self.location}: clientId {client_id!r} is bound already")
 
     def mark_acked(self, seq: int) -> None:
         """Record the acked mark; it only moves forward (compare-and-set)."""
-        self._call(self._mark_acked(seq))
+        self.call(self._mark_acked(seq))
 
     async def _mark_acked(self, seq: int) -> None:
         try:
@@ -441,7 +469,7 @@ class JetStreamJournal:
                 except KeyWrongLastSequenceError:
                     continue
         except (TimeoutError, NatsError) as exc:
-            raise StorageUnavailable(f"{self.location}: acked: {_describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: acked: {describe_error(exc)}") from exc
 
     # ------------------------------------------------------------------ reading
 
@@ -455,7 +483,7 @@ class JetStreamJournal:
 
     def acked(self) -> int:
         """The highest sequence number marked acknowledged (0 when none)."""
-        value = self._call(self._kv_get("acked"))
+        value = self.call(self._kv_get("acked"))
         return 0 if value is None else int(value)
 
     async def _kv_get(self, key: str) -> bytes | None:
@@ -464,11 +492,11 @@ class JetStreamJournal:
         except KeyNotFoundError:
             return None
         except (TimeoutError, NatsError) as exc:
-            raise StorageUnavailable(f"{self.location}: {key}: {_describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: {key}: {describe_error(exc)}") from exc
 
     def client_keys(self) -> dict[str, str]:
         """Every bound clientId and its public key. O(clients)."""
-        return self._call(self._client_keys())
+        return self.call(self._client_keys())
 
     async def _client_keys(self) -> dict[str, str]:
         keys: dict[str, str] = {}
@@ -484,7 +512,9 @@ class JetStreamJournal:
             finally:
                 await watcher.stop()  # type: ignore[no-untyped-call]
         except (TimeoutError, NatsError) as exc:
-            raise StorageUnavailable(f"{self.location}: client keys: {_describe(exc)}") from exc
+            raise StorageUnavailable(
+                f"{self.location}: client keys: {describe_error(exc)}"
+            ) from exc
         return keys
 
     def modify_requests(self) -> dict[int, str]:
@@ -514,7 +544,7 @@ class JetStreamJournal:
 
     def find_many(self, keys: Sequence[tuple[str, str, str]]) -> list[Entry | None]:
         """`find` for each key; the lookups go out together."""
-        return self._call(self._find_many(list(keys)))
+        return self.call(self._find_many(list(keys)))
 
     async def _find_many(self, keys: list[tuple[str, str, str]]) -> list[Entry | None]:
         return list(await asyncio.gather(*(self._find(*key) for key in keys)))
@@ -526,14 +556,14 @@ class JetStreamJournal:
         except NotFoundError:
             return None
         except (TimeoutError, NatsError) as exc:
-            raise StorageUnavailable(f"{self.location}: find: {_describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: find: {describe_error(exc)}") from exc
         return self._decode(msg.seq or 0, msg.headers, msg.data)
 
     def get(self, seq: int) -> Entry | None:
         """The entry with sequence number `seq`, or None."""
         if seq < 1:
             return None
-        return self._call(self._get_or_none(seq))
+        return self.call(self._get_or_none(seq))
 
     async def _get_or_none(self, seq: int) -> Entry | None:
         try:
@@ -547,7 +577,7 @@ class JetStreamJournal:
         except NotFoundError:
             raise
         except (TimeoutError, NatsError) as exc:
-            raise StorageUnavailable(f"{self.location}: seq {seq}: {_describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: seq {seq}: {describe_error(exc)}") from exc
         return self._decode(seq, msg.headers, msg.data)
 
     def read(self, after_seq: int, limit: int) -> list[Entry]:
@@ -556,7 +586,7 @@ class JetStreamJournal:
         last = min(self._head, after_seq + limit)
         if last <= after_seq:
             return []
-        return self._call(self._read(range(after_seq + 1, last + 1)))
+        return self.call(self._read(range(after_seq + 1, last + 1)))
 
     async def _read(self, seqs: range) -> list[Entry]:
         return list(await asyncio.gather(*(self._get(seq) for seq in seqs)))
@@ -585,7 +615,8 @@ class JetStreamJournal:
         return entry_from_row(seq, ts, (data or b"").decode(), self.spec, source="journal")
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """A NATS client error in words, for a log line or an ERR_UNAVAILABLE."""
     if isinstance(exc, (NatsTimeout, asyncio.TimeoutError)):
         return "no answer in time (no quorum, or the server is unreachable)"
     if isinstance(exc, NoRespondersError):

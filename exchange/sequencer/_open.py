@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from exchange.protocol import ArgumentError
-from exchange.sequencer._backend import JournalBackend
+from exchange.sequencer._backend import JournalBackend, WriterLease
 from exchange.sequencer._journal import Journal
 from orderbook_core import DEFAULT_SPEC, MarketSpec
 
-__all__ = ["open_journal"]
+__all__ = ["open_journal", "open_lease"]
 
 
 def open_journal(
@@ -41,3 +41,21 @@ def open_journal(
     if not path:
         raise ArgumentError("--journal: sqlite: needs a path, e.g. sqlite:data/submit_journal.db")
     return Journal(path, spec)
+
+
+def open_lease(journal: JournalBackend, *, ttl: float) -> WriterLease | None:
+    """The writer's lease of `journal` if several sequencers may share it (JetStream:
+    an active one and standbys), each lease living `ttl` seconds unrenewed when its
+    bucket is created; None for a SQLite journal (its lock file keeps one writer).
+
+    Raises:
+        StorageUnavailable: the lease's bucket cannot be opened.
+    """
+    if isinstance(journal, Journal):
+        return None
+    from exchange.sequencer._jetstream import JetStreamJournal
+    from exchange.sequencer._lease import JetStreamLease
+
+    if not isinstance(journal, JetStreamJournal):
+        return None
+    return JetStreamLease(journal, ttl=ttl)

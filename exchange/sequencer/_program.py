@@ -18,7 +18,7 @@ from exchange.runtime import (
     run_worker_program,
 )
 from exchange.sequencer._backend import JournalConflict
-from exchange.sequencer._open import open_journal
+from exchange.sequencer._open import open_journal, open_lease
 from exchange.sequencer._worker import SteppedDown, SubmitWorker
 from transports import Transport
 
@@ -35,14 +35,36 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the journal is: a SQLite file (default: sqlite:<--db>), or the market's "
         "stream on NATS JetStream servers (needs the jetstream extra)",
     )
+    parser.add_argument(
+        "--lease-ttl",
+        type=_seconds,
+        default=3.0,
+        metavar="SECONDS",
+        help="JetStream only: how long the active sequencer's lease lives unrenewed, so "
+        "how soon a standby takes over after it died (default 3; set when the lease's "
+        "bucket is created)",
+    )
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0.5 <= value <= 600:
+        raise argparse.ArgumentTypeError(f"not 0.5..600 seconds: {text}")
+    return value
 
 
 def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], Runner]:
     journal = open_journal(args.journal or f"sqlite:{args.db}")
     stack.callback(journal.close)
+    lease = open_lease(journal, ttl=args.lease_ttl)  # a standby until it holds it
     return lambda transport: (
         SubmitWorker(
-            transport, journal, port=args.port, metrics=args.metrics, signing_key=args.key
+            transport,
+            journal,
+            port=args.port,
+            metrics=args.metrics,
+            signing_key=args.key,
+            lease=lease,
         ).run
     )
 

@@ -33,8 +33,8 @@ its own commit. If a commit fails, nothing of it is stored, so the entries queue
 it (numbered beyond it) are failed too and numbering restarts at the journal's head:
 no gap is ever written. The failed submits get ``ERR_UNAVAILABLE`` and their clients
 retry with the same orderId. A commit that finds the journal moved on without it
-(`JournalConflict`: another sequencer appended) ends the worker: it steps down, says so
-in its log, and never writes again (`SteppedDown`).
+(`JournalConflict`: another sequencer appended) ends its writing: it steps down, says
+so in its log (`SteppedDown`), and stands by if it has a lease (`_standby.py`), else exits.
 
 Dedupe: a new order or a cancel is looked up by ``(clientId, op, orderId)``, a modify
 by ``(clientId, "modify", requestId)``, among the queued entries, then in the journal.
@@ -95,7 +95,13 @@ from exchange.protocol import (
     verify_order,
 )
 from exchange.runtime import NO_METRICS, Metrics, Outage, crash_point, observe_refusals
-from exchange.sequencer._backend import JournalBackend, JournalConflict
+from exchange.sequencer._backend import (
+    JournalBackend,
+    JournalConflict,
+    SteppedDown,
+    WriterLease,
+)
+from exchange.sequencer._standby import run_with_lease
 from exchange.sequencer._submitted import DedupeKey, check_repeat, is_modify, submitted_command
 from orderbook_core import (
     DEFAULT_SPEC,
@@ -118,10 +124,6 @@ _READ_AHEAD = 512
 
 _RECENT = 4096
 """Entries committed last that the forwarder takes from memory, not from the journal."""
-
-
-class SteppedDown(Exception):
-    """The worker stopped writing: its journal was appended to by another writer."""
 
 
 @dataclass(eq=False)
@@ -169,6 +171,10 @@ class SubmitWorker:
         metrics: told of each commit, refusal and acknowledgement (`exchange.runtime`).
         signing_key: the sequencer's key: every ``process_order`` request is signed
             with it (the matcher takes no other).
+        lease: for a journal several sequencers share (JetStream): the worker is a
+            standby until it holds this lease, active while it does, and a standby
+            again when it loses it or finds another writer's entries (see `run`).
+            None (SQLite): active from the start, and stepping down ends `run`.
     """
 
     def __init__(
@@ -187,6 +193,7 @@ class SubmitWorker:
         batch_size: int = 256,
         metrics: Metrics = NO_METRICS,
         signing_key: Ed25519PrivateKey,
+        lease: WriterLease | None = None,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH}, not {batch_size}")
@@ -203,6 +210,7 @@ class SubmitWorker:
         self.idle_check = idle_check
         self.metrics = metrics
         self.signing_key = signing_key
+        self.lease = lease
         self._clock = clock or _wall_clock_ms
         self._random = random.Random(seed)
         # Numbering state: what the next entry gets, if the queue commits.
@@ -232,9 +240,27 @@ class SubmitWorker:
 
         Raises:
             DatabaseInUse: another worker holds the journal.
-            SteppedDown: another writer appended to the journal; this one stopped.
+            SteppedDown: another writer appended to the journal; this one stopped
+                (without a lease; with one, it stands by again).
             transports.TransportError: cannot serve (listen or announce).
+
+        With a `lease`, it first stands by (serves and announces nothing) until it takes
+        the lease, then catches up from the journal (its head, client keys, acked mark),
+        serves and forwards as above, and calls ``task_status.started`` the first time.
+        When it loses the lease (a renewal finds another holder's, or none) or an append
+        is refused (another writer appended), it steps down: stops serving, logs it,
+        counts it (`Metrics.stepped_down`) and stands by again. While its lease has run
+        out unrenewed (paused, no answer from NATS) it appends nothing: ERR_UNAVAILABLE.
+        When cancelled it gives the lease up, so a standby takes over at once.
         """
+        if self.lease is None:
+            await self.run_active(task_status=task_status)
+        else:
+            await run_with_lease(self, self.lease, task_status)
+
+    async def run_active(self, *, task_status: TaskStatus[int] = TASK_STATUS_IGNORED) -> None:
+        """Serve, commit and forward (the active sequencer), until cancelled or stepped
+        down (`SteppedDown`)."""
         submit = observe_refusals(SUBMIT_ORDER, self.submit, self.metrics)
         handlers = {SUBMIT_ORDER: service_handler(SUBMIT_ORDER, submit, logger=_log)}
         with self.journal.writing():
@@ -248,6 +274,16 @@ class SubmitWorker:
                     "submit_order: serving on port %d (journal %s)", port, self.journal.location
                 )
                 task_status.started(port)
+
+    async def catch_up(self) -> None:
+        """Before an active spell (a standby that took the lease, which read the journal's
+        head): numbering, client keys and the entries in memory start from the journal."""
+        self._client_keys = await anyio.to_thread.run_sync(self.journal.client_keys)
+        self._next_seq = self.journal.head() + 1
+        self._last_ts = self.journal.last_ts()
+        self._queue, self._queued_keys, self._lookups = [], {}, []
+        self._recent.clear()
+        self._queue_changed, self._lookups_changed = anyio.Event(), anyio.Event()
 
     # ------------------------------------------------------------------ submit_order
 
@@ -389,6 +425,7 @@ class SubmitWorker:
                         "stepping down: another writer appended to %s", self.journal.location
                     )
                     self._settle(failed, Refused(ERR_UNAVAILABLE, "the sequencer stepped down"))
+                    self.metrics.stepped_down()
                     raise SteppedDown(str(exc)) from exc
                 self._settle(failed, exc)
                 continue
