@@ -521,7 +521,7 @@ class JetStreamJournal:
         """seq -> requestId of every modify appended with one (its ``Dex-Request``
         header). Reads every message up to `head()`: for moving the journal, not for
         the sequencer's path."""
-        return self._call(self._modify_requests())
+        return self.call(self._modify_requests())
 
     async def _modify_requests(self) -> dict[int, str]:
         found: dict[int, str] = {}
@@ -530,7 +530,8 @@ class JetStreamJournal:
             try:
                 msgs = await asyncio.gather(*(self._js.get_msg(self.stream, seq=s) for s in seqs))
             except (TimeoutError, NatsError) as exc:
-                raise StorageUnavailable(f"{self.location}: requests: {_describe(exc)}") from exc
+                why = describe_error(exc)
+                raise StorageUnavailable(f"{self.location}: requests: {why}") from exc
             for seq, msg in zip(seqs, msgs, strict=True):
                 request_id = (msg.headers or {}).get("Dex-Request")
                 if request_id is not None:
