@@ -20,6 +20,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
+import anyio
+
 from exchange.protocol import (
     ERR_INTERNAL,
     RETRYABLE_CODES,
@@ -44,11 +46,20 @@ class _Queued(Protocol):
     @property
     def entry(self) -> Entry: ...
 
+    @property
+    def committed(self) -> anyio.Event: ...
+
+    @property
+    def error(self) -> BaseException | None: ...
+
+    def reply(self) -> JSON: ...
+
 
 _Q = TypeVar("_Q", bound=_Queued)
+_Q_co = TypeVar("_Q_co", bound=_Queued, covariant=True)
 
 
-class Sequencing(Protocol[_Q]):
+class Sequencing(Protocol[_Q_co]):
     """What `submit_each` needs of the worker: its numbering steps, as `submit` takes
     them (`exchange.sequencer.SubmitWorker`)."""
 
@@ -56,15 +67,13 @@ class Sequencing(Protocol[_Q]):
     def spec(self) -> MarketSpec: ...
 
     @property
-    def _queued_keys(self) -> Mapping[DedupeKey, _Q]: ...
+    def _queued_keys(self) -> Mapping[DedupeKey, _Q_co]: ...
 
     def _binding(self, client_id: str, public_key: str) -> str | None: ...
 
     async def _look_up_many(self, keys: Sequence[DedupeKey]) -> list[Entry | None]: ...
 
-    def _enqueue(self, command: Command, key: DedupeKey | None, binding: str | None) -> _Q: ...
-
-    async def _wait(self, queued: _Q) -> JSON: ...
+    def _enqueue(self, command: Command, key: DedupeKey | None, binding: str | None) -> _Q_co: ...
 
 
 SubmitMany = Callable[[Sequence[JSON]], Awaitable[list[JSON | Exception]]]
@@ -149,9 +158,16 @@ async def submit_each(worker: Sequencing[_Q], payloads: Sequence[JSON]) -> list[
             waiting[index] = queued
         except Exception as exc:
             results[index] = exc
+    # Commits settle in queue order, so after one wait most of the others are settled
+    # too: they are read without another trip through the event loop.
     for index, queued in waiting.items():
-        try:
-            results[index] = await worker._wait(queued)
-        except Exception as exc:
-            results[index] = exc
+        if not queued.committed.is_set():
+            await queued.committed.wait()
+        error = queued.error
+        if error is None:
+            results[index] = queued.reply()
+        elif isinstance(error, Exception):
+            results[index] = error
+        else:
+            raise error
     return results

@@ -299,11 +299,11 @@ class SubmitWorker:
         """`_look_up` for each key, all in the lookup task's next trip."""
         if not keys:
             return []
-        lookups = [_Lookup(key) for key in keys]
+        done = anyio.Event()  # one for them all: they are answered in one trip
+        lookups = [_Lookup(key, done) for key in keys]
         self._lookups.extend(lookups)
         self._lookups_changed.set()
-        for lookup in lookups:
-            await lookup.done.wait()
+        await done.wait()
         for lookup in lookups:
             if lookup.error is not None:
                 raise lookup.error
