@@ -56,6 +56,7 @@ import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from peers import REPO, grapes, nats_servers, node, node_env
 
+from exchange.client import SubmitCoalescer
 from exchange.protocol import ORDERBOOK_HEAD, SUBMIT_ORDER, Head, HeadRequest, sign_order
 from exchange.versions import DEFAULT_REFRESH_BUDGET
 from transports import RemoteError, TransportError, open_transport
@@ -107,6 +108,12 @@ async def _load(args: argparse.Namespace) -> None:
         return
     pending = iter(enumerate(orders))
     async with open_transport("grenache", grape=args.grape) as transport:
+        send: Any = transport.request
+        if args.linger >= 0:  # the client library's coalescing of what is in flight
+            coalescer = SubmitCoalescer(transport, linger=args.linger)
+
+            async def send(name: str, payload: Any, *, timeout: float) -> Any:
+                return await coalescer.request(payload, timeout=timeout)
 
         async def worker() -> None:
             for i, order in pending:
@@ -115,7 +122,7 @@ async def _load(args: argparse.Namespace) -> None:
                 sent = time.time()
                 while True:
                     try:
-                        reply = await transport.request(SUBMIT_ORDER, order, timeout=30)
+                        reply = await send(SUBMIT_ORDER, order, timeout=30)
                         break
                     except TransportError:
                         await anyio.sleep(0.05)
@@ -293,13 +300,15 @@ async def wait_head(grape: str, seq: int, timeout: float) -> float:
 def run_loads(
     grape: str, workdir: Path, *, count: int, concurrency: int, rate: float = 0.0,
     resting: bool = False, node_count: int = 0, tag: str = "", batch: int = 1,
+    linger: float = -1.0,
 ) -> tuple[list[tuple[int, float, float]], dict[str, Any] | None]:  # fmt: skip
     """Run one Python load process (and a Node one) to the end; their records."""
     py = start(
         f"load{tag}",
         [PY, __file__, "load", "--grape", grape, "--count", str(count),
          "--concurrency", str(concurrency), "--rate", str(rate), "--client", f"py{tag}",
-         "--batch", str(batch), *(["--resting"] if resting else [])],
+         "--batch", str(batch), "--linger", str(linger),
+         *(["--resting"] if resting else [])],
         workdir / f"load{tag}.log", stdout=subprocess.PIPE,
     )  # fmt: skip
     node_proc = None
@@ -342,7 +351,7 @@ def quantile(values: list[float], q: float) -> float:
 
 def throughput(
     grapes: list[Grape], workdir: Path, watchers: list[Watcher], measured: dict[str, int],
-    args: argparse.Namespace, node_count: int, batch: int, tag: str,
+    args: argparse.Namespace, node_count: int, batch: int, tag: str, linger: float = -1.0,
 ) -> dict[str, Any]:  # fmt: skip
     """One throughput load (`batch` orders per request) and what it cost: rates,
     submit latency, CPU µs per order of every exchange process (``total``: their sum,
@@ -354,7 +363,7 @@ def throughput(
     t0 = time.time()
     records, node = run_loads(
         g0, workdir, count=args.orders - node_count, concurrency=args.concurrency,
-        node_count=node_count, tag=tag, batch=batch,
+        node_count=node_count, tag=tag, batch=batch, linger=linger,
     )  # fmt: skip
     last = max(r[0] for r in records)
     done = anyio.run(wait_head, g1, last, 600.0)
@@ -442,6 +451,13 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
                 result["batched"] = {
                     "batch": args.batch,
                     **throughput(grapes, workdir, watchers, measured, args, 0, args.batch, "bt"),
+                }
+            if args.linger >= 0:
+                result["coalesced"] = {
+                    "linger_ms": args.linger * 1000,
+                    **throughput(
+                        grapes, workdir, watchers, measured, args, 0, 1, "co", args.linger
+                    ),
                 }
             # 4. Latency to every replica at an offered rate.
             if watchers and args.rate:
@@ -570,6 +586,7 @@ def main() -> None:
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--resting", action="store_true")
         parser.add_argument("--batch", type=int, default=1)
+        parser.add_argument("--linger", type=float, default=-1.0)
         anyio.run(_load, parser.parse_args())
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -607,6 +624,14 @@ def main() -> None:
         dest="versions",
         action="store_false",
         help="skip the CPU per version at 1k and 100k resting orders (bench/versions_bench.py)",
+    )
+    parser.add_argument(
+        "--linger",
+        type=float,
+        default=-1.0,
+        metavar="S",
+        help="also run the throughput load through the client's coalescing of submits in"
+        " flight (linger S seconds), reported under each run's 'coalesced'",
     )
     args = parser.parse_args()
     node()  # exits with a message when `make setup` has not run
