@@ -220,8 +220,6 @@ def exchange_on_grapes(
     max_values: int | None,
     profile: Path | None = None,
     journal_servers: int = 0,
-    *,
-    uvloop: bool = False,
 ) -> Iterator[tuple[list[Grape], list[Proc]]]:
     extra = ["--dht_maxValues", str(max_values)] if max_values else []
     with grapes(2, extra_args=extra) as started, ExitStack() as stack:
@@ -235,8 +233,6 @@ def exchange_on_grapes(
             profile.mkdir(parents=True, exist_ok=True)
 
         def python(name: str) -> list[str]:
-            if uvloop:
-                return [PY, __file__, "uvloop"]
             return [PY, __file__, "profiled", str(profile / f"{name}.prof")] if profile else [PY]
 
         procs = [
@@ -554,24 +550,7 @@ def _profiled(out: str, script: str, *argv: str) -> None:
         profiler.dump_stats(out)
 
 
-def _on_uvloop(script: str, *argv: str) -> None:
-    """The ``uvloop`` subcommand: run `script` with uvloop's event loop (the asyncio
-    policy anyio's asyncio backend takes its loops from), to measure what it saves."""
-    import asyncio
-    import runpy
-
-    import uvloop  # type: ignore[import-not-found,unused-ignore]  # not a dependency
-
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    sys.argv = [script, *argv]
-    sys.path.insert(0, str(Path(script).resolve().parent))
-    runpy.run_path(script, run_name="__main__")
-
-
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "uvloop":
-        _on_uvloop(*sys.argv[2:])
-        return
     if len(sys.argv) > 2 and sys.argv[1] == "profiled":
         _profiled(*sys.argv[2:])
         return

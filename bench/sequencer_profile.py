@@ -57,13 +57,11 @@ def category(key: tuple[str, int, str]) -> str:
     return "other"
 
 
-def run(
-    orders: int, batch: int, concurrency: int, profile: Path | None, *, uvloop: bool = False
-) -> dict[str, Any]:
+def run(orders: int, batch: int, concurrency: int, profile: Path | None) -> dict[str, Any]:
     """One load on a fresh exchange; the sequencer's CPU per order (and its profile)."""
     with tempfile.TemporaryDirectory(prefix="dex-seqprof-") as tmp:
         workdir = Path(tmp)
-        with exchange_on_grapes(workdir, None, profile, uvloop=uvloop) as (grapes, procs):
+        with exchange_on_grapes(workdir, None, profile) as (grapes, procs):
             g0, g1 = grapes[0].url, grapes[1].url
             anyio.run(head_of, g1)
             submit = next(p for p in procs if p.name == "submit")
@@ -182,9 +180,6 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="orders in flight")
     parser.add_argument("--top", type=int, default=25, help="functions shown")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
-    parser.add_argument(
-        "--uvloop", action="store_true", help="the workers on uvloop (installed by hand)"
-    )
     parser.add_argument("--json", action="store_true", help="one JSON object, last line")
     parser.add_argument(
         "--codecs", action="store_true", help="only time the JSON libraries on the path"
@@ -197,11 +192,10 @@ def main() -> None:
         if args.json:
             print(json.dumps({"json_us_per_order": codecs}))
         return
-    plain = run(args.orders, args.batch, args.concurrency, None, uvloop=args.uvloop)
+    plain = run(args.orders, args.batch, args.concurrency, None)
     print(
         f"sequencer CPU: {plain['cpu_us_per_order']} µs/order"
-        f" ({plain['orders']} orders, batch {args.batch}, no profiler"
-        f"{', uvloop' if args.uvloop else ''})"
+        f" ({plain['orders']} orders, batch {args.batch}, no profiler)"
     )
     out: dict[str, Any] = {"batch": args.batch, **plain}
     if args.profile:
