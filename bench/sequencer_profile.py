@@ -158,6 +158,45 @@ def json_codecs(loops: int) -> dict[str, dict[str, float]]:
     return out
 
 
+async def linger_cost(orders: int) -> dict[str, float]:
+    """Median ms from submit to reply of a lone order (one at a time), in one process on
+    the memory transport against a real sequencer (SQLite journal, fsync), with the
+    client's coalescing off and with its default linger: what the linger costs an order
+    that has no company."""
+    import statistics
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from exchange.client import DEFAULT_LINGER, ClientNode
+    from exchange.sequencer import Journal, SubmitWorker
+    from transports import MemoryNetwork, open_transport
+
+    out: dict[str, float] = {}
+    network = MemoryNetwork()
+    with tempfile.TemporaryDirectory() as tmp, Journal(Path(tmp) / "journal.db") as journal:
+        async with (
+            open_transport("memory", network=network) as server,
+            open_transport("memory", network=network) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(
+                SubmitWorker(server, journal, signing_key=Ed25519PrivateKey.generate()).run
+            )
+            rounds = (("off", None), ("default", DEFAULT_LINGER)) * 2  # interleaved
+            for turn, (label, linger) in enumerate(rounds):
+                node = ClientNode(client, f"lone-{turn}", submit_linger=linger)
+                times = []
+                for n in range(orders):
+                    order = {"orderId": f"o-{n}", "side": "buy", "price": "1"}
+                    started = time.perf_counter()
+                    await node.submit({**order, "amount": "1"})
+                    times.append((time.perf_counter() - started) * 1000)
+                out[f"linger_{label}_ms_{turn // 2 + 1}"] = round(statistics.median(times), 2)
+            tg.cancel_scope.cancel()
+    return out
+
+
 def _signed_order_body() -> tuple[bytes, Any, dict[str, Any]]:
     """A request body as the load sends it, its reply, and the payload signed."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -184,7 +223,16 @@ def main() -> None:
     parser.add_argument(
         "--codecs", action="store_true", help="only time the JSON libraries on the path"
     )
+    parser.add_argument(
+        "--linger-cost", action="store_true", help="only time a lone submit, linger off/on"
+    )
     args = parser.parse_args()
+    if args.linger_cost:
+        cost = anyio.run(linger_cost, 300)
+        print(", ".join(f"{k} {v}" for k, v in cost.items()))
+        if args.json:
+            print(json.dumps(cost))
+        return
     if args.codecs:
         codecs = json_codecs(20_000)
         for library, ops in codecs.items():
