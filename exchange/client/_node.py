@@ -397,8 +397,12 @@ class ClientNode:
     async def submit_many(
         self, orders: Sequence[Mapping[str, JSON]], *, timeout: float = 30.0
     ) -> list[SubmitReply | OrderRefused | NotAcknowledged]:
-        """`submit` each of `orders` at once (they travel together: `submits`), in order;
-        per order, its reply or why it was not taken."""
+        """`submit` each of `orders` at once (they travel together: `submits`); per
+        order, its reply or why it was not taken.
+
+        The batch keeps the orders' order (each task signs and joins it before its first
+        await, and tasks start in the order they were started); an order retried after
+        a failure goes in a later request, after the others."""
         results: list[SubmitReply | OrderRefused | NotAcknowledged] = [
             NotAcknowledged("not sent", maybe_taken=False)
         ] * len(orders)
