@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from support.keys import SEQUENCER_KEY, named_key, signed
 
 from exchange.protocol import MAX_SUBMIT_BYTES, MAX_SUBMIT_ORDERS, submit_batch_bytes
+from exchange.runtime import NO_METRICS, Metrics, NullMetrics
 from exchange.sequencer import Journal, SubmitWorker
 from transports import MemoryNetwork, RemoteError, Transport, open_transport
 
@@ -49,8 +50,16 @@ class Rig:
         return [(e.seq, e.ts, e.wire) for e in self.journal.entries()]
 
 
+class Refusals(NullMetrics):
+    def __init__(self) -> None:
+        self.codes: list[str] = []
+
+    def refused(self, service: str, code: str) -> None:
+        self.codes.append(code)
+
+
 @asynccontextmanager
-async def running(path: Path) -> AsyncIterator[Rig]:
+async def running(path: Path, metrics: Metrics = NO_METRICS) -> AsyncIterator[Rig]:
     network = MemoryNetwork()
     with Journal(path / "journal.db") as journal:
         async with (
@@ -59,7 +68,12 @@ async def running(path: Path) -> AsyncIterator[Rig]:
             anyio.create_task_group() as tg,
         ):
             worker = SubmitWorker(
-                server, journal, clock=lambda: 1_000, max_backoff=0.2, signing_key=SEQUENCER_KEY
+                server,
+                journal,
+                clock=lambda: 1_000,
+                max_backoff=0.2,
+                signing_key=SEQUENCER_KEY,
+                metrics=metrics,
             )
             await tg.start(worker.run)
             yield Rig(client, journal)
@@ -94,6 +108,16 @@ async def test_a_batch_is_answered_per_order_and_a_bad_one_refuses_only_itself(
         assert reply[4] == {"seq": 2, "orderId": "a4"}
         assert len(reply) == 5
         assert [wire["orderId"] for _, _, wire in rig.journaled()] == ["a1", "a4"]
+
+
+@pytest.mark.anyio
+async def test_each_refused_order_of_a_batch_is_counted_by_its_code(tmp_path: Path) -> None:
+    metrics = Refusals()
+    async with running(tmp_path, metrics) as rig:
+        await rig.request([new("a1"), new("a2", price="1.001"), "x", new("a3", amount="0")])
+        assert metrics.codes == ["ERR_VALIDATION", "ERR_AUTH", "ERR_VALIDATION"]
+        await rig.refused([])
+        assert metrics.codes[-1] == "ERR_BAD_REQUEST"
 
 
 @pytest.mark.anyio
