@@ -129,7 +129,7 @@ def json_codecs(loops: int) -> dict[str, dict[str, float]]:
         }
     }
     try:
-        import orjson
+        import orjson  # type: ignore[import-not-found,unused-ignore]  # installed by hand
 
         cases["orjson"] = {
             "decode request": lambda: orjson.loads(body),
@@ -139,7 +139,7 @@ def json_codecs(loops: int) -> dict[str, dict[str, float]]:
     except ImportError:
         pass
     try:
-        import msgspec
+        import msgspec  # type: ignore[import-not-found,unused-ignore]  # installed by hand
 
         sorted_encoder = msgspec.json.Encoder(order="sorted")
         cases["msgspec"] = {
