@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import subprocess
@@ -55,6 +56,7 @@ import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from peers import REPO, grapes, nats_servers, node, node_env
 
+from exchange.client import SubmitCoalescer
 from exchange.protocol import ORDERBOOK_HEAD, SUBMIT_ORDER, Head, HeadRequest, sign_order
 from exchange.versions import DEFAULT_REFRESH_BUDGET
 from transports import RemoteError, TransportError, open_transport
@@ -100,8 +102,18 @@ async def _load(args: argparse.Namespace) -> None:
     orders = [sign_order(make(args.client, n, rng), key) for n in range(args.count)]
     records: list[tuple[int, float, float]] = []
     started = time.time()
+    if args.batch > 1:
+        await _load_batches(args, orders, records)
+        json.dump(records, sys.stdout)
+        return
     pending = iter(enumerate(orders))
     async with open_transport("grenache", grape=args.grape) as transport:
+        send: Any = transport.request
+        if args.linger >= 0:  # the client library's coalescing of what is in flight
+            coalescer = SubmitCoalescer(transport, linger=args.linger)
+
+            async def send(name: str, payload: Any, *, timeout: float) -> Any:
+                return await coalescer.request(payload, timeout=timeout)
 
         async def worker() -> None:
             for i, order in pending:
@@ -110,7 +122,7 @@ async def _load(args: argparse.Namespace) -> None:
                 sent = time.time()
                 while True:
                     try:
-                        reply = await transport.request(SUBMIT_ORDER, order, timeout=30)
+                        reply = await send(SUBMIT_ORDER, order, timeout=30)
                         break
                     except TransportError:
                         await anyio.sleep(0.05)
@@ -120,6 +132,31 @@ async def _load(args: argparse.Namespace) -> None:
             for _ in range(args.concurrency):
                 tg.start_soon(worker)
     json.dump(records, sys.stdout)
+
+
+async def _load_batches(
+    args: argparse.Namespace, orders: list[dict[str, Any]], records: list[tuple[int, float, float]]
+) -> None:
+    """``load --batch N``: the orders in batches of N per ``submit_order`` request, with
+    as many orders in flight as the single load (``--concurrency`` // N requests)."""
+    batches = iter([orders[i : i + args.batch] for i in range(0, len(orders), args.batch)])
+    async with open_transport("grenache", grape=args.grape) as transport:
+
+        async def worker() -> None:
+            for batch in batches:
+                sent = time.time()
+                while True:
+                    try:
+                        reply = await transport.request(SUBMIT_ORDER, batch, timeout=30)
+                        break
+                    except TransportError:
+                        await anyio.sleep(0.05)
+                acked = time.time()
+                records.extend((r["seq"], sent, acked) for r in reply if "seq" in r)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(max(1, args.concurrency // args.batch)):
+                tg.start_soon(worker)
 
 
 # ------------------------------------------------------------------------- processes
@@ -179,7 +216,10 @@ class Watcher:
 
 @contextmanager
 def exchange_on_grapes(
-    workdir: Path, max_values: int | None, profile: Path | None = None, journal_servers: int = 0
+    workdir: Path,
+    max_values: int | None,
+    profile: Path | None = None,
+    journal_servers: int = 0,
 ) -> Iterator[tuple[list[Grape], list[Proc]]]:
     extra = ["--dht_maxValues", str(max_values)] if max_values else []
     with grapes(2, extra_args=extra) as started, ExitStack() as stack:
@@ -193,7 +233,7 @@ def exchange_on_grapes(
             profile.mkdir(parents=True, exist_ok=True)
 
         def python(name: str) -> list[str]:
-            return [PY, "-m", "cProfile", "-o", str(profile / f"{name}.prof")] if profile else [PY]
+            return [PY, __file__, "profiled", str(profile / f"{name}.prof")] if profile else [PY]
 
         procs = [
             start("submit", [*python("submit"), "bin/submitOrderWorker.py",
@@ -255,13 +295,15 @@ async def wait_head(grape: str, seq: int, timeout: float) -> float:
 
 def run_loads(
     grape: str, workdir: Path, *, count: int, concurrency: int, rate: float = 0.0,
-    resting: bool = False, node_count: int = 0, tag: str = "",
+    resting: bool = False, node_count: int = 0, tag: str = "", batch: int = 1,
+    linger: float = -1.0,
 ) -> tuple[list[tuple[int, float, float]], dict[str, Any] | None]:  # fmt: skip
     """Run one Python load process (and a Node one) to the end; their records."""
     py = start(
         f"load{tag}",
         [PY, __file__, "load", "--grape", grape, "--count", str(count),
          "--concurrency", str(concurrency), "--rate", str(rate), "--client", f"py{tag}",
+         "--batch", str(batch), "--linger", str(linger),
          *(["--resting"] if resting else [])],
         workdir / f"load{tag}.log", stdout=subprocess.PIPE,
     )  # fmt: skip
@@ -303,6 +345,54 @@ def quantile(values: list[float], q: float) -> float:
 # ------------------------------------------------------------------------- one config
 
 
+def throughput(
+    grapes: list[Grape], workdir: Path, watchers: list[Watcher], measured: dict[str, int],
+    args: argparse.Namespace, node_count: int, batch: int, tag: str, linger: float = -1.0,
+) -> dict[str, Any]:  # fmt: skip
+    """One throughput load (`batch` orders per request) and what it cost: rates,
+    submit latency, CPU µs per order of every exchange process (``total``: their sum,
+    the load processes not included) and DHT puts per order (the matcher's log)."""
+    g0, g1 = grapes[0].url, grapes[1].url
+    process_log = workdir / "process.log"
+    log_from = process_log.stat().st_size
+    cpu0 = {name: cpu_seconds(pid) for name, pid in measured.items()}
+    t0 = time.time()
+    records, node = run_loads(
+        g0, workdir, count=args.orders - node_count, concurrency=args.concurrency,
+        node_count=node_count, tag=tag, batch=batch, linger=linger,
+    )  # fmt: skip
+    last = max(r[0] for r in records)
+    done = anyio.run(wait_head, g1, last, 600.0)
+    deadline = time.time() + 120
+    while any(w.seq < last for w in watchers) and time.time() < deadline:
+        time.sleep(0.02)
+    cpu = {n: cpu_seconds(pid) - cpu0[n] for n, pid in measured.items()}
+    log = process_log.read_text()
+    versions = sum(1 for line in log.splitlines() if " applied seq=" in line)
+    with process_log.open("rb") as file:
+        file.seek(log_from)
+        puts = sum(int(m) for m in _PUTS_RE.findall(file.read().decode(errors="replace")))
+    first_sent = min(r[1] for r in records)
+    last_ack = max(r[2] for r in records)
+    submit_ms = [(r[2] - r[1]) * 1000 for r in records]
+    per_order = {name: round(seconds * 1e6 / len(records)) for name, seconds in cpu.items()}
+    return {
+        "orders": len(records),
+        "processed_per_s": round(len(records) / (done - first_sent), 1),
+        "submit_per_s": round(len(records) / (last_ack - first_sent), 1),
+        "submit_p50_ms": round(quantile(submit_ms, 0.5), 2),
+        "submit_p99_ms": round(quantile(submit_ms, 0.99), 2),
+        "node_submit_per_s": round(node["rps"], 1) if node else None,
+        "wall_s": round(time.time() - t0, 2),
+        "versions": versions,
+        "cpu_us_per_order": {**per_order, "total": round(sum(cpu.values()) * 1e6 / len(records))},
+        "puts_per_order": round(puts / len(records), 3),
+    }
+
+
+_PUTS_RE = re.compile(r" applied seq=\d+\.\.\d+ .* puts=(\d+)")
+
+
 def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, Any]:
     max_values = None if book <= 1_000 else max(4 * book // 10, 4_000)
     with tempfile.TemporaryDirectory(prefix="dex-e2e-") as tmp:
@@ -341,44 +431,30 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
                     )
                     raise TimeoutError(f"replicas did not catch up with the resting book:\n{logs}")
                 time.sleep(0.05)
-            # 3. Throughput: as fast as the in-flight bounds allow.
-            node_count = args.orders // 4 if args.node else 0
+            # 3. Throughput: as fast as the in-flight bounds allow (single submits, then
+            # with --batch N the same load in batches of N, against the same exchange).
             measured = {"grape0": grapes[0].pid, "grape1": grapes[1].pid,
                         **{p.name: p.popen.pid for p in procs}}  # fmt: skip
-            cpu0 = {name: cpu_seconds(pid) for name, pid in measured.items()}
-            t0 = time.time()
-            records, node = run_loads(
-                g0, workdir, count=args.orders - node_count, concurrency=args.concurrency,
-                node_count=node_count, tag="tp",
-            )  # fmt: skip
-            last = max(r[0] for r in records)
-            done = anyio.run(wait_head, g1, last, 600.0)
-            deadline = time.time() + 120
-            while any(w.seq < last for w in watchers) and time.time() < deadline:
-                time.sleep(0.02)
-            cpu = {n: cpu_seconds(pid) - cpu0[n] for n, pid in measured.items()}
-            log = (workdir / "process.log").read_text()
-            versions = sum(1 for line in log.splitlines() if " applied seq=" in line)
-            first_sent = min(r[1] for r in records)
-            last_ack = max(r[2] for r in records)
-            submit_ms = [(r[2] - r[1]) * 1000 for r in records]
+            node_count = args.orders // 4 if args.node else 0
             result: dict[str, Any] = {
                 "book": book,
                 "replicas": replicas,
                 "dht_max_values": max_values or 1000,
                 "journal": f"jetstream x{servers}" if servers else "sqlite",
-                "orders": len(records),
-                "processed_per_s": round(len(records) / (done - first_sent), 1),
-                "submit_per_s": round(len(records) / (last_ack - first_sent), 1),
-                "submit_p50_ms": round(quantile(submit_ms, 0.5), 2),
-                "submit_p99_ms": round(quantile(submit_ms, 0.99), 2),
-                "node_submit_per_s": round(node["rps"], 1) if node else None,
-                "wall_s": round(time.time() - t0, 2),
-                "versions": versions,
-                "cpu_us_per_order": {
-                    name: round(seconds * 1e6 / len(records)) for name, seconds in cpu.items()
-                },
+                **throughput(grapes, workdir, watchers, measured, args, node_count, 1, "tp"),
             }
+            if args.batch > 1:
+                result["batched"] = {
+                    "batch": args.batch,
+                    **throughput(grapes, workdir, watchers, measured, args, 0, args.batch, "bt"),
+                }
+            if args.linger >= 0:
+                result["coalesced"] = {
+                    "linger_ms": args.linger * 1000,
+                    **throughput(
+                        grapes, workdir, watchers, measured, args, 0, 1, "co", args.linger
+                    ),
+                }
             # 4. Latency to every replica at an offered rate.
             if watchers and args.rate:
                 count = int(args.rate * args.latency_seconds)
@@ -456,7 +532,28 @@ def _per_version() -> dict[str, Any]:
     return out
 
 
+def _profiled(out: str, script: str, *argv: str) -> None:
+    """The ``profiled`` subcommand: run `script` under cProfile with a CPU clock (the
+    process's CPU time, not the wall clock: a worker waiting in epoll costs nothing),
+    written to `out` when it exits (a worker stops cleanly on SIGTERM)."""
+    import cProfile
+    import runpy
+
+    sys.argv = [script, *argv]
+    sys.path.insert(0, str(Path(script).resolve().parent))
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    try:
+        runpy.run_path(script, run_name="__main__")
+    finally:
+        profiler.disable()
+        profiler.dump_stats(out)
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "profiled":
+        _profiled(*sys.argv[2:])
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "load":
         parser = argparse.ArgumentParser(prog="e2e_bench.py load")
         parser.add_argument("cmd")
@@ -467,6 +564,8 @@ def main() -> None:
         parser.add_argument("--client", default="py")
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--resting", action="store_true")
+        parser.add_argument("--batch", type=int, default=1)
+        parser.add_argument("--linger", type=float, default=-1.0)
         anyio.run(_load, parser.parse_args())
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -478,10 +577,20 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--no-node", dest="node", action="store_false", help="no Node load")
     parser.add_argument("--quick", action="store_true", help="one small config")
-    parser.add_argument("--profile", type=Path, help="cProfile both workers into this folder")
+    parser.add_argument(
+        "--profile", type=Path, help="cProfile both workers (CPU time) into this folder"
+    )
     parser.add_argument("--keep", type=Path, help="keep databases and logs in this folder")
     parser.add_argument("--catch-up", type=float, default=300, help="replica start bound (s)")
     parser.add_argument("--json", action="store_true", help="one JSON object, last line")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        metavar="N",
+        help="also run the throughput load in batches of N orders per submit_order request"
+        " (Python load only: compare with --no-node), reported under each run's 'batched'",
+    )
     parser.add_argument(
         "--journal-servers",
         type=int,
@@ -494,6 +603,14 @@ def main() -> None:
         dest="versions",
         action="store_false",
         help="skip the CPU per version at 1k and 100k resting orders (bench/versions_bench.py)",
+    )
+    parser.add_argument(
+        "--linger",
+        type=float,
+        default=-1.0,
+        metavar="S",
+        help="also run the throughput load through the client's coalescing of submits in"
+        " flight (linger S seconds), reported under each run's 'coalesced'",
     )
     args = parser.parse_args()
     node()  # exits with a message when `make setup` has not run

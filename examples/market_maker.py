@@ -33,6 +33,7 @@ from anyio.abc import TaskStatus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange import ClientNode, Journal, OrderRefused, ProcessWorker, SubmitWorker, replay_journal
+from exchange.client import NotAcknowledged
 from orderbook_core import DEFAULT_SPEC, MarketSpec, RestingOrder, Side
 from transports import JSON, MemoryNetwork, Transport, open_transport
 
@@ -140,12 +141,18 @@ class MarketMaker:
             self._fills_seen += 1
             self._fills_in.send_nowait(record)
 
-    async def _submit(self, payload: dict[str, JSON]) -> int:
-        try:
-            return (await self.node.submit(payload)).seq
-        except OrderRefused as exc:  # e.g. the market's limits: report, keep quoting
-            self.say(f"refused: {exc}")
-            return 0
+    async def _submit_all(self, payloads: list[dict[str, JSON]]) -> int:
+        """Submit `payloads` at once (one ``submit_order`` batch: the node coalesces
+        what is in flight), in order; the highest seq taken (0: none)."""
+        last = 0
+        for answer in await self.node.submit_many(payloads):
+            if isinstance(answer, NotAcknowledged):
+                raise answer
+            if isinstance(answer, OrderRefused):  # e.g. the market's limits: keep quoting
+                self.say(f"refused: {answer}")
+            else:
+                last = max(last, answer.seq)
+        return last
 
     async def requote(self) -> None:
         """Cancel the quotes the plan no longer wants, place the missing ones, and wait
@@ -153,18 +160,22 @@ class MarketMaker:
         self._requoting = True
         wanted = self.desired()
         resting = {(o.side, o.price): o for o in self.node.own_orders()}
-        last = 0
-        for (side, price), order in resting.items():
-            if (side, price) not in wanted:
-                last = max(last, await self._submit({"op": "cancel", "orderId": order.order_id}))
+        # The cancels first, then the new quotes: one batch, numbered in this order.
+        payloads: list[dict[str, JSON]] = [
+            {"op": "cancel", "orderId": order.order_id}
+            for (side, price), order in resting.items()
+            if (side, price) not in wanted
+        ]
         for side, price in sorted(wanted - resting.keys()):
-            quote: dict[str, JSON] = {
-                "side": side.value,
-                "price": str(self.spec.ticks_to_price(price)),
-                "amount": str(self.plan.size),
-                "postOnly": True,
-            }
-            last = max(last, await self._submit(quote))
+            payloads.append(
+                {
+                    "side": side.value,
+                    "price": str(self.spec.ticks_to_price(price)),
+                    "amount": str(self.plan.size),
+                    "postOnly": True,
+                }
+            )
+        last = await self._submit_all(payloads)
         if last:
             await self.node.wait_for_seq(last)
         self.quoted_seq = max(self.quoted_seq, last, self.node.replica.seq)
@@ -231,9 +242,9 @@ class MarketMaker:
             orders = self.node.own_orders()
             if not orders:
                 return
-            last = 0
-            for order in orders:
-                last = max(last, await self._submit({"op": "cancel", "orderId": order.order_id}))
+            last = await self._submit_all(
+                [{"op": "cancel", "orderId": order.order_id} for order in orders]
+            )
             if last:
                 await self.node.wait_for_seq(last)
 

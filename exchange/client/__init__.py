@@ -6,6 +6,7 @@ to versions it verified, fed by ``orderbook_updated`` and the matcher's
 """
 
 from exchange.client._args import ClientArgs, parse_client_args
+from exchange.client._coalesce import DEFAULT_LINGER, SubmitCoalescer
 from exchange.client._node import ClientNode, NotAcknowledged, new_order_id, new_request_id
 from exchange.client._output import Emit, Record, TextOrJsonWriter
 from exchange.client._program import PUSH_ONLY_ENV, main, push_only_following, run_client
@@ -13,6 +14,7 @@ from exchange.client._replica import Replica, ReplicaUpdate, VersionSource
 from exchange.client._source import DhtVersionSource
 
 __all__ = [
+    "DEFAULT_LINGER",
     "PUSH_ONLY_ENV",
     "ClientArgs",
     "ClientNode",
@@ -22,6 +24,7 @@ __all__ = [
     "Record",
     "Replica",
     "ReplicaUpdate",
+    "SubmitCoalescer",
     "TextOrJsonWriter",
     "VersionSource",
     "main",

@@ -16,7 +16,7 @@ lag, whatever happened to the notifications.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from functools import partial
 
@@ -25,6 +25,7 @@ from anyio import TASK_STATUS_IGNORED
 from anyio.abc import TaskStatus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from exchange.client._coalesce import DEFAULT_LINGER, SubmitCoalescer
 from exchange.client._output import Emit, Record
 from exchange.client._replica import Replica, ReplicaUpdate
 from exchange.client._source import DhtVersionSource
@@ -154,6 +155,9 @@ class ClientNode:
         listen: serve and announce ``orderbook_updated`` (push). Without it the node
             follows the head by long polls only and is never announced: what a
             one-shot client wants, so that it leaves nothing behind in the grapes.
+        submit_linger: seconds the first of the submits made at once waits for the
+            others, to send them in one ``submit_order`` batch
+            (`exchange.client._coalesce`); None: each alone, at once.
     """
 
     def __init__(
@@ -175,12 +179,17 @@ class ClientNode:
         on_matcher_key: Callable[[Ed25519PublicKey], None] | None = None,
         trust_matcher: Callable[[str | None, Ed25519PublicKey], None] | None = None,
         listen: bool = True,
+        submit_linger: float | None = DEFAULT_LINGER,
     ) -> None:
         self.matcher_key = matcher_key
         self._on_matcher_key = on_matcher_key
         self._trust_matcher = trust_matcher
         self._listen = listen
         self.transport = transport
+        self.submits = (
+            None if submit_linger is None else SubmitCoalescer(transport, linger=submit_linger)
+        )
+        """Sends the submits in flight together (None: each alone)."""
         self.signing_key = signing_key or Ed25519PrivateKey.generate()
         self.client_id = client_id
         self.spec = spec
@@ -362,9 +371,7 @@ class ClientNode:
             while True:
                 in_flight = True  # cut off by the deadline now: it may have arrived
                 try:
-                    reply = await self.transport.request(
-                        SUBMIT_ORDER, payload, timeout=min(self._request_timeout, timeout)
-                    )
+                    reply = await self._send(payload, min(self._request_timeout, timeout))
                 except RemoteError as exc:
                     in_flight = False
                     if not exc.message.startswith(RETRYABLE_CODES):
@@ -386,6 +393,35 @@ class ClientNode:
             f"submit_order not accepted within {round(timeout, 1):g} s ({last_error})",
             maybe_taken=maybe_taken or in_flight,
         )
+
+    async def submit_many(
+        self, orders: Sequence[Mapping[str, JSON]], *, timeout: float = 30.0
+    ) -> list[SubmitReply | OrderRefused | NotAcknowledged]:
+        """`submit` each of `orders` at once (they travel together: `submits`); per
+        order, its reply or why it was not taken.
+
+        The batch keeps the orders' order (each task signs and joins it before its first
+        await, and tasks start in the order they were started); an order retried after
+        a failure goes in a later request, after the others."""
+        results: list[SubmitReply | OrderRefused | NotAcknowledged] = [
+            NotAcknowledged("not sent", maybe_taken=False)
+        ] * len(orders)
+
+        async def one(index: int, order: Mapping[str, JSON]) -> None:
+            try:
+                results[index] = await self.submit(order, timeout=timeout)
+            except (OrderRefused, NotAcknowledged) as exc:
+                results[index] = exc
+
+        async with anyio.create_task_group() as tg:
+            for index, order in enumerate(orders):
+                tg.start_soon(one, index, order)
+        return results
+
+    async def _send(self, payload: JSON, timeout: float) -> JSON:
+        if self.submits is None:
+            return await self.transport.request(SUBMIT_ORDER, payload, timeout=timeout)
+        return await self.submits.request(payload, timeout=timeout)
 
     # ------------------------------------------------------------------ the replica
 

@@ -36,6 +36,7 @@ from exchange.protocol import (
     ArgumentError,
     Head,
     OrderRefused,
+    SubmitReply,
     request_id_problem,
     reserved_order_id,
     take_request_id,
@@ -367,19 +368,32 @@ async def _submit(
 ) -> tuple[int | None, int]:
     """Submit `order`: its seq and `EXIT_OK`, or None and the exit status when it was
     not taken (or may have been: said, with what to do)."""
-    op = str(order.get("op", "new"))
     try:
+        submitted: SubmitReply | OrderRefused | NotAcknowledged
         submitted = await node.submit(order, timeout=left())
-    except OrderRefused as exc:
+    except (OrderRefused, NotAcknowledged) as exc:
+        submitted = exc
+    return _answered(args, order, shown, submitted)
+
+
+def _answered(
+    args: ClientArgs,
+    order: dict[str, Any],
+    shown: _Shown,
+    submitted: SubmitReply | OrderRefused | NotAcknowledged,
+) -> tuple[int | None, int]:
+    """What `_submit` makes of the answer to `order`."""
+    op = str(order.get("op", "new"))
+    if isinstance(submitted, OrderRefused):
         shown.start_at(math.inf)
-        shown({"event": "refused", "error": str(exc), "orderId": order.get("orderId")})
+        shown({"event": "refused", "error": str(submitted), "orderId": order.get("orderId")})
         shown.close()
         return None, EXIT_FAILED
-    except NotAcknowledged as exc:
-        if exc.maybe_taken:
-            return None, _not_confirmed(args, order, f"was not acknowledged ({exc})")
+    if isinstance(submitted, NotAcknowledged):
+        if submitted.maybe_taken:
+            return None, _not_confirmed(args, order, f"was not acknowledged ({submitted})")
         print(
-            f"client: cannot reach the exchange through grape {args.grape}: {exc};"
+            f"client: cannot reach the exchange through grape {args.grape}: {submitted};"
             " the order was not sent",
             file=sys.stderr,
         )
@@ -457,12 +471,17 @@ async def _cancel_all(
     orders = node.own_orders()
     seqs: list[tuple[int, str]] = []
     status = EXIT_OK
-    for resting in orders:
-        cancel = {"clientId": args.client_id, "op": "cancel", "orderId": resting.order_id}
-        seq, status = await _submit(node, args, cancel, shown, left)
+    cancels = [
+        {"clientId": args.client_id, "op": "cancel", "orderId": resting.order_id}
+        for resting in orders
+    ]
+    # Sent at once: they travel in one submit_order batch (ClientNode.submits).
+    answers = await node.submit_many(cancels, timeout=left())
+    for cancel, answer in zip(cancels, answers, strict=True):
+        seq, status = _answered(args, cancel, shown, answer)
         if seq is None:
             break
-        seqs.append((seq, resting.order_id))
+        seqs.append((seq, cancel["orderId"]))
     shown.start_at(seqs[0][0] if seqs else math.inf, "cancel")
     if seqs:
         with anyio.move_on_after(left()):
@@ -481,7 +500,7 @@ async def _cancel_all(
     if gone:
         outcome += f", {gone} gone meanwhile"
     if len(seqs) < len(orders):
-        outcome += f", {len(orders) - len(seqs)} not sent"
+        outcome += f", {len(orders) - len(seqs)} not confirmed"
     shown({"event": "done", "seq": node.replica.seq, "book": node.book_hash, "outcome": outcome})
     if not args.once and status == EXIT_OK:
         await anyio.sleep_forever()

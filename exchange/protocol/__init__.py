@@ -7,6 +7,15 @@ log and the versions' command pages store entries with its encodings. docs/proto
 is its specification.
 """
 
+from exchange.protocol._batch import (
+    MAX_SUBMIT_BYTES,
+    MAX_SUBMIT_ORDERS,
+    SUBMIT_ERROR_FIELD,
+    batch_reply,
+    batch_reply_from_wire,
+    submit_batch,
+    submit_batch_bytes,
+)
 from exchange.protocol._entry import (
     Entry,
     apply_entry,
@@ -95,6 +104,8 @@ __all__ = [
     "HEAD_DOMAIN",
     "MAX_BATCH",
     "MAX_SEQ",
+    "MAX_SUBMIT_BYTES",
+    "MAX_SUBMIT_ORDERS",
     "MAX_WAIT_MS",
     "ORDERBOOK_HEAD",
     "ORDERBOOK_UPDATED",
@@ -107,6 +118,7 @@ __all__ = [
     "RETRYABLE_CODES",
     "ROOT_DOMAIN",
     "SIGNATURE_FIELD",
+    "SUBMIT_ERROR_FIELD",
     "SUBMIT_ORDER",
     "ArgumentError",
     "AuthFailed",
@@ -127,6 +139,8 @@ __all__ = [
     "StorageUnavailable",
     "SubmitReply",
     "apply_entry",
+    "batch_reply",
+    "batch_reply_from_wire",
     "entry_from_row",
     "entry_from_wire",
     "entry_to_row",
@@ -147,6 +161,8 @@ __all__ = [
     "sign_object",
     "sign_order",
     "signed_message",
+    "submit_batch",
+    "submit_batch_bytes",
     "take_request_id",
     "verify_head",
     "verify_object",

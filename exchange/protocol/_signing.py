@@ -25,6 +25,7 @@ Pure: no I/O (key files are `exchange.runtime`). Verification raises `AuthFailed
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -88,6 +89,13 @@ def public_key_from_hex(text: object, field: str = PUBLIC_KEY_FIELD) -> Ed25519P
     """
     if not isinstance(text, str) or not _KEY_RE.match(text):
         raise AuthFailed(f"{field}: must be an Ed25519 public key, 64 lowercase hex")
+    return _public_key(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key(text: str) -> Ed25519PublicKey:
+    """A client signs every order with the same key: it is parsed once (the signature
+    is still verified in full each time)."""
     return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
 
 

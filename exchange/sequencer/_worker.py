@@ -42,6 +42,9 @@ Journal lookups are batched too: one task looks up every key asked for since its
 trip in one thread call. An entry committed while a lookup runs is
 noted for that lookup, so an entry is always found: queued, noted, or on disk.
 
+Batches: a ``submit_order`` payload that is a JSON array of signed payloads is answered
+per payload, as if they came one by one (`submit_many`, `exchange.sequencer._batch`).
+
 Forwarding
 ----------
 A forwarder task sends the journal to ``process_order`` strictly in sequence order
@@ -62,7 +65,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
@@ -90,17 +93,17 @@ from exchange.protocol import (
     SubmitReply,
     expected_seq,
     new_entry,
-    service_handler,
     sign_object,
     verify_order,
 )
-from exchange.runtime import NO_METRICS, Metrics, Outage, crash_point, observe_refusals
+from exchange.runtime import NO_METRICS, Metrics, Outage, crash_point
 from exchange.sequencer._backend import (
     JournalBackend,
     JournalConflict,
     SteppedDown,
     WriterLease,
 )
+from exchange.sequencer._batch import submit_each, submit_handler
 from exchange.sequencer._standby import run_with_lease
 from exchange.sequencer._submitted import DedupeKey, check_repeat, is_modify, submitted_command
 from orderbook_core import (
@@ -261,8 +264,8 @@ class SubmitWorker:
     async def run_active(self, *, task_status: TaskStatus[int] = TASK_STATUS_IGNORED) -> None:
         """Serve, commit and forward (the active sequencer), until cancelled or stepped
         down (`SteppedDown`)."""
-        submit = observe_refusals(SUBMIT_ORDER, self.submit, self.metrics)
-        handlers = {SUBMIT_ORDER: service_handler(SUBMIT_ORDER, submit, logger=_log)}
+        submit = submit_handler(self.submit, self.submit_many, self.metrics, logger=_log)
+        handlers = {SUBMIT_ORDER: submit}
         with self.journal.writing():
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._commit_loop)
@@ -322,6 +325,25 @@ class SubmitWorker:
         # No await from here to the queue: a binding made meanwhile is seen, and ours too.
         binding = self._binding(command.client_id, public_key)
         return await self._wait(self._enqueue(command, key, binding))
+
+    async def submit_many(self, payloads: Sequence[JSON]) -> list[JSON | Exception]:
+        """Handle a batch of ``submit_order`` payloads: per payload, what `submit` would
+        have answered had they come one by one, in order (`exchange.sequencer._batch`)."""
+        return await submit_each(self, payloads)
+
+    async def _look_up_many(self, keys: Sequence[DedupeKey]) -> list[Entry | None]:
+        """`_look_up` for each key, all in the lookup task's next trip."""
+        if not keys:
+            return []
+        done = anyio.Event()  # one for them all: they are answered in one trip
+        lookups = [_Lookup(key, done) for key in keys]
+        self._lookups.extend(lookups)
+        self._lookups_changed.set()
+        await done.wait()
+        for lookup in lookups:
+            if lookup.error is not None:
+                raise lookup.error
+        return [lookup.found for lookup in lookups]
 
     def _binding(self, client_id: str, public_key: str) -> str | None:
         """The key `client_id`'s command binds it to (None: bound already, to this key).

@@ -764,7 +764,7 @@ def _hostile(draw: st.DrawFn) -> Hostile:
     """(worker, raw HTTP request) of one generated request, nearly always a bad one."""
     worker = draw(st.sampled_from(["sequencer", "matcher"]))
     service = "submit_order" if worker == "sequencer" else "process_order"
-    kinds = ["bytes", "json", "signed", "mutated", "truncated", "header", "gzip", "big"]
+    kinds = ["bytes", "json", "signed", "mutated", "truncated", "header", "gzip", "big", "batch"]
     kind = draw(st.sampled_from(kinds))
     rid = draw(st.text(max_size=8) | st.integers())
     key = draw(
@@ -782,6 +782,14 @@ def _hostile(draw: st.DrawFn) -> Hostile:
         payload = sign_order(order, HONEST)
         payload[draw(st.sampled_from(_FIELDS))] = draw(_json)
         body = json.dumps([rid, key, payload]).encode()
+    elif kind == "batch":  # a batch of signed orders (some changed after signing) and junk
+        items: list[Any] = []
+        for n in range(draw(st.integers(0, 4))):
+            item = sign_order({**order, "orderId": f"{order['orderId']}-{n}"}, HONEST)
+            if draw(st.booleans()):
+                item[draw(st.sampled_from(_FIELDS))] = draw(_json)
+            items.append(item if draw(st.integers(0, 3)) else draw(_json))
+        body = json.dumps([rid, key, items]).encode()
     elif kind == "gzip":  # a gzipped body, or a bomb
         inner = json.dumps([rid, key, draw(_json)]).encode()
         if draw(st.booleans()):
@@ -829,12 +837,26 @@ def test_fuzz_the_workers_and_they_stay_alive_bounded_and_unchanged(
     statuses: dict[int, int] = {}
     acknowledged: dict[int, dict[str, Any]] = {}  # seq -> the order acknowledged with it
 
-    def acknowledge(data: bytes, reply: Response) -> None:
+    def acknowledge(data: bytes, reply: Response) -> int:
+        """Note the orders `reply` acknowledges (a batch's per order); how many."""
         body = data.partition(b"\r\n\r\n")[2]
         payload = json.loads(gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body)[2]
-        seq = reply.body[2]["seq"]
-        assert reply.body[2]["orderId"] == payload["orderId"], reply
-        acknowledged.setdefault(seq, payload)
+        if not isinstance(payload, list):
+            payload, results = [payload], [reply.body[2]]
+        else:  # a batch: one result per order, each an acknowledgement or an error
+            results = reply.body[2]
+            assert isinstance(results, list), reply
+            assert len(results) == len(payload), reply
+        taken = 0
+        for order, result in zip(payload, results, strict=True):
+            if "error" in result:
+                assert set(result) == {"error"}, reply
+                assert result["error"].startswith("ERR_"), reply
+                continue
+            assert result["orderId"] == order["orderId"], reply
+            acknowledged.setdefault(result["seq"], order)
+            taken += 1
+        return taken
 
     @settings(
         max_examples=FUZZ_EXAMPLES,
@@ -854,8 +876,8 @@ def test_fuzz_the_workers_and_they_stay_alive_bounded_and_unchanged(
         else:
             statuses[response.status] = statuses.get(response.status, 0) + 1
             if worker == "sequencer" and response.status == 200 and response.body[1] is None:
-                acknowledge(data, response)  # the draw made a validly signed order
-                counts["accepted"] += 1
+                # The draw made a validly signed order, or a batch (answered per order).
+                counts["accepted"] += acknowledge(data, response)
             else:
                 assert_error(response, {200, 400, 408, 413, 431})
             assert was_closed  # every request asks to close, or was refused

@@ -11,6 +11,7 @@ a client refuses the head and keeps its replica.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +27,7 @@ from exchange.protocol import (
     PROCESS_DOMAIN,
     AuthFailed,
     Head,
+    OrderRefused,
     new_entry,
     sign_head,
     sign_object,
@@ -162,6 +164,11 @@ def test_a_node_peer_signs_an_order_and_verifies_the_version(exchange: Exchange)
     assert out["modifiedAgain"] == out["modified"]
     assert out["renamedModify"].startswith("ERR_AUTH: sig: not a valid signature"), out
     assert out["unnamedModify"].startswith("ERR_AUTH: requestId: required"), out
+    # Its batch is answered per order: the tampered one refused alone, the repeat repeated.
+    batch = out["batch"]
+    assert batch[0] == {"seq": out["modified"]["seq"] + 1, "orderId": "n-1-b1"}, out
+    assert batch[1]["error"].startswith("ERR_AUTH: sig: not a valid signature"), out
+    assert batch[2] == batch[0]
     assert out["head"]["seq"] >= out["modified"]["seq"]
     assert out["head"]["instance"] == (exchange.workdir / "sequencer.pub").read_text().strip()
     assert out["root"]["seq"] == out["head"]["seq"]
@@ -170,6 +177,39 @@ def test_a_node_peer_signs_an_order_and_verifies_the_version(exchange: Exchange)
     assert entry["seq"] == out["submitted"]["seq"]
     with Journal(exchange.journal) as journal:
         assert journal.client_keys()["nodejs"] == out["pubKey"]
+
+
+def test_a_batch_on_real_grapes_is_answered_per_order_and_replays(exchange: Exchange) -> None:
+    """A client's submits made at once travel as one batch; each is answered alone."""
+    orders: list[dict[str, Any]] = [
+        {"orderId": f"bt-{i}", "side": "buy", "price": "0.5", "amount": "1"} for i in range(20)
+    ]
+    orders[3]["price"] = "0.001"  # off the tick: refused alone
+
+    async def submit() -> tuple[list[Any], int]:
+        async with GrenacheTransport(grape=exchange.grapes[0]) as transport:
+            node = ClientNode(transport, "batcher", submit_linger=0.05)
+            results = await node.submit_many(orders, timeout=30)
+            assert node.submits is not None
+            return list(results), node.submits.requests
+
+    results, requests = anyio.run(submit)
+    assert requests == 1
+    assert isinstance(results[3], OrderRefused)
+    assert str(results[3]).startswith("ERR_VALIDATION: price")
+    taken = [r for i, r in enumerate(results) if i != 3]
+    assert [r.order_id for r in taken] == [o["orderId"] for i, o in enumerate(orders) if i != 3]
+    seqs = [r.seq for r in taken]
+    assert seqs == list(range(seqs[0], seqs[0] + 19))
+    with Journal(exchange.journal) as journal:
+        stored = [journal.get(seq) for seq in seqs]
+    assert [e.command.order_id if e else None for e in stored] == [r.order_id for r in taken]
+    deadline = time.monotonic() + 60
+    while (replica := anyio.run(_replica, exchange.grapes[1], "batcher", "bt-0"))[0] < seqs[-1]:
+        assert time.monotonic() < deadline, replica
+        time.sleep(0.2)
+    assert replica[2] is not None
+    assert replica[1] == exchange.replay(upto=replica[0])["book"]
 
 
 def test_a_forged_head_is_refused_and_the_replica_stays(exchange: Exchange) -> None:

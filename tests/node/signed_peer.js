@@ -1,9 +1,9 @@
 'use strict'
 // A Node trader on the exchange, with grenache-nodejs-http and Node's own crypto only:
 // it signs an order, sends it, checks that the same signature on another orderId is
-// refused, then verifies the matcher's signed head (dex-head/2: it names the exchange
-// instance, the sequencer's key) and the version's signed root (docs/protocol.md,
-// "Signatures").
+// refused, sends a batch of signed orders, then verifies the matcher's signed head
+// (dex-head/2: it names the exchange instance, the sequencer's key) and the version's
+// signed root (docs/protocol.md, "Signatures" and "Batches").
 // Usage: node signed_peer.js --grape URL --clientId ID --orderId ID --matcherKey HEX
 //        --instance HEX
 // Prints {"ok": true, "submitted", "forged", "head", "root"} or {"ok": false, "error"}.
@@ -83,8 +83,13 @@ async function main () {
   }
   const renamedModify = await refusal(Object.assign({}, modify, { requestId: args.orderId + '-m2' }))
   const unnamedModify = await refusal(signOrder({ op: 'modify', clientId: args.clientId, orderId: args.orderId, price: '0.8' }))
+  // A batch (docs/protocol.md "Batches"): an array of signed orders in one request,
+  // answered per order in the same order; a tampered one refuses only itself.
+  const good = signOrder({ clientId: args.clientId, orderId: args.orderId + '-b1', side: 'sell', price: '2', amount: '0.5' })
+  const tampered = Object.assign(signOrder({ clientId: args.clientId, orderId: args.orderId + '-b2', side: 'sell', price: '2', amount: '0.5' }), { price: '3' })
+  const batch = await request('submit_order', [good, tampered, good])
   let head = { seq: 0 }
-  while (head.seq < modified.seq) {
+  while (head.seq < Math.max(modified.seq, batch[0].seq || 0)) {
     head = await request('orderbook_head', { after: head.seq, waitMs: 5000 }, 10000)
   }
   if (head.key !== args.matcherKey) throw new Error('head: not the matcher key given')
@@ -105,7 +110,7 @@ async function main () {
   if (verify('dex-root/1', Object.assign({}, root, { seq: root.seq + 1 }), root.key)) {
     throw new Error('a changed root verified')
   }
-  return { submitted, forged, modified, modifiedAgain, renamedModify, unnamedModify, head, root, pubKey }
+  return { submitted, forged, modified, modifiedAgain, renamedModify, unnamedModify, batch, head, root, pubKey }
 }
 
 main().then(

@@ -1,0 +1,267 @@
+"""Where the sequencer's CPU goes, per order: a reproducible profile of the real path.
+
+Two grapes, ``bin/submitOrderWorker.py`` (SQLite journal) and ``bin/processOrderWorker.py``
+as processes, as `bench/e2e_bench.py` runs them; one load process (its ``load``
+subcommand: signed orders over the project's Grenache transport, ``--batch N`` orders per
+request). Two runs of the same load on fresh exchanges:
+
+1. without a profiler: the sequencer's CPU µs per order from /proc (user + system),
+   the figure to compare;
+2. under cProfile with a CPU clock (`bench/e2e_bench.py`'s ``profiled``): its own CPU
+   per order for the functions that cost most, and rolled up by what they do
+   (signature verification, JSON, HTTP, journal, validation, event loop...). cProfile's
+   overhead inflates every figure of this run: read it for shares, the first run for
+   the total. The CPU of the journal's thread is charged to whatever the event loop
+   runs meanwhile; start-up (imports) is in it too, a few ms in all.
+
+Usage::
+
+    .venv/bin/python bench/sequencer_profile.py                 # 3,000 single submits
+    .venv/bin/python bench/sequencer_profile.py --batch 16      # in batches of 16
+    .venv/bin/python bench/sequencer_profile.py --json          # one JSON object, last line
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pstats
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+from e2e_bench import cpu_seconds, exchange_on_grapes, head_of, run_loads, wait_head
+
+CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("ed25519 verify", ("'verify' of", "ed25519")),
+    ("canonical json (signed bytes)", ("canonical_json", "_signing.py")),
+    ("json encode/decode", ("json/", "{built-in method _json", "_codec.py")),
+    ("validation (core)", ("orderbook_core/", "_submitted.py", "_fields.py")),
+    ("journal (sqlite, fsync)", ("_journal.py", "sqlite3", "'commit' of", "'execute")),
+    ("http server/client", ("transports/grenache/", "h11", "http")),
+    ("sequencer logic", ("exchange/sequencer/", "exchange/protocol/")),
+    ("threads (to_thread)", ("threading.py", "_thread", "to_thread", "concurrent/")),
+    ("event loop (asyncio, anyio)", ("asyncio/", "anyio/", "selectors.py", "select")),
+    ("logging", ("logging/",)),
+]
+
+
+def category(key: tuple[str, int, str]) -> str:
+    filename, _line, name = key
+    text = f"{filename}:{name}"
+    for label, needles in CATEGORIES:
+        if any(needle in text for needle in needles):
+            return label
+    return "other"
+
+
+def run(orders: int, batch: int, concurrency: int, profile: Path | None) -> dict[str, Any]:
+    """One load on a fresh exchange; the sequencer's CPU per order (and its profile)."""
+    with tempfile.TemporaryDirectory(prefix="dex-seqprof-") as tmp:
+        workdir = Path(tmp)
+        with exchange_on_grapes(workdir, None, profile) as (grapes, procs):
+            g0, g1 = grapes[0].url, grapes[1].url
+            anyio.run(head_of, g1)
+            submit = next(p for p in procs if p.name == "submit")
+            cpu0 = cpu_seconds(submit.popen.pid)
+            records, _ = run_loads(
+                g0, workdir, count=orders, concurrency=concurrency, batch=batch, tag="prof"
+            )
+            anyio.run(wait_head, g1, max(r[0] for r in records), 600.0)
+            cpu = cpu_seconds(submit.popen.pid) - cpu0
+            for proc in procs:
+                proc.stop()  # cProfile writes its file on the way out
+    return {"orders": len(records), "cpu_us_per_order": round(cpu * 1e6 / len(records), 1)}
+
+
+def top_costs(path: Path, orders: int, top: int) -> dict[str, Any]:
+    stats = pstats.Stats(str(path))
+    entries: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]  # pstats' own table
+    total = sum(tt for (_cc, _nc, tt, _ct, _callers) in entries.values())
+    rolled: dict[str, float] = defaultdict(float)
+    rows = []
+    for key, (_cc, calls, tottime, cumtime, _callers) in entries.items():
+        rolled[category(key)] += tottime
+        rows.append((tottime, cumtime, calls, key))
+    rows.sort(reverse=True)
+    per = 1e6 / orders
+    return {
+        "profiled_us_per_order": round(total * per, 1),
+        "categories": {
+            label: {"us_per_order": round(t * per, 1), "share": round(t / total, 3)}
+            for label, t in sorted(rolled.items(), key=lambda item: -item[1])
+        },
+        "functions": [
+            {
+                "function": f"{Path(key[0]).name}:{key[1]}({key[2]})",
+                "self_us_per_order": round(tottime * per, 2),
+                "cum_us_per_order": round(cumtime * per, 2),
+                "calls_per_order": round(calls / orders, 2),
+            }
+            for tottime, cumtime, calls, key in rows[:top]
+        ],
+    }
+
+
+def json_codecs(loops: int) -> dict[str, dict[str, float]]:
+    """µs per order of the JSON work on the sequencer's path, by library: decoding the
+    request body, encoding the reply body, and the canonical JSON of the signed bytes
+    (sorted keys). stdlib as the transport and the signing use it (one encoder and one
+    decoder built once); orjson and msgspec when installed (they are not dependencies)."""
+    import timeit
+
+    body, reply, payload = _signed_order_body()
+    decoder = json.JSONDecoder()
+    encoder = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    canonical = json.JSONEncoder(
+        sort_keys=True, ensure_ascii=True, separators=(",", ":"), allow_nan=False
+    )
+    cases: dict[str, dict[str, Any]] = {
+        "stdlib json": {
+            "decode request": lambda: decoder.decode(body.decode()),
+            "encode reply": lambda: encoder.encode(reply).encode(),
+            "canonical (json.dumps per call)": lambda: json.dumps(
+                payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+            ),
+            "canonical (one encoder)": lambda: canonical.encode(payload),
+        }
+    }
+    try:
+        import orjson  # type: ignore[import-not-found,unused-ignore]  # installed by hand
+
+        cases["orjson"] = {
+            "decode request": lambda: orjson.loads(body),
+            "encode reply": lambda: orjson.dumps(reply),
+            "canonical": lambda: orjson.dumps(payload, option=orjson.OPT_SORT_KEYS),
+        }
+    except ImportError:
+        pass
+    try:
+        import msgspec  # type: ignore[import-not-found,unused-ignore]  # installed by hand
+
+        sorted_encoder = msgspec.json.Encoder(order="sorted")
+        cases["msgspec"] = {
+            "decode request": lambda: msgspec.json.decode(body),
+            "encode reply": lambda: msgspec.json.encode(reply),
+            "canonical": lambda: sorted_encoder.encode(payload),
+        }
+    except ImportError:
+        pass
+    out: dict[str, dict[str, float]] = {}
+    for library, ops in cases.items():
+        out[library] = {
+            op: round(min(timeit.repeat(fn, number=loops, repeat=5)) * 1e6 / loops, 2)
+            for op, fn in ops.items()
+        }
+    return out
+
+
+async def linger_cost(orders: int) -> dict[str, float]:
+    """Median ms from submit to reply of a lone order (one at a time), in one process on
+    the memory transport against a real sequencer (SQLite journal, fsync), with the
+    client's coalescing off and with its default linger: what the linger costs an order
+    that has no company."""
+    import statistics
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from exchange.client import DEFAULT_LINGER, ClientNode
+    from exchange.sequencer import Journal, SubmitWorker
+    from transports import MemoryNetwork, open_transport
+
+    out: dict[str, float] = {}
+    network = MemoryNetwork()
+    with tempfile.TemporaryDirectory() as tmp, Journal(Path(tmp) / "journal.db") as journal:
+        async with (
+            open_transport("memory", network=network) as server,
+            open_transport("memory", network=network) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await tg.start(
+                SubmitWorker(server, journal, signing_key=Ed25519PrivateKey.generate()).run
+            )
+            rounds = (("off", None), ("default", DEFAULT_LINGER)) * 2  # interleaved
+            for turn, (label, linger) in enumerate(rounds):
+                node = ClientNode(client, f"lone-{turn}", submit_linger=linger)
+                times = []
+                for n in range(orders):
+                    order = {"orderId": f"o-{n}", "side": "buy", "price": "1"}
+                    started = time.perf_counter()
+                    await node.submit({**order, "amount": "1"})
+                    times.append((time.perf_counter() - started) * 1000)
+                out[f"linger_{label}_ms_{turn // 2 + 1}"] = round(statistics.median(times), 2)
+            tg.cancel_scope.cancel()
+    return out
+
+
+def _signed_order_body() -> tuple[bytes, Any, dict[str, Any]]:
+    """A request body as the load sends it, its reply, and the payload signed."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from exchange.protocol import SUBMIT_ORDER, sign_order
+
+    order = {"clientId": "py-load", "orderId": "py-load-1234", "side": "buy"}
+    payload = sign_order(
+        {**order, "price": "100.25", "amount": "1.125"}, Ed25519PrivateKey.generate()
+    )
+    rid = "7b0d7a4e-6c43-4d8e-9b1f-0f8f3d6b5a21"
+    body = json.dumps([rid, SUBMIT_ORDER, payload], separators=(",", ":")).encode()
+    return body, [rid, None, {"seq": 123456, "orderId": "py-load-1234"}], payload
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--orders", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=1, help="orders per submit_order request")
+    parser.add_argument("--concurrency", type=int, default=64, help="orders in flight")
+    parser.add_argument("--top", type=int, default=25, help="functions shown")
+    parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument("--json", action="store_true", help="one JSON object, last line")
+    parser.add_argument(
+        "--codecs", action="store_true", help="only time the JSON libraries on the path"
+    )
+    parser.add_argument(
+        "--linger-cost", action="store_true", help="only time a lone submit, linger off/on"
+    )
+    args = parser.parse_args()
+    if args.linger_cost:
+        cost = anyio.run(linger_cost, 300)
+        print(", ".join(f"{k} {v}" for k, v in cost.items()))
+        if args.json:
+            print(json.dumps(cost))
+        return
+    if args.codecs:
+        codecs = json_codecs(20_000)
+        for library, ops in codecs.items():
+            print(f"{library}: " + ", ".join(f"{op} {us} µs" for op, us in ops.items()))
+        if args.json:
+            print(json.dumps({"json_us_per_order": codecs}))
+        return
+    plain = run(args.orders, args.batch, args.concurrency, None)
+    print(
+        f"sequencer CPU: {plain['cpu_us_per_order']} µs/order"
+        f" ({plain['orders']} orders, batch {args.batch}, no profiler)"
+    )
+    out: dict[str, Any] = {"batch": args.batch, **plain}
+    if args.profile:
+        with tempfile.TemporaryDirectory(prefix="dex-seqprof-out-") as folder:
+            run(args.orders, args.batch, args.concurrency, Path(folder))
+            out.update(top_costs(Path(folder) / "submit.prof", plain["orders"], args.top))
+        print(f"under cProfile: {out['profiled_us_per_order']} µs/order of own time; by kind:")
+        for label, row in out["categories"].items():
+            print(f"  {row['us_per_order']:>8.1f} µs  {row['share']:>6.1%}  {label}")
+        print("top functions (self µs/order, cumulative µs/order, calls/order):")
+        for row in out["functions"]:
+            print(
+                f"  {row['self_us_per_order']:>8.2f} {row['cum_us_per_order']:>9.2f}"
+                f" {row['calls_per_order']:>7.2f}  {row['function']}"
+            )
+    if args.json:
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
