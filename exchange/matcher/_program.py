@@ -9,9 +9,15 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from exchange.matcher._snapshots import (
+    DEFAULT_SNAPSHOT_EVERY,
+    DEFAULT_SNAPSHOT_INTERVAL,
+    DEFAULT_SNAPSHOT_KEEP,
+)
 from exchange.matcher._worker import ProcessWorker
 from exchange.protocol import PROCESS_ORDER
 from exchange.runtime import (
@@ -25,6 +31,8 @@ from exchange.runtime import (
 from transports import Transport
 
 __all__ = ["DEFAULT_STATE", "main"]
+
+_N = TypeVar("_N", int, float)
 
 DEFAULT_STATE = "data/process_state.db"
 """Where the matcher keeps its applied log unless `--db` says otherwise."""
@@ -40,6 +48,9 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
             metrics=args.metrics,
             sequencer_key=sequencer_key,
             signing_key=args.key,
+            snapshot_every=args.snapshot_every,
+            snapshot_interval=args.snapshot_interval,
+            snapshot_keep=args.snapshot_keep,
         ).run
     )
 
@@ -65,6 +76,39 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "file (default: sequencer.pub beside --db, which the sequencer writes at its "
         "first start when both run from the same directory)",
     )
+    parser.add_argument(
+        "--snapshot-every",
+        type=_at_least_zero(int),
+        default=DEFAULT_SNAPSHOT_EVERY,
+        metavar="N",
+        help=f"snapshot the state every N applied commands (default {DEFAULT_SNAPSHOT_EVERY}; "
+        "0: not by count); a restart replays only the commands after the newest snapshot",
+    )
+    parser.add_argument(
+        "--snapshot-interval",
+        type=_at_least_zero(float),
+        default=DEFAULT_SNAPSHOT_INTERVAL,
+        metavar="S",
+        help="and at least every S seconds while commands come in, whichever comes first "
+        f"(default {DEFAULT_SNAPSHOT_INTERVAL:g}; 0: not by time)",
+    )
+    parser.add_argument(
+        "--snapshot-keep",
+        type=_at_least_zero(int),
+        default=DEFAULT_SNAPSHOT_KEEP,
+        metavar="K",
+        help=f"snapshots kept in <db>.snapshots/ (default {DEFAULT_SNAPSHOT_KEEP}; 0: take none)",
+    )
+
+
+def _at_least_zero(kind: Callable[[str], _N]) -> Callable[[str], _N]:
+    def parse(text: str) -> _N:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
+        return value
+
+    return parse
 
 
 _PROGRAM = WorkerProgram(
