@@ -9,6 +9,7 @@ writes a snapshot of its state (`SnapshotStore`), so a restart replays only the 
 
 from exchange.matcher._applied import AppliedLog, AppliedRecord
 from exchange.matcher._program import DEFAULT_STATE, main
+from exchange.matcher._restore import Restored, restore
 from exchange.matcher._snapshots import (
     DEFAULT_SNAPSHOT_EVERY,
     DEFAULT_SNAPSHOT_INTERVAL,
@@ -34,11 +35,13 @@ __all__ = [
     "AppliedRecord",
     "Capture",
     "ProcessWorker",
+    "Restored",
     "Snapshot",
     "SnapshotError",
     "SnapshotInfo",
     "SnapshotStore",
     "apply_entry",
     "main",
+    "restore",
     "snapshot_dir",
 ]

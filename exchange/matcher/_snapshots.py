@@ -12,14 +12,20 @@ Files, in ``<db>.snapshots/`` beside the matcher's SQLite file (``--db``), one p
 snapshot, ``snapshot-<seq, 12 digits>.snap``::
 
     {"format":"matcher-snapshot/1","sha256":"<hex>","size":N}\\n   header, one line
-    {"events":[...],"first":F,"prev":"<root>"|null,"root":"<root>","seq":S}\\n
-    <the book, orderbook_core.encode_book, format orderbook-core/1>
+    {"events":[...],"first":F,"prev":"<root>"|null,"root":"<root>","seq":S,"spec":{...}}\\n
+    [[clientId,orderId,side,price,remaining,seq,ts],...]          the resting orders
 
-``sha256`` and ``size`` cover everything after the header line. A file is written to a
-temporary name, fsynced, then renamed (and the directory fsynced), so a crash leaves
-either the whole file or a temporary one, which is ignored and removed; a file that is
-torn or corrupt anyway (disk, copy) fails its hash and the previous snapshot is used.
-Only the newest ``keep`` are kept.
+``sha256`` and ``size`` cover everything after the header line. ``spec`` is the market
+as the core's book encoding writes it (`orderbook_core.encode_book`); the orders are the
+book's content in priority (`OrderBook.orders`, prices in ticks, amounts in lots), read
+back with `OrderBook.from_orders`. Not the core's whole-book encoding itself: building a
+book to encode it, and decoding it with its canonical re-check, cost several times more
+(see docs/benchmarks.md, "Matcher snapshots"), and the hash already guards the bytes.
+
+A file is written to a temporary name, fsynced, then renamed (and the directory
+fsynced), so a crash leaves either the whole file or a temporary one, which is ignored
+and removed; a file that is torn or corrupt anyway (disk, copy) fails its hash and the
+previous snapshot is used. Only the newest ``keep`` are kept.
 
 Blocking: the matcher calls `SnapshotStore.write` in a worker thread, with a `Capture`
 taken on the event loop (the orders as immutable tuples: the book keeps changing).
@@ -45,7 +51,6 @@ from orderbook_core import (
     RestingOrder,
     ValidationError,
     canonical_json,
-    decode_book,
     encode_book,
     event_from_wire,
     event_to_wire,
@@ -148,6 +153,7 @@ class SnapshotStore:
         self.directory = Path(directory)
         self.spec = spec
         self.keep = keep
+        self._spec_json = json.loads(encode_book(OrderBook(spec)))["spec"]
 
     def path(self, seq: int) -> Path:
         """The file of the snapshot at `seq`."""
@@ -167,15 +173,15 @@ class SnapshotStore:
         Raises:
             OSError: the file could not be written (nothing replaced; older ones kept).
         """
-        book = OrderBook.from_orders(self.spec, capture.orders)
         state = {
             "events": [event_to_wire(event, self.spec) for event in capture.events],
             "first": capture.first,
             "prev": capture.prev,
             "root": capture.root,
             "seq": capture.seq,
+            "spec": self._spec_json,
         }
-        body = canonical_json(state).encode() + b"\n" + encode_book(book)
+        body = canonical_json(state).encode() + b"\n" + _orders_json(capture.orders)
         header = {
             "format": SNAPSHOT_FORMAT,
             "sha256": hashlib.sha256(body).hexdigest(),
@@ -214,9 +220,11 @@ class SnapshotStore:
             data = self.path(seq).read_bytes()
         except OSError as exc:
             raise SnapshotError(f"snapshot {seq}: cannot read: {exc}") from exc
-        state, book_bytes = _verified_body(data, f"snapshot {seq}")
+        state, orders = _verified_body(data, f"snapshot {seq}")
         try:
-            snapshot = _snapshot(state, book_bytes, self.spec)
+            if state.get("spec") != self._spec_json:
+                raise ValueError(f"a snapshot of another market (spec {state.get('spec')})")
+            snapshot = _snapshot(state, orders, self.spec)
         except (ValueError, TypeError, KeyError, ValidationError) as exc:
             raise SnapshotError(f"snapshot {seq}: {exc}") from exc
         if snapshot.seq != seq:
@@ -264,17 +272,27 @@ def _verified_body(data: bytes, what: str) -> tuple[Any, bytes]:
         raise SnapshotError(f"{what}: {len(body)} bytes, header says {header.get('size')} (torn)")
     if header.get("sha256") != hashlib.sha256(body).hexdigest():
         raise SnapshotError(f"{what}: content hash mismatch (corrupt)")
-    text, newline, book_bytes = body.partition(b"\n")
+    text, newline, orders = body.partition(b"\n")
     try:
         state = json.loads(text)
     except ValueError as exc:
         raise SnapshotError(f"{what}: bad state line: {exc}") from exc
     if not newline or not isinstance(state, dict):
         raise SnapshotError(f"{what}: bad state line")
-    return state, book_bytes
+    return state, orders
 
 
-def _snapshot(state: dict[str, Any], book_bytes: bytes, spec: MarketSpec) -> Snapshot:
+_CHUNK = 1000
+"""Orders encoded per call: one C call holds the GIL, and the event loop waits for it."""
+
+
+def _orders_json(orders: Sequence[RestingOrder]) -> bytes:
+    """``canonical_json(list(orders))``, in chunks (a `RestingOrder` is a JSON array)."""
+    parts = [canonical_json(orders[i : i + _CHUNK])[1:-1] for i in range(0, len(orders), _CHUNK)]
+    return f"[{','.join(parts)}]".encode()
+
+
+def _snapshot(state: dict[str, Any], orders: bytes, spec: MarketSpec) -> Snapshot:
     """Raises: ValueError, TypeError, KeyError, ValidationError: not a valid state."""
     seq, first, root, prev = state["seq"], state["first"], state["root"], state["prev"]
     if not (type(seq) is int and type(first) is int and 1 <= first <= seq):
@@ -284,7 +302,8 @@ def _snapshot(state: dict[str, Any], book_bytes: bytes, spec: MarketSpec) -> Sna
     if not isinstance(state["events"], list):
         raise ValueError("events must be a list")
     events = tuple(event_from_wire(obj, spec) for obj in state["events"])
-    book = decode_book(book_bytes)
-    if book.spec != spec:
-        raise ValueError(f"a snapshot of market {book.spec.market!r} with another spec")
+    rows = json.loads(orders)
+    if not (isinstance(rows, list) and all(isinstance(r, list) and len(r) == 7 for r in rows)):
+        raise ValueError("orders: a list of [clientId, orderId, side, price, remaining, seq, ts]")
+    book = OrderBook.from_orders(spec, map(RestingOrder._make, rows))
     return Snapshot(seq, root, prev, first, events, book)

@@ -10,9 +10,11 @@ A write that fails is logged (once per outage) and tried again at the next occas
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import anyio
 
@@ -23,8 +25,23 @@ __all__ = ["Snapshotter"]
 
 _log = logging.getLogger("exchange.matcher")
 
+_T = TypeVar("_T")
+
 _RETRY = 5.0
 """Seconds before a failed write is tried again (at the latest)."""
+
+
+def _without_gc(call: Callable[[], _T]) -> _T:
+    """`call()` with the cyclic GC off: the copy makes one tuple per resting order, which
+    sets off collections of the whole heap (a third to half of the pause at 1e5 orders);
+    none of those tuples can be in a cycle."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return call()
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Snapshotter:
@@ -80,7 +97,7 @@ class Snapshotter:
         async with self._lock:
             async with lock:  # between two batches: the copy is of one version's state
                 started = time.perf_counter()
-                capture = copy()
+                capture = _without_gc(copy)
                 pause = time.perf_counter() - started
             if capture is None or capture.seq <= self.seq:
                 return None

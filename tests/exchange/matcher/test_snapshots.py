@@ -201,7 +201,7 @@ def test_an_old_format_is_refused(tmp_path: Path) -> None:
 def test_a_snapshot_of_another_market_is_refused(tmp_path: Path) -> None:
     _written(tmp_path)
     other = MarketSpec(market="ETH-USD")
-    with pytest.raises(SnapshotError, match="another spec"):
+    with pytest.raises(SnapshotError, match="another market"):
         SnapshotStore(tmp_path, other).load(4)
 
 
