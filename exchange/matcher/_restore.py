@@ -18,7 +18,7 @@ from exchange.matcher._snapshots import Snapshot, SnapshotError, SnapshotStore
 from exchange.protocol import Entry, apply_entry
 from orderbook_core import Event, MarketSpec, OrderBook
 
-__all__ = ["HeadVersion", "Restored", "VersionPart", "restore"]
+__all__ = ["Follower", "HeadVersion", "Restored", "VersionPart", "restore"]
 
 _log = logging.getLogger("exchange.matcher")
 
@@ -53,6 +53,74 @@ class Restored(NamedTuple):
     """The seq of the snapshot it started from (None: a replay from zero)."""
 
 
+class Follower:
+    """The state rebuilt from an applied log, brought forward as the log grows.
+
+    A start makes one and advances it to the head once; a standby matcher
+    (`ProcessWorker` with ``standby=True``) keeps advancing it, reading the active one's
+    log, so that it is at the head when it takes over. Versions are recorded in one
+    transaction each, so it never sees half of one.
+    """
+
+    def __init__(self, spec: MarketSpec, db_path: Path, snapshot: Snapshot | None = None) -> None:
+        self.db_path = db_path
+        self.snapshot = None if snapshot is None else snapshot.seq
+        """The seq of the snapshot it started from (None: from zero)."""
+        # The head version covers every trailing entry recorded with its root (a batch).
+        self._events: list[Event] = []
+        self._commands: list[Entry] = []
+        self.book, self.seq = OrderBook(spec), 0
+        self.root: str | None = None
+        self._first = 1
+        self._prev: str | None = None
+        if snapshot is not None:
+            self.book, self.seq, self.root = snapshot.book, snapshot.seq, snapshot.root
+            self._first, self._prev = snapshot.first, snapshot.prev
+            self._events = list(snapshot.events)
+
+    @classmethod
+    def start(
+        cls, log: AppliedLog, snapshots: SnapshotStore, spec: MarketSpec, db_path: Path
+    ) -> Follower:
+        """One at the newest snapshot that agrees with `log` (at zero without one)."""
+        last = log.last()
+        return cls(spec, db_path, None if last is None else newest_snapshot(log, snapshots, last))
+
+    def advance(self, log: AppliedLog) -> int:
+        """Apply the records after `seq`; how many there were.
+
+        Raises:
+            RuntimeError: the applied log has a gap.
+            ReplayError, sqlite3.Error: the applied log cannot be read.
+        """
+        count = 0
+        for record in log.entries(after=self.seq):
+            entry = record.entry
+            if entry.seq != self.seq + 1:
+                raise RuntimeError(f"{self.db_path}: applied commands have a gap at {entry.seq}")
+            if record.root != self.root:  # the first entry of a version
+                self._events, self._commands = [], []
+                self._first, self._prev = entry.seq, self.root
+            self._events.extend(apply_entry(self.book, entry))
+            self._commands.append(entry)
+            self.seq, self.root = entry.seq, record.root
+            count += 1
+        return count
+
+    def restored(self, log: AppliedLog) -> Restored:
+        """The state reached, and what republishing its head version takes."""
+        root, seq, first = self.root, self.seq, self._first
+        if root is None:
+            return Restored(self.book, None, None, self.snapshot)
+        commands = self._commands
+        if not commands:  # the head version is the snapshot's: its commands are in the log
+            commands = [record.entry for record in log.range(first, seq)]
+        events = tuple(self._events)
+        # A private copy of the book: processing may change it while the head is republished.
+        head = HeadVersion(seq, first, root, self._prev, self.book.copy(), events, tuple(commands))
+        return Restored(self.book, head, VersionPart(first, self._prev, events), self.snapshot)
+
+
 def restore(log: AppliedLog, snapshots: SnapshotStore, spec: MarketSpec, db_path: Path) -> Restored:
     """Rebuild the book and the head version from `snapshots` and `log`.
 
@@ -60,33 +128,9 @@ def restore(log: AppliedLog, snapshots: SnapshotStore, spec: MarketSpec, db_path
         RuntimeError: the applied log has a gap.
         ReplayError, sqlite3.Error: the applied log cannot be read.
     """
-    last = log.last()
-    snapshot = None if last is None else newest_snapshot(log, snapshots, last)
-    # The head version covers every trailing entry recorded with its root (a batch).
-    events: list[Event] = []
-    commands: list[Entry] = []
-    book, seq, root, first, prev = OrderBook(spec), 0, None, 1, None
-    if snapshot is not None:
-        book, seq, root = snapshot.book, snapshot.seq, snapshot.root
-        first, prev, events = snapshot.first, snapshot.prev, list(snapshot.events)
-    tail = False
-    for record in log.entries(after=seq):
-        entry = record.entry
-        if entry.seq != seq + 1:
-            raise RuntimeError(f"{db_path}: applied commands have a gap at {entry.seq}")
-        if record.root != root:  # the first entry of a version
-            events, commands, first, prev = [], [], entry.seq, root
-        events.extend(apply_entry(book, entry))
-        commands.append(entry)
-        seq, root, tail = entry.seq, record.root, True
-    start = None if snapshot is None else snapshot.seq
-    if root is None:
-        return Restored(book, None, None, start)
-    if not tail:  # the head version is the snapshot's: its commands are in the log
-        commands = [record.entry for record in log.range(first, seq)]
-    # A private copy of the book: processing may change it while the head is republished.
-    head = HeadVersion(seq, first, root, prev, book.copy(), tuple(events), tuple(commands))
-    return Restored(book, head, VersionPart(first, prev, tuple(events)), start)
+    follower = Follower.start(log, snapshots, spec, db_path)
+    follower.advance(log)
+    return follower.restored(log)
 
 
 def newest_snapshot(
