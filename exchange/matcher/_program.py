@@ -51,6 +51,7 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
             snapshot_every=args.snapshot_every,
             snapshot_interval=args.snapshot_interval,
             snapshot_keep=args.snapshot_keep,
+            standby=args.standby,
         ).run
     )
 
@@ -98,6 +99,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_SNAPSHOT_KEEP,
         metavar="K",
         help=f"snapshots kept in <db>.snapshots/ (default {DEFAULT_SNAPSHOT_KEEP}; 0: take none)",
+    )
+
+    parser.add_argument(
+        "--standby",
+        action="store_true",
+        help="a hot standby on this machine: while another matcher runs on the same --db, "
+        "follow its applied log (serving nothing), and take over the moment it stops "
+        "(give both the same --port)",
     )
 
 

@@ -58,6 +58,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -78,6 +79,7 @@ from exchange.matcher._snapshots import (
     snapshot_dir,
 )
 from exchange.matcher._snapshotter import Snapshotter
+from exchange.matcher._standby import Standby
 from exchange.protocol import (
     ERR_BAD_REQUEST,
     ERR_UNAVAILABLE,
@@ -147,6 +149,8 @@ class ProcessWorker:
         snapshot_keep: snapshots kept (`SnapshotStore`); 0: none taken (a start still
             uses the newest valid one it finds).
         snapshot_path: where the snapshots are (default ``<db_path>.snapshots``).
+        standby: while another matcher holds `db_path`, follow its applied log and take
+            over when it stops (`Standby`), instead of failing with `DatabaseInUse`.
     """
 
     def __init__(
@@ -165,6 +169,7 @@ class ProcessWorker:
         snapshot_interval: float = DEFAULT_SNAPSHOT_INTERVAL,
         snapshot_keep: int = DEFAULT_SNAPSHOT_KEEP,
         snapshot_path: str | Path | None = None,
+        standby: bool = False,
     ) -> None:
         if snapshot_every < 0 or snapshot_interval < 0 or snapshot_keep < 0:
             raise ValueError("snapshot_every, snapshot_interval, snapshot_keep must be >= 0")
@@ -202,6 +207,9 @@ class ProcessWorker:
         self.snapshotter = Snapshotter(store, every=snapshot_every, interval=snapshot_interval)
         self._snapshotting = snapshot_keep > 0 and (snapshot_every > 0 or snapshot_interval > 0)
         self._version: VersionPart | None = None
+        self.standby = None if not standby else Standby(self.db_path, spec, store)
+        self.active = anyio.Event()
+        """Set once this worker serves (at once, or when a standby took over)."""
         self.restored_from: int | None = None
         """The snapshot seq the last start used (None: a replay from zero)."""
         self.republished = anyio.Event()
@@ -218,12 +226,17 @@ class ProcessWorker:
         is locked for as long as this runs (`exchange.runtime.one_writer`): one writer only.
 
         Raises:
-            DatabaseInUse: another worker holds the database (nothing was read).
+            DatabaseInUse: another worker holds the database (nothing was read; a
+                standby waits for it instead).
             transports.TransportError: cannot serve (listen or announce).
             sqlite3.Error: the database cannot be read, or an applied command could not
                 be recorded (the worker stops; restart it).
         """
-        with one_writer(self.db_path):
+        with ExitStack() as stack:
+            if self.standby is None:
+                stack.enter_context(one_writer(self.db_path))
+            else:
+                await self.standby.take_over(stack)
             await self._run(task_status)
 
     async def _run(self, task_status: TaskStatus[int]) -> None:
@@ -251,6 +264,7 @@ class ProcessWorker:
                     self.head_root,
                     self.db_path,
                 )
+                self.active.set()
                 task_status.started(port)
                 await self._failed.wait()
                 assert self._failure is not None
@@ -263,7 +277,12 @@ class ProcessWorker:
     def _restore(self) -> HeadVersion | None:
         """Rebuild the state from the snapshots and the applied log (blocking)."""
         assert self._log is not None
-        restored = restore(self._log, self.snapshotter.store, self.spec, self.db_path)
+        follower = None if self.standby is None else self.standby.follower
+        if follower is None:
+            restored = restore(self._log, self.snapshotter.store, self.spec, self.db_path)
+        else:  # a standby taking over: only what came after its last look
+            follower.advance(self._log)
+            restored = follower.restored(self._log)
         self.book, head = restored.book, restored.head
         self.restored_from = restored.snapshot
         self.snapshotter.seq = restored.snapshot or 0
