@@ -71,7 +71,7 @@ __all__ = [
 
 SNAPSHOT_FORMAT = "matcher-snapshot/1"
 
-DEFAULT_SNAPSHOT_EVERY = 10_000
+DEFAULT_SNAPSHOT_EVERY = 25_000
 """Commands applied between two snapshots (at most; 0: not by count)."""
 
 DEFAULT_SNAPSHOT_INTERVAL = 60.0

@@ -13,6 +13,7 @@ the active one answers ``process_order`` and ``orderbook_head`` and publishes ve
 from __future__ import annotations
 
 import logging
+import sqlite3
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from exchange.matcher._applied import AppliedLog
 from exchange.matcher._restore import Follower
 from exchange.matcher._snapshots import SnapshotStore
 from exchange.protocol import DatabaseInUse
-from exchange.runtime import one_writer
+from exchange.runtime import Outage, one_writer
 from orderbook_core import MarketSpec
 
 __all__ = ["Standby"]
@@ -52,6 +53,7 @@ class Standby:
         self.following = anyio.Event()
         """Set once another matcher was found active and this one follows it."""
         self._log: AppliedLog | None = None
+        self._reading = Outage(_log, "standby: reading the active matcher's applied log")
 
     async def take_over(self, stack: ExitStack) -> None:
         """Return once this process holds the database's lock (held until `stack` closes),
@@ -85,10 +87,15 @@ class Standby:
             _log.info("standby: taking over at seq %d", self.follower.seq)
 
     def _follow(self) -> None:
-        if self._log is None:
-            if not self.db_path.is_file():
-                return  # the active one has not made it yet
-            self._log = AppliedLog(self.db_path, self.spec, read_only=True)
-        if self.follower is None:
-            self.follower = Follower.start(self._log, self.snapshots, self.spec, self.db_path)
-        self.follower.advance(self._log)
+        try:
+            if self._log is None:
+                if not self.db_path.is_file():
+                    return  # the active one has not made it yet
+                self._log = AppliedLog(self.db_path, self.spec, read_only=True)
+            if self.follower is None:
+                self.follower = Follower.start(self._log, self.snapshots, self.spec, self.db_path)
+            self.follower.advance(self._log)
+        except sqlite3.OperationalError as exc:  # e.g. made, its table not yet: next time
+            self._reading.failed(str(exc))
+        else:
+            self._reading.worked()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ import anyio
 import pytest
 from support.keys import MATCHER_KEY, SEQUENCER_KEY, by_sequencer, verified_head
 
-from exchange.matcher import ProcessWorker
-from exchange.protocol import DatabaseInUse
+from exchange.matcher import AppliedLog, AppliedRecord, ProcessWorker
+from exchange.protocol import DatabaseInUse, parse_entry
+from exchange.runtime import one_writer
 from exchange.versions import VersionReader, book_hash
 from orderbook_core import DEFAULT_SPEC, OrderBook, parse_command
 from transports import MemoryNetwork, RemoteError, Transport, open_transport
@@ -144,4 +146,36 @@ async def test_without_standby_a_second_matcher_still_refuses_to_start(tmp_path:
         await tg.start(worker(first_net, tmp_path / "p.db").run)
         with pytest.raises(DatabaseInUse):
             await worker(second_net, tmp_path / "p.db").run()
+        tg.cancel_scope.cancel()
+
+
+async def test_the_standby_waits_for_a_log_that_is_not_made_yet(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "p.db"
+    sqlite3.connect(db).close()  # the file, not yet its table
+    network = MemoryNetwork()
+    async with (
+        open_transport("memory", network=network) as client,
+        open_transport("memory", network=network) as server,
+        anyio.create_task_group() as tg,
+    ):
+        standby = worker(server, db, standby=True)
+        assert standby.standby is not None
+        with one_writer(db):  # another matcher holds the database
+            tg.start_soon(standby.run)
+            with anyio.fail_after(5):
+                await standby.standby.following.wait()
+            await anyio.sleep(0.2)  # a few reads that find no table
+            assert "reading the active matcher's applied log fails" in caplog.text
+            log = AppliedLog(db, DEFAULT_SPEC)
+            entry = parse_entry(1, 1_000, COMMANDS[0], DEFAULT_SPEC)
+            log.append([AppliedRecord(entry, "a" * 40)])
+            log.close()
+            await followed(standby, 1)
+        with anyio.fail_after(5):
+            await standby.active.wait()
+        assert standby.head_seq == 1
+        with pytest.raises(RemoteError, match="ERR_SEQ_GAP: expected 2"):
+            await process(client, 3)
         tg.cancel_scope.cancel()
