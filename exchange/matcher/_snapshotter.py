@@ -67,8 +67,11 @@ class Snapshotter:
 
     def applied(self, seq: int) -> None:
         """Tell of a new head `seq` (sets off a snapshot once `every` were applied)."""
-        if self.every and seq - self.seq >= self.every:
+        if self._by_count(seq):
             self._due.set()
+
+    def _by_count(self, head: int) -> bool:
+        return bool(self.every) and head - self.seq >= self.every
 
     async def run(
         self, head: Callable[[], int], lock: anyio.Lock, copy: Callable[[], Capture | None]
@@ -76,11 +79,12 @@ class Snapshotter:
         """Take snapshots as due until cancelled (`head`: the head seq; see `take`)."""
         interval = self.interval or float("inf")
         while True:
-            due = self._due
-            if not (self.every and head() - self.seq >= self.every):
-                with anyio.move_on_after(interval):
-                    await due.wait()
-            self._due = anyio.Event()
+            if not self._by_count(head()):
+                with anyio.move_on_after(interval) as timer:
+                    await self._due.wait()
+                self._due = anyio.Event()
+                if not timer.cancelled_caught and not self._by_count(head()):
+                    continue  # set while the last snapshot was written: not due any more
             if head() <= self.seq:
                 continue
             await self.take(lock, copy)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from exchange.matcher import (
     SnapshotStore,
     snapshot_dir,
 )
+from exchange.matcher._snapshotter import Snapshotter
 from exchange.runtime._crashpoints import ENV_VAR
 from exchange.versions import VersionReader, book_hash
 from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, parse_command
@@ -403,3 +405,52 @@ async def test_a_failing_snapshot_write_does_not_stop_matching(
         reply = await rig.process(2)
         assert reply["seq"] == 2
     assert "writing snapshots fails" in caplog.text
+
+
+class _SlowStore(SnapshotStore):
+    """Holds each write until the test lets it go."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.release = threading.Event()
+        self.written: list[int] = []
+
+    def write(self, capture: Capture) -> Path:
+        assert self.release.wait(5)
+        self.written.append(capture.seq)
+        return self.path(capture.seq)
+
+
+async def test_commands_applied_during_a_write_do_not_set_off_another(tmp_path: Path) -> None:
+    store = _SlowStore(tmp_path)
+    snapshotter = Snapshotter(store, every=10, interval=0)
+    head = 0
+    lock = anyio.Lock()
+
+    def copy() -> Capture:
+        return Capture(head, "r" * 40, None, head, (), ())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(snapshotter.run, lambda: head, lock, copy)
+        head = 10
+        snapshotter.applied(head)  # due: the write starts, and waits
+        await anyio.sleep(0.05)
+        for head in range(11, 16):  # applied while it is written
+            snapshotter.applied(head)
+        store.release.set()
+        await snapshot_reaches_seq(snapshotter, 10)
+        await anyio.sleep(0.1)
+        assert store.written == [10]  # not 15: only 5 since the last one
+        head = 20
+        snapshotter.applied(head)
+        await snapshot_reaches_seq(snapshotter, 20)
+        tg.cancel_scope.cancel()
+    assert store.written == [10, 20]
+
+
+async def snapshot_reaches_seq(snapshotter: Snapshotter, seq: int) -> None:
+    for _ in range(500):  # 5 s
+        if snapshotter.seq >= seq:
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError(f"snapshot at {snapshotter.seq}, expected {seq}")
