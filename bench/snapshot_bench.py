@@ -286,10 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tail", type=int, default=every, help="commands after the snapshot")
     parser.add_argument("--repeat", type=int, default=2, help="starts timed per size (best)")
     parser.add_argument("--resting", type=int, default=100_000, help="resting orders")
-    parser.add_argument("--commands", type=int, default=3 * every, help="a throughput run")
+    # 3.5 intervals: three snapshots fall in each run, each a few batches after its mark.
+    parser.add_argument("--commands", type=int, default=3 * every + every // 2, help="a run")
     parser.add_argument("--batch", type=int, default=100, help="commands a version")
     parser.add_argument("--every", type=int, default=every, help="snapshot every (throughput)")
-    parser.add_argument("--pairs", type=int, default=3, help="interleaved throughput pairs")
+    parser.add_argument("--pairs", type=int, default=5, help="interleaved throughput pairs")
     parser.add_argument("--json", action="store_true", help="a JSON object on the last line")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)  # the stand-in roots make republishing complain
