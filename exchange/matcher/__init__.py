@@ -22,7 +22,7 @@ from exchange.matcher._snapshots import (
     SnapshotStore,
     snapshot_dir,
 )
-from exchange.matcher._worker import ProcessWorker
+from exchange.matcher._worker import GaveUp, ProcessWorker
 from exchange.protocol import apply_entry
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "AppliedLog",
     "AppliedRecord",
     "Capture",
+    "GaveUp",
     "ProcessWorker",
     "Restored",
     "Snapshot",

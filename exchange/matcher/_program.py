@@ -18,10 +18,11 @@ from exchange.matcher._snapshots import (
     DEFAULT_SNAPSHOT_INTERVAL,
     DEFAULT_SNAPSHOT_KEEP,
 )
-from exchange.matcher._worker import ProcessWorker
+from exchange.matcher._worker import GaveUp, ProcessWorker
 from exchange.protocol import PROCESS_ORDER
 from exchange.runtime import (
     DEFAULT_MATCHER_GRAPE,
+    EXIT_FAILED,
     Runner,
     WorkerProgram,
     read_public_key,
@@ -52,6 +53,7 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
             snapshot_interval=args.snapshot_interval,
             snapshot_keep=args.snapshot_keep,
             standby=args.standby,
+            give_up_after=args.give_up_after,
         ).run
     )
 
@@ -109,6 +111,15 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "(give both the same --port)",
     )
 
+    parser.add_argument(
+        "--give-up-after",
+        type=_at_least_zero(float),
+        default=0.0,
+        metavar="S",
+        help="exit (status 1) once storing versions in the DHT has failed for S seconds, "
+        "so that a standby with other grapes takes over (default 0: retry for ever)",
+    )
+
 
 def _at_least_zero(kind: Callable[[str], _N]) -> Callable[[str], _N]:
     def parse(text: str) -> _N:
@@ -135,6 +146,7 @@ _PROGRAM = WorkerProgram(
     build=_build,
     key_name="matcher",
     add_arguments=_add_arguments,
+    stops=((GaveUp, EXIT_FAILED),),
 )
 
 

@@ -114,7 +114,7 @@ from exchange.versions import VersionPublisher
 from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, canonical_json
 from transports import JSON, Transport, TransportError
 
-__all__ = ["ProcessWorker"]
+__all__ = ["GaveUp", "ProcessWorker"]
 
 _log = logging.getLogger("exchange.matcher")
 
@@ -122,6 +122,10 @@ _T = TypeVar("_T")
 
 _FAILING_PEERS_KEPT = 10_000
 """Failing broadcast peers remembered (so each is logged once), least recent dropped."""
+
+
+class GaveUp(Exception):
+    """The matcher stopped being active: it could not publish for too long."""
 
 
 class ProcessWorker:
@@ -151,6 +155,8 @@ class ProcessWorker:
         snapshot_path: where the snapshots are (default ``<db_path>.snapshots``).
         standby: while another matcher holds `db_path`, follow its applied log and take
             over when it stops (`Standby`), instead of failing with `DatabaseInUse`.
+        give_up_after: stop (`run` raises `GaveUp`) once storing versions has failed
+            for this many seconds, so a standby takes over (0: never, retry for ever).
     """
 
     def __init__(
@@ -170,6 +176,7 @@ class ProcessWorker:
         snapshot_keep: int = DEFAULT_SNAPSHOT_KEEP,
         snapshot_path: str | Path | None = None,
         standby: bool = False,
+        give_up_after: float = 0.0,
     ) -> None:
         if snapshot_every < 0 or snapshot_interval < 0 or snapshot_keep < 0:
             raise ValueError("snapshot_every, snapshot_interval, snapshot_keep must be >= 0")
@@ -208,6 +215,8 @@ class ProcessWorker:
         self._snapshotting = snapshot_keep > 0 and (snapshot_every > 0 or snapshot_interval > 0)
         self._version: VersionPart | None = None
         self.standby = None if not standby else Standby(self.db_path, spec, store)
+        self.give_up_after = give_up_after
+        self._failing_since: float | None = None
         self.active = anyio.Event()
         """Set once this worker serves (at once, or when a standby took over)."""
         self.restored_from: int | None = None
@@ -231,6 +240,7 @@ class ProcessWorker:
             transports.TransportError: cannot serve (listen or announce).
             sqlite3.Error: the database cannot be read, or an applied command could not
                 be recorded (the worker stops; restart it).
+            GaveUp: storing versions failed for `give_up_after` seconds.
         """
         with ExitStack() as stack:
             if self.standby is None:
@@ -396,6 +406,7 @@ class ProcessWorker:
                         await self._record([AppliedRecord(entry, root) for entry in fresh])
             except TransportError as exc:
                 self._storing.failed(f"seq={first}..{seq} not applied: {exc}")
+                self._give_up_if_failing_too_long(exc)
                 raise Refused(ERR_UNAVAILABLE, f"storing version {seq} failed: {exc}") from exc
             except BaseException:
                 # Not applied after all (cancelled mid-publish, or a bug). If the publisher
@@ -410,6 +421,7 @@ class ProcessWorker:
             self.head_seq, self.head_root = seq, root
             self.snapshotter.applied(seq)
             self._storing.worked()
+            self._failing_since = None
             self._notify()
             self.metrics.version_published(seq, len(fresh), time.perf_counter() - started)
         _log.info(
@@ -423,6 +435,17 @@ class ProcessWorker:
         )
         crash_point("before_process_reply")  # test hook: recorded, the sender not told
         return ProcessReply(seq, root).to_wire()
+
+    def _give_up_if_failing_too_long(self, exc: TransportError) -> None:
+        """Stop being the active matcher once puts have failed for `give_up_after` s,
+        so that a standby (with grapes of its own) takes over (`GaveUp`)."""
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        if self.give_up_after and now - self._failing_since >= self.give_up_after:
+            failing = now - self._failing_since
+            self._failure = GaveUp(f"storing versions has failed for {failing:.1f} s: {exc}")
+            self._failed.set()
 
     def _known_sequencer_key(self) -> Ed25519PublicKey | None:
         """The sequencer's key, once known (then never read again)."""

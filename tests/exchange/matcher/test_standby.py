@@ -9,14 +9,15 @@ from typing import Any
 
 import anyio
 import pytest
+from anyio.abc import TaskStatus
 from support.keys import MATCHER_KEY, SEQUENCER_KEY, by_sequencer, verified_head
 
-from exchange.matcher import AppliedLog, AppliedRecord, ProcessWorker
+from exchange.matcher import AppliedLog, AppliedRecord, GaveUp, ProcessWorker
 from exchange.protocol import DatabaseInUse, parse_entry
 from exchange.runtime import one_writer
 from exchange.versions import VersionReader, book_hash
 from orderbook_core import DEFAULT_SPEC, OrderBook, parse_command
-from transports import MemoryNetwork, RemoteError, Transport, open_transport
+from transports import LoopbackNetwork, MemoryNetwork, RemoteError, Transport, open_transport
 
 pytestmark = pytest.mark.anyio
 
@@ -179,3 +180,44 @@ async def test_the_standby_waits_for_a_log_that_is_not_made_yet(
         with pytest.raises(RemoteError, match="ERR_SEQ_GAP: expected 2"):
             await process(client, 3)
         tg.cancel_scope.cancel()
+
+
+async def test_an_active_matcher_that_cannot_publish_gives_up_to_the_standby(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "exchange.matcher")
+    db = tmp_path / "p.db"
+    failing, healthy = LoopbackNetwork(seed=3), MemoryNetwork()  # two sets of grapes
+    gave_up: list[BaseException] = []
+
+    async def run_active(active: ProcessWorker, *, task_status: TaskStatus[int]) -> None:
+        try:
+            await active.run(task_status=task_status)
+        except* GaveUp as group:
+            gave_up.extend(group.exceptions)
+
+    async with (
+        open_transport("loopback", network=failing) as active_net,
+        open_transport("loopback", network=failing) as active_client,
+        open_transport("memory", network=healthy) as standby_net,
+        open_transport("memory", network=healthy) as client,
+        anyio.create_task_group() as tg,
+    ):
+        active = worker(active_net, db, give_up_after=0.3)
+        await tg.start(run_active, active)
+        standby = worker(standby_net, db, standby=True)
+        tg.start_soon(standby.run)
+        await process(active_client, 1)
+        await followed(standby, 1)
+        failing.with_faults(put_fail=1.0)  # its grapes stop storing anything
+        with anyio.fail_after(10):
+            while not gave_up:
+                with pytest.raises(RemoteError, match="ERR_UNAVAILABLE"):
+                    await process(active_client, 2)
+                await anyio.sleep(0.05)
+            await standby.active.wait()
+        assert "storing versions has failed for" in str(gave_up[0])
+        assert standby.head_seq == 1
+        assert (await process(client, 2))["seq"] == 2  # through the standby's grapes
+        tg.cancel_scope.cancel()
+    assert "standby: taking over at seq 1" in caplog.text
