@@ -9,9 +9,9 @@ applied(seq INTEGER PRIMARY KEY,   -- 1, 2, 3, ... exactly the journal's numbers
 It is the twin of the sequencer's `Journal`, downstream of it: a row is written only
 *after* its version was stored in the DHT, so the last row is always a published
 version. On restart the matcher replays the commands, in order, through the
-deterministic core: the book it gets is the book it had. No snapshots: replay costs
-O(commands) once per restart (µs per command), and a replay cannot disagree with the
-history the way a snapshot written by an older version of the code could.
+deterministic core: the book it gets is the book it had. A snapshot
+(`exchange.matcher.SnapshotStore`) shortens that to the commands after it; it is used
+only where its root is the one recorded here at its seq, so this log stays the record.
 
 Durability: WAL with ``synchronous=NORMAL``. Losing the last rows in a power failure is
 harmless: the matcher then restarts at an older head, answers the next command with
@@ -61,11 +61,20 @@ class AppliedLog:
     Args:
         path: the SQLite file; its parent directory is created if missing.
         spec: the market, which the commands read back are validated with.
+        read_only: open an existing file for reading only (`dex snapshot`).
     """
 
-    def __init__(self, path: str | Path, spec: MarketSpec = DEFAULT_SPEC) -> None:
+    def __init__(
+        self, path: str | Path, spec: MarketSpec = DEFAULT_SPEC, *, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
         self.spec = spec
+        if read_only:  # an operator's tool beside a running matcher: never write
+            if not self.path.is_file():
+                raise sqlite3.OperationalError(f"{self.path}: no such file")
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
@@ -95,9 +104,15 @@ class AppliedLog:
         ).fetchall()
         return [self._record(*row) for row in rows]
 
-    def entries(self) -> Iterator[AppliedRecord]:
-        """Yield every record in sequence order (read in pages)."""
-        after = 0
+    def last(self) -> AppliedRecord | None:
+        """The record of the highest seq applied, or None if none was. O(log n)."""
+        row = self._db.execute(
+            "SELECT seq, ts, command, root FROM applied ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else self._record(*row)
+
+    def entries(self, after: int = 0) -> Iterator[AppliedRecord]:
+        """Yield every record of a seq above `after` in sequence order (read in pages)."""
         while True:
             rows = self._db.execute(
                 "SELECT seq, ts, command, root FROM applied WHERE seq > ? ORDER BY seq LIMIT ?",

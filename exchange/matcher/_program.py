@@ -9,13 +9,20 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from exchange.matcher._worker import ProcessWorker
+from exchange.matcher._snapshots import (
+    DEFAULT_SNAPSHOT_EVERY,
+    DEFAULT_SNAPSHOT_INTERVAL,
+    DEFAULT_SNAPSHOT_KEEP,
+)
+from exchange.matcher._worker import GaveUp, ProcessWorker
 from exchange.protocol import PROCESS_ORDER
 from exchange.runtime import (
     DEFAULT_MATCHER_GRAPE,
+    EXIT_FAILED,
     Runner,
     WorkerProgram,
     read_public_key,
@@ -25,6 +32,8 @@ from exchange.runtime import (
 from transports import Transport
 
 __all__ = ["DEFAULT_STATE", "main"]
+
+_N = TypeVar("_N", int, float)
 
 DEFAULT_STATE = "data/process_state.db"
 """Where the matcher keeps its applied log unless `--db` says otherwise."""
@@ -40,6 +49,11 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
             metrics=args.metrics,
             sequencer_key=sequencer_key,
             signing_key=args.key,
+            snapshot_every=args.snapshot_every,
+            snapshot_interval=args.snapshot_interval,
+            snapshot_keep=args.snapshot_keep,
+            standby=args.standby,
+            give_up_after=args.give_up_after,
         ).run
     )
 
@@ -65,6 +79,56 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "file (default: sequencer.pub beside --db, which the sequencer writes at its "
         "first start when both run from the same directory)",
     )
+    parser.add_argument(
+        "--snapshot-every",
+        type=_at_least_zero(int),
+        default=DEFAULT_SNAPSHOT_EVERY,
+        metavar="N",
+        help=f"snapshot the state every N applied commands (default {DEFAULT_SNAPSHOT_EVERY}; "
+        "0: not by count); a restart replays only the commands after the newest snapshot",
+    )
+    parser.add_argument(
+        "--snapshot-interval",
+        type=_at_least_zero(float),
+        default=DEFAULT_SNAPSHOT_INTERVAL,
+        metavar="S",
+        help="and at least every S seconds while commands come in, whichever comes first "
+        f"(default {DEFAULT_SNAPSHOT_INTERVAL:g}; 0: not by time)",
+    )
+    parser.add_argument(
+        "--snapshot-keep",
+        type=_at_least_zero(int),
+        default=DEFAULT_SNAPSHOT_KEEP,
+        metavar="K",
+        help=f"snapshots kept in <db>.snapshots/ (default {DEFAULT_SNAPSHOT_KEEP}; 0: take none)",
+    )
+
+    parser.add_argument(
+        "--standby",
+        action="store_true",
+        help="a hot standby on this machine: while another matcher runs on the same --db, "
+        "follow its applied log (serving nothing), and take over the moment it stops "
+        "(give both the same --port)",
+    )
+
+    parser.add_argument(
+        "--give-up-after",
+        type=_at_least_zero(float),
+        default=0.0,
+        metavar="S",
+        help="exit (status 1) once storing versions in the DHT has failed for S seconds, "
+        "so that a standby with other grapes takes over (default 0: retry for ever)",
+    )
+
+
+def _at_least_zero(kind: Callable[[str], _N]) -> Callable[[str], _N]:
+    def parse(text: str) -> _N:
+        value = kind(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
+        return value
+
+    return parse
 
 
 _PROGRAM = WorkerProgram(
@@ -82,6 +146,7 @@ _PROGRAM = WorkerProgram(
     build=_build,
     key_name="matcher",
     add_arguments=_add_arguments,
+    stops=((GaveUp, EXIT_FAILED),),
 )
 
 

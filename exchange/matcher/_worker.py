@@ -37,13 +37,15 @@ come in while a broadcast is running are coalesced into the newest one (each roo
 document links to its ``prev``, so a client can walk back).
 
 Restart: the worker's SQLite (`AppliedLog`) holds every applied command;
-`run` replays them through the deterministic core, which rebuilds exactly the book it had,
-and resumes at the recorded head. Nothing is applied twice (numbers up to the head are
-answered from the record) and nothing is lost (the submit worker's journal resends
-everything after the head). The next version links (``prev``) to the recorded head, so
-the chain of versions is the one an uninterrupted run publishes, hash for hash; and the
-head version is put again in the background, in case the DHT forgot it meanwhile (a
-grape restarted, or evicted it).
+`run` loads the newest valid snapshot (`SnapshotStore`, taken every `snapshot_every`
+commands or `snapshot_interval` seconds) and replays the commands after it through the
+deterministic core (all of them when there is no usable snapshot), which rebuilds
+exactly the book it had, and resumes at the recorded head. Nothing is applied twice
+(numbers up to the head are answered from the record) and nothing is lost (the submit
+worker's journal resends everything after the head). The next version links
+(``prev``) to the recorded head, so the chain of versions is the one an uninterrupted
+run publishes, hash for hash; and the head version is put again in the background, in
+case the DHT forgot it meanwhile (a grape restarted, or evicted it).
 
 A failure to write the record after a successful publish means the disk is failing: the
 worker stops (``run`` raises) rather than go on with memory and disk disagreeing; its
@@ -56,9 +58,10 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 import anyio
 from anyio import TASK_STATUS_IGNORED
@@ -66,6 +69,17 @@ from anyio.abc import TaskStatus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from exchange.matcher._applied import AppliedLog, AppliedRecord
+from exchange.matcher._restore import HeadVersion, VersionPart, restore
+from exchange.matcher._snapshots import (
+    DEFAULT_SNAPSHOT_EVERY,
+    DEFAULT_SNAPSHOT_INTERVAL,
+    DEFAULT_SNAPSHOT_KEEP,
+    Capture,
+    SnapshotStore,
+    snapshot_dir,
+)
+from exchange.matcher._snapshotter import Snapshotter
+from exchange.matcher._standby import Standby
 from exchange.protocol import (
     ERR_BAD_REQUEST,
     ERR_UNAVAILABLE,
@@ -100,7 +114,7 @@ from exchange.versions import VersionPublisher
 from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, canonical_json
 from transports import JSON, Transport, TransportError
 
-__all__ = ["ProcessWorker"]
+__all__ = ["GaveUp", "ProcessWorker"]
 
 _log = logging.getLogger("exchange.matcher")
 
@@ -110,16 +124,8 @@ _FAILING_PEERS_KEPT = 10_000
 """Failing broadcast peers remembered (so each is logged once), least recent dropped."""
 
 
-class _Head(NamedTuple):
-    """The restored head: what republishing its version takes."""
-
-    seq: int
-    first: int
-    root: str
-    prev: str | None
-    book: OrderBook
-    events: tuple[Event, ...]
-    commands: tuple[Entry, ...]
+class GaveUp(Exception):
+    """The matcher stopped being active: it could not publish for too long."""
 
 
 class ProcessWorker:
@@ -140,6 +146,17 @@ class ProcessWorker:
             callable that returns it (None while it is not known yet: requests are
             refused with ``ERR_AUTH`` until it is), e.g. one that reads the file the
             sequencer writes at its first start.
+        snapshot_every: take a snapshot once this many commands were applied since the
+            last one (0: not by count).
+        snapshot_interval: take one this many seconds after the last one, if a command
+            was applied since (0: not by time).
+        snapshot_keep: snapshots kept (`SnapshotStore`); 0: none taken (a start still
+            uses the newest valid one it finds).
+        snapshot_path: where the snapshots are (default ``<db_path>.snapshots``).
+        standby: while another matcher holds `db_path`, follow its applied log and take
+            over when it stops (`Standby`), instead of failing with `DatabaseInUse`.
+        give_up_after: stop (`run` raises `GaveUp`) once storing versions has failed
+            for this many seconds, so a standby takes over (0: never, retry for ever).
     """
 
     def __init__(
@@ -154,7 +171,15 @@ class ProcessWorker:
         metrics: Metrics = NO_METRICS,
         sequencer_key: Ed25519PublicKey | Callable[[], Ed25519PublicKey | None],
         signing_key: Ed25519PrivateKey,
+        snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+        snapshot_interval: float = DEFAULT_SNAPSHOT_INTERVAL,
+        snapshot_keep: int = DEFAULT_SNAPSHOT_KEEP,
+        snapshot_path: str | Path | None = None,
+        standby: bool = False,
+        give_up_after: float = 0.0,
     ) -> None:
+        if snapshot_every < 0 or snapshot_interval < 0 or snapshot_keep < 0:
+            raise ValueError("snapshot_every, snapshot_interval, snapshot_keep must be >= 0")
         self.transport = transport
         self.signing_key = signing_key
         self._sequencer_key = sequencer_key
@@ -181,6 +206,21 @@ class ProcessWorker:
         self._storing = Outage(_log, "storing versions in the DHT")
         self._broadcasting = Outage(_log, "broadcasting orderbook_updated")
         self._conflicts_logged: set[int] = set()
+        store = SnapshotStore(
+            snapshot_dir(db_path) if snapshot_path is None else snapshot_path,
+            spec,
+            keep=max(snapshot_keep, 1),
+        )
+        self.snapshotter = Snapshotter(store, every=snapshot_every, interval=snapshot_interval)
+        self._snapshotting = snapshot_keep > 0 and (snapshot_every > 0 or snapshot_interval > 0)
+        self._version: VersionPart | None = None
+        self.standby = None if not standby else Standby(self.db_path, spec, store)
+        self.give_up_after = give_up_after
+        self._failing_since: float | None = None
+        self.active = anyio.Event()
+        """Set once this worker serves (at once, or when a standby took over)."""
+        self.restored_from: int | None = None
+        """The snapshot seq the last start used (None: a replay from zero)."""
         self.republished = anyio.Event()
         """Set once the restored head version was put again (or that failed)."""
         self.broadcasts = 0
@@ -195,12 +235,18 @@ class ProcessWorker:
         is locked for as long as this runs (`exchange.runtime.one_writer`): one writer only.
 
         Raises:
-            DatabaseInUse: another worker holds the database (nothing was read).
+            DatabaseInUse: another worker holds the database (nothing was read; a
+                standby waits for it instead).
             transports.TransportError: cannot serve (listen or announce).
             sqlite3.Error: the database cannot be read, or an applied command could not
                 be recorded (the worker stops; restart it).
+            GaveUp: storing versions failed for `give_up_after` seconds.
         """
-        with one_writer(self.db_path):
+        with ExitStack() as stack:
+            if self.standby is None:
+                stack.enter_context(one_writer(self.db_path))
+            else:
+                await self.standby.take_over(stack)
             await self._run(task_status)
 
     async def _run(self, task_status: TaskStatus[int]) -> None:
@@ -218,6 +264,9 @@ class ProcessWorker:
                 tg.start_soon(self._republish_head, head)
                 port: int = await tg.start(partial(self.transport.serve, handlers, port=self.port))
                 tg.start_soon(self._broadcaster)
+                if self._snapshotting:
+                    seq = lambda: self.head_seq  # noqa: E731
+                    tg.start_soon(self.snapshotter.run, seq, self._lock, self._copy)
                 _log.info(
                     "process_order: serving on port %d, head seq=%d root=%s (db %s)",
                     port,
@@ -225,6 +274,7 @@ class ProcessWorker:
                     self.head_root,
                     self.db_path,
                 )
+                self.active.set()
                 task_status.started(port)
                 await self._failed.wait()
                 assert self._failure is not None
@@ -234,45 +284,28 @@ class ProcessWorker:
             with anyio.CancelScope(shield=True):  # we are usually here because of a cancel
                 await anyio.to_thread.run_sync(log.close)
 
-    def _restore(self) -> _Head | None:
-        """Rebuild the book by replaying every recorded command (blocking).
-
-        Returns:
-            What `_republish_head` needs to put the head version again, or None when
-            nothing was applied yet.
-        """
+    def _restore(self) -> HeadVersion | None:
+        """Rebuild the state from the snapshots and the applied log (blocking)."""
         assert self._log is not None
-        book = OrderBook(self.spec)
-        # The head version covers every trailing entry recorded with its root (a batch).
-        events: list[Event] = []
-        commands: list[Entry] = []
-        first = 1
-        prev_root: str | None = None
-        head: AppliedRecord | None = None
-        for record in self._log.entries():
-            entry = record.entry
-            if entry.seq != (head.entry.seq if head else 0) + 1:
-                raise RuntimeError(f"{self.db_path}: applied commands have a gap at {entry.seq}")
-            if head is None or record.root != head.root:  # the first entry of a version
-                events, commands, first = [], [], entry.seq
-                prev_root = head.root if head is not None else None
-            events.extend(apply_entry(book, entry))
-            commands.append(entry)
-            head = record
-        self.book = book
+        follower = None if self.standby is None else self.standby.follower
+        if follower is None:
+            restored = restore(self._log, self.snapshotter.store, self.spec, self.db_path)
+        else:  # a standby taking over: only what came after its last look
+            follower.advance(self._log)
+            restored = follower.restored(self._log)
+        self.book, head = restored.book, restored.head
+        self.restored_from = restored.snapshot
+        self.snapshotter.seq = restored.snapshot or 0
         if head is None:
             return None
-        self.head_seq, self.head_root = head.entry.seq, head.root
+        self.head_seq, self.head_root, self._version = head.seq, head.root, restored.version
         # The next version links to the recorded head, as it would without the restart.
         self.publisher = VersionPublisher(
             self._dht, self.spec, prev=head.root, signing_key=self.signing_key
         )
-        # A private copy: processing may change `self.book` while the head is republished.
-        return _Head(
-            self.head_seq, first, head.root, prev_root, book.copy(), tuple(events), tuple(commands)
-        )
+        return head
 
-    async def _republish_head(self, head: _Head | None) -> None:
+    async def _republish_head(self, head: HeadVersion | None) -> None:
         """Put the restored head version again, so it is readable even if the DHT forgot it.
 
         Runs in the background (a restart does not wait for the DHT), with a publisher of
@@ -373,6 +406,7 @@ class ProcessWorker:
                         await self._record([AppliedRecord(entry, root) for entry in fresh])
             except TransportError as exc:
                 self._storing.failed(f"seq={first}..{seq} not applied: {exc}")
+                self._give_up_if_failing_too_long(exc)
                 raise Refused(ERR_UNAVAILABLE, f"storing version {seq} failed: {exc}") from exc
             except BaseException:
                 # Not applied after all (cancelled mid-publish, or a bug). If the publisher
@@ -383,8 +417,11 @@ class ProcessWorker:
                 )
                 raise
             # No checkpoint between the commit above and these lines: memory follows disk.
+            self._version = VersionPart(first, self.head_root, tuple(events))
             self.head_seq, self.head_root = seq, root
+            self.snapshotter.applied(seq)
             self._storing.worked()
+            self._failing_since = None
             self._notify()
             self.metrics.version_published(seq, len(fresh), time.perf_counter() - started)
         _log.info(
@@ -398,6 +435,17 @@ class ProcessWorker:
         )
         crash_point("before_process_reply")  # test hook: recorded, the sender not told
         return ProcessReply(seq, root).to_wire()
+
+    def _give_up_if_failing_too_long(self, exc: TransportError) -> None:
+        """Stop being the active matcher once puts have failed for `give_up_after` s,
+        so that a standby (with grapes of its own) takes over (`GaveUp`)."""
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        if self.give_up_after and now - self._failing_since >= self.give_up_after:
+            failing = now - self._failing_since
+            self._failure = GaveUp(f"storing versions has failed for {failing:.1f} s: {exc}")
+            self._failed.set()
 
     def _known_sequencer_key(self) -> Ed25519PublicKey | None:
         """The sequencer's key, once known (then never read again)."""
@@ -474,6 +522,22 @@ class ProcessWorker:
 
     async def _db(self, call: Callable[[], _T]) -> _T:
         return await anyio.to_thread.run_sync(call)
+
+    # ------------------------------------------------------------------ snapshots
+
+    async def snapshot(self) -> int | None:
+        """Take a snapshot now (`Snapshotter.take`): its seq, or None (none taken)."""
+        return await self.snapshotter.take(self._lock, self._copy)
+
+    def _copy(self) -> Capture | None:
+        """The state now, for a snapshot (under the lock: at a version boundary)."""
+        version = self._version
+        if self.head_root is None or version is None:
+            return None
+        orders = tuple(self.book.orders())
+        return Capture(
+            self.head_seq, self.head_root, version.prev, version.first, version.events, orders
+        )
 
     # ------------------------------------------------------------------ broadcasting
 

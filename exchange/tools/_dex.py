@@ -135,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--upto", type=int, metavar="SEQ", help="stop after this seq")
     replay.add_argument("--depth", type=_positive(int), default=10, help="levels a side (10)")
     replay.add_argument("--trades", type=int, default=10, metavar="N", help="last N trades (10)")
+    from exchange.tools._snapshot import add_parser as add_snapshot_parser
+
+    add_snapshot_parser(commands, as_json)
     demo = commands.add_parser(
         "demo",
         parents=[as_json],
@@ -218,6 +221,10 @@ def _run(args: argparse.Namespace) -> int:
         from exchange.tools import _orders
 
         return int(getattr(_orders, args.command)(args))
+    if args.command == "snapshot":
+        from exchange.tools._snapshot import snapshot
+
+        return snapshot(args)
     if args.command in ("replay", "journal", "demo"):
         from exchange.tools import _local
 
