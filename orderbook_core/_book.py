@@ -1,7 +1,8 @@
 """The book facade: the indexes, the queries, transactions and the invariant checker.
 
-The matching *decisions* live in :mod:`orderbook_core._rules`; this module only keeps
-the structures they act on, consistent.
+The matching *decisions* live in :mod:`orderbook_core._rules`; the structures they act
+on, and the primitives that keep them consistent, in :mod:`orderbook_core._state` (the
+base class of the book); this module adds the public methods.
 
 Data structures (why they look like this is in docs/core.md):
 
@@ -29,10 +30,11 @@ import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from orderbook_core._rules import BookState, cancel_order, modify_order, new_order
-from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
+from orderbook_core._rules import cancel_order, modify_order, new_order
+from orderbook_core._spec import MarketSpec
+from orderbook_core._state import BookState, Level, LevelImage, Order
 from orderbook_core._types import (
     CancelOrder,
     Command,
@@ -51,19 +53,8 @@ _SELL = Side.SELL
 _heappush = heapq.heappush
 _heappop = heapq.heappop
 
-# Internal aliases: an order and a level are plain lists (see the module docstring).
-Order = list[Any]
-Level = list[Any]
-# Undo log entry for one command: the pre-image of every level it may touch, as
-# (side dict, heap, heap sign, price, level object or None, total, dead, queue object,
-#  the queue's orders, their remaining amounts).
-_LevelImage = tuple[
-    dict[int, Level], list[int], int, int, Level | None, int, int, Any, tuple[Order, ...],
-    tuple[int, ...],
-]  # fmt: skip
 
-
-class OrderBook:
+class OrderBook(BookState):
     """One market's limit order book: price-time priority, pure and deterministic.
 
     Every public method is sans-I/O: commands in, a tuple of events out, no clock, no
@@ -74,39 +65,7 @@ class OrderBook:
         spec: the market's tick and lot size, limits and self-trade mode.
     """
 
-    __slots__ = (
-        "_ask_heap",
-        "_asks",
-        "_best_ask",
-        "_best_bid",
-        "_bid_heap",
-        "_bids",
-        "_index",
-        "_journal",
-        "_max_lots",
-        "_max_ticks",
-        "_min_lots",
-        "_min_ticks",
-        "_spec",
-    )
-
-    def __init__(self, spec: MarketSpec = DEFAULT_SPEC) -> None:
-        self._spec = spec
-        # The spec's integer limits, copied here: read on every order (hot path).
-        self._min_ticks = spec.min_ticks
-        self._max_ticks = spec.max_ticks
-        self._min_lots = spec.min_lots
-        self._max_lots = spec.max_lots
-        self._bids: dict[int, Level] = {}
-        self._asks: dict[int, Level] = {}
-        self._bid_heap: list[int] = []  # negated prices
-        self._ask_heap: list[int] = []
-        self._best_bid: int | None = None
-        self._best_ask: int | None = None
-        self._index: dict[tuple[str, str], Order] = {}
-        # The undo log, only while a transaction or batch is open (None otherwise, so
-        # the hot path pays one "is not None" test per command).
-        self._journal: list[list[_LevelImage]] | None = None
+    __slots__ = ()  # every field is the BookState's
 
     # ------------------------------------------------------------------ commands
 
@@ -338,100 +297,9 @@ class OrderBook:
             raise ValueError(f"crossed book: bid {book._best_bid} >= ask {book._best_ask}")
         return book
 
-    # ------------------------------------------------------------------ primitives
-    # Used by _rules (through its BookState interface); each keeps every index consistent.
-
-    def _rest(self, order: Order) -> None:
-        """Append ``order`` to the tail of its level. O(1), O(log L) for a new level."""
-        price = order[3]
-        if order[2] is _BUY:
-            level = self._bids.get(price)
-            if level is None:
-                self._bids[price] = [order[4], 0, deque((order,))]
-                heap = self._bid_heap
-                if len(heap) > 2 * len(self._bids) + 64:
-                    heap[:] = [-p for p in self._bids]
-                    heapq.heapify(heap)
-                else:
-                    _heappush(heap, -price)
-                best = self._best_bid
-                if best is None or price > best:
-                    self._best_bid = price
-            else:
-                queue = level[2]
-                order[3] = queue[0][3]  # share the level's price object (one int less)
-                level[0] += order[4]
-                queue.append(order)
-        else:
-            level = self._asks.get(price)
-            if level is None:
-                self._asks[price] = [order[4], 0, deque((order,))]
-                heap = self._ask_heap
-                if len(heap) > 2 * len(self._asks) + 64:
-                    heap[:] = list(self._asks)
-                    heapq.heapify(heap)
-                else:
-                    _heappush(heap, price)
-                best = self._best_ask
-                if best is None or price < best:
-                    self._best_ask = price
-            else:
-                queue = level[2]
-                order[3] = queue[0][3]  # share the level's price object (one int less)
-                level[0] += order[4]
-                queue.append(order)
-        self._index[(order[0], order[1])] = order
-
-    def _drop_bid_level(self, price: int) -> None:
-        """Remove an emptied bid level and refresh the cached best. O(log L) amortized."""
-        bids = self._bids
-        del bids[price]
-        if price == self._best_bid:
-            heap = self._bid_heap
-            while heap and -heap[0] not in bids:
-                _heappop(heap)
-            self._best_bid = -heap[0] if heap else None
-
-    def _drop_ask_level(self, price: int) -> None:
-        """Remove an emptied ask level and refresh the cached best. O(log L) amortized."""
-        asks = self._asks
-        del asks[price]
-        if price == self._best_ask:
-            heap = self._ask_heap
-            while heap and heap[0] not in asks:
-                _heappop(heap)
-            self._best_ask = heap[0] if heap else None
-
-    def _unlink(self, order: Order) -> None:
-        """Take a live order out of the book (cancel or reinsert). O(1) amortized."""
-        price = order[3]
-        buy = order[2] is _BUY
-        level = (self._bids if buy else self._asks)[price]
-        level[0] -= order[4]
-        order[4] = 0
-        del self._index[(order[0], order[1])]
-        if not level[0]:
-            if buy:
-                self._drop_bid_level(price)
-            else:
-                self._drop_ask_level(price)
-            return
-        queue = level[2]
-        if queue[-1] is order:
-            queue.pop()
-        elif queue[0] is order:
-            queue.popleft()
-        else:
-            # Cancelling from the middle: mark dead (remaining 0) and leave it; compact
-            # when dead entries outnumber live ones so memory stays O(live orders).
-            level[1] += 1
-            if level[1] > 16 and 2 * level[1] > len(queue):
-                level[2] = deque(o for o in queue if o[4])
-                level[1] = 0
-
     # ------------------------------------------------------------------ transactions
 
-    def _preimage(self, cmd: Command) -> list[_LevelImage]:
+    def _preimage(self, cmd: Command) -> list[LevelImage]:
         """Copy every level ``cmd`` may touch, before it runs (the undo record).
 
         Which levels a command can touch follows from the rules: a cancel, its order's
@@ -460,7 +328,7 @@ class OrderBook:
                     amount = order[4] if cmd.amount is None else cmd.amount
                     touched.append((buy, price))
                     touched += self._crossing(order[2], price, amount, cmd.client_id)
-        images: list[_LevelImage] = []
+        images: list[LevelImage] = []
         seen: set[tuple[bool, Any]] = set()
         for buy, price in touched:
             if (buy, price) in seen:
@@ -612,9 +480,3 @@ class OrderBook:
         lines.append(f"  bid_heap={self._bid_heap!r} ask_heap={self._ask_heap!r}")
         lines.append(f"  index={sorted(self._index)!r}")
         return "\n".join(lines)
-
-
-if TYPE_CHECKING:
-    # apply hands the book to the rules as a BookState (its calls carry a type: ignore
-    # for the command's type); this line makes mypy check that the book fits.
-    _book_state: type[BookState] = OrderBook

@@ -43,9 +43,9 @@ level.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
-from orderbook_core._spec import MarketSpec
+from orderbook_core._state import BookState
 from orderbook_core._types import (
     CancelOrder,
     CancelReason,
@@ -64,7 +64,7 @@ from orderbook_core._types import (
     Trade,
 )
 
-__all__ = ["BookState", "cancel_order", "modify_order", "new_order"]
+__all__ = ["cancel_order", "modify_order", "new_order"]
 
 _new: Any = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 _BUY = Side.BUY
@@ -79,42 +79,6 @@ _C_USER = CancelReason.USER
 _C_IOC = CancelReason.IOC
 _C_MARKET = CancelReason.MARKET
 _C_SELF = CancelReason.SELF_TRADE
-
-
-class BookState(Protocol):
-    """What the rules need of a book: its structures and the primitives that keep them.
-
-    :class:`~orderbook_core._book.OrderBook` is the one implementation; the rules take
-    it through this interface so that the book may import the rules and not the other
-    way round. The layout of an order and a level is the book's (see _book). The rules
-    read these attributes, change the levels, queues and orders in place, add and
-    remove index entries, and leave every other change to the four primitives.
-    """
-
-    @property
-    def _spec(self) -> MarketSpec: ...
-    @property
-    def _min_ticks(self) -> int: ...
-    @property
-    def _max_ticks(self) -> int: ...
-    @property
-    def _min_lots(self) -> int: ...
-    @property
-    def _max_lots(self) -> int: ...
-    @property
-    def _bids(self) -> dict[int, list[Any]]: ...
-    @property
-    def _asks(self) -> dict[int, list[Any]]: ...
-    @property
-    def _best_bid(self) -> int | None: ...
-    @property
-    def _best_ask(self) -> int | None: ...
-    @property
-    def _index(self) -> dict[tuple[str, str], list[Any]]: ...
-    def _rest(self, order: list[Any]) -> None: ...
-    def _unlink(self, order: list[Any]) -> None: ...
-    def _drop_bid_level(self, price: int) -> None: ...
-    def _drop_ask_level(self, price: int) -> None: ...
 
 
 def _reject(seq: int, client_id: str, order_id: str, reason: RejectReason) -> tuple[Event, ...]:
@@ -287,7 +251,10 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
     Check order: price, amount, parameter combinations, duplicate id, post-only
     cross, FOK fillability. The first failure is the rejection reason.
     """
-    seq, ts, client_id, order_id, side, price, amount, tif, post_only = cmd
+    # Unpacked as Any, checked below: compiled (mypyc), typed locals would convert a
+    # wrong type on unpacking (True to 1, "IOC" to an error without the field's name).
+    fields: tuple[Any, ...] = cmd
+    seq, ts, client_id, order_id, side, price, amount, tif, post_only = fields
     # ---- validate (static). One chained comparison per number on the happy path
     # (the profiler pointed here); min_ticks/min_lots >= 1, so a value <= 0 is also
     # out of range and is told apart only when rejecting.
@@ -409,7 +376,8 @@ def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
     else is cancel + reinsert (losing priority), trading first at the makers'
     prices if the new price crosses, with self-trade prevention as for a new order.
     """
-    seq, ts, client_id, order_id, price, amount = cmd
+    fields: tuple[Any, ...] = cmd  # Any, checked below (see new_order)
+    seq, ts, client_id, order_id, price, amount = fields
     order = book._index.get((client_id, order_id))
     if order is None:
         return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER)
