@@ -30,7 +30,7 @@ import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import Any, Final
 
 from orderbook_core._rules import cancel_order, modify_order, new_order
 from orderbook_core._spec import MarketSpec
@@ -48,10 +48,30 @@ from orderbook_core._types import (
 
 __all__ = ["OrderBook"]
 
-_BUY = Side.BUY
-_SELL = Side.SELL
-_heappush = heapq.heappush
-_heappop = heapq.heappop
+_BUY: Final = Side.BUY
+_SELL: Final = Side.SELL
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
+
+
+# What apply_many takes: a typed command or a plain tuple of its fields.
+_COMMAND_TYPES: frozenset[type] = frozenset((tuple, NewOrder, CancelOrder, ModifyOrder))
+
+
+def _typed(cmd: tuple[Any, ...]) -> Command:
+    """The typed command of a compact one (see :meth:`OrderBook.apply_many`)."""
+    if isinstance(cmd, NewOrder | CancelOrder | ModifyOrder):
+        return cmd
+    if type(cmd) is not tuple:
+        raise TypeError(f"not a command: {cmd!r}")
+    n = len(cmd)
+    if n == 9:
+        return NewOrder._make(cmd)
+    if n == 4:
+        return CancelOrder._make(cmd)
+    if n == 6:
+        return ModifyOrder._make(cmd)
+    raise TypeError(f"not a command: {cmd!r}")
 
 
 class OrderBook(BookState):
@@ -123,6 +143,50 @@ class OrderBook(BookState):
                     return out
                 events.extend(out)
             return tuple(events)
+
+    def apply_many(self, cmds: Iterable[tuple[Any, ...]]) -> list[Event]:
+        """Apply many commands, one after the other; the entry point for bulk callers.
+
+        Each command is handled exactly as :meth:`apply` handles it (same validation,
+        same events, same next state and hash), but the commands may come in compact
+        form and the events come back in one flat list:
+
+        * a command is a typed command or a plain tuple of the same fields in the same
+          order, all of them: 9 fields ``(seq, ts, client_id, order_id, side, price,
+          amount, tif, post_only)`` are a :class:`NewOrder`, 4 a :class:`CancelOrder`,
+          6 a :class:`ModifyOrder` (``side`` and ``tif`` are the enums, as in apply);
+        * the result is every command's events, concatenated. Each event's first field
+          is its command's ``seq``, so the list splits back per command.
+
+        Not all-or-nothing (that is :meth:`apply_batch`): if a command raises, the
+        commands before it stay applied, that one changes nothing, and the exception
+        propagates. In a transaction, each command is journaled as by apply.
+
+        Complexity: the commands' cost; no command or per-command tuple is built.
+
+        Raises:
+            TypeError: a command has another number of fields, or a field of the wrong
+                type (as :meth:`apply`).
+        """
+        out: list[Event] = []
+        extend = out.extend
+        if self._journal is not None:
+            for cmd in cmds:
+                extend(self.apply(_typed(cmd)))
+            return out
+        for cmd in cmds:
+            if type(cmd) not in _COMMAND_TYPES:
+                raise TypeError(f"not a command: {cmd!r}")
+            n = len(cmd)
+            if n == 9:
+                extend(new_order(self, cmd))  # type: ignore[arg-type]
+            elif n == 4:
+                extend(cancel_order(self, cmd))  # type: ignore[arg-type]
+            elif n == 6:
+                extend(modify_order(self, cmd))  # type: ignore[arg-type]
+            else:
+                raise TypeError(f"not a command: {cmd!r}")
+        return out
 
     def transaction(self) -> AbstractContextManager[OrderBook]:
         """A context in which an exception restores the exact prior state.

@@ -43,7 +43,7 @@ level.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from orderbook_core._state import BookState
 from orderbook_core._types import (
@@ -66,19 +66,19 @@ from orderbook_core._types import (
 
 __all__ = ["cancel_order", "modify_order", "new_order"]
 
-_new: Any = tuple.__new__  # builds a NamedTuple without its Python-level __new__
-_BUY = Side.BUY
-_SELL = Side.SELL
-_GTC = TimeInForce.GTC
-_IOC = TimeInForce.IOC
-_FOK = TimeInForce.FOK
-_CANCEL_MAKER = SelfTradePrevention.CANCEL_MAKER
-_CANCEL_TAKER = SelfTradePrevention.CANCEL_TAKER
-_R = RejectReason
-_C_USER = CancelReason.USER
-_C_IOC = CancelReason.IOC
-_C_MARKET = CancelReason.MARKET
-_C_SELF = CancelReason.SELF_TRADE
+_new: Final[Any] = tuple.__new__  # builds a NamedTuple without its Python-level __new__
+_BUY: Final = Side.BUY
+_SELL: Final = Side.SELL
+_GTC: Final = TimeInForce.GTC
+_IOC: Final = TimeInForce.IOC
+_FOK: Final = TimeInForce.FOK
+_CANCEL_MAKER: Final = SelfTradePrevention.CANCEL_MAKER
+_CANCEL_TAKER: Final = SelfTradePrevention.CANCEL_TAKER
+_R: Final = RejectReason
+_C_USER: Final = CancelReason.USER
+_C_IOC: Final = CancelReason.IOC
+_C_MARKET: Final = CancelReason.MARKET
+_C_SELF: Final = CancelReason.SELF_TRADE
 
 
 def _reject(seq: int, client_id: str, order_id: str, reason: RejectReason) -> tuple[Event, ...]:

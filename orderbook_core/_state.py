@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
 from orderbook_core._types import Side
 
 __all__ = ["BookState", "Level", "LevelImage", "Order"]
 
-_BUY = Side.BUY
-_heappush = heapq.heappush
-_heappop = heapq.heappop
+_BUY: Final = Side.BUY
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
 
 # An order and a level are plain lists (see _book's docstring).
 Order = list[Any]
