@@ -17,6 +17,7 @@ from orderbook_core import (
     MarketSpec,
     NewOrder,
     OrderBook,
+    OrderCancelled,
     OrderRejected,
     encode_book,
 )
@@ -43,7 +44,10 @@ def test_apply_many_is_apply_one_at_a_time(
     cmds: list[tuple[Any, ...]] = [tuple(c) for c in stream] if compact else list(stream)
     actual: list[Event] = []
     for i in range(0, len(cmds), chunk):
-        actual.extend(many.apply_many(cmds[i : i + chunk]))
+        out = many.apply_many(cmds[i : i + chunk])
+        assert len(out) == len(cmds[i : i + chunk])
+        for events in out:
+            actual.extend(events)
     # Equal values and the very same event types (not plain tuples).
     assert actual == expected
     assert [type(e) for e in actual] == [type(e) for e in expected]
@@ -73,7 +77,7 @@ def test_apply_many_in_a_transaction_journals_and_rolls_back(
     book._check()
 
 
-def test_events_split_back_per_command_by_seq() -> None:
+def test_each_command_gets_its_own_events() -> None:
     seq = Seq()
     book = OrderBook(unit_spec())
     cmds: list[Command] = [
@@ -82,10 +86,10 @@ def test_events_split_back_per_command_by_seq() -> None:
         seq.cancel("a", "1"),
         seq.cancel("a", "1"),
     ]
-    events = book.apply_many([tuple(c) for c in cmds])
-    by_seq = {c.seq: [e for e in events if e[0] == c.seq] for c in cmds}
-    assert [len(v) for v in by_seq.values()] == [2, 2, 1, 1]
-    assert isinstance(by_seq[cmds[3].seq][0], OrderRejected)
+    out = book.apply_many([tuple(c) for c in cmds])
+    assert [len(events) for events in out] == [2, 2, 1, 1]
+    assert all(e.seq == c.seq for c, events in zip(cmds, out, strict=True) for e in events)
+    assert isinstance(out[3][0], OrderRejected)
 
 
 def test_compact_commands_are_validated_like_typed_ones() -> None:
@@ -103,5 +107,7 @@ def test_compact_commands_are_validated_like_typed_ones() -> None:
     with pytest.raises(TypeError):
         book.apply_many([good, (2, 2, "a", "2", "buy", 100, 1, GTC, False)])
     assert len(book) == 1
-    assert book.apply_many([CancelOrder(3, 3, "a", "1")])[0].order_id == "1"  # type: ignore[union-attr]
+    ((cancelled,),) = book.apply_many([CancelOrder(3, 3, "a", "1")])
+    assert isinstance(cancelled, OrderCancelled)
+    assert cancelled.order_id == "1"
     assert len(book) == 0
