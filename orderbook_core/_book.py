@@ -58,7 +58,7 @@ _heappop: Final = heapq.heappop
 _COMMAND_TYPES: frozenset[type] = frozenset((tuple, NewOrder, CancelOrder, ModifyOrder))
 
 
-def _typed(cmd: tuple[Any, ...]) -> Command:
+def _typed(cmd: Any) -> Command:
     """The typed command of a compact one (see :meth:`OrderBook.apply_many`)."""
     if isinstance(cmd, NewOrder | CancelOrder | ModifyOrder):
         return cmd
@@ -170,20 +170,23 @@ class OrderBook(BookState):
         """
         out: list[tuple[Event, ...]] = []
         append = out.append
+        # Any, checked below: compiled, a typed loop variable would refuse a non-tuple
+        # with mypyc's own message before the check could name it.
+        items: Iterable[Any] = cmds
         if self._journal is not None:
-            for cmd in cmds:
+            for cmd in items:
                 append(self.apply(_typed(cmd)))
             return out
-        for cmd in cmds:
+        for cmd in items:
             if type(cmd) not in _COMMAND_TYPES:
                 raise TypeError(f"not a command: {cmd!r}")
             n = len(cmd)
             if n == 9:
-                append(new_order(self, cmd))  # type: ignore[arg-type]
+                append(new_order(self, cmd))
             elif n == 4:
-                append(cancel_order(self, cmd))  # type: ignore[arg-type]
+                append(cancel_order(self, cmd))
             elif n == 6:
-                append(modify_order(self, cmd))  # type: ignore[arg-type]
+                append(modify_order(self, cmd))
             else:
                 raise TypeError(f"not a command: {cmd!r}")
         return out
