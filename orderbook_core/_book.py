@@ -17,7 +17,8 @@ Data structures (why they look like this is in docs/core.md):
   when they outnumber the live ones);
 * each side has a binary heap of its prices (bids negated) with lazy deletion, and the
   best price is cached: the hot path needs only the best price, and ``heapq`` is C;
-* an id index maps ``(client_id, order_id)`` to the live order;
+* an id index maps ``(client_id, order_id)`` to the live order (keyed by order id,
+  see :class:`~orderbook_core._state.BookState`);
 * while a transaction or batch is open, an undo log holds, per command, a pre-image
   of every level the command may touch (see :meth:`OrderBook._preimage`).
 
@@ -297,12 +298,12 @@ class OrderBook(BookState):
 
     def get_order(self, client_id: str, order_id: str) -> RestingOrder | None:
         """The resting order with this id, or None (filled, cancelled, unknown). O(1)."""
-        order = self._index.get((client_id, order_id))
+        order = self._find(client_id, order_id)
         return None if order is None else RestingOrder._make(order)
 
     def __len__(self) -> int:
         """The number of resting orders. O(1)."""
-        return len(self._index)
+        return len(self._index) + self._shared
 
     def copy(self) -> OrderBook:
         """An independent book with the same content: equal, and it behaves the same.
@@ -322,7 +323,7 @@ class OrderBook(BookState):
 
     def __repr__(self) -> str:
         return (
-            f"<OrderBook {self._spec.market} orders={len(self._index)} "
+            f"<OrderBook {self._spec.market} orders={len(self)} "
             f"bid={self._best_bid} ask={self._best_ask}>"
         )
 
@@ -351,7 +352,7 @@ class OrderBook(BookState):
                     raise TypeError(f"{name} must be an int, not {type(value).__name__}")
             if not (isinstance(client_id, str) and isinstance(order_id, str)):
                 raise TypeError("client_id and order_id must be str")
-            if (client_id, order_id) in book._index:
+            if book._find(client_id, order_id) is not None:
                 raise ValueError(f"duplicate order id {(client_id, order_id)!r}")
             if not spec.min_ticks <= price <= spec.max_ticks:
                 raise ValueError(f"price {price} out of range")
@@ -386,7 +387,7 @@ class OrderBook(BookState):
             touched += self._crossing(cmd.side, cmd.price, cmd.amount, cmd.client_id)
         elif kind is CancelOrder or kind is ModifyOrder:
             assert isinstance(cmd, CancelOrder | ModifyOrder)
-            order = self._index.get((cmd.client_id, cmd.order_id))
+            order = self._find(cmd.client_id, cmd.order_id)
             if order is not None:
                 buy = order[2] is _BUY
                 touched.append((buy, order[3]))
@@ -443,7 +444,6 @@ class OrderBook(BookState):
         """Undo every journaled command after ``mark``, newest first. Exact."""
         journal = self._journal
         assert journal is not None
-        index = self._index
         while len(journal) > mark:
             images = journal.pop()
             # Forget the live orders now in the touched levels; the pre-images below
@@ -453,7 +453,7 @@ class OrderBook(BookState):
                 if current is not None:
                     for o in current[2]:
                         if o[4]:
-                            del index[(o[0], o[1])]
+                            self._forget(o)
             for levels, heap, sign, price, level, total, dead, queue, orders, remaining in images:
                 if level is None:
                     levels.pop(price, None)
@@ -463,7 +463,7 @@ class OrderBook(BookState):
                 for o, left in zip(orders, remaining, strict=True):
                     o[4] = left
                     if left:
-                        index[(o[0], o[1])] = o
+                        self._link(o)
                 level[0], level[1], level[2] = total, dead, queue
                 levels[price] = level
                 _heappush(heap, sign * price)  # a duplicate entry is harmless (lazy)
@@ -528,15 +528,33 @@ class OrderBook(BookState):
                     live_sum += o[4]
                 assert live_sum == total, f"level {side} {price}: total {total} != {live_sum}"
                 assert dead_seen == dead, f"level {side} {price}: dead {dead} != {dead_seen}"
-        assert live.keys() == self._index.keys(), "id index does not match the book"
+        indexed = self._indexed()
+        assert live.keys() == indexed.keys(), "id index does not match the book"
         for key, o in live.items():
-            assert self._index[key] is o, f"id index points elsewhere for {key}"
+            assert indexed[key] is o, f"id index points elsewhere for {key}"
+        for order_id, entry in self._index.items():
+            if type(entry) is list:
+                assert entry[1] == order_id, f"order {entry!r} indexed under {order_id!r}"
+            else:
+                assert len(entry) > 1, f"id {order_id!r}: a dict of {len(entry)} orders"
+                for client_id, o in entry.items():
+                    assert (o[0], o[1]) == (client_id, order_id), f"{o!r} filed wrongly"
+        assert len(self) == len(live), f"len {len(self)} != {len(live)} live orders"
         best_bid = max(self._bids) if self._bids else None
         best_ask = min(self._asks) if self._asks else None
         assert self._best_bid == best_bid, f"cached best bid {self._best_bid} != {best_bid}"
         assert self._best_ask == best_ask, f"cached best ask {self._best_ask} != {best_ask}"
         if best_bid is not None and best_ask is not None:
             assert best_bid < best_ask, f"crossed book: {best_bid} >= {best_ask}"
+
+    def _indexed(self) -> dict[tuple[str, str], Order]:
+        """The id index as (client_id, order_id) -> order, entry by entry (checks)."""
+        out: dict[tuple[str, str], Order] = {}
+        for order_id, entry in self._index.items():
+            orders = [entry] if type(entry) is list else list(entry.values())
+            for o in orders:
+                out[(o[0], order_id)] = o
+        return out
 
     def _dump(self) -> str:
         lines = [repr(self)]
@@ -545,5 +563,5 @@ class OrderBook(BookState):
                 total, dead, queue = book[price]
                 lines.append(f"  {name} {price}: total={total} dead={dead} {list(queue)!r}")
         lines.append(f"  bid_heap={self._bid_heap!r} ask_heap={self._ask_heap!r}")
-        lines.append(f"  index={sorted(self._index)!r}")
+        lines.append(f"  index={sorted(self._indexed())!r} shared={self._shared}")
         return "\n".join(lines)

@@ -182,7 +182,9 @@ def _match(
                     queue.popleft()
                     level[0] -= maker_left
                     o[4] = 0
-                    del index[(client_id, o[1])]
+                    entry = index.pop(o[1])
+                    if entry is not o:
+                        book._unshare(entry, o)
                     append(
                         new(
                             OrderCancelled,
@@ -215,7 +217,9 @@ def _match(
                 maker_left = 0
                 o[4] = 0
                 queue.popleft()
-                del index[(o[0], o[1])]
+                entry = index.pop(o[1])
+                if entry is not o:
+                    book._unshare(entry, o)
             level[0] -= fill
             n += 1
             append(
@@ -279,9 +283,9 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
             return _reject(seq, client_id, order_id, _R.POST_ONLY_MARKET)
         if tif is not _GTC:
             return _reject(seq, client_id, order_id, _R.POST_ONLY_TIF)
-    key = (client_id, order_id)
     index = book._index
-    if key in index:
+    entry = index.get(order_id)  # the id index (see _state): an order or a dict
+    if entry is not None and (entry[0] == client_id if type(entry) is list else client_id in entry):
         return _reject(seq, client_id, order_id, _R.DUPLICATE_ORDER_ID)
     # ---- validate (against the book)
     if side is _BUY:
@@ -321,7 +325,10 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
             order = [client_id, order_id, side, queue[0][3], amount, seq, ts]
             level[0] += amount
             queue.append(order)
-            index[key] = order
+            if entry is None:
+                index[order_id] = order
+            else:
+                book._link(order)
         return accepted, new(OrderRested, fields)
     if post_only:
         return _reject(seq, client_id, order_id, _R.POST_ONLY_WOULD_CROSS)
@@ -350,12 +357,12 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
 def cancel_order(book: BookState, cmd: CancelOrder) -> tuple[Event, ...]:
     """Handle a :class:`CancelOrder`: remove the order's whole remainder.
 
-    Orders are keyed by ``(client_id, order_id)``, so only the owner can name an
+    Orders are identified by ``(client_id, order_id)``, so only the owner can name an
     order: another client's cancel is ``ERR_ORDER_UNKNOWN`` (it does not reveal
     whether the id exists). A filled or cancelled order is unknown too.
     """
     seq, _ts, client_id, order_id = cmd
-    order = book._index.get((client_id, order_id))
+    order = book._find(client_id, order_id)
     if order is None:
         return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER)
     remaining = order[4]
@@ -378,7 +385,7 @@ def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
     """
     fields: tuple[Any, ...] = cmd  # Any, checked below (see new_order)
     seq, ts, client_id, order_id, price, amount = fields
-    order = book._index.get((client_id, order_id))
+    order = book._find(client_id, order_id)
     if order is None:
         return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER)
     if price is not None:

@@ -54,6 +54,7 @@ class BookState:
         "_max_ticks",
         "_min_lots",
         "_min_ticks",
+        "_shared",
         "_spec",
     )
 
@@ -70,7 +71,12 @@ class BookState:
         self._ask_heap: list[int] = []
         self._best_bid: int | None = None
         self._best_ask: int | None = None
-        self._index: dict[tuple[str, str], Order] = {}
+        # The id index, keyed by order id alone (a (client_id, order_id) tuple key would
+        # cost 56 bytes per order): the order itself, or, while live orders of several
+        # clients share that order id, a dict client_id -> order. ``_shared`` counts the
+        # orders beyond the first in those dicts, so len(book) is O(1).
+        self._index: dict[str, Any] = {}
+        self._shared = 0
         # The undo log, only while a transaction or batch is open (None otherwise, so
         # the hot path pays one "is not None" test per command).
         self._journal: list[list[LevelImage]] | None = None
@@ -117,7 +123,46 @@ class BookState:
                 order[3] = queue[0][3]  # share the level's price object (one int less)
                 level[0] += order[4]
                 queue.append(order)
-        self._index[(order[0], order[1])] = order
+        self._link(order)
+
+    def _find(self, client_id: str, order_id: str) -> Order | None:
+        """The live order with this id, or None. O(1)."""
+        entry = self._index.get(order_id)
+        if entry is None:
+            return None
+        if type(entry) is list:
+            return entry if entry[0] == client_id else None
+        found: Order | None = entry.get(client_id)
+        return found
+
+    def _link(self, order: Order) -> None:
+        """Add a live order to the id index (its id must be free for its client). O(1)."""
+        order_id = order[1]
+        index = self._index
+        entry = index.get(order_id)
+        if entry is None:
+            index[order_id] = order
+        elif type(entry) is list:
+            index[order_id] = {entry[0]: entry, order[0]: order}
+            self._shared += 1
+        else:
+            entry[order[0]] = order
+            self._shared += 1
+
+    def _unshare(self, bucket: dict[str, Order], order: Order) -> None:
+        """Put back a shared id's dict, just popped from the index, without ``order``."""
+        del bucket[order[0]]
+        self._shared -= 1
+        if len(bucket) == 1:
+            (self._index[order[1]],) = bucket.values()
+        else:
+            self._index[order[1]] = bucket
+
+    def _forget(self, order: Order) -> None:
+        """Remove a live order from the id index. O(1)."""
+        entry = self._index.pop(order[1])
+        if entry is not order:
+            self._unshare(entry, order)
 
     def _drop_bid_level(self, price: int) -> None:
         """Remove an emptied bid level and refresh the cached best. O(log L) amortized."""
@@ -146,7 +191,9 @@ class BookState:
         level = (self._bids if buy else self._asks)[price]
         level[0] -= order[4]
         order[4] = 0
-        del self._index[(order[0], order[1])]
+        entry = self._index.pop(order[1])
+        if entry is not order:
+            self._unshare(entry, order)
         if not level[0]:
             if buy:
                 self._drop_bid_level(price)
