@@ -5,13 +5,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test check lint typecheck bench clean setup chaos
+.PHONY: demo test check lint typecheck bench clean setup chaos test-compiled
 
 setup: $(STAMP) $(NODE_STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	DEX_PURE_PYTHON=1 $(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
@@ -42,7 +42,19 @@ typecheck: $(STAMP)
 	$(PY) -m mypy tests/conftest.py tests/test_readme.py tests/test_layout.py
 	for d in $(TEST_DIRS); do $(PY) -m mypy $$d || exit 1; done
 
-check: lint typecheck test
+check: lint typecheck test test-compiled
+
+# The compiled core (docs/core.md, "Compiled build"): a wheel of this tree with the core
+# compiled by mypyc, unpacked into build/compiled/site, then the core's tests, the replay
+# and the book-hash cases run against it (DEX_EXPECT_COMPILED=1: a test checks it loaded).
+COMPILED_SITE := $(CURDIR)/build/compiled/site
+COMPILED_TESTS := tests/core tests/exchange/versions tests/exchange/tools/test_dex_cli.py
+test-compiled: $(STAMP)
+	rm -rf build/compiled build/lib.* build/temp.* build/bdist.*
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation -w build/compiled .
+	$(PY) -m zipfile -e build/compiled/distributed_exchange-*.whl $(COMPILED_SITE)
+	DEX_EXPECT_COMPILED=1 PYTHONPATH=$(COMPILED_SITE) $(PY) -P -m pytest -q \
+		-p no:cacheprovider $(COMPILED_TESTS)
 
 .PHONY: docs
 # The documentation site, with the API reference generated from the docstrings; strict:

@@ -39,6 +39,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -46,9 +47,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# Run as a script from anywhere: import the checkout's packages, not an installed copy.
+# Run as a script from anywhere: import the checkout's packages, not an installed copy
+# (or, with CORE_BENCH_SITE set, the compiled build unpacked there: see --compiled).
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+SITE = os.environ.get("CORE_BENCH_SITE", "")
+sys.path[:0] = [*([SITE] if SITE else []), str(ROOT), str(ROOT / "bench")]
 
 from core_stream import (  # noqa: E402
     CANCEL,
@@ -59,11 +62,14 @@ from core_stream import (  # noqa: E402
     make_messages,
     resting_core,
     run_core,
+    run_core_batch,
     run_naive,
+    typed_commands,
 )
 from naive_book import NaiveBook  # noqa: E402
 from naive_book_eager import EagerNaiveBook  # noqa: E402
 
+import orderbook_core  # noqa: E402
 from orderbook_core import (  # noqa: E402
     DEFAULT_SPEC,
     CancelOrder,
@@ -277,6 +283,31 @@ def history(n: int, seed: int, repeat: int) -> dict[str, Any]:
     }
 
 
+def compiled_run(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The throughput runs again in a subprocess that imports the compiled build.
+
+    The subprocess interleaves the compiled core and the same pure-Python naive book
+    itself, so ``ratio_compiled`` is fair under load as ``ratio`` is. None when there
+    is no compiled build at ``--compiled``.
+    """
+    site = Path(args.compiled)
+    if not any(site.glob("orderbook_core/_book.*.so")) and not any(
+        site.glob("orderbook_core/_book.*.pyd")
+    ):
+        return None
+    cmd = [
+        sys.executable, str(Path(__file__).resolve()), "--throughput-only",
+        "--messages", str(args.messages), "--seed", str(args.seed),
+        "--repeat", str(args.repeat),
+    ]  # fmt: skip
+    env = {**os.environ, "CORE_BENCH_SITE": str(site)}
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    if not result["compiled"]:
+        raise RuntimeError(f"{site} did not load as the compiled build")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", "--ops", type=int, default=200_000)
@@ -287,10 +318,20 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated resting-order counts for bytes_per_order ('' to skip)",
     )  # fmt: skip
     parser.add_argument("--no-history", action="store_true", help="skip the old ratio")
+    parser.add_argument(
+        "--compiled", default=str(ROOT / "build" / "compiled" / "site"),
+        help="the unpacked compiled build (make test-compiled makes it) for ratio_compiled; "
+        "'' to skip",
+    )  # fmt: skip
+    parser.add_argument(
+        "--throughput-only", action="store_true",
+        help="only the interleaved throughput runs (what the compiled subprocess runs)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args(argv)
 
     messages = make_messages(args.messages, args.seed)
+    typed = typed_commands(messages)
     final: dict[str, Any] = {}
 
     def core() -> float:
@@ -298,24 +339,76 @@ def main(argv: list[str] | None = None) -> int:
         final["core"], _ = run_core(messages)
         return clock() - start
 
+    def batch() -> float:
+        start = clock()
+        final["batch"], _ = run_core_batch(messages)
+        return clock() - start
+
     def naive() -> float:
         start = clock()
         final["naive"], _ = run_naive(messages)
         return clock() - start
 
-    times, wall = interleaved({"core": core, "naive": naive}, args.repeat)
+    def prebuilt_apply() -> float:
+        book = OrderBook(DEFAULT_SPEC)
+        apply = book.apply
+        start = clock()
+        for cmd in typed:
+            apply(cmd)
+        return clock() - start
+
+    def prebuilt_many() -> float:
+        book = OrderBook(DEFAULT_SPEC)
+        apply_many = book.apply_many
+        chunks = [typed[i : i + 64] for i in range(0, len(typed), 64)]
+        start = clock()
+        for chunk in chunks:
+            apply_many(chunk)
+        return clock() - start
+
+    runners = {
+        "core": core,
+        "naive": naive,
+        "batch": batch,
+        "prebuilt_apply": prebuilt_apply,
+        "prebuilt_many": prebuilt_many,
+    }
+    times, wall = interleaved(runners, args.repeat)
     expected = list(final["naive"].orders())
     if resting_core(final["core"]) != expected:
         print("ERROR: the core and the naive book disagree at the end", file=sys.stderr)
         return 1
+    if final["batch"] != final["core"]:
+        print("ERROR: apply_many and apply disagree at the end", file=sys.stderr)
+        return 1
     med = {name: statistics.median(t) for name, t in times.items()}
     n = args.messages
+    throughput: dict[str, Any] = {
+        "compiled": orderbook_core.COMPILED,
+        "ratio": round(med["naive"] / med["core"], 3),
+        "batch_ratio": round(med["core"] / med["batch"], 3),
+        "batch_ratio_prebuilt": round(med["prebuilt_apply"] / med["prebuilt_many"], 3),
+        "runs_cpu_s": {name: [round(x, 4) for x in t] for name, t in times.items()},
+    }
+    if args.throughput_only:
+        print(json.dumps(throughput, sort_keys=True))
+        return 0
+    compiled = compiled_run(args) if args.compiled else None
     kinds = cost_per_kind(messages)
     memory = {}
     for count in (int(c) for c in args.memory_orders.split(",") if c):
         memory[str(count)] = bytes_per_order(count, args.seed)
     hist = None if args.no_history else history(args.messages, args.seed, 3)
     result: dict[str, Any] = {
+        "compiled": orderbook_core.COMPILED,
+        "ratio_compiled": None if compiled is None else compiled["ratio"],
+        "batch_ratio": throughput["batch_ratio"],
+        "batch_ratio_prebuilt": throughput["batch_ratio_prebuilt"],
+        "batch_ratio_compiled": None if compiled is None else compiled["batch_ratio"],
+        "batch_ratio_prebuilt_compiled": (
+            None if compiled is None else compiled["batch_ratio_prebuilt"]
+        ),
+        "compiled_runs_cpu_s": None if compiled is None else compiled["runs_cpu_s"],
         "messages": n,
         "seed": args.seed,
         "repeat": args.repeat,
@@ -341,6 +434,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  core, public API (apply)   {n / med['core']:>12,.0f} msg/s")
     print(f"  naive lazy-delete book     {n / med['naive']:>12,.0f} msg/s")
     print(f"  ratio                      {result['ratio']:>12.3f}")
+    print(f"  core, bulk (apply_many)    {n / med['batch']:>12,.0f} msg/s")
+    print(f"  batch ratio (apply_many / apply, from the same messages) "
+          f"{result['batch_ratio']:.3f}; on the same prebuilt commands "
+          f"{result['batch_ratio_prebuilt']:.3f}")  # fmt: skip
+    if compiled is not None:
+        c = compiled
+        print(f"  compiled core: ratio_compiled {c['ratio']:.3f}, batch ratio "
+              f"{c['batch_ratio']:.3f} (prebuilt {c['batch_ratio_prebuilt']:.3f})")  # fmt: skip
+    else:
+        print("  compiled core: not measured (no compiled build; make test-compiled)")
     print("  per message kind (median ns, each timed alone, timer overhead removed):")
     print(f"    {'kind':<10}{'count':>8}{'core':>8}{'naive':>8}{'ratio':>8}")
     for kind in KINDS:

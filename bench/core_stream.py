@@ -17,7 +17,8 @@ lots of ``DEFAULT_SPEC``.
 
 The drivers take messages through each book's public API, one at a time, and keep what
 comes back (the number of fills for the naive book, of events for the core), so both
-pay for building their input and returning their output.
+pay for building their input and returning their output; ``run_core_batch`` does the same
+through the core's bulk entry point, ``OrderBook.apply_many``, in chunks.
 """
 
 from __future__ import annotations
@@ -126,6 +127,40 @@ def run_core(
         else:
             _, cid, oid, price, amount = m
             n += len(apply(ModifyOrder(seq, seq, cid, oid, price, amount)))
+    return book, n
+
+
+def run_core_batch(
+    messages: list[Message], book: OrderBook | None = None, chunk: int = 64
+) -> tuple[OrderBook, int]:
+    """Feed ``messages`` to the core through ``OrderBook.apply_many``; (book, events seen).
+
+    Each message becomes the compact command, a plain tuple of the typed command's
+    fields (all of them), and every ``chunk`` commands go in one call, as a replayed
+    journal or a matcher's batch would.
+    """
+    book = OrderBook(DEFAULT_SPEC) if book is None else book
+    apply_many = book.apply_many
+    sides, tifs = _SIDES, _TIFS
+    n = 0
+    rows: list[tuple[Any, ...]] = []
+    add = rows.append
+    for seq, m in enumerate(messages, 1):
+        kind = m[0]
+        if kind == LIMIT:
+            _, cid, oid, is_buy, price, amount, ioc = m
+            add((seq, seq, cid, oid, sides[is_buy], price, amount, tifs[ioc], False))
+        elif kind == CANCEL:
+            add((seq, seq, m[1], m[2]))
+        else:
+            _, cid, oid, price, amount = m
+            add((seq, seq, cid, oid, price, amount))
+        if len(rows) == chunk:
+            for events in apply_many(rows):
+                n += len(events)
+            rows.clear()
+    for events in apply_many(rows):
+        n += len(events)
     return book, n
 
 

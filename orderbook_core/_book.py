@@ -1,7 +1,8 @@
 """The book facade: the indexes, the queries, transactions and the invariant checker.
 
-The matching *decisions* live in :mod:`orderbook_core._rules`; this module only keeps
-the structures they act on, consistent.
+The matching *decisions* live in :mod:`orderbook_core._rules`; the structures they act
+on, and the primitives that keep them consistent, in :mod:`orderbook_core._state` (the
+base class of the book); this module adds the public methods.
 
 Data structures (why they look like this is in docs/core.md):
 
@@ -16,7 +17,8 @@ Data structures (why they look like this is in docs/core.md):
   when they outnumber the live ones);
 * each side has a binary heap of its prices (bids negated) with lazy deletion, and the
   best price is cached: the hot path needs only the best price, and ``heapq`` is C;
-* an id index maps ``(client_id, order_id)`` to the live order;
+* an id index maps ``(client_id, order_id)`` to the live order (keyed by order id,
+  see :class:`~orderbook_core._state.BookState`);
 * while a transaction or batch is open, an undo log holds, per command, a pre-image
   of every level the command may touch (see :meth:`OrderBook._preimage`).
 
@@ -29,10 +31,11 @@ import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final
 
-from orderbook_core._rules import BookState, cancel_order, modify_order, new_order
-from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
+from orderbook_core._rules import cancel_order, modify_order, new_order
+from orderbook_core._spec import MarketSpec
+from orderbook_core._state import BookState, Level, LevelImage, Order
 from orderbook_core._types import (
     CancelOrder,
     Command,
@@ -46,24 +49,33 @@ from orderbook_core._types import (
 
 __all__ = ["OrderBook"]
 
-_BUY = Side.BUY
-_SELL = Side.SELL
-_heappush = heapq.heappush
-_heappop = heapq.heappop
-
-# Internal aliases: an order and a level are plain lists (see the module docstring).
-Order = list[Any]
-Level = list[Any]
-# Undo log entry for one command: the pre-image of every level it may touch, as
-# (side dict, heap, heap sign, price, level object or None, total, dead, queue object,
-#  the queue's orders, their remaining amounts).
-_LevelImage = tuple[
-    dict[int, Level], list[int], int, int, Level | None, int, int, Any, tuple[Order, ...],
-    tuple[int, ...],
-]  # fmt: skip
+_BUY: Final = Side.BUY
+_SELL: Final = Side.SELL
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
 
 
-class OrderBook:
+# What apply_many takes: a typed command or a plain tuple of its fields.
+_COMMAND_TYPES: frozenset[type] = frozenset((tuple, NewOrder, CancelOrder, ModifyOrder))
+
+
+def _typed(cmd: Any) -> Command:
+    """The typed command of a compact one (see :meth:`OrderBook.apply_many`)."""
+    if isinstance(cmd, NewOrder | CancelOrder | ModifyOrder):
+        return cmd
+    if type(cmd) is not tuple:
+        raise TypeError(f"not a command: {cmd!r}")
+    n = len(cmd)
+    if n == 9:
+        return NewOrder._make(cmd)
+    if n == 4:
+        return CancelOrder._make(cmd)
+    if n == 6:
+        return ModifyOrder._make(cmd)
+    raise TypeError(f"not a command: {cmd!r}")
+
+
+class OrderBook(BookState):
     """One market's limit order book: price-time priority, pure and deterministic.
 
     Every public method is sans-I/O: commands in, a tuple of events out, no clock, no
@@ -74,39 +86,7 @@ class OrderBook:
         spec: the market's tick and lot size, limits and self-trade mode.
     """
 
-    __slots__ = (
-        "_ask_heap",
-        "_asks",
-        "_best_ask",
-        "_best_bid",
-        "_bid_heap",
-        "_bids",
-        "_index",
-        "_journal",
-        "_max_lots",
-        "_max_ticks",
-        "_min_lots",
-        "_min_ticks",
-        "_spec",
-    )
-
-    def __init__(self, spec: MarketSpec = DEFAULT_SPEC) -> None:
-        self._spec = spec
-        # The spec's integer limits, copied here: read on every order (hot path).
-        self._min_ticks = spec.min_ticks
-        self._max_ticks = spec.max_ticks
-        self._min_lots = spec.min_lots
-        self._max_lots = spec.max_lots
-        self._bids: dict[int, Level] = {}
-        self._asks: dict[int, Level] = {}
-        self._bid_heap: list[int] = []  # negated prices
-        self._ask_heap: list[int] = []
-        self._best_bid: int | None = None
-        self._best_ask: int | None = None
-        self._index: dict[tuple[str, str], Order] = {}
-        # The undo log, only while a transaction or batch is open (None otherwise, so
-        # the hot path pays one "is not None" test per command).
-        self._journal: list[list[_LevelImage]] | None = None
+    __slots__ = ()  # every field is the BookState's
 
     # ------------------------------------------------------------------ commands
 
@@ -164,6 +144,53 @@ class OrderBook:
                     return out
                 events.extend(out)
             return tuple(events)
+
+    def apply_many(self, cmds: Iterable[tuple[Any, ...]]) -> list[tuple[Event, ...]]:
+        """Apply many commands, one after the other; the entry point for bulk callers.
+
+        Each command is handled exactly as :meth:`apply` handles it (same validation,
+        same events, same next state and hash), but commands may come in compact form:
+        a typed command or a plain tuple of the same fields in the same order, all of
+        them: 9 fields ``(seq, ts, client_id, order_id, side, price, amount, tif,
+        post_only)`` are a :class:`NewOrder`, 4 a :class:`CancelOrder`, 6 a
+        :class:`ModifyOrder` (``side`` and ``tif`` are the enums, as for apply). No
+        typed command is built. The result holds, for each command, the tuple of
+        events apply would have returned, in the same order as the commands.
+
+        Not all-or-nothing (that is :meth:`apply_batch`): if a command raises, the
+        commands before it stay applied, that one changes nothing, and the exception
+        propagates. In a transaction, each command is journaled as by apply.
+
+        Complexity: the commands' cost. In CPython, chunks of tens to hundreds of
+        commands are faster than one huge call: events kept alive in a long result
+        lose the allocator's reuse of freed tuples (docs/core.md).
+
+        Raises:
+            TypeError: a command has another number of fields, or a field of the wrong
+                type (as :meth:`apply`).
+        """
+        out: list[tuple[Event, ...]] = []
+        append = out.append
+        # Any, checked below: compiled, a typed loop variable would refuse a non-tuple
+        # with mypyc's own message before the check could name it.
+        items: Iterable[Any] = cmds
+        if self._journal is not None:
+            for cmd in items:
+                append(self.apply(_typed(cmd)))
+            return out
+        for cmd in items:
+            if type(cmd) not in _COMMAND_TYPES:
+                raise TypeError(f"not a command: {cmd!r}")
+            n = len(cmd)
+            if n == 9:
+                append(new_order(self, cmd))
+            elif n == 4:
+                append(cancel_order(self, cmd))
+            elif n == 6:
+                append(modify_order(self, cmd))
+            else:
+                raise TypeError(f"not a command: {cmd!r}")
+        return out
 
     def transaction(self) -> AbstractContextManager[OrderBook]:
         """A context in which an exception restores the exact prior state.
@@ -271,12 +298,12 @@ class OrderBook:
 
     def get_order(self, client_id: str, order_id: str) -> RestingOrder | None:
         """The resting order with this id, or None (filled, cancelled, unknown). O(1)."""
-        order = self._index.get((client_id, order_id))
+        order = self._find(client_id, order_id)
         return None if order is None else RestingOrder._make(order)
 
     def __len__(self) -> int:
         """The number of resting orders. O(1)."""
-        return len(self._index)
+        return len(self._index) + self._shared
 
     def copy(self) -> OrderBook:
         """An independent book with the same content: equal, and it behaves the same.
@@ -296,7 +323,7 @@ class OrderBook:
 
     def __repr__(self) -> str:
         return (
-            f"<OrderBook {self._spec.market} orders={len(self._index)} "
+            f"<OrderBook {self._spec.market} orders={len(self)} "
             f"bid={self._best_bid} ask={self._best_ask}>"
         )
 
@@ -325,7 +352,7 @@ class OrderBook:
                     raise TypeError(f"{name} must be an int, not {type(value).__name__}")
             if not (isinstance(client_id, str) and isinstance(order_id, str)):
                 raise TypeError("client_id and order_id must be str")
-            if (client_id, order_id) in book._index:
+            if book._find(client_id, order_id) is not None:
                 raise ValueError(f"duplicate order id {(client_id, order_id)!r}")
             if not spec.min_ticks <= price <= spec.max_ticks:
                 raise ValueError(f"price {price} out of range")
@@ -338,100 +365,9 @@ class OrderBook:
             raise ValueError(f"crossed book: bid {book._best_bid} >= ask {book._best_ask}")
         return book
 
-    # ------------------------------------------------------------------ primitives
-    # Used by _rules (through its BookState interface); each keeps every index consistent.
-
-    def _rest(self, order: Order) -> None:
-        """Append ``order`` to the tail of its level. O(1), O(log L) for a new level."""
-        price = order[3]
-        if order[2] is _BUY:
-            level = self._bids.get(price)
-            if level is None:
-                self._bids[price] = [order[4], 0, deque((order,))]
-                heap = self._bid_heap
-                if len(heap) > 2 * len(self._bids) + 64:
-                    heap[:] = [-p for p in self._bids]
-                    heapq.heapify(heap)
-                else:
-                    _heappush(heap, -price)
-                best = self._best_bid
-                if best is None or price > best:
-                    self._best_bid = price
-            else:
-                queue = level[2]
-                order[3] = queue[0][3]  # share the level's price object (one int less)
-                level[0] += order[4]
-                queue.append(order)
-        else:
-            level = self._asks.get(price)
-            if level is None:
-                self._asks[price] = [order[4], 0, deque((order,))]
-                heap = self._ask_heap
-                if len(heap) > 2 * len(self._asks) + 64:
-                    heap[:] = list(self._asks)
-                    heapq.heapify(heap)
-                else:
-                    _heappush(heap, price)
-                best = self._best_ask
-                if best is None or price < best:
-                    self._best_ask = price
-            else:
-                queue = level[2]
-                order[3] = queue[0][3]  # share the level's price object (one int less)
-                level[0] += order[4]
-                queue.append(order)
-        self._index[(order[0], order[1])] = order
-
-    def _drop_bid_level(self, price: int) -> None:
-        """Remove an emptied bid level and refresh the cached best. O(log L) amortized."""
-        bids = self._bids
-        del bids[price]
-        if price == self._best_bid:
-            heap = self._bid_heap
-            while heap and -heap[0] not in bids:
-                _heappop(heap)
-            self._best_bid = -heap[0] if heap else None
-
-    def _drop_ask_level(self, price: int) -> None:
-        """Remove an emptied ask level and refresh the cached best. O(log L) amortized."""
-        asks = self._asks
-        del asks[price]
-        if price == self._best_ask:
-            heap = self._ask_heap
-            while heap and heap[0] not in asks:
-                _heappop(heap)
-            self._best_ask = heap[0] if heap else None
-
-    def _unlink(self, order: Order) -> None:
-        """Take a live order out of the book (cancel or reinsert). O(1) amortized."""
-        price = order[3]
-        buy = order[2] is _BUY
-        level = (self._bids if buy else self._asks)[price]
-        level[0] -= order[4]
-        order[4] = 0
-        del self._index[(order[0], order[1])]
-        if not level[0]:
-            if buy:
-                self._drop_bid_level(price)
-            else:
-                self._drop_ask_level(price)
-            return
-        queue = level[2]
-        if queue[-1] is order:
-            queue.pop()
-        elif queue[0] is order:
-            queue.popleft()
-        else:
-            # Cancelling from the middle: mark dead (remaining 0) and leave it; compact
-            # when dead entries outnumber live ones so memory stays O(live orders).
-            level[1] += 1
-            if level[1] > 16 and 2 * level[1] > len(queue):
-                level[2] = deque(o for o in queue if o[4])
-                level[1] = 0
-
     # ------------------------------------------------------------------ transactions
 
-    def _preimage(self, cmd: Command) -> list[_LevelImage]:
+    def _preimage(self, cmd: Command) -> list[LevelImage]:
         """Copy every level ``cmd`` may touch, before it runs (the undo record).
 
         Which levels a command can touch follows from the rules: a cancel, its order's
@@ -451,7 +387,7 @@ class OrderBook:
             touched += self._crossing(cmd.side, cmd.price, cmd.amount, cmd.client_id)
         elif kind is CancelOrder or kind is ModifyOrder:
             assert isinstance(cmd, CancelOrder | ModifyOrder)
-            order = self._index.get((cmd.client_id, cmd.order_id))
+            order = self._find(cmd.client_id, cmd.order_id)
             if order is not None:
                 buy = order[2] is _BUY
                 touched.append((buy, order[3]))
@@ -460,7 +396,7 @@ class OrderBook:
                     amount = order[4] if cmd.amount is None else cmd.amount
                     touched.append((buy, price))
                     touched += self._crossing(order[2], price, amount, cmd.client_id)
-        images: list[_LevelImage] = []
+        images: list[LevelImage] = []
         seen: set[tuple[bool, Any]] = set()
         for buy, price in touched:
             if (buy, price) in seen:
@@ -508,7 +444,6 @@ class OrderBook:
         """Undo every journaled command after ``mark``, newest first. Exact."""
         journal = self._journal
         assert journal is not None
-        index = self._index
         while len(journal) > mark:
             images = journal.pop()
             # Forget the live orders now in the touched levels; the pre-images below
@@ -518,7 +453,7 @@ class OrderBook:
                 if current is not None:
                     for o in current[2]:
                         if o[4]:
-                            del index[(o[0], o[1])]
+                            self._forget(o)
             for levels, heap, sign, price, level, total, dead, queue, orders, remaining in images:
                 if level is None:
                     levels.pop(price, None)
@@ -528,7 +463,7 @@ class OrderBook:
                 for o, left in zip(orders, remaining, strict=True):
                     o[4] = left
                     if left:
-                        index[(o[0], o[1])] = o
+                        self._link(o)
                 level[0], level[1], level[2] = total, dead, queue
                 levels[price] = level
                 _heappush(heap, sign * price)  # a duplicate entry is harmless (lazy)
@@ -593,15 +528,33 @@ class OrderBook:
                     live_sum += o[4]
                 assert live_sum == total, f"level {side} {price}: total {total} != {live_sum}"
                 assert dead_seen == dead, f"level {side} {price}: dead {dead} != {dead_seen}"
-        assert live.keys() == self._index.keys(), "id index does not match the book"
+        indexed = self._indexed()
+        assert live.keys() == indexed.keys(), "id index does not match the book"
         for key, o in live.items():
-            assert self._index[key] is o, f"id index points elsewhere for {key}"
+            assert indexed[key] is o, f"id index points elsewhere for {key}"
+        for order_id, entry in self._index.items():
+            if type(entry) is list:
+                assert entry[1] == order_id, f"order {entry!r} indexed under {order_id!r}"
+            else:
+                assert len(entry) > 1, f"id {order_id!r}: a dict of {len(entry)} orders"
+                for client_id, o in entry.items():
+                    assert (o[0], o[1]) == (client_id, order_id), f"{o!r} filed wrongly"
+        assert len(self) == len(live), f"len {len(self)} != {len(live)} live orders"
         best_bid = max(self._bids) if self._bids else None
         best_ask = min(self._asks) if self._asks else None
         assert self._best_bid == best_bid, f"cached best bid {self._best_bid} != {best_bid}"
         assert self._best_ask == best_ask, f"cached best ask {self._best_ask} != {best_ask}"
         if best_bid is not None and best_ask is not None:
             assert best_bid < best_ask, f"crossed book: {best_bid} >= {best_ask}"
+
+    def _indexed(self) -> dict[tuple[str, str], Order]:
+        """The id index as (client_id, order_id) -> order, entry by entry (checks)."""
+        out: dict[tuple[str, str], Order] = {}
+        for order_id, entry in self._index.items():
+            orders = [entry] if type(entry) is list else list(entry.values())
+            for o in orders:
+                out[(o[0], order_id)] = o
+        return out
 
     def _dump(self) -> str:
         lines = [repr(self)]
@@ -610,11 +563,5 @@ class OrderBook:
                 total, dead, queue = book[price]
                 lines.append(f"  {name} {price}: total={total} dead={dead} {list(queue)!r}")
         lines.append(f"  bid_heap={self._bid_heap!r} ask_heap={self._ask_heap!r}")
-        lines.append(f"  index={sorted(self._index)!r}")
+        lines.append(f"  index={sorted(self._indexed())!r} shared={self._shared}")
         return "\n".join(lines)
-
-
-if TYPE_CHECKING:
-    # apply hands the book to the rules as a BookState (its calls carry a type: ignore
-    # for the command's type); this line makes mypy check that the book fits.
-    _book_state: type[BookState] = OrderBook

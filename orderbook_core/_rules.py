@@ -43,9 +43,9 @@ level.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Final
 
-from orderbook_core._spec import MarketSpec
+from orderbook_core._state import BookState
 from orderbook_core._types import (
     CancelOrder,
     CancelReason,
@@ -64,57 +64,21 @@ from orderbook_core._types import (
     Trade,
 )
 
-__all__ = ["BookState", "cancel_order", "modify_order", "new_order"]
+__all__ = ["cancel_order", "modify_order", "new_order"]
 
-_new: Any = tuple.__new__  # builds a NamedTuple without its Python-level __new__
-_BUY = Side.BUY
-_SELL = Side.SELL
-_GTC = TimeInForce.GTC
-_IOC = TimeInForce.IOC
-_FOK = TimeInForce.FOK
-_CANCEL_MAKER = SelfTradePrevention.CANCEL_MAKER
-_CANCEL_TAKER = SelfTradePrevention.CANCEL_TAKER
-_R = RejectReason
-_C_USER = CancelReason.USER
-_C_IOC = CancelReason.IOC
-_C_MARKET = CancelReason.MARKET
-_C_SELF = CancelReason.SELF_TRADE
-
-
-class BookState(Protocol):
-    """What the rules need of a book: its structures and the primitives that keep them.
-
-    :class:`~orderbook_core._book.OrderBook` is the one implementation; the rules take
-    it through this interface so that the book may import the rules and not the other
-    way round. The layout of an order and a level is the book's (see _book). The rules
-    read these attributes, change the levels, queues and orders in place, add and
-    remove index entries, and leave every other change to the four primitives.
-    """
-
-    @property
-    def _spec(self) -> MarketSpec: ...
-    @property
-    def _min_ticks(self) -> int: ...
-    @property
-    def _max_ticks(self) -> int: ...
-    @property
-    def _min_lots(self) -> int: ...
-    @property
-    def _max_lots(self) -> int: ...
-    @property
-    def _bids(self) -> dict[int, list[Any]]: ...
-    @property
-    def _asks(self) -> dict[int, list[Any]]: ...
-    @property
-    def _best_bid(self) -> int | None: ...
-    @property
-    def _best_ask(self) -> int | None: ...
-    @property
-    def _index(self) -> dict[tuple[str, str], list[Any]]: ...
-    def _rest(self, order: list[Any]) -> None: ...
-    def _unlink(self, order: list[Any]) -> None: ...
-    def _drop_bid_level(self, price: int) -> None: ...
-    def _drop_ask_level(self, price: int) -> None: ...
+_new: Final[Any] = tuple.__new__  # builds a NamedTuple without its Python-level __new__
+_BUY: Final = Side.BUY
+_SELL: Final = Side.SELL
+_GTC: Final = TimeInForce.GTC
+_IOC: Final = TimeInForce.IOC
+_FOK: Final = TimeInForce.FOK
+_CANCEL_MAKER: Final = SelfTradePrevention.CANCEL_MAKER
+_CANCEL_TAKER: Final = SelfTradePrevention.CANCEL_TAKER
+_R: Final = RejectReason
+_C_USER: Final = CancelReason.USER
+_C_IOC: Final = CancelReason.IOC
+_C_MARKET: Final = CancelReason.MARKET
+_C_SELF: Final = CancelReason.SELF_TRADE
 
 
 def _reject(seq: int, client_id: str, order_id: str, reason: RejectReason) -> tuple[Event, ...]:
@@ -218,7 +182,9 @@ def _match(
                     queue.popleft()
                     level[0] -= maker_left
                     o[4] = 0
-                    del index[(client_id, o[1])]
+                    entry = index.pop(o[1])
+                    if entry is not o:
+                        book._unshare(entry, o)
                     append(
                         new(
                             OrderCancelled,
@@ -251,7 +217,9 @@ def _match(
                 maker_left = 0
                 o[4] = 0
                 queue.popleft()
-                del index[(o[0], o[1])]
+                entry = index.pop(o[1])
+                if entry is not o:
+                    book._unshare(entry, o)
             level[0] -= fill
             n += 1
             append(
@@ -287,7 +255,10 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
     Check order: price, amount, parameter combinations, duplicate id, post-only
     cross, FOK fillability. The first failure is the rejection reason.
     """
-    seq, ts, client_id, order_id, side, price, amount, tif, post_only = cmd
+    # Unpacked as Any, checked below: compiled (mypyc), typed locals would convert a
+    # wrong type on unpacking (True to 1, "IOC" to an error without the field's name).
+    fields: tuple[Any, ...] = cmd
+    seq, ts, client_id, order_id, side, price, amount, tif, post_only = fields
     # ---- validate (static). One chained comparison per number on the happy path
     # (the profiler pointed here); min_ticks/min_lots >= 1, so a value <= 0 is also
     # out of range and is told apart only when rejecting.
@@ -312,9 +283,9 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
             return _reject(seq, client_id, order_id, _R.POST_ONLY_MARKET)
         if tif is not _GTC:
             return _reject(seq, client_id, order_id, _R.POST_ONLY_TIF)
-    key = (client_id, order_id)
     index = book._index
-    if key in index:
+    entry = index.get(order_id)  # the id index (see _state): an order or a dict
+    if entry is not None and (entry[0] == client_id if type(entry) is list else client_id in entry):
         return _reject(seq, client_id, order_id, _R.DUPLICATE_ORDER_ID)
     # ---- validate (against the book)
     if side is _BUY:
@@ -354,7 +325,10 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
             order = [client_id, order_id, side, queue[0][3], amount, seq, ts]
             level[0] += amount
             queue.append(order)
-            index[key] = order
+            if entry is None:
+                index[order_id] = order
+            else:
+                book._link(order)
         return accepted, new(OrderRested, fields)
     if post_only:
         return _reject(seq, client_id, order_id, _R.POST_ONLY_WOULD_CROSS)
@@ -383,12 +357,12 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
 def cancel_order(book: BookState, cmd: CancelOrder) -> tuple[Event, ...]:
     """Handle a :class:`CancelOrder`: remove the order's whole remainder.
 
-    Orders are keyed by ``(client_id, order_id)``, so only the owner can name an
+    Orders are identified by ``(client_id, order_id)``, so only the owner can name an
     order: another client's cancel is ``ERR_ORDER_UNKNOWN`` (it does not reveal
     whether the id exists). A filled or cancelled order is unknown too.
     """
     seq, _ts, client_id, order_id = cmd
-    order = book._index.get((client_id, order_id))
+    order = book._find(client_id, order_id)
     if order is None:
         return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER)
     remaining = order[4]
@@ -409,8 +383,9 @@ def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
     else is cancel + reinsert (losing priority), trading first at the makers'
     prices if the new price crosses, with self-trade prevention as for a new order.
     """
-    seq, ts, client_id, order_id, price, amount = cmd
-    order = book._index.get((client_id, order_id))
+    fields: tuple[Any, ...] = cmd  # Any, checked below (see new_order)
+    seq, ts, client_id, order_id, price, amount = fields
+    order = book._find(client_id, order_id)
     if order is None:
         return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER)
     if price is not None:

@@ -1,0 +1,214 @@
+"""The book's structures and the primitives that keep them consistent.
+
+:class:`BookState` is what the matching rules (:mod:`orderbook_core._rules`) act on and
+the base of :class:`~orderbook_core.OrderBook`, which adds the public methods. The rules
+take a ``BookState`` (a class, not a protocol) so that, compiled with mypyc, every
+attribute they read is a struct field rather than a dictionary lookup; the layout of the
+structures is described in :mod:`orderbook_core._book`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import Any, Final
+
+from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
+from orderbook_core._types import Side
+
+__all__ = ["BookState", "Level", "LevelImage", "Order"]
+
+_BUY: Final = Side.BUY
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
+
+# An order and a level are plain lists (see _book's docstring).
+Order = list[Any]
+Level = list[Any]
+# Undo log entry for one command: the pre-image of every level it may touch, as
+# (side dict, heap, heap sign, price, level object or None, total, dead, queue object,
+#  the queue's orders, their remaining amounts).
+LevelImage = tuple[
+    dict[int, Level], list[int], int, int, Level | None, int, int, Any, tuple[Order, ...],
+    tuple[int, ...],
+]  # fmt: skip
+
+
+class BookState:
+    """A book's indexes, levels and heaps, and the primitives that change them together.
+
+    Args:
+        spec: the market's tick and lot size, limits and self-trade mode.
+    """
+
+    __slots__ = (
+        "_ask_heap",
+        "_asks",
+        "_best_ask",
+        "_best_bid",
+        "_bid_heap",
+        "_bids",
+        "_index",
+        "_journal",
+        "_max_lots",
+        "_max_ticks",
+        "_min_lots",
+        "_min_ticks",
+        "_shared",
+        "_spec",
+    )
+
+    def __init__(self, spec: MarketSpec = DEFAULT_SPEC) -> None:
+        self._spec = spec
+        # The spec's integer limits, copied here: read on every order (hot path).
+        self._min_ticks = spec.min_ticks
+        self._max_ticks = spec.max_ticks
+        self._min_lots = spec.min_lots
+        self._max_lots = spec.max_lots
+        self._bids: dict[int, Level] = {}
+        self._asks: dict[int, Level] = {}
+        self._bid_heap: list[int] = []  # negated prices
+        self._ask_heap: list[int] = []
+        self._best_bid: int | None = None
+        self._best_ask: int | None = None
+        # The id index, keyed by order id alone (a (client_id, order_id) tuple key would
+        # cost 56 bytes per order): the order itself, or, while live orders of several
+        # clients share that order id, a dict client_id -> order. ``_shared`` counts the
+        # orders beyond the first in those dicts, so len(book) is O(1).
+        self._index: dict[str, Any] = {}
+        self._shared = 0
+        # The undo log, only while a transaction or batch is open (None otherwise, so
+        # the hot path pays one "is not None" test per command).
+        self._journal: list[list[LevelImage]] | None = None
+
+    # ------------------------------------------------------------------ primitives
+    # Used by _rules; each keeps every index consistent.
+
+    def _rest(self, order: Order) -> None:
+        """Append ``order`` to the tail of its level. O(1), O(log L) for a new level."""
+        price = order[3]
+        if order[2] is _BUY:
+            level = self._bids.get(price)
+            if level is None:
+                self._bids[price] = [order[4], 0, deque((order,))]
+                heap = self._bid_heap
+                if len(heap) > 2 * len(self._bids) + 64:
+                    heap[:] = [-p for p in self._bids]
+                    heapq.heapify(heap)
+                else:
+                    _heappush(heap, -price)
+                best = self._best_bid
+                if best is None or price > best:
+                    self._best_bid = price
+            else:
+                queue = level[2]
+                order[3] = queue[0][3]  # share the level's price object (one int less)
+                level[0] += order[4]
+                queue.append(order)
+        else:
+            level = self._asks.get(price)
+            if level is None:
+                self._asks[price] = [order[4], 0, deque((order,))]
+                heap = self._ask_heap
+                if len(heap) > 2 * len(self._asks) + 64:
+                    heap[:] = list(self._asks)
+                    heapq.heapify(heap)
+                else:
+                    _heappush(heap, price)
+                best = self._best_ask
+                if best is None or price < best:
+                    self._best_ask = price
+            else:
+                queue = level[2]
+                order[3] = queue[0][3]  # share the level's price object (one int less)
+                level[0] += order[4]
+                queue.append(order)
+        self._link(order)
+
+    def _find(self, client_id: str, order_id: str) -> Order | None:
+        """The live order with this id, or None. O(1)."""
+        entry = self._index.get(order_id)
+        if entry is None:
+            return None
+        if type(entry) is list:
+            return entry if entry[0] == client_id else None
+        found: Order | None = entry.get(client_id)
+        return found
+
+    def _link(self, order: Order) -> None:
+        """Add a live order to the id index (its id must be free for its client). O(1)."""
+        order_id = order[1]
+        index = self._index
+        entry = index.get(order_id)
+        if entry is None:
+            index[order_id] = order
+        elif type(entry) is list:
+            index[order_id] = {entry[0]: entry, order[0]: order}
+            self._shared += 1
+        else:
+            entry[order[0]] = order
+            self._shared += 1
+
+    def _unshare(self, bucket: dict[str, Order], order: Order) -> None:
+        """Put back a shared id's dict, just popped from the index, without ``order``."""
+        del bucket[order[0]]
+        self._shared -= 1
+        if len(bucket) == 1:
+            (self._index[order[1]],) = bucket.values()
+        else:
+            self._index[order[1]] = bucket
+
+    def _forget(self, order: Order) -> None:
+        """Remove a live order from the id index. O(1)."""
+        entry = self._index.pop(order[1])
+        if entry is not order:
+            self._unshare(entry, order)
+
+    def _drop_bid_level(self, price: int) -> None:
+        """Remove an emptied bid level and refresh the cached best. O(log L) amortized."""
+        bids = self._bids
+        del bids[price]
+        if price == self._best_bid:
+            heap = self._bid_heap
+            while heap and -heap[0] not in bids:
+                _heappop(heap)
+            self._best_bid = -heap[0] if heap else None
+
+    def _drop_ask_level(self, price: int) -> None:
+        """Remove an emptied ask level and refresh the cached best. O(log L) amortized."""
+        asks = self._asks
+        del asks[price]
+        if price == self._best_ask:
+            heap = self._ask_heap
+            while heap and heap[0] not in asks:
+                _heappop(heap)
+            self._best_ask = heap[0] if heap else None
+
+    def _unlink(self, order: Order) -> None:
+        """Take a live order out of the book (cancel or reinsert). O(1) amortized."""
+        price = order[3]
+        buy = order[2] is _BUY
+        level = (self._bids if buy else self._asks)[price]
+        level[0] -= order[4]
+        order[4] = 0
+        entry = self._index.pop(order[1])
+        if entry is not order:
+            self._unshare(entry, order)
+        if not level[0]:
+            if buy:
+                self._drop_bid_level(price)
+            else:
+                self._drop_ask_level(price)
+            return
+        queue = level[2]
+        if queue[-1] is order:
+            queue.pop()
+        elif queue[0] is order:
+            queue.popleft()
+        else:
+            # Cancelling from the middle: mark dead (remaining 0) and leave it; compact
+            # when dead entries outnumber live ones so memory stays O(live orders).
+            level[1] += 1
+            if level[1] > 16 and 2 * level[1] > len(queue):
+                level[2] = deque(o for o in queue if o[4])
+                level[1] = 0
