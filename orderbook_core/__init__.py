@@ -7,7 +7,7 @@ See docs/core.md for the matching rules and the cost of each method.
 
 from orderbook_core._book import OrderBook
 from orderbook_core._encoding import canonical_json, decode_book, encode_book
-from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
+from orderbook_core._spec import DEFAULT_SPEC, MAX_MARKET_LENGTH, MarketSpec, check_market
 from orderbook_core._types import (
     CancelOrder,
     CancelReason,
@@ -40,6 +40,7 @@ from orderbook_core._wire import (
 __all__ = [
     "DEFAULT_SPEC",
     "ID_RULE",
+    "MAX_MARKET_LENGTH",
     "CancelOrder",
     "CancelReason",
     "Command",
@@ -61,6 +62,7 @@ __all__ = [
     "Trade",
     "ValidationError",
     "canonical_json",
+    "check_market",
     "command_to_wire",
     "decode_book",
     "encode_book",
