@@ -3,6 +3,8 @@ by its own names; an order signed for one market is refused by every other."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -17,6 +19,7 @@ from exchange.client import ClientNode
 from exchange.matcher import ProcessWorker
 from exchange.protocol import DEFAULT_MARKET, market_names, sign_order
 from exchange.sequencer import Journal, SubmitWorker
+from exchange.tools import main as dex_main
 from exchange.tools._network import list_markets
 from exchange.versions import book_hash
 from orderbook_core import MarketSpec
@@ -25,6 +28,7 @@ from transports import MemoryNetwork, RemoteError, Transport, open_transport
 pytestmark = pytest.mark.anyio
 
 MARKETS = (DEFAULT_MARKET, "ETH-USD", "SOL-USD")
+REPO = Path(__file__).resolve().parents[3]
 
 
 @asynccontextmanager
@@ -132,3 +136,29 @@ async def _own(network: MemoryNetwork, tg: anyio.abc.TaskGroup) -> Transport:
     tg.start_soon(hold)
     await started.wait()
     return ready[0]
+
+
+def test_a_worker_refuses_a_market_that_is_not_a_symbol() -> None:
+    for script in ("bin/submitOrderWorker.py", "bin/processOrderWorker.py"):
+        done = subprocess.run(
+            [sys.executable, script, "--market", "eth-usd"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "--market: market 'eth-usd': must be 1 to 20 upper-case" in done.stderr
+
+
+def test_dex_reads_a_markets_own_journal_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert dex_main(["replay", "--market", "ETH-USD"]) == 2
+    assert "submit_journal-ETH-USD.db" in capsys.readouterr().err
+    assert dex_main(["replay"]) == 2
+    err = capsys.readouterr().err
+    assert "submit_journal.db" in err
+    assert "ETH" not in err
