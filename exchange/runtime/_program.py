@@ -182,7 +182,8 @@ async def _serve(
     ):
         tg.start_soon(_stop_on_signal, tg.cancel_scope)
         port = await tg.start(make_run(transport))
-        logging.info("%s worker ready on port %d via %s", worker.name, port, args.grape)
+        market = "" if args.market == DEFAULT_MARKET else f" (market {args.market})"
+        logging.info("%s worker ready on port %d via %s%s", worker.name, port, args.grape, market)
 
 
 async def _stop_on_signal(scope: anyio.CancelScope) -> None:

@@ -157,3 +157,5 @@ def test_dex_markets_lists_every_market_with_its_head(markets: _Markets) -> None
         head = markets.dex("head", "-g", markets.grapes[1], *_flag(market))
         assert listed[market]["head"]["seq"] == head["seq"]
         assert listed[market]["spec"]["tickSize"] == "0.01"
+    # The matcher's own files: `dex snapshot --market` reads that market's state.
+    assert markets.dex("snapshot", "--market", "ETH-USD") == []
