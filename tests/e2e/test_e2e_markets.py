@@ -45,7 +45,7 @@ class _Markets(Exchange):
         self.procs.append(proc)
         return proc
 
-    def dex(self, *words: str) -> dict[str, Any]:
+    def dex(self, *words: str) -> Any:
         argv = [PYTHON, "-m", "exchange.tools", *words, "--json"]
         proc = subprocess.run(
             argv,
@@ -57,8 +57,7 @@ class _Markets(Exchange):
             check=False,
         )
         assert proc.returncode == 0, proc.stderr
-        result: dict[str, Any] = json.loads(proc.stdout)
-        return result
+        return json.loads(proc.stdout)
 
 
 @pytest.fixture(scope="module")
