@@ -186,7 +186,8 @@ def verify_order(payload: object, market: str = DEFAULT_MARKET) -> tuple[dict[st
             )
         domain = ORDER_DOMAIN
     elif named != market:
-        raise AuthFailed(f"{MARKET_FIELD}: signed for market {named!r}, this is {market}")
+        # (its text cut short: a refusal's detail is logged)
+        raise AuthFailed(f"{MARKET_FIELD}: signed for market {named!r:.40}, this is {market}")
     else:
         domain = MARKET_ORDER_DOMAIN
     key = public_key_from_hex(key_hex)
