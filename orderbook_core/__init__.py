@@ -13,7 +13,7 @@ from importlib.machinery import EXTENSION_SUFFIXES as _EXTENSION_SUFFIXES
 from orderbook_core import _book
 from orderbook_core._book import OrderBook
 from orderbook_core._encoding import canonical_json, decode_book, encode_book
-from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
+from orderbook_core._spec import DEFAULT_SPEC, MAX_MARKET_LENGTH, MarketSpec, check_market
 from orderbook_core._types import (
     CancelOrder,
     CancelReason,
@@ -59,6 +59,7 @@ __all__ = [
     "COMPILED",
     "DEFAULT_SPEC",
     "ID_RULE",
+    "MAX_MARKET_LENGTH",
     "CancelOrder",
     "CancelReason",
     "Command",
@@ -80,6 +81,7 @@ __all__ = [
     "Trade",
     "ValidationError",
     "canonical_json",
+    "check_market",
     "command_to_wire",
     "decode_book",
     "encode_book",

@@ -11,12 +11,37 @@ state depend on how a client printed a number.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Final
 
 from orderbook_core._types import SelfTradePrevention
 
-__all__ = ["DEFAULT_SPEC", "MarketSpec"]
+__all__ = ["DEFAULT_SPEC", "MAX_MARKET_LENGTH", "MarketSpec", "check_market"]
+
+MAX_MARKET_LENGTH: Final = 20
+"""The longest market symbol."""
+
+_MARKET_RE: Final = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{0,18}[A-Z0-9])?$")
+
+
+def check_market(symbol: object) -> str:
+    """Return `symbol` if it is a market symbol: 1 to 20 upper-case letters, digits and
+    ``-``, starting and ending with a letter or digit (``BTC-USD``).
+
+    The one rule for every market name: it goes into service names (``submit_order:X``),
+    file names and signed payloads, so it holds no separator any of them uses.
+
+    Raises:
+        ValueError: anything else.
+    """
+    if not isinstance(symbol, str) or not _MARKET_RE.match(symbol):
+        raise ValueError(
+            f"market {symbol!r}: must be 1 to {MAX_MARKET_LENGTH} upper-case letters, "
+            "digits and '-', starting and ending with a letter or digit"
+        )
+    return symbol
 
 
 def _ratio(value: Decimal, what: str) -> tuple[int, int]:
@@ -84,6 +109,7 @@ class MarketSpec:
     max_lots: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        check_market(self.market)
         for name in ("tick_size", "lot_size"):
             size = getattr(self, name)
             _ratio(size, name)

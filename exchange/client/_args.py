@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from exchange.protocol import ArgumentError
+from exchange.protocol import DEFAULT_MARKET, ArgumentError
 from exchange.runtime import DEFAULT_GRAPE, check_grape_url, is_tcp_port, join_grape_urls
-from orderbook_core import ID_RULE, is_identifier
+from orderbook_core import ID_RULE, check_market, is_identifier
 
 __all__ = [
     "CANCEL_ALL",
@@ -34,7 +34,7 @@ USAGE = """\
 usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [price=P]
                  [ordType=limit|market] [tif=GTC|IOC|FOK] [postOnly=true]
                  [orderId=ID] [op=new|cancel|modify|cancelAll] [requestId=ID]
-                 [grape=URL[,URL...]] [--grape=URL ...]
+                 [grape=URL[,URL...]] [--grape=URL ...] [market=SYMBOL | --market=SYMBOL]
                  [--once] [--json | --plain] [--timeout=SECONDS] [--metrics-port=N]
                  [--key-file=PATH] [--matcher-key=HEX|PATH]
 
@@ -58,6 +58,8 @@ usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [pric
   grape=URL        the grape to use (default http://127.0.0.1:30001); several, the
                    local one first: grape=URL1,URL2 (or --grape=URL, repeated): the
                    client goes on through another when one stops answering
+  market=SYMBOL    the market to trade and show (default BTC-USD, the seed's names;
+                   --market=SYMBOL works too): 1-20 of A-Z, 0-9 and '-'
   --once           exit 0 once the order's outcome is in this client's replica
   --json           one JSON object per line instead of text
   --plain          text lines even on a terminal (the live view is for terminals)
@@ -103,6 +105,7 @@ _KEYS = (
     "op",
     "postOnly",
     "requestId",
+    "market",
 )
 _BY_LOWER = {key.lower(): key for key in _KEYS}
 
@@ -136,6 +139,8 @@ class ClientArgs:
     matcher_key: str | None = None
     """The matcher key to trust (`--matcher-key`: 64 hex or a .pub file); None: the one
     recorded in the key directory, else the first that signs a head (then recorded)."""
+    market: str = DEFAULT_MARKET
+    """The market (`market=` or `--market`): its names, and what its orders are signed for."""
     help: bool = False
 
     @property
@@ -144,7 +149,7 @@ class ClientArgs:
         return self.grape.split(",")
 
 
-_VALUE_FLAGS = frozenset({"timeout", "key-file", "matcher-key", "metrics-port", "grape"})
+_VALUE_FLAGS = frozenset({"timeout", "key-file", "matcher-key", "metrics-port", "grape", "market"})
 """Flags that take a value, given as ``--flag=value`` or as the next word."""
 
 
@@ -171,6 +176,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
     key_file: str | None = None
     matcher_key: str | None = None
     grape_flags: list[list[str]] = []
+    market_flags: list[str] = []
     words = iter(argv)
     for word in words:
         if word.startswith("--"):
@@ -197,11 +203,13 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
                 metrics_port = _parse_port(value)
             elif name == "grape":
                 grape_flags.append(_parse_grape(value, "--grape"))
+            elif name == "market":
+                market_flags.append(_parse_market(value, "--market"))
             else:
                 raise ArgumentError(
                     f"unknown flag {word!r} (flags: --once, --json, --plain, --timeout=S,"
                     " --metrics-port=N, --key-file=PATH, --grape=URL,"
-                    " --matcher-key=HEX|PATH)"
+                    " --matcher-key=HEX|PATH, --market=SYMBOL)"
                 )
             continue
         key, eq, value = word.partition("=")
@@ -218,6 +226,11 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
 
     given = [_parse_grape(values.pop("grape"), "grape")] if "grape" in values else []
     grape = ",".join(join_grape_urls(given + grape_flags) or [DEFAULT_GRAPE])
+    markets = market_flags
+    if "market" in values:
+        markets = [*markets, _parse_market(values.pop("market"), "market")]
+    if len(set(markets)) > 1:
+        raise ArgumentError(f"market: given as {' and '.join(markets)}; one market per client")
     client_id = values.pop("clientId", None)
     if client_id is not None and not is_identifier(client_id):
         raise ArgumentError(f"clientId: must be {ID_RULE}, got {client_id!r}")
@@ -233,6 +246,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
         metrics_port=metrics_port,
         key_file=key_file,
         matcher_key=matcher_key,
+        market=markets[0] if markets else DEFAULT_MARKET,
     )
 
 
@@ -319,6 +333,13 @@ def _parse_port(value: str) -> int:
     if not is_tcp_port(value):
         raise ArgumentError(f"--metrics-port: expected a TCP port (0-65535), got {value!r}")
     return int(value)
+
+
+def _parse_market(value: str, what: str) -> str:
+    try:
+        return check_market(value)
+    except ValueError as exc:
+        raise ArgumentError(f"{what}: {exc}") from None
 
 
 def _parse_grape(value: str, what: str) -> list[str]:

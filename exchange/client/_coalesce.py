@@ -66,10 +66,13 @@ class SubmitCoalescer:
         linger: float = DEFAULT_LINGER,
         max_orders: int = MAX_SUBMIT_ORDERS,
         max_bytes: int = MAX_SUBMIT_BYTES,
+        name: str = SUBMIT_ORDER,
     ) -> None:
         if not 1 <= max_orders <= MAX_SUBMIT_ORDERS or not 1 <= max_bytes <= MAX_SUBMIT_BYTES:
             raise ValueError("max_orders and max_bytes must be within the protocol's limits")
         self.transport = transport
+        self.name = name
+        """The ``submit_order`` name of the market (`exchange.protocol.market_names`)."""
         self.linger = linger
         self.max_orders = max_orders
         self.max_bytes = max_bytes
@@ -130,7 +133,7 @@ class SubmitCoalescer:
         self.requests += 1
         try:
             reply = await self.transport.request(
-                SUBMIT_ORDER, [item.payload for item in chunk], timeout=timeout
+                self.name, [item.payload for item in chunk], timeout=timeout
             )
             results = batch_reply_from_wire(reply, len(chunk))
         except RemoteError as exc:
@@ -160,7 +163,7 @@ class SubmitCoalescer:
     async def _send_one(self, item: _Pending, timeout: float) -> None:
         self.requests += 1
         try:
-            reply = await self.transport.request(SUBMIT_ORDER, item.payload, timeout=timeout)
+            reply = await self.transport.request(self.name, item.payload, timeout=timeout)
         except TransportError as exc:
             item.settle(None, exc)
         else:

@@ -30,18 +30,18 @@ from exchange.client._output import Emit, Record
 from exchange.client._replica import Replica, ReplicaUpdate
 from exchange.client._source import DhtVersionSource
 from exchange.protocol import (
+    DEFAULT_MARKET,
     MAX_WAIT_MS,
-    ORDERBOOK_HEAD,
     ORDERBOOK_UPDATED,
     REQUEST_ID_FIELD,
     RETRYABLE_CODES,
-    SUBMIT_ORDER,
     AuthFailed,
     BadMessage,
     Head,
     HeadRequest,
     OrderRefused,
     SubmitReply,
+    market_names,
     service_handler,
     sign_order,
     verify_head,
@@ -186,8 +186,11 @@ class ClientNode:
         self._trust_matcher = trust_matcher
         self._listen = listen
         self.transport = transport
+        self.names = market_names(spec.market)
         self.submits = (
-            None if submit_linger is None else SubmitCoalescer(transport, linger=submit_linger)
+            None
+            if submit_linger is None
+            else SubmitCoalescer(transport, linger=submit_linger, name=self.names.submit_order)
         )
         """Sends the submits in flight together (None: each alone)."""
         self.signing_key = signing_key or Ed25519PrivateKey.generate()
@@ -233,9 +236,8 @@ class ClientNode:
             async with anyio.create_task_group() as tg:
                 await tg.start(self.replica.run)
                 if self._listen:
-                    handlers = {
-                        ORDERBOOK_UPDATED: service_handler(ORDERBOOK_UPDATED, self.on_updated)
-                    }
+                    updated = service_handler(ORDERBOOK_UPDATED, self.on_updated)
+                    handlers = {self.names.orderbook_updated: updated}
                     await tg.start(partial(self.transport.serve, handlers, wait_announced=False))
                 tg.start_soon(self._poll_head)
                 tg.start_soon(self._check_held)
@@ -270,7 +272,9 @@ class ClientNode:
         """
         request = HeadRequest(self.head.seq, wait_ms) if wait_ms > 0 else HeadRequest()
         timeout = self._request_timeout + wait_ms / 1000
-        reply = await self.transport.request(ORDERBOOK_HEAD, request.to_wire(), timeout=timeout)
+        reply = await self.transport.request(
+            self.names.orderbook_head, request.to_wire(), timeout=timeout
+        )
         head = Head.from_wire(reply)
         key = verify_head(head, self.matcher_key)
         if self.matcher_key is None:
@@ -363,7 +367,10 @@ class ClientNode:
             payload.setdefault("orderId", new_order_id(str(payload["clientId"])))
         if payload.get("op") == "modify":
             payload.setdefault(REQUEST_ID_FIELD, new_request_id(str(payload["clientId"])))
-        payload = sign_order(payload, self.signing_key)
+        # The default market's orders keep the seed's dex-order/1 (it means that market);
+        # another market's name it, signed dex-order/2 (docs/protocol.md "Markets").
+        market = None if self.spec.market == DEFAULT_MARKET else self.spec.market
+        payload = sign_order(payload, self.signing_key, market)
         delay = 0.05
         last_error = "no attempt"
         maybe_taken = in_flight = False
@@ -420,7 +427,7 @@ class ClientNode:
 
     async def _send(self, payload: JSON, timeout: float) -> JSON:
         if self.submits is None:
-            return await self.transport.request(SUBMIT_ORDER, payload, timeout=timeout)
+            return await self.transport.request(self.names.submit_order, payload, timeout=timeout)
         return await self.submits.request(payload, timeout=timeout)
 
     # ------------------------------------------------------------------ the replica

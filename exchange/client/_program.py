@@ -58,7 +58,6 @@ from exchange.runtime import (
 )
 from exchange.versions import Version
 from orderbook_core import (
-    DEFAULT_SPEC,
     MarketSpec,
     OrderCancelled,
     OrderModified,
@@ -147,7 +146,7 @@ async def run_client(
     transport: Transport,
     out: TextIO,
     *,
-    spec: MarketSpec = DEFAULT_SPEC,
+    spec: MarketSpec | None = None,
     head_interval: float = 1.0,
     long_poll_ms: int = 10_000,
     view: bool | None = None,
@@ -162,6 +161,7 @@ async def run_client(
     while it runs.
 
     Args:
+        spec: the market (default: `args.market` with the default tick, lot and limits).
         long_poll_ms: how long one ``orderbook_head`` long poll may wait (0: plain polls,
             one every `head_interval`; see `push_only_following`).
         view: draw the live market view (default: when `out` is a terminal, rich is
@@ -177,6 +177,7 @@ async def run_client(
                 print(f"client: --metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
                 return EXIT_USAGE
             print(f"client: metrics on http://127.0.0.1:{port}/metrics", file=sys.stderr)
+        spec = spec or MarketSpec(market=args.market)
         return await _run(
             args, transport, out, spec, (head_interval, long_poll_ms), view, console, metrics
         )

@@ -25,10 +25,12 @@ from exchange.runtime import (
     EXIT_FAILED,
     Runner,
     WorkerProgram,
+    market_path,
     read_public_key,
     read_trusted_key,
     run_worker_program,
 )
+from orderbook_core import MarketSpec
 from transports import Transport
 
 __all__ = ["DEFAULT_STATE", "main"]
@@ -45,6 +47,7 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
         ProcessWorker(
             transport,
             args.db,
+            MarketSpec(market=args.market),
             port=args.port,
             metrics=args.metrics,
             sequencer_key=sequencer_key,
@@ -65,7 +68,7 @@ def _sequencer_key(
     journal at its first start (read when the first request comes if not there yet)."""
     if args.sequencer_key is not None:
         return read_trusted_key(args.sequencer_key)
-    path = Path(args.db).parent / "sequencer.pub"
+    path = Path(args.db).parent / market_path("sequencer.pub", args.market)
     if not path.exists():
         logging.warning("%s not there yet: process_order is refused until it is", path)
     return partial(read_public_key, path)
@@ -76,8 +79,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sequencer-key",
         metavar="HEX|PATH",
         help="the only key process_order requests may be signed by: 64 hex, or a .pub "
-        "file (default: sequencer.pub beside --db, which the sequencer writes at its "
-        "first start when both run from the same directory)",
+        "file (default: sequencer.pub beside --db, sequencer-X.pub for market X, which "
+        "the sequencer writes at its first start when both run from the same directory)",
     )
     parser.add_argument(
         "--snapshot-every",

@@ -1,6 +1,6 @@
 """The process_order worker (the matcher): applies the sequenced commands, publishes versions.
 
-It serves two names:
+It serves two names of its market (`exchange.protocol.market_names`), and ``markets``:
 
 - ``process_order`` with payload ``{"seq": N, "ts": ms, "command": {...}}`` (from the
   submit worker). N is applied only if it is the last applied number plus one; an N
@@ -83,8 +83,6 @@ from exchange.matcher._standby import Standby
 from exchange.protocol import (
     ERR_BAD_REQUEST,
     ERR_UNAVAILABLE,
-    ORDERBOOK_HEAD,
-    ORDERBOOK_UPDATED,
     PROCESS_DOMAIN,
     PROCESS_ORDER,
     AuthFailed,
@@ -95,9 +93,10 @@ from exchange.protocol import (
     ProcessReply,
     Refused,
     apply_entry,
+    market_names,
+    matcher_handlers,
     public_key_hex,
     seq_gap,
-    service_handler,
     sign_head,
     verify_object,
 )
@@ -256,10 +255,7 @@ class ProcessWorker:
             head = await anyio.to_thread.run_sync(self._restore)
             self.metrics.matcher_head(self.head_seq)
             process = observe_refusals(PROCESS_ORDER, self.process, self.metrics)
-            handlers = {
-                PROCESS_ORDER: service_handler(PROCESS_ORDER, process, logger=_log),
-                ORDERBOOK_HEAD: service_handler(ORDERBOOK_HEAD, self.head, logger=_log),
-            }
+            handlers = matcher_handlers(self.spec, process, self.head, logger=_log)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._republish_head, head)
                 port: int = await tg.start(partial(self.transport.serve, handlers, port=self.port))
@@ -564,7 +560,9 @@ class ProcessWorker:
         _log.debug("orderbook_updated: map of %s started", root)
         try:
             results = await self.transport.map(
-                ORDERBOOK_UPDATED, root, timeout=self.broadcast_timeout
+                market_names(self.spec.market).orderbook_updated,
+                root,
+                timeout=self.broadcast_timeout,
             )
         except TransportError as exc:
             _log.debug("orderbook_updated: map of %s ended", root)

@@ -52,6 +52,7 @@ from exchange.protocol._errors import (
     service_handler,
 )
 from exchange.protocol._fields import MAX_SEQ
+from exchange.protocol._markets import SPEC_FIELDS, MarketInfo, matcher_handlers, spec_to_wire
 from exchange.protocol._messages import (
     MAX_BATCH,
     MAX_WAIT_MS,
@@ -70,13 +71,19 @@ from exchange.protocol._messages import (
     take_request_id,
 )
 from exchange.protocol._names import (
+    DEFAULT_MARKET,
+    MARKETS,
     ORDERBOOK_HEAD,
     ORDERBOOK_UPDATED,
     PROCESS_ORDER,
     SUBMIT_ORDER,
+    MarketNames,
+    market_names,
 )
 from exchange.protocol._signing import (
     HEAD_DOMAIN,
+    MARKET_FIELD,
+    MARKET_ORDER_DOMAIN,
     ORDER_DOMAIN,
     PROCESS_DOMAIN,
     PUBLIC_KEY_FIELD,
@@ -94,6 +101,7 @@ from exchange.protocol._signing import (
 )
 
 __all__ = [
+    "DEFAULT_MARKET",
     "ERR_AUTH",
     "ERR_BAD_REQUEST",
     "ERR_INTERNAL",
@@ -102,6 +110,9 @@ __all__ = [
     "ERR_UNAVAILABLE",
     "ERR_VALIDATION",
     "HEAD_DOMAIN",
+    "MARKETS",
+    "MARKET_FIELD",
+    "MARKET_ORDER_DOMAIN",
     "MAX_BATCH",
     "MAX_SEQ",
     "MAX_SUBMIT_BYTES",
@@ -118,6 +129,7 @@ __all__ = [
     "RETRYABLE_CODES",
     "ROOT_DOMAIN",
     "SIGNATURE_FIELD",
+    "SPEC_FIELDS",
     "SUBMIT_ERROR_FIELD",
     "SUBMIT_ORDER",
     "ArgumentError",
@@ -131,6 +143,8 @@ __all__ = [
     "Head",
     "HeadRequest",
     "InvalidVersion",
+    "MarketInfo",
+    "MarketNames",
     "OrderRefused",
     "ProcessBatch",
     "ProcessReply",
@@ -148,6 +162,8 @@ __all__ = [
     "error_reply",
     "error_string",
     "expected_seq",
+    "market_names",
+    "matcher_handlers",
     "new_entry",
     "parse_entry",
     "public_key_from_hex",
@@ -161,6 +177,7 @@ __all__ = [
     "sign_object",
     "sign_order",
     "signed_message",
+    "spec_to_wire",
     "submit_batch",
     "submit_batch_bytes",
     "take_request_id",

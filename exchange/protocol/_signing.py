@@ -12,7 +12,7 @@ Authority is proven, not asserted. Three kinds of message carry an Ed25519 signa
 
 Each signed message is ``utf8(<domain> + "\\n" + canonical_json(<object without
 "sig">))``: the object as sent, minus its ``sig`` field, in the project's one canonical
-JSON (keys sorted, no whitespace, ASCII). The domain (``dex-order/1``,
+JSON (keys sorted, no whitespace, ASCII). The domain (``dex-order/2``, ``dex-order/1``,
 ``dex-process/1``, ``dex-head/2``, ``dex-root/1``) keeps a signature of one kind from
 being replayed as another. Keys and signatures travel as lowercase hex: a public key is
 its 32 raw bytes (64 hex), a signature its 64 bytes (128 hex). docs/protocol.md
@@ -36,10 +36,13 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from exchange.protocol._errors import AuthFailed
 from exchange.protocol._messages import Head
+from exchange.protocol._names import DEFAULT_MARKET
 from orderbook_core import canonical_json
 
 __all__ = [
     "HEAD_DOMAIN",
+    "MARKET_FIELD",
+    "MARKET_ORDER_DOMAIN",
     "ORDER_DOMAIN",
     "PROCESS_DOMAIN",
     "PUBLIC_KEY_FIELD",
@@ -57,7 +60,11 @@ __all__ = [
 ]
 
 ORDER_DOMAIN: Final = "dex-order/1"
-"""The domain of a client's signed ``submit_order`` payload."""
+"""The domain of a client's signed ``submit_order`` payload that names no market: taken
+by the default market's sequencer only (the seed's peers sign these)."""
+MARKET_ORDER_DOMAIN: Final = "dex-order/2"
+"""The domain of a client's signed ``submit_order`` payload that names its market (the
+``market`` field): taken by that market's sequencer only."""
 PROCESS_DOMAIN: Final = "dex-process/1"
 """The domain of the sequencer's signed ``process_order`` request."""
 HEAD_DOMAIN: Final = "dex-head/2"
@@ -68,6 +75,8 @@ ROOT_DOMAIN: Final = "dex-root/1"
 
 SIGNATURE_FIELD: Final = "sig"
 """The field that carries the signature (128 lowercase hex) in every signed object."""
+MARKET_FIELD: Final = "market"
+"""The field of a ``dex-order/2`` payload that names the market it is signed for."""
 PUBLIC_KEY_FIELD: Final = "pubKey"
 """The field of a signed ``submit_order`` payload that names the signer's public key."""
 
@@ -135,32 +144,56 @@ def verify_object(
     return {k: v for k, v in obj.items() if k != SIGNATURE_FIELD}
 
 
-def sign_order(payload: Mapping[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
-    """Return the ``submit_order`` payload signed by `key`, with its ``pubKey``."""
-    return sign_object(ORDER_DOMAIN, {**payload, PUBLIC_KEY_FIELD: public_key_hex(key)}, key)
+def sign_order(
+    payload: Mapping[str, Any], key: Ed25519PrivateKey, market: str | None = None
+) -> dict[str, Any]:
+    """Return the ``submit_order`` payload signed by `key`, with its ``pubKey``: for
+    `market` (its ``market`` field, ``dex-order/2``), or with no market (``dex-order/1``,
+    which only the default market takes)."""
+    body = {**payload, PUBLIC_KEY_FIELD: public_key_hex(key)}
+    if market is None:
+        return sign_object(ORDER_DOMAIN, body, key)
+    return sign_object(MARKET_ORDER_DOMAIN, {**body, MARKET_FIELD: market}, key)
 
 
-def verify_order(payload: object) -> tuple[dict[str, Any], str]:
-    """Check a signed ``submit_order`` payload by the key it names.
+def verify_order(payload: object, market: str = DEFAULT_MARKET) -> tuple[dict[str, Any], str]:
+    """Check a signed ``submit_order`` payload by the key it names, for `market`.
 
     Whether that key is the ``clientId``'s is the sequencer's question (it holds the
-    bindings); this only proves that the holder of ``pubKey`` signed this very payload.
+    bindings); this only proves that the holder of ``pubKey`` signed this very payload
+    for this very market: a ``dex-order/2`` payload naming `market`, or a ``dex-order/1``
+    payload (no ``market``) when `market` is the default market.
 
     Returns:
-        The payload without ``pubKey`` and ``sig`` (what the core's validator takes),
-        and the public key (64 hex).
+        The payload without ``pubKey``, ``market`` and ``sig`` (what the core's
+        validator takes), and the public key (64 hex).
 
     Raises:
-        AuthFailed: not an object, no ``pubKey``, no or a bad ``sig``.
+        AuthFailed: not an object, no ``pubKey``, no or a bad ``sig``, or signed for
+            another market.
     """
     if not isinstance(payload, dict):
         raise AuthFailed("submit_order payload: must be a signed object")
     key_hex = payload.get(PUBLIC_KEY_FIELD)
     if key_hex is None:
         raise AuthFailed(f"{PUBLIC_KEY_FIELD}: required (orders are signed)")
+    named = payload.get(MARKET_FIELD)
+    if named is None and MARKET_FIELD not in payload:
+        if market != DEFAULT_MARKET:
+            raise AuthFailed(
+                f"{MARKET_FIELD}: required on market {market} (sign {MARKET_ORDER_DOMAIN}); "
+                f"{ORDER_DOMAIN} orders are for {DEFAULT_MARKET} only"
+            )
+        domain = ORDER_DOMAIN
+    elif named != market:
+        # (its text cut short: a refusal's detail is logged)
+        raise AuthFailed(f"{MARKET_FIELD}: signed for market {named!r:.40}, this is {market}")
+    else:
+        domain = MARKET_ORDER_DOMAIN
     key = public_key_from_hex(key_hex)
-    body = verify_object(ORDER_DOMAIN, payload, key, what=f"{PUBLIC_KEY_FIELD}")
+    body = verify_object(domain, payload, key, what=f"{PUBLIC_KEY_FIELD}")
     del body[PUBLIC_KEY_FIELD]
+    body.pop(MARKET_FIELD, None)
     return body, str(key_hex)
 
 

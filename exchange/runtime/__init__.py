@@ -69,7 +69,7 @@ from exchange.runtime._metrics import (
     observe_refusals,
 )
 from exchange.runtime._outage import Outage
-from exchange.runtime._program import Runner, WorkerProgram, run_worker_program
+from exchange.runtime._program import Runner, WorkerProgram, market_path, run_worker_program
 
 __all__ = [
     "CRASH_ENV_VAR",
@@ -107,6 +107,7 @@ __all__ = [
     "join_grape_urls",
     "load_or_create_key",
     "lock_path",
+    "market_path",
     "observe_refusals",
     "one_writer",
     "parse_crash_plan",

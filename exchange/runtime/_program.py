@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from exchange.protocol import DatabaseInUse, public_key_hex
+from exchange.protocol import DEFAULT_MARKET, DatabaseInUse, public_key_hex
 from exchange.runtime._cli import (
     EXIT_FAILED,
     EXIT_OK,
@@ -36,9 +36,10 @@ from exchange.runtime._cli import (
 from exchange.runtime._exporter import serve_prometheus
 from exchange.runtime._keys import load_or_create_key
 from exchange.runtime._metrics import NO_METRICS, Metrics, Role
+from orderbook_core import check_market
 from transports import Transport, TransportError, open_transport
 
-__all__ = ["Runner", "WorkerProgram", "run_worker_program"]
+__all__ = ["Runner", "WorkerProgram", "market_path", "run_worker_program"]
 
 Runner = Callable[..., Coroutine[Any, Any, None]]
 """A worker's `run(*, task_status)`: serves until cancelled, reports its port."""
@@ -90,7 +91,18 @@ def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
         " announces through all and goes on through another when one stops answering",
     )
     parser.add_argument(
-        "--db", default=worker.default_db, help=f"{worker.db_help} (default {worker.default_db})"
+        "--market",
+        type=_market,
+        default=DEFAULT_MARKET,
+        metavar="SYMBOL",
+        help=f"the market to serve (default {DEFAULT_MARKET}, under the seed's names; "
+        "another market X serves the names with :X appended, and its default files have "
+        "X in their names)",
+    )
+    parser.add_argument(
+        "--db",
+        help=f"{worker.db_help} (default {worker.default_db}; "
+        f"{market_path(worker.default_db, 'X')} for market X)",
     )
     parser.add_argument("--port", type=int, default=0, help=worker.port_help)
     parser.add_argument(
@@ -104,7 +116,8 @@ def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
         "--key-file",
         metavar="PATH",
         help=f"this worker's Ed25519 key, made on first start (mode 0600), its public key "
-        f"beside it in .pub (default: {worker.key_name}.key beside --db)",
+        f"beside it in .pub (default: {worker.key_name}.key beside --db; "
+        f"{worker.key_name}-X.key for market X)",
     )
     worker.add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -120,8 +133,27 @@ def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
             parser.error(f"grape={value}: not a grape URL ({exc})")
     args.grapes = join_grape_urls(groups + args.grape) or [worker.default_grape]
     args.grape = ",".join(args.grapes)
-    args.key_file = args.key_file or str(Path(args.db).parent / f"{worker.key_name}.key")
+    args.db = args.db or market_path(worker.default_db, args.market)
+    key_name = market_path(f"{worker.key_name}.key", args.market)  # a key per market
+    args.key_file = args.key_file or str(Path(args.db).parent / key_name)
     return args
+
+
+def market_path(path: str, market: str) -> str:
+    """A default data file of `market`: `path` itself for the default market, else with
+    ``-<market>`` before its suffix (``data/submit_journal-ETH-USD.db``), so two markets
+    on one machine never share a file."""
+    if market == DEFAULT_MARKET:
+        return path
+    where = Path(path)
+    return str(where.with_name(f"{where.stem}-{market}{where.suffix}"))
+
+
+def _market(text: str) -> str:
+    try:
+        return check_market(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
@@ -150,7 +182,8 @@ async def _serve(
     ):
         tg.start_soon(_stop_on_signal, tg.cancel_scope)
         port = await tg.start(make_run(transport))
-        logging.info("%s worker ready on port %d via %s", worker.name, port, args.grape)
+        market = "" if args.market == DEFAULT_MARKET else f" (market {args.market})"
+        logging.info("%s worker ready on port %d via %s%s", worker.name, port, args.grape, market)
 
 
 async def _stop_on_signal(scope: anyio.CancelScope) -> None:

@@ -124,7 +124,7 @@ async def submit_each(worker: Sequencing[_Q], payloads: Sequence[JSON]) -> list[
     checked: list[tuple[int, Command, DedupeKey, str, _Q | None]] = []
     for index, payload in enumerate(payloads):
         try:
-            body, public_key = verify_order(payload)
+            body, public_key = verify_order(payload, worker.spec.market)
             command, key = submitted_command(body, worker.spec)
             worker._binding(command.client_id, public_key)
         except Exception as exc:

@@ -20,6 +20,7 @@ from exchange.runtime import (
 from exchange.sequencer._backend import JournalConflict
 from exchange.sequencer._open import open_journal, open_lease
 from exchange.sequencer._worker import SteppedDown, SubmitWorker
+from orderbook_core import MarketSpec
 from transports import Transport
 
 __all__ = ["DEFAULT_JOURNAL", "main"]
@@ -54,13 +55,15 @@ def _seconds(text: str) -> float:
 
 
 def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], Runner]:
-    journal = open_journal(args.journal or f"sqlite:{args.db}")
+    spec = MarketSpec(market=args.market)
+    journal = open_journal(args.journal or f"sqlite:{args.db}", spec)
     stack.callback(journal.close)
     lease = open_lease(journal, ttl=args.lease_ttl)  # a standby until it holds it
     return lambda transport: (
         SubmitWorker(
             transport,
             journal,
+            spec,
             port=args.port,
             metrics=args.metrics,
             signing_key=args.key,

@@ -78,10 +78,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from exchange.protocol import (
     ERR_UNAVAILABLE,
     MAX_BATCH,
-    ORDERBOOK_HEAD,
     PROCESS_DOMAIN,
-    PROCESS_ORDER,
-    SUBMIT_ORDER,
     AuthFailed,
     BadMessage,
     Entry,
@@ -92,6 +89,7 @@ from exchange.protocol import (
     StorageUnavailable,
     SubmitReply,
     expected_seq,
+    market_names,
     new_entry,
     sign_object,
     verify_order,
@@ -206,6 +204,7 @@ class SubmitWorker:
         self.transport = transport
         self.journal = journal
         self.spec = spec
+        self.names = market_names(spec.market)
         self.port = port
         self.request_timeout = request_timeout
         self.backoff = backoff
@@ -265,7 +264,7 @@ class SubmitWorker:
         """Serve, commit and forward (the active sequencer), until cancelled or stepped
         down (`SteppedDown`)."""
         submit = submit_handler(self.submit, self.submit_many, self.metrics, logger=_log)
-        handlers = {SUBMIT_ORDER: submit}
+        handlers = {self.names.submit_order: submit}
         with self.journal.writing():
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._commit_loop)
@@ -306,7 +305,7 @@ class SubmitWorker:
             sqlite3.Error, StorageUnavailable, Refused: the commit failed (nothing stored;
                 ERR_UNAVAILABLE for a journal that could not store it).
         """
-        payload, public_key = verify_order(payload)
+        payload, public_key = verify_order(payload, self.spec.market)
         command, key = submitted_command(payload, self.spec)
         self._binding(command.client_id, public_key)
         queued = self._queued_keys.get(key)
@@ -531,7 +530,7 @@ class SubmitWorker:
             request = sign_object(PROCESS_DOMAIN, batch.to_wire_object(), self.signing_key)
             try:
                 reply = await self.transport.request(
-                    PROCESS_ORDER, request, timeout=self.request_timeout
+                    self.names.process_order, request, timeout=self.request_timeout
                 )
                 confirmed = ProcessReply.from_wire(reply)
                 if confirmed.seq != batch.last:
@@ -590,7 +589,9 @@ class SubmitWorker:
             Where to resume forwarding: `next_seq`, or the matcher's head + 1 if lower.
         """
         try:
-            reply = await self.transport.request(ORDERBOOK_HEAD, None, timeout=self.request_timeout)
+            reply = await self.transport.request(
+                self.names.orderbook_head, None, timeout=self.request_timeout
+            )
             head = Head.from_wire(reply)
         except (TransportError, BadMessage) as exc:
             _log.debug("orderbook_head failed: %s", exc)

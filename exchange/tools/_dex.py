@@ -20,6 +20,7 @@ import os
 import sys
 from typing import Any
 
+from exchange.protocol import DEFAULT_MARKET
 from exchange.runtime import (
     DEFAULT_GRAPE,
     EXIT_BROKEN_PIPE,
@@ -57,10 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--timeout", type=_positive(float), default=5.0, metavar="S", help="default 5 s"
     )
+    market_help = (
+        f"the market (default {DEFAULT_MARKET}); its services are the names with :SYMBOL "
+        "appended, its journal data/submit_journal-SYMBOL.db"
+    )
+    net.add_argument("--market", type=_market, default=DEFAULT_MARKET, help=market_help)
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument(
-        "--db", default=DEFAULT_JOURNAL, metavar="PATH", help=f"default {DEFAULT_JOURNAL}"
+        "--db", metavar="PATH", help=f"default {DEFAULT_JOURNAL} (another market's: see --market)"
     )
+    db.add_argument("--market", type=_market, default=DEFAULT_MARKET, help=market_help)
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON")
 
@@ -107,8 +114,11 @@ def _parser() -> argparse.ArgumentParser:
         parents=[net, as_json],
         help="workers announced and answering, heads, backlog, orders/s",
     )
-    status.add_argument(
-        "--db", default=DEFAULT_JOURNAL, metavar="PATH", help="the journal, if readable here"
+    status.add_argument("--db", metavar="PATH", help="the journal, if readable here")
+    commands.add_parser(
+        "markets",
+        parents=[net, as_json],
+        help="every market in the network (a map over `markets`), with its verified head",
     )
 
     _order_parsers(commands, net, as_json)
@@ -216,6 +226,15 @@ def _order_parsers(
     fills.add_argument("--tail", type=int, default=50, metavar="N", help="last N (50)")
 
 
+def _market(text: str) -> str:
+    from orderbook_core import check_market
+
+    try:
+        return check_market(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command in ("order", "orders", "fills"):
         from exchange.tools import _orders
@@ -237,6 +256,14 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run `dex` with `argv` (default: the process's arguments); return the exit status."""
     args = _parser().parse_args(argv)
+    if isinstance(getattr(args, "market", None), str):
+        from exchange.runtime import market_path
+        from exchange.sequencer import DEFAULT_JOURNAL
+        from orderbook_core import MarketSpec
+
+        args.spec = MarketSpec(market=args.market)
+        if args.command in ("journal", "replay", "status") and getattr(args, "db", "") is None:
+            args.db = market_path(DEFAULT_JOURNAL, args.market)
     if isinstance(getattr(args, "grape", None), list):  # the network commands
         args.grapes = _join_grape_urls(args.grape) or [DEFAULT_GRAPE]
         args.grape = ",".join(args.grapes)  # what messages name

@@ -54,7 +54,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
 
 
 def replay(args: argparse.Namespace) -> int:
-    spec = DEFAULT_SPEC
+    spec = getattr(args, "spec", DEFAULT_SPEC)
     if args.upto is not None and args.upto < 0:
         print("dex replay: --upto must be >= 0", file=sys.stderr)
         return EXIT_USAGE

@@ -3,10 +3,11 @@
 `head`, `book` and `status` ask the exchange's own services (and read versions from the
 DHT with the verifying `VersionReader`, so `dex book` prints only a book whose every
 page hashed right, `dex head` only a root signed by the head's key, and `dex status`
-says whether the head it shows is signed by the key it names); `lookup`,
-`request` and `get` are the Grenache basics, for any peer
-at all. Each returns a value (`Outcome`) and prints nothing: `exchange.tools._dex`
-prints it, as text or JSON. Every call is bounded by the command's timeout.
+says whether the head it shows is signed by the key it names), each of one market;
+`markets` maps over every matcher's ``markets``; `lookup`, `request` and `get` are the
+Grenache basics, for any peer at all. Each returns a value (`Outcome`) and prints
+nothing: `exchange.tools._dex` prints it, as text or JSON. Every call is bounded by the
+command's timeout.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from exchange.client.view import Ladder, ladder_of
 from exchange.protocol import (
-    ORDERBOOK_HEAD,
-    ORDERBOOK_UPDATED,
-    PROCESS_ORDER,
-    SUBMIT_ORDER,
+    MARKETS,
     AuthFailed,
+    BadMessage,
     Head,
     InvalidVersion,
+    MarketInfo,
+    market_names,
     verify_head,
 )
 from exchange.versions import VersionReader
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # the adapter (httptools) is imported only by the commands th
 __all__ = [
     "PROBE_NAME",
     "BookView",
+    "MarketsFound",
     "ServiceStatus",
     "Status",
     "VerifiedHead",
@@ -48,28 +50,32 @@ __all__ = [
     "grenache_get",
     "grenache_lookup",
     "grenache_request",
+    "list_markets",
     "network_status",
     "now_ms",
 ]
 
 
-async def fetch_head(transport: Transport, timeout: float) -> Head:
-    """The matcher's latest version, from ``orderbook_head``.
+async def fetch_head(transport: Transport, timeout: float, spec: MarketSpec = DEFAULT_SPEC) -> Head:
+    """The matcher's latest version, from `spec`'s market's ``orderbook_head``.
 
     Raises:
         transports.TransportError: no process worker answered.
         BadMessage: the reply is not a head.
     """
-    return Head.from_wire(await transport.request(ORDERBOOK_HEAD, None, timeout=timeout))
+    name = market_names(spec.market).orderbook_head
+    return Head.from_wire(await transport.request(name, None, timeout=timeout))
 
 
-async def _signed_head(transport: Transport, timeout: float) -> tuple[Head, Ed25519PublicKey]:
+async def _signed_head(
+    transport: Transport, timeout: float, spec: MarketSpec
+) -> tuple[Head, Ed25519PublicKey]:
     """The head and the matcher key that signed it (the signature checked).
 
     Raises:
         InvalidVersion: the head is not signed by the key it names.
     """
-    head = await fetch_head(transport, timeout)
+    head = await fetch_head(transport, timeout, spec)
     try:
         return head, verify_head(head, None)
     except AuthFailed as exc:
@@ -100,7 +106,7 @@ async def fetch_verified_head(
         transports.TransportError, BadMessage: the head could not be asked.
         TimeoutError: the DHT did not answer within `timeout`.
     """
-    head, key = await _signed_head(transport, timeout)
+    head, key = await _signed_head(transport, timeout, spec)
     if head.root is None:
         return VerifiedHead(head, None)
     with anyio.fail_after(timeout):
@@ -151,7 +157,7 @@ async def fetch_book(
     """
     matcher_key: Ed25519PublicKey | None = None
     if root is None:
-        head, matcher_key = await _signed_head(transport, timeout)
+        head, matcher_key = await _signed_head(transport, timeout, spec)
         if head.root is None:
             return BookView(0, None, None, ladder_of(OrderBook(spec), spec, depth))
         root = head.root
@@ -265,36 +271,46 @@ async def _probe_quietly(
 
 
 async def network_status(
-    link: GrapeLink | GrapeLinks, transport: Transport, timeout: float
+    link: GrapeLink | GrapeLinks,
+    transport: Transport,
+    timeout: float,
+    spec: MarketSpec = DEFAULT_SPEC,
 ) -> Status:
-    """Who is announced for each service, who answers, and the matcher's head.
+    """Who is announced for each service of `spec`'s market, who answers, and the
+    matcher's head.
 
     Raises:
         transports.TransportError: the grape itself could not be asked.
     """
     from transports.grenache import GrenacheTransport
 
-    names = (SUBMIT_ORDER, PROCESS_ORDER, ORDERBOOK_HEAD, ORDERBOOK_UPDATED)
+    market = market_names(spec.market)
+    head_name, process_name, updated_name = (
+        market.orderbook_head,
+        market.process_order,
+        market.orderbook_updated,
+    )
+    names = (market.submit_order, process_name, head_name, updated_name)
     announced = {name: sorted(await link.lookup(name, fresh=True)) for name in names}
     services = []
     for name in names[:3]:
         peers = announced[name]
         if not peers:
             services.append(ServiceStatus(name, peers))
-        elif name == ORDERBOOK_HEAD or not isinstance(transport, GrenacheTransport):
+        elif name == head_name or not isinstance(transport, GrenacheTransport):
             services.append(await _probe(transport, name, peers, timeout))
         else:
             # The matcher serves process_order and orderbook_head on one address.
-            same = {PROCESS_ORDER, ORDERBOOK_HEAD} if name == PROCESS_ORDER else {name}
+            same = {process_name, head_name} if name == process_name else {name}
             elsewhere = {
                 peer: other for other in names if other not in same for peer in announced[other]
             }
             services.append(await _probe_quietly(transport, name, peers, elsewhere, timeout))
-    services.append(ServiceStatus(ORDERBOOK_UPDATED, announced[ORDERBOOK_UPDATED], probed=False))
+    services.append(ServiceStatus(updated_name, announced[updated_name], probed=False))
     head: Head | None = None
     head_error = head_problem = None
     try:
-        head = await fetch_head(transport, timeout)
+        head = await fetch_head(transport, timeout, spec)
     except Exception as exc:  # reported, not raised: status shows what it can
         head_error = f"{type(exc).__name__}: {exc}"
     else:
@@ -303,6 +319,40 @@ async def network_status(
         except AuthFailed as exc:
             head_problem = f"orderbook_head: {exc}"
     return Status(link.url, services, head, head_error, head_problem)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketsFound:
+    """What a ``map`` over ``markets`` found: each market's answer, and the peers that
+    answered something else (an error, or not a market)."""
+
+    markets: list[tuple[str, MarketInfo]]
+    problems: dict[str, str]
+
+
+async def list_markets(transport: Transport, timeout: float) -> MarketsFound:
+    """Every matcher announced as ``markets`` (a Grenache ``map``): its market, spec and
+    head, sorted by market; a head whose signature does not verify is a problem.
+
+    Raises:
+        transports.TransportError: nobody is announced as ``markets``.
+    """
+    results = await transport.map(MARKETS, None, timeout=timeout)
+    found: list[tuple[str, MarketInfo]] = []
+    problems: dict[str, str] = {}
+    for result in results:
+        if not result.ok:
+            problems[result.peer] = str(result.error)
+            continue
+        try:
+            info = MarketInfo.from_wire(result.data)
+            verify_head(info.head, None)
+        except (BadMessage, AuthFailed) as exc:
+            problems[result.peer] = str(exc)
+            continue
+        found.append((result.peer, info))
+    found.sort(key=lambda item: (item[1].market, item[0]))
+    return MarketsFound(found, problems)
 
 
 async def grenache_lookup(link: GrapeLink | GrapeLinks, name: str) -> list[str]:

@@ -125,7 +125,7 @@ async def from_network(
         transports.TransportError, BadMessage: the head could not be asked.
         TimeoutError: the DHT did not answer in time.
     """
-    head = await fetch_head(transport, timeout)
+    head = await fetch_head(transport, timeout, spec)
     try:
         key = verify_head(head, None)
     except AuthFailed as exc:
@@ -189,7 +189,12 @@ def _fetch(
         return with_transport(
             args,
             lambda t: from_network(
-                t, args.client_id, order_id, timeout=args.timeout, versions=versions
+                t,
+                args.client_id,
+                order_id,
+                timeout=args.timeout,
+                versions=versions,
+                spec=args.spec,
             ),
         )
     except ReplayError as exc:
@@ -201,7 +206,7 @@ def _fetch(
 
 def order(args: argparse.Namespace) -> int:
     """`dex order CLIENT ORDER`: exit 0 when the order is known, 1 when it is not."""
-    spec = DEFAULT_SPEC
+    spec: MarketSpec = args.spec
     if args.db is not None:
         try:
             placed = journaled(args.db, args.client_id, args.order_id)
@@ -248,7 +253,7 @@ def _unknown(
 ) -> int:
     """Say the order is not known, and what was seen of it (a refused cancel)."""
     steps = [] if life is None else life.steps
-    spec = DEFAULT_SPEC
+    spec: MarketSpec = args.spec
     where = "the journal" if found is None else _source_text(found)
     if args.json:
         record: dict[str, Any] = {
@@ -277,7 +282,7 @@ def _unknown(
 
 def orders(args: argparse.Namespace) -> int:
     """`dex orders CLIENT`: the client's resting orders, oldest priority first."""
-    spec = DEFAULT_SPEC
+    spec: MarketSpec = args.spec
     found = _fetch(args, "orders", None, 0)
     if isinstance(found, int):
         return found
@@ -302,7 +307,7 @@ def orders(args: argparse.Namespace) -> int:
 
 def fills(args: argparse.Namespace) -> int:
     """`dex fills CLIENT`: the client's trades, oldest first (the last ``--tail``)."""
-    spec = DEFAULT_SPEC
+    spec: MarketSpec = args.spec
     found = _fetch(args, "fills", None, args.versions)
     if isinstance(found, int):
         return found

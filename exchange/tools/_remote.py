@@ -27,6 +27,7 @@ from exchange.tools._network import (
     grenache_get,
     grenache_lookup,
     grenache_request,
+    list_markets,
     network_status,
     now_ms,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "get",
     "head",
     "lookup",
+    "markets",
     "request",
     "status",
     "watch",
@@ -94,7 +96,7 @@ EXPECTED = (TransportError, TimeoutError, BadMessage, InvalidVersion, ValueError
 
 def head(args: argparse.Namespace) -> int:
     try:
-        found = with_transport(args, lambda t: fetch_verified_head(t, args.timeout))
+        found = with_transport(args, lambda t: fetch_verified_head(t, args.timeout, args.spec))
     except EXPECTED as exc:
         return fail("head", exc, args.grape)
     if args.json:
@@ -114,7 +116,9 @@ def book(args: argparse.Namespace) -> int:
     try:
         view = with_transport(
             args,
-            lambda t: fetch_book(t, root=args.root, depth=args.depth, timeout=args.timeout * 2),
+            lambda t: fetch_book(
+                t, root=args.root, depth=args.depth, timeout=args.timeout * 2, spec=args.spec
+            ),
         )
     except EXPECTED as exc:
         return fail("book", exc, args.grape)
@@ -140,6 +144,7 @@ def watch(args: argparse.Namespace) -> int:
         plain=args.plain,
         timeout=max(args.timeout, 30.0) if args.once else 30.0,
         metrics_port=args.metrics_port,
+        market=args.market,
     )
 
     async def run() -> int:
@@ -204,6 +209,40 @@ def get(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def markets(args: argparse.Namespace) -> int:
+    try:
+        found = with_transport(args, lambda t: list_markets(t, args.timeout))
+    except EXPECTED as exc:
+        return fail("markets", exc, args.grape)
+    if args.json:
+        print_json(
+            {
+                "markets": [
+                    {"peer": peer, **_object(info.to_wire())} for peer, info in found.markets
+                ],
+                "problems": found.problems,
+            }
+        )
+    else:
+        for peer, info in found.markets:
+            spec = info.spec
+            print(
+                f"{info.market:20} seq {info.head.seq:<8} root {info.head.root or '-':40}"
+                f"  tick {spec['tickSize']} lot {spec['lotSize']}  {peer}"
+            )
+        for peer, problem in sorted(found.problems.items()):
+            print(f"dex markets: {peer}: {problem}", file=sys.stderr)
+    if not found.markets:
+        print("dex markets: no matcher answered `markets`", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _object(wire: Any) -> dict[str, Any]:
+    assert isinstance(wire, dict)
+    return wire
+
+
 def _journal_status(path: str) -> dict[str, Any]:
     from exchange.tools._journal_view import file_head, open_journal, orders_per_second
 
@@ -223,7 +262,7 @@ def status(args: argparse.Namespace) -> int:
     async def call(transport: Transport) -> Status:
         link = _grape_client(args)
         try:
-            return await network_status(link, transport, args.timeout)
+            return await network_status(link, transport, args.timeout, args.spec)
         finally:
             await link.aclose()
 

@@ -15,20 +15,18 @@ import sqlite3
 import sys
 from typing import Any
 
-from exchange.matcher import AppliedLog, SnapshotError, SnapshotStore, snapshot_dir
+from exchange.matcher import DEFAULT_STATE, AppliedLog, SnapshotError, SnapshotStore, snapshot_dir
 from exchange.protocol import ReplayError, apply_entry
-from exchange.runtime import EXIT_FAILED, EXIT_OK, EXIT_USAGE, print_json
+from exchange.runtime import EXIT_FAILED, EXIT_OK, EXIT_USAGE, market_path, print_json
 from exchange.tools._replay import replay_journal
 from exchange.versions import book_hash
-from orderbook_core import DEFAULT_SPEC, OrderBook, encode_book
+from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, check_market, encode_book
 
 __all__ = ["add_parser", "snapshot"]
 
 
 def add_parser(commands: Any, as_json: argparse.ArgumentParser) -> None:
     """Register `dex snapshot` (a few lines in `_dex`, the rest here)."""
-    from exchange.matcher import DEFAULT_STATE
-
     parser = commands.add_parser(
         "snapshot",
         parents=[as_json],
@@ -39,9 +37,16 @@ def add_parser(commands: Any, as_json: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--db",
-        default=DEFAULT_STATE,
         metavar="PATH",
-        help=f"the matcher's SQLite state (default {DEFAULT_STATE})",
+        help=f"the matcher's SQLite state (default {DEFAULT_STATE}; with --market X: "
+        f"{market_path(DEFAULT_STATE, 'X')})",
+    )
+    parser.add_argument(
+        "--market",
+        type=_market,
+        metavar="SYMBOL",
+        help="the matcher's market (default BTC-USD; its default --db is "
+        "data/process_state-SYMBOL.db)",
     )
     parser.add_argument("--check", type=int, metavar="SEQ", help="verify snapshot SEQ")
     parser.add_argument(
@@ -53,7 +58,10 @@ def add_parser(commands: Any, as_json: argparse.ArgumentParser) -> None:
 
 def snapshot(args: argparse.Namespace) -> int:
     """Run `dex snapshot`; the exit status."""
-    store = SnapshotStore(snapshot_dir(args.db), DEFAULT_SPEC)
+    spec = MarketSpec(market=args.market or DEFAULT_SPEC.market)
+    if args.db is None:
+        args.db = market_path(DEFAULT_STATE, spec.market)
+    store = SnapshotStore(snapshot_dir(args.db), spec)
     if args.check is not None:
         return _check(args, store, args.check)
     if args.journal is not None:
@@ -87,10 +95,10 @@ def _check(args: argparse.Namespace, store: SnapshotStore, seq: int) -> int:
     recorded: str | None = None
     try:
         if args.journal is not None:
-            book = replay_journal(args.journal, DEFAULT_SPEC, upto=seq).book
+            book = replay_journal(args.journal, store.spec, upto=seq).book
             source = f"the journal {args.journal}"
         else:
-            book, recorded = _replay_applied(args.db, seq)
+            book, recorded = _replay_applied(args.db, seq, store.spec)
             source = f"the applied log {args.db}"
     except (ReplayError, sqlite3.Error) as exc:
         print(f"dex snapshot: {exc}", file=sys.stderr)
@@ -109,14 +117,14 @@ def _check(args: argparse.Namespace, store: SnapshotStore, seq: int) -> int:
     )
 
 
-def _replay_applied(db: str, seq: int) -> tuple[OrderBook, str]:
+def _replay_applied(db: str, seq: int, spec: MarketSpec) -> tuple[OrderBook, str]:
     """The book after the applied log's commands 1..`seq`, and the root recorded at `seq`.
 
     Raises:
         ReplayError: the log ends before `seq` or has a gap; sqlite3.Error: unreadable.
     """
-    book = OrderBook(DEFAULT_SPEC)
-    log = AppliedLog(db, DEFAULT_SPEC, read_only=True)
+    book = OrderBook(spec)
+    log = AppliedLog(db, spec, read_only=True)
     try:
         at, root = 0, ""
         for record in log.entries():
@@ -139,3 +147,10 @@ def _report(args: argparse.Namespace, seq: int, ok: bool, detail: str) -> int:
     else:
         print(f"snapshot {seq}: {'OK' if ok else 'MISMATCH'}: {detail}")
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _market(text: str) -> str:
+    try:
+        return check_market(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

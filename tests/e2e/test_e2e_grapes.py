@@ -90,7 +90,7 @@ def test_orders_are_journaled_while_the_matchers_grape_is_down_and_trade_once_it
         # replica loads while the order is submitted, so either line may come first.
         buyer.wait_for_text('"event":"book","seq":1,', timeout=25)
         assert buyer.alive()
-        process.wait_for_text("announcing ['process_order', 'orderbook_head']", 15)
+        process.wait_for_text("announcing ['process_order', 'orderbook_head', 'markets']", 15)
         # The submit worker reaches the process worker, which cannot store the version.
         process.wait_for_text("storing versions in the DHT fails", 25)
         time.sleep(2)  # a few more failed attempts, which must not be logged

@@ -40,9 +40,12 @@ def client_key(client_id: str) -> Ed25519PrivateKey:
     return named_key(f"client:{client_id}")
 
 
-def signed(payload: Mapping[str, Any], key: Ed25519PrivateKey | None = None) -> dict[str, Any]:
-    """`payload` signed as its client does (`client_key` of its clientId by default)."""
-    return sign_order(payload, key or client_key(str(payload["clientId"])))
+def signed(
+    payload: Mapping[str, Any], key: Ed25519PrivateKey | None = None, market: str | None = None
+) -> dict[str, Any]:
+    """`payload` signed as its client does (`client_key` of its clientId by default),
+    for `market` (``dex-order/2``) or with no market (``dex-order/1``: the default's)."""
+    return sign_order(payload, key or client_key(str(payload["clientId"])), market)
 
 
 def by_sequencer(payload: Any) -> Any:

@@ -159,3 +159,26 @@ def test_a_modify_takes_its_request_id() -> None:
     for words in (["type=Buy", "amount=1", "price=1"], ["op=cancel", "orderId=o1"]):
         with pytest.raises(ArgumentError, match="requestId: only op=modify takes one"):
             parse_client_args(["clientId=c1", *words, "requestId=r1"])
+
+
+def test_the_market_in_the_seeds_style_or_as_a_flag() -> None:
+    assert parse_client_args(["clientId=c1"]).market == "BTC-USD"
+    order = ["clientId=c1", "type=Buy", "amount=1", "price=100"]
+    args = parse_client_args([*order, "market=ETH-USD"])
+    assert args.market == "ETH-USD"
+    assert args.order == {"clientId": "c1", "side": "buy", "amount": "1", "price": "100"}
+    assert parse_client_args(["--market", "ETH-USD"]).market == "ETH-USD"
+    assert parse_client_args(["--market=SOL-USD", "market=SOL-USD"]).market == "SOL-USD"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["market=eth-usd"], "market: market 'eth-usd'"),
+        (["--market", "BTC:USD"], "--market: market 'BTC:USD'"),
+        (["market=ETH-USD", "--market=SOL-USD"], "one market per client"),
+    ],
+)
+def test_a_bad_market_is_refused(argv: list[str], message: str) -> None:
+    with pytest.raises(ArgumentError, match=message):
+        parse_client_args(argv)

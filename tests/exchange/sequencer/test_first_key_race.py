@@ -20,7 +20,7 @@ import pytest
 from support.keys import SEQUENCER_KEY, named_key
 from support.nats import running_nats
 
-from exchange.protocol import public_key_hex, sign_order
+from exchange.protocol import market_names, public_key_hex, sign_order
 from exchange.sequencer import JournalBackend, SubmitWorker, open_journal
 from orderbook_core import DEFAULT_SPEC
 from transports import MemoryNetwork, RemoteError, Transport, open_transport
@@ -31,6 +31,7 @@ PAIRS = 40
 """Racing pairs per run: every one is a new clientId with its two keys."""
 
 SPEC = dataclasses.replace(DEFAULT_SPEC, market="RACE-USD")
+SUBMIT = market_names(SPEC.market).submit_order  # a market of its own: its own names
 
 
 @contextmanager
@@ -60,7 +61,7 @@ async def submitting(journal: JournalBackend) -> AsyncIterator[Transport]:
 def first_order(client_id: str, order_id: str, key_name: str) -> dict[str, Any]:
     order = {"clientId": client_id, "orderId": order_id, "side": "buy", "price": "100",
              "amount": "1"}  # fmt: skip
-    return sign_order(order, named_key(key_name))
+    return sign_order(order, named_key(key_name), SPEC.market)
 
 
 async def race(client: Transport, orders: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -69,7 +70,7 @@ async def race(client: Transport, orders: list[tuple[str, dict[str, Any]]]) -> d
 
     async def send(name: str, payload: dict[str, Any]) -> None:
         try:
-            outcomes[name] = await client.request("submit_order", payload, timeout=20)
+            outcomes[name] = await client.request(SUBMIT, payload, timeout=20)
         except RemoteError as exc:
             outcomes[name] = exc.message
 
@@ -132,7 +133,7 @@ async def test_after_the_race_only_the_bound_key_is_served(backend: str, tmp_pat
             winner = "a" if isinstance(outcomes["a"], dict) else "b"
             loser = "b" if winner == "a" else "a"
             again = await client.request(
-                "submit_order", first_order("racer", "next", f"race-{winner}"), timeout=10
+                SUBMIT, first_order("racer", "next", f"race-{winner}"), timeout=10
             )
             assert again["orderId"] == "next"
             refusals = await race(
@@ -143,6 +144,7 @@ async def test_after_the_race_only_the_bound_key_is_served(backend: str, tmp_pat
                     ("cancel", sign_order(
                         {"op": "cancel", "clientId": "racer", "orderId": f"o-{winner}"},
                         named_key(f"race-{loser}"),
+                        SPEC.market,
                     )),
                 ],
             )  # fmt: skip

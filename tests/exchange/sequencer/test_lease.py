@@ -18,7 +18,7 @@ from support.exchange_rig import wait_until
 from support.keys import SEQUENCER_KEY, signed
 from support.nats import NatsServer, running_nats
 
-from exchange.protocol import StorageUnavailable, parse_entry
+from exchange.protocol import StorageUnavailable, market_names, parse_entry
 from exchange.runtime import NullMetrics
 from exchange.runtime._prometheus import metrics_for
 from exchange.sequencer import SubmitWorker, open_journal, open_lease
@@ -114,9 +114,14 @@ class _Steps(NullMetrics):
         self.active.append(active)
 
 
-def order(i: int) -> dict[str, Any]:
+def order(i: int, market: str | None = None) -> dict[str, Any]:
     return signed({"clientId": "alice", "orderId": f"o{i}", "side": "buy", "price": "100",
-                   "amount": "1"})  # fmt: skip
+                   "amount": "1"}, market=market)  # fmt: skip
+
+
+def submit_name(spec: MarketSpec) -> str:
+    """The market's own submit_order (each test has a market of its own: its stream)."""
+    return market_names(spec.market).submit_order
 
 
 @pytest.mark.anyio
@@ -146,7 +151,8 @@ async def test_the_standby_serves_only_once_the_active_one_is_gone(nats: NatsSer
 
                 tg.start_soon(run_b)
                 first = [
-                    await client.request("submit_order", order(i), timeout=5) for i in range(3)
+                    await client.request(submit_name(spec), order(i, market=spec.market), timeout=5)
+                    for i in range(3)
                 ]
                 assert [r["seq"] for r in first] == [1, 2, 3]
                 await anyio.sleep(1.5)  # longer than the ttl: a renews, b stands by
@@ -156,9 +162,11 @@ async def test_the_standby_serves_only_once_the_active_one_is_gone(nats: NatsSer
             with anyio.fail_after(10):
                 await b_started.wait()
             assert steps.active == [True]
-            again = await client.request("submit_order", order(1), timeout=5)
+            again = await client.request(submit_name(spec), order(1, market=spec.market), timeout=5)
             assert again == first[1]  # a repeat: the first answer
-            assert (await client.request("submit_order", order(3), timeout=5))["seq"] == 4
+            assert (
+                await client.request(submit_name(spec), order(3, market=spec.market), timeout=5)
+            )["seq"] == 4
             tg.cancel_scope.cancel()
     with open_journal(nats.url, spec) as journal:
         assert [e.wire["orderId"] for e in journal.entries()] == ["o0", "o1", "o2", "o3"]
@@ -184,7 +192,9 @@ async def test_an_active_sequencer_that_loses_its_lease_steps_down_and_counts_it
                 server, journal, spec, signing_key=SEQUENCER_KEY, lease=lease, metrics=steps
             )
             await tg.start(worker.run)
-            assert (await client.request("submit_order", order(0), timeout=5))["seq"] == 1
+            assert (
+                await client.request(submit_name(spec), order(0, market=spec.market), timeout=5)
+            )["seq"] == 1
 
             async def steal() -> None:  # as if it expired and another sequencer took it
                 kv = await journal.jetstream.key_value(f"{journal.stream}_LEASE")
@@ -195,7 +205,9 @@ async def test_an_active_sequencer_that_loses_its_lease_steps_down_and_counts_it
             # It stepped down, stood by, took the free lease again and serves on.
             assert steps.step_downs == 1
             assert steps.active == [True, False, True]
-            assert (await client.request("submit_order", order(1), timeout=5))["seq"] == 2
+            assert (
+                await client.request(submit_name(spec), order(1, market=spec.market), timeout=5)
+            )["seq"] == 2
             tg.cancel_scope.cancel()
     assert "stepping down: lost the writer's lease" in caplog.text
 

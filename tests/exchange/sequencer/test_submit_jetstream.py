@@ -14,7 +14,7 @@ import pytest
 from support.keys import SEQUENCER_KEY, signed
 from support.nats import NatsServer, running_nats
 
-from exchange.protocol import Refused
+from exchange.protocol import Refused, market_names
 from exchange.sequencer import SteppedDown, SubmitWorker, open_journal
 from orderbook_core import DEFAULT_SPEC, MarketSpec
 from transports import MemoryNetwork, RemoteError, open_transport
@@ -32,9 +32,14 @@ def _spec(name: str) -> MarketSpec:
     return dataclasses.replace(DEFAULT_SPEC, market=name)
 
 
-def order(i: int, client: str = "alice") -> dict[str, Any]:
+def order(i: int, client: str = "alice", market: str | None = None) -> dict[str, Any]:
     return signed({"clientId": client, "orderId": f"o{i}", "side": "buy", "price": "100",
-                   "amount": "1"})  # fmt: skip
+                   "amount": "1"}, market=market)  # fmt: skip
+
+
+def submit_name(spec: MarketSpec) -> str:
+    """The market's own submit_order (each test has a market of its own: its stream)."""
+    return market_names(spec.market).submit_order
 
 
 async def test_acknowledged_orders_are_in_the_stream_and_repeats_survive_a_restart(
@@ -55,7 +60,12 @@ async def test_acknowledged_orders_are_in_the_stream_and_repeats_survive_a_resta
                 )
                 await tg.start(worker.run)
                 replies.append(
-                    [await client.request("submit_order", order(i), timeout=5) for i in range(5)]
+                    [
+                        await client.request(
+                            submit_name(spec), order(i, market=spec.market), timeout=5
+                        )
+                        for i in range(5)
+                    ]
                 )
                 tg.cancel_scope.cancel()
         if round_ == 0:
@@ -77,15 +87,19 @@ async def test_no_quorum_is_err_unavailable_and_trading_resumes(nats: NatsServer
         ):
             worker = SubmitWorker(server, journal, spec, max_backoff=0.2, signing_key=SEQUENCER_KEY)
             await tg.start(worker.run)
-            assert (await client.request("submit_order", order(0), timeout=5))["seq"] == 1
+            assert (
+                await client.request(submit_name(spec), order(0, market=spec.market), timeout=5)
+            )["seq"] == 1
             nats.kill()
             with pytest.raises(RemoteError, match=r"^ERR_UNAVAILABLE: storage: "):
-                await client.request("submit_order", order(1), timeout=10)
+                await client.request(submit_name(spec), order(1, market=spec.market), timeout=10)
             nats.start()  # the same store: the stream is back
             with anyio.fail_after(30):
                 while True:
                     try:
-                        reply = await client.request("submit_order", order(1), timeout=5)
+                        reply = await client.request(
+                            submit_name(spec), order(1, market=spec.market), timeout=5
+                        )
                         break
                     except RemoteError as exc:
                         if not exc.message.startswith("ERR_UNAVAILABLE"):
@@ -114,7 +128,7 @@ async def test_a_worker_that_finds_another_writer_steps_down(
 
             async def submit_to_b() -> None:
                 try:
-                    await b.submit(order(1, "bob"))
+                    await b.submit(order(1, "bob", spec.market))
                 except Refused as exc:
                     refused.append(str(exc))
                 finally:
@@ -122,7 +136,7 @@ async def test_a_worker_that_finds_another_writer_steps_down(
 
             async with anyio.create_task_group() as tg:
                 await tg.start(a.run)
-                assert (await a.submit(order(0)))["seq"] == 1
+                assert (await a.submit(order(0, market=spec.market)))["seq"] == 1
                 stopped: list[BaseException] = []
                 try:
                     async with anyio.create_task_group() as b_group:
@@ -133,7 +147,9 @@ async def test_a_worker_that_finds_another_writer_steps_down(
                     stopped.extend(group.exceptions)
                 with anyio.fail_after(5):
                     await done.wait()
-                assert (await a.submit(order(2)))["seq"] == 2  # the writer goes on
+                assert (await a.submit(order(2, market=spec.market)))[
+                    "seq"
+                ] == 2  # the writer goes on
                 tg.cancel_scope.cancel()
     assert refused == ["ERR_UNAVAILABLE: the sequencer stepped down"]
     assert len(stopped) == 1

@@ -17,6 +17,7 @@ import pytest
 from support.keys import SEQUENCER_KEY, signed
 from support.nats import nats_url  # noqa: F401  (a module fixture)
 
+from exchange.protocol import market_names
 from exchange.sequencer import JournalBackend, SubmitWorker, open_journal
 from orderbook_core import DEFAULT_SPEC
 from transports import MemoryNetwork, RemoteError, Transport, open_transport
@@ -24,6 +25,8 @@ from transports import MemoryNetwork, RemoteError, Transport, open_transport
 pytestmark = pytest.mark.anyio
 
 _markets = itertools.count(1)
+_MARKET_OF: dict[int, str] = {}
+"""The market of each client's worker (a JetStream one has a market of its own: its stream)."""
 
 
 @pytest.fixture(params=["sqlite", pytest.param("jetstream", marks=pytest.mark.integration)])
@@ -51,12 +54,16 @@ async def worker_on(where: tuple[str, Any]) -> AsyncIterator[tuple[Transport, Jo
                 signing_key=SEQUENCER_KEY,
             )  # fmt: skip
             await tg.start(worker.run)
+            _MARKET_OF[id(client)] = spec.market
             yield client, journal
             tg.cancel_scope.cancel()
 
 
 async def send(client: Transport, payload: dict[str, Any]) -> Any:
-    return await client.request("submit_order", signed(payload), timeout=10)
+    """`payload` signed for the market `client`'s worker serves, sent to its name."""
+    market = _MARKET_OF[id(client)]
+    name = market_names(market).submit_order
+    return await client.request(name, signed(payload, market=market), timeout=10)
 
 
 async def refusal(client: Transport, payload: dict[str, Any]) -> str:
