@@ -16,7 +16,7 @@ It prints the CPU µs (this process) per command followed, per round and the med
 and the ratio per pair. Not a timed test: run it by hand.
 
     .venv/bin/python bench/replica_follow.py [--book 1000] [--versions 100]
-        [--per-version 50] [--rounds 7] [--json]
+        [--per-version 50] [--rounds 7] [--json] [--only signed|validated]
 """
 
 from __future__ import annotations
@@ -123,11 +123,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     async with open_transport("memory", network=MemoryNetwork()) as transport:
         roots = await publish(transport, key, args)
         n = args.versions * args.per_version
-        await follow(transport, key, roots, "signed")  # warm-up
-        per: dict[str, list[float]] = {"signed": [], "validated": []}
+        modes = (args.only,) if args.only else ("signed", "validated")
+        if not args.only:
+            await follow(transport, key, roots, "signed")  # warm-up
+        per: dict[str, list[float]] = {mode: [] for mode in ("signed", "validated")}
         for _ in range(args.rounds):
-            for mode in ("signed", "validated"):
+            for mode in modes:
                 per[mode].append(await follow(transport, key, roots, mode) * 1e6 / n)
+    if args.only:
+        return {"mode": args.only, "us_per_command": per[args.only]}
     ratios = [a / b for a, b in zip(per["signed"], per["validated"], strict=True)]
     return {
         "book": args.book,
@@ -149,9 +153,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--only",
+        choices=("signed", "validated"),
+        help="one way only, no warm-up (e.g. under valgrind --tool=callgrind with --rounds"
+        " 1: the two runs differ only in the decoding)",
+    )
     args = parser.parse_args()
     result = anyio.run(main_async, args)
-    if args.json:
+    if args.json or args.only:
         print(json.dumps(result))
         return
     print(f"following {args.versions} versions of {args.per_version} commands on a "
