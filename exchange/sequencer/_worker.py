@@ -172,12 +172,9 @@ class SubmitWorker:
             whether the matcher fell behind (e.g. lost its state).
         clock: returns the sequencer's timestamp in ms (default: the wall clock).
         batch_size: the most journal entries one ``process_order`` request carries.
-        forward_interval: the least time in seconds from one ``process_order`` request
-            to the next unless the next carries `batch_size` entries: under load the
-            matcher then publishes at most ``1 / forward_interval`` versions a second,
-            each covering more commands (fewer DHT puts per order), at the cost of up to
-            that much latency per order. The first command after a quiet spell is sent
-            at once. 0 (the default): each run is sent as soon as the last is acked.
+        forward_interval: seconds from one ``process_order`` request to the next, at
+            least, unless it is a full batch (see `forward`: a bound on versions per
+            second; 0, the default: none).
         metrics: told of each commit, refusal and acknowledgement (`exchange.runtime`).
         signing_key: the sequencer's key: every ``process_order`` request is signed
             with it (the matcher takes no other).
@@ -500,9 +497,10 @@ class SubmitWorker:
         to `batch_size` per request, one request at a time: while the matcher works on
         one run, the next one grows, so the request rate adapts to the matcher's speed.
         With `forward_interval`, a run shorter than `batch_size` waits until that long
-        after the previous request was sent, growing meanwhile (a bound on versions per
-        second). Runs until cancelled; never raises for a network failure or a refusal
-        (it logs and retries the same run).
+        after the previous request was sent, growing meanwhile: under load each version
+        covers more commands (fewer DHT puts per order) for up to that much latency; the
+        first command after a quiet spell goes at once. Runs until cancelled; never
+        raises for a network failure or a refusal (it logs and retries the same run).
         """
         failures = 0
         outage = Outage(_log, "forwarding to process_order")  # logs state changes only
