@@ -220,6 +220,7 @@ def exchange_on_grapes(
     max_values: int | None,
     profile: Path | None = None,
     journal_servers: int = 0,
+    forward_interval: float = 0.0,
 ) -> Iterator[tuple[list[Grape], list[Proc]]]:
     extra = ["--dht_maxValues", str(max_values)] if max_values else []
     with grapes(2, extra_args=extra) as started, ExitStack() as stack:
@@ -229,6 +230,7 @@ def exchange_on_grapes(
             urls = stack.enter_context(nats_servers(journal_servers, workdir / "nats"))
             journal += ["--journal", ",".join(urls)]
 
+        forward = ["--forward-interval", str(forward_interval)] if forward_interval else []
         if profile:
             profile.mkdir(parents=True, exist_ok=True)
 
@@ -237,7 +239,8 @@ def exchange_on_grapes(
 
         procs = [
             start("submit", [*python("submit"), "bin/submitOrderWorker.py",
-                             f"grape={started[0].url}", *journal, "--port", str(submit_port)],
+                             f"grape={started[0].url}", *journal, "--port", str(submit_port),
+                             *forward],
                   workdir / "submit.log"),
             start("process", [*python("process"), "bin/processOrderWorker.py",
                               f"grape={started[1].url}",
@@ -401,7 +404,9 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
             workdir = args.keep
             workdir.mkdir(parents=True, exist_ok=True)
         servers = args.journal_servers
-        with exchange_on_grapes(workdir, max_values, args.profile, servers) as (grapes, procs):
+        with exchange_on_grapes(
+            workdir, max_values, args.profile, servers, args.forward_interval
+        ) as (grapes, procs):
             g0, g1 = grapes[0].url, grapes[1].url
             anyio.run(head_of, g1)
             # 1. The resting book.
@@ -415,7 +420,10 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
                 grape = (g0, g1)[i % 2]
                 # Each run has a matcher key of its own: give it (the key the client
                 # would otherwise trust on first use is kept in the user's key directory).
-                proc = start(f"replica{i}", [PY, "bin/client.py", f"grape={grape}", "--json",
+                # With --profile, the first replica runs under cProfile too.
+                py = [PY, __file__, "profiled", str(args.profile / "replica0.prof")] if (
+                    args.profile and i == 0) else [PY]  # fmt: skip
+                proc = start(f"replica{i}", [*py, "bin/client.py", f"grape={grape}", "--json",
                                              f"--matcher-key={workdir / 'matcher.pub'}"],
                              workdir / f"replica{i}.log", stdout=subprocess.PIPE,
                              env={**os.environ, "DEX_KEY_DIR": str(workdir / "keys")})  # fmt: skip
@@ -458,12 +466,19 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
             # 4. Latency to every replica at an offered rate.
             if watchers and args.rate:
                 count = int(args.rate * args.latency_seconds)
+                log_from = (workdir / "process.log").stat().st_size
+                cpu0 = {name: cpu_seconds(pid) for name, pid in measured.items()}
                 lat, _ = run_loads(g0, workdir, count=count, concurrency=64, rate=args.rate,
                                    tag="lat")  # fmt: skip
                 last = max(r[0] for r in lat)
                 deadline = time.time() + 60
                 while any(w.seq < last for w in watchers) and time.time() < deadline:
                     time.sleep(0.05)
+                cpu = sum(cpu_seconds(pid) - cpu0[name] for name, pid in measured.items())
+                with (workdir / "process.log").open("rb") as file:
+                    file.seek(log_from)
+                    tail = file.read().decode(errors="replace")
+                puts = sum(int(m) for m in _PUTS_RE.findall(tail))
                 seen: list[float] = []
                 missing = 0
                 for seq, sent, _ack in lat:
@@ -477,6 +492,10 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
                     replica_p50_ms=round(quantile(seen, 0.5), 1),
                     replica_p99_ms=round(quantile(seen, 0.99), 1),
                     replica_missing=missing,
+                    # What the offered load cost: every exchange process, per order.
+                    offered_cpu_us_per_order=round(cpu * 1e6 / len(lat)),
+                    offered_puts_per_order=round(puts / len(lat), 3),
+                    offered_versions=tail.count(" applied seq="),
                 )
             for proc in procs:
                 proc.stop()
@@ -541,6 +560,9 @@ def _profiled(out: str, script: str, *argv: str) -> None:
 
     sys.argv = [script, *argv]
     sys.path.insert(0, str(Path(script).resolve().parent))
+    # A program without a SIGTERM handler of its own (the client) exits through this
+    # one, so its profile is written too; the workers install theirs over it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     profiler = cProfile.Profile(time.process_time)
     profiler.enable()
     try:
@@ -578,7 +600,9 @@ def main() -> None:
     parser.add_argument("--no-node", dest="node", action="store_false", help="no Node load")
     parser.add_argument("--quick", action="store_true", help="one small config")
     parser.add_argument(
-        "--profile", type=Path, help="cProfile both workers (CPU time) into this folder"
+        "--profile",
+        type=Path,
+        help="cProfile both workers and the first replica (CPU time) into this folder",
     )
     parser.add_argument("--keep", type=Path, help="keep databases and logs in this folder")
     parser.add_argument("--catch-up", type=float, default=300, help="replica start bound (s)")
@@ -611,6 +635,14 @@ def main() -> None:
         metavar="S",
         help="also run the throughput load through the client's coalescing of submits in"
         " flight (linger S seconds), reported under each run's 'coalesced'",
+    )
+    parser.add_argument(
+        "--forward-interval",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="the sequencer's --forward-interval (at most one process_order request, so one"
+        " version, per S seconds under load); default 0",
     )
     args = parser.parse_args()
     node()  # exits with a message when `make setup` has not run

@@ -45,12 +45,28 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "how soon a standby takes over after it died (default 3; set when the lease's "
         "bucket is created)",
     )
+    parser.add_argument(
+        "--forward-interval",
+        type=_interval,
+        default=0.0,
+        metavar="SECONDS",
+        help="under load, send process_order at most once per this many seconds, so each "
+        "version covers more orders (fewer DHT puts per order, up to this much latency); "
+        "default 0: as soon as the matcher answered",
+    )
 
 
 def _seconds(text: str) -> float:
     value = float(text)
     if not 0.5 <= value <= 600:
         raise argparse.ArgumentTypeError(f"not 0.5..600 seconds: {text}")
+    return value
+
+
+def _interval(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"not 0..10 seconds: {text}")
     return value
 
 
@@ -65,6 +81,7 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
             journal,
             spec,
             port=args.port,
+            forward_interval=args.forward_interval,
             metrics=args.metrics,
             signing_key=args.key,
             lease=lease,

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -169,6 +170,9 @@ class SubmitWorker:
             whether the matcher fell behind (e.g. lost its state).
         clock: returns the sequencer's timestamp in ms (default: the wall clock).
         batch_size: the most journal entries one ``process_order`` request carries.
+        forward_interval: seconds from one ``process_order`` request to the next, at
+            least, unless it is a full batch (see `forward`: a bound on versions per
+            second; 0, the default: none).
         metrics: told of each commit, refusal and acknowledgement (`exchange.runtime`).
         signing_key: the sequencer's key: every ``process_order`` request is signed
             with it (the matcher takes no other).
@@ -192,15 +196,19 @@ class SubmitWorker:
         idle_check: float = 5.0,
         clock: Callable[[], int] | None = None,
         batch_size: int = 256,
+        forward_interval: float = 0.0,
         metrics: Metrics = NO_METRICS,
         signing_key: Ed25519PrivateKey,
         lease: WriterLease | None = None,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH}, not {batch_size}")
+        if not 0 <= forward_interval <= 10:
+            raise ValueError(f"forward_interval must be 0..10 seconds, not {forward_interval}")
         if journal.spec != spec:
             raise ValueError(f"the journal's market {journal.spec} is not {spec}")
         self.batch_size = batch_size
+        self.forward_interval = forward_interval
         self.transport = transport
         self.journal = journal
         self.spec = spec
@@ -487,8 +495,11 @@ class SubmitWorker:
         Starts after the journal's acked mark and sends runs of consecutive entries, up
         to `batch_size` per request, one request at a time: while the matcher works on
         one run, the next one grows, so the request rate adapts to the matcher's speed.
-        Runs until cancelled; never raises for a network failure or a refusal (it logs
-        and retries the same run).
+        With `forward_interval`, a run shorter than `batch_size` waits until that long
+        after the previous request was sent, growing meanwhile: under load each version
+        covers more commands (fewer DHT puts per order) for up to that much latency; the
+        first command after a quiet spell goes at once. Runs until cancelled; never
+        raises for a network failure or a refusal (it logs and retries the same run).
         """
         failures = 0
         outage = Outage(_log, "forwarding to process_order")  # logs state changes only
@@ -503,6 +514,7 @@ class SubmitWorker:
         persisted = acked
         next_seq = acked + 1
         ahead: list[Entry] = []
+        sent_at = -math.inf  # when the last request was sent (anyio's clock)
         while True:
             if not ahead or ahead[0].seq != next_seq or len(ahead) < self.batch_size:
                 appended = self._appended  # taken before reading: an append after it wakes us
@@ -525,9 +537,15 @@ class SubmitWorker:
                         continue
                     next_seq = await self._check_head(next_seq)
                     continue
+            if len(ahead) < self.batch_size and self.forward_interval:
+                wait = sent_at + self.forward_interval - anyio.current_time()
+                if wait > 0:
+                    await anyio.sleep(wait)  # let the run grow, then read it again
+                    continue
             run = ahead[: self.batch_size]
             batch = ProcessBatch(tuple(run))
             request = sign_object(PROCESS_DOMAIN, batch.to_wire_object(), self.signing_key)
+            sent_at = anyio.current_time()
             try:
                 reply = await self.transport.request(
                     self.names.process_order, request, timeout=self.request_timeout

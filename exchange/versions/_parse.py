@@ -33,10 +33,13 @@ from exchange.versions._format import (
 )
 from orderbook_core import (
     ID_RULE,
+    CancelOrder,
     Event,
     MarketSpec,
+    NewOrder,
     RestingOrder,
     Side,
+    TimeInForce,
     ValidationError,
     event_from_wire,
     is_identifier,
@@ -51,6 +54,7 @@ __all__ = [
     "EventLeaf",
     "EventNode",
     "Page",
+    "SignedCommands",
     "parse_page",
 ]
 
@@ -167,7 +171,81 @@ def _parse_children(key: str, obj: dict[str, Any]) -> tuple[int, tuple[tuple[str
     return height, tuple(parsed)
 
 
-def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
+class SignedCommands:
+    """Decodes the commands of pages under a root the matcher signed, cheaply.
+
+    Such commands were validated by the sequencer and applied by the matcher, whose
+    signature covers them (root, then page keys): running the core's validator on each
+    again proves nothing more. A command in the exact form the sequencer journals
+    (``command_to_wire``: a limit order or a cancel) is decoded here from its fields,
+    its price and amount strings looked up among those the validator already turned
+    into ticks and lots; anything else (market orders, modifies, a string not seen yet)
+    goes through the validator, which teaches it its price and amount. Only for a
+    reader that requires the matcher's signature on every root.
+    """
+
+    _UNITS_KEPT = 65_536
+
+    def __init__(self) -> None:
+        self._ticks: dict[str, int] = {}
+        self._lots: dict[str, int] = {}
+
+    def entry(self, seq: int, ts: int, command: dict[str, Any], spec: MarketSpec) -> Entry:
+        """The entry of `command`, numbered `seq` at `ts`.
+
+        Raises:
+            orderbook_core.ValidationError: it went through the validator and broke a rule.
+        """
+        entry = self._decode(seq, ts, command)
+        if entry is None:
+            entry = parse_entry(seq, ts, command, spec)
+            self._learn(entry)
+        return entry
+
+    def _decode(self, seq: int, ts: int, command: dict[str, Any]) -> Entry | None:
+        client, order = command.get("clientId"), command.get("orderId")
+        if type(client) is not str or type(order) is not str:
+            return None
+        op = command.get("op")
+        if op == "cancel":
+            return (
+                Entry(CancelOrder(seq, ts, client, order), command) if len(command) == 3 else None
+            )
+        if op != "new" or len(command) != 9 or command.get("ordType") != "limit":
+            return None
+        side, price, amount = command.get("side"), command.get("price"), command.get("amount")
+        tif, post_only = command.get("tif"), command.get("postOnly")
+        if not (type(side) is str and type(price) is str and type(amount) is str):
+            return None
+        if type(tif) is not str or type(post_only) is not bool:
+            return None
+        sides, tifs = _EXACT_SIDES, _EXACT_TIFS
+        ticks, lots = self._ticks.get(price), self._lots.get(amount)
+        if ticks is None or lots is None or side not in sides or tif not in tifs:
+            return None
+        new = NewOrder(seq, ts, client, order, sides[side], ticks, lots, tifs[tif], post_only)
+        return Entry(new, command)
+
+    def _learn(self, entry: Entry) -> None:
+        command, wire = entry.command, entry.wire
+        if not isinstance(command, NewOrder) or command.price is None:
+            return
+        price, amount = wire.get("price"), wire.get("amount")
+        if type(price) is str and type(amount) is str:
+            if len(self._ticks) >= self._UNITS_KEPT or len(self._lots) >= self._UNITS_KEPT:
+                self._ticks.clear()
+                self._lots.clear()
+            self._ticks[price] = command.price
+            self._lots[amount] = command.amount
+
+
+_EXACT_SIDES = {side.value: side for side in Side}
+_EXACT_TIFS = {tif.value: tif for tif in TimeInForce}
+
+
+def parse_page(
+    key: str, text: str, spec: MarketSpec, *, signed: SignedCommands | None = None
+) -> Page:
     """Check that `text` is the page stored under `key` and parse it.
 
     Verifies the content against the key (``dht_key(text) == key``), the size bound,
@@ -178,6 +256,9 @@ def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
         key: the DHT key the page was fetched under.
         text: the value the DHT returned.
         spec: the market, to decode events (`event_from_wire`) and validate commands.
+        signed: given when the page is reached from a root the matcher signed (and
+            only then): its commands are decoded without the validator where they
+            are in the sequencer's form (`SignedCommands`).
 
     Raises:
         InvalidVersion: the content does not match the key, or is not a valid page.
@@ -230,7 +311,7 @@ def parse_page(key: str, text: str, spec: MarketSpec) -> Page:
         items = obj["x"]
         if not (isinstance(items, list) and items):
             raise _bad(key, "a command leaf has a non-empty list of commands")
-        return CommandLeaf(tuple(_parse_command_entry(key, item, spec) for item in items))
+        return CommandLeaf(tuple(_parse_command_entry(key, item, spec, signed) for item in items))
     height, children = _parse_children(key, obj)
     if kind == BOOK_NODE:
         return BookNode(height, children)
@@ -257,7 +338,9 @@ def _inflate(key: str, text: object) -> object:
         raise _bad(key, f'"z" does not hold JSON ({exc})') from None
 
 
-def _parse_command_entry(key: str, item: object, spec: MarketSpec) -> Entry:
+def _parse_command_entry(
+    key: str, item: object, spec: MarketSpec, signed: SignedCommands | None
+) -> Entry:
     if not (isinstance(item, list) and len(item) == 3):
         raise _bad(key, "a command is a list [seq, ts, command]")
     seq, ts, command = item
@@ -266,6 +349,8 @@ def _parse_command_entry(key: str, item: object, spec: MarketSpec) -> Entry:
     if not isinstance(command, dict):
         raise _bad(key, "a command is a JSON object")
     try:
+        if signed is not None:
+            return signed.entry(seq, ts, command, spec)
         return parse_entry(seq, ts, command, spec)
     except ValidationError as exc:
         raise _bad(key, f"command {seq} breaks a rule ({exc})") from None

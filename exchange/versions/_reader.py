@@ -11,7 +11,10 @@ DHT may return anything, or nothing. So `VersionReader.fetch` trusts no byte:
    pages are fetched concurrently (16 at a time), except those already in the page
    cache; every fetched page's key is recomputed and its JSON shape checked
    (`parse_page`, which also holds every id to the submit_order id rule, and every
-   command to the core's validator: `exchange.protocol.parse_entry`). Every page
+   command to the core's validator: `exchange.protocol.parse_entry`; a reader that
+   requires the matcher's signature on every root decodes the commands in the
+   sequencer's own form without the validator, `SignedCommands`: the matcher's
+   signature covers them and it applied them validated). Every page
    of a level must be of the tree's kind and the level's height (so leaves are all at
    one depth), and each child's count must equal what its parent says.
 3. The book is rebuilt from the leaves' orders (`OrderBook.from_orders`: no duplicate
@@ -62,6 +65,7 @@ from exchange.versions._parse import (
     EventLeaf,
     EventNode,
     Page,
+    SignedCommands,
     parse_page,
 )
 from exchange.versions._root import RootDoc, decode_root, spec_fields, verify_root
@@ -167,6 +171,8 @@ class VersionReader:
         # The tree of the last book rebuilt: its orders' encodings are reused.
         self._tree: BookTree | None = None
         self._expected_spec = spec_fields(spec)
+        # Every root must be the matcher's: its commands need no second validation.
+        self._signed = None if matcher_key is None else SignedCommands()
         self.last_get_count = 0
 
     @property
@@ -470,7 +476,7 @@ class VersionReader:
                 found[key] = cached
 
         async def get(key: str) -> None:
-            page = parse_page(key, await self._get(key), self._spec)
+            page = parse_page(key, await self._get(key), self._spec, signed=self._signed)
             found[key] = page
             self._store(key, page)
 
