@@ -38,7 +38,9 @@ An append the server did not confirm (timeout, no quorum, connection lost) raise
 `exchange.protocol.StorageUnavailable`. It may still have been stored; the next append
 first looks: if the stream holds exactly that batch, this handle's head moves past it and
 the append raises `StorageUnavailable` again (its numbers are stale: the caller renumbers
-from `head()`); if it holds anything else, `JournalConflict`.
+from `head()`); if it holds anything else, `JournalConflict`; if nothing yet (a server
+without its quorum still answers, and stores the batch once the quorum is back), the
+append goes on, and looks again if it is refused.
 
 Threads
 -------
@@ -388,6 +390,9 @@ class JetStreamJournal:
         error = answer.get("error")
         if error is not None:
             code, text = error.get("err_code"), error.get("description")
+            wrong_last = (_ERR_WRONG_LAST_SEQUENCE, _ERR_WRONG_LAST_SUBJECT_SEQUENCE)
+            if self._suspect is not None and code in wrong_last:
+                await self._resync()  # the append not confirmed, stored since? (raises)
             if code == _ERR_WRONG_LAST_SEQUENCE:
                 # The same code for the stream's last sequence and a subject's: look.
                 info = await self._api(f"STREAM.INFO.{self.stream}", None)
@@ -406,17 +411,23 @@ class JetStreamJournal:
             raise JournalConflict(
                 f"{self.location}: the stream stored seq {answer.get('seq')}, not {entries[-1].seq}"
             )
-        self._head, self._last_ts = entries[-1].seq, entries[-1].ts
+        # Stored after `_head`: the suspect was not, and no longer can be (it expected
+        # the same last sequence).
+        self._head, self._last_ts, self._suspect = entries[-1].seq, entries[-1].ts, None
 
     async def _resync(self) -> None:
-        """Find out whether the last unconfirmed append was stored after all."""
+        """Find out whether the last unconfirmed append was stored after all.
+
+        Not stored *yet* proves nothing: a server that lost its quorum still answers
+        STREAM.INFO, and stores the append it was given once the quorum is back. So the
+        suspect is kept until an append after it is stored (then it never will be) or
+        refused (then this looks again)."""
         suspect = self._suspect
         assert suspect is not None
         info = await self._api(f"STREAM.INFO.{self.stream}", None)
         assert info is not None
         stored = int(info["state"]["last_seq"])
         if stored == self._head:
-            self._suspect = None
             return
         found = [await self._get(seq) for seq in range(self._head + 1, stored + 1)]
         if found != suspect:
