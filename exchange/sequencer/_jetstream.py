@@ -40,7 +40,7 @@ first looks: if the stream holds exactly that batch, this handle's head moves pa
 the append raises `StorageUnavailable` again (its numbers are stale: the caller renumbers
 from `head()`); if it holds anything else, `JournalConflict`; if nothing yet (a server
 without its quorum still answers, and stores the batch once the quorum is back), the
-append goes on, and looks again if it is refused.
+append goes on, and looks again if it is refused (still not there: `StorageUnavailable`).
 
 Threads
 -------
@@ -384,6 +384,12 @@ class JetStreamJournal(JetStreamReads):
             wrong_last = (_ERR_WRONG_LAST_SEQUENCE, _ERR_WRONG_LAST_SUBJECT_SEQUENCE)
             if self._suspect is not None and code in wrong_last:
                 await self._resync()  # the append not confirmed, stored since? (raises)
+                # Not yet: the server refuses while it is still proposed (its keys are
+                # "in process"), so neither a duplicate nor another writer's, yet.
+                raise StorageUnavailable(
+                    f"{self.location}: append refused ({text}) while seq"
+                    f" {self._suspect[0].seq}.., not confirmed, may still be stored"
+                )
             if code == _ERR_WRONG_LAST_SEQUENCE:
                 # The same code for the stream's last sequence and a subject's: look.
                 info = await self._api(f"STREAM.INFO.{self.stream}", None)
