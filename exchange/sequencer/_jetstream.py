@@ -38,25 +38,27 @@ An append the server did not confirm (timeout, no quorum, connection lost) raise
 `exchange.protocol.StorageUnavailable`. It may still have been stored; the next append
 first looks: if the stream holds exactly that batch, this handle's head moves past it and
 the append raises `StorageUnavailable` again (its numbers are stale: the caller renumbers
-from `head()`); if it holds anything else, `JournalConflict`.
+from `head()`); if it holds anything else, `JournalConflict`; if nothing yet (a server
+without its quorum still answers, and stores the batch once the quorum is back), the
+append goes on, and looks again if it is refused (still not there: `StorageUnavailable`).
 
 Threads
 -------
 The methods are blocking and thread-safe, like SQLite's: the nats-py client lives on an
 event loop of its own, on a thread of its own, and each call waits for its coroutine
-there; appends are serialized by a lock.
+there; appends are serialized by a lock. The reading methods (lookups, pages of entries,
+the KV bucket's values) are in `exchange.sequencer._jetstream_reads`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -64,20 +66,18 @@ from typing import Any, Self, TypeVar
 import nats
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
     BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NotFoundError,
 )
 from nats.js.kv import KeyValue
 
-from exchange.protocol import Entry, StorageUnavailable, entry_from_row, entry_to_row
+from exchange.protocol import Entry, StorageUnavailable, entry_to_row
 from exchange.sequencer._backend import DuplicateEntry, JournalConflict
+from exchange.sequencer._jetstream_reads import JetStreamReads, describe_error, key_hash
 from orderbook_core import DEFAULT_SPEC, MarketSpec
 
 __all__ = ["MAX_BATCH_MESSAGES", "JetStreamJournal", "describe_error", "stream_name"]
@@ -88,9 +88,6 @@ _T = TypeVar("_T")
 
 MAX_BATCH_MESSAGES = 1000
 """The most messages one atomic batch may hold (the server's limit)."""
-
-_PAGE = 500
-"""Entries fetched per page by `JetStreamJournal.entries`."""
 
 _ERR_WRONG_LAST_SEQUENCE = 10071
 _ERR_WRONG_LAST_SUBJECT_SEQUENCE = 10164
@@ -103,11 +100,7 @@ def stream_name(market: str) -> str:
     return "DEX_" + re.sub(r"[^A-Za-z0-9_-]", "_", market)
 
 
-def _hash(*parts: str) -> str:
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
-
-
-class JetStreamJournal:
+class JetStreamJournal(JetStreamReads):
     """A durable, gap-free FIFO queue of accepted commands on a JetStream stream.
 
     Args:
@@ -388,6 +381,15 @@ class JetStreamJournal:
         error = answer.get("error")
         if error is not None:
             code, text = error.get("err_code"), error.get("description")
+            wrong_last = (_ERR_WRONG_LAST_SEQUENCE, _ERR_WRONG_LAST_SUBJECT_SEQUENCE)
+            if self._suspect is not None and code in wrong_last:
+                await self._resync()  # the append not confirmed, stored since? (raises)
+                # Not yet: the server refuses while it is still proposed (its keys are
+                # "in process"), so neither a duplicate nor another writer's, yet.
+                raise StorageUnavailable(
+                    f"{self.location}: append refused ({text}) while seq"
+                    f" {self._suspect[0].seq}.., not confirmed, may still be stored"
+                )
             if code == _ERR_WRONG_LAST_SEQUENCE:
                 # The same code for the stream's last sequence and a subject's: look.
                 info = await self._api(f"STREAM.INFO.{self.stream}", None)
@@ -406,17 +408,23 @@ class JetStreamJournal:
             raise JournalConflict(
                 f"{self.location}: the stream stored seq {answer.get('seq')}, not {entries[-1].seq}"
             )
-        self._head, self._last_ts = entries[-1].seq, entries[-1].ts
+        # Stored after `_head`: the suspect was not, and no longer can be (it expected
+        # the same last sequence).
+        self._head, self._last_ts, self._suspect = entries[-1].seq, entries[-1].ts, None
 
     async def _resync(self) -> None:
-        """Find out whether the last unconfirmed append was stored after all."""
+        """Find out whether the last unconfirmed append was stored after all.
+
+        Not stored *yet* proves nothing: a server that lost its quorum still answers
+        STREAM.INFO, and stores the append it was given once the quorum is back. So the
+        suspect is kept until an append after it is stored (then it never will be) or
+        refused (then this looks again)."""
         suspect = self._suspect
         assert suspect is not None
         info = await self._api(f"STREAM.INFO.{self.stream}", None)
         assert info is not None
         stored = int(info["state"]["last_seq"])
         if stored == self._head:
-            self._suspect = None
             return
         found = [await self._get(seq) for seq in range(self._head + 1, stored + 1)]
         if found != suspect:
@@ -433,7 +441,7 @@ class JetStreamJournal:
 
     async def _bind(self, client_id: str, public_key: str) -> None:
         """Bind `client_id` to `public_key` unless it is bound already (to it)."""
-        key = f"key.{_hash(client_id)}"
+        key = f"key.{key_hash(client_id)}"
         value = json.dumps({"clientId": client_id, "key": public_key}).encode()
         try:
             await self._kv.create(key, value)
@@ -471,155 +479,11 @@ class JetStreamJournal:
         except (TimeoutError, NatsError) as exc:
             raise StorageUnavailable(f"{self.location}: acked: {describe_error(exc)}") from exc
 
-    # ------------------------------------------------------------------ reading
-
-    def head(self) -> int:
-        """The last sequence number stored, as of this handle's last append or opening."""
-        return self._head
-
-    def last_ts(self) -> int:
-        """The timestamp of the entry at `head()` (0 when empty)."""
-        return self._last_ts
-
-    def acked(self) -> int:
-        """The highest sequence number marked acknowledged (0 when none)."""
-        value = self.call(self._kv_get("acked"))
-        return 0 if value is None else int(value)
-
-    async def _kv_get(self, key: str) -> bytes | None:
-        try:
-            return (await self._kv.get(key)).value
-        except KeyNotFoundError:
-            return None
-        except (TimeoutError, NatsError) as exc:
-            raise StorageUnavailable(f"{self.location}: {key}: {describe_error(exc)}") from exc
-
-    def client_keys(self) -> dict[str, str]:
-        """Every bound clientId and its public key. O(clients)."""
-        return self.call(self._client_keys())
-
-    async def _client_keys(self) -> dict[str, str]:
-        keys: dict[str, str] = {}
-        try:
-            watcher = await self._kv.watch("key.>", ignore_deletes=True)
-            try:
-                async for update in watcher:
-                    if update is None:  # every current value has been delivered
-                        break
-                    if update.value:
-                        bound = json.loads(update.value)
-                        keys[bound["clientId"]] = bound["key"]
-            finally:
-                await watcher.stop()  # type: ignore[no-untyped-call]
-        except (TimeoutError, NatsError) as exc:
-            raise StorageUnavailable(
-                f"{self.location}: client keys: {describe_error(exc)}"
-            ) from exc
-        return keys
-
-    def modify_requests(self) -> dict[int, str]:
-        """seq -> requestId of every modify appended with one (its ``Dex-Request``
-        header). Reads every message up to `head()`: for moving the journal, not for
-        the sequencer's path."""
-        return self.call(self._modify_requests())
-
-    async def _modify_requests(self) -> dict[int, str]:
-        found: dict[int, str] = {}
-        for first in range(1, self._head + 1, _PAGE):
-            seqs = range(first, min(first + _PAGE, self._head + 1))
-            try:
-                msgs = await asyncio.gather(*(self._js.get_msg(self.stream, seq=s) for s in seqs))
-            except (TimeoutError, NatsError) as exc:
-                why = describe_error(exc)
-                raise StorageUnavailable(f"{self.location}: requests: {why}") from exc
-            for seq, msg in zip(seqs, msgs, strict=True):
-                request_id = (msg.headers or {}).get("Dex-Request")
-                if request_id is not None:
-                    found[seq] = request_id
-        return found
-
-    def find(self, client_id: str, op: str, order_id: str) -> Entry | None:
-        """The entry of a deduplicated `(client_id, op, order_id)` (for a modify,
-        `order_id` is its requestId), if any: the first message on its subject."""
-        return self.find_many([(client_id, op, order_id)])[0]
-
-    def find_many(self, keys: Sequence[tuple[str, str, str]]) -> list[Entry | None]:
-        """`find` for each key; the lookups go out together."""
-        return self.call(self._find_many(list(keys)))
-
-    async def _find_many(self, keys: list[tuple[str, str, str]]) -> list[Entry | None]:
-        return list(await asyncio.gather(*(self._find(*key) for key in keys)))
-
-    async def _find(self, client_id: str, op: str, order_id: str) -> Entry | None:
-        subject = f"dex.{self._token}.k.{_hash(client_id, op, order_id)}"
-        try:
-            msg = await self._js.get_msg(self.stream, seq=1, subject=subject, next=True)
-        except NotFoundError:
-            return None
-        except (TimeoutError, NatsError) as exc:
-            raise StorageUnavailable(f"{self.location}: find: {describe_error(exc)}") from exc
-        return self._decode(msg.seq or 0, msg.headers, msg.data)
-
-    def get(self, seq: int) -> Entry | None:
-        """The entry with sequence number `seq`, or None."""
-        if seq < 1:
-            return None
-        return self.call(self._get_or_none(seq))
-
-    async def _get_or_none(self, seq: int) -> Entry | None:
-        try:
-            return await self._get(seq)
-        except NotFoundError:
-            return None
-
-    async def _get(self, seq: int) -> Entry:
-        try:
-            msg = await self._js.get_msg(self.stream, seq=seq)
-        except NotFoundError:
-            raise
-        except (TimeoutError, NatsError) as exc:
-            raise StorageUnavailable(f"{self.location}: seq {seq}: {describe_error(exc)}") from exc
-        return self._decode(seq, msg.headers, msg.data)
-
-    def read(self, after_seq: int, limit: int) -> list[Entry]:
-        """Up to `limit` entries with `seq > after_seq` and not beyond `head()`, in order;
-        fetched together."""
-        last = min(self._head, after_seq + limit)
-        if last <= after_seq:
-            return []
-        return self.call(self._read(range(after_seq + 1, last + 1)))
-
-    async def _read(self, seqs: range) -> list[Entry]:
-        return list(await asyncio.gather(*(self._get(seq) for seq in seqs)))
-
-    def entries(self, after_seq: int = 0) -> Iterator[Entry]:
-        """Yield the entries with `seq > after_seq` up to `head()`, page by page."""
-        while True:
-            page = self.read(after_seq, _PAGE)
-            yield from page
-            if not page:
-                return
-            after_seq = page[-1].seq
-
     def _subject(self, entry: Entry, request_id: str | None) -> str:
         command = entry.wire
         op = command["op"]
         if op == "modify":
             if request_id is None:
                 return f"dex.{self._token}.m"
-            return f"dex.{self._token}.k.{_hash(command['clientId'], op, request_id)}"
-        return f"dex.{self._token}.k.{_hash(command['clientId'], op, command['orderId'])}"
-
-    def _decode(self, seq: int, headers: dict[str, str] | None, data: bytes | None) -> Entry:
-        """Raises: ReplayError: the stored command is not one."""
-        ts = int((headers or {}).get("Dex-Ts", "0"))
-        return entry_from_row(seq, ts, (data or b"").decode(), self.spec, source="journal")
-
-
-def describe_error(exc: BaseException) -> str:
-    """A NATS client error in words, for a log line or an ERR_UNAVAILABLE."""
-    if isinstance(exc, (NatsTimeout, asyncio.TimeoutError)):
-        return "no answer in time (no quorum, or the server is unreachable)"
-    if isinstance(exc, NoRespondersError):
-        return "no responders (JetStream unavailable)"
-    return str(exc) or type(exc).__name__
+            return f"dex.{self._token}.k.{key_hash(command['clientId'], op, request_id)}"
+        return f"dex.{self._token}.k.{key_hash(command['clientId'], op, command['orderId'])}"

@@ -48,6 +48,8 @@ DEFAULT_LEASE_TTL = 3.0
 over at most this long (plus `poll`) after the active sequencer died."""
 
 _KEY = "holder"
+_BARRIER = "barrier"
+"""A key written only to learn that the bucket has a quorum (`JetStreamLease._barrier`)."""
 
 
 def lease_bucket(stream: str) -> str:
@@ -150,8 +152,9 @@ class JetStreamLease:
         """Extend the lease; False if it was lost (another holder took it).
 
         Raises:
-            StorageUnavailable: the server did not answer; the lease stands until
-                `valid` says otherwise.
+            StorageUnavailable: the server did not answer, or refused the update of a
+                lease that still names this holder (an earlier write in flight); the
+                lease stands until `valid` says otherwise.
         """
         if self._revision == 0:
             return False
@@ -179,6 +182,7 @@ class JetStreamLease:
     async def _write(self, *, create: bool) -> bool:
         value = json.dumps({"holder": self.holder, "ttl": self.ttl}).encode()
         timeout = max(0.2, self.ttl / 3)
+        renewal = not create  # False from here is a step-down: decide it on a quorum
         try:
             for _attempt in range(2):
                 sent = time.monotonic()
@@ -192,6 +196,8 @@ class JetStreamLease:
                 except (KeyWrongLastSequenceError, KeyNotFoundError):
                     # Another holder's, or an earlier write of ours whose answer was
                     # lost (a timeout): then renew that revision, counted from now.
+                    if renewal:
+                        await self._barrier(timeout)
                     mine = await self._mine()
                     if mine is None:
                         self._revision = 0
@@ -204,8 +210,23 @@ class JetStreamLease:
             raise StorageUnavailable(
                 f"{self.journal.location}: lease: {describe_error(exc)}"
             ) from exc
-        self._revision = 0
-        return False
+        # Refused twice, yet the key names this holder: not lost. Without a quorum the
+        # leader refuses a write while an earlier one on the key is still proposed (a
+        # renewal that timed out), and serves the revision before it. Undecided, like a
+        # timeout: `valid` runs out meanwhile, and a later renewal says whose it is.
+        raise StorageUnavailable(
+            f"{self.journal.location}: lease: revision {self._revision} is this holder's,"
+            " but its update is refused (an earlier write not yet stored: no quorum?)"
+        )
+
+    async def _barrier(self, timeout: float) -> None:
+        """Write to the lease's bucket and wait until it is stored, before reading the
+        lease to decide a renewal's refusal. A server alone (the others down: no quorum)
+        still answers reads, from its own copy, where the key may have expired or an
+        earlier write of ours may still be pending; once this write is stored, a quorum
+        answers and every write before it is applied. No quorum: it times out, and the
+        renewal stays undecided (`StorageUnavailable`), not lost."""
+        await asyncio.wait_for(self._kv.put(_BARRIER, self.holder.encode()), timeout)
 
     async def _mine(self) -> int | None:
         """The lease's revision if it names this holder, else None."""

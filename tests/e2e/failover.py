@@ -246,8 +246,15 @@ class FailoverRig:
         load.start()
         try:
             yield load
-        finally:
-            load.stop()
+        except BaseException as exc:
+            # The block's failure is the one to see; the load's (its clients time out
+            # later, since the block did not finish) would hide it.
+            try:
+                load.stop()
+            except BaseException as late:
+                exc.add_note(f"and stopping the load: {type(late).__name__}: {late}")
+            raise
+        load.stop()
 
     # -------------------------------------------------------------- who is who
 

@@ -201,7 +201,9 @@ async def test_an_active_sequencer_that_loses_its_lease_steps_down_and_counts_it
                 await kv.delete("holder")
 
             await anyio.to_thread.run_sync(journal.call, steal())
-            await wait_until(lambda: steps.step_downs == 1 and steps.active[-1] is True)
+            # Counted as it steps down, while still marked active: wait for it to be
+            # marked active again (after False), not for the True it had before.
+            await wait_until(lambda: steps.step_downs == 1 and steps.active[-2:] == [False, True])
             # It stepped down, stood by, took the free lease again and serves on.
             assert steps.step_downs == 1
             assert steps.active == [True, False, True]
