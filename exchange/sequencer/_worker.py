@@ -53,7 +53,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -211,6 +211,9 @@ class SubmitWorker(Forwarder):
         self._queue_changed = anyio.Event()
         self._appended = anyio.Event()
         self._recent: deque[Entry] = deque(maxlen=_RECENT)  # consecutive seqs
+        # The deduplicated keys committed last: a lookup that read the journal just
+        # before a commit landed, and resumed after it settled, finds its key here.
+        self._committed_keys: OrderedDict[DedupeKey, Entry] = OrderedDict()
         self.forwarded = 0
         """The highest sequence number process_order has acknowledged in this run."""
 
@@ -325,7 +328,7 @@ class SubmitWorker(Forwarder):
         for lookup in lookups:
             if lookup.error is not None:
                 raise lookup.error
-        return [lookup.found for lookup in lookups]
+        return [lookup.found or self._committed_keys.get(lookup.key) for lookup in lookups]
 
     def _binding(self, client_id: str, public_key: str) -> str | None:
         """The key `client_id`'s command binds it to (None: bound already, to this key).
@@ -347,7 +350,7 @@ class SubmitWorker(Forwarder):
         await lookup.done.wait()
         if lookup.error is not None:
             raise lookup.error
-        return lookup.found
+        return lookup.found or self._committed_keys.get(key)
 
     async def _lookup_loop(self) -> None:
         """Look up every key asked for since the last trip, in one thread call."""
@@ -451,9 +454,21 @@ class SubmitWorker(Forwarder):
             if self._recent and self._recent[-1].seq + 1 != batch[0].entry.seq:
                 self._recent.clear()  # others were stored between: keep it consecutive
             self._recent.extend(queued.entry for queued in batch)
+            self._remember_keys(batch)
             self._settle(batch, None)
             self._appended.set()
             self._appended = anyio.Event()
+
+    def _remember_keys(self, batch: list[_Queued]) -> None:
+        """Keep the last `_RECENT` committed keys: from their commit on, a key is in
+        `_queued_keys` until settled and here after, with no await in between, so a
+        twin never misses both (and is never appended twice: ERR_INTERNAL)."""
+        keys = self._committed_keys
+        for queued in batch:
+            if queued.key is not None:
+                keys[queued.key] = queued.entry
+        while len(keys) > _RECENT:
+            keys.popitem(last=False)
 
     def _settle(self, batch: list[_Queued], error: BaseException | None) -> None:
         for queued in batch:
