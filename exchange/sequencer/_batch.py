@@ -41,6 +41,8 @@ from transports import JSON, Handler
 
 __all__ = ["Sequencing", "SubmitMany", "submit_each", "submit_handler"]
 
+_log = logging.getLogger("exchange.sequencer")
+
 
 class _Queued(Protocol):
     @property
@@ -148,6 +150,7 @@ async def submit_each(worker: Sequencing[_Q], payloads: Sequence[JSON]) -> list[
             entry = found.get(key)
             if twin is None and entry is not None:
                 check_repeat(command, entry, worker.spec)
+                _log.info("repeat of seq=%d client=%s id=%s", entry.seq, *key[::2])
                 results[index] = SubmitReply(entry.seq, entry.command.order_id).to_wire()
                 continue
             queued = twin or worker._queued_keys.get(key)

@@ -73,7 +73,6 @@ from exchange.protocol import (
     SubmitReply,
     market_names,
     new_entry,
-    verify_order,
 )
 from exchange.runtime import NO_METRICS, Metrics, crash_point
 from exchange.sequencer._backend import (
@@ -85,7 +84,7 @@ from exchange.sequencer._backend import (
 from exchange.sequencer._batch import submit_each, submit_handler
 from exchange.sequencer._forwarder import Forwarder
 from exchange.sequencer._standby import run_with_lease
-from exchange.sequencer._submitted import DedupeKey, check_repeat, is_modify, submitted_command
+from exchange.sequencer._submitted import DedupeKey, is_modify
 from orderbook_core import (
     DEFAULT_SPEC,
     Command,
@@ -291,25 +290,10 @@ class SubmitWorker(Forwarder):
             sqlite3.Error, StorageUnavailable, Refused: the commit failed (nothing stored;
                 ERR_UNAVAILABLE for a journal that could not store it).
         """
-        payload, public_key = verify_order(payload, self.spec.market)
-        command, key = submitted_command(payload, self.spec)
-        self._binding(command.client_id, public_key)
-        queued = self._queued_keys.get(key)
-        if queued is None:
-            found = await self._look_up(key)
-            # A key bound meanwhile (a first-key race) is checked before any reply.
-            self._binding(command.client_id, public_key)
-            if found is not None:
-                check_repeat(command, found, self.spec)
-                _log.info("repeat of seq=%d client=%s id=%s", found.seq, *key[::2])
-                return SubmitReply(found.seq, found.command.order_id).to_wire()
-            queued = self._queued_keys.get(key)  # a twin queued while we looked
-        if queued is not None:
-            check_repeat(command, queued.entry, self.spec)
-            return await self._wait(queued)
-        # No await from here to the queue: a binding made meanwhile is seen, and ours too.
-        binding = self._binding(command.client_id, public_key)
-        return await self._wait(self._enqueue(command, key, binding))
+        (result,) = await submit_each(self, [payload])  # a batch of one: one path
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     async def submit_many(self, payloads: Sequence[JSON]) -> list[JSON | Exception]:
         """Handle a batch of ``submit_order`` payloads: per payload, what `submit` would
@@ -317,7 +301,8 @@ class SubmitWorker(Forwarder):
         return await submit_each(self, payloads)
 
     async def _look_up_many(self, keys: Sequence[DedupeKey]) -> list[Entry | None]:
-        """`_look_up` for each key, all in the lookup task's next trip."""
+        """What the journal holds for each key (None: nothing), all in the lookup task's
+        next trip; a key committed while the trip ran is found too."""
         if not keys:
             return []
         done = anyio.Event()  # one for them all: they are answered in one trip
@@ -342,15 +327,6 @@ class SubmitWorker(Forwarder):
         if bound != public_key:
             raise AuthFailed(f"sig: clientId {client_id!r} is bound to another key")
         return None
-
-    async def _look_up(self, key: DedupeKey) -> Entry | None:
-        lookup = _Lookup(key)
-        self._lookups.append(lookup)
-        self._lookups_changed.set()
-        await lookup.done.wait()
-        if lookup.error is not None:
-            raise lookup.error
-        return lookup.found or self._committed_keys.get(key)
 
     async def _lookup_loop(self) -> None:
         """Look up every key asked for since the last trip, in one thread call."""
@@ -467,7 +443,7 @@ class SubmitWorker(Forwarder):
         for queued in batch:
             if queued.key is not None:
                 keys[queued.key] = queued.entry
-        while len(keys) > _RECENT:
+        while len(keys) > max(_RECENT, len(batch)):  # the last commit whole
             keys.popitem(last=False)
 
     def _settle(self, batch: list[_Queued], error: BaseException | None) -> None:
