@@ -35,8 +35,8 @@ usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [pric
                  [ordType=limit|market] [tif=GTC|IOC|FOK] [postOnly=true]
                  [orderId=ID] [op=new|cancel|modify|cancelAll] [requestId=ID]
                  [grape=URL[,URL...]] [--grape=URL ...] [market=SYMBOL | --market=SYMBOL]
-                 [--once] [--json | --plain] [--timeout=SECONDS] [--metrics-port=N]
-                 [--key-file=PATH] [--matcher-key=HEX|PATH]
+                 [--once] [--json | --plain | --live] [--timeout=SECONDS]
+                 [--metrics-port=N] [--key-file=PATH] [--matcher-key=HEX|PATH]
 
   clientId=ID      who you are: 1-64 of [A-Za-z0-9_.-] (required to submit; a watcher
                    without one is named watcher-<pid>)
@@ -63,6 +63,8 @@ usage: bin/client [clientId=ID] [type=Buy|Sell | side=buy|sell] [amount=A] [pric
   --once           exit 0 once the order's outcome is in this client's replica
   --json           one JSON object per line instead of text
   --plain          text lines even on a terminal (the live view is for terminals)
+  --live           the live view of the market even when the output is not a
+                   terminal (needs the tui extra, rich)
   --timeout=S      how long --once and startup may take (default 30)
   --metrics-port=N serve Prometheus metrics (the replica's seq, head and lag) on
                    http://127.0.0.1:N/metrics (needs the metrics extra)
@@ -132,6 +134,8 @@ class ClientArgs:
     once: bool = False
     json: bool = False
     plain: bool = False
+    live: bool = False
+    """`--live`: the live market view whatever the output is (a terminal or not)."""
     timeout: float = DEFAULT_TIMEOUT
     metrics_port: int | None = None
     key_file: str | None = None
@@ -170,7 +174,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
     if "-h" in argv or "--help" in argv:
         return ClientArgs(client_id=default_client_id, help=True)
     values: dict[str, str] = {}
-    once = as_json = plain = False
+    once = as_json = plain = live = False
     timeout = DEFAULT_TIMEOUT
     metrics_port: int | None = None
     key_file: str | None = None
@@ -189,6 +193,8 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
                 as_json = True
             elif name == "plain" and not eq:
                 plain = True
+            elif name == "live" and not eq:
+                live = True
             elif name == "timeout":
                 timeout = _parse_timeout(value)
             elif name == "key-file":
@@ -207,7 +213,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
                 market_flags.append(_parse_market(value, "--market"))
             else:
                 raise ArgumentError(
-                    f"unknown flag {word!r} (flags: --once, --json, --plain, --timeout=S,"
+                    f"unknown flag {word!r} (flags: --once, --json, --plain, --live, --timeout=S,"
                     " --metrics-port=N, --key-file=PATH, --grape=URL,"
                     " --matcher-key=HEX|PATH, --market=SYMBOL)"
                 )
@@ -224,6 +230,8 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
             raise ArgumentError(f"{canonical}: empty value")
         values[canonical] = value
 
+    if live and (as_json or plain):
+        raise ArgumentError(f"--live and --{'json' if as_json else 'plain'}: choose one")
     given = [_parse_grape(values.pop("grape"), "grape")] if "grape" in values else []
     grape = ",".join(join_grape_urls(given + grape_flags) or [DEFAULT_GRAPE])
     markets = market_flags
@@ -242,6 +250,7 @@ def parse_client_args(argv: list[str], *, default_client_id: str = "watcher") ->
         once=once,
         json=as_json,
         plain=plain,
+        live=live,
         timeout=timeout,
         metrics_port=metrics_port,
         key_file=key_file,

@@ -172,7 +172,9 @@ async def run_client(
         metrics = NO_METRICS
         if args.metrics_port is not None:
             try:
-                metrics, port = stack.enter_context(serve_prometheus(args.metrics_port, "client"))
+                metrics, port = stack.enter_context(
+                    serve_prometheus(args.metrics_port, "client", market=args.market)
+                )
             except (ImportError, OSError) as exc:
                 print(f"client: --metrics-port {args.metrics_port}: {exc}", file=sys.stderr)
                 return EXIT_USAGE
@@ -224,8 +226,11 @@ async def _run(
             file=sys.stderr,
         )
         return EXIT_UNREACHABLE
+    if view is None and args.live and not rich_available():
+        print("client: --live needs rich: pip install 'distributed-exchange[tui]'", file=sys.stderr)
+        return EXIT_USAGE
     if view is None:
-        view = not (args.json or args.plain) and out.isatty() and rich_available()
+        view = args.live or (not (args.json or args.plain) and out.isatty() and rich_available())
     live: LiveMarket | None = None
     on_version: Callable[[ReplicaUpdate[Version]], None]
     if view:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 
+from exchange.protocol import DEFAULT_MARKET
 from exchange.runtime._metrics import METRICS_EXTRA, Metrics, Role
 
 __all__ = ["serve_prometheus"]
 
 
 def serve_prometheus(
-    port: int, role: Role, *, host: str = "127.0.0.1"
+    port: int, role: Role, *, host: str = "127.0.0.1", market: str = DEFAULT_MARKET
 ) -> AbstractContextManager[tuple[Metrics, int]]:
     """Serve `role`'s metrics for Prometheus on ``http://<host>:<port>/metrics``.
 
@@ -27,6 +28,8 @@ def serve_prometheus(
         port: the TCP port; 0 picks a free one.
         role: which program's metrics to export.
         host: the address to bind.
+        market: the `market` label of the yielded metrics' series (`Metrics.for_market`
+            gives another market's, served on the same page).
 
     Returns:
         A context manager that yields the `Metrics` to give the worker, and the port.
@@ -41,4 +44,4 @@ def serve_prometheus(
         if exc.name is None or not exc.name.startswith("prometheus_client"):
             raise
         raise ImportError(f"metrics need prometheus-client: {METRICS_EXTRA}") from exc
-    return _prometheus.serving(port, role, host=host)
+    return _prometheus.serving(port, role, host=host, market=market)

@@ -101,6 +101,10 @@ class Metrics(Protocol):
         """A client's replica: `read()` returns (the replica's seq, the head it knows),
         called when the metrics are read, from any thread."""
 
+    def for_market(self, market: str) -> Metrics:
+        """The observer of `market`'s events, in a process serving several markets
+        (Prometheus: the same metrics, their `market` label `market`)."""
+
 
 class NullMetrics:
     """A `Metrics` that does nothing: the workers' default. Subclass it to observe a
@@ -147,6 +151,10 @@ class NullMetrics:
 
     def follow_replica(self, read: Callable[[], tuple[int, int]]) -> None:
         """Ignored."""
+
+    def for_market(self, market: str) -> Metrics:
+        """Itself: it tells no market from another."""
+        return self
 
 
 NO_METRICS: Metrics = NullMetrics()

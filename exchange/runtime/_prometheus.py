@@ -12,6 +12,7 @@ replica gauges read two ints when scraped, which needs no lock.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from prometheus_client import (
     start_http_server,
 )
 
+from exchange.protocol import DEFAULT_MARKET
 from exchange.runtime._metrics import Metrics, NullMetrics, Role
 
 __all__ = ["metrics_for", "serving"]
@@ -48,76 +50,124 @@ def _label(code: str) -> str:
     return code if _CODE.fullmatch(code) or code in ("transport", "bad_reply") else "other"
 
 
-class _Common(NullMetrics):
+class _View(NullMetrics):
+    """One market's view of a role's metrics. The instance made with the registry
+    registers the families; `for_market` gives a shallow copy (the same families, the
+    same views) bound to another market."""
+
+    def __init__(self, market: str) -> None:
+        self._market = market
+        self._views: dict[str, _View] = {market: self}
+
+    def _bind(self) -> None:
+        """Make this view's own children and state (each role its own)."""
+
+    def for_market(self, market: str) -> Metrics:
+        """The same metrics, their `market` label `market` (one view per market)."""
+        view = self._views.get(market)
+        if view is None:
+            view = copy.copy(self)
+            view._market = market
+            view._bind()
+            self._views[market] = view
+        return view
+
+
+class _Common(_View):
     """What every serving role exports: its refusals."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, market: str) -> None:
+        super().__init__(market)
         self._refused = Counter(
             "dex_requests_refused",
             "Requests answered with an error, by service and ERR_* code.",
-            ["service", "code"],
+            ["market", "service", "code"],
             registry=registry,
         )
 
     def refused(self, service: str, code: str) -> None:
-        self._refused.labels(service, _label(code)).inc()
+        self._refused.labels(self._market, service, _label(code)).inc()
 
 
 class _Sequencer(_Common):
-    def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__(registry)
-        self._accepted = Counter(
+    def __init__(self, registry: CollectorRegistry, market: str) -> None:
+        super().__init__(registry, market)
+        self._accepted_f = Counter(
             "dex_commands_accepted",
             "Commands journaled (fsynced) and acknowledged by the sequencer.",
+            ["market"],
             registry=registry,
         )
-        self._head = Gauge(
-            "dex_journal_head", "Highest sequence number in the journal.", registry=registry
+        self._head_f = Gauge(
+            "dex_journal_head",
+            "Highest sequence number in the journal.",
+            ["market"],
+            registry=registry,
         )
-        self._acked = Gauge(
+        self._acked_f = Gauge(
             "dex_journal_acked",
             "Highest sequence number the matcher acknowledged.",
+            ["market"],
             registry=registry,
         )
-        self._backlog = Gauge(
+        self._backlog_f = Gauge(
             "dex_backlog",
             "Commands journaled but not yet acknowledged by the matcher (head - acked).",
+            ["market"],
             registry=registry,
         )
-        self._head_seq = self._acked_seq = 0
-        self._commit_seconds = Histogram(
+        self._commit_seconds_f = Histogram(
             "dex_journal_commit_seconds",
             "Time of one journal transaction, fsync included.",
+            ["market"],
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        self._commit_size = Histogram(
+        self._commit_size_f = Histogram(
             "dex_journal_commit_batch_size",
             "Commands stored by one journal transaction (group commit).",
+            ["market"],
             buckets=_SIZE_BUCKETS,
             registry=registry,
         )
-        self._commit_failures = Counter(
+        self._commit_failures_f = Counter(
             "dex_journal_commit_failures",
             "Journal transactions that failed (their commands were refused).",
+            ["market"],
             registry=registry,
         )
         self._forward_failures = Counter(
             "dex_forward_failures",
             "process_order requests that failed and will be retried, by reason.",
-            ["reason"],
+            ["market", "reason"],
             registry=registry,
         )
-        self._step_downs = Counter(
+        self._step_downs_f = Counter(
             "dex_sequencer_step_downs",
             "Times the sequencer stopped writing (lost its lease, or found another writer).",
+            ["market"],
             registry=registry,
         )
-        self._active = Gauge(
+        self._active_f = Gauge(
             "dex_sequencer_active",
             "1 while this sequencer is the active one (holds the journal), 0 on standby.",
+            ["market"],
             registry=registry,
         )
+        self._bind()
+
+    def _bind(self) -> None:
+        market = self._market
+        self._accepted = self._accepted_f.labels(market)
+        self._head = self._head_f.labels(market)
+        self._acked = self._acked_f.labels(market)
+        self._backlog = self._backlog_f.labels(market)
+        self._head_seq = self._acked_seq = 0
+        self._commit_seconds = self._commit_seconds_f.labels(market)
+        self._commit_size = self._commit_size_f.labels(market)
+        self._commit_failures = self._commit_failures_f.labels(market)
+        self._step_downs = self._step_downs_f.labels(market)
+        self._active = self._active_f.labels(market)
 
     def _set(self, head: int, acked: int) -> None:
         self._head_seq, self._acked_seq = head, acked
@@ -141,7 +191,7 @@ class _Sequencer(_Common):
         self._set(self._head_seq, acked)
 
     def forward_failed(self, reason: str) -> None:
-        self._forward_failures.labels(_label(reason)).inc()
+        self._forward_failures.labels(self._market, _label(reason)).inc()
 
     def stepped_down(self) -> None:
         self._step_downs.inc()
@@ -151,65 +201,94 @@ class _Sequencer(_Common):
 
 
 class _Matcher(_Common):
-    def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__(registry)
-        self._head = Gauge(
+    def __init__(self, registry: CollectorRegistry, market: str) -> None:
+        super().__init__(registry, market)
+        self._head_f = Gauge(
             "dex_matcher_head",
             "Highest sequence number applied and published by the matcher.",
+            ["market"],
             registry=registry,
         )
-        self._applied = Counter(
-            "dex_commands_applied", "Commands applied by the matcher.", registry=registry
+        self._applied_f = Counter(
+            "dex_commands_applied",
+            "Commands applied by the matcher.",
+            ["market"],
+            registry=registry,
         )
-        self._versions = Counter(
-            "dex_versions_published", "Versions of the book published.", registry=registry
+        self._versions_f = Counter(
+            "dex_versions_published",
+            "Versions of the book published.",
+            ["market"],
+            registry=registry,
         )
-        self._version_commands = Histogram(
+        self._version_commands_f = Histogram(
             "dex_version_commands",
             "Commands covered by one version (one process_order batch).",
+            ["market"],
             buckets=_SIZE_BUCKETS,
             registry=registry,
         )
-        self._version_seconds = Histogram(
+        self._version_seconds_f = Histogram(
             "dex_version_seconds",
             "Time to apply a batch, publish its version to the DHT and record it.",
+            ["market"],
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        self._put_seconds = Histogram(
+        self._put_seconds_f = Histogram(
             "dex_dht_put_seconds",
             "Time of one DHT put (a page or a root), failed ones included.",
+            ["market"],
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
-        self._put_failures = Counter(
-            "dex_dht_put_failures", "DHT puts that raised.", registry=registry
+        self._put_failures_f = Counter(
+            "dex_dht_put_failures", "DHT puts that raised.", ["market"], registry=registry
         )
-        self._broadcasts = Counter(
+        self._broadcasts_f = Counter(
             "dex_broadcasts",
             "orderbook_updated maps sent (one per version, or fewer: coalesced).",
+            ["market"],
             registry=registry,
         )
-        self._broadcast_failures = Counter(
+        self._broadcast_failures_f = Counter(
             "dex_broadcast_failures",
             "orderbook_updated maps that failed as a whole (the lookup).",
+            ["market"],
             registry=registry,
         )
-        self._peers = Counter(
+        self._peers_f = Counter(
             "dex_broadcast_peers",
             "Peers an orderbook_updated map reached (ok) or did not (failed).",
-            ["result"],
+            ["market", "result"],
             registry=registry,
         )
-        self._last_peers = Gauge(
+        self._last_peers_f = Gauge(
             "dex_broadcast_last_peers",
             "Peers the last orderbook_updated map reached (ok) or did not (failed).",
-            ["result"],
+            ["market", "result"],
             registry=registry,
         )
-        for result in ("ok", "failed"):  # both series from the start, at 0
-            self._peers.labels(result)
-            self._last_peers.labels(result)
+        self._bind()
+
+    def _bind(self) -> None:
+        market = self._market
+        self._head = self._head_f.labels(market)
+        self._applied = self._applied_f.labels(market)
+        self._versions = self._versions_f.labels(market)
+        self._version_commands = self._version_commands_f.labels(market)
+        self._version_seconds = self._version_seconds_f.labels(market)
+        self._put_seconds = self._put_seconds_f.labels(market)
+        self._put_failures = self._put_failures_f.labels(market)
+        self._broadcasts = self._broadcasts_f.labels(market)
+        self._broadcast_failures = self._broadcast_failures_f.labels(market)
+        # both results' series from the start, at 0
+        self._peers_ok, self._peers_failed = (
+            self._peers_f.labels(market, result) for result in ("ok", "failed")
+        )
+        self._last_ok, self._last_failed = (
+            self._last_peers_f.labels(market, result) for result in ("ok", "failed")
+        )
 
     def matcher_head(self, head: int) -> None:
         self._head.set(head)
@@ -228,46 +307,57 @@ class _Matcher(_Common):
 
     def broadcast(self, ok: int, failed: int) -> None:
         self._broadcasts.inc()
-        self._peers.labels("ok").inc(ok)
-        self._peers.labels("failed").inc(failed)
-        self._last_peers.labels("ok").set(ok)
-        self._last_peers.labels("failed").set(failed)
+        self._peers_ok.inc(ok)
+        self._peers_failed.inc(failed)
+        self._last_ok.set(ok)
+        self._last_failed.set(failed)
 
     def broadcast_failed(self) -> None:
         self._broadcast_failures.inc()
 
 
-class _Client(NullMetrics):
-    def __init__(self, registry: CollectorRegistry) -> None:
+class _Client(_View):
+    """A client's replica of its market (no refusals: it serves nothing)."""
+
+    def __init__(self, registry: CollectorRegistry, market: str) -> None:
+        super().__init__(market)
+        self._seq_f = Gauge("dex_replica_seq", "Sequence number of the replica's version.",
+                            ["market"], registry=registry)  # fmt: skip
+        self._head_f = Gauge("dex_replica_head", "The matcher's head, as this client last "
+                             "heard it.", ["market"], registry=registry)  # fmt: skip
+        self._lag_f = Gauge("dex_replica_lag", "Commands the replica is behind the head it "
+                            "knows.", ["market"], registry=registry)  # fmt: skip
+        self._bind()
+
+    def _bind(self) -> None:
         self._read: Callable[[], tuple[int, int]] = lambda: (0, 0)
-        seq = Gauge("dex_replica_seq", "Sequence number of the replica's version.",
-                    registry=registry)  # fmt: skip
-        head = Gauge("dex_replica_head", "The matcher's head, as this client last heard it.",
-                     registry=registry)  # fmt: skip
-        lag = Gauge("dex_replica_lag", "Commands the replica is behind the head it knows.",
-                    registry=registry)  # fmt: skip
-        seq.set_function(lambda: self._read()[0])
-        head.set_function(lambda: self._read()[1])
-        lag.set_function(lambda: max(0, self._read()[1] - self._read()[0]))
+        self._seq_f.labels(self._market).set_function(lambda: self._read()[0])
+        self._head_f.labels(self._market).set_function(lambda: self._read()[1])
+        self._lag_f.labels(self._market).set_function(
+            lambda: max(0, self._read()[1] - self._read()[0])
+        )
 
     def follow_replica(self, read: Callable[[], tuple[int, int]]) -> None:
         self._read = read
 
 
-_ROLES: dict[Role, Callable[[CollectorRegistry], Metrics]] = {
+_ROLES: dict[Role, Callable[[CollectorRegistry, str], _View]] = {
     "sequencer": _Sequencer,
     "matcher": _Matcher,
     "client": _Client,
 }
 
 
-def metrics_for(role: Role, registry: CollectorRegistry) -> Metrics:
-    """`role`'s metrics, registered on `registry` (for tests: no server)."""
-    return _ROLES[role](registry)
+def metrics_for(role: Role, registry: CollectorRegistry, market: str = DEFAULT_MARKET) -> Metrics:
+    """`role`'s metrics for `market`, registered on `registry` (for tests: no server);
+    `for_market` on it gives another market's."""
+    return _ROLES[role](registry, market)
 
 
 @contextmanager
-def serving(port: int, role: Role, *, host: str = "127.0.0.1") -> Iterator[tuple[Metrics, int]]:
+def serving(
+    port: int, role: Role, *, host: str = "127.0.0.1", market: str = DEFAULT_MARKET
+) -> Iterator[tuple[Metrics, int]]:
     """Serve `role`'s metrics on `host`:`port` until the block ends; yield them and the
     port (see `exchange.runtime.serve_prometheus`)."""
     # No `*_created` series: they would double the page, and Prometheus ignores them
@@ -276,7 +366,7 @@ def serving(port: int, role: Role, *, host: str = "127.0.0.1") -> Iterator[tuple
     registry = CollectorRegistry()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
-    metrics = metrics_for(role, registry)
+    metrics = metrics_for(role, registry, market)
     server, thread = start_http_server(port, addr=host, registry=registry)
     try:
         yield metrics, server.server_port

@@ -25,7 +25,13 @@ from support.keys import MATCHER_KEY, SEQUENCER_KEY, SEQUENCER_PUBLIC, by_sequen
 import exchange.runtime
 from exchange.client import parse_client_args
 from exchange.matcher import ProcessWorker
-from exchange.protocol import ORDERBOOK_UPDATED, PROCESS_ORDER, SUBMIT_ORDER, ArgumentError
+from exchange.protocol import (
+    DEFAULT_MARKET,
+    ORDERBOOK_UPDATED,
+    PROCESS_ORDER,
+    SUBMIT_ORDER,
+    ArgumentError,
+)
 from exchange.runtime import NO_METRICS, Metrics, NullMetrics, TimedPuts, serve_prometheus
 from exchange.runtime._prometheus import metrics_for
 from exchange.sequencer import Journal, SubmitWorker
@@ -283,7 +289,8 @@ async def test_timed_puts_pass_everything_else_through() -> None:
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return registry.get_sample_value(name, labels)
+    """A sample of the default market (every series has a `market` label)."""
+    return registry.get_sample_value(name, {"market": DEFAULT_MARKET, **labels})
 
 
 def test_the_sequencers_prometheus_metrics() -> None:
@@ -367,7 +374,7 @@ def test_serve_prometheus_binds_loopback_and_stops() -> None:
         metrics.matcher_head(42)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
             text = reply.read().decode()
-        assert "dex_matcher_head 42.0" in text
+        assert 'dex_matcher_head{market="BTC-USD"} 42.0' in text
         assert "process_cpu_seconds_total" in text
     with pytest.raises(ConnectionRefusedError):  # the server is gone
         socket.create_connection(("127.0.0.1", port), timeout=5).close()

@@ -20,7 +20,7 @@ from support.grapes import running_grapes
 from support.keys import signed
 from support.ports import free_port
 
-from exchange.protocol import SUBMIT_ORDER
+from exchange.protocol import DEFAULT_MARKET, SUBMIT_ORDER
 from transports import RemoteError, open_transport
 
 pytestmark = pytest.mark.integration
@@ -43,6 +43,10 @@ def scrape(port: int) -> Samples:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
+    """A sample; the default market's for the exchange's own (`dex_*`: every series
+    has a `market` label)."""
+    if name.startswith("dex_"):
+        labels.setdefault("market", DEFAULT_MARKET)
     return samples.get((name, tuple(sorted(labels.items()))))
 
 

@@ -18,7 +18,7 @@ from support.exchange_rig import wait_until
 from support.keys import SEQUENCER_KEY, signed
 from support.nats import NatsServer, running_nats
 
-from exchange.protocol import StorageUnavailable, market_names, parse_entry
+from exchange.protocol import DEFAULT_MARKET, StorageUnavailable, market_names, parse_entry
 from exchange.runtime import NullMetrics
 from exchange.runtime._prometheus import metrics_for
 from exchange.sequencer import SubmitWorker, open_journal, open_lease
@@ -217,10 +217,11 @@ async def test_an_active_sequencer_that_loses_its_lease_steps_down_and_counts_it
 def test_the_step_downs_and_the_active_gauge_are_exported() -> None:
     registry = CollectorRegistry()
     metrics = metrics_for("sequencer", registry)
-    assert registry.get_sample_value("dex_sequencer_active") == 0
+    market = {"market": DEFAULT_MARKET}
+    assert registry.get_sample_value("dex_sequencer_active", market) == 0
     metrics.sequencer_active(True)
-    assert registry.get_sample_value("dex_sequencer_active") == 1
+    assert registry.get_sample_value("dex_sequencer_active", market) == 1
     metrics.stepped_down()
     metrics.sequencer_active(False)
-    assert registry.get_sample_value("dex_sequencer_step_downs_total") == 1
-    assert registry.get_sample_value("dex_sequencer_active") == 0
+    assert registry.get_sample_value("dex_sequencer_step_downs_total", market) == 1
+    assert registry.get_sample_value("dex_sequencer_active", market) == 0
