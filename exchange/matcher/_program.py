@@ -9,6 +9,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
+from string import hexdigits
 from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -19,10 +20,11 @@ from exchange.matcher._snapshots import (
     DEFAULT_SNAPSHOT_KEEP,
 )
 from exchange.matcher._worker import GaveUp, ProcessWorker
-from exchange.protocol import PROCESS_ORDER
+from exchange.protocol import PROCESS_ORDER, ArgumentError
 from exchange.runtime import (
     DEFAULT_MATCHER_GRAPE,
     EXIT_FAILED,
+    EXIT_USAGE,
     Runner,
     WorkerProgram,
     market_path,
@@ -66,6 +68,10 @@ def _sequencer_key(
 ) -> Ed25519PublicKey | Callable[[], Ed25519PublicKey | None]:
     """`--sequencer-key`, else the ``sequencer.pub`` the sequencer writes beside its
     journal at its first start (read when the first request comes if not there yet)."""
+    if args.sequencer_key is not None and args.several:
+        if len(args.sequencer_key) == 64 and all(c in hexdigits for c in args.sequencer_key):
+            raise ArgumentError("--sequencer-key: with several markets, give a .pub file")
+        return read_trusted_key(market_path(args.sequencer_key, args.market))
     if args.sequencer_key is not None:
         return read_trusted_key(args.sequencer_key)
     path = Path(args.db).parent / market_path("sequencer.pub", args.market)
@@ -80,7 +86,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HEX|PATH",
         help="the only key process_order requests may be signed by: 64 hex, or a .pub "
         "file (default: sequencer.pub beside --db, sequencer-X.pub for market X, which "
-        "the sequencer writes at its first start when both run from the same directory)",
+        "the sequencer writes at its first start when both run from the same directory; "
+        "with several markets, a .pub file with each market's name put in it)",
     )
     parser.add_argument(
         "--snapshot-every",
@@ -149,7 +156,7 @@ _PROGRAM = WorkerProgram(
     build=_build,
     key_name="matcher",
     add_arguments=_add_arguments,
-    stops=((GaveUp, EXIT_FAILED),),
+    stops=((GaveUp, EXIT_FAILED), (ArgumentError, EXIT_USAGE)),
 )
 
 

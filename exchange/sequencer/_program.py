@@ -15,6 +15,7 @@ from exchange.runtime import (
     EXIT_USAGE,
     Runner,
     WorkerProgram,
+    market_path,
     run_worker_program,
 )
 from exchange.sequencer._backend import JournalConflict
@@ -33,8 +34,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--journal",
         metavar="sqlite:PATH|nats://HOST:PORT[,nats://...]",
-        help="where the journal is: a SQLite file (default: sqlite:<--db>), or the market's "
-        "stream on NATS JetStream servers (needs the jetstream extra)",
+        help="where the journal is: a SQLite file (default: sqlite:<--db>; with several "
+        "markets, each market's name is put in it), or the market's stream on NATS "
+        "JetStream servers (needs the jetstream extra)",
     )
     parser.add_argument(
         "--lease-ttl",
@@ -72,7 +74,11 @@ def _interval(text: str) -> float:
 
 def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], Runner]:
     spec = MarketSpec(market=args.market)
-    journal = open_journal(args.journal or f"sqlite:{args.db}", spec)
+    location = args.journal or f"sqlite:{args.db}"
+    if args.journal and args.several and not location.startswith("nats://"):
+        # several markets: each its own file (a JetStream journal is a stream per market)
+        location = "sqlite:" + market_path(location.removeprefix("sqlite:"), args.market)
+    journal = open_journal(location, spec)
     stack.callback(journal.close)
     lease = open_lease(journal, ttl=args.lease_ttl)  # a standby until it holds it
     return lambda transport: (
