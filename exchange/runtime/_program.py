@@ -85,7 +85,8 @@ def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
         nargs="*",
         metavar="grape=URL",
         help=f"the grape to announce through (default {worker.default_grape}); same as"
-        " --grape; several: grape=URL1,URL2 (the local grape first)",
+        " --grape; several: grape=URL1,URL2 (the local grape first). market=A[,B...]: "
+        "the markets to serve, as --market",
     )
     parser.add_argument(
         "--grape",
@@ -150,7 +151,8 @@ def _parse_args(worker: WorkerProgram, argv: list[str]) -> argparse.Namespace:
             else:
                 groups.append(check_grape_urls(value))
         except ValueError as exc:
-            parser.error(f"{key}={value}: {exc}")
+            what = "not a grape URL" if key == "grape" else "not a market"
+            parser.error(f"{key}={value}: {what} ({exc})")
     args.grapes = join_grape_urls(groups + args.grape) or [worker.default_grape]
     args.grape = ",".join(args.grapes)
     args.markets = markets + args.market or [DEFAULT_MARKET]
