@@ -66,9 +66,12 @@ class WorkerProgram:
     port_help: str
     build: Callable[[argparse.Namespace, ExitStack], Callable[[Transport], Runner]]
     """Opens the worker's files (synchronously, before the event loop starts) and
-    returns how to make its `run` once the transport is open. `args.metrics` is the
-    `Metrics` to give the worker (`NO_METRICS` without `--metrics-port`); `args.key` is
-    its signing key (`--key-file`, made on first start)."""
+    returns how to make its `run` once the transport is open. Called once per market
+    with that market's arguments (`args.market`, its `db`, `port`, ...; `args.several`
+    when the process serves several) and a stack closed when that market stops.
+    `args.metrics` is the `Metrics` to give the worker (`NO_METRICS` without
+    `--metrics-port`); `args.key` is its signing key (`--key-file`, made on first
+    start)."""
     key_name: str
     """The key file's name beside the database (``<db dir>/<key_name>.key``)."""
     add_arguments: Callable[[argparse.ArgumentParser], None] = lambda _parser: None
