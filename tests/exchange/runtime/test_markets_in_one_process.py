@@ -22,18 +22,24 @@ from typing import Any
 import anyio
 import pytest
 from anyio.abc import TaskStatus
+from support.keys import SEQUENCER_KEY, named_key
 
-from exchange.protocol import DEFAULT_MARKET
+import exchange.runtime._program as program
+import exchange.sequencer._program as sequencer
+from exchange.protocol import DEFAULT_MARKET, market_names, sign_order
 from exchange.runtime import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    NO_METRICS,
     Runner,
     WorkerProgram,
     run_worker_program,
 )
 from exchange.runtime._program import _market_args, _parse_args
-from transports import Transport
+from exchange.sequencer import JournalConflict
+from exchange.sequencer._open import open_journal
+from transports import MemoryNetwork, MemoryTransport, NoPeersError, RemoteError, Transport
 
 
 class Stuck(Exception):
@@ -220,3 +226,77 @@ def test_the_roles_put_each_markets_name_in_their_own_paths(tmp_path: Path) -> N
     # One hex key cannot be every market's sequencer key: refused, before serving.
     argv = ["grape=http://127.0.0.1:1", "market=AAA,BBB", "--db", str(tmp_path / "p.db")]
     assert matcher_main([*argv, "--sequencer-key", "ab" * 32]) == EXIT_USAGE
+
+
+@pytest.mark.anyio
+async def test_real_sequencers_one_journal_stuck_then_raising_the_other_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two real sequencers in one process on the memory network: AAA's journal blocks
+    in its commit, then raises (another writer appended: it steps down and stops);
+    meanwhile and after, BBB takes orders at once."""
+    network = MemoryNetwork()
+    monkeypatch.setattr(program, "open_transport", lambda _kind, **_: MemoryTransport(network))
+    journals: dict[str, Any] = {}
+    real_open = open_journal
+
+    def opening(location: str, spec: Any) -> Any:
+        journals[spec.market] = real_open(location, spec)
+        return journals[spec.market]
+
+    monkeypatch.setattr(sequencer, "open_journal", opening)
+    args = _parse_args(sequencer._PROGRAM, ["market=AAA,BBB", "--db", str(tmp_path / "j.db")])
+    markets: list[program._Market] = []
+    failed: list[int] = []
+    gate = threading.Event()
+
+    def stuck_then_raising(*_args: Any) -> None:
+        gate.wait(20)
+        raise JournalConflict("another writer appended")
+
+    def order(market: str, n: int) -> Any:
+        payload = {"clientId": "c", "orderId": f"o{n}", "side": "buy", "price": "1",
+                   "amount": "1"}  # fmt: skip
+        return sign_order(payload, named_key("c"), market)
+
+    async def submit(client: MemoryTransport, market: str, n: int) -> Any:
+        return await client.request(market_names(market).submit_order, order(market, n))
+
+    with ExitStack() as stack:
+        for n in range(2):
+            one = _market_args(sequencer._PROGRAM, args, n)
+            one.metrics, one.key = NO_METRICS, SEQUENCER_KEY
+            files = stack.enter_context(ExitStack())
+            markets.append(program._Market(one, sequencer._build(one, files), files))
+        monkeypatch.setattr(journals["AAA"], "append", stuck_then_raising)
+        async with anyio.create_task_group() as tg, MemoryTransport(network) as client:
+            tg.start_soon(program._serve_markets, sequencer._PROGRAM, markets, failed)
+            with anyio.fail_after(10):
+                while True:
+                    try:
+                        assert (await submit(client, "BBB", 1))["seq"] == 1
+                        break
+                    except NoPeersError:
+                        await anyio.sleep(0.01)
+            blocked = anyio.Event()
+
+            async def into_the_stuck_journal() -> None:
+                blocked.set()
+                with pytest.raises(RemoteError, match="ERR_UNAVAILABLE"):
+                    await submit(client, "AAA", 1)
+
+            tg.start_soon(into_the_stuck_journal)
+            await blocked.wait()
+            await anyio.sleep(0.1)  # AAA's commit is in its journal's hands
+            with anyio.fail_after(2):  # not held by AAA's stuck commit
+                assert (await submit(client, "BBB", 2))["seq"] == 2
+            gate.set()
+            with anyio.fail_after(10):
+                while not failed:  # noqa: ASYNC110  (a list the runner appends to)
+                    await anyio.sleep(0.01)
+            assert failed == [EXIT_FAILED]  # AAA: stopped (SteppedDown), alone
+            with anyio.fail_after(2):
+                assert (await submit(client, "BBB", 3))["seq"] == 3
+            tg.cancel_scope.cancel()
+    assert "market AAA stopped: another writer appended" in caplog.text
+    assert "market BBB stopped" not in caplog.text
