@@ -300,3 +300,49 @@ async def test_real_sequencers_one_journal_stuck_then_raising_the_other_serves(
             tg.cancel_scope.cancel()
     assert "market AAA stopped: another writer appended" in caplog.text
     assert "market BBB stopped" not in caplog.text
+
+
+@pytest.mark.parametrize("role", ["sequencer", "matcher", "client"])
+def test_one_page_serves_every_markets_series_apart(role: Any) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from exchange.runtime import NullMetrics
+    from exchange.runtime._prometheus import metrics_for
+
+    registry = CollectorRegistry()
+    aaa = metrics_for(role, registry, "AAA")
+    bbb = aaa.for_market("BBB")
+    assert aaa.for_market("AAA") is aaa
+    assert bbb.for_market("BBB") is bbb
+    assert aaa.for_market("BBB") is bbb
+    aaa.committed(5, 5, 0.001)
+    aaa.version_published(5, 5, 0.01)
+    bbb.journal_head(9, 2)
+    bbb.matcher_head(9)
+    aaa.refused("x", "ERR_AUTH")
+    aaa.follow_replica(lambda: (3, 5))
+    bbb.follow_replica(lambda: (7, 7))
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    assert samples, "an empty page"
+    assert all(dict(labels).get("market") in ("AAA", "BBB") for _, labels in samples)
+    expected = {
+        "sequencer": [("dex_journal_head", "AAA", 5), ("dex_journal_head", "BBB", 9),
+                      ("dex_backlog", "BBB", 7), ("dex_commands_accepted_total", "BBB", 0)],
+        "matcher": [("dex_matcher_head", "AAA", 5), ("dex_matcher_head", "BBB", 9),
+                    ("dex_commands_applied_total", "BBB", 0)],
+        "client": [("dex_replica_lag", "AAA", 2), ("dex_replica_lag", "BBB", 0),
+                   ("dex_replica_seq", "BBB", 7)],
+    }[role]  # fmt: skip
+    for name, market, value in expected:
+        assert samples[(name, (("market", market),))] == value
+    if role != "client":
+        key = ("dex_requests_refused_total", (("code", "ERR_AUTH"), ("market", "AAA"),
+                                              ("service", "x")))  # fmt: skip
+        assert samples[key] == 1
+    null = NullMetrics()
+    assert null.for_market("AAA") is null
