@@ -18,7 +18,9 @@ flight, all starting at the same instant. Measured over that load:
 - ``cpu_us_per_order``: CPU microseconds per order summed over the exchange's processes
   (both grapes, every sequencer and matcher; not the load processes), and by role;
 - ``p99_ms``: the submit → acknowledgement p99 over all orders (closed loop, so mostly
-  queueing: the throughput load keeps ``--concurrency`` in flight per market).
+  queueing: the throughput load keeps ``--concurrency`` in flight per market);
+- ``idle_cpu_ms_per_s``: before the load, the CPU the same processes take idle
+  (announcing, polling), in ms per second, over ``--markets-idle`` seconds.
 
 With ``--markets-repeat R`` the n are run R times interleaved (1, 2, 3, 1, 2, 3, ...)
 and each figure is the median.
@@ -29,8 +31,10 @@ replica client (``bin/client.py market=MKT1``). A's latency per order is from it
 to A's replica showing a version that covers it. Runs alternate without and with an
 outage (``--outage-pairs`` pairs): in the outage run, B's matcher (MKT2) is stopped
 with SIGSTOP a quarter into the offered window and continued (SIGCONT) at its end, and
-B has caught up before the next run starts. Reported: A's p99 without and with (medians over the
-pairs), their ratio, and each pair's ratio.
+B has caught up before the next run starts. Reported: A's p99 over the orders A sent in that window
+(from a quarter in to the end; the same window in the runs without), without and with
+(medians over the pairs), their ratio, and each pair's ratio; and each run's p99 over
+all of A's orders.
 """
 
 from __future__ import annotations
@@ -270,6 +274,18 @@ def cost_run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "submit": [m.submit.popen.pid for m in markets],
             "process": [m.process.popen.pid for m in markets],
         }
+        # The fixed cost: every exchange process idle (announcing, polling) for a while.
+        idle0 = {role: [cpu_seconds(pid) for pid in pids] for role, pids in measured.items()}
+        time.sleep(args.markets_idle)
+        idle = {
+            role: round(
+                sum(cpu_seconds(pid) - c for pid, c in zip(pids, idle0[role], strict=True))
+                * 1e3
+                / args.markets_idle,
+                1,
+            )
+            for role, pids in measured.items()
+        }
         per_market = args.orders // n
         loads, start_at = _start_loads(
             started[0].url,
@@ -310,6 +326,7 @@ def cost_run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "orders_per_commit": round(orders / max(1, sequencer_logs.count(" accepted seq=")), 1),
         "orders_per_version": round(orders / max(1, matcher_logs.count(" applied seq=")), 1),
         "puts_per_order": round(sum(map(int, _PUTS_RE.findall(matcher_logs))) / orders, 3),
+        "idle_cpu_ms_per_s": {**idle, "total": round(sum(idle.values()), 1)},
         "market_orders_per_s": {
             s: round(len(records[s]) / (done[s] - min(r[1] for r in records[s])), 1)
             for s in symbols
@@ -331,11 +348,12 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "puts_per_order",
     )
     merged = {"n": runs[0]["n"], "orders": runs[0]["orders"]}
-    merged.update({k: statistics.median(r[k] for r in runs) for k in keys})
-    merged["cpu_us_per_order_by_role"] = {
-        role: statistics.median(r["cpu_us_per_order_by_role"][role] for r in runs)
-        for role in runs[0]["cpu_us_per_order_by_role"]
-    }
+    merged.update({k: round(statistics.median(r[k] for r in runs), 3) for k in keys})
+    for group in ("cpu_us_per_order_by_role", "idle_cpu_ms_per_s"):
+        merged[group] = {
+            part: round(statistics.median(r[group][part] for r in runs), 1)
+            for part in runs[0][group]
+        }
     merged["runs"] = runs
     return merged
 
@@ -377,8 +395,8 @@ def outage_runs(k: int, args: argparse.Namespace, workdir: Path) -> dict[str, An
                     runs.append({"outage": stopped is not None, **run})
         finally:
             replica.stop()
-    without = [r["a_p99_ms"] for r in runs if not r["outage"]]
-    with_outage = [r["a_p99_ms"] for r in runs if r["outage"]]
+    without = [r["a_window_p99_ms"] for r in runs if not r["outage"]]
+    with_outage = [r["a_window_p99_ms"] for r in runs if r["outage"]]
     p99_without, p99_with = statistics.median(without), statistics.median(with_outage)
     return {
         "markets": k,
@@ -431,23 +449,29 @@ def _offered(
     deadline = time.time() + 60
     while watcher.seq < last and time.time() < deadline:
         time.sleep(0.02)
-    seen, missing = [], 0
+    seen, window, missing = [], [], 0
     for seq, sent, _acked in a:
         when = watcher.time_of(seq)
         if when is None:
             missing += 1
-        else:
-            seen.append((when - sent) * 1000)
+            continue
+        seen.append((when - sent) * 1000)
+        if start_at + seconds / 4 <= sent < start_at + seconds:
+            window.append(seen[-1])  # sent while B's matcher is (or would be) stopped
     # Every market (B too, after its outage) caught up before the next run.
     targets = {s: max(r[0] for r in recs) for s, recs in records.items()}
-    anyio.run(wait_heads, started[1].url, targets, 300.0)
+    done = anyio.run(wait_heads, started[1].url, targets, 300.0)
     submit_ms = {s: [(r[2] - r[1]) * 1000 for r in recs] for s, recs in records.items()}
     return {
         "a_p50_ms": round(quantile(seen, 0.5), 1),
         "a_p99_ms": round(quantile(seen, 0.99), 1),
+        "a_window_p99_ms": round(quantile(window, 0.99), 1),
         "a_missing": missing,
         "a_submit_p99_ms": round(quantile(submit_ms[symbols[0]], 0.99), 1),
         "b_submit_p99_ms": round(quantile(submit_ms[symbols[1]], 0.99), 1),
+        # B's matcher caught up with B's last order this long after the offered window
+        # (the proof that the outage happened: its backlog applied after SIGCONT).
+        "b_head_after_window_s": round(done[symbols[1]] - (start_at + seconds), 2),
     }
 
 
@@ -464,6 +488,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--markets-repeat", type=int, default=1, metavar="R", help="each n R times (medians)"
+    )
+    parser.add_argument(
+        "--markets-idle",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="seconds the n markets' processes are measured idle first (3)",
     )
     parser.add_argument(
         "--markets-only", action="store_true", help="only the markets runs (no sweep, versions)"
@@ -527,7 +558,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _cost_summary(entries: list[dict[str, Any]]) -> None:
     print(
         "markets  orders/s  CPU µs/order (grapes+submit+process)  ratio  submit p99 ms"
-        "  orders/version"
+        "  orders/version  idle CPU ms/s"
     )
     for e in entries:
         role = e["cpu_us_per_order_by_role"]
@@ -535,6 +566,7 @@ def _cost_summary(entries: list[dict[str, Any]]) -> None:
         print(
             f"{e['n']:>7} {e['orders_per_s']:>9} {e['cpu_us_per_order']:>8} ({parts})"
             f"  {e['cpu_ratio']:>18}  {e['p99_ms']:>8}  {e['orders_per_version']:>14}"
+            f"  {e['idle_cpu_ms_per_s']['total']:>13}"
         )
 
 
