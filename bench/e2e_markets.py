@@ -8,10 +8,12 @@ stopped here by its PID.
 the n markets as in production, and for each market MKT1..MKTn its own sequencer
 (``bin/submitOrderWorker.py --market MKTi`` through the first grape) and matcher
 (``bin/processOrderWorker.py --market MKTi`` through the second), one process each with
-files of its own. The load is ``--orders`` orders in all, split evenly over the markets:
+files of its own. The load is ``--orders`` orders in all, split evenly over the markets,
 one load process per market (this module's ``load`` subcommand: orders signed for its
 market, sent to its market's ``submit_order``), each with ``--concurrency`` orders in
-flight, all starting at the same instant. Measured over that load:
+flight, all starting at the same instant (with ``--markets-each``, ``--orders`` to each
+market instead: every market's book then grows as the one market's does, where a split
+load gives n books 1/n the size). Measured over that load:
 
 - ``orders_per_s``: all orders over the time from the first submit to the moment the last
   market's matcher head covers its last order;
@@ -286,7 +288,7 @@ def cost_run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             )
             for role, pids in measured.items()
         }
-        per_market = args.orders // n
+        per_market = args.orders if args.markets_each else args.orders // n
         loads, start_at = _start_loads(
             started[0].url,
             workdir,
@@ -317,6 +319,7 @@ def cost_run(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return {
         "n": n,
         "orders": orders,
+        "orders_per_market": per_market,
         "orders_per_s": round(orders / (max(done.values()) - first), 1),
         "cpu_us_per_order": round(sum(cpu.values()) * 1e6 / orders),
         "cpu_us_per_order_by_role": by_role,
@@ -347,7 +350,7 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "orders_per_version",
         "puts_per_order",
     )
-    merged = {"n": runs[0]["n"], "orders": runs[0]["orders"]}
+    merged = {k: runs[0][k] for k in ("n", "orders", "orders_per_market")}
     merged.update({k: round(statistics.median(r[k] for r in runs), 3) for k in keys})
     for group in ("cpu_us_per_order_by_role", "idle_cpu_ms_per_s"):
         merged[group] = {
@@ -495,6 +498,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=3.0,
         metavar="S",
         help="seconds the n markets' processes are measured idle first (3)",
+    )
+    parser.add_argument(
+        "--markets-each",
+        action="store_true",
+        help="--orders to each market (n times the orders, every market's book as big as"
+        " the one market's) instead of --orders split over the n markets",
     )
     parser.add_argument(
         "--markets-only", action="store_true", help="only the markets runs (no sweep, versions)"
