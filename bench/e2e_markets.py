@@ -35,8 +35,9 @@ outage (``--outage-pairs`` pairs): in the outage run, B's matcher (MKT2) is stop
 with SIGSTOP a quarter into the offered window and continued (SIGCONT) at its end, and
 B has caught up before the next run starts. Reported: A's p99 over the orders A sent in that window
 (from a quarter in to the end; the same window in the runs without), without and with
-(medians over the pairs), their ratio, and each pair's ratio; and each run's p99 over
-all of A's orders.
+(medians over the pairs), their ratio, and each pair's ratio; each run's p99 over all
+of A's orders; and the CPU µs per order of the exchange's processes at that offered rate
+(``cpu_us_per_order``: the median of the runs without the outage).
 """
 
 from __future__ import annotations
@@ -372,6 +373,9 @@ def outage_runs(k: int, args: argparse.Namespace, workdir: Path) -> dict[str, An
     runs: list[dict[str, Any]] = []
     with markets_on_grapes(workdir, symbols) as (started, markets):
         a, b = markets[0], markets[1]
+        pids = [g.pid for g in started] + [
+            proc.popen.pid for m in markets for proc in (m.submit, m.process)
+        ]
         replica = start(
             "replica-A",
             [
@@ -390,11 +394,13 @@ def outage_runs(k: int, args: argparse.Namespace, workdir: Path) -> dict[str, An
             watcher = Watcher(replica)
             threading.Thread(target=watcher.follow, daemon=True).start()
             # A warm-up: every market trades a little, A's replica follows.
-            _offered(started, workdir, symbols, watcher, rate, 1.0, "warm", None)
+            _offered(started, workdir, symbols, watcher, pids, rate, 1.0, "warm", None)
             for pair in range(args.outage_pairs):
                 for stopped in (None, b):
                     tag = f"{'out' if stopped else 'ok'}{pair}"
-                    run = _offered(started, workdir, symbols, watcher, rate, seconds, tag, stopped)
+                    run = _offered(
+                        started, workdir, symbols, watcher, pids, rate, seconds, tag, stopped
+                    )
                     runs.append({"outage": stopped is not None, **run})
         finally:
             replica.stop()
@@ -409,6 +415,10 @@ def outage_runs(k: int, args: argparse.Namespace, workdir: Path) -> dict[str, An
         "a_p99_ms_without": p99_without,
         "a_p99_ms_with": p99_with,
         "p99_ratio": round(p99_with / p99_without, 3),
+        # What the offered load costs, every market and the grapes, without the outage.
+        "cpu_us_per_order": statistics.median(
+            r["cpu_us_per_order"] for r in runs if not r["outage"]
+        ),
         "pair_ratios": [round(w / o, 3) for o, w in zip(without, with_outage, strict=True)],
         "runs": runs,
     }
@@ -419,13 +429,15 @@ def _offered(
     workdir: Path,
     symbols: list[str],
     watcher: Watcher,
+    pids: list[int],
     rate: float,
     seconds: float,
     tag: str,
     stopped: Market | None,
 ) -> dict[str, Any]:
     """Every market offered `rate` orders/s for `seconds`; `stopped`'s matcher stopped
-    from a quarter in to the end. A's latencies; every market caught up after."""
+    from a quarter in to the end. A's latencies, and the CPU per order of the exchange's
+    processes (`pids`), every market caught up."""
     count = max(1, int(rate * seconds))
     loads, start_at = _start_loads(
         started[0].url, workdir, symbols, count=count, concurrency=64, rate=rate, tag=tag
@@ -440,6 +452,8 @@ def _offered(
             timer.start()
             timers.append(timer)
     try:
+        time.sleep(max(0.0, start_at - time.time() - 0.05))
+        cpu0 = sum(cpu_seconds(pid) for pid in pids)
         records = {s: _records(load, workdir) for s, load in zip(symbols, loads, strict=True)}
     finally:
         for timer in timers:
@@ -464,12 +478,14 @@ def _offered(
     # Every market (B too, after its outage) caught up before the next run.
     targets = {s: max(r[0] for r in recs) for s, recs in records.items()}
     done = anyio.run(wait_heads, started[1].url, targets, 300.0)
+    cpu = sum(cpu_seconds(pid) for pid in pids) - cpu0
     submit_ms = {s: [(r[2] - r[1]) * 1000 for r in recs] for s, recs in records.items()}
     return {
         "a_p50_ms": round(quantile(seen, 0.5), 1),
         "a_p99_ms": round(quantile(seen, 0.99), 1),
         "a_window_p99_ms": round(quantile(window, 0.99), 1),
         "a_missing": missing,
+        "cpu_us_per_order": round(cpu * 1e6 / sum(len(recs) for recs in records.values())),
         "a_submit_p99_ms": round(quantile(submit_ms[symbols[0]], 0.99), 1),
         "b_submit_p99_ms": round(quantile(submit_ms[symbols[1]], 0.99), 1),
         # B's matcher caught up with B's last order this long after the offered window
@@ -559,7 +575,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(
                 f"outage: {o['markets']} markets at {o['offered_per_s_per_market']:g}/s each;"
                 f" A's replica p99 {o['a_p99_ms_without']} ms without, {o['a_p99_ms_with']} ms"
-                f" with {o['stopped']}: ratio {o['p99_ratio']} (pairs {o['pair_ratios']})"
+                f" with {o['stopped']}: ratio {o['p99_ratio']} (pairs {o['pair_ratios']});"
+                f" CPU µs per order at that rate {o['cpu_us_per_order']}"
             )
     return out
 
