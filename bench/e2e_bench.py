@@ -30,6 +30,9 @@ Usage::
 
     .venv/bin/python bench/e2e_bench.py                      # the sweep, human summary
     .venv/bin/python bench/e2e_bench.py --quick --json       # one small run, JSON last
+    .venv/bin/python bench/e2e_bench.py --markets 1,2,3 --markets-outage --markets-only --json
+
+``--markets`` and ``--markets-outage``: many markets, one pipeline each (bench/e2e_markets.py).
 """
 
 from __future__ import annotations
@@ -644,8 +647,16 @@ def main() -> None:
         help="the sequencer's --forward-interval (at most one process_order request, so one"
         " version, per S seconds under load); default 0",
     )
+    import e2e_markets  # here: it imports this module
+
+    e2e_markets.add_arguments(parser)
     args = parser.parse_args()
     node()  # exits with a message when `make setup` has not run
+    if args.markets_only:
+        markets = e2e_markets.run(args)
+        if args.json:
+            print(json.dumps(markets))
+        return
     if args.quick:
         args.books, args.replicas, args.orders = "1000", "3", min(args.orders, 3000)
     results = []
@@ -656,6 +667,7 @@ def main() -> None:
             results.append(result)
     _summary(results)
     per_version = _per_version() if args.versions else {}
+    markets = e2e_markets.run(args) if e2e_markets.wanted(args) else {}
     if args.json:
         headline = next((r for r in results if r["replicas"] == 3), results[0])
         print(json.dumps({
@@ -668,6 +680,7 @@ def main() -> None:
             "book": headline["book"],
             "runs": results,
             "median_processed_per_s": statistics.median(r["processed_per_s"] for r in results),
+            **markets,
         }))  # fmt: skip
 
 

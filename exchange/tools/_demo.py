@@ -8,6 +8,11 @@ its own replica). The demo then waits until every replica has converged, prints 
 trades and the book, replays the submit worker's journal through the core alone
 (`dex replay`) and checks that every replica holds the replay's book hash at the
 replay's sequence number. Any disagreement is a failure (exit status 1).
+
+With ``--markets N`` (N > 1) it runs N markets, MKT1..MKTn, at once on the one network
+(as markets share the grapes): each its own sequencer, journal, matcher and clients
+trading ``--orders`` orders, each checked against its own replay, each result printed
+(lines prefixed with the market), then a total line.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import random
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,7 +41,14 @@ from exchange.tools._trades import trade_record
 from orderbook_core import DEFAULT_SPEC, MarketSpec, OrderBook, Side
 from transports import MemoryNetwork, open_transport
 
-__all__ = ["DemoResult", "demo_orders", "run_demo", "run_demo_async"]
+__all__ = [
+    "DemoResult",
+    "demo_market_names",
+    "demo_orders",
+    "run_demo",
+    "run_demo_async",
+    "run_markets_async",
+]
 
 
 @dataclass
@@ -88,6 +101,7 @@ async def run_demo_async(
     say: Callable[[dict[str, Any]], None] = lambda _record: None,
     spec: MarketSpec = DEFAULT_SPEC,
     timeout: float = 20.0,
+    network: MemoryNetwork | None = None,
 ) -> DemoResult:
     """Run the whole exchange in this event loop; return what it saw.
 
@@ -99,11 +113,12 @@ async def run_demo_async(
         say: receives progress records (``{"event": ...}``).
         spec: the market.
         timeout: seconds the whole run may take.
+        network: the memory network to join (other markets' on it too); default a new one.
 
     Raises:
         TimeoutError: the replicas did not converge within `timeout`.
     """
-    network = MemoryNetwork(seed=seed)
+    network = network if network is not None else MemoryNetwork(seed=seed)
     names = [f"client{i + 1}" for i in range(clients)]
     with anyio.fail_after(timeout), Journal(workdir / "journal.sqlite", spec) as journal:
         # Three nested task groups, stopped from the inside out: the clients, then the
@@ -136,6 +151,56 @@ async def run_demo_async(
                 submit_tg.cancel_scope.cancel()
             process_tg.cancel_scope.cancel()
     return result
+
+
+def demo_market_names(count: int) -> list[str]:
+    """The markets of ``dex demo --markets N``: the default market alone for 1 (the
+    seed's names), else MKT1..MKTn."""
+    if count == 1:
+        return [DEFAULT_SPEC.market]
+    return [f"MKT{i + 1}" for i in range(count)]
+
+
+async def run_markets_async(
+    workdir: Path,
+    markets: list[str],
+    *,
+    clients: int = 4,
+    orders: int = 24,
+    seed: int = 7,
+    say: Callable[[dict[str, Any]], None] = lambda _record: None,
+    timeout: float = 20.0,
+) -> dict[str, DemoResult]:
+    """Run one whole exchange per market, all at once on one memory network; each
+    market's `run_demo_async` (its `orders` and clients) in a directory of its own
+    under `workdir`, market i's orders seeded with ``seed + i``. `say` receives every
+    record with its ``market``.
+
+    Raises:
+        TimeoutError: some market's replicas did not converge within `timeout`.
+    """
+    network = MemoryNetwork(seed=seed)
+    results: dict[str, DemoResult] = {}
+
+    async def one(index: int, market: str) -> None:
+        where = workdir / market
+        where.mkdir(parents=True, exist_ok=True)
+        results[market] = await run_demo_async(
+            where,
+            clients=clients,
+            orders=orders,
+            seed=seed + index,
+            say=lambda record: say({**record, "market": market}),
+            spec=replace(DEFAULT_SPEC, market=market),
+            timeout=timeout,
+            network=network,
+        )
+
+    with anyio.fail_after(timeout):
+        async with anyio.create_task_group() as tg:
+            for index, market in enumerate(markets):
+                tg.start_soon(one, index, market)
+    return {market: results[market] for market in markets}
 
 
 async def _trade(
@@ -266,6 +331,8 @@ def _text(record: dict[str, Any]) -> str:
     kind = record["event"]
     if kind == "started":
         clients = len(record["clients"])
+        if "market" in record:
+            return f"market {record['market']}: both workers and {clients} clients"
         return f"dex demo: both workers and {clients} clients, memory transport\norders:"
     if kind == "submitted":
         r = record
@@ -290,6 +357,14 @@ def _text(record: dict[str, Any]) -> str:
         return f"  {record['clientId']:<9} seq {record['seq']:>3} book {record['book']}  {mark}"
     if kind == "replay":
         return f"replay of the journal: seq {record['seq']} book {record['book']}"
+    if kind == "total":
+        if record["ok"]:
+            return (
+                f"OK: {record['markets']} markets, {record['submitted']} orders submitted;"
+                f" all {record['replicas']} replicas hold their market's replay's book hash"
+            )
+        failed = ", ".join(record["failed"])
+        return f"FAILED: {failed}: some replicas disagree with their market's replay"
     if kind == "result":
         if record["ok"]:
             return f"OK: all {record['replicas']} replicas hold the replay's book hash"
@@ -305,35 +380,61 @@ def run_demo(
     as_json: bool = False,
     out: TextIO | None = None,
     timeout: float = 20.0,
+    markets: int = 1,
 ) -> int:
     """Run the demo and print it; return 0 if every replica agrees with the replay.
 
     `timeout` bounds the whole run (``dex demo --timeout``); past it, exit status 1.
+    `markets` > 1 runs that many markets at once (`demo_market_names`), `orders` each,
+    prints each market's result (its records carry ``market``) and a ``total`` record.
     """
     stream = out if out is not None else sys.stdout
-    spec = DEFAULT_SPEC
+    names = demo_market_names(markets)
 
     def say(record: dict[str, Any]) -> None:
-        stream.write((json.dumps(record) if as_json else _text(record)) + "\n")
+        text = json.dumps(record) if as_json else _text(record)
+        if not as_json and "market" in record and record["event"] != "started":
+            text = "\n".join(f"{record['market']} {line}" for line in text.splitlines())
+        stream.write(text + "\n")
         stream.flush()  # a reader (`| head -3`) sees lines as they come
 
     def heading(text: str) -> None:
         if not as_json:
             stream.write(text + "\n")
 
+    if markets > 1:
+        heading(
+            f"dex demo: {markets} markets ({', '.join(names)}), each with both workers and"
+            f" {clients} clients, memory transport"
+        )
     with tempfile.TemporaryDirectory(prefix="dex-demo-") as tmp:
         try:
-            result = anyio.run(
-                lambda: run_demo_async(
-                    Path(tmp),
-                    clients=clients,
-                    orders=orders,
-                    seed=seed,
-                    say=say,
-                    spec=spec,
-                    timeout=timeout,
+            if markets == 1:
+                results = {
+                    names[0]: anyio.run(
+                        lambda: run_demo_async(
+                            Path(tmp),
+                            clients=clients,
+                            orders=orders,
+                            seed=seed,
+                            say=say,
+                            spec=DEFAULT_SPEC,
+                            timeout=timeout,
+                        )
+                    )
+                }
+            else:
+                results = anyio.run(
+                    lambda: run_markets_async(
+                        Path(tmp),
+                        names,
+                        clients=clients,
+                        orders=orders,
+                        seed=seed,
+                        say=say,
+                        timeout=timeout,
+                    )
                 )
-            )
         except TimeoutError:
             print(
                 f"dex demo: the replicas did not converge within {timeout:g} s"
@@ -341,13 +442,47 @@ def run_demo(
                 file=sys.stderr,
             )
             return 1
+    if markets == 1:
+        _report(results[names[0]], DEFAULT_SPEC, say, heading, {})
+        return 0 if results[names[0]].converged else 1
+    for market, result in results.items():
+        spec = replace(DEFAULT_SPEC, market=market)
+        _report(result, spec, say, partial(_prefixed, heading, market), {"market": market})
+    failed = [market for market, result in results.items() if not result.converged]
+    say(
+        {
+            "event": "total",
+            "ok": not failed,
+            "markets": markets,
+            "submitted": sum(r.submitted for r in results.values()),
+            "refused": sum(r.refused for r in results.values()),
+            "replicas": sum(len(r.replicas) for r in results.values()),
+            "failed": failed,
+        }
+    )
+    stream.flush()
+    return 0 if not failed else 1
+
+
+def _prefixed(heading: Callable[[str], None], market: str, text: str) -> None:
+    heading(f"{market} {text}")
+
+
+def _report(
+    result: DemoResult,
+    spec: MarketSpec,
+    say: Callable[[dict[str, Any]], None],
+    heading: Callable[[str], None],
+    tag: dict[str, str],
+) -> None:
+    """One market's trades, book, replay, replicas and result."""
     heading("trades:")
     for trade in result.replay.trades:
-        say({"event": "trade", **trade_record(trade, spec)})
+        say({"event": "trade", **trade_record(trade, spec), **tag})
     heading(f"book at seq {result.replay.seq} (asks above bids):")
     for record in _book_records(result.replay.book, spec):
-        say(record)
-    say({"event": "replay", "seq": result.replay.seq, "book": result.replay.book_hash})
+        say({**record, **tag})
+    say({"event": "replay", "seq": result.replay.seq, "book": result.replay.book_hash, **tag})
     heading("replicas:")
     want = (result.replay.seq, result.replay.book_hash)
     for client_id, (seq, book) in result.replicas.items():
@@ -358,8 +493,7 @@ def run_demo(
                 "seq": seq,
                 "book": book,
                 "ok": (seq, book) == want,
+                **tag,
             }
         )
-    say({"event": "result", "ok": result.converged, "replicas": len(result.replicas)})
-    stream.flush()
-    return 0 if result.converged else 1
+    say({"event": "result", "ok": result.converged, "replicas": len(result.replicas), **tag})

@@ -156,7 +156,18 @@ def _parser() -> argparse.ArgumentParser:
         "that every replica holds the replay's book hash.",
     )
     demo.add_argument("--clients", type=int, default=4, help="number of clients (2-26)")
-    demo.add_argument("--orders", type=int, default=24, help="number of orders")
+    demo.add_argument(
+        "--orders", type=int, default=24, help="number of orders (per market with --markets)"
+    )
+    demo.add_argument(
+        "--markets",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N markets at once (1-26; default 1, the default market): MKT1..MKTn, each "
+        "with its own workers, --clients clients and --orders orders, checked against its "
+        "own replay; then a total line",
+    )
     demo.add_argument("--seed", type=int, default=7, help="seed of the order generator")
     demo.add_argument(
         "--timeout", type=_positive(float), default=20.0, metavar="S", help="bound (20 s)"

@@ -151,8 +151,8 @@ def _print_entry(entry: Any, as_json: bool, rejected: str | None = None) -> None
 def demo(args: argparse.Namespace) -> int:
     from exchange.tools._demo import run_demo
 
-    if not 2 <= args.clients <= 26 or args.orders < 1:
-        print("dex demo: --clients must be 2-26 and --orders >= 1", file=sys.stderr)
+    if not 2 <= args.clients <= 26 or args.orders < 1 or not 1 <= args.markets <= 26:
+        print("dex demo: --clients must be 2-26, --orders >= 1 and --markets 1-26", file=sys.stderr)
         return EXIT_USAGE
     return run_demo(
         clients=args.clients,
@@ -160,4 +160,5 @@ def demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         as_json=args.json,
         timeout=args.timeout,
+        markets=args.markets,
     )

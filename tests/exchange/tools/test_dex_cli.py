@@ -134,3 +134,5 @@ def test_dex_replay_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 def test_dex_demo_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--clients", "1"]) == 2
     assert "--clients must be 2-26" in capsys.readouterr().err
+    assert main(["demo", "--markets", "0"]) == 2
+    assert "--markets 1-26" in capsys.readouterr().err
