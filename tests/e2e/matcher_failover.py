@@ -46,6 +46,8 @@ class MatcherRig:
     base: FailoverRig
     lease_ttl: float
     matchers: list[Proc] = field(default_factory=list)
+    db_of: dict[int, Path] = field(default_factory=dict)
+    grape_of: dict[int, int] = field(default_factory=dict)
     recoveries: list[float] = field(default_factory=list)
     """Seconds from each fault to the next version a matcher published."""
 
@@ -53,17 +55,19 @@ class MatcherRig:
     def exchange(self) -> Exchange:
         return self.base.exchange
 
-    def start_matcher(self, grape: int, *, wait: str) -> Proc:
-        """A matcher on its own grape and --db: active if the lease is free, else a
-        standby; returns once its log says `wait`."""
+    def start_matcher(self, grape: int, *, wait: str, db: Path | None = None) -> Proc:
+        """A matcher on its own grape and --db (a new one, or `db`): active if the lease
+        is free, else a standby; returns once its log says `wait`."""
         n = len(self.matchers)
-        workdir = self.exchange.workdir / f"matcher{n}"
-        workdir.mkdir(exist_ok=True)
+        if db is None:
+            workdir = self.exchange.workdir / f"matcher{n}"
+            workdir.mkdir(exist_ok=True)
+            db = workdir / "process_state.db"
         argv = [
             "bin/processOrderWorker.py",
             f"grape={self.exchange.grapes[grape]}",
             "--db",
-            str(workdir / "process_state.db"),
+            str(db),
             "--journal",
             self.base.urls,
             "--lease-ttl",
@@ -75,11 +79,16 @@ class MatcherRig:
         ]
         proc = self.exchange.spawn(f"process{n}", argv)
         self.matchers.append(proc)
+        self.db_of[proc.pid], self.grape_of[proc.pid] = db, grape
         proc.wait_for_text(wait, 60)
         return proc
 
-    def start_standby(self, grape: int) -> Proc:
-        return self.start_matcher(grape, wait="holds the matcher's lease; following")
+    def start_standby(self, grape: int, db: Path | None = None) -> Proc:
+        return self.start_matcher(grape, wait="holds the matcher's lease; following", db=db)
+
+    def restart(self, proc: Proc) -> Proc:
+        """`proc` again, on its machine (grape) and --db, as a standby."""
+        return self.start_standby(self.grape_of[proc.pid], self.db_of[proc.pid])
 
     def active_matcher(self, timeout: float = 30.0) -> Proc:
         """The live matcher named by the lease (its PID is in the holder's name)."""
