@@ -42,6 +42,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -59,6 +60,7 @@ __all__ = [
     "Deposed",
     "MarketHead",
     "MatcherKV",
+    "describe",
 ]
 
 _log = logging.getLogger("exchange.matcher.lease")
@@ -96,7 +98,8 @@ class MarketHead(NamedTuple):
         }
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """A NATS client error in words."""
     if isinstance(exc, (NatsTimeout, asyncio.TimeoutError)):
         return "no answer in time (no quorum, or the server is unreachable)"
     if isinstance(exc, NoRespondersError):
@@ -193,7 +196,7 @@ class MatcherKV:
                     )
                 )
         except Exception as exc:
-            raise StorageUnavailable(f"cannot open {self.location}: {_describe(exc)}") from exc
+            raise StorageUnavailable(f"cannot open {self.location}: {describe(exc)}") from exc
 
     def close(self) -> None:
         """Close the connection and stop the client's thread. Idempotent."""
@@ -220,6 +223,17 @@ class MatcherKV:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def jetstream(self) -> JetStreamContext:
+        """The client's JetStream context (use it on the client's loop, through `call`)."""
+        return self._js
+
+    @property
+    def replicas(self) -> int:
+        """The replicas of what this creates (3 in a cluster, else 1)."""
+        assert self._nc is not None
+        return 3 if self._nc._server_info.get("cluster") else 1
 
     # ------------------------------------------------------------------ the lease
 
@@ -301,7 +315,7 @@ class MatcherKV:
             except (KeyWrongLastSequenceError, KeyNotFoundError):
                 return False  # another standby was quicker
         except (NatsError, TimeoutError) as exc:
-            raise StorageUnavailable(f"{self.location}: lease: {_describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: lease: {describe(exc)}") from exc
         self.lease_revision, self._deadline = revision, sent + self.ttl - self.margin
         return True
 
@@ -320,7 +334,7 @@ class MatcherKV:
             self.lease_revision = 0
             return False
         except (NatsError, TimeoutError) as exc:
-            raise StorageUnavailable(f"{self.location}: lease: {_describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: lease: {describe(exc)}") from exc
         self.lease_revision, self._deadline = revision, sent + self.ttl - self.margin
         return True
 
@@ -330,7 +344,7 @@ class MatcherKV:
         except KeyNotFoundError:
             return None
         except (NatsError, TimeoutError) as exc:
-            raise StorageUnavailable(f"{self.location}: {key}: {_describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: {key}: {describe(exc)}") from exc
         if not entry.value:
             return None
         return entry.value, entry.revision or 0
@@ -419,7 +433,7 @@ class MatcherKV:
         except (KeyWrongLastSequenceError, KeyNotFoundError):
             return False
         except (NatsError, TimeoutError) as exc:
-            raise StorageUnavailable(f"{self.location}: head: {_describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: head: {describe(exc)}") from exc
         self._head_revision = revision
         return True
 
@@ -445,7 +459,7 @@ class MatcherKV:
         try:
             msg = await self._js.get_msg(self.stream, seq=seq)
         except (TimeoutError, NatsError) as exc:
-            raise StorageUnavailable(f"{self.location}: seq {seq}: {_describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: seq {seq}: {describe(exc)}") from exc
         ts = int((msg.headers or {}).get("Dex-Ts", "0"))
         text = (msg.data or b"").decode()
         return entry_from_row(seq, ts, text, self.spec, source=self.stream)

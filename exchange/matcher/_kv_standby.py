@@ -28,15 +28,16 @@ from anyio.abc import TaskStatus
 
 from exchange.matcher._applied import AppliedLog, AppliedRecord
 from exchange.matcher._kv_lease import MarketHead, MatcherKV
+from exchange.matcher._kv_snapshots import MirroredSnapshots, ObjectSnapshots
 from exchange.matcher._restore import Follower
-from exchange.matcher._snapshots import SnapshotStore
+from exchange.matcher._snapshots import SnapshotError, SnapshotStore
 from exchange.matcher._standby import Deposed
 from exchange.matcher._worker import ProcessWorker
 from exchange.protocol import ERR_UNAVAILABLE, Refused, StorageUnavailable
 from exchange.runtime import Outage, one_writer
 from orderbook_core import MarketSpec
 
-__all__ = ["KVStandby", "run_with_kv_lease"]
+__all__ = ["KVStandby", "on_jetstream", "run_with_kv_lease"]
 
 _log = logging.getLogger("exchange.matcher")
 
@@ -49,6 +50,8 @@ class KVStandby:
         db_path: this matcher's own database.
         spec: the market.
         snapshots: where following starts from (the newest valid snapshot).
+        objects: the market's snapshots in the object store: where a matcher with an
+            empty database starts from when the head no longer lists every version.
         poll: seconds between two reads of the head (and tries of the lease).
     """
 
@@ -59,8 +62,10 @@ class KVStandby:
         spec: MarketSpec,
         snapshots: SnapshotStore,
         *,
+        objects: ObjectSnapshots | None = None,
         poll: float = 0.05,
     ) -> None:
+        self.objects = objects
         self.kv = kv
         self.db_path = db_path
         self.spec = spec
@@ -73,6 +78,8 @@ class KVStandby:
         """Set once this one holds the lease and claimed the head."""
         self.deposed = 0
         """How many times this matcher was deposed (0 or 1: it stops then)."""
+        self.waiting = False
+        """Whether it waits for a snapshot in the object store (logged once)."""
         self.stop: Callable[[BaseException], None] = lambda exc: None
         """Stops the worker with `exc` (set by `run_with_kv_lease`)."""
 
@@ -111,6 +118,16 @@ class KVStandby:
     def _try(self, log: AppliedLog) -> bool:
         """Follow the head; take the lease and claim the head when free (blocking)."""
         head = self.kv.read_head()
+        if head is not None and self._beyond_reach(head) and not self._from_objects(log, head):
+            if not self.waiting:
+                self.waiting = True
+                _log.warning(
+                    "standby: the market's head seq=%d lists versions from seq %d only:"
+                    " waiting for a snapshot in the object store to start from",
+                    head.seq,
+                    head.versions[0][0] if head.versions else head.seq,
+                )
+            return False
         self._catch_up(log, head)
         if head is not None and self._seq() < head.seq:
             return False
@@ -128,6 +145,46 @@ class KVStandby:
         assert follower is not None
         first = follower.first if follower.root is not None else 0
         return self.kv.claim_head(head, first, follower.seq, follower.root)
+
+    def _beyond_reach(self, head: MarketHead) -> bool:
+        """Whether this has applied nothing and the head does not list every version."""
+        follower = self.follower
+        assert follower is not None
+        listed_from = head.versions[0][0] if head.versions else head.seq + 1
+        return follower.seq == 0 and head.seq > 0 and listed_from > 1
+
+    def _from_objects(self, log: AppliedLog, head: MarketHead) -> bool:
+        """Start from the newest valid snapshot in the object store from which the head
+        lists every later version; False: none yet. Its own version's commands are
+        recorded with its root (what a restart checks a snapshot against)."""
+        if self.objects is None:
+            return False
+        listed = {seq: root for _first, seq, root in head.versions}
+        firsts = {first for first, _seq, _root in head.versions}
+        for seq in reversed(self.objects.seqs()):
+            if seq > head.seq:
+                continue
+            if seq != head.seq and seq + 1 not in firsts:
+                return False  # older ones are further back still
+            data = self.objects.get(seq)
+            what = f"{self.objects.bucket} snapshot {seq}"
+            if data is None:
+                _log.warning("%s: gone; trying an older one", what)
+                continue
+            try:
+                snapshot = self.snapshots.parse(data, what)
+                if snapshot.seq != seq or listed.get(seq, snapshot.root) != snapshot.root:
+                    raise SnapshotError(f"{what}: not the market's version at seq {seq}")
+            except SnapshotError as exc:
+                _log.warning("%s: not used, trying an older one", exc)
+                continue
+            entries = self.kv.entries(snapshot.first, snapshot.seq)
+            self.snapshots.adopt(data, what)
+            log.append([AppliedRecord(entry, snapshot.root) for entry in entries])
+            self.follower = Follower(self.spec, self.db_path, snapshot)
+            _log.info("standby: starting from %s (%d orders)", what, len(snapshot.book))
+            return True
+        return False
 
     def _seq(self) -> int:
         assert self.follower is not None
@@ -206,3 +263,14 @@ async def run_with_kv_lease(
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(standby.kv.release)
+
+
+def on_jetstream(worker: ProcessWorker, kv: MatcherKV) -> KVStandby:
+    """Make `worker` one of the market's matchers on JetStream (run it with
+    `run_with_kv_lease`): its snapshot files also go to the object store, and it
+    stands by until it holds the lease."""
+    local = worker.snapshotter.store
+    objects = ObjectSnapshots(kv, keep=local.keep)
+    store = MirroredSnapshots(local.directory, worker.spec, objects, keep=local.keep)
+    worker.snapshotter.store = store
+    return KVStandby(kv, worker.db_path, worker.spec, store, objects=objects)

@@ -78,7 +78,7 @@ def _on_jetstream(
         raise ArgumentError("--journal: nats://HOST:PORT[,nats://...] (and no --standby)")
     try:
         from exchange.matcher._kv_lease import MatcherKV
-        from exchange.matcher._kv_standby import KVStandby, run_with_kv_lease
+        from exchange.matcher._kv_standby import on_jetstream, run_with_kv_lease
     except ImportError as exc:
         raise ArgumentError(
             "--journal: needs nats-py: pip install 'distributed-exchange[jetstream]'"
@@ -89,9 +89,7 @@ def _on_jetstream(
 
     def make(transport: Transport) -> Runner:
         process = worker(transport)
-        store = process.snapshotter.store
-        standby = KVStandby(kv, process.db_path, spec, store)
-        return partial(run_with_kv_lease, process, standby)
+        return partial(run_with_kv_lease, process, on_jetstream(process, kv))
 
     return make
 

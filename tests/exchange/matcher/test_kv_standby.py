@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,10 @@ import pytest
 from support.keys import MATCHER_KEY, SEQUENCER_KEY, by_sequencer, verified_head
 from support.nats import NatsServer, running_nats
 
-from exchange.matcher import AppliedLog, Deposed, ProcessWorker
+from exchange.matcher import AppliedLog, Deposed, ProcessWorker, restore
+from exchange.matcher import _kv_lease as kv_lease
 from exchange.matcher._kv_lease import MatcherKV
-from exchange.matcher._kv_standby import KVStandby, run_with_kv_lease
+from exchange.matcher._kv_standby import KVStandby, on_jetstream, run_with_kv_lease
 from exchange.protocol import market_names, parse_entry
 from exchange.sequencer._jetstream import JetStreamJournal
 from exchange.versions import VersionReader, book_hash
@@ -80,6 +81,14 @@ async def process(client: Transport, spec: MarketSpec, first: int, last: int) ->
     entries = [{"seq": s, "ts": 1_000, "command": COMMANDS[s - 1]} for s in range(first, last + 1)]
     name = market_names(spec.market).process_order
     return await client.request(name, by_sequencer({"entries": entries}), timeout=5)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):  # 10 s
+        if condition():
+            return
+        await anyio.sleep(0.01)
+    raise AssertionError("not reached in 10 s")
 
 
 def rows(db: Path, spec: MarketSpec) -> list[tuple[int, str]]:
@@ -215,3 +224,72 @@ async def test_a_deposed_active_matcher_refuses_and_stops(nats: NatsServer, tmp_
     finally:
         kv.close()
         thief.close()
+
+
+async def test_a_matcher_on_an_empty_database_starts_from_the_object_store(
+    nats: NatsServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "exchange.matcher")
+    monkeypatch.setattr(kv_lease, "KEPT_VERSIONS", 2)  # the head lists 2 versions only
+    spec = _spec("MS-D")
+    _journal(nats, spec)
+    network = MemoryNetwork()
+    kvs = [MatcherKV([nats.url], spec, ttl=1.0) for _ in range(3)]
+    try:
+        async with (
+            open_transport("memory", network=network) as client,
+            open_transport("memory", network=network) as net_a,
+            open_transport("memory", network=network) as net_b,
+            open_transport("memory", network=network) as net_c,
+            anyio.create_task_group() as tg,
+        ):
+            active, fresh, later = (
+                worker(net, tmp_path / f"{name}.db", spec)
+                for net, name in ((net_a, "a"), (net_b, "b"), (net_c, "c"))
+            )
+            a, b, c = (
+                on_jetstream(w, kv) for w, kv in zip((active, fresh, later), kvs, strict=True)
+            )
+            async with anyio.create_task_group() as active_group:
+                await active_group.start(run_with_kv_lease, active, a)
+                for first, last in ((1, 2), (3, 3), (4, 5)):
+                    await process(client, spec, first, last)
+                # Versions 1..2 are no longer listed, and no snapshot yet: it waits.
+                tg.start_soon(run_with_kv_lease, fresh, b)
+                await _until(lambda: b.waiting)
+                assert await active.snapshot() == 5  # the file, and the object
+                await _until(lambda: b.follower is not None and b.follower.seq == 5)
+                assert b.follower is not None
+                assert b.follower.book == active.book
+                assert rows(fresh.db_path, spec) == rows(active.db_path, spec)[3:]
+                # A corrupt newest object: the previous one is used.
+                await process(client, spec, 6, 6)
+                assert a.objects is not None
+                a.objects.put(6, b'{"format":"matcher-snapshot/1"}\ngarbage')
+                async with anyio.create_task_group() as later_group:
+                    later_group.start_soon(run_with_kv_lease, later, c)
+                    await _until(lambda: c.follower is not None and c.follower.seq == 6)
+                    later_group.cancel_scope.cancel()
+                assert "snapshot 6: 7 bytes, header says None (torn)" in caplog.text
+                assert "starting from DEX_MS-D_SNAPSHOTS snapshot 5" in caplog.text
+                active_group.cancel_scope.cancel()
+            with anyio.fail_after(5):
+                await fresh.active.wait()
+            assert (fresh.head_seq, fresh.head_root) == (active.head_seq, active.head_root)
+            await process(client, spec, 7, 7)
+            assert book_hash(fresh.book) == book_hash(replay(spec, 7))
+            tg.cancel_scope.cancel()
+        # A restart on its database starts from the snapshot it adopted.
+        log = AppliedLog(fresh.db_path, spec, read_only=True)
+        try:
+            restored = restore(log, fresh.snapshotter.store, spec, fresh.db_path)
+        finally:
+            log.close()
+        assert restored.snapshot == 5
+        assert book_hash(restored.book) == book_hash(replay(spec, 7))
+    finally:
+        for kv in kvs:
+            kv.close()
