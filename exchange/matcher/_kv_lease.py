@@ -410,6 +410,7 @@ class MatcherKV:
                     return
             except StorageUnavailable as exc:
                 _log.warning("writing the head seq=%d: %s; again", seq, exc)
+                time.sleep(0.05)  # an error answered at once: not in a tight loop
                 continue
             mine = self.read_head()
             if mine is not None and mine.value() == head.value():  # a retry's first try landed

@@ -41,6 +41,7 @@ class Follows(Protocol):
     """What the worker needs of a standby: `Standby`, or `KVStandby` on JetStream."""
 
     follower: Follower | None
+    following: anyio.Event
 
     async def take_over(self, stack: ExitStack) -> None: ...
 
