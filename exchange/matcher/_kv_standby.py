@@ -118,7 +118,7 @@ class KVStandby:
     def _try(self, log: AppliedLog) -> bool:
         """Follow the head; take the lease and claim the head when free (blocking)."""
         head = self.kv.read_head()
-        if head is not None and self._beyond_reach(head) and not self._from_objects(log, head):
+        if head is not None and self._beyond_reach(head) and not self._start_over(log, head):
             if not self.waiting:
                 self.waiting = True
                 _log.warning(
@@ -147,11 +147,31 @@ class KVStandby:
         return self.kv.claim_head(head, first, follower.seq, follower.root)
 
     def _beyond_reach(self, head: MarketHead) -> bool:
-        """Whether this has applied nothing and the head does not list every version."""
+        """Whether the head no longer lists the version after this one's seq."""
         follower = self.follower
         assert follower is not None
-        listed_from = head.versions[0][0] if head.versions else head.seq + 1
-        return follower.seq == 0 and head.seq > 0 and listed_from > 1
+        firsts = {first for first, _seq, _root in head.versions}
+        return follower.seq < head.seq and follower.seq + 1 not in firsts
+
+    def _start_over(self, log: AppliedLog, head: MarketHead) -> bool:
+        """Start from the object store (`_from_objects`); a database with records, too
+        far behind to follow, is emptied first. False: no snapshot to start from (yet),
+        or no object store (then `_catch_up` says why it cannot follow)."""
+        follower = self.follower
+        assert follower is not None
+        if self.objects is None:
+            return follower.seq > 0
+        if follower.seq > 0:
+            _log.warning(
+                "standby: at seq %d, too far behind the market's head seq %d to follow it:"
+                " forgetting %s's records, starting over from the object store",
+                follower.seq,
+                head.seq,
+                self.db_path,
+            )
+            log.clear()
+            self.follower = Follower(self.spec, self.db_path)
+        return self._from_objects(log, head)
 
     def _from_objects(self, log: AppliedLog, head: MarketHead) -> bool:
         """Start from the newest valid snapshot in the object store from which the head

@@ -49,6 +49,9 @@ COMMANDS = [
     new("bob", "b2", "buy", "99", "1"),
     new("carol", "c1", "sell", "99", "0.5"),
     new("carol", "c2", "sell", "98", "0.5"),
+    new("dave", "d1", "buy", "97", "2"),
+    {"op": "cancel", "clientId": "bob", "orderId": "b2"},
+    new("dave", "d2", "sell", "103", "1"),
 ]
 
 
@@ -89,6 +92,11 @@ async def _until(condition: Callable[[], bool]) -> None:
             return
         await anyio.sleep(0.01)
     raise AssertionError("not reached in 10 s")
+
+
+def _at(worker: ProcessWorker, seq: int) -> bool:
+    follower = None if worker.standby is None else worker.standby.follower
+    return follower is not None and follower.seq == seq
 
 
 def rows(db: Path, spec: MarketSpec) -> list[tuple[int, str]]:
@@ -279,8 +287,19 @@ async def test_a_matcher_on_an_empty_database_starts_from_the_object_store(
             with anyio.fail_after(5):
                 await fresh.active.wait()
             assert (fresh.head_seq, fresh.head_root) == (active.head_seq, active.head_root)
-            await process(client, spec, 7, 7)
-            assert book_hash(fresh.book) == book_hash(replay(spec, 7))
+            for seq in (7, 8, 9):
+                await process(client, spec, seq, seq)
+            assert book_hash(fresh.book) == book_hash(replay(spec, 9))
+            assert await fresh.snapshot() == 9
+            # The matcher left at seq 6 comes back: 7 is no longer listed, so it forgets
+            # its records and starts over from the newest snapshot.
+            again = worker(net_c, later.db_path, spec)
+            async with anyio.create_task_group() as again_group:
+                again_group.start_soon(run_with_kv_lease, again, on_jetstream(again, kvs[2]))
+                await _until(lambda: again.standby is not None and _at(again, 9))
+                again_group.cancel_scope.cancel()
+            assert "forgetting" in caplog.text
+            assert rows(later.db_path, spec) == rows(fresh.db_path, spec)[-1:]
             tg.cancel_scope.cancel()
         # A restart on its database starts from the snapshot it adopted.
         log = AppliedLog(fresh.db_path, spec, read_only=True)
@@ -288,8 +307,8 @@ async def test_a_matcher_on_an_empty_database_starts_from_the_object_store(
             restored = restore(log, fresh.snapshotter.store, spec, fresh.db_path)
         finally:
             log.close()
-        assert restored.snapshot == 5
-        assert book_hash(restored.book) == book_hash(replay(spec, 7))
+        assert restored.snapshot == 9
+        assert book_hash(restored.book) == book_hash(replay(spec, 9))
     finally:
         for kv in kvs:
             kv.close()
