@@ -12,6 +12,11 @@ returns: the worker then republishes the head version, announces its names and s
 While active it renews the lease every ``ttl / 3`` (`hold`) and writes the head after
 each version (`fence`); a lost lease or a refused head write is `Deposed`: the worker
 stops serving and exits, having recorded nothing the market's head does not name.
+
+A matcher the head's list of versions no longer reaches (an empty ``--db`` on a new
+machine, or one restarted after a long stop) starts from the newest valid snapshot in
+the object store (`ObjectSnapshots`) from which the head lists every later version,
+and waits for one if there is none yet.
 """
 
 from __future__ import annotations
