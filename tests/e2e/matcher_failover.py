@@ -19,9 +19,10 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,8 +174,17 @@ class MatcherRig:
             yield load
 
     def check(self, load: Load) -> dict[str, int]:
-        """acknowledged = journaled = applied once, the replica = `dex replay`."""
-        return self.base.check(load)
+        """acknowledged = journaled = applied once, the replica = `dex replay`, and every
+        matcher's applied log (the dead and deposed ones' too) the same chain: at each
+        seq that two of them recorded, the same root (the same versions, no fork)."""
+        counts = self.base.check(load)
+        roots: dict[int, str] = {}
+        for db in sorted(set(self.db_of.values())):
+            with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                for seq, root in conn.execute("SELECT seq, root FROM applied"):
+                    assert roots.setdefault(seq, root) == root, f"{db}: seq {seq} forked"
+        assert roots, "no matcher recorded anything"
+        return counts
 
 
 @contextmanager
