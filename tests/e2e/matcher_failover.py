@@ -152,20 +152,26 @@ class MatcherRig:
         return self.wait_next_version(self.market_head(), since)
 
     def stop_active_matcher(self) -> float:
-        """SIGSTOP the active matcher (alive, silent) until a standby published a version,
+        """SIGSTOP the active matcher (alive, silent) until a standby took the lease over,
         then SIGCONT it: it must find itself deposed and exit having published nothing
-        after the takeover (no version recorded, so none replied nor broadcast)."""
+        after the takeover. Seconds from the stop to the next published version (with
+        the stopped one resumed at the takeover: one that stays stopped costs the
+        sequencer's forwarder a request timeout each time it picks it)."""
         stopped = self.active_matcher()
         offset = len(stopped.log.read_bytes())
         since = time.monotonic()
         os.kill(stopped.pid, signal.SIGSTOP)
         try:
-            recovery = self.wait_next_version(self.market_head(), since)
-            taker = self.active_matcher()
-            assert taker is not stopped
+            after = self.market_head()
+            deadline = time.monotonic() + 30
+            while (taker := self.active_matcher()) is stopped:
+                assert time.monotonic() < deadline, "no standby took the lease over"
+                time.sleep(0.05)
+            taker.wait_for_text("took the matcher's lease", 30)
             took = re.findall(r"took the matcher's lease at seq (\d+)", taker.text())
         finally:
             os.kill(stopped.pid, signal.SIGCONT)
+        recovery = self.wait_next_version(after, since)
         stopped.popen.wait(timeout=30)
         late = stopped.log.read_bytes()[offset:].decode(errors="replace")
         assert "deposed" in late, late
