@@ -22,6 +22,7 @@ from exchange.matcher._snapshots import (
     SnapshotStore,
     snapshot_dir,
 )
+from exchange.matcher._standby import Deposed
 from exchange.matcher._worker import GaveUp, ProcessWorker
 from exchange.protocol import apply_entry
 
@@ -34,6 +35,7 @@ __all__ = [
     "AppliedLog",
     "AppliedRecord",
     "Capture",
+    "Deposed",
     "GaveUp",
     "ProcessWorker",
     "Restored",

@@ -138,6 +138,13 @@ class AppliedLog:
                 "INSERT INTO applied (seq, ts, command, root) VALUES (?, ?, ?, ?)", rows
             )
 
+    def clear(self) -> None:
+        """Forget every record: a matcher on JetStream too far behind the market's head
+        to follow it starts over from a snapshot (the market's record is the stream)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM applied")
+
     def _record(self, seq: int, ts: int, text: str, root: str) -> AppliedRecord:
         """Raises: ReplayError: the stored command is not one."""
         return AppliedRecord(entry_from_row(seq, ts, text, self.spec, source="applied"), root)

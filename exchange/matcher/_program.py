@@ -19,11 +19,13 @@ from exchange.matcher._snapshots import (
     DEFAULT_SNAPSHOT_INTERVAL,
     DEFAULT_SNAPSHOT_KEEP,
 )
+from exchange.matcher._standby import Deposed
 from exchange.matcher._worker import GaveUp, ProcessWorker
-from exchange.protocol import PROCESS_ORDER, ArgumentError
+from exchange.protocol import PROCESS_ORDER, ArgumentError, StorageUnavailable
 from exchange.runtime import (
     DEFAULT_MATCHER_GRAPE,
     EXIT_FAILED,
+    EXIT_UNREACHABLE,
     EXIT_USAGE,
     Runner,
     WorkerProgram,
@@ -45,8 +47,9 @@ DEFAULT_STATE = "data/process_state.db"
 
 def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], Runner]:
     sequencer_key = _sequencer_key(args)
-    return lambda transport: (
-        ProcessWorker(
+
+    def worker(transport: Transport) -> ProcessWorker:
+        return ProcessWorker(
             transport,
             args.db,
             MarketSpec(market=args.market),
@@ -59,8 +62,37 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
             snapshot_keep=args.snapshot_keep,
             standby=args.standby,
             give_up_after=args.give_up_after,
-        ).run
-    )
+        )
+
+    if args.journal is None:
+        return lambda transport: worker(transport).run
+    return _on_jetstream(args, stack, worker)
+
+
+def _on_jetstream(
+    args: argparse.Namespace, stack: ExitStack, worker: Callable[[Transport], ProcessWorker]
+) -> Callable[[Transport], Runner]:
+    """`--journal nats://...`: one of the market's matchers, active while it holds the
+    lease in the market's KV bucket (`KVStandby`)."""
+    servers = [url.strip() for url in args.journal.split(",") if url.strip()]
+    if args.standby or not servers or not all(u.startswith("nats://") for u in servers):
+        raise ArgumentError("--journal: nats://HOST:PORT[,nats://...] (and no --standby)")
+    try:
+        from exchange.matcher._kv_lease import MatcherKV
+        from exchange.matcher._kv_standby import on_jetstream, run_with_kv_lease
+    except ImportError as exc:
+        raise ArgumentError(
+            "--journal: needs nats-py: pip install 'distributed-exchange[jetstream]'"
+        ) from exc
+    spec = MarketSpec(market=args.market)
+    kv = MatcherKV(servers, spec, ttl=args.lease_ttl)
+    stack.callback(kv.close)
+
+    def make(transport: Transport) -> Runner:
+        process = worker(transport)
+        return partial(run_with_kv_lease, process, on_jetstream(process, kv))
+
+    return make
 
 
 def _sequencer_key(
@@ -122,6 +154,24 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     parser.add_argument(
+        "--journal",
+        metavar="nats://HOST:PORT[,nats://...]",
+        help="the market's journal is on these JetStream servers: this matcher is one of "
+        "the market's matchers (each with its own --db, any machine, the same --key-file), "
+        "active while it holds the lease in the market's KV bucket, else a standby that "
+        "follows the active one's versions (default: a lone matcher; needs the jetstream "
+        "extra)",
+    )
+    parser.add_argument(
+        "--lease-ttl",
+        type=_ttl,
+        default=3.0,
+        metavar="SECONDS",
+        help="with --journal: how long the active matcher's lease lives unrenewed, so how "
+        "soon a standby takes over after it died (default 3)",
+    )
+
+    parser.add_argument(
         "--give-up-after",
         type=_at_least_zero(float),
         default=0.0,
@@ -129,6 +179,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="exit (status 1) once storing versions in the DHT has failed for S seconds, "
         "so that a standby with other grapes takes over (default 0: retry for ever)",
     )
+
+
+def _ttl(text: str) -> float:
+    value = float(text)
+    if not 0.5 <= value <= 600:
+        raise argparse.ArgumentTypeError(f"not 0.5..600 seconds: {text}")
+    return value
 
 
 def _at_least_zero(kind: Callable[[str], _N]) -> Callable[[str], _N]:
@@ -156,7 +213,12 @@ _PROGRAM = WorkerProgram(
     build=_build,
     key_name="matcher",
     add_arguments=_add_arguments,
-    stops=((GaveUp, EXIT_FAILED), (ArgumentError, EXIT_USAGE)),
+    stops=(
+        (GaveUp, EXIT_FAILED),
+        (Deposed, EXIT_FAILED),
+        (StorageUnavailable, EXIT_UNREACHABLE),  # NATS unreachable at start
+        (ArgumentError, EXIT_USAGE),
+    ),
 )
 
 

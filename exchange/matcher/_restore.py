@@ -78,6 +78,11 @@ class Follower:
             self._first, self._prev = snapshot.first, snapshot.prev
             self._events = list(snapshot.events)
 
+    @property
+    def first(self) -> int:
+        """The first seq of the head version."""
+        return self._first
+
     @classmethod
     def start(
         cls, log: AppliedLog, snapshots: SnapshotStore, spec: MarketSpec, db_path: Path

@@ -220,15 +220,43 @@ class SnapshotStore:
             data = self.path(seq).read_bytes()
         except OSError as exc:
             raise SnapshotError(f"snapshot {seq}: cannot read: {exc}") from exc
-        state, orders = _verified_body(data, f"snapshot {seq}")
+        snapshot = self.parse(data, f"snapshot {seq}")
+        if snapshot.seq != seq:
+            raise SnapshotError(f"snapshot {seq}: holds seq {snapshot.seq}")
+        return snapshot
+
+    def parse(self, data: bytes, what: str) -> Snapshot:
+        """Check and decode a snapshot file's bytes (`what` names it in errors).
+
+        Raises:
+            SnapshotError: torn, corrupt, another format or market.
+        """
+        state, orders = _verified_body(data, what)
         try:
             if state.get("spec") != self._spec_json:
                 raise ValueError(f"a snapshot of another market (spec {state.get('spec')})")
-            snapshot = _snapshot(state, orders, self.spec)
+            return _snapshot(state, orders, self.spec)
         except (ValueError, TypeError, KeyError, ValidationError) as exc:
-            raise SnapshotError(f"snapshot {seq}: {exc}") from exc
-        if snapshot.seq != seq:
-            raise SnapshotError(f"snapshot {seq}: holds seq {snapshot.seq}")
+            raise SnapshotError(f"{what}: {exc}") from exc
+
+    def adopt(self, data: bytes, what: str) -> Snapshot:
+        """Check a snapshot's bytes from elsewhere (another matcher's, from the object
+        store) and keep them as this store's file of their seq. Blocking.
+
+        Raises:
+            SnapshotError: not a valid snapshot of this market (nothing written).
+            OSError: the file could not be written.
+        """
+        snapshot = self.parse(data, what)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.path(snapshot.seq)
+        tmp = path.with_name(path.name + _TMP_SUFFIX)
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+        self._sync_directory()
         return snapshot
 
     def infos(self) -> list[SnapshotInfo]:

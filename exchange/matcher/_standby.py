@@ -16,6 +16,7 @@ import logging
 import sqlite3
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 
@@ -26,9 +27,23 @@ from exchange.protocol import DatabaseInUse
 from exchange.runtime import Outage, one_writer
 from orderbook_core import MarketSpec
 
-__all__ = ["Standby"]
+__all__ = ["Deposed", "Follows", "Standby"]
 
 _log = logging.getLogger("exchange.matcher")
+
+
+class Deposed(Exception):
+    """This matcher is not (or no longer) the market's active one: another holds the
+    lease, or wrote the market's head since this one did (JetStream, `KVStandby`)."""
+
+
+class Follows(Protocol):
+    """What the worker needs of a standby: `Standby`, or `KVStandby` on JetStream."""
+
+    follower: Follower | None
+    following: anyio.Event
+
+    async def take_over(self, stack: ExitStack) -> None: ...
 
 
 class Standby:

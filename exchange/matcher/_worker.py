@@ -57,7 +57,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -79,7 +79,7 @@ from exchange.matcher._snapshots import (
     snapshot_dir,
 )
 from exchange.matcher._snapshotter import Snapshotter
-from exchange.matcher._standby import Standby
+from exchange.matcher._standby import Follows, Standby
 from exchange.protocol import (
     ERR_BAD_REQUEST,
     ERR_UNAVAILABLE,
@@ -213,7 +213,9 @@ class ProcessWorker:
         self.snapshotter = Snapshotter(store, every=snapshot_every, interval=snapshot_interval)
         self._snapshotting = snapshot_keep > 0 and (snapshot_every > 0 or snapshot_interval > 0)
         self._version: VersionPart | None = None
-        self.standby = None if not standby else Standby(self.db_path, spec, store)
+        self.standby: Follows | None = None if not standby else Standby(self.db_path, spec, store)
+        # JetStream (`KVStandby.fence`): awaited with first, seq, root before anyone is told.
+        self.fence: Callable[[int, int, str], Awaitable[None]] | None = None
         self.give_up_after = give_up_after
         self._failing_since: float | None = None
         self.active = anyio.Event()
@@ -396,6 +398,8 @@ class ProcessWorker:
                         self.book, events, seq=seq, first=first, commands=fresh
                     )
                     crash_point("after_version_put")  # test hook: in the DHT, not recorded
+                    if self.fence is not None:
+                        await self.fence(first, seq, root)
                     # Published: record it even if we are cancelled now, so that memory,
                     # disk and the publisher's chain (`prev`) move on together.
                     with anyio.CancelScope(shield=True):
@@ -440,8 +444,12 @@ class ProcessWorker:
             self._failing_since = now
         if self.give_up_after and now - self._failing_since >= self.give_up_after:
             failing = now - self._failing_since
-            self._failure = GaveUp(f"storing versions has failed for {failing:.1f} s: {exc}")
-            self._failed.set()
+            self.stop(GaveUp(f"storing versions has failed for {failing:.1f} s: {exc}"))
+
+    def stop(self, failure: BaseException) -> None:
+        """Stop serving: `run` raises `failure`."""
+        self._failure = failure
+        self._failed.set()
 
     def _known_sequencer_key(self) -> Ed25519PublicKey | None:
         """The sequencer's key, once known (then never read again)."""
@@ -504,8 +512,7 @@ class ProcessWorker:
             _log.critical(
                 "seq=%d: recording the applied commands failed: %s", records[0].entry.seq, exc
             )
-            self._failure = exc
-            self._failed.set()
+            self.stop(exc)
             raise Refused(ERR_UNAVAILABLE, "the worker is stopping") from exc
 
     def _log_range(self, first: int, last: int) -> list[AppliedRecord]:
