@@ -30,12 +30,13 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
+from orderbook_core._journal import JournaledState
 from orderbook_core._rules import cancel_order, modify_order, new_order
 from orderbook_core._spec import MarketSpec
-from orderbook_core._state import BookState, Level, LevelImage, Order
+from orderbook_core._state import Level, Order
 from orderbook_core._types import (
     CancelOrder,
     Command,
@@ -75,7 +76,38 @@ def _typed(cmd: Any) -> Command:
     raise TypeError(f"not a command: {cmd!r}")
 
 
-class OrderBook(BookState):
+class _Transaction:
+    """The context :meth:`OrderBook.transaction` returns (a class: cheaper than a
+    generator-based context manager, and the matcher opens one per command)."""
+
+    __slots__ = ("book", "mark", "outermost")
+
+    def __init__(self, book: OrderBook) -> None:
+        self.book = book
+        self.mark = 0
+        self.outermost = False
+
+    def __enter__(self) -> OrderBook:
+        book = self.book
+        journal = book._journal
+        if journal is None:
+            journal = book._journal = []
+            self.outermost = True
+        self.mark = len(journal)
+        return book
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        book = self.book
+        try:
+            if exc_type is not None:
+                book._rollback(self.mark)
+        finally:
+            if self.outermost:
+                book._journal = None
+                self.outermost = False
+
+
+class OrderBook(JournaledState):
     """One market's limit order book: price-time priority, pure and deterministic.
 
     Every public method is sans-I/O: commands in, a tuple of events out, no clock, no
@@ -112,7 +144,7 @@ class OrderBook(BookState):
                 wire validator produces exactly these types). Nothing has changed.
         """
         if self._journal is not None:
-            self._journal.append(self._preimage(cmd))
+            return self._apply_journaled(cmd)
         kind = type(cmd)
         if kind is NewOrder:
             return new_order(self, cmd)  # type: ignore[arg-type]
@@ -135,12 +167,13 @@ class OrderBook(BookState):
         Returns:
             The events of every command, concatenated.
         """
-        with self._journaled() as mark:
+        txn = _Transaction(self)
+        with txn:
             events: list[Event] = []
             for cmd in cmds:
                 out = self.apply(cmd)
                 if strict and type(out[-1]) is OrderRejected:
-                    self._rollback(mark)
+                    self._rollback(txn.mark)
                     return out
                 events.extend(out)
             return tuple(events)
@@ -205,29 +238,7 @@ class OrderBook(BookState):
         opposite levels it can trade against, up to the one that would complete it),
         O(orders in those levels + L log L); a rollback costs the same again.
         """
-        return self._transaction()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[OrderBook]:
-        with self._journaled():
-            yield self
-
-    @contextmanager
-    def _journaled(self) -> Iterator[int]:
-        """Open (or nest in) the undo log; roll back to the mark on an exception."""
-        outermost = self._journal is None
-        if outermost:
-            self._journal = []
-        assert self._journal is not None
-        mark = len(self._journal)
-        try:
-            yield mark
-        except BaseException:
-            self._rollback(mark)
-            raise
-        finally:
-            if outermost:
-                self._journal = None
+        return _Transaction(self)
 
     # ------------------------------------------------------------------ queries
 
@@ -366,118 +377,6 @@ class OrderBook(BookState):
         return book
 
     # ------------------------------------------------------------------ transactions
-
-    def _preimage(self, cmd: Command) -> list[LevelImage]:
-        """Copy every level ``cmd`` may touch, before it runs (the undo record).
-
-        Which levels a command can touch follows from the rules: a cancel, its order's
-        level; a new order, its own level at its price and the opposite levels it
-        crosses, best first, up to the one where the other clients' lots reach its
-        amount; a modify, the order's old level plus the same as a new order at the
-        new price and amount. Over-approximating is harmless (a copy too many). A
-        malformed command (which apply then refuses with TypeError) may give a
-        meaningless list; nothing is mutated before that TypeError.
-        """
-        touched: list[tuple[bool, Any]] = []
-        kind = type(cmd)
-        if kind is NewOrder:
-            assert isinstance(cmd, NewOrder)
-            if cmd.price is not None:
-                touched.append((cmd.side is _BUY, cmd.price))
-            touched += self._crossing(cmd.side, cmd.price, cmd.amount, cmd.client_id)
-        elif kind is CancelOrder or kind is ModifyOrder:
-            assert isinstance(cmd, CancelOrder | ModifyOrder)
-            order = self._find(cmd.client_id, cmd.order_id)
-            if order is not None:
-                buy = order[2] is _BUY
-                touched.append((buy, order[3]))
-                if isinstance(cmd, ModifyOrder):
-                    price = order[3] if cmd.price is None else cmd.price
-                    amount = order[4] if cmd.amount is None else cmd.amount
-                    touched.append((buy, price))
-                    touched += self._crossing(order[2], price, amount, cmd.client_id)
-        images: list[LevelImage] = []
-        seen: set[tuple[bool, Any]] = set()
-        for buy, price in touched:
-            if (buy, price) in seen:
-                continue
-            seen.add((buy, price))
-            if buy:
-                levels, heap, sign = self._bids, self._bid_heap, -1
-            else:
-                levels, heap, sign = self._asks, self._ask_heap, 1
-            level = levels.get(price)
-            if level is None:
-                images.append((levels, heap, sign, price, None, 0, 0, None, (), ()))
-            else:
-                queue = level[2]
-                orders = tuple(queue)
-                remaining = tuple([o[4] for o in orders])
-                images.append(
-                    (levels, heap, sign, price, level, level[0], level[1], queue, orders, remaining)
-                )
-        return images
-
-    def _crossing(
-        self, side: Side, limit: int | None, amount: int, client_id: str
-    ) -> list[tuple[bool, int]]:
-        """The opposite levels a taker may reach, best first (see :meth:`_preimage`)."""
-        buy = side is _BUY
-        levels = self._asks if buy else self._bids
-        if limit is None:
-            prices = sorted(levels, reverse=not buy)
-        elif buy:
-            prices = sorted(p for p in levels if p <= limit)
-        else:
-            prices = sorted((p for p in levels if p >= limit), reverse=True)
-        out: list[tuple[bool, int]] = []
-        covered = 0
-        for price in prices:
-            out.append((not buy, price))
-            level = levels[price]
-            covered += level[0] - sum(o[4] for o in level[2] if o[0] == client_id)
-            if covered >= amount:
-                break
-        return out
-
-    def _rollback(self, mark: int) -> None:
-        """Undo every journaled command after ``mark``, newest first. Exact."""
-        journal = self._journal
-        assert journal is not None
-        while len(journal) > mark:
-            images = journal.pop()
-            # Forget the live orders now in the touched levels; the pre-images below
-            # put back exactly those that were live before.
-            for levels, _heap, _sign, price, *_rest in images:
-                current = levels.get(price)
-                if current is not None:
-                    for o in current[2]:
-                        if o[4]:
-                            self._forget(o)
-            for levels, heap, sign, price, level, total, dead, queue, orders, remaining in images:
-                if level is None:
-                    levels.pop(price, None)
-                    continue
-                queue.clear()
-                queue.extend(orders)
-                for o, left in zip(orders, remaining, strict=True):
-                    o[4] = left
-                    if left:
-                        self._link(o)
-                level[0], level[1], level[2] = total, dead, queue
-                levels[price] = level
-                _heappush(heap, sign * price)  # a duplicate entry is harmless (lazy)
-        for levels, heap, sign in (
-            (self._bids, self._bid_heap, -1),
-            (self._asks, self._ask_heap, 1),
-        ):
-            while heap and sign * heap[0] not in levels:
-                _heappop(heap)
-            best = sign * heap[0] if heap else None
-            if sign < 0:
-                self._best_bid = best
-            else:
-                self._best_ask = best
 
     # ------------------------------------------------------------------ checking
 

@@ -43,6 +43,8 @@ level.
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from typing import Any, Final
 
 from orderbook_core._state import BookState
@@ -66,6 +68,7 @@ from orderbook_core._types import (
 
 __all__ = ["cancel_order", "modify_order", "new_order"]
 
+_heappush: Final = heapq.heappush
 _new: Final[Any] = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 _BUY: Final = Side.BUY
 _SELL: Final = Side.SELL
@@ -317,7 +320,29 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
         # ---- mutate: rest (the most common path; inlined for an existing level)
         level = own_levels.get(price)
         if level is None:
-            book._rest([client_id, order_id, side, price, amount, seq, ts])
+            # A new level (inlined: half the rests in the benchmark open a level).
+            order = [client_id, order_id, side, price, amount, seq, ts]
+            own_levels[price] = [amount, 0, deque((order,))]
+            if side is _BUY:
+                heap = book._bid_heap
+                if len(heap) > 2 * len(own_levels) + 64:
+                    book._rebuild_heaps()
+                else:
+                    _heappush(heap, -price)
+                if book._best_bid is None or price > book._best_bid:
+                    book._best_bid = price
+            else:
+                heap = book._ask_heap
+                if len(heap) > 2 * len(own_levels) + 64:
+                    book._rebuild_heaps()
+                else:
+                    _heappush(heap, price)
+                if book._best_ask is None or price < book._best_ask:
+                    book._best_ask = price
+            if entry is None:
+                index[order_id] = order
+            else:
+                book._link(order)
         else:
             # The order shares the price object of its level's head (equal by
             # definition): one int object fewer per resting order (see _book).
@@ -362,17 +387,15 @@ def cancel_order(book: BookState, cmd: CancelOrder) -> tuple[Event, ...]:
     whether the id exists). A filled or cancelled order is unknown too.
     """
     seq, _ts, client_id, order_id = cmd
-    order = book._find(client_id, order_id)
-    if order is None:
+    # The id index lookup, inlined (see BookState._find).
+    order: Any = book._index.get(order_id)
+    if order is not None and type(order) is not list:
+        order = order.get(client_id)
+    if order is None or order[0] != client_id:
         return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER)
-    remaining = order[4]
+    side, price, remaining = order[2], order[3], order[4]
     book._unlink(order)
-    return (
-        _new(
-            OrderCancelled,
-            (seq, client_id, order_id, order[2], order[3], remaining, _C_USER),
-        ),
-    )
+    return (_new(OrderCancelled, (seq, client_id, order_id, side, price, remaining, _C_USER)),)
 
 
 def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
@@ -407,14 +430,26 @@ def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
         level[0] -= old_amount - new_amount
         order[4] = new_amount
         return (
-            OrderModified(
-                seq, client_id, order_id, side, new_price, new_amount, old_price, old_amount, True
+            _new(
+                OrderModified,
+                (
+                    seq,
+                    client_id,
+                    order_id,
+                    side,
+                    new_price,
+                    new_amount,
+                    old_price,
+                    old_amount,
+                    True,
+                ),
             ),
         )
     book._unlink(order)
     events: list[Event] = [
-        OrderModified(
-            seq, client_id, order_id, side, new_price, new_amount, old_price, old_amount, False
+        _new(
+            OrderModified,
+            (seq, client_id, order_id, side, new_price, new_amount, old_price, old_amount, False),
         )
     ]
     if side is _BUY:
@@ -430,5 +465,5 @@ def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
         )
     if remaining:
         book._rest([client_id, order_id, side, new_price, remaining, seq, ts])
-        events.append(OrderRested(seq, client_id, order_id, side, new_price, remaining))
+        events.append(_new(OrderRested, (seq, client_id, order_id, side, new_price, remaining)))
     return tuple(events)

@@ -16,7 +16,7 @@ from typing import Any, Final
 from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
 from orderbook_core._types import Side
 
-__all__ = ["BookState", "Level", "LevelImage", "Order"]
+__all__ = ["BookState", "JournalEntry", "Level", "LevelImage", "Order"]
 
 _BUY: Final = Side.BUY
 _heappush: Final = heapq.heappush
@@ -25,13 +25,14 @@ _heappop: Final = heapq.heappop
 # An order and a level are plain lists (see _book's docstring).
 Order = list[Any]
 Level = list[Any]
-# Undo log entry for one command: the pre-image of every level it may touch, as
-# (side dict, heap, heap sign, price, level object or None, total, dead, queue object,
-#  the queue's orders, their remaining amounts).
+# Undo record of one level, taken before a command touches it (see OrderBook._preimage):
+# (buy, price, level object or None, total, dead, queue object, queue length, the orders
+#  whose remaining may change, their remaining amounts, how to put back popped orders).
 LevelImage = tuple[
-    dict[int, Level], list[int], int, int, Level | None, int, int, Any, tuple[Order, ...],
-    tuple[int, ...],
+    bool, int, Level | None, int, int, Any, int, list[Order], list[int], int
 ]  # fmt: skip
+# Undo record of one command: the order it rested (or None), then its level images.
+JournalEntry = list[Any]
 
 
 class BookState:
@@ -79,7 +80,7 @@ class BookState:
         self._shared = 0
         # The undo log, only while a transaction or batch is open (None otherwise, so
         # the hot path pays one "is not None" test per command).
-        self._journal: list[list[LevelImage]] | None = None
+        self._journal: list[JournalEntry] | None = None
 
     # ------------------------------------------------------------------ primitives
     # Used by _rules; each keeps every index consistent.
@@ -93,8 +94,7 @@ class BookState:
                 self._bids[price] = [order[4], 0, deque((order,))]
                 heap = self._bid_heap
                 if len(heap) > 2 * len(self._bids) + 64:
-                    heap[:] = [-p for p in self._bids]
-                    heapq.heapify(heap)
+                    self._rebuild_heaps()
                 else:
                     _heappush(heap, -price)
                 best = self._best_bid
@@ -111,8 +111,7 @@ class BookState:
                 self._asks[price] = [order[4], 0, deque((order,))]
                 heap = self._ask_heap
                 if len(heap) > 2 * len(self._asks) + 64:
-                    heap[:] = list(self._asks)
-                    heapq.heapify(heap)
+                    self._rebuild_heaps()
                 else:
                     _heappush(heap, price)
                 best = self._best_ask
@@ -124,6 +123,18 @@ class BookState:
                 level[0] += order[4]
                 queue.append(order)
         self._link(order)
+
+    def _rebuild_heaps(self) -> None:
+        """Rebuild both price heaps from the levels (drops stale entries). O(L).
+
+        Called when a heap holds more than twice its side's levels (plus slack), so
+        its stale entries (lazily deleted prices) stay O(L). A level being added
+        may already be in its dict: the rebuild then includes it.
+        """
+        self._bid_heap[:] = [-p for p in self._bids]
+        heapq.heapify(self._bid_heap)
+        self._ask_heap[:] = list(self._asks)
+        heapq.heapify(self._ask_heap)
 
     def _find(self, client_id: str, order_id: str) -> Order | None:
         """The live order with this id, or None. O(1)."""
