@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
-from orderbook_core._journal import JournaledState
+from orderbook_core._journal import CANCEL, MODIFY, NEW, JournaledState
 from orderbook_core._rules import cancel_order, modify_order, new_order
 from orderbook_core._spec import MarketSpec
 from orderbook_core._state import Level, Order
@@ -58,22 +58,8 @@ _heappop: Final = heapq.heappop
 
 # What apply_many takes: a typed command or a plain tuple of its fields.
 _COMMAND_TYPES: frozenset[type] = frozenset((tuple, NewOrder, CancelOrder, ModifyOrder))
-
-
-def _typed(cmd: Any) -> Command:
-    """The typed command of a compact one (see :meth:`OrderBook.apply_many`)."""
-    if isinstance(cmd, NewOrder | CancelOrder | ModifyOrder):
-        return cmd
-    if type(cmd) is not tuple:
-        raise TypeError(f"not a command: {cmd!r}")
-    n = len(cmd)
-    if n == 9:
-        return NewOrder._make(cmd)
-    if n == 4:
-        return CancelOrder._make(cmd)
-    if n == 6:
-        return ModifyOrder._make(cmd)
-    raise TypeError(f"not a command: {cmd!r}")
+# A compact command's kind, by its number of fields.
+_KINDS: dict[int, int] = {9: NEW, 4: CANCEL, 6: MODIFY}
 
 
 class _Transaction:
@@ -143,9 +129,15 @@ class OrderBook(JournaledState):
                 a side or time in force is not the enum (programming errors: the
                 wire validator produces exactly these types). Nothing has changed.
         """
-        if self._journal is not None:
-            return self._apply_journaled(cmd)
         kind = type(cmd)
+        if self._journal is not None:
+            if kind is NewOrder:
+                return self._apply_journaled(cmd, NEW)
+            if kind is CancelOrder:
+                return self._apply_journaled(cmd, CANCEL)
+            if kind is ModifyOrder:
+                return self._apply_journaled(cmd, MODIFY)
+            raise TypeError(f"not a command: {cmd!r}")
         if kind is NewOrder:
             return new_order(self, cmd)  # type: ignore[arg-type]
         if kind is CancelOrder:
@@ -208,8 +200,14 @@ class OrderBook(JournaledState):
         # with mypyc's own message before the check could name it.
         items: Iterable[Any] = cmds
         if self._journal is not None:
+            # In a transaction: the same undo records as apply, without typed commands.
             for cmd in items:
-                append(self.apply(_typed(cmd)))
+                if type(cmd) not in _COMMAND_TYPES:
+                    raise TypeError(f"not a command: {cmd!r}")
+                kind = _KINDS.get(len(cmd))
+                if kind is None:
+                    raise TypeError(f"not a command: {cmd!r}")
+                append(self._apply_journaled(cmd, kind))
             return out
         for cmd in items:
             if type(cmd) not in _COMMAND_TYPES:
@@ -299,18 +297,17 @@ class OrderBook(JournaledState):
             TypeError: ``side`` is neither None nor a :class:`Side`.
         """
         sides = (_SELL, _BUY) if side is None else (side,)
-        make = RestingOrder._make
         out: list[RestingOrder] = []
         for s in sides:
             book = self._side_levels(s)
             for price in sorted(book, reverse=s is _BUY):
-                out.extend([make(order) for order in book[price][2] if order[4]])
+                out.extend([order.view() for order in book[price][2] if order.remaining])
         return iter(out)
 
     def get_order(self, client_id: str, order_id: str) -> RestingOrder | None:
         """The resting order with this id, or None (filled, cancelled, unknown). O(1)."""
         order = self._find(client_id, order_id)
-        return None if order is None else RestingOrder._make(order)
+        return None if order is None else order.view()
 
     def __len__(self) -> int:
         """The number of resting orders. O(1)."""
@@ -370,7 +367,7 @@ class OrderBook(JournaledState):
             if not 0 < remaining <= spec.max_lots:
                 # Above max_lots is impossible too: new orders and modifies are capped.
                 raise ValueError(f"remaining must be in 1..{spec.max_lots}, not {remaining}")
-            book._rest([client_id, order_id, Side(side), price, remaining, seq, ts])
+            book._rest(Order(client_id, order_id, Side(side), price, remaining, seq, ts))
         bid, ask = book._best_bid, book._best_ask
         if bid is not None and ask is not None and bid >= ask:
             raise ValueError(f"crossed book: bid {book._best_bid} >= ask {book._best_ask}")
@@ -414,17 +411,17 @@ class OrderBook(JournaledState):
                 live_sum = 0
                 dead_seen = 0
                 for o in queue:
-                    assert len(o) == 7, f"malformed order {o!r}"
-                    if o[4] == 0:
+                    assert type(o) is Order, f"malformed order {o!r}"
+                    if o.remaining == 0:
                         dead_seen += 1
                         continue
-                    assert o[4] > 0, f"negative remaining {o!r}"
-                    assert o[2] is side, f"order on wrong side {o!r}"
-                    assert o[3] == price, f"order at wrong level {o!r} (level {price})"
-                    key = (o[0], o[1])
+                    assert o.remaining > 0, f"negative remaining {o!r}"
+                    assert o.side is side, f"order on wrong side {o!r}"
+                    assert o.price == price, f"order at wrong level {o!r} (level {price})"
+                    key = (o.client_id, o.order_id)
                     assert key not in live, f"order {key} appears twice"
                     live[key] = o
-                    live_sum += o[4]
+                    live_sum += o.remaining
                 assert live_sum == total, f"level {side} {price}: total {total} != {live_sum}"
                 assert dead_seen == dead, f"level {side} {price}: dead {dead} != {dead_seen}"
         indexed = self._indexed()
@@ -432,12 +429,14 @@ class OrderBook(JournaledState):
         for key, o in live.items():
             assert indexed[key] is o, f"id index points elsewhere for {key}"
         for order_id, entry in self._index.items():
-            if type(entry) is list:
-                assert entry[1] == order_id, f"order {entry!r} indexed under {order_id!r}"
+            if type(entry) is Order:
+                assert entry.order_id == order_id, f"order {entry!r} indexed under {order_id!r}"
             else:
                 assert len(entry) > 1, f"id {order_id!r}: a dict of {len(entry)} orders"
                 for client_id, o in entry.items():
-                    assert (o[0], o[1]) == (client_id, order_id), f"{o!r} filed wrongly"
+                    assert (o.client_id, o.order_id) == (client_id, order_id), (
+                        f"{o!r} filed wrongly"
+                    )
         assert len(self) == len(live), f"len {len(self)} != {len(live)} live orders"
         best_bid = max(self._bids) if self._bids else None
         best_ask = min(self._asks) if self._asks else None
@@ -450,9 +449,9 @@ class OrderBook(JournaledState):
         """The id index as (client_id, order_id) -> order, entry by entry (checks)."""
         out: dict[tuple[str, str], Order] = {}
         for order_id, entry in self._index.items():
-            orders = [entry] if type(entry) is list else list(entry.values())
+            orders = [entry] if type(entry) is Order else list(entry.values())
             for o in orders:
-                out[(o[0], order_id)] = o
+                out[(o.client_id, order_id)] = o
         return out
 
     def _dump(self) -> str:

@@ -16,18 +16,18 @@ from typing import Any, Final
 from orderbook_core._rules import cancel_order, modify_order, new_order
 from orderbook_core._state import BookState, JournalEntry, LevelImage, Order
 from orderbook_core._types import (
-    CancelOrder,
-    Command,
     Event,
-    ModifyOrder,
-    NewOrder,
     OrderRested,
     Side,
 )
 
-__all__ = ["JournaledState"]
+__all__ = ["CANCEL", "MODIFY", "NEW", "JournaledState"]
 
 _BUY: Final = Side.BUY
+# What a command is, for _apply_journaled (a typed command's class, or a tuple's length).
+NEW: Final = 0
+CANCEL: Final = 1
+MODIFY: Final = 2
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
 # How a level image puts back orders popped from its queue (see JournaledState._rollback).
@@ -40,26 +40,27 @@ class JournaledState(BookState):
 
     __slots__ = ()  # the journal itself is BookState._journal
 
-    def _apply_journaled(self, cmd: Command) -> tuple[Event, ...]:
-        """apply, in a transaction: record the command's undo record first."""
+    def _apply_journaled(self, cmd: Any, kind: int) -> tuple[Event, ...]:
+        """apply, in a transaction: record the command's undo record first.
+
+        ``cmd`` is a typed command or its plain tuple (apply_many), ``kind`` says
+        which: NEW, CANCEL or MODIFY.
+        """
         assert self._journal is not None
-        entry = self._preimage(cmd)
+        entry = self._preimage(cmd, kind)
         self._journal.append(entry)
-        kind = type(cmd)
-        if kind is NewOrder:
-            events = new_order(self, cmd)  # type: ignore[arg-type]
-        elif kind is CancelOrder:
-            events = cancel_order(self, cmd)  # type: ignore[arg-type]
-        elif kind is ModifyOrder:
-            events = modify_order(self, cmd)  # type: ignore[arg-type]
+        if kind == NEW:
+            events = new_order(self, cmd)
+        elif kind == CANCEL:
+            events = cancel_order(self, cmd)
         else:
-            raise TypeError(f"not a command: {cmd!r}")
+            events = modify_order(self, cmd)
         last = events[-1]
         if type(last) is OrderRested:
             entry[0] = self._find(last[1], last[2])
         return events
 
-    def _preimage(self, cmd: Command) -> JournalEntry:
+    def _preimage(self, cmd: Any, kind: int) -> JournalEntry:
         """The undo record of ``cmd``, taken before it runs: images of what it may touch.
 
         Which levels a command can touch, and how, follows from the rules: a cancel
@@ -78,22 +79,21 @@ class JournaledState(BookState):
         """
         entry: JournalEntry = [None]
         fields: tuple[Any, ...] = cmd
-        kind = type(cmd)
-        if kind is NewOrder:
+        if kind == NEW:
             buy = fields[4] is _BUY
             price = fields[5]
             if price is not None:
                 self._image_level(entry, buy, price, None)
             self._image_crossing(entry, buy, price, fields[6], fields[2])
-        elif kind is CancelOrder or kind is ModifyOrder:
+        else:
             order = self._find(fields[2], fields[3])
             if order is not None:
-                buy = order[2] is _BUY
-                self._image_level(entry, buy, order[3], order)
-                if kind is ModifyOrder:
-                    price = order[3] if fields[4] is None else fields[4]
-                    amount = order[4] if fields[5] is None else fields[5]
-                    if price != order[3]:
+                buy = order.side is _BUY
+                self._image_level(entry, buy, order.price, order)
+                if kind == MODIFY:
+                    price = order.price if fields[4] is None else fields[4]
+                    amount = order.remaining if fields[5] is None else fields[5]
+                    if price != order.price:
                         self._image_level(entry, buy, price, None)
                     self._image_crossing(entry, buy, price, amount, fields[2])
         return entry
@@ -113,7 +113,18 @@ class JournaledState(BookState):
             # _unlink pops the order from the tail in preference to the head.
             put = _PUT_TAIL if queue[-1] is order else _PUT_HEAD
             entry.append(
-                (buy, price, level, level[0], level[1], queue, len(queue), [order], [order[4]], put)
+                (
+                    buy,
+                    price,
+                    level,
+                    level[0],
+                    level[1],
+                    queue,
+                    len(queue),
+                    [order],
+                    [order.remaining],
+                    put,
+                )
             )
 
     def _image_crossing(
@@ -142,9 +153,9 @@ class JournaledState(BookState):
             remaining: list[int] = []
             for o in queue:
                 orders.append(o)
-                left = o[4]
+                left = o.remaining
                 remaining.append(left)
-                if left and o[0] != client_id:
+                if left and o.client_id != client_id:
                     covered += left
                     if covered >= amount:
                         break
@@ -164,8 +175,8 @@ class JournaledState(BookState):
             rested = entry[0]
             if rested is not None:
                 # The state is exactly the one the command left: its order is the tail.
-                levels = self._bids if rested[2] is _BUY else self._asks
-                levels[rested[3]][2].pop()
+                levels = self._bids if rested.side is _BUY else self._asks
+                levels[rested.price][2].pop()
                 self._forget(rested)
             for i in range(len(entry) - 1, 0, -1):
                 image: LevelImage = entry[i]
@@ -181,11 +192,11 @@ class JournaledState(BookState):
                     else:
                         queue.extendleft(reversed(orders[:missing]))
                 for o, left in zip(orders, remaining, strict=True):
-                    if left and not o[4]:
-                        o[4] = left
+                    if left and not o.remaining:
+                        o.remaining = left
                         self._link(o)
                     else:
-                        o[4] = left
+                        o.remaining = left
                 level[0], level[1], level[2] = total, dead, queue
                 levels[price] = level
                 if buy:
