@@ -6,9 +6,9 @@ base class of the book); this module adds the public methods.
 
 Data structures (why they look like this is in docs/core.md):
 
-* an order is a plain mutable ``list`` laid out exactly like :class:`RestingOrder`,
-  ``[client_id, order_id, side, price, remaining, seq, ts]``, so a fill is one item
-  store and a view is ``RestingOrder._make(order)``;
+* an order is a mutable slotted record, :class:`~orderbook_core._state.Order`, laid out
+  like :class:`RestingOrder` (``client_id, order_id, side, price, remaining, seq, ts``),
+  so a fill is one attribute store and a view is ``order.view()``;
 * each side is a ``dict`` from price (ticks) to a *level* ``[total, dead, queue]``:
   ``total`` is the sum of the live orders' remaining lots, ``queue`` a ``deque`` of
   orders in time priority, ``dead`` the number of cancelled orders still sitting in the
@@ -19,8 +19,8 @@ Data structures (why they look like this is in docs/core.md):
   best price is cached: the hot path needs only the best price, and ``heapq`` is C;
 * an id index maps ``(client_id, order_id)`` to the live order (keyed by order id,
   see :class:`~orderbook_core._state.BookState`);
-* while a transaction or batch is open, an undo log holds, per command, a pre-image
-  of every level the command may touch (see :meth:`OrderBook._preimage`).
+* while a transaction or batch is open, an undo log holds, per command, what it may
+  change (see :mod:`orderbook_core._journal`).
 
 A level exists if and only if its total is positive, and it is then in the heap.
 """

@@ -14,7 +14,7 @@ import heapq
 from typing import Any, Final
 
 from orderbook_core._rules import cancel_order, modify_order, new_order
-from orderbook_core._state import BookState, JournalEntry, LevelImage, Order
+from orderbook_core._state import BookState, JournalEntry, Order
 from orderbook_core._types import (
     Event,
     OrderRested,
@@ -179,7 +179,9 @@ class JournaledState(BookState):
                 levels[rested.price][2].pop()
                 self._forget(rested)
             for i in range(len(entry) - 1, 0, -1):
-                image: LevelImage = entry[i]
+                # Any: an image of a malformed command (refused with TypeError) holds
+                # whatever it held, and must not make the rollback raise.
+                image: tuple[Any, ...] = entry[i]
                 buy, price, level, total, dead, queue, n, orders, remaining, put = image
                 levels = self._bids if buy else self._asks
                 if level is None:

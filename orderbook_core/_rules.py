@@ -36,9 +36,10 @@ new price crosses, it first trades as a GTC taker, at the makers' prices.
 The hot path (a limit order that rests, a cancel, a sweep) is written for speed:
 events are built with ``tuple.__new__`` (half the cost of a NamedTuple's generated
 ``__new__``, see _types), attributes are bound to locals, and internal orders are
-plain lists (see _book). The profiler pointed at event construction and method calls
-as the dominant costs, so resting is inlined into :func:`new_order` for an existing
-level.
+small slotted records (see _book; compiled, native objects with unboxed int fields).
+The profiler pointed at event construction and method calls as the dominant costs, so
+resting (on an existing level or a new one) is inlined into :func:`new_order`, and the
+id lookup into :func:`cancel_order`.
 """
 
 from __future__ import annotations
