@@ -25,6 +25,7 @@ from setuptools import setup
 COMPILED_MODULES = [
     "orderbook_core/_state.py",
     "orderbook_core/_rules.py",
+    "orderbook_core/_journal.py",
     "orderbook_core/_book.py",
     "orderbook_core/_codec.py",
 ]

@@ -16,7 +16,8 @@ in CPU seconds of the process (``ratio_wall`` is ``ratio`` from wall-clock media
   cancel, a modify;
 * ``bytes_per_order``: tracemalloc, what the book keeps alive per resting order once
   ``--memory-orders`` orders rest (ids and numbers included; see
-  :func:`bytes_per_order`), for the core and the naive book;
+  :func:`bytes_per_order`), for the core and the naive book, and
+  (``bytes_per_order_compiled``) for the compiled core;
 * ``history_ratio``: the old measurement (90% GTC / 10% cancels against the old
   baseline whose cancel is an O(queue) ``deque.remove``), kept as history only.
 
@@ -167,7 +168,7 @@ def resting_commands(n: int, seed: int) -> tuple[list[Command], list[tuple[Any, 
     return cmds, naive
 
 
-def bytes_per_order(n: int, seed: int) -> dict[str, float]:
+def bytes_per_order(n: int, seed: int, core_only: bool = False) -> dict[str, float]:
     """tracemalloc: bytes per resting order, for the core and the naive book.
 
     ``core``: everything the book keeps alive, ids and numbers included (the commands
@@ -210,6 +211,8 @@ def bytes_per_order(n: int, seed: int) -> dict[str, float]:
         return naive
 
     out["core"] = traced(core_all)
+    if core_only:
+        return out
     out["naive"] = traced(naive_all)
     cmds, _ = resting_commands(n, seed)
 
@@ -283,6 +286,22 @@ def history(n: int, seed: int, repeat: int) -> dict[str, Any]:
     }
 
 
+DEFAULT_SITE = ROOT / "build" / "compiled" / "site"
+
+
+def build_compiled() -> None:
+    """Build the compiled wheel of this checkout and unpack it (as make test-compiled)."""
+    out = ROOT / "build" / "compiled"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "-w", str(out), str(ROOT)], check=True, cwd=ROOT,
+    )  # fmt: skip
+    (wheel,) = out.glob("distributed_exchange-*.whl")
+    subprocess.run(
+        [sys.executable, "-m", "zipfile", "-e", str(wheel), str(DEFAULT_SITE)], check=True
+    )
+
+
 def compiled_run(args: argparse.Namespace) -> dict[str, Any] | None:
     """The throughput runs again in a subprocess that imports the compiled build.
 
@@ -294,11 +313,13 @@ def compiled_run(args: argparse.Namespace) -> dict[str, Any] | None:
     if not any(site.glob("orderbook_core/_book.*.so")) and not any(
         site.glob("orderbook_core/_book.*.pyd")
     ):
-        return None
+        if site != DEFAULT_SITE:
+            return None
+        build_compiled()
     cmd = [
         sys.executable, str(Path(__file__).resolve()), "--throughput-only",
         "--messages", str(args.messages), "--seed", str(args.seed),
-        "--repeat", str(args.repeat),
+        "--repeat", str(args.repeat), "--memory-orders", args.memory_orders,
     ]  # fmt: skip
     env = {**os.environ, "CORE_BENCH_SITE": str(site)}
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
@@ -319,9 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--no-history", action="store_true", help="skip the old ratio")
     parser.add_argument(
-        "--compiled", default=str(ROOT / "build" / "compiled" / "site"),
-        help="the unpacked compiled build (make test-compiled makes it) for ratio_compiled; "
-        "'' to skip",
+        "--compiled", nargs="?", default=str(DEFAULT_SITE), const=str(DEFAULT_SITE),
+        help="the unpacked compiled build (make test-compiled makes it; at the default place "
+        "it is built if missing) for ratio_compiled; '' to skip",
     )  # fmt: skip
     parser.add_argument(
         "--throughput-only", action="store_true",
@@ -391,6 +412,12 @@ def main(argv: list[str] | None = None) -> int:
         "runs_cpu_s": {name: [round(x, 4) for x in t] for name, t in times.items()},
     }
     if args.throughput_only:
+        # Bytes per resting order of this build too (compiled, a resting order keeps
+        # its integers unboxed: the figure differs from the pure build's).
+        throughput["bytes_per_order"] = {
+            str(count): bytes_per_order(count, args.seed, core_only=True)["core"]
+            for count in (int(c) for c in args.memory_orders.split(",") if c)
+        }
         print(json.dumps(throughput, sort_keys=True))
         return 0
     compiled = compiled_run(args) if args.compiled else None
@@ -422,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs_wall_s": {name: [round(x, 4) for x in wall[name]] for name in times},
         "per_kind": kinds,
         "bytes_per_order": {k: v["core"] for k, v in memory.items()},
+        "bytes_per_order_compiled": None if compiled is None else compiled["bytes_per_order"],
         "naive_bytes_per_order": {k: v["naive"] for k, v in memory.items()},
         "core_structures_bytes_per_order": {k: v["core_structures"] for k, v in memory.items()},
         "history": hist,
@@ -441,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     if compiled is not None:
         c = compiled
         print(f"  compiled core: ratio_compiled {c['ratio']:.3f}, batch ratio "
-              f"{c['batch_ratio']:.3f} (prebuilt {c['batch_ratio_prebuilt']:.3f})")  # fmt: skip
+              f"{c['batch_ratio']:.3f} (prebuilt {c['batch_ratio_prebuilt']:.3f}), "
+              f"bytes per resting order {c['bytes_per_order']}")  # fmt: skip
     else:
         print("  compiled core: not measured (no compiled build; make test-compiled)")
     print("  per message kind (median ns, each timed alone, timer overhead removed):")

@@ -6,9 +6,9 @@ base class of the book); this module adds the public methods.
 
 Data structures (why they look like this is in docs/core.md):
 
-* an order is a plain mutable ``list`` laid out exactly like :class:`RestingOrder`,
-  ``[client_id, order_id, side, price, remaining, seq, ts]``, so a fill is one item
-  store and a view is ``RestingOrder._make(order)``;
+* an order is a mutable slotted record, :class:`~orderbook_core._state.Order`, laid out
+  like :class:`RestingOrder` (``client_id, order_id, side, price, remaining, seq, ts``),
+  so a fill is one attribute store and a view is ``order.view()``;
 * each side is a ``dict`` from price (ticks) to a *level* ``[total, dead, queue]``:
   ``total`` is the sum of the live orders' remaining lots, ``queue`` a ``deque`` of
   orders in time priority, ``dead`` the number of cancelled orders still sitting in the
@@ -19,8 +19,8 @@ Data structures (why they look like this is in docs/core.md):
   best price is cached: the hot path needs only the best price, and ``heapq`` is C;
 * an id index maps ``(client_id, order_id)`` to the live order (keyed by order id,
   see :class:`~orderbook_core._state.BookState`);
-* while a transaction or batch is open, an undo log holds, per command, a pre-image
-  of every level the command may touch (see :meth:`OrderBook._preimage`).
+* while a transaction or batch is open, an undo log holds, per command, what it may
+  change (see :mod:`orderbook_core._journal`).
 
 A level exists if and only if its total is positive, and it is then in the heap.
 """
@@ -30,12 +30,13 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, Final
 
+from orderbook_core._journal import CANCEL, MODIFY, NEW, JournaledState
 from orderbook_core._rules import cancel_order, modify_order, new_order
 from orderbook_core._spec import MarketSpec
-from orderbook_core._state import BookState, Level, LevelImage, Order
+from orderbook_core._state import Level, Order
 from orderbook_core._types import (
     CancelOrder,
     Command,
@@ -57,25 +58,42 @@ _heappop: Final = heapq.heappop
 
 # What apply_many takes: a typed command or a plain tuple of its fields.
 _COMMAND_TYPES: frozenset[type] = frozenset((tuple, NewOrder, CancelOrder, ModifyOrder))
+# A compact command's kind, by its number of fields.
+_KINDS: dict[int, int] = {9: NEW, 4: CANCEL, 6: MODIFY}
 
 
-def _typed(cmd: Any) -> Command:
-    """The typed command of a compact one (see :meth:`OrderBook.apply_many`)."""
-    if isinstance(cmd, NewOrder | CancelOrder | ModifyOrder):
-        return cmd
-    if type(cmd) is not tuple:
-        raise TypeError(f"not a command: {cmd!r}")
-    n = len(cmd)
-    if n == 9:
-        return NewOrder._make(cmd)
-    if n == 4:
-        return CancelOrder._make(cmd)
-    if n == 6:
-        return ModifyOrder._make(cmd)
-    raise TypeError(f"not a command: {cmd!r}")
+class _Transaction:
+    """The context :meth:`OrderBook.transaction` returns (a class: cheaper than a
+    generator-based context manager, and the matcher opens one per command)."""
+
+    __slots__ = ("book", "mark", "outermost")
+
+    def __init__(self, book: OrderBook) -> None:
+        self.book = book
+        self.mark = 0
+        self.outermost = False
+
+    def __enter__(self) -> OrderBook:
+        book = self.book
+        journal = book._journal
+        if journal is None:
+            journal = book._journal = []
+            self.outermost = True
+        self.mark = len(journal)
+        return book
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        book = self.book
+        try:
+            if exc_type is not None:
+                book._rollback(self.mark)
+        finally:
+            if self.outermost:
+                book._journal = None
+                self.outermost = False
 
 
-class OrderBook(BookState):
+class OrderBook(JournaledState):
     """One market's limit order book: price-time priority, pure and deterministic.
 
     Every public method is sans-I/O: commands in, a tuple of events out, no clock, no
@@ -111,9 +129,15 @@ class OrderBook(BookState):
                 a side or time in force is not the enum (programming errors: the
                 wire validator produces exactly these types). Nothing has changed.
         """
-        if self._journal is not None:
-            self._journal.append(self._preimage(cmd))
         kind = type(cmd)
+        if self._journal is not None:
+            if kind is NewOrder:
+                return self._apply_journaled(cmd, NEW)
+            if kind is CancelOrder:
+                return self._apply_journaled(cmd, CANCEL)
+            if kind is ModifyOrder:
+                return self._apply_journaled(cmd, MODIFY)
+            raise TypeError(f"not a command: {cmd!r}")
         if kind is NewOrder:
             return new_order(self, cmd)  # type: ignore[arg-type]
         if kind is CancelOrder:
@@ -135,12 +159,13 @@ class OrderBook(BookState):
         Returns:
             The events of every command, concatenated.
         """
-        with self._journaled() as mark:
+        txn = _Transaction(self)
+        with txn:
             events: list[Event] = []
             for cmd in cmds:
                 out = self.apply(cmd)
                 if strict and type(out[-1]) is OrderRejected:
-                    self._rollback(mark)
+                    self._rollback(txn.mark)
                     return out
                 events.extend(out)
             return tuple(events)
@@ -175,8 +200,14 @@ class OrderBook(BookState):
         # with mypyc's own message before the check could name it.
         items: Iterable[Any] = cmds
         if self._journal is not None:
+            # In a transaction: the same undo records as apply, without typed commands.
             for cmd in items:
-                append(self.apply(_typed(cmd)))
+                if type(cmd) not in _COMMAND_TYPES:
+                    raise TypeError(f"not a command: {cmd!r}")
+                kind = _KINDS.get(len(cmd))
+                if kind is None:
+                    raise TypeError(f"not a command: {cmd!r}")
+                append(self._apply_journaled(cmd, kind))
             return out
         for cmd in items:
             if type(cmd) not in _COMMAND_TYPES:
@@ -205,29 +236,7 @@ class OrderBook(BookState):
         opposite levels it can trade against, up to the one that would complete it),
         O(orders in those levels + L log L); a rollback costs the same again.
         """
-        return self._transaction()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[OrderBook]:
-        with self._journaled():
-            yield self
-
-    @contextmanager
-    def _journaled(self) -> Iterator[int]:
-        """Open (or nest in) the undo log; roll back to the mark on an exception."""
-        outermost = self._journal is None
-        if outermost:
-            self._journal = []
-        assert self._journal is not None
-        mark = len(self._journal)
-        try:
-            yield mark
-        except BaseException:
-            self._rollback(mark)
-            raise
-        finally:
-            if outermost:
-                self._journal = None
+        return _Transaction(self)
 
     # ------------------------------------------------------------------ queries
 
@@ -288,18 +297,17 @@ class OrderBook(BookState):
             TypeError: ``side`` is neither None nor a :class:`Side`.
         """
         sides = (_SELL, _BUY) if side is None else (side,)
-        make = RestingOrder._make
         out: list[RestingOrder] = []
         for s in sides:
             book = self._side_levels(s)
             for price in sorted(book, reverse=s is _BUY):
-                out.extend([make(order) for order in book[price][2] if order[4]])
+                out.extend([order.view() for order in book[price][2] if order.remaining])
         return iter(out)
 
     def get_order(self, client_id: str, order_id: str) -> RestingOrder | None:
         """The resting order with this id, or None (filled, cancelled, unknown). O(1)."""
         order = self._find(client_id, order_id)
-        return None if order is None else RestingOrder._make(order)
+        return None if order is None else order.view()
 
     def __len__(self) -> int:
         """The number of resting orders. O(1)."""
@@ -359,125 +367,13 @@ class OrderBook(BookState):
             if not 0 < remaining <= spec.max_lots:
                 # Above max_lots is impossible too: new orders and modifies are capped.
                 raise ValueError(f"remaining must be in 1..{spec.max_lots}, not {remaining}")
-            book._rest([client_id, order_id, Side(side), price, remaining, seq, ts])
+            book._rest(Order(client_id, order_id, Side(side), price, remaining, seq, ts))
         bid, ask = book._best_bid, book._best_ask
         if bid is not None and ask is not None and bid >= ask:
             raise ValueError(f"crossed book: bid {book._best_bid} >= ask {book._best_ask}")
         return book
 
     # ------------------------------------------------------------------ transactions
-
-    def _preimage(self, cmd: Command) -> list[LevelImage]:
-        """Copy every level ``cmd`` may touch, before it runs (the undo record).
-
-        Which levels a command can touch follows from the rules: a cancel, its order's
-        level; a new order, its own level at its price and the opposite levels it
-        crosses, best first, up to the one where the other clients' lots reach its
-        amount; a modify, the order's old level plus the same as a new order at the
-        new price and amount. Over-approximating is harmless (a copy too many). A
-        malformed command (which apply then refuses with TypeError) may give a
-        meaningless list; nothing is mutated before that TypeError.
-        """
-        touched: list[tuple[bool, Any]] = []
-        kind = type(cmd)
-        if kind is NewOrder:
-            assert isinstance(cmd, NewOrder)
-            if cmd.price is not None:
-                touched.append((cmd.side is _BUY, cmd.price))
-            touched += self._crossing(cmd.side, cmd.price, cmd.amount, cmd.client_id)
-        elif kind is CancelOrder or kind is ModifyOrder:
-            assert isinstance(cmd, CancelOrder | ModifyOrder)
-            order = self._find(cmd.client_id, cmd.order_id)
-            if order is not None:
-                buy = order[2] is _BUY
-                touched.append((buy, order[3]))
-                if isinstance(cmd, ModifyOrder):
-                    price = order[3] if cmd.price is None else cmd.price
-                    amount = order[4] if cmd.amount is None else cmd.amount
-                    touched.append((buy, price))
-                    touched += self._crossing(order[2], price, amount, cmd.client_id)
-        images: list[LevelImage] = []
-        seen: set[tuple[bool, Any]] = set()
-        for buy, price in touched:
-            if (buy, price) in seen:
-                continue
-            seen.add((buy, price))
-            if buy:
-                levels, heap, sign = self._bids, self._bid_heap, -1
-            else:
-                levels, heap, sign = self._asks, self._ask_heap, 1
-            level = levels.get(price)
-            if level is None:
-                images.append((levels, heap, sign, price, None, 0, 0, None, (), ()))
-            else:
-                queue = level[2]
-                orders = tuple(queue)
-                remaining = tuple([o[4] for o in orders])
-                images.append(
-                    (levels, heap, sign, price, level, level[0], level[1], queue, orders, remaining)
-                )
-        return images
-
-    def _crossing(
-        self, side: Side, limit: int | None, amount: int, client_id: str
-    ) -> list[tuple[bool, int]]:
-        """The opposite levels a taker may reach, best first (see :meth:`_preimage`)."""
-        buy = side is _BUY
-        levels = self._asks if buy else self._bids
-        if limit is None:
-            prices = sorted(levels, reverse=not buy)
-        elif buy:
-            prices = sorted(p for p in levels if p <= limit)
-        else:
-            prices = sorted((p for p in levels if p >= limit), reverse=True)
-        out: list[tuple[bool, int]] = []
-        covered = 0
-        for price in prices:
-            out.append((not buy, price))
-            level = levels[price]
-            covered += level[0] - sum(o[4] for o in level[2] if o[0] == client_id)
-            if covered >= amount:
-                break
-        return out
-
-    def _rollback(self, mark: int) -> None:
-        """Undo every journaled command after ``mark``, newest first. Exact."""
-        journal = self._journal
-        assert journal is not None
-        while len(journal) > mark:
-            images = journal.pop()
-            # Forget the live orders now in the touched levels; the pre-images below
-            # put back exactly those that were live before.
-            for levels, _heap, _sign, price, *_rest in images:
-                current = levels.get(price)
-                if current is not None:
-                    for o in current[2]:
-                        if o[4]:
-                            self._forget(o)
-            for levels, heap, sign, price, level, total, dead, queue, orders, remaining in images:
-                if level is None:
-                    levels.pop(price, None)
-                    continue
-                queue.clear()
-                queue.extend(orders)
-                for o, left in zip(orders, remaining, strict=True):
-                    o[4] = left
-                    if left:
-                        self._link(o)
-                level[0], level[1], level[2] = total, dead, queue
-                levels[price] = level
-                _heappush(heap, sign * price)  # a duplicate entry is harmless (lazy)
-        for levels, heap, sign in (
-            (self._bids, self._bid_heap, -1),
-            (self._asks, self._ask_heap, 1),
-        ):
-            while heap and sign * heap[0] not in levels:
-                _heappop(heap)
-            best = sign * heap[0] if heap else None
-            if sign < 0:
-                self._best_bid = best
-            else:
-                self._best_ask = best
 
     # ------------------------------------------------------------------ checking
 
@@ -515,17 +411,17 @@ class OrderBook(BookState):
                 live_sum = 0
                 dead_seen = 0
                 for o in queue:
-                    assert len(o) == 7, f"malformed order {o!r}"
-                    if o[4] == 0:
+                    assert type(o) is Order, f"malformed order {o!r}"
+                    if o.remaining == 0:
                         dead_seen += 1
                         continue
-                    assert o[4] > 0, f"negative remaining {o!r}"
-                    assert o[2] is side, f"order on wrong side {o!r}"
-                    assert o[3] == price, f"order at wrong level {o!r} (level {price})"
-                    key = (o[0], o[1])
+                    assert o.remaining > 0, f"negative remaining {o!r}"
+                    assert o.side is side, f"order on wrong side {o!r}"
+                    assert o.price == price, f"order at wrong level {o!r} (level {price})"
+                    key = (o.client_id, o.order_id)
                     assert key not in live, f"order {key} appears twice"
                     live[key] = o
-                    live_sum += o[4]
+                    live_sum += o.remaining
                 assert live_sum == total, f"level {side} {price}: total {total} != {live_sum}"
                 assert dead_seen == dead, f"level {side} {price}: dead {dead} != {dead_seen}"
         indexed = self._indexed()
@@ -533,12 +429,14 @@ class OrderBook(BookState):
         for key, o in live.items():
             assert indexed[key] is o, f"id index points elsewhere for {key}"
         for order_id, entry in self._index.items():
-            if type(entry) is list:
-                assert entry[1] == order_id, f"order {entry!r} indexed under {order_id!r}"
+            if type(entry) is Order:
+                assert entry.order_id == order_id, f"order {entry!r} indexed under {order_id!r}"
             else:
                 assert len(entry) > 1, f"id {order_id!r}: a dict of {len(entry)} orders"
                 for client_id, o in entry.items():
-                    assert (o[0], o[1]) == (client_id, order_id), f"{o!r} filed wrongly"
+                    assert (o.client_id, o.order_id) == (client_id, order_id), (
+                        f"{o!r} filed wrongly"
+                    )
         assert len(self) == len(live), f"len {len(self)} != {len(live)} live orders"
         best_bid = max(self._bids) if self._bids else None
         best_ask = min(self._asks) if self._asks else None
@@ -551,9 +449,9 @@ class OrderBook(BookState):
         """The id index as (client_id, order_id) -> order, entry by entry (checks)."""
         out: dict[tuple[str, str], Order] = {}
         for order_id, entry in self._index.items():
-            orders = [entry] if type(entry) is list else list(entry.values())
+            orders = [entry] if type(entry) is Order else list(entry.values())
             for o in orders:
-                out[(o[0], order_id)] = o
+                out[(o.client_id, order_id)] = o
         return out
 
     def _dump(self) -> str:

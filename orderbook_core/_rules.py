@@ -36,16 +36,19 @@ new price crosses, it first trades as a GTC taker, at the makers' prices.
 The hot path (a limit order that rests, a cancel, a sweep) is written for speed:
 events are built with ``tuple.__new__`` (half the cost of a NamedTuple's generated
 ``__new__``, see _types), attributes are bound to locals, and internal orders are
-plain lists (see _book). The profiler pointed at event construction and method calls
-as the dominant costs, so resting is inlined into :func:`new_order` for an existing
-level.
+small slotted records (see _book; compiled, native objects with unboxed int fields).
+The profiler pointed at event construction and method calls as the dominant costs, so
+resting (on an existing level or a new one) is inlined into :func:`new_order`, and the
+id lookup into :func:`cancel_order`.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from typing import Any, Final
 
-from orderbook_core._state import BookState
+from orderbook_core._state import BookState, Order
 from orderbook_core._types import (
     CancelOrder,
     CancelReason,
@@ -66,6 +69,7 @@ from orderbook_core._types import (
 
 __all__ = ["cancel_order", "modify_order", "new_order"]
 
+_heappush: Final = heapq.heappush
 _new: Final[Any] = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 _BUY: Final = Side.BUY
 _SELL: Final = Side.SELL
@@ -123,13 +127,13 @@ def _fok_fillable(book: BookState, client_id: str, side: Side, limit: int, amoun
     need = amount
     for price in prices:
         for o in levels[price][2]:
-            if not o[4]:
+            if not o.remaining:
                 continue
-            if o[0] == client_id:
+            if o.client_id == client_id:
                 if skip_own:
                     continue
                 return False
-            need -= o[4]
+            need -= o.remaining
             if need <= 0:
                 return True
     return False
@@ -169,26 +173,27 @@ def _match(
         # A level in the dict always holds a live order, so the queue is never
         # exhausted before its total reaches 0.
         while remaining:
-            o = queue[0]
-            maker_left = o[4]
+            # Typed locals: compiled, a field read is a struct load of an unboxed int.
+            o: Order = queue[0]
+            maker_left: int = o.remaining
             if not maker_left:  # cancelled earlier, still queued: skip it
                 queue.popleft()
                 level[1] -= 1
                 continue
-            if o[0] == client_id:
+            if o.client_id == client_id:
                 stp = book._spec.self_trade
                 maker_side = _SELL if buy else _BUY
                 if stp is not _CANCEL_TAKER:  # cancel the resting maker
                     queue.popleft()
                     level[0] -= maker_left
-                    o[4] = 0
-                    entry = index.pop(o[1])
+                    o.remaining = 0
+                    entry = index.pop(o.order_id)
                     if entry is not o:
                         book._unshare(entry, o)
                     append(
                         new(
                             OrderCancelled,
-                            (seq, client_id, o[1], maker_side, best, maker_left, _C_SELF),
+                            (seq, client_id, o.order_id, maker_side, best, maker_left, _C_SELF),
                         )
                     )
                 if stp is not _CANCEL_MAKER:  # cancel the taker's remainder
@@ -206,18 +211,19 @@ def _match(
                         book._drop_bid_level(best)
                     break
                 continue
+            fill: int
             if maker_left > remaining:
                 fill = remaining
                 maker_left -= fill
-                o[4] = maker_left
+                o.remaining = maker_left
                 remaining = 0
             else:
                 fill = maker_left
                 remaining -= fill
                 maker_left = 0
-                o[4] = 0
+                o.remaining = 0
                 queue.popleft()
-                entry = index.pop(o[1])
+                entry = index.pop(o.order_id)
                 if entry is not o:
                     book._unshare(entry, o)
             level[0] -= fill
@@ -232,8 +238,8 @@ def _match(
                         best,
                         fill,
                         side,
-                        o[0],
-                        o[1],
+                        o.client_id,
+                        o.order_id,
                         maker_left,
                         client_id,
                         order_id,
@@ -259,6 +265,9 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
     # wrong type on unpacking (True to 1, "IOC" to an error without the field's name).
     fields: tuple[Any, ...] = cmd
     seq, ts, client_id, order_id, side, price, amount, tif, post_only = fields
+    if type(seq) is not int or type(ts) is not int:
+        # A resting order stores them as ints (unboxed when compiled): refuse up front.
+        raise TypeError(f"seq and ts must be ints, not {seq!r} and {ts!r}")
     # ---- validate (static). One chained comparison per number on the happy path
     # (the profiler pointed here); min_ticks/min_lots >= 1, so a value <= 0 is also
     # out of range and is told apart only when rejecting.
@@ -285,7 +294,9 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
             return _reject(seq, client_id, order_id, _R.POST_ONLY_TIF)
     index = book._index
     entry = index.get(order_id)  # the id index (see _state): an order or a dict
-    if entry is not None and (entry[0] == client_id if type(entry) is list else client_id in entry):
+    if entry is not None and (
+        entry.client_id == client_id if type(entry) is Order else client_id in entry
+    ):
         return _reject(seq, client_id, order_id, _R.DUPLICATE_ORDER_ID)
     # ---- validate (against the book)
     if side is _BUY:
@@ -317,12 +328,34 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
         # ---- mutate: rest (the most common path; inlined for an existing level)
         level = own_levels.get(price)
         if level is None:
-            book._rest([client_id, order_id, side, price, amount, seq, ts])
+            # A new level (inlined: half the rests in the benchmark open a level).
+            order = Order(client_id, order_id, side, price, amount, seq, ts)
+            own_levels[price] = [amount, 0, deque((order,))]
+            if side is _BUY:
+                heap = book._bid_heap
+                if len(heap) > 2 * len(own_levels) + 64:
+                    book._rebuild_heaps()
+                else:
+                    _heappush(heap, -price)
+                if book._best_bid is None or price > book._best_bid:
+                    book._best_bid = price
+            else:
+                heap = book._ask_heap
+                if len(heap) > 2 * len(own_levels) + 64:
+                    book._rebuild_heaps()
+                else:
+                    _heappush(heap, price)
+                if book._best_ask is None or price < book._best_ask:
+                    book._best_ask = price
+            if entry is None:
+                index[order_id] = order
+            else:
+                book._link(order)
         else:
             # The order shares the price object of its level's head (equal by
             # definition): one int object fewer per resting order (see _book).
             queue = level[2]
-            order = [client_id, order_id, side, queue[0][3], amount, seq, ts]
+            order = Order(client_id, order_id, side, queue[0].price, amount, seq, ts)
             level[0] += amount
             queue.append(order)
             if entry is None:
@@ -349,7 +382,7 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
         else:  # GTC (a FOK never has a remainder here)
             # Always a new level: an own-side level at this price would have meant a
             # crossed book before this order arrived.
-            book._rest([client_id, order_id, side, price, remaining, seq, ts])
+            book._rest(Order(client_id, order_id, side, price, remaining, seq, ts))
             events.append(new(OrderRested, (seq, client_id, order_id, side, price, remaining)))
     return tuple(events)
 
@@ -362,17 +395,15 @@ def cancel_order(book: BookState, cmd: CancelOrder) -> tuple[Event, ...]:
     whether the id exists). A filled or cancelled order is unknown too.
     """
     seq, _ts, client_id, order_id = cmd
-    order = book._find(client_id, order_id)
-    if order is None:
+    # The id index lookup, inlined (see BookState._find).
+    order: Any = book._index.get(order_id)
+    if order is not None and type(order) is not Order:
+        order = order.get(client_id)
+    if order is None or order.client_id != client_id:
         return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER)
-    remaining = order[4]
+    side, price, remaining = order.side, order.price, order.remaining
     book._unlink(order)
-    return (
-        _new(
-            OrderCancelled,
-            (seq, client_id, order_id, order[2], order[3], remaining, _C_USER),
-        ),
-    )
+    return (_new(OrderCancelled, (seq, client_id, order_id, side, price, remaining, _C_USER)),)
 
 
 def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
@@ -385,6 +416,8 @@ def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
     """
     fields: tuple[Any, ...] = cmd  # Any, checked below (see new_order)
     seq, ts, client_id, order_id, price, amount = fields
+    if type(seq) is not int or type(ts) is not int:
+        raise TypeError(f"seq and ts must be ints, not {seq!r} and {ts!r}")
     order = book._find(client_id, order_id)
     if order is None:
         return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER)
@@ -396,7 +429,7 @@ def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
         reason = _check_amount(book, amount)
         if reason is not None:
             return _reject(seq, client_id, order_id, reason)
-    side, old_price, old_amount = order[2], order[3], order[4]
+    side, old_price, old_amount = order.side, order.price, order.remaining
     new_price = old_price if price is None else price
     new_amount = old_amount if amount is None else amount
     if new_price == old_price and new_amount == old_amount:
@@ -405,16 +438,28 @@ def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
         # Pure size decrease: in place, time priority kept.
         level = (book._bids if side is _BUY else book._asks)[old_price]
         level[0] -= old_amount - new_amount
-        order[4] = new_amount
+        order.remaining = new_amount
         return (
-            OrderModified(
-                seq, client_id, order_id, side, new_price, new_amount, old_price, old_amount, True
+            _new(
+                OrderModified,
+                (
+                    seq,
+                    client_id,
+                    order_id,
+                    side,
+                    new_price,
+                    new_amount,
+                    old_price,
+                    old_amount,
+                    True,
+                ),
             ),
         )
     book._unlink(order)
     events: list[Event] = [
-        OrderModified(
-            seq, client_id, order_id, side, new_price, new_amount, old_price, old_amount, False
+        _new(
+            OrderModified,
+            (seq, client_id, order_id, side, new_price, new_amount, old_price, old_amount, False),
         )
     ]
     if side is _BUY:
@@ -429,6 +474,6 @@ def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
             book, events, seq, ts, client_id, order_id, side, new_price, new_price, remaining
         )
     if remaining:
-        book._rest([client_id, order_id, side, new_price, remaining, seq, ts])
-        events.append(OrderRested(seq, client_id, order_id, side, new_price, remaining))
+        book._rest(Order(client_id, order_id, side, new_price, remaining, seq, ts))
+        events.append(_new(OrderRested, (seq, client_id, order_id, side, new_price, remaining)))
     return tuple(events)

@@ -11,27 +11,69 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from typing import Any, Final
+from typing import Any, Final, final
 
 from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
-from orderbook_core._types import Side
+from orderbook_core._types import RestingOrder, Side
 
-__all__ = ["BookState", "Level", "LevelImage", "Order"]
+__all__ = ["BookState", "JournalEntry", "Level", "LevelImage", "Order"]
 
 _BUY: Final = Side.BUY
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
 
-# An order and a level are plain lists (see _book's docstring).
-Order = list[Any]
+_new: Final[Any] = tuple.__new__
+
+
+@final
+class Order:
+    """A resting order, mutable: a fill is one attribute store.
+
+    Laid out like :class:`RestingOrder` (:meth:`view` gives that immutable view).
+    A slotted class, not a list: compiled (mypyc), a native class whose integer
+    fields are stored unboxed, so a resting order keeps no int objects alive for its
+    price, remaining, seq and ts (docs/core.md, "Speed and memory").
+    """
+
+    __slots__ = ("client_id", "order_id", "price", "remaining", "seq", "side", "ts")
+
+    # Any for the ids and the side, which the rules compare but do not check: a typed
+    # field would make a compiled build refuse (or convert) what the pure one stores.
+    def __init__(
+        self, client_id: Any, order_id: Any, side: Any, price: int, remaining: int, seq: int,
+        ts: int,
+    ) -> None:  # fmt: skip
+        self.client_id = client_id
+        self.order_id = order_id
+        self.side = side
+        self.price = price
+        self.remaining = remaining
+        self.seq = seq
+        self.ts = ts
+
+    def view(self) -> RestingOrder:
+        """The immutable :class:`RestingOrder` of this order, as it is now."""
+        view: RestingOrder = _new(
+            RestingOrder,
+            (self.client_id, self.order_id, self.side, self.price, self.remaining, self.seq,
+             self.ts),
+        )  # fmt: skip
+        return view
+
+    def __repr__(self) -> str:
+        return f"Order{tuple(self.view())!r}"
+
+
+# A level is a plain list [total, dead, queue] (see _book's docstring).
 Level = list[Any]
-# Undo log entry for one command: the pre-image of every level it may touch, as
-# (side dict, heap, heap sign, price, level object or None, total, dead, queue object,
-#  the queue's orders, their remaining amounts).
+# Undo record of one level, taken before a command touches it (see OrderBook._preimage):
+# (buy, price, level object or None, total, dead, queue object, queue length, the orders
+#  whose remaining may change, their remaining amounts, how to put back popped orders).
 LevelImage = tuple[
-    dict[int, Level], list[int], int, int, Level | None, int, int, Any, tuple[Order, ...],
-    tuple[int, ...],
+    bool, int, Level | None, int, int, Any, int, list[Order], list[int], int
 ]  # fmt: skip
+# Undo record of one command: the order it rested (or None), then its level images.
+JournalEntry = list[Any]
 
 
 class BookState:
@@ -79,22 +121,21 @@ class BookState:
         self._shared = 0
         # The undo log, only while a transaction or batch is open (None otherwise, so
         # the hot path pays one "is not None" test per command).
-        self._journal: list[list[LevelImage]] | None = None
+        self._journal: list[JournalEntry] | None = None
 
     # ------------------------------------------------------------------ primitives
     # Used by _rules; each keeps every index consistent.
 
     def _rest(self, order: Order) -> None:
         """Append ``order`` to the tail of its level. O(1), O(log L) for a new level."""
-        price = order[3]
-        if order[2] is _BUY:
+        price = order.price
+        if order.side is _BUY:
             level = self._bids.get(price)
             if level is None:
-                self._bids[price] = [order[4], 0, deque((order,))]
+                self._bids[price] = [order.remaining, 0, deque((order,))]
                 heap = self._bid_heap
                 if len(heap) > 2 * len(self._bids) + 64:
-                    heap[:] = [-p for p in self._bids]
-                    heapq.heapify(heap)
+                    self._rebuild_heaps()
                 else:
                     _heappush(heap, -price)
                 best = self._best_bid
@@ -102,17 +143,16 @@ class BookState:
                     self._best_bid = price
             else:
                 queue = level[2]
-                order[3] = queue[0][3]  # share the level's price object (one int less)
-                level[0] += order[4]
+                order.price = queue[0].price  # share the level's price object (one int less)
+                level[0] += order.remaining
                 queue.append(order)
         else:
             level = self._asks.get(price)
             if level is None:
-                self._asks[price] = [order[4], 0, deque((order,))]
+                self._asks[price] = [order.remaining, 0, deque((order,))]
                 heap = self._ask_heap
                 if len(heap) > 2 * len(self._asks) + 64:
-                    heap[:] = list(self._asks)
-                    heapq.heapify(heap)
+                    self._rebuild_heaps()
                 else:
                     _heappush(heap, price)
                 best = self._best_ask
@@ -120,47 +160,59 @@ class BookState:
                     self._best_ask = price
             else:
                 queue = level[2]
-                order[3] = queue[0][3]  # share the level's price object (one int less)
-                level[0] += order[4]
+                order.price = queue[0].price  # share the level's price object (one int less)
+                level[0] += order.remaining
                 queue.append(order)
         self._link(order)
+
+    def _rebuild_heaps(self) -> None:
+        """Rebuild both price heaps from the levels (drops stale entries). O(L).
+
+        Called when a heap holds more than twice its side's levels (plus slack), so
+        its stale entries (lazily deleted prices) stay O(L). A level being added
+        may already be in its dict: the rebuild then includes it.
+        """
+        self._bid_heap[:] = [-p for p in self._bids]
+        heapq.heapify(self._bid_heap)
+        self._ask_heap[:] = list(self._asks)
+        heapq.heapify(self._ask_heap)
 
     def _find(self, client_id: str, order_id: str) -> Order | None:
         """The live order with this id, or None. O(1)."""
         entry = self._index.get(order_id)
         if entry is None:
             return None
-        if type(entry) is list:
-            return entry if entry[0] == client_id else None
+        if type(entry) is Order:
+            return entry if entry.client_id == client_id else None
         found: Order | None = entry.get(client_id)
         return found
 
     def _link(self, order: Order) -> None:
         """Add a live order to the id index (its id must be free for its client). O(1)."""
-        order_id = order[1]
+        order_id = order.order_id
         index = self._index
         entry = index.get(order_id)
         if entry is None:
             index[order_id] = order
-        elif type(entry) is list:
-            index[order_id] = {entry[0]: entry, order[0]: order}
+        elif type(entry) is Order:
+            index[order_id] = {entry.client_id: entry, order.client_id: order}
             self._shared += 1
         else:
-            entry[order[0]] = order
+            entry[order.client_id] = order
             self._shared += 1
 
     def _unshare(self, bucket: dict[str, Order], order: Order) -> None:
         """Put back a shared id's dict, just popped from the index, without ``order``."""
-        del bucket[order[0]]
+        del bucket[order.client_id]
         self._shared -= 1
         if len(bucket) == 1:
-            (self._index[order[1]],) = bucket.values()
+            (self._index[order.order_id],) = bucket.values()
         else:
-            self._index[order[1]] = bucket
+            self._index[order.order_id] = bucket
 
     def _forget(self, order: Order) -> None:
         """Remove a live order from the id index. O(1)."""
-        entry = self._index.pop(order[1])
+        entry = self._index.pop(order.order_id)
         if entry is not order:
             self._unshare(entry, order)
 
@@ -186,12 +238,12 @@ class BookState:
 
     def _unlink(self, order: Order) -> None:
         """Take a live order out of the book (cancel or reinsert). O(1) amortized."""
-        price = order[3]
-        buy = order[2] is _BUY
+        price = order.price
+        buy = order.side is _BUY
         level = (self._bids if buy else self._asks)[price]
-        level[0] -= order[4]
-        order[4] = 0
-        entry = self._index.pop(order[1])
+        level[0] -= order.remaining
+        order.remaining = 0
+        entry = self._index.pop(order.order_id)
         if entry is not order:
             self._unshare(entry, order)
         if not level[0]:
@@ -210,5 +262,5 @@ class BookState:
             # when dead entries outnumber live ones so memory stays O(live orders).
             level[1] += 1
             if level[1] > 16 and 2 * level[1] > len(queue):
-                level[2] = deque(o for o in queue if o[4])
+                level[2] = deque(o for o in queue if o.remaining)
                 level[1] = 0

@@ -22,7 +22,12 @@ def test_the_loaded_build_is_the_expected_one() -> None:
 def test_compiled_flag_matches_the_files_loaded() -> None:
     import sys
 
-    names = ("orderbook_core._book", "orderbook_core._rules", "orderbook_core._codec")
+    names = (
+        "orderbook_core._book",
+        "orderbook_core._journal",
+        "orderbook_core._rules",
+        "orderbook_core._codec",
+    )
     modules = [sys.modules[name] for name in names]
     files = [m.__file__ or "" for m in modules]
     compiled = [f.endswith(tuple(EXTENSION_SUFFIXES)) for f in files]
