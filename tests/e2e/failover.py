@@ -502,7 +502,8 @@ class FailoverRig:
 
     def wait_applied(self, head: int, timeout: float) -> None:
         async def matcher_head() -> int:
-            async with open_transport("grenache", grape=self.exchange.grapes[1]) as transport:
+            # Through grape 0, which no fault kills (the matcher's may be gone).
+            async with open_transport("grenache", grape=self.exchange.grapes[0]) as transport:
                 return Head.from_wire(await transport.request(ORDERBOOK_HEAD, None, timeout=5)).seq
 
         deadline = time.monotonic() + timeout

@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 from contextlib import closing, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,10 +30,21 @@ import anyio
 from support.ports import free_port
 
 from e2e.harness import Exchange, Proc
+from exchange.client import ClientNode, ReplicaUpdate
 from exchange.protocol import ORDERBOOK_HEAD, Head
+from exchange.versions import Version
 from transports import RemoteError, TransportError, open_transport
 
-__all__ = ["FOLLOWING", "READY", "TAKING_OVER", "HeadWatch", "MatcherPair", "applied_head"]
+__all__ = [
+    "FOLLOWING",
+    "READY",
+    "TAKING_OVER",
+    "HeadWatch",
+    "MatcherPair",
+    "Taken",
+    "TakenVersions",
+    "applied_head",
+]
 
 READY = "process_order worker ready"
 FOLLOWING = "standby: another matcher holds"
@@ -184,3 +196,96 @@ class HeadWatch:
                 raise self.errors[0]
             assert time.monotonic() < deadline, f"no version beyond seq {seq} in {timeout} s"
             time.sleep(0.02)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A version a client's replica took: what its root says, and how it got there."""
+
+    seq: int
+    first: int
+    root: str
+    prev: str | None
+    book: str | None
+    complete: bool
+
+
+class TakenVersions:
+    """A client (`exchange.client.ClientNode`, in a thread, through `grape`) that only
+    watches, and keeps every version its replica took and every warning it gave."""
+
+    def __init__(self, grape: str) -> None:
+        self.grape = grape
+        self.taken: list[Taken] = []
+        self.warnings: list[str] = []
+        self.full_fetches = 0
+        """Versions the replica read whole (the first one; then only if a chain broke
+        or a fetch failed)."""
+        self.errors: list[BaseException] = []
+        self._node: ClientNode | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="follower", daemon=True)
+
+    def __enter__(self) -> TakenVersions:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _main(self) -> None:
+        try:
+            anyio.run(self._run)
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    async def _run(self) -> None:
+        async with (
+            open_transport("grenache", grape=self.grape) as transport,
+            anyio.create_task_group() as tg,
+        ):
+            node = ClientNode(
+                transport, "standby-watcher", emit=self._record, on_version=self._took
+            )
+            await tg.start(node.run)
+            self._node = node
+            while not self._stop.is_set():
+                self.full_fetches = node.replica.full_fetches
+                await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+
+    def _record(self, record: dict[str, Any]) -> None:
+        if record.get("event") == "warning":
+            self.warnings.append(str(record["message"]))
+
+    def _took(self, update: ReplicaUpdate[Version]) -> None:
+        root = update.version.root
+        self.taken.append(
+            Taken(root.seq, root.first, update.root_hash, root.prev, root.book, update.complete)
+        )
+
+    def wait_seq(self, seq: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.taken or self.taken[-1].seq < seq:
+            if self.errors:
+                raise self.errors[0]
+            last = self.taken[-1].seq if self.taken else 0
+            assert time.monotonic() < deadline, f"the replica is at {last}, not {seq}"
+            time.sleep(0.05)
+
+    def check_chain(self) -> None:
+        """Every version taken links to the one taken before it: its ``prev`` is that
+        one's root when it follows it at once, and its events were all collected when it
+        skips some (the walk back along ``prev`` reached it); seqs only go up; and the
+        client refused nothing it was told of."""
+        for before, after in zip(self.taken, self.taken[1:], strict=False):
+            assert after.seq > before.seq, (before, after)
+            if after.first == before.seq + 1:
+                assert after.prev == before.root, f"a broken chain taken: {before} -> {after}"
+            else:
+                assert after.complete, f"versions skipped, not linked: {before} -> {after}"
+        refused = [w for w in self.warnings if w.startswith(("ignored", "could not walk"))]
+        assert refused == [], refused
