@@ -13,21 +13,24 @@ Seeded, longer runs with the crash points and grape faults are in tests/chaos
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from signal import SIGKILL
+from typing import Any
 
 import pytest
 from chaos.harness import reference_books
 from support.grapes import restarted_grape, running_grapes
 
 from e2e.failover import MATCHER_FAULT, FailoverRig, Load, sqlite_rig
-from e2e.harness import Exchange, Proc
-from e2e.standby import TAKING_OVER, HeadWatch, MatcherPair, TakenVersions, applied_head
+from e2e.harness import PYTHON, REPO, Exchange, Proc, _env
+from e2e.standby import READY, TAKING_OVER, HeadWatch, MatcherPair, TakenVersions, applied_head
 from exchange.sequencer import Journal
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -109,3 +112,51 @@ def test_the_standby_takes_over_when_the_active_matchers_grape_dies(tmp_path: Pa
     assert gave_up_after >= GIVE_UP_AFTER  # its puts failed from the kill on: not before
     recovery = seen_at - killed_at
     print(f"\ngrape killed: gave up in {gave_up_after:.2f} s, next version in {recovery:.2f} s")
+
+
+def dex(*words: str) -> tuple[int, Any]:
+    """`dex ... --json` run as its own process: its exit status and what it printed."""
+    proc = subprocess.run(
+        [PYTHON, "-m", "exchange.tools", *words, "--json"],
+        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_a_start_from_a_snapshot_gives_the_book_of_a_replay_from_zero(tmp_path: Path) -> None:
+    with running_grapes(2) as grapes, ExitStack() as stack:
+        exchange = Exchange([g.url for g in grapes], tmp_path)
+        stack.callback(exchange.close)
+        pair = MatcherPair(exchange, extra=("--snapshot-every", "40"))
+        pair.start()
+        exchange.start_submit(timeout=60)
+        rig = FailoverRig([], exchange, 0.0)
+        with rig.load(clients=2, seed=20) as load:
+            load.wait_acked(150)
+        with Journal(exchange.journal) as journal:
+            head = journal.head()
+        rig.wait_applied(head, 60)
+        # The real worker's files: every snapshot usable, each the replay of the journal.
+        status, listed = dex("snapshot", "--db", str(exchange.process_db))
+        assert status == 0, listed
+        seqs = [s["seq"] for s in listed]
+        assert len(seqs) >= 2, listed
+        assert all(s["ok"] for s in listed), listed
+        for seq in seqs:
+            status, checked = dex(
+                "snapshot", "--db", str(exchange.process_db), "--check", str(seq),
+                "--journal", str(exchange.journal),
+            )  # fmt: skip
+            assert (status, checked["ok"]) == (0, True), checked
+            assert "= the replay of the journal" in checked["detail"], checked
+        # Both matchers gone; a new one starts from the newest snapshot plus the tail.
+        for proc in list(pair.procs):
+            proc.kill9()
+        restarted = exchange.spawn("process", pair.procs[0].argv)
+        restarted.wait_for_text(READY, 60)
+        assert f"starting from snapshot {max(seqs)} " in restarted.text(), restarted.text()
+        replayed = exchange.replay()  # `dex replay`: from zero
+        watched = exchange.watch_once("after-restart")
+        assert (watched.done["seq"], watched.done["book"]) == (head, replayed["book"])
+        assert replayed["seq"] == head
