@@ -57,6 +57,8 @@ def check_taken(
 def test_the_standby_takes_over_from_a_killed_matcher(tmp_path: Path) -> None:
     with sqlite_rig(tmp_path) as rig, TakenVersions(rig.exchange.grapes[0]) as watcher:
         with rig.load(clients=4, seed=18) as load:
+            assert rig.heads is not None
+            rig.heads.first_beyond(20, 0.0)  # the active matcher at work
             for _ in range(2):
                 load.wait_acked(load.acked() + 30)
                 fault = rig.inject(MATCHER_FAULT, load)  # the next version seen, a new standby
