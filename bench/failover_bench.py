@@ -20,14 +20,24 @@ sequencer (and, as ``nats``, of the three nats-servers together) from /proc. The
 the JetStream exchange under load, each fault in turn, ``--repeat`` times: the stream
 leader's server SIGKILLed (started again after), the active sequencer SIGKILLed (a new
 standby started after), both at once, and the active sequencer SIGSTOPped then SIGCONTed
-(it must step down and write nothing). ``recovery_s`` is from the kill to the first
-acknowledgement of an order sent after it. Last, every acknowledged order is checked at
-its seq in the journal, every order sent is there once, the matcher applied it all, and
-a replica equals ``dex replay`` (``lost`` and ``duplicated`` count over every fault).
+(it must step down and write nothing); and the active matcher SIGKILLed (``matcher``:
+the rig then runs an active and a ``--standby`` matcher on the same ``--db`` and
+``--port``; a new standby is started after). ``recovery_s`` is from the kill to the first
+acknowledgement of an order sent after it; for ``matcher`` (the sequencer acknowledges
+without the matcher) from the kill to the first ``orderbook_head`` answer, asked by a
+client every 20 ms, of a version beyond the dead matcher's last recorded one. Last,
+every acknowledged order is checked at its seq in the journal, every order sent is there
+once, the matcher applied it all, and a replica equals ``dex replay`` (``lost`` and ``duplicated``
+count over every fault).
+
+With ``--journal sqlite`` only the SQLite exchange runs (one sequencer: no throughput
+comparison, the ``matcher`` fault only).
 
 Usage::
 
     .venv/bin/python bench/failover_bench.py --json     # JSON object on the last line
+    .venv/bin/python bench/failover_bench.py --faults matcher --rounds 0 --json
+    .venv/bin/python bench/failover_bench.py --journal sqlite --faults matcher --json
 """
 
 from __future__ import annotations
@@ -45,7 +55,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO)]  # the e2e rigs, as the tests import them
 
-from e2e.failover import FAULTS, FailoverRig, Load, failover_rig  # noqa: E402
+from e2e.failover import (  # noqa: E402
+    FAULTS,
+    MATCHER_FAULT,
+    FailoverRig,
+    Load,
+    failover_rig,
+    sqlite_rig,
+)
 from e2e.harness import Exchange, exchange_on  # noqa: E402
 from e2e_bench import cpu_seconds  # noqa: E402
 from support.grapes import running_grapes  # noqa: E402
@@ -103,8 +120,21 @@ def _throughput(
     }
 
 
+ALL_FAULTS = (*FAULTS, MATCHER_FAULT)
+
+
+def _kinds(args: argparse.Namespace) -> list[str]:
+    asked = [kind for kind in args.faults.split(",") if kind]
+    unknown = [kind for kind in asked if kind not in ALL_FAULTS]
+    if unknown:
+        raise SystemExit(f"failover_bench: no fault {unknown} (known: {', '.join(ALL_FAULTS)})")
+    if args.journal == "sqlite" and set(asked) - {MATCHER_FAULT}:
+        raise SystemExit("failover_bench: with --journal sqlite, only --faults matcher")
+    return [kind for kind in ALL_FAULTS if kind in asked]
+
+
 def _faults(rig: FailoverRig, args: argparse.Namespace) -> dict[str, Any]:
-    kinds = [kind for kind in FAULTS if kind in args.faults.split(",")]
+    kinds = _kinds(args)
     with rig.load(clients=args.clients, seed=7) as load:
         for _ in range(args.repeat):
             for kind in kinds:
@@ -139,26 +169,43 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent load clients")
     parser.add_argument("--repeat", type=int, default=2, help="times each fault is injected")
     parser.add_argument("--between", type=int, default=60, help="orders between faults")
-    parser.add_argument("--faults", default=",".join(FAULTS), help="which faults, in order")
+    parser.add_argument("--faults", default=",".join(ALL_FAULTS), help="which faults")
+    parser.add_argument(
+        "--journal",
+        choices=("jetstream", "sqlite"),
+        default="jetstream",
+        help="the exchange the faults hit (sqlite: no throughput windows, matcher only)",
+    )
     parser.add_argument("--lease-ttl", type=float, default=3.0, help="the sequencers' lease")
     parser.add_argument("--json", action="store_true", help="one JSON object, last line")
     args = parser.parse_args()
+    if args.journal == "sqlite":
+        args.rounds = 0  # one exchange: nothing to compare
+    standby_matcher = MATCHER_FAULT in _kinds(args)
     with tempfile.TemporaryDirectory(prefix="failover-bench-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         (work / "sqlite").mkdir()
         (work / "jetstream").mkdir()
-        grapes = stack.enter_context(running_grapes(2))
-        sqlite = stack.enter_context(exchange_on(grapes, work / "sqlite"))
-        rig = stack.enter_context(failover_rig(work / "jetstream", lease_ttl=args.lease_ttl))
-        print("throughput (interleaved windows):", file=sys.stderr)
         result: dict[str, Any] = {"lost": None, "duplicated": None}
-        if args.rounds:
-            result.update(_throughput(sqlite, rig, args))
-        print("faults (JetStream, under load):", file=sys.stderr)
+        if args.journal == "sqlite":
+            rig = stack.enter_context(sqlite_rig(work / "sqlite"))
+        else:
+            if args.rounds:
+                grapes = stack.enter_context(running_grapes(2))
+                sqlite = stack.enter_context(exchange_on(grapes, work / "sqlite"))
+            rig = stack.enter_context(
+                failover_rig(
+                    work / "jetstream", lease_ttl=args.lease_ttl, standby_matcher=standby_matcher
+                )
+            )
+            if args.rounds:
+                print("throughput (interleaved windows):", file=sys.stderr)
+                result.update(_throughput(sqlite, rig, args))
+        print(f"faults ({args.journal}, under load):", file=sys.stderr)
         result.update(_faults(rig, args))
         result["config"] = {
             k: getattr(args, k)
-            for k in ("rounds", "window", "clients", "repeat", "between", "lease_ttl")
+            for k in ("journal", "rounds", "window", "clients", "repeat", "between", "lease_ttl")
         }
     if args.json:
         print(json.dumps(result))

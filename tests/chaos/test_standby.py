@@ -14,6 +14,8 @@ asserted.
 from __future__ import annotations
 
 import json
+import os
+import random
 import signal
 import time
 from functools import partial
@@ -22,6 +24,7 @@ from pathlib import Path
 import anyio
 import pytest
 from e2e.harness import Proc
+from support.grapes import restarted_grape
 from support.ports import free_port
 
 from chaos.harness import (
@@ -39,6 +42,7 @@ from chaos.harness import (
     _started,
     check_model,
     map_in_flight,
+    profile,
     running_rig,
     submit_until_acked,
     until,
@@ -193,3 +197,149 @@ def test_a_standby_takes_over_at_every_crash_point(tmp_path: Path) -> None:
     assert dict(outcome.kills) == {point: 1 for point in CRASH_POINTS["process"]}
     assert len(pair.takeovers) == len(CRASH_POINTS["process"])
     print(f"\nstandby takeovers (s, SIGKILL seen to serving): {json.dumps(pair.takeovers)}")
+
+
+# ---------------------------------------------------------------------- grape faults
+
+GIVE_UP_AFTER = "2"
+"""The matchers' ``--give-up-after`` (seconds of failed puts) in the grape-fault runs."""
+GAVE_UP = "stopped: storing versions has failed for"
+"""What a matcher that gave up logs (at ERROR: the one error line allowed)."""
+
+
+class GrapePair:
+    """An active matcher and a standby, each announced through a grape of its own
+    (grapes 1 and 2; grape 0 carries the sequencer, the clients and the watchers)."""
+
+    def __init__(self, rig: Rig) -> None:
+        self.rig = rig
+        self.port = free_port()
+        self.procs: list[Proc] = []
+        """The matchers alive: the active one, then the standby."""
+        self.grape_of: dict[int, int] = {}
+        self.gave_up: list[Proc] = []
+        self.takeovers: list[float] = []
+        """Seconds from a grape's kill to the standby serving."""
+
+    def spawn(self, grape: int, *, standby: bool) -> Proc:
+        argv = [
+            "bin/processOrderWorker.py", f"grape={self.rig.grapes[grape].url}", "--db",
+            str(self.rig.process_db), "--port", str(self.port), "--give-up-after",
+            GIVE_UP_AFTER, "--verbose", *(["--standby"] if standby else []),
+        ]  # fmt: skip
+        # Not named "process": check_model would refuse the ERROR line of a give-up.
+        proc = self.rig.spawn("standby" if standby else "matcher", argv)
+        self.procs.append(proc)
+        self.grape_of[proc.pid] = grape
+        return proc
+
+    async def start(self) -> None:
+        active = self.spawn(1, standby=False)
+        with anyio.fail_after(60):
+            await until(lambda: READY["process"] in active.text())
+        self.rig.workers["process"] = active
+        standby = self.spawn(2, standby=True)
+        with anyio.fail_after(60):
+            await until(lambda: FOLLOWING in standby.text())
+
+    async def kill_active_grape(self) -> None:
+        """kill -9 the active matcher's grape; the active one gives up (exit 1), the
+        standby takes over; the grape is started again and a new standby runs on it."""
+        active, standby = self.procs
+        index = self.grape_of[active.pid]
+        killed = time.monotonic()
+        os.kill(self.rig.grapes[index].pid, signal.SIGKILL)
+        with anyio.fail_after(60):
+            await until(lambda: not active.alive())
+        assert active.popen.returncode == 1, active.text()
+        assert GAVE_UP in active.text(), active.text()
+        self.procs.remove(active)
+        self.gave_up.append(active)
+        # As an operator would: the grape started again (until then every put through
+        # the other grapes waits for the dead one, about 2 s each).
+        peers = [g for i, g in enumerate(self.rig.grapes) if i != index]
+        dead = self.rig.grapes[index]
+        self.rig.grapes[index] = self.rig._stack.enter_context(restarted_grape(dead, peers))
+        with anyio.fail_after(120):
+            await until(lambda: READY["process"] in standby.text() or not standby.alive())
+        assert standby.alive(), standby.text()
+        assert TAKING_OVER in standby.text(), standby.text()
+        self.takeovers.append(round(time.monotonic() - killed, 3))
+        self.rig.workers["process"] = standby
+        fresh = self.spawn(index, standby=True)
+        with anyio.fail_after(60):
+            await until(lambda: FOLLOWING in fresh.text() or not fresh.alive())
+        assert fresh.alive(), fresh.text()
+
+
+def _applied_at_least(outcome: Outcome, seq: int) -> bool:
+    return outcome.applied >= seq
+
+
+async def _drive_grape_faults(
+    rig: Rig, plan: Plan, outcome: Outcome, pair: GrapePair, faults: list[int]
+) -> None:
+    await pair.start()
+    await rig.start_worker("submit", None)
+    watchers = [rig.start_watcher(0, push_only=push) for push in (False, True)]
+    for watcher in watchers:
+        with anyio.fail_after(60):
+            await until(partial(_started, watcher))
+    load = Load(plan, outcome)
+    async with (
+        open_transport("grenache", grape=rig.grapes[0].url) as transport,
+        anyio.create_task_group() as tg,
+    ):
+
+        async def sender() -> None:
+            while len(outcome.sent) < plan.orders or faults:
+                await until(lambda: outcome.highest_ack - outcome.applied <= BACKLOG)
+                order = load.next_order()
+                await submit_until_acked(transport, order["key"], order["payload"], outcome)
+                outcome.highest_ack = max(outcome.highest_ack, outcome.acks[order["key"]].seq)
+
+        async def follow_applied() -> None:
+            while True:
+                outcome.applied = await anyio.to_thread.run_sync(_applied_head, rig)
+                await anyio.sleep(0.1)
+
+        async def grape_faults() -> None:
+            while faults:
+                await until(partial(_applied_at_least, outcome, faults[0]))  # at work
+                await pair.kill_active_grape()
+                outcome.grape_faults += 1
+                faults.pop(0)
+
+        tg.start_soon(follow_applied)
+        async with anyio.create_task_group() as senders:
+            for _ in range(plan.senders):
+                senders.start_soon(sender)
+            senders.start_soon(grape_faults)
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("seed", [18])
+def test_a_standby_takes_over_when_the_active_matchers_grape_dies(
+    tmp_path: Path, seed: int
+) -> None:
+    rng = random.Random(seed)
+    count = 3 if profile() == "long" else 1
+    orders = 80 * (count + 1)
+    faults = sorted(rng.randint(20 + 80 * i, 60 + 80 * i) for i in range(count))
+    plan = Plan(seed, orders=orders, kills=(), senders=4, grapes=3)
+    outcome = Outcome(plan.seed)
+    with running_rig(tmp_path, plan.grapes) as rig:
+        pair = GrapePair(rig)
+        anyio.run(_drive_grape_faults, rig, plan, outcome, pair, list(faults))
+        outcome.head = _settle(rig)
+        check_model(rig, outcome)
+        for proc in rig.procs:
+            if proc.name in ("matcher", "standby"):
+                bad = [line for line in proc.text().splitlines() if (" ERROR " in line
+                       and GAVE_UP not in line) or " CRITICAL " in line
+                       or line.startswith("Traceback")]  # fmt: skip
+                assert not bad, f"{proc.log.name}: {bad}"
+    assert outcome.grape_faults == count
+    assert len(pair.gave_up) == len(pair.takeovers) == count
+    print(f"\ngrape faults: kill to the standby serving (s): {json.dumps(pair.takeovers)}")

@@ -15,6 +15,12 @@ transport), each sending signed orders with explicit orderIds and re-sending the
 payload after any transport error or ``ERR_UNAVAILABLE``, as `bin/client.py` would: an
 order is sent until acknowledged, so every order sent must be in the journal exactly
 once, at the seq of its acknowledgement. `bench/failover_bench.py` drives the same rig.
+
+The matcher fault (`MATCHER_FAULT`) needs a rig made with ``standby_matcher=True``: the
+matcher is then an active one and a ``--standby`` one (`e2e.standby.MatcherPair`), the
+fault is ``kill -9`` of the active one, and its recovery is from the kill to the first
+``orderbook_head`` answer of a version beyond the dead one's head (`e2e.standby`).
+`sqlite_rig` is the same rig on the SQLite journal (one sequencer; that fault only).
 """
 
 from __future__ import annotations
@@ -42,15 +48,27 @@ from support.keys import signed
 from support.nats import NatsServer, running_nats
 
 from e2e.harness import Exchange, Proc
+from e2e.standby import HeadWatch, MatcherPair
 from exchange.protocol import ORDERBOOK_HEAD, SUBMIT_ORDER, Head, StorageUnavailable
 from exchange.sequencer import Journal, JournalBackend, open_journal
 from transports import RemoteError, TransportError, open_transport
 
-__all__ = ["FAULTS", "FailoverRig", "Fault", "Load", "failover_rig", "open_when_ready"]
+__all__ = [
+    "FAULTS",
+    "MATCHER_FAULT",
+    "FailoverRig",
+    "Fault",
+    "Load",
+    "failover_rig",
+    "open_when_ready",
+    "sqlite_rig",
+]
 
 STREAM = "DEX_BTC-USD"
 FAULTS = ("stream_leader", "sequencer", "both", "sequencer_stopped")
-"""The faults `FailoverRig.inject` knows."""
+"""The faults of the journal and the sequencers that `FailoverRig.inject` knows."""
+MATCHER_FAULT = "matcher"
+"""kill -9 of the active matcher (a rig with ``standby_matcher=True``)."""
 _RETRYABLE = ("ERR_UNAVAILABLE", "ERR_TIMEOUT")
 
 
@@ -211,8 +229,12 @@ class FailoverRig:
     """The processes of a failover run; see the module's docstring."""
 
     servers: list[NatsServer]
+    """Empty: the journal is SQLite (`sqlite_rig`)."""
     exchange: Exchange
     lease_ttl: float
+    matchers: MatcherPair | None = None
+    heads: HeadWatch | None = None
+    """A client asking ``orderbook_head`` all along (with `matchers`)."""
     sequencers: list[Proc] = field(default_factory=list)
     grape_of: dict[int, int] = field(default_factory=dict)
     """Each sequencer's grape, by PID."""
@@ -386,8 +408,23 @@ class FailoverRig:
             self.start_standby(self.grape_of[dead.pid])
         elif kind == "sequencer_stopped":
             fault = self.stop_active_sequencer(load)
+        elif kind == MATCHER_FAULT:
+            fault = self.kill_active_matcher()
         else:
             raise ValueError(f"no fault {kind!r}")
+        return fault
+
+    def kill_active_matcher(self, timeout: float = 60.0) -> Fault:
+        """kill -9 the active matcher; wait for the next version (the standby took over),
+        then start a new standby. Recovery: from the kill to that version's head."""
+        assert self.matchers is not None, "a rig without a standby matcher"
+        assert self.heads is not None
+        killed_at, head = self.matchers.kill_active()
+        fault = Fault(MATCHER_FAULT, killed_at)
+        self.faults.append(fault)
+        fault.recovered_at = self.heads.first_beyond(head, killed_at, timeout)
+        self.matchers.wait_taken_over(timeout)
+        self.matchers.start_standby()
         return fault
 
     def stop_active_sequencer(self, load: Load) -> Fault:
@@ -435,7 +472,11 @@ class FailoverRig:
         Returns the counts: ``lost`` (acknowledged, not at its seq in the journal) and
         ``duplicated`` (a key journaled more than once): both asserted 0.
         """
-        entries = self.copy_journal()
+        if self.servers:
+            entries = self.copy_journal()
+        else:
+            with Journal(self.exchange.journal) as journal:
+                entries = list(journal.entries())
         assert [e.seq for e in entries] == list(range(1, len(entries) + 1)), "a gap"
         keys = Counter((e.wire["clientId"], e.wire["orderId"]) for e in entries)
         duplicated = sum(n - 1 for n in keys.values())
@@ -461,7 +502,8 @@ class FailoverRig:
 
     def wait_applied(self, head: int, timeout: float) -> None:
         async def matcher_head() -> int:
-            async with open_transport("grenache", grape=self.exchange.grapes[1]) as transport:
+            # Through grape 0, which no fault kills (the matcher's may be gone).
+            async with open_transport("grenache", grape=self.exchange.grapes[0]) as transport:
                 return Head.from_wire(await transport.request(ORDERBOOK_HEAD, None, timeout=5)).seq
 
         deadline = time.monotonic() + timeout
@@ -479,9 +521,12 @@ class FailoverRig:
 
 
 @contextmanager
-def failover_rig(workdir: Path, *, lease_ttl: float = 3.0) -> Iterator[FailoverRig]:
+def failover_rig(
+    workdir: Path, *, lease_ttl: float = 3.0, standby_matcher: bool = False
+) -> Iterator[FailoverRig]:
     """Three NATS servers, two grapes, sequencer A (active, grape 0), the matcher
-    (grape 1), sequencer B (standby, grape 1)."""
+    (grape 1; with `standby_matcher`, an active one and a standby), sequencer B
+    (standby, grape 1)."""
     with ExitStack() as stack:
         servers = stack.enter_context(running_nats(3, workdir / "nats"))
         grapes = stack.enter_context(running_grapes(2))
@@ -490,6 +535,29 @@ def failover_rig(workdir: Path, *, lease_ttl: float = 3.0) -> Iterator[FailoverR
         rig = FailoverRig(servers, exchange, lease_ttl)
         open_when_ready(rig.urls, 60).close()  # the stream, before two sequencers race
         rig.start_sequencer(0).wait_for_text("submit_order worker ready", 60)
-        exchange.start_process(timeout=60)
+        if standby_matcher:
+            _start_matchers(rig, stack)
+        else:
+            exchange.start_process(timeout=60)
         rig.start_standby(1)
         yield rig
+
+
+@contextmanager
+def sqlite_rig(workdir: Path) -> Iterator[FailoverRig]:
+    """The SQLite journal (the default): two grapes, the sequencer (grape 0), an active
+    and a standby matcher (grape 1). Only `MATCHER_FAULT` applies."""
+    with ExitStack() as stack:
+        grapes = stack.enter_context(running_grapes(2))
+        exchange = Exchange([g.url for g in grapes], workdir)
+        stack.callback(exchange.close)
+        rig = FailoverRig([], exchange, 0.0)
+        _start_matchers(rig, stack)
+        exchange.start_submit(timeout=60)
+        yield rig
+
+
+def _start_matchers(rig: FailoverRig, stack: ExitStack) -> None:
+    rig.matchers = MatcherPair(rig.exchange, grapes=(1, 1))
+    rig.matchers.start()
+    rig.heads = stack.enter_context(HeadWatch(rig.exchange.grapes[0]))
