@@ -166,7 +166,7 @@ class SubmitWorker(Forwarder):
         seed: int = 0,
         request_timeout: float = 5.0,
         backoff: float = 0.05,
-        max_backoff: float = 2.0,
+        max_backoff: float = 0.5,
         idle_check: float = 5.0,
         clock: Callable[[], int] | None = None,
         batch_size: int = 256,
