@@ -393,7 +393,8 @@ def throughput(
     }
 
 
-_PUTS_RE = re.compile(r" applied seq=\d+\.\.\d+ .* puts=(\d+)")
+# The matcher's versions, and the book pages it puts after them (`BookFlusher`).
+_PUTS_RE = re.compile(r"(?: applied seq=\d+\.\.\d+ .*| flushed book pages:) puts=(\d+)")
 
 
 def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -474,7 +475,8 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
                 deadline = time.time() + 60
                 while any(w.seq < last for w in watchers) and time.time() < deadline:
                     time.sleep(0.05)
-                cpu = sum(cpu_seconds(pid) - cpu0[name] for name, pid in measured.items())
+                by_process = {n: cpu_seconds(pid) - cpu0[n] for n, pid in measured.items()}
+                cpu = sum(by_process.values())
                 with (workdir / "process.log").open("rb") as file:
                     file.seek(log_from)
                     tail = file.read().decode(errors="replace")
@@ -494,6 +496,9 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
                     replica_missing=missing,
                     # What the offered load cost: every exchange process, per order.
                     offered_cpu_us_per_order=round(cpu * 1e6 / len(lat)),
+                    offered_cpu_us_by_process={
+                        n: round(c * 1e6 / len(lat)) for n, c in by_process.items()
+                    },
                     offered_puts_per_order=round(puts / len(lat), 3),
                     offered_versions=tail.count(" applied seq="),
                 )

@@ -109,7 +109,7 @@ from exchange.runtime import (
     observe_refusals,
     one_writer,
 )
-from exchange.versions import VersionPublisher
+from exchange.versions import BookFlusher, VersionPublisher
 from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, canonical_json
 from transports import JSON, Transport, TransportError
 
@@ -196,6 +196,7 @@ class ProcessWorker:
         self.publisher = VersionPublisher(self._dht, spec, signing_key=signing_key)
         self._log: AppliedLog | None = None
         self._lock = anyio.Lock()
+        self.books = BookFlusher(lambda: self.publisher)  # puts the book pages, after
         self._changed = anyio.Event()
         self._failed = anyio.Event()
         self._failure: BaseException | None = None
@@ -260,6 +261,7 @@ class ProcessWorker:
                 tg.start_soon(self._republish_head, head)
                 port: int = await tg.start(partial(self.transport.serve, handlers, port=self.port))
                 tg.start_soon(self._broadcaster)
+                tg.start_soon(self.books.run)
                 if self._snapshotting:
                     seq = lambda: self.head_seq  # noqa: E731
                     tg.start_soon(self.snapshotter.run, seq, self._lock, self._copy)
@@ -393,7 +395,7 @@ class ProcessWorker:
                         events.extend(apply_entry(self.book, entry))
                         crash_point("mid_batch")  # test hook: applied in memory only
                     root = await self.publisher.publish(
-                        self.book, events, seq=seq, first=first, commands=fresh
+                        self.book, events, seq=seq, first=first, commands=fresh, book_later=True
                     )
                     crash_point("after_version_put")  # test hook: in the DHT, not recorded
                     # Published: record it even if we are cancelled now, so that memory,
@@ -420,6 +422,7 @@ class ProcessWorker:
             self._failing_since = None
             self._notify()
             self.metrics.version_published(seq, len(fresh), time.perf_counter() - started)
+            self.books.kick()  # announced: now the book's pages, in the background
         _log.info(
             "applied seq=%d..%d (%d events) root=%s puts=%d refreshes=%d",
             first,
