@@ -97,9 +97,9 @@ DEFAULT_MAX_WALK = 64
 
 _BOOK_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8)
 """Pauses (s) before reading a version's book again when a page is missing: the matcher
-puts a version's book pages in the background after its root (`BookFlusher`, one flush
-at a time, ~0.1-0.3 s under load), while what a replica needs to follow (the root, the
-command pages) is stored before the root."""
+puts a version's book pages after it announced the version (`BookFlusher`: tens of ms,
+more when a flush failed and is tried again), while what a replica needs to follow (the
+root, the command pages) is stored before the root is announced."""
 
 
 class _MissingPage(InvalidVersion):
