@@ -393,8 +393,7 @@ def throughput(
     }
 
 
-# The matcher's versions, and the book pages it puts after them (`BookFlusher`).
-_PUTS_RE = re.compile(r"(?: applied seq=\d+\.\.\d+ .*| flushed book pages:) puts=(\d+)")
+_PUTS_RE = re.compile(r" applied seq=\d+\.\.\d+ .* puts=(\d+)")
 
 
 def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -422,14 +422,14 @@ class ProcessWorker:
             self._failing_since = None
             self._notify()
             self.metrics.version_published(seq, len(fresh), time.perf_counter() - started)
-            await self.books.flush_now()  # announced: now the book's pages
+            flushed = await self.books.flush_now()  # announced: now the book's pages
         _log.info(
             "applied seq=%d..%d (%d events) root=%s puts=%d refreshes=%d",
             first,
             seq,
             len(events),
             root,
-            self.publisher.last_put_count,
+            self.publisher.last_put_count + flushed,
             self.publisher.last_refresh_count,
         )
         crash_point("before_process_reply")  # test hook: recorded, the sender not told

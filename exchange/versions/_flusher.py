@@ -70,32 +70,35 @@ class BookFlusher:
         self._idle.set()
         self.flushes = 0
         self.failures = 0
+        self._failing = False
 
     def kick(self) -> None:
         """A version was published with ``book_later``: flush soon. Never waits."""
         self._owed.set()
 
-    async def flush_now(self) -> None:
+    async def flush_now(self) -> int:
         """Flush what is owed now, all puts at once (the publisher's concurrency).
 
         For an owner that wants one flush per version, after announcing it (the
         matcher: its next version then starts after the flush, so versions cover as
-        many commands as when the book pages came first). A failure is logged and
-        left to `run` (it is tried again there), never raised.
+        many commands as when the book pages came first). A failure is logged (once
+        while it lasts) and left to `run`, which tries again; it is never raised.
+
+        Returns:
+            How many items were put (0 when it failed).
         """
         publisher = self._publisher()
         if not publisher.owed:
-            return
+            return 0
         await self._idle.wait()  # one flush at a time
         try:
             puts = await publisher.flush()
         except TransportError as exc:
-            self.failures += 1
-            _log.warning("putting %d book pages failed (tried again): %s", publisher.owed, exc)
+            self._failed(publisher, exc)
             self.kick()
-            return
-        self.flushes += 1
-        _log.info("flushed book pages: puts=%d refreshes=%d", puts, publisher.last_refresh_count)
+            return 0
+        self._worked()
+        return puts
 
     async def wait_idle(self) -> None:
         """Return once nothing is owed (for tests and a clean stop)."""
@@ -116,15 +119,24 @@ class BookFlusher:
             try:
                 puts = await publisher.flush(concurrency=self.concurrency)
             except TransportError as exc:
-                self.failures += 1
-                _log.warning("putting %d book pages failed (tried again): %s", publisher.owed, exc)
+                self._failed(publisher, exc)
                 self._owed.set()
                 await anyio.sleep(_RETRY_PAUSE)
                 continue
             finally:
                 self._idle.set()
-            self.flushes += 1
-            _log.info(
-                "flushed book pages: puts=%d refreshes=%d", puts, publisher.last_refresh_count
-            )
+            self._worked()
+            _log.debug("flushed book pages: puts=%d", puts)
             await anyio.sleep(max(0.0, started + self.interval - anyio.current_time()))
+
+    def _failed(self, publisher: VersionPublisher, exc: TransportError) -> None:
+        self.failures += 1
+        if not self._failing:  # once per outage: it is tried again and again
+            _log.warning("putting book pages fails (%d owed; tried again): %s", publisher.owed, exc)
+        self._failing = True
+
+    def _worked(self) -> None:
+        self.flushes += 1
+        if self._failing:
+            _log.info("putting book pages works again")
+        self._failing = False
