@@ -393,7 +393,8 @@ def throughput(
     }
 
 
-_PUTS_RE = re.compile(r" applied seq=\d+\.\.\d+ .* puts=(\d+)")
+# The matcher's versions, and the book pages it puts after them (`BookFlusher`).
+_PUTS_RE = re.compile(r"(?: applied seq=\d+\.\.\d+ .*| flushed book pages of .*:) puts=(\d+)")
 
 
 def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -44,21 +44,29 @@ DEFAULT_STATE = "data/process_state.db"
 def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], Runner]:
     sequencer_key = _sequencer_key(args)
     return lambda transport: (
-        ProcessWorker(
-            transport,
-            args.db,
-            MarketSpec(market=args.market),
-            port=args.port,
-            metrics=args.metrics,
-            sequencer_key=sequencer_key,
-            signing_key=args.key,
-            snapshot_every=args.snapshot_every,
-            snapshot_interval=args.snapshot_interval,
-            snapshot_keep=args.snapshot_keep,
-            standby=args.standby,
-            give_up_after=args.give_up_after,
+        _books(
+            args,
+            ProcessWorker(
+                transport,
+                args.db,
+                MarketSpec(market=args.market),
+                port=args.port,
+                metrics=args.metrics,
+                sequencer_key=sequencer_key,
+                signing_key=args.key,
+                snapshot_every=args.snapshot_every,
+                snapshot_interval=args.snapshot_interval,
+                snapshot_keep=args.snapshot_keep,
+                standby=args.standby,
+                give_up_after=args.give_up_after,
+            ),
         ).run
     )
+
+
+def _books(args: argparse.Namespace, worker: ProcessWorker) -> ProcessWorker:
+    worker.books.background = not args.book_pages_inline
+    return worker
 
 
 def _sequencer_key(
@@ -114,6 +122,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "(give both the same --port)",
     )
 
+    parser.add_argument(
+        "--book-pages-inline",
+        action="store_true",
+        help="put a version's book pages before answering process_order, not in the"
+        " background: versions as large as before (less CPU per order), replicas"
+        " reached later (docs/benchmarks.md)",
+    )
     parser.add_argument(
         "--give-up-after",
         type=_at_least_zero(float),

@@ -422,7 +422,7 @@ class ProcessWorker:
             self._failing_since = None
             self._notify()
             self.metrics.version_published(seq, len(fresh), time.perf_counter() - started)
-            flushed = await self.books.flush_now()  # announced: now the book's pages
+            flushed = await self.books.after_version()  # announced: the book's pages
         _log.info(
             "applied seq=%d..%d (%d events) root=%s puts=%d refreshes=%d",
             first,

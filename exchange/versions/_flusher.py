@@ -1,19 +1,24 @@
 """Put a publisher's owed book pages after the version is announced: `BookFlusher`.
 
 The matcher publishes each version with ``book_later`` (its list pages and root only:
-what a following replica reads), records and announces it, then puts the owed book
-pages (and the refreshes due) with `flush_now` before it answers ``process_order``: the
-book's pages are off the path from a command to the replicas, and the next version
-still starts after them, so versions cover as many commands as before (every version
-costs each replica a root, its command pages and a tree update: measured, a matcher
-that flushed in the background published 2-2.5 times more, smaller versions, and the
-exchange spent 10-20% more CPU per order at 1,000 orders/s).
+what a following replica reads), records and announces it, then calls
+`after_version`:
 
-`run` flushes in a task of its own whenever kicked, one flush at a time, a few puts
-in flight: the versions published meanwhile are covered by the next flush, whose pages
-overlap theirs (a hot leaf is put once, not once per version). The matcher uses it to
-retry a failed flush (the version is recorded already, and its book pages are what
-only a cold reader needs: `VersionReader.fetch` waits a little for them).
+- in the background (the default, `background`): `run` puts the owed book pages and
+  the refreshes due in a task of its own, one flush at a time, a few puts in flight,
+  while the matcher goes on with the next version. The versions published meanwhile
+  are covered by the next flush, whose pages overlap theirs (a hot leaf is put once,
+  not once per version). Measured at 1,000 orders/s: replica p99 2-3 times lower and
+  17% fewer puts per order, but the matcher's cycle is shorter, so it publishes 2-2.5
+  times more, smaller versions, and each costs every replica a root, its command pages
+  and a tree update: 7-21% more CPU per order in all (docs/benchmarks.md).
+- inline (`background` False): `flush_now` puts them before the matcher answers
+  ``process_order``, so the next version starts after them and versions cover as many
+  commands as before; only the announcement comes earlier.
+
+A failed flush is logged once while it lasts and tried again in the background: the
+version is recorded already, and its book pages are what only a cold reader needs
+(`VersionReader.fetch` waits a little for them).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class BookFlusher:
         publisher: returns the publisher in use (its owner may replace it).
         interval: seconds between the starts of two flushes, at least.
         concurrency: puts in flight per flush.
+        background: `after_version` kicks `run` (True) or flushes at once (False).
 
     Attributes:
         flushes: flushes that put something.
@@ -59,18 +65,28 @@ class BookFlusher:
         *,
         interval: float = DEFAULT_BOOK_INTERVAL,
         concurrency: int = DEFAULT_FLUSH_CONCURRENCY,
+        background: bool = True,
     ) -> None:
         if interval < 0 or concurrency < 1:
             raise ValueError("need interval >= 0 and concurrency >= 1")
         self._publisher = publisher
         self.interval = interval
         self.concurrency = concurrency
+        self.background = background
         self._owed = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
         self.flushes = 0
         self.failures = 0
         self._failing = False
+
+    async def after_version(self) -> int:
+        """Call after each ``book_later`` publish is announced; the items put now (0 in
+        the background)."""
+        if self.background:
+            self.kick()
+            return 0
+        return await self.flush_now()
 
     def kick(self) -> None:
         """A version was published with ``book_later``: flush soon. Never waits."""
@@ -126,7 +142,8 @@ class BookFlusher:
             finally:
                 self._idle.set()
             self._worked()
-            _log.debug("flushed book pages: puts=%d", puts)
+            # One line per version at most (the root names it): never a repeated line.
+            _log.info("flushed book pages of %s: puts=%d", publisher.last_root, puts)
             await anyio.sleep(max(0.0, started + self.interval - anyio.current_time()))
 
     def _failed(self, publisher: VersionPublisher, exc: TransportError) -> None:

@@ -222,3 +222,26 @@ async def test_the_flusher_puts_what_is_owed_in_the_background() -> None:
         assert (await VersionReader(inner, SPEC).fetch(key)).book == matcher.book
         with pytest.raises(ValueError, match="interval"):
             BookFlusher(lambda: matcher.publisher, interval=-1)
+
+
+async def test_after_version_flushes_at_once_unless_in_the_background() -> None:
+    async with open_transport("memory", network=MemoryNetwork()) as inner:
+        matcher = Matcher(inner)
+        chunks = runs(3, 20, seed=8)
+        await matcher.publish(chunks[0], book_later=False)
+        inline = BookFlusher(lambda: matcher.publisher, background=False)
+        await matcher.publish(chunks[1])
+        owed = matcher.publisher.owed
+        assert await inline.after_version() >= owed > 0
+        assert matcher.publisher.owed == 0
+        assert inline.flushes == 1
+        background = BookFlusher(lambda: matcher.publisher)
+        key = await matcher.publish(chunks[2])
+        assert await background.after_version() == 0  # kicked: `run` puts them
+        assert matcher.publisher.owed > 0
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(background.run)
+            with anyio.fail_after(5):
+                await background.wait_idle()
+            tg.cancel_scope.cancel()
+        assert (await VersionReader(inner, SPEC).fetch(key)).book == matcher.book
