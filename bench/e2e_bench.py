@@ -221,6 +221,7 @@ def exchange_on_grapes(
     profile: Path | None = None,
     journal_servers: int = 0,
     forward_interval: float = 0.0,
+    matcher_args: tuple[str, ...] = (),
 ) -> Iterator[tuple[list[Grape], list[Proc]]]:
     extra = ["--dht_maxValues", str(max_values)] if max_values else []
     with grapes(2, extra_args=extra) as started, ExitStack() as stack:
@@ -244,7 +245,8 @@ def exchange_on_grapes(
                   workdir / "submit.log"),
             start("process", [*python("process"), "bin/processOrderWorker.py",
                               f"grape={started[1].url}",
-                              "--db", str(workdir / "process.db"), "--port", str(process_port)],
+                              "--db", str(workdir / "process.db"), "--port", str(process_port),
+                              *matcher_args],
                   workdir / "process.log"),
         ]  # fmt: skip
 
@@ -405,8 +407,9 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
             workdir = args.keep
             workdir.mkdir(parents=True, exist_ok=True)
         servers = args.journal_servers
+        after = ("--book-pages-after",) if args.book_pages_after else ()
         with exchange_on_grapes(
-            workdir, max_values, args.profile, servers, args.forward_interval
+            workdir, max_values, args.profile, servers, args.forward_interval, after
         ) as (grapes, procs):
             g0, g1 = grapes[0].url, grapes[1].url
             anyio.run(head_of, g1)
@@ -648,6 +651,11 @@ def main() -> None:
         metavar="S",
         help="the sequencer's --forward-interval (at most one process_order request, so one"
         " version, per S seconds under load); default 0",
+    )
+    parser.add_argument(
+        "--book-pages-after",
+        action="store_true",
+        help="the matcher's --book-pages-after (book pages put after the announcement)",
     )
     args = parser.parse_args()
     node()  # exits with a message when `make setup` has not run

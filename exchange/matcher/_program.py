@@ -65,7 +65,7 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
 
 
 def _books(args: argparse.Namespace, worker: ProcessWorker) -> ProcessWorker:
-    worker.books.background = not args.book_pages_inline
+    worker.books.background = args.book_pages_after
     return worker
 
 
@@ -123,11 +123,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     parser.add_argument(
-        "--book-pages-inline",
+        "--book-pages-after",
         action="store_true",
-        help="put a version's book pages before answering process_order, not in the"
-        " background: versions as large as before (less CPU per order), replicas"
-        " reached later (docs/benchmarks.md)",
+        help="announce a version once its command and event pages and root are stored,"
+        " and put its book pages in the background (replicas reached sooner, more and"
+        " smaller versions: more CPU per order; only the newest version is readable"
+        " whole; docs/benchmarks.md)",
     )
     parser.add_argument(
         "--give-up-after",

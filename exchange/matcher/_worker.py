@@ -394,8 +394,8 @@ class ProcessWorker:
                     for entry in fresh:
                         events.extend(apply_entry(self.book, entry))
                         crash_point("mid_batch")  # test hook: applied in memory only
-                    root = await self.publisher.publish(
-                        self.book, events, seq=seq, first=first, commands=fresh, book_later=True
+                    root = await self.books.publish(
+                        self.book, events, seq=seq, first=first, commands=fresh
                     )
                     crash_point("after_version_put")  # test hook: in the DHT, not recorded
                     # Published: record it even if we are cancelled now, so that memory,

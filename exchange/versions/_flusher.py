@@ -1,34 +1,35 @@
 """Put a publisher's owed book pages after the version is announced: `BookFlusher`.
 
-The matcher publishes each version with ``book_later`` (its list pages and root only:
-what a following replica reads), records and announces it, then calls
-`after_version`:
+With `background` (the matcher's ``--book-pages-after``), the matcher publishes each
+version with ``book_later`` (its list pages and root only: what a following replica
+reads), records and announces it, then calls `after_version`, which kicks `run`: a
+task of its own puts the owed book pages and the refreshes due, one flush at a time,
+a few puts in flight, while the matcher goes on with the next version. The versions
+published meanwhile are covered by the next flush, whose pages overlap theirs (a hot
+leaf is put once, not once per version). Measured at 1,000 orders/s: replica p99 2-3
+times lower and 17% fewer puts per order, but the matcher's cycle is shorter, so it
+publishes 2-2.5 times more, smaller versions, each costing every replica a root, its
+command pages and a tree update: 7-26% more CPU per order in all; and the book pages
+of a version superseded before a flush are never stored, so only the newest version
+is readable whole (docs/benchmarks.md). Without `background` the matcher publishes
+as before (book pages, then the root) and `after_version` has nothing to put.
 
-- in the background (the default, `background`): `run` puts the owed book pages and
-  the refreshes due in a task of its own, one flush at a time, a few puts in flight,
-  while the matcher goes on with the next version. The versions published meanwhile
-  are covered by the next flush, whose pages overlap theirs (a hot leaf is put once,
-  not once per version). Measured at 1,000 orders/s: replica p99 2-3 times lower and
-  17% fewer puts per order, but the matcher's cycle is shorter, so it publishes 2-2.5
-  times more, smaller versions, and each costs every replica a root, its command pages
-  and a tree update: 7-21% more CPU per order in all (docs/benchmarks.md).
-- inline (`background` False): `flush_now` puts them before the matcher answers
-  ``process_order``, so the next version starts after them and versions cover as many
-  commands as before; only the announcement comes earlier.
-
-A failed flush is logged once while it lasts and tried again in the background: the
-version is recorded already, and its book pages are what only a cold reader needs
-(`VersionReader.fetch` waits a little for them).
+`flush_now` puts what is owed at once (the publisher's concurrency). A failed flush is
+logged once while it lasts and tried again in the background: the version is recorded
+already, and its book pages are what only a cold reader needs (`VersionReader.fetch`
+waits a little for them).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import anyio
 
+from exchange.protocol import Entry
 from exchange.versions._publisher import VersionPublisher
+from orderbook_core import Event, OrderBook
 from transports import TransportError
 
 __all__ = ["DEFAULT_BOOK_INTERVAL", "DEFAULT_FLUSH_CONCURRENCY", "BookFlusher"]
@@ -52,7 +53,9 @@ class BookFlusher:
         publisher: returns the publisher in use (its owner may replace it).
         interval: seconds between the starts of two flushes, at least.
         concurrency: puts in flight per flush.
-        background: `after_version` kicks `run` (True) or flushes at once (False).
+        background: the owner publishes with ``book_later`` and `after_version` kicks
+            `run`; else `after_version` flushes what is owed at once (nothing, when
+            the owner publishes plainly).
 
     Attributes:
         flushes: flushes that put something.
@@ -65,7 +68,7 @@ class BookFlusher:
         *,
         interval: float = DEFAULT_BOOK_INTERVAL,
         concurrency: int = DEFAULT_FLUSH_CONCURRENCY,
-        background: bool = True,
+        background: bool = False,
     ) -> None:
         if interval < 0 or concurrency < 1:
             raise ValueError("need interval >= 0 and concurrency >= 1")
@@ -79,6 +82,21 @@ class BookFlusher:
         self.flushes = 0
         self.failures = 0
         self._failing = False
+
+    async def publish(
+        self,
+        book: OrderBook,
+        events: Sequence[Event],
+        *,
+        seq: int,
+        first: int,
+        commands: Sequence[Entry] = (),
+    ) -> str:
+        """`VersionPublisher.publish` on the current publisher, with ``book_later`` when
+        in the `background`; then announce the version, and call `after_version`."""
+        return await self._publisher().publish(
+            book, events, seq=seq, first=first, commands=commands, book_later=self.background
+        )
 
     async def after_version(self) -> int:
         """Call after each ``book_later`` publish is announced; the items put now (0 in

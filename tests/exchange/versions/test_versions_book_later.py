@@ -235,7 +235,7 @@ async def test_after_version_flushes_at_once_unless_in_the_background() -> None:
         assert await inline.after_version() >= owed > 0
         assert matcher.publisher.owed == 0
         assert inline.flushes == 1
-        background = BookFlusher(lambda: matcher.publisher)
+        background = BookFlusher(lambda: matcher.publisher, background=True)
         key = await matcher.publish(chunks[2])
         assert await background.after_version() == 0  # kicked: `run` puts them
         assert matcher.publisher.owed > 0
@@ -244,4 +244,26 @@ async def test_after_version_flushes_at_once_unless_in_the_background() -> None:
             with anyio.fail_after(5):
                 await background.wait_idle()
             tg.cancel_scope.cancel()
+        assert (await VersionReader(inner, SPEC).fetch(key)).book == matcher.book
+
+
+async def test_the_flushers_publish_puts_the_book_later_only_in_the_background() -> None:
+    async with open_transport("memory", network=MemoryNetwork()) as inner:
+        matcher = Matcher(inner)
+        chunks = runs(3, 20, seed=9)
+        await matcher.publish(chunks[0], book_later=False)
+        plain = BookFlusher(lambda: matcher.publisher)  # the matcher's default
+        for flusher, chunk in (
+            (plain, chunks[1]),
+            (BookFlusher(lambda: matcher.publisher, background=True), chunks[2]),
+        ):
+            events: list[Event] = []
+            for entry in chunk:
+                events.extend(apply_entry(matcher.book, entry))
+            first, matcher.seq = matcher.seq + 1, chunk[-1].seq
+            key = await flusher.publish(
+                matcher.book, events, seq=matcher.seq, first=first, commands=chunk
+            )
+            assert (matcher.publisher.owed > 0) == flusher.background
+        assert await plain.after_version() > 0  # flushed at once, when something is owed
         assert (await VersionReader(inner, SPEC).fetch(key)).book == matcher.book
