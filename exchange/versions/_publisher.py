@@ -29,17 +29,17 @@ values of 999 bytes); see docs/protocol.md. The pages of the version are kept in
 LRU order of their last put, so choosing the refreshes is O(budget), not O(pages).
 
 Book pages later (``publish(..., book_later=True)``, the matcher's
-``--book-pages-after``): a replica that follows by commands reads a version's root and
-command pages, never its book pages, and those are most of a version's puts under load
-(about two thirds at 1,000 orders/s: the orders of a version touch many leaves). So
-such a publish puts only the list pages and the root; the tree's new pages are *owed* and go out with the
-refreshes at the next `flush` (or the next publish without `book_later`). Pages owed
-by several versions are put once, and only those still in the tree: a hot leaf
-changed by five versions between two flushes is put once, not five times. Until the
-flush, a reader of the whole version gets "missing page" for the book (the reader
-retries a while: `VersionReader.fetch`); the owner flushes soon after
-(`BookFlusher`). The pages of a version superseded before a flush are never put: only
-the newest version can then be read whole.
+``--book-pages-after``): a replica that follows by commands reads a version's root and command pages,
+never its book pages, and those are most of a version's puts under load (about two
+thirds at 1,000 orders/s: the orders of a version touch many leaves). So such a publish
+puts only the list pages and the root; the tree's new pages are *owed* and go out with
+the refreshes at the next `flush` (or the next publish without `book_later`). Pages owed
+by several versions are put once, and only those still in the tree: a hot leaf changed
+by five versions between two flushes is put once, not five times. Until the flush, a
+reader of the whole version gets "missing page" for the book (the reader retries a
+while: `VersionReader.fetch`); the owner flushes soon after (`BookFlusher`). The pages
+of a version superseded before a flush are never put: only the newest version can then
+be read whole.
 
 Failure: puts run concurrently (a bounded pool, `_bounded.run_bounded`); the first
 `TransportError` cancels the rest and is raised as itself. The tree update is undone
