@@ -29,8 +29,8 @@ values of 999 bytes); see docs/protocol.md. The pages of the version are kept in
 LRU order of their last put, so choosing the refreshes is O(budget), not O(pages).
 
 Book pages later (``publish(..., book_later=True)``, the matcher's
-``--book-pages-after``): a replica that follows by commands reads a version's root and command pages,
-never its book pages, and those are most of a version's puts under load (about two
+``--book-pages-after``): a replica that follows by commands reads a version's root and
+command pages, never its book pages, and those are most of a version's puts under load (about two
 thirds at 1,000 orders/s: the orders of a version touch many leaves). So such a publish
 puts only the list pages and the root; the tree's new pages are *owed* and go out with
 the refreshes at the next `flush` (or the next publish without `book_later`). Pages owed
