@@ -224,6 +224,7 @@ def exchange_on_grapes(
     profile: Path | None = None,
     journal_servers: int = 0,
     forward_interval: float = 0.0,
+    matcher_args: tuple[str, ...] = (),
 ) -> Iterator[tuple[list[Grape], list[Proc]]]:
     extra = ["--dht_maxValues", str(max_values)] if max_values else []
     with grapes(2, extra_args=extra) as started, ExitStack() as stack:
@@ -247,7 +248,8 @@ def exchange_on_grapes(
                   workdir / "submit.log"),
             start("process", [*python("process"), "bin/processOrderWorker.py",
                               f"grape={started[1].url}",
-                              "--db", str(workdir / "process.db"), "--port", str(process_port)],
+                              "--db", str(workdir / "process.db"), "--port", str(process_port),
+                              *matcher_args],
                   workdir / "process.log"),
         ]  # fmt: skip
 
@@ -396,7 +398,8 @@ def throughput(
     }
 
 
-_PUTS_RE = re.compile(r" applied seq=\d+\.\.\d+ .* puts=(\d+)")
+# The matcher's versions, and the book pages it puts after them (`BookFlusher`).
+_PUTS_RE = re.compile(r"(?: applied seq=\d+\.\.\d+ .*| flushed book pages of .*:) puts=(\d+)")
 
 
 def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -407,8 +410,9 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
             workdir = args.keep
             workdir.mkdir(parents=True, exist_ok=True)
         servers = args.journal_servers
+        after = ("--book-pages-after",) if args.book_pages_after else ()
         with exchange_on_grapes(
-            workdir, max_values, args.profile, servers, args.forward_interval
+            workdir, max_values, args.profile, servers, args.forward_interval, after
         ) as (grapes, procs):
             g0, g1 = grapes[0].url, grapes[1].url
             anyio.run(head_of, g1)
@@ -477,7 +481,8 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
                 deadline = time.time() + 60
                 while any(w.seq < last for w in watchers) and time.time() < deadline:
                     time.sleep(0.05)
-                cpu = sum(cpu_seconds(pid) - cpu0[name] for name, pid in measured.items())
+                by_process = {n: cpu_seconds(pid) - cpu0[n] for n, pid in measured.items()}
+                cpu = sum(by_process.values())
                 with (workdir / "process.log").open("rb") as file:
                     file.seek(log_from)
                     tail = file.read().decode(errors="replace")
@@ -497,6 +502,9 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
                     replica_missing=missing,
                     # What the offered load cost: every exchange process, per order.
                     offered_cpu_us_per_order=round(cpu * 1e6 / len(lat)),
+                    offered_cpu_us_by_process={
+                        n: round(c * 1e6 / len(lat)) for n, c in by_process.items()
+                    },
                     offered_puts_per_order=round(puts / len(lat), 3),
                     offered_versions=tail.count(" applied seq="),
                 )
@@ -646,6 +654,11 @@ def main() -> None:
         metavar="S",
         help="the sequencer's --forward-interval (at most one process_order request, so one"
         " version, per S seconds under load); default 0",
+    )
+    parser.add_argument(
+        "--book-pages-after",
+        action="store_true",
+        help="the matcher's --book-pages-after (book pages put after the announcement)",
     )
     import e2e_markets  # here: it imports this module
 

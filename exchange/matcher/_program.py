@@ -49,7 +49,7 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
     sequencer_key = _sequencer_key(args)
 
     def worker(transport: Transport) -> ProcessWorker:
-        return ProcessWorker(
+        process = ProcessWorker(
             transport,
             args.db,
             MarketSpec(market=args.market),
@@ -63,6 +63,8 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
             standby=args.standby,
             give_up_after=args.give_up_after,
         )
+        process.books.background = args.book_pages_after
+        return process
 
     if args.journal is None:
         return lambda transport: worker(transport).run
@@ -171,6 +173,14 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "soon a standby takes over after it died (default 3)",
     )
 
+    parser.add_argument(
+        "--book-pages-after",
+        action="store_true",
+        help="announce a version once its command and event pages and root are stored,"
+        " and put its book pages in the background (replicas reached sooner, more and"
+        " smaller versions: more CPU per order; only the newest version is readable"
+        " whole; docs/benchmarks.md)",
+    )
     parser.add_argument(
         "--give-up-after",
         type=_at_least_zero(float),

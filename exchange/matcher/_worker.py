@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from functools import partial
@@ -69,6 +68,7 @@ from anyio.abc import TaskStatus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from exchange.matcher._applied import AppliedLog, AppliedRecord
+from exchange.matcher._broadcaster import Broadcaster
 from exchange.matcher._restore import HeadVersion, VersionPart, restore
 from exchange.matcher._snapshots import (
     DEFAULT_SNAPSHOT_EVERY,
@@ -109,7 +109,7 @@ from exchange.runtime import (
     observe_refusals,
     one_writer,
 )
-from exchange.versions import VersionPublisher
+from exchange.versions import BookFlusher, VersionPublisher
 from orderbook_core import DEFAULT_SPEC, Event, MarketSpec, OrderBook, canonical_json
 from transports import JSON, Transport, TransportError
 
@@ -119,7 +119,6 @@ _log = logging.getLogger("exchange.matcher")
 
 _T = TypeVar("_T")
 
-_FAILING_PEERS_KEPT = 10_000
 """Failing broadcast peers remembered (so each is logged once), least recent dropped."""
 
 
@@ -185,7 +184,6 @@ class ProcessWorker:
         self.db_path = Path(db_path)
         self.spec = spec
         self.port = port
-        self.broadcast_timeout = broadcast_timeout
         self.republish_timeout = republish_timeout
         self.metrics = metrics
         # What the publishers put through: timed, when someone observes.
@@ -196,14 +194,12 @@ class ProcessWorker:
         self.publisher = VersionPublisher(self._dht, spec, signing_key=signing_key)
         self._log: AppliedLog | None = None
         self._lock = anyio.Lock()
+        self.books = BookFlusher(lambda: self.publisher)  # puts the book pages, after
         self._changed = anyio.Event()
         self._failed = anyio.Event()
         self._failure: BaseException | None = None
-        # Peers whose last broadcast failed, least recently failed first (bounded).
-        self._failing_peers: OrderedDict[str, None] = OrderedDict()
         # What is retried while it fails is logged when it starts and stops failing.
         self._storing = Outage(_log, "storing versions in the DHT")
-        self._broadcasting = Outage(_log, "broadcasting orderbook_updated")
         self._conflicts_logged: set[int] = set()
         store = SnapshotStore(
             snapshot_dir(db_path) if snapshot_path is None else snapshot_path,
@@ -224,8 +220,14 @@ class ProcessWorker:
         """The snapshot seq the last start used (None: a replay from zero)."""
         self.republished = anyio.Event()
         """Set once the restored head version was put again (or that failed)."""
-        self.broadcasts = 0
-        """How many ``orderbook_updated`` maps were sent (for tests and operators)."""
+        self.broadcaster = Broadcaster(
+            transport,
+            market_names(spec.market).orderbook_updated,
+            metrics,
+            timeout=broadcast_timeout,
+            root=lambda: self.head_root,
+            changed=lambda: self._changed,
+        )
 
     # ------------------------------------------------------------------ running
 
@@ -261,7 +263,8 @@ class ProcessWorker:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._republish_head, head)
                 port: int = await tg.start(partial(self.transport.serve, handlers, port=self.port))
-                tg.start_soon(self._broadcaster)
+                tg.start_soon(self.broadcaster.run, self.republished)
+                tg.start_soon(self.books.run)
                 if self._snapshotting:
                     seq = lambda: self.head_seq  # noqa: E731
                     tg.start_soon(self.snapshotter.run, seq, self._lock, self._copy)
@@ -394,7 +397,7 @@ class ProcessWorker:
                     for entry in fresh:
                         events.extend(apply_entry(self.book, entry))
                         crash_point("mid_batch")  # test hook: applied in memory only
-                    root = await self.publisher.publish(
+                    root = await self.books.publish(
                         self.book, events, seq=seq, first=first, commands=fresh
                     )
                     crash_point("after_version_put")  # test hook: in the DHT, not recorded
@@ -424,13 +427,14 @@ class ProcessWorker:
             self._failing_since = None
             self._notify()
             self.metrics.version_published(seq, len(fresh), time.perf_counter() - started)
+            flushed = await self.books.after_version()  # announced: the book's pages
         _log.info(
             "applied seq=%d..%d (%d events) root=%s puts=%d refreshes=%d",
             first,
             seq,
             len(events),
             root,
-            self.publisher.last_put_count,
+            self.publisher.last_put_count + flushed,
             self.publisher.last_refresh_count,
         )
         crash_point("before_process_reply")  # test hook: recorded, the sender not told
@@ -542,59 +546,8 @@ class ProcessWorker:
             self.head_seq, self.head_root, version.prev, version.first, version.events, orders
         )
 
-    # ------------------------------------------------------------------ broadcasting
+    # ------------------------------------------------------------------ changes
 
     def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
-
-    async def _broadcaster(self) -> None:
-        """Map the latest root to ``orderbook_updated`` whenever it changes."""
-        await self.republished.wait()
-        sent: str | None = None
-        while True:
-            changed = self._changed  # taken before reading the root: no missed update
-            root = self.head_root
-            if root is None or root == sent:
-                await changed.wait()
-                continue
-            sent = root
-            await self._broadcast(root)
-
-    async def _broadcast(self, root: str) -> None:
-        crash_point("during_broadcast")  # test hook: with a delay, while the map runs
-        # The pair of debug lines tells a log read after a kill whether a map was in flight.
-        _log.debug("orderbook_updated: map of %s started", root)
-        try:
-            results = await self.transport.map(
-                market_names(self.spec.market).orderbook_updated,
-                root,
-                timeout=self.broadcast_timeout,
-            )
-        except TransportError as exc:
-            _log.debug("orderbook_updated: map of %s ended", root)
-            self._broadcasting.failed(f"{root}: {exc}")
-            self.metrics.broadcast_failed()
-            return
-        _log.debug("orderbook_updated: map of %s ended", root)
-        self.broadcasts += 1
-        self._broadcasting.worked()
-        ok = sum(1 for result in results if result.ok)
-        self.metrics.broadcast(ok, len(results) - ok)
-        failing = self._failing_peers
-        for result in results:
-            if result.ok:
-                if result.peer in failing:
-                    del failing[result.peer]
-                    _log.info("orderbook_updated: %s answers again", result.peer)
-            elif result.peer in failing:
-                failing.move_to_end(result.peer)
-            else:
-                # Dead peers stay announced: say so once per peer, not once per version.
-                failing[result.peer] = None
-                _log.warning("orderbook_updated: %s failed: %s", result.peer, result.error)
-        # A lookup returns a random 100 of the peers announced, so a dead peer missing from
-        # one map is back in a later one: it is remembered until it answers (forgetting it
-        # logged one dead peer again and again), within a bound.
-        while len(failing) > _FAILING_PEERS_KEPT:
-            failing.popitem(last=False)

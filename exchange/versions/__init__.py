@@ -9,6 +9,7 @@ publisher and by any replica that follows versions by applying their commands
 """
 
 from exchange.versions._book_pages import TreeBuilder, book_hash, build_book_tree
+from exchange.versions._flusher import DEFAULT_BOOK_INTERVAL, BookFlusher
 from exchange.versions._format import MAX_PAGE_BYTES, PageTree
 from exchange.versions._list_pages import build_command_pages, build_event_pages
 from exchange.versions._publisher import (
@@ -28,11 +29,13 @@ from exchange.versions._root import (
 from exchange.versions._tree import BookTree, OrderId, TreeDelta, touched_orders
 
 __all__ = [
+    "DEFAULT_BOOK_INTERVAL",
     "DEFAULT_MAX_WALK",
     "DEFAULT_REFRESH_BUDGET",
     "DEFAULT_RESIDENCY_WINDOW",
     "MAX_PAGE_BYTES",
     "ROOT_FORMAT",
+    "BookFlusher",
     "BookTree",
     "OrderId",
     "PageTree",

@@ -28,6 +28,19 @@ is ~620-650 pages). A much bigger book does not fit in the challenge's DHT at al
 values of 999 bytes); see docs/protocol.md. The pages of the version are kept in an
 LRU order of their last put, so choosing the refreshes is O(budget), not O(pages).
 
+Book pages later (``publish(..., book_later=True)``, the matcher's
+``--book-pages-after``): a replica that follows by commands reads a version's root and
+command pages, never its book pages, and those are most of a version's puts under load (about two
+thirds at 1,000 orders/s: the orders of a version touch many leaves). So such a publish
+puts only the list pages and the root; the tree's new pages are *owed* and go out with
+the refreshes at the next `flush` (or the next publish without `book_later`). Pages owed
+by several versions are put once, and only those still in the tree: a hot leaf changed
+by five versions between two flushes is put once, not five times. Until the flush, a
+reader of the whole version gets "missing page" for the book (the reader retries a
+while: `VersionReader.fetch`); the owner flushes soon after (`BookFlusher`). The pages
+of a version superseded before a flush are never put: only the newest version can then
+be read whole.
+
 Failure: puts run concurrently (a bounded pool, `_bounded.run_bounded`); the first
 `TransportError` cancels the rest and is raised as itself. The tree update is undone
 and the publisher's state (what it believes is resident, its put counter, the previous
@@ -38,7 +51,7 @@ call and a retry puts everything the failed attempt may have missed.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -82,6 +95,7 @@ class VersionPublisher:
         last_new_count: how many of those the DHT had not been given for the previous
             version: new book pages, event and command pages, the root.
         last_refresh_count: how many were refreshes of unchanged pages.
+        last_list_count: how many were event and command pages.
         last_height: the height of the last book tree published (0 when empty).
         put_total: items put by every successful `publish` so far.
         full_builds: publishes that had to rebuild the tree from the book because the
@@ -109,13 +123,19 @@ class VersionPublisher:
         self._concurrency = concurrency
         self._tree: BookTree | None = None
         # Page key -> value of `put_total` when it was last put, oldest first: exactly
-        # the pages of the last published version (so memory is bounded by one version).
+        # the pages of the last published version that are stored (so memory is bounded
+        # by one version).
         self._last_put: OrderedDict[str, int] = OrderedDict()
         self._event_keys: frozenset[str] = frozenset()  # the last version's list pages
+        # Tree pages not put yet (`book_later`), in the order they came: a subset of
+        # the tree's pages, and none of them in `_last_put`.
+        self._owed: dict[str, None] = {}
+        self._versions_unflushed = 0  # publishes since the last refresh round
         self.last_root: str | None = prev
         self.last_put_count = 0
         self.last_refresh_count = 0
         self.last_new_count = 0
+        self.last_list_count = 0
         self.last_height = 0
         self.put_total = 0
         self.full_builds = 0
@@ -134,6 +154,11 @@ class VersionPublisher:
         """
         return self._tree
 
+    @property
+    def owed(self) -> int:
+        """How many book pages of the last version are not stored yet (`book_later`)."""
+        return len(self._owed)
+
     async def publish(
         self,
         book: OrderBook,
@@ -142,6 +167,7 @@ class VersionPublisher:
         seq: int,
         first: int,
         commands: Sequence[Entry] = (),
+        book_later: bool = False,
     ) -> str:
         """Store the version of `book` after command `seq`, with its `events`.
 
@@ -160,6 +186,8 @@ class VersionPublisher:
             commands: the sequenced commands `first`..`seq` that gave `events` (a
                 replica applies them to its own book to follow the version), or none:
                 the root's ``commands`` is then null and replicas read the book.
+            book_later: put only the event and command pages, then the root; the
+                book's new pages are owed until `flush` (see the module docstring).
 
         Returns:
             The root key of the version (40 hex).
@@ -197,17 +225,18 @@ class VersionPublisher:
             # List pages first: when a version is bigger than the DHT's LRU, the book's
             # pages (which must stay resident) are then the most recently put.
             new = [key for key in listed if key not in self._last_put]
-            new += added
+            lists = len(new)
             leaving = removed | (self._event_keys - listed.keys())
             refresh: list[str] = []
-            for key, when in self._last_put.items():  # oldest first
-                if len(refresh) >= self._budget or self.put_total - when <= self._window:
-                    break
-                if key not in leaving:
-                    refresh.append(key)
+            if not book_later:
+                new += [key for key in self._owed if key not in removed]
+                new += added
+                refresh = self._refreshes(leaving, self._budget)
             todo = new + refresh
 
             def text(key: str) -> str:
+                if key == root_key:
+                    return root_text
                 page = listed.get(key)
                 if page is None:
                     page = tree.page(key)
@@ -217,8 +246,13 @@ class VersionPublisher:
             async def put(key: str) -> None:
                 await self._put(key, text(key))
 
-            await run_bounded(todo, put, self._concurrency)
-            await self._put(root_key, root_text)
+            if book_later:
+                # One round: the root is announced only once every put here is done,
+                # and no one can name it before (its key is the hash of its text).
+                await run_bounded([*todo, root_key], put, self._concurrency)
+            else:
+                await run_bounded(todo, put, self._concurrency)
+                await self._put(root_key, root_text)
         except BaseException:
             if delta is not None:
                 tree.undo(delta)
@@ -233,13 +267,83 @@ class VersionPublisher:
             self._last_put.move_to_end(key)
         self._tree = tree
         self._event_keys = frozenset(listed)
+        if book_later:  # from the owed pages now: a flush may have ended meanwhile
+            self._owed = {key: None for key in self._owed if key not in removed}
+            self._owed.update(dict.fromkeys(added))
+        else:
+            self._owed = {}
+        self._versions_unflushed = self._versions_unflushed + 1 if book_later else 0
         self.put_total = base + len(todo) + 1
         self.last_put_count = len(todo) + 1
         self.last_refresh_count = len(refresh)
         self.last_new_count = len(new) + 1
+        self.last_list_count = lists
         self.last_height = tree.height
         self.last_root = root_key
         return root_key
+
+    async def flush(self, *, concurrency: int | None = None) -> int:
+        """Put the book pages owed by `book_later` publishes, and the refreshes due.
+
+        May run while a `book_later` publish runs (the owner publishes the next version
+        meanwhile): it puts the pages owed when it starts, as they were then, and marks
+        as stored only those still in the tree when it ends. The refresh budget is
+        `refresh_budget` per publish since the last flush, so the pages' residency is
+        as if each publish had made its own. O(owed + budget).
+
+        Args:
+            concurrency: puts in flight at once (default: the publisher's); a low one
+                leaves the grape to the next version's puts.
+
+        Returns:
+            How many items were put.
+
+        Raises:
+            transports.TransportError: a put failed; nothing is recorded as put, so the
+                next flush (or publish) puts them all again.
+        """
+        tree = self._tree
+        if tree is None:
+            return 0
+        versions = self._versions_unflushed
+        texts: dict[str, str] = {}
+        for key in self._owed:
+            text = tree.page(key)
+            if text is not None:  # else leaving the tree (a publish is under way)
+                texts[key] = text
+        owed = len(texts)
+        for key in self._refreshes(frozenset(), self._budget * max(1, versions)):
+            text = tree.page(key)
+            if text is not None:  # a book page (the last version's list pages are not kept)
+                texts.setdefault(key, text)
+        todo = list(texts)
+
+        async def put(key: str) -> None:
+            await self._put(key, texts[key])
+
+        await run_bounded(todo, put, concurrency or self._concurrency)
+        # Commit (no await from here): what is still the tree's is stored.
+        now = self._tree
+        base = self.put_total
+        for i, key in enumerate(todo):
+            self._owed.pop(key, None)
+            if now is not None and key in now:
+                self._last_put[key] = base + i
+                self._last_put.move_to_end(key)
+        self._versions_unflushed = max(0, self._versions_unflushed - versions)
+        self.put_total = base + len(todo)
+        self.last_refresh_count = len(todo) - owed
+        return len(todo)
+
+    def _refreshes(self, leaving: Set[str], budget: int) -> list[str]:
+        """The pages due for a refresh, oldest first, at most `budget`. O(budget)."""
+        refresh: list[str] = []
+        for key, when in self._last_put.items():  # oldest first
+            if len(refresh) >= budget or self.put_total - when <= self._window:
+                break
+            if key not in leaving:
+                refresh.append(key)
+        return refresh
 
     def _update_tree(
         self, book: OrderBook, events: Sequence[Event]

@@ -27,7 +27,10 @@ DHT may return anything, or nothing. So `VersionReader.fetch` trusts no byte:
    ``first..seq`` in order, every command with at least one event (each command
    gives one at least, a rejection included).
 
-Any failure raises `InvalidVersion` before anything is returned: the caller's replica
+A missing book page is read again a few times over ~1.5 s before the fetch fails: the
+matcher stores a version's book pages shortly after its root (``BookFlusher``), since
+replicas that follow by commands never read them. Any failure raises `InvalidVersion`
+before anything is returned: the caller's replica
 is never touched by a bad version. Pages are cached by key (they are immutable, and a
 verified page stays valid forever) in an LRU of bounded size, so an update that
 changed one order costs a few gets (the changed pages and the root: about 7 on a
@@ -53,6 +56,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from exchange.protocol import Entry, InvalidVersion, apply_entry
@@ -89,6 +93,17 @@ DEFAULT_MAX_PAGES = 200_000
 
 DEFAULT_MAX_WALK = 64
 """Most versions `VersionReader.advance` walks back through to reach the caller's."""
+
+
+_BOOK_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8)
+"""Pauses (s) before reading a version's book again when a page is missing: the matcher
+puts a version's book pages after it announced the version (`BookFlusher`: tens of ms,
+more when a flush failed and is tried again), while what a replica needs to follow (the
+root, the command pages) is stored before the root is announced."""
+
+
+class _MissingPage(InvalidVersion):
+    """A page is not in the DHT (yet, perhaps)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +221,14 @@ class VersionReader:
         """
         self.last_get_count = 0
         root = await self._root(root_hash)
-        leaves = await self._walk(root.book, BookLeaf, BookNode, "book")
+        for pause in (*_BOOK_RETRIES, None):
+            try:
+                leaves = await self._walk(root.book, BookLeaf, BookNode, "book")
+                break
+            except _MissingPage:
+                if pause is None:
+                    raise
+                await anyio.sleep(pause)  # the publisher may still owe them: wait a bit
         orders: list[RestingOrder] = []
         for leaf in leaves:
             assert isinstance(leaf, BookLeaf)
@@ -487,7 +509,7 @@ class VersionReader:
         self.last_get_count += 1
         text = await self._transport.get(key)
         if text is None:
-            raise InvalidVersion(f"missing page {key}")
+            raise _MissingPage(f"missing page {key}")
         if not isinstance(text, str):
             raise InvalidVersion(f"page {key}: not a string")
         return text

@@ -13,7 +13,7 @@ import anyio
 import pytest
 from support.keys import MATCHER_KEY, SEQUENCER_KEY, by_sequencer, verified_head
 
-import exchange.matcher._worker as matcher_worker
+import exchange.matcher._broadcaster as matcher_broadcaster
 from exchange.matcher import ProcessWorker
 from exchange.versions import VersionReader, book_hash
 from orderbook_core import DEFAULT_SPEC, OrderBook, OrderRejected, parse_command
@@ -246,16 +246,16 @@ async def test_dead_and_slow_subscribers_do_not_block_processing(tmp_path: Path)
                     await arrived.wait()
                     arrived = anyio.Event()
             # Broadcasts were coalesced: fewer maps than versions, the last one included.
-            assert rig.worker.broadcasts < 20
+            assert rig.worker.broadcaster.broadcasts < 20
         tg.cancel_scope.cancel()
 
 
 async def _broadcasts_reach(worker: ProcessWorker, count: int) -> None:
     for _ in range(500):  # 5 s
-        if worker.broadcasts >= count:
+        if worker.broadcaster.broadcasts >= count:
             return
         await anyio.sleep(0.01)
-    raise AssertionError(f"only {worker.broadcasts} broadcasts, expected {count}")
+    raise AssertionError(f"only {worker.broadcaster.broadcasts} broadcasts, expected {count}")
 
 
 def _sample_maps(worker: ProcessWorker, samples: list[list[str]]) -> Any:
@@ -293,13 +293,13 @@ async def test_the_memory_of_failing_peers_is_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Clients come and go for ever: the dead ones remembered must not grow without bound.
-    monkeypatch.setattr(matcher_worker, "_FAILING_PEERS_KEPT", 3)
+    monkeypatch.setattr(matcher_broadcaster, "_FAILING_PEERS_KEPT", 3)
     network = MemoryNetwork(keep_dead_peers=True)
     dead = [network.announce_dead("orderbook_updated") for _ in range(5)]
     async with running(tmp_path / "p.db", network) as rig:
         await rig.process(1, COMMANDS[0])
         await _broadcasts_reach(rig.worker, 1)
-        assert list(rig.worker._failing_peers) == dead[-3:]  # the least recent dropped
+        assert list(rig.worker.broadcaster.failing_peers) == dead[-3:]  # the least recent dropped
 
 
 async def test_restart_resumes_from_the_database(tmp_path: Path) -> None:
