@@ -78,7 +78,7 @@ def test_a_reserved_order_id_is_caught_locally() -> None:
     assert "client: bad order: orderId: must not start with '_'" in err
 
 
-def test_a_refused_grape_fails_in_under_3_seconds_with_exit_3() -> None:
+def test_a_refused_grape_fails_long_before_the_timeout_with_exit_3() -> None:
     # Issue 16: nothing listens at the grape URL, so the connection is refused at once;
     # the client tries again briefly and gives up in about a second, not after the
     # whole --timeout (it used to retry for 30 s).
@@ -90,4 +90,6 @@ def test_a_refused_grape_fails_in_under_3_seconds_with_exit_3() -> None:
     assert f"client: nothing listens at grape {grape} (" in err
     assert "nothing was sent" in err
     assert len(err.splitlines()) == 1
-    assert elapsed < 3
+    # About a second on a quiet machine; the bound is only "not the 30 s --timeout", so
+    # a loaded machine's slow interpreter start does not fail it.
+    assert elapsed < 15
