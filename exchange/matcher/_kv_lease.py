@@ -18,7 +18,8 @@ standby learns the version boundaries (a matter of the active one's batching, no
 journal) and so keeps an applied log equal to the active one's, row for row.
 
 Blocking and thread-safe: the nats-py client lives on an event loop of its own, on a
-thread of its own (as the sequencer's journal does); each call waits for its coroutine.
+thread of its own (`exchange.runtime.nats_client.NatsClient`, as the sequencer's journal's);
+each call waits for its coroutine.
 Imported only for ``--journal nats://...`` (nats-py, the ``jetstream`` extra).
 """
 
@@ -28,27 +29,21 @@ import asyncio
 import json
 import logging
 import os
-import re
 import socket
-import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Coroutine, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-import nats
-from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from exchange.matcher._standby import Deposed
 from exchange.protocol import Entry, StorageUnavailable, entry_from_row
+from exchange.runtime.nats_client import NatsClient, describe_error, stream_name
 from orderbook_core import MarketSpec
 
 __all__ = [
@@ -60,7 +55,6 @@ __all__ = [
     "Deposed",
     "MarketHead",
     "MatcherKV",
-    "describe",
 ]
 
 _log = logging.getLogger("exchange.matcher.lease")
@@ -98,19 +92,6 @@ class MarketHead(NamedTuple):
         }
 
 
-def describe(exc: BaseException) -> str:
-    """A NATS client error in words."""
-    if isinstance(exc, (NatsTimeout, asyncio.TimeoutError)):
-        return "no answer in time (no quorum, or the server is unreachable)"
-    if isinstance(exc, NoRespondersError):
-        return "no responders (JetStream unavailable)"
-    return str(exc) or type(exc).__name__
-
-
-def _stream(market: str) -> str:
-    return "DEX_" + re.sub(r"[^A-Za-z0-9_-]", "_", market)
-
-
 class MatcherKV:
     """The lease and head of one market's matchers, and its journal's commands by seq.
 
@@ -140,7 +121,7 @@ class MatcherKV:
             raise ValueError(f"the lease's ttl must be positive, not {ttl}")
         self.servers = list(servers)
         self.spec = spec
-        self.stream = _stream(spec.market)
+        self.stream = stream_name(spec.market)
         self.location = f"{','.join(self.servers)} bucket {self.stream}"
         self.ttl, self.skew, self.timeout = ttl, skew, timeout
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -148,13 +129,13 @@ class MatcherKV:
         self._deadline = 0.0  # time.monotonic() until which this holds the lease
         self._head_revision = 0
         self._versions: deque[tuple[int, int, str]] = deque(maxlen=KEPT_VERSIONS)
-        self._closed = False
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name=f"nats-matcher-{self.stream}", daemon=True
+        self._client = NatsClient(
+            self.servers,
+            location=self.location,
+            log=_log,
+            thread=f"nats-matcher-{self.stream}",
+            timeout=timeout,
         )
-        self._thread.start()
-        self._nc: NATS | None = None
         try:
             self._kv: KeyValue = self.call(self._open())
         except BaseException:
@@ -165,75 +146,28 @@ class MatcherKV:
 
     def call(self, coro: Coroutine[Any, Any, _T]) -> _T:
         """Run `coro` on the client's loop and wait for it (from any other thread)."""
-        if self._closed:
-            coro.close()
-            raise StorageUnavailable(f"{self.location}: closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return self._client.call(coro)
 
     async def _open(self) -> KeyValue:
-        async def quiet(exc: Exception) -> None:
-            _log.debug("nats: %s", exc)
-
+        self._js = self._client.jetstream
         try:
-            self._nc = await asyncio.wait_for(
-                nats.connect(
-                    self.servers,
-                    connect_timeout=min(2.0, self.timeout),
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    error_cb=quiet,
-                ),
-                self.timeout,
-            )
-            self._js = self._nc.jetstream(timeout=self.timeout)
-            try:
-                return await self._js.key_value(self.stream)
-            except BucketNotFoundError:
-                replicas = 3 if self._nc._server_info.get("cluster") else 1
-                return await self._js.create_key_value(
-                    KeyValueConfig(
-                        bucket=self.stream, history=1, replicas=replicas, storage=StorageType.FILE
-                    )
-                )
+            return await self._client.key_value(self.stream)
         except Exception as exc:
-            raise StorageUnavailable(f"cannot open {self.location}: {describe(exc)}") from exc
+            raise StorageUnavailable(f"cannot open {self.location}: {describe_error(exc)}") from exc
 
     def close(self) -> None:
         """Close the connection and stop the client's thread. Idempotent."""
-        if self._closed:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(2 * self.timeout)
-        except Exception as exc:  # closing: nothing left to do about it
-            _log.debug("nats close: %s", exc)
-        self._closed = True
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(self.timeout)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-    async def _shutdown(self) -> None:
-        if self._nc is not None and not self._nc.is_closed:
-            try:
-                await asyncio.wait_for(self._nc.close(), self.timeout)
-            except Exception as exc:
-                _log.debug("nats close: %s", exc)
-        current = asyncio.current_task()
-        tasks = [task for task in asyncio.all_tasks() if task is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._client.close()
 
     @property
     def jetstream(self) -> JetStreamContext:
         """The client's JetStream context (use it on the client's loop, through `call`)."""
-        return self._js
+        return self._client.jetstream
 
     @property
     def replicas(self) -> int:
         """The replicas of what this creates (3 in a cluster, else 1)."""
-        assert self._nc is not None
-        return 3 if self._nc._server_info.get("cluster") else 1
+        return self._client.replicas
 
     # ------------------------------------------------------------------ the lease
 
@@ -269,7 +203,7 @@ class MatcherKV:
     def release(self) -> None:
         """Give the lease up at once (a clean stop: a standby need not wait). Never raises."""
         revision, self.lease_revision = self.lease_revision, 0
-        if revision == 0 or self._closed:
+        if revision == 0 or self._client.closed:
             return
         try:
             self.call(asyncio.wait_for(self._kv.delete(LEASE_KEY, last=revision), self.timeout))
@@ -315,7 +249,7 @@ class MatcherKV:
             except (KeyWrongLastSequenceError, KeyNotFoundError):
                 return False  # another standby was quicker
         except (NatsError, TimeoutError) as exc:
-            raise StorageUnavailable(f"{self.location}: lease: {describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: lease: {describe_error(exc)}") from exc
         self.lease_revision, self._deadline = revision, sent + self.ttl - self.margin
         return True
 
@@ -334,7 +268,7 @@ class MatcherKV:
             self.lease_revision = 0
             return False
         except (NatsError, TimeoutError) as exc:
-            raise StorageUnavailable(f"{self.location}: lease: {describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: lease: {describe_error(exc)}") from exc
         self.lease_revision, self._deadline = revision, sent + self.ttl - self.margin
         return True
 
@@ -344,7 +278,7 @@ class MatcherKV:
         except KeyNotFoundError:
             return None
         except (NatsError, TimeoutError) as exc:
-            raise StorageUnavailable(f"{self.location}: {key}: {describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: {key}: {describe_error(exc)}") from exc
         if not entry.value:
             return None
         return entry.value, entry.revision or 0
@@ -434,7 +368,7 @@ class MatcherKV:
         except (KeyWrongLastSequenceError, KeyNotFoundError):
             return False
         except (NatsError, TimeoutError) as exc:
-            raise StorageUnavailable(f"{self.location}: head: {describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: head: {describe_error(exc)}") from exc
         self._head_revision = revision
         return True
 
@@ -460,7 +394,7 @@ class MatcherKV:
         try:
             msg = await self._js.get_msg(self.stream, seq=seq)
         except (TimeoutError, NatsError) as exc:
-            raise StorageUnavailable(f"{self.location}: seq {seq}: {describe(exc)}") from exc
+            raise StorageUnavailable(f"{self.location}: seq {seq}: {describe_error(exc)}") from exc
         ts = int((msg.headers or {}).get("Dex-Ts", "0"))
         text = (msg.data or b"").decode()
         return entry_from_row(seq, ts, text, self.spec, source=self.stream)

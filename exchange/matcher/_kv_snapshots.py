@@ -26,9 +26,10 @@ from nats.js.api import ObjectStoreConfig, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
-from exchange.matcher._kv_lease import MatcherKV, describe
+from exchange.matcher._kv_lease import MatcherKV
 from exchange.matcher._snapshots import Capture, SnapshotStore
 from exchange.protocol import StorageUnavailable
+from exchange.runtime.nats_client import describe_error
 from orderbook_core import MarketSpec
 
 __all__ = ["MirroredSnapshots", "ObjectSnapshots"]
@@ -116,7 +117,7 @@ class ObjectSnapshots:
             try:
                 return await asyncio.wait_for(coro, 4 * self.kv.timeout)
             except (NatsError, TimeoutError) as exc:
-                raise StorageUnavailable(f"{self.bucket}: {what}: {describe(exc)}") from exc
+                raise StorageUnavailable(f"{self.bucket}: {what}: {describe_error(exc)}") from exc
 
         return self.kv.call(guarded())
 

@@ -9,7 +9,10 @@ Below the roles (sequencer, matcher, client, tools), above `exchange.protocol`:
 - key files (an Ed25519 key made on first use, kept 0600; the matcher key pinned
   per exchange instance);
 - the metrics observer the workers call (`Metrics`, no-op by default) and its
-  Prometheus exporter (`serve_prometheus`, the ``metrics`` extra).
+  Prometheus exporter (`serve_prometheus`, the ``metrics`` extra);
+- one NATS connection on a thread of its own, for the JetStream journal and the matcher's
+  lease (`exchange.runtime.nats_client`, the ``jetstream`` extra: imported explicitly,
+  never from here, so nats-py is loaded only when asked).
 
 ```python
 from exchange.runtime import NullMetrics

@@ -45,9 +45,10 @@ append goes on, and looks again if it is refused (still not there: `StorageUnava
 Threads
 -------
 The methods are blocking and thread-safe, like SQLite's: the nats-py client lives on an
-event loop of its own, on a thread of its own, and each call waits for its coroutine
-there; appends are serialized by a lock. The reading methods (lookups, pages of entries,
-the KV bucket's values) are in `exchange.sequencer._jetstream_reads`.
+event loop of its own, on a thread of its own (`exchange.runtime.nats_client.NatsClient`),
+and each call waits for its coroutine there; appends are serialized by a lock. The
+reading methods (lookups, pages of entries, the KV bucket's values) are in
+`exchange.sequencer._jetstream_reads`.
 """
 
 from __future__ import annotations
@@ -63,21 +64,15 @@ from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-import nats
-from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import (
-    BucketNotFoundError,
-    KeyNotFoundError,
-    KeyWrongLastSequenceError,
-)
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from exchange.protocol import Entry, StorageUnavailable, entry_to_row
+from exchange.runtime.nats_client import NatsClient, describe_error, stream_name
 from exchange.sequencer._backend import DuplicateEntry, JournalConflict
-from exchange.sequencer._jetstream_reads import JetStreamReads, describe_error, key_hash
+from exchange.sequencer._jetstream_reads import JetStreamReads, key_hash
 from orderbook_core import DEFAULT_SPEC, MarketSpec
 
 __all__ = ["MAX_BATCH_MESSAGES", "JetStreamJournal", "describe_error", "stream_name"]
@@ -92,12 +87,6 @@ MAX_BATCH_MESSAGES = 1000
 _ERR_WRONG_LAST_SEQUENCE = 10071
 _ERR_WRONG_LAST_SUBJECT_SEQUENCE = 10164
 _ERR_STREAM_NOT_FOUND = 10059
-
-
-def stream_name(market: str) -> str:
-    """The stream (and KV bucket) of `market`: ``DEX_`` and the market's name, with every
-    character a stream name may not hold replaced by ``_``."""
-    return "DEX_" + re.sub(r"[^A-Za-z0-9_-]", "_", market)
 
 
 class JetStreamJournal(JetStreamReads):
@@ -132,21 +121,21 @@ class JetStreamJournal(JetStreamReads):
         self.location = f"{','.join(self.servers)} stream {self.stream}"
         self.timeout = timeout
         self._token = re.sub(r"[^A-Za-z0-9_-]", "_", spec.market)
-        self._replicas = replicas
         self._head = 0
         self._last_ts = 0
         self._suspect: list[Entry] | None = None  # an append not confirmed, maybe stored
         self._write_lock = threading.Lock()
-        self._closed = False
         self.fence: Callable[[], bool] | None = None
         """Asked just before each append is sent, when set (a writer's lease, `valid`):
         False refuses the append with `StorageUnavailable`, nothing sent."""
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name=f"nats-{self.stream}", daemon=True
+        self._client = NatsClient(
+            self.servers,
+            location=self.location,
+            log=_log,
+            thread=f"nats-{self.stream}",
+            replicas=replicas,
+            timeout=timeout,
         )
-        self._thread.start()
-        self._nc: NATS | None = None
         try:
             self.call(self._open())
         except BaseException:
@@ -158,42 +147,11 @@ class JetStreamJournal(JetStreamReads):
     def call(self, coro: Coroutine[Any, Any, _T]) -> _T:
         """Run `coro` on the client's loop and wait for it (from any other thread): how
         the writer's lease (`exchange.sequencer._lease`) shares this connection."""
-        if self._closed:
-            coro.close()
-            raise StorageUnavailable(f"{self.location}: the journal is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        return self._client.call(coro)
 
     async def _open(self) -> None:
-        async def quiet(exc: Exception) -> None:
-            _log.debug("nats: %s", exc)
-
-        async def disconnected() -> None:
-            _log.warning("nats: disconnected from %s", ",".join(self.servers))
-
-        async def reconnected() -> None:
-            _log.info("nats: reconnected")
-
-        try:
-            # Reconnects forever once connected; the first connection waits `timeout`.
-            self._nc = await asyncio.wait_for(
-                nats.connect(
-                    self.servers,
-                    connect_timeout=min(2.0, self.timeout),
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    error_cb=quiet,
-                    disconnected_cb=disconnected,
-                    reconnected_cb=reconnected,
-                ),
-                self.timeout,
-            )
-        except Exception as exc:
-            raise StorageUnavailable(
-                f"cannot reach NATS at {','.join(self.servers)}: {describe_error(exc)}"
-            ) from exc
-        self._js: JetStreamContext = self._nc.jetstream(timeout=self.timeout)
-        replicas = self._replicas or (3 if self._nc._server_info.get("cluster") else 1)
-        self.replicas = replicas
+        self._js = self._client.jetstream
+        replicas = self.replicas
         info = await self._api(f"STREAM.INFO.{self.stream}", None, missing_ok=True)
         if info is None:
             config = {
@@ -216,14 +174,7 @@ class JetStreamJournal(JetStreamReads):
         if self._head:
             self._last_ts = (await self._get(self._head)).ts
         try:
-            try:
-                self._kv: KeyValue = await self._js.key_value(self.stream)
-            except BucketNotFoundError:
-                self._kv = await self._js.create_key_value(
-                    KeyValueConfig(
-                        bucket=self.stream, history=1, replicas=replicas, storage=StorageType.FILE
-                    )
-                )
+            self._kv: KeyValue = await self._client.key_value(self.stream)
         except (NatsError, TimeoutError) as exc:
             raise StorageUnavailable(f"{self.location}: KV bucket: {describe_error(exc)}") from exc
 
@@ -232,10 +183,9 @@ class JetStreamJournal(JetStreamReads):
     ) -> dict[str, Any] | None:
         """One JetStream API request; its reply, or None for a missing stream when
         `missing_ok`. The API by subject, since the client's types may lack new fields."""
-        assert self._nc is not None
         body = b"" if config is None else json.dumps(config).encode()
         try:
-            reply = await self._nc.request(f"$JS.API.{what}", body, timeout=self.timeout)
+            reply = await self._client.nc.request(f"$JS.API.{what}", body, timeout=self.timeout)
         except (TimeoutError, NatsError) as exc:
             raise StorageUnavailable(f"{self.location}: {what}: {describe_error(exc)}") from exc
         answer: dict[str, Any] = json.loads(reply.data)
@@ -248,30 +198,7 @@ class JetStreamJournal(JetStreamReads):
 
     def close(self) -> None:
         """Close the connection and stop the client's thread. Idempotent."""
-        if self._closed:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(2 * self.timeout)
-        except Exception as exc:  # closing: nothing left to do about it
-            _log.debug("nats close: %s", exc)
-        self._closed = True
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(self.timeout)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-    async def _shutdown(self) -> None:
-        """Close the client, then end whatever it left running on the loop."""
-        if self._nc is not None and not self._nc.is_closed:
-            try:
-                await asyncio.wait_for(self._nc.close(), self.timeout)
-            except Exception as exc:
-                _log.debug("nats close: %s", exc)
-        current = asyncio.current_task()
-        tasks = [task for task in asyncio.all_tasks() if task is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._client.close()
 
     def __enter__(self) -> Self:
         return self
@@ -287,7 +214,12 @@ class JetStreamJournal(JetStreamReads):
     @property
     def jetstream(self) -> JetStreamContext:
         """The client's JetStream context (use it on the client's loop, through `call`)."""
-        return self._js
+        return self._client.jetstream
+
+    @property
+    def replicas(self) -> int:
+        """The replicas of what this creates (given, else 3 in a cluster, else 1)."""
+        return self._client.replicas
 
     def refresh(self) -> int:
         """Read the stream's head again, as a standby taking over does (another writer
@@ -348,7 +280,7 @@ class JetStreamJournal(JetStreamReads):
         # paused, or cut off) sends nothing. Bindings made above are harmless (see above).
         if self.fence is not None and not self.fence():
             raise StorageUnavailable(f"{self.location}: this writer's lease has run out")
-        assert self._nc is not None
+        nc = self._client.nc
         batch_id = uuid.uuid4().hex
         last = len(entries)
         try:
@@ -365,10 +297,10 @@ class JetStreamJournal(JetStreamReads):
                 if i == 1:
                     headers["Nats-Expected-Last-Sequence"] = str(self._head)
                 if i < last:
-                    await self._nc.publish(subject, text.encode(), headers=headers)
+                    await nc.publish(subject, text.encode(), headers=headers)
                     continue
                 headers["Nats-Batch-Commit"] = "1"
-                reply = await self._nc.request(
+                reply = await nc.request(
                     subject, text.encode(), headers=headers, timeout=self.timeout
                 )
         except (TimeoutError, NatsError) as exc:

@@ -13,16 +13,15 @@ from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 from nats.errors import Error as NatsError
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from exchange.protocol import Entry, StorageUnavailable, entry_from_row
+from exchange.runtime.nats_client import describe_error
 from orderbook_core import MarketSpec
 
-__all__ = ["JetStreamReads", "describe_error", "key_hash"]
+__all__ = ["JetStreamReads", "key_hash"]
 
 _T = TypeVar("_T")
 
@@ -183,12 +182,3 @@ class JetStreamReads:
         """Raises: ReplayError: the stored command is not one."""
         ts = int((headers or {}).get("Dex-Ts", "0"))
         return entry_from_row(seq, ts, (data or b"").decode(), self.spec, source="journal")
-
-
-def describe_error(exc: BaseException) -> str:
-    """A NATS client error in words, for a log line or an ERR_UNAVAILABLE."""
-    if isinstance(exc, (NatsTimeout, asyncio.TimeoutError)):
-        return "no answer in time (no quorum, or the server is unreachable)"
-    if isinstance(exc, NoRespondersError):
-        return "no responders (JetStream unavailable)"
-    return str(exc) or type(exc).__name__

@@ -37,7 +37,8 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSe
 from nats.js.kv import KeyValue
 
 from exchange.protocol import StorageUnavailable
-from exchange.sequencer._jetstream import JetStreamJournal, describe_error
+from exchange.runtime.nats_client import describe_error
+from exchange.sequencer._jetstream import JetStreamJournal
 
 __all__ = ["DEFAULT_LEASE_TTL", "JetStreamLease", "lease_bucket"]
 
