@@ -109,7 +109,6 @@ async def _load(args: argparse.Namespace) -> None:
         await _load_batches(args, orders, records)
         json.dump(records, sys.stdout)
         return
-    pending = iter(enumerate(orders))
     async with open_transport("grenache", grape=args.grape) as transport:
         send: Any = transport.request
         if args.linger >= 0:  # the client library's coalescing of what is in flight
@@ -118,23 +117,39 @@ async def _load(args: argparse.Namespace) -> None:
             async def send(name: str, payload: Any, *, timeout: float) -> Any:
                 return await coalescer.request(payload, timeout=timeout)
 
-        async def worker() -> None:
-            for i, order in pending:
-                if args.rate:
-                    await anyio.sleep(max(0.0, started + i / args.rate - time.time()))
-                sent = time.time()
-                while True:
-                    try:
-                        reply = await send(SUBMIT_ORDER, order, timeout=30)
-                        break
-                    except TransportError:
-                        await anyio.sleep(0.05)
-                records.append((reply["seq"], sent, time.time()))
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(args.concurrency):
-                tg.start_soon(worker)
+        await send_orders(send, SUBMIT_ORDER, orders, records, args=args, started=started)
     json.dump(records, sys.stdout)
+
+
+async def send_orders(
+    send: Any,
+    name: str,
+    orders: list[dict[str, Any]],
+    records: list[tuple[int, float, float]],
+    *,
+    args: argparse.Namespace,
+    started: float,
+) -> None:
+    """Send `orders` to `name`, `args.concurrency` in flight (at `args.rate` a second
+    from `started`, when set), each until acknowledged; append [seq, sent, acked]."""
+    pending = iter(enumerate(orders))
+
+    async def worker() -> None:
+        for i, order in pending:
+            if args.rate:
+                await anyio.sleep(max(0.0, started + i / args.rate - time.time()))
+            sent = time.time()
+            while True:
+                try:
+                    reply = await send(name, order, timeout=30)
+                    break
+                except TransportError:
+                    await anyio.sleep(0.05)
+            records.append((reply["seq"], sent, time.time()))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(args.concurrency):
+            tg.start_soon(worker)
 
 
 async def _load_batches(

@@ -62,7 +62,7 @@ from typing import Any
 
 import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from e2e_bench import PY, Proc, Watcher, cpu_seconds, load_order, quantile, start
+from e2e_bench import PY, Proc, Watcher, cpu_seconds, load_order, quantile, send_orders, start
 from peers import grapes
 
 from exchange.protocol import Head, HeadRequest, market_names, sign_order
@@ -97,27 +97,10 @@ async def _load(args: argparse.Namespace) -> None:
     ]
     name = market_names(args.market).submit_order
     records: list[tuple[int, float, float]] = []
-    pending = iter(enumerate(orders))
     async with open_transport("grenache", grape=args.grape) as transport:
         await anyio.sleep(max(0.0, args.start_at - time.time()))
         started = time.time()
-
-        async def worker() -> None:
-            for i, order in pending:
-                if args.rate:
-                    await anyio.sleep(max(0.0, started + i / args.rate - time.time()))
-                sent = time.time()
-                while True:
-                    try:
-                        reply = await transport.request(name, order, timeout=30)
-                        break
-                    except TransportError:
-                        await anyio.sleep(0.05)
-                records.append((reply["seq"], sent, time.time()))
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(args.concurrency):
-                tg.start_soon(worker)
+        await send_orders(transport.request, name, orders, records, args=args, started=started)
     json.dump(records, sys.stdout)
 
 
