@@ -184,9 +184,11 @@ class Rig:
         self.armed: dict[str, Kill | None] = {"submit": None, "process": None}
         self.watchers: list[Proc] = []
         self.announce_gave_up = 0
+        """Worker starts that gave up announcing during a grape fault (then restarted)."""
+        self.gave_up_procs: set[int] = set()
+        """Their PIDs: each logged its one ``ERROR ... could not announce`` line, by design."""
         self.grape_heals = 0
         """Grapes restarted again because they stayed cut off from the DHT."""
-        """Worker starts that gave up announcing during a grape fault (then restarted)."""
         self._stack = stack
         self._count = 0
 
@@ -238,6 +240,7 @@ class Rig:
         if proc.alive() or proc.popen.returncode != 1 or "could not announce" not in proc.text():
             return False
         self.announce_gave_up += 1
+        self.gave_up_procs.add(proc.pid)
         return True
 
     def start_watcher(self, grape: int, *, push_only: bool = False) -> Proc:
@@ -905,7 +908,7 @@ def check_model(rig: Rig, outcome: Outcome) -> None:
     # A restart must be clean: no worker says something went wrong (e.g. a republished
     # head whose root is not the recorded one: the chain of versions would fork).
     for proc in rig.procs:
-        if proc.name in CRASH_POINTS:
+        if proc.name in CRASH_POINTS and proc.pid not in rig.gave_up_procs:
             bad = [line for line in proc.text().splitlines() if " ERROR " in line
                    or " CRITICAL " in line or line.startswith("Traceback")]  # fmt: skip
             assert not bad, f"{proc.log.name}: {bad}"
