@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import anyio
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from e2e.harness import PYTHON, REPO, Proc, _env
 from support.grapes import Grape, grape_call, restarted_grape, running_grapes
@@ -146,6 +147,33 @@ class Plan:
     senders: int = 6
     grapes: int = 2
     """Grapes in the DHT; the workers use the first two (a third one is never killed)."""
+
+
+def report_failover_totals(
+    request: pytest.FixtureRequest, label: str, figures: list[dict[str, Any]]
+) -> None:
+    """Print a failover chaos module's totals: faults, lost, duplicated (acknowledged when
+    the runs counted it), the worst recovery by fault kind."""
+    if not figures:
+        return
+    recovery: dict[str, list[float]] = {}
+    for run in figures:
+        for kind, seconds in run["recovery_s"]:
+            recovery.setdefault(kind, []).append(seconds)
+    totals: dict[str, Any] = {
+        "runs": len(figures),
+        "faults": sum(len(run["recovery_s"]) for run in figures),
+        "lost": sum(run["lost"] for run in figures),
+        "duplicated": sum(run["duplicated"] for run in figures),
+    }
+    if all("journaled" in run for run in figures):
+        totals["acknowledged"] = sum(run["journaled"] for run in figures)
+    totals["recovery_max_s"] = {kind: round(max(v), 2) for kind, v in sorted(recovery.items())}
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\n{label} totals: {json.dumps(totals)}")
 
 
 def plan_for(seed: int, *, rounds: int, orders: int, grape_faults: int) -> Plan:

@@ -13,7 +13,6 @@ fault once there.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from e2e.matcher_failover import matcher_failover_rig
 
-from chaos.harness import profile
+from chaos.harness import profile, report_failover_totals
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,26 +34,9 @@ _figures: list[dict[str, Any]] = []
 
 @pytest.fixture(scope="module", autouse=True)
 def _totals(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Print the module's totals: faults, lost, duplicated, the worst recovery by kind."""
+    """Print the module's totals (`report_failover_totals`)."""
     yield
-    if not _figures:
-        return
-    recovery: dict[str, list[float]] = {}
-    for run in _figures:
-        for kind, seconds in run["recovery_s"]:
-            recovery.setdefault(kind, []).append(seconds)
-    totals = {
-        "runs": len(_figures),
-        "faults": sum(len(run["recovery_s"]) for run in _figures),
-        "lost": sum(run["lost"] for run in _figures),
-        "duplicated": sum(run["duplicated"] for run in _figures),
-        "recovery_max_s": {kind: round(max(v), 2) for kind, v in sorted(recovery.items())},
-    }
-    plugins = request.config.pluginmanager
-    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(f"\nmatcher failover chaos totals: {json.dumps(totals)}")
+    report_failover_totals(request, "matcher failover chaos", _figures)
 
 
 @pytest.mark.skipif(not LONG, reason="make chaos only (CHAOS_PROFILE=long)")

@@ -24,7 +24,7 @@ from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import anyio
 from support.ports import free_port
@@ -144,21 +144,18 @@ class MatcherPair:
         del self.grape_of[proc.pid]
 
 
-class HeadWatch:
-    """Asks ``orderbook_head`` through `grape` every `interval` seconds in a thread, and
-    keeps when each answer came and its seq: a client's view of the published head."""
+class _InThread:
+    """Runs `_run` under anyio in a daemon thread while the `with` block lasts; what it
+    raised is kept in `errors` (the waits raise the first)."""
 
-    def __init__(self, grape: str, *, interval: float = 0.02) -> None:
-        self.grape = grape
-        self.interval = interval
-        self.answers: list[tuple[float, int]] = []
-        """(time.time() the answer came, its seq)."""
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="heads", daemon=True)
+    _name = "background"
+
+    def __init__(self) -> None:
         self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
 
-    def __enter__(self) -> HeadWatch:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -173,6 +170,24 @@ class HeadWatch:
             anyio.run(self._run)
         except BaseException as exc:
             self.errors.append(exc)
+
+    async def _run(self) -> None:
+        raise NotImplementedError
+
+
+class HeadWatch(_InThread):
+    """Asks ``orderbook_head`` through `grape` every `interval` seconds in a thread, and
+    keeps when each answer came and its seq: a client's view of the published head."""
+
+    _name = "heads"
+
+    def __init__(self, grape: str, *, interval: float = 0.02) -> None:
+        super().__init__()
+        self.grape = grape
+        self.interval = interval
+        self.answers: list[tuple[float, int]] = []
+        """(time.time() the answer came, its seq)."""
+        self._lock = threading.Lock()
 
     async def _run(self) -> None:
         async with open_transport("grenache", grape=self.grape) as transport:
@@ -210,37 +225,21 @@ class Taken:
     complete: bool
 
 
-class TakenVersions:
+class TakenVersions(_InThread):
     """A client (`exchange.client.ClientNode`, in a thread, through `grape`) that only
     watches, and keeps every version its replica took and every warning it gave."""
 
+    _name = "follower"
+
     def __init__(self, grape: str) -> None:
+        super().__init__()
         self.grape = grape
         self.taken: list[Taken] = []
         self.warnings: list[str] = []
         self.full_fetches = 0
         """Versions the replica read whole (the first one; then only if a chain broke
         or a fetch failed)."""
-        self.errors: list[BaseException] = []
         self._node: ClientNode | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="follower", daemon=True)
-
-    def __enter__(self) -> TakenVersions:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _main(self) -> None:
-        try:
-            anyio.run(self._run)
-        except BaseException as exc:
-            self.errors.append(exc)
 
     async def _run(self) -> None:
         async with (
