@@ -15,6 +15,7 @@ from orderbook_core._book import OrderBook
 from orderbook_core._encoding import canonical_json, decode_book, encode_book
 from orderbook_core._spec import DEFAULT_SPEC, MAX_MARKET_LENGTH, MarketSpec, check_market
 from orderbook_core._types import (
+    COMPACT_EVENT_TYPES,
     CancelOrder,
     CancelReason,
     Command,
@@ -32,6 +33,8 @@ from orderbook_core._types import (
     Side,
     TimeInForce,
     Trade,
+    event_from_compact,
+    event_to_compact,
 )
 from orderbook_core._wire import (
     ID_RULE,
@@ -56,6 +59,7 @@ if not OrderBook.__doc__:
     )
 
 __all__ = [
+    "COMPACT_EVENT_TYPES",
     "COMPILED",
     "DEFAULT_SPEC",
     "ID_RULE",
@@ -85,7 +89,9 @@ __all__ = [
     "command_to_wire",
     "decode_book",
     "encode_book",
+    "event_from_compact",
     "event_from_wire",
+    "event_to_compact",
     "event_to_wire",
     "is_identifier",
     "parse_command",

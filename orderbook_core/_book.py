@@ -34,7 +34,9 @@ from contextlib import AbstractContextManager
 from typing import Any, Final
 
 from orderbook_core._journal import CANCEL, MODIFY, NEW, JournaledState
-from orderbook_core._rules import cancel_order, modify_order, new_order
+from orderbook_core._rules import cancel_order as _cancel
+from orderbook_core._rules import modify_order as _modify
+from orderbook_core._rules import new_order as _new_order
 from orderbook_core._spec import MarketSpec
 from orderbook_core._state import Level, Order
 from orderbook_core._types import (
@@ -46,12 +48,14 @@ from orderbook_core._types import (
     OrderRejected,
     RestingOrder,
     Side,
+    TimeInForce,
 )
 
 __all__ = ["OrderBook"]
 
 _BUY: Final = Side.BUY
 _SELL: Final = Side.SELL
+_GTC: Final = TimeInForce.GTC
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
 
@@ -138,13 +142,73 @@ class OrderBook(JournaledState):
             if kind is ModifyOrder:
                 return self._apply_journaled(cmd, MODIFY)
             raise TypeError(f"not a command: {cmd!r}")
+        # Unpacked as Any: compiled, typed locals would convert a wrong type (see _rules).
+        fields: tuple[Any, ...] = cmd
         if kind is NewOrder:
-            return new_order(self, cmd)  # type: ignore[arg-type]
+            seq, ts, client_id, order_id, side, price, amount, tif, post_only = fields
+            return _new_order(
+                self, seq, ts, client_id, order_id, side, price, amount, tif, post_only, False
+            )
         if kind is CancelOrder:
-            return cancel_order(self, cmd)  # type: ignore[arg-type]
+            return _cancel(self, fields[0], fields[2], fields[3], False)
         if kind is ModifyOrder:
-            return modify_order(self, cmd)  # type: ignore[arg-type]
+            seq, ts, client_id, order_id, price, amount = fields
+            return _modify(self, seq, ts, client_id, order_id, price, amount, False)
         raise TypeError(f"not a command: {cmd!r}")
+
+    def new_order(
+        self,
+        seq: Any,
+        ts: Any,
+        client_id: Any,
+        order_id: Any,
+        side: Any,
+        price: Any,
+        amount: Any,
+        tif: Any = _GTC,
+        post_only: Any = False,
+    ) -> tuple[Event, ...]:
+        """``apply(NewOrder(seq, ts, client_id, order_id, side, price, amount, tif,
+        post_only))``, without building the command: the fastest way to submit one.
+
+        The fields are those of :class:`NewOrder`, with the same types (``seq``, ``ts``
+        int; ``side`` a :class:`Side`; ``price`` int ticks or None for a market order;
+        ``amount`` int lots; ``tif`` a :class:`TimeInForce`; ``post_only`` a bool).
+        Same validation, events, next state and journaling as :meth:`apply` (a property
+        test holds it to apply on random streams, pure and compiled).
+
+        Raises:
+            TypeError: as :meth:`apply`, for a field of the wrong type.
+        """
+        if self._journal is None:
+            return _new_order(
+                self, seq, ts, client_id, order_id, side, price, amount, tif, post_only, False
+            )
+        cmd = (seq, ts, client_id, order_id, side, price, amount, tif, post_only)
+        return self._apply_journaled(cmd, NEW)
+
+    def cancel_order(self, seq: Any, ts: Any, client_id: Any, order_id: Any) -> tuple[Event, ...]:
+        """``apply(CancelOrder(seq, ts, client_id, order_id))`` without building the
+        command (same validation, events, state and journaling; see :meth:`new_order`)."""
+        if self._journal is None:
+            return _cancel(self, seq, client_id, order_id, False)
+        return self._apply_journaled((seq, ts, client_id, order_id), CANCEL)
+
+    def modify_order(
+        self,
+        seq: Any,
+        ts: Any,
+        client_id: Any,
+        order_id: Any,
+        price: Any = None,
+        amount: Any = None,
+    ) -> tuple[Event, ...]:
+        """``apply(ModifyOrder(seq, ts, client_id, order_id, price, amount))`` without
+        building the command (same validation, events, state and journaling; see
+        :meth:`new_order`). None keeps the value; ``amount`` is the new remaining."""
+        if self._journal is None:
+            return _modify(self, seq, ts, client_id, order_id, price, amount, False)
+        return self._apply_journaled((seq, ts, client_id, order_id, price, amount), MODIFY)
 
     def apply_batch(self, cmds: Iterable[Command], *, strict: bool = False) -> tuple[Event, ...]:
         """Apply commands in order, all or nothing.
@@ -170,7 +234,9 @@ class OrderBook(JournaledState):
                 events.extend(out)
             return tuple(events)
 
-    def apply_many(self, cmds: Iterable[tuple[Any, ...]]) -> list[tuple[Event, ...]]:
+    def apply_many(
+        self, cmds: Iterable[tuple[Any, ...]], *, compact: bool = False
+    ) -> list[tuple[Any, ...]]:
         """Apply many commands, one after the other; the entry point for bulk callers.
 
         Each command is handled exactly as :meth:`apply` handles it (same validation,
@@ -180,7 +246,10 @@ class OrderBook(JournaledState):
         post_only)`` are a :class:`NewOrder`, 4 a :class:`CancelOrder`, 6 a
         :class:`ModifyOrder` (``side`` and ``tif`` are the enums, as for apply). No
         typed command is built. The result holds, for each command, the tuple of
-        events apply would have returned, in the same order as the commands.
+        events apply would have returned, in the same order as the commands; with
+        ``compact=True``, each event in compact form, a plain ``(kind, fields)``
+        (:data:`COMPACT_EVENT_TYPES`, :func:`event_from_compact`), which is cheaper
+        to build than the typed event.
 
         Not all-or-nothing (that is :meth:`apply_batch`): if a command raises, the
         commands before it stay applied, that one changes nothing, and the exception
@@ -194,7 +263,7 @@ class OrderBook(JournaledState):
             TypeError: a command has another number of fields, or a field of the wrong
                 type (as :meth:`apply`).
         """
-        out: list[tuple[Event, ...]] = []
+        out: list[tuple[Any, ...]] = []
         append = out.append
         # Any, checked below: compiled, a typed loop variable would refuse a non-tuple
         # with mypyc's own message before the check could name it.
@@ -207,18 +276,26 @@ class OrderBook(JournaledState):
                 kind = _KINDS.get(len(cmd))
                 if kind is None:
                     raise TypeError(f"not a command: {cmd!r}")
-                append(self._apply_journaled(cmd, kind))
+                append(self._apply_journaled(cmd, kind, compact))
             return out
         for cmd in items:
             if type(cmd) not in _COMMAND_TYPES:
                 raise TypeError(f"not a command: {cmd!r}")
-            n = len(cmd)
+            fields: tuple[Any, ...] = cmd
+            n = len(fields)
             if n == 9:
-                append(new_order(self, cmd))
+                seq, ts, client_id, order_id, side, price, amount, tif, post_only = fields
+                append(
+                    _new_order(
+                        self, seq, ts, client_id, order_id, side, price, amount, tif, post_only,
+                        compact,
+                    )
+                )  # fmt: skip
             elif n == 4:
-                append(cancel_order(self, cmd))
+                append(_cancel(self, fields[0], fields[2], fields[3], compact))
             elif n == 6:
-                append(modify_order(self, cmd))
+                seq, ts, client_id, order_id, price, amount = fields
+                append(_modify(self, seq, ts, client_id, order_id, price, amount, compact))
             else:
                 raise TypeError(f"not a command: {cmd!r}")
         return out

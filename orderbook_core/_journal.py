@@ -16,7 +16,6 @@ from typing import Any, Final
 from orderbook_core._rules import cancel_order, modify_order, new_order
 from orderbook_core._state import BookState, JournalEntry, Order
 from orderbook_core._types import (
-    Event,
     OrderRested,
     Side,
 )
@@ -30,6 +29,8 @@ CANCEL: Final = 1
 MODIFY: Final = 2
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
+# A compact OrderRested's kind (COMPACT_EVENT_TYPES).
+_RESTED: Final = 2
 # How a level image puts back orders popped from its queue (see JournaledState._rollback).
 _PUT_HEAD: Final = 0
 _PUT_TAIL: Final = 1
@@ -40,23 +41,33 @@ class JournaledState(BookState):
 
     __slots__ = ()  # the journal itself is BookState._journal
 
-    def _apply_journaled(self, cmd: Any, kind: int) -> tuple[Event, ...]:
+    def _apply_journaled(self, cmd: Any, kind: int, compact: bool = False) -> tuple[Any, ...]:
         """apply, in a transaction: record the command's undo record first.
 
-        ``cmd`` is a typed command or its plain tuple (apply_many), ``kind`` says
-        which: NEW, CANCEL or MODIFY.
+        ``cmd`` is a typed command or the tuple of its fields (the entry points that
+        take fields, apply_many), ``kind`` says which: NEW, CANCEL or MODIFY;
+        ``compact`` which events to return (as for the rules).
         """
         assert self._journal is not None
-        entry = self._preimage(cmd, kind)
+        fields: tuple[Any, ...] = cmd
+        entry = self._preimage(fields, kind)
         self._journal.append(entry)
         if kind == NEW:
-            events = new_order(self, cmd)
+            seq, ts, client_id, order_id, side, price, amount, tif, post_only = fields
+            events = new_order(
+                self, seq, ts, client_id, order_id, side, price, amount, tif, post_only, compact
+            )
         elif kind == CANCEL:
-            events = cancel_order(self, cmd)
+            seq, _ts, client_id, order_id = fields
+            events = cancel_order(self, seq, client_id, order_id, compact)
         else:
-            events = modify_order(self, cmd)
+            seq, ts, client_id, order_id, price, amount = fields
+            events = modify_order(self, seq, ts, client_id, order_id, price, amount, compact)
         last = events[-1]
-        if type(last) is OrderRested:
+        if compact:
+            if last[0] == _RESTED:
+                entry[0] = self._find(last[1][1], last[1][2])
+        elif type(last) is OrderRested:
             entry[0] = self._find(last[1], last[2])
         return events
 

@@ -50,11 +50,7 @@ from typing import Any, Final
 
 from orderbook_core._state import BookState, Order
 from orderbook_core._types import (
-    CancelOrder,
     CancelReason,
-    Event,
-    ModifyOrder,
-    NewOrder,
     OrderAccepted,
     OrderCancelled,
     OrderModified,
@@ -83,10 +79,20 @@ _C_USER: Final = CancelReason.USER
 _C_IOC: Final = CancelReason.IOC
 _C_MARKET: Final = CancelReason.MARKET
 _C_SELF: Final = CancelReason.SELF_TRADE
+# Compact events are (kind, fields): the kind indexes COMPACT_EVENT_TYPES (see _types).
+_ACCEPTED: Final = 0
+_TRADE: Final = 1
+_RESTED: Final = 2
+_CANCELLED: Final = 3
+_REJECTED: Final = 4
+_MODIFIED: Final = 5
 
 
-def _reject(seq: int, client_id: str, order_id: str, reason: RejectReason) -> tuple[Event, ...]:
-    return (OrderRejected(seq, client_id, order_id, reason),)
+def _reject(
+    seq: Any, client_id: Any, order_id: Any, reason: RejectReason, compact: bool
+) -> tuple[Any, ...]:
+    fields = (seq, client_id, order_id, reason)
+    return ((_REJECTED, fields) if compact else _new(OrderRejected, fields),)
 
 
 def _check_price(book: BookState, price: Any) -> RejectReason | None:
@@ -141,7 +147,7 @@ def _fok_fillable(book: BookState, client_id: str, side: Side, limit: int, amoun
 
 def _match(
     book: BookState,
-    events: list[Event],
+    events: list[Any],
     seq: int,
     ts: int,
     client_id: str,
@@ -150,6 +156,7 @@ def _match(
     price: int | None,
     limit: int,
     remaining: int,
+    compact: bool,
 ) -> int:
     """Trade a taker against the opposite side; return the lots left.
 
@@ -163,6 +170,7 @@ def _match(
     index = book._index
     new = _new
     append = events.append
+    fields: tuple[Any, ...]
     n = 0
     while remaining:
         best = book._best_ask if buy else book._best_bid
@@ -190,19 +198,11 @@ def _match(
                     entry = index.pop(o.order_id)
                     if entry is not o:
                         book._unshare(entry, o)
-                    append(
-                        new(
-                            OrderCancelled,
-                            (seq, client_id, o.order_id, maker_side, best, maker_left, _C_SELF),
-                        )
-                    )
+                    fields = (seq, client_id, o.order_id, maker_side, best, maker_left, _C_SELF)
+                    append((_CANCELLED, fields) if compact else new(OrderCancelled, fields))
                 if stp is not _CANCEL_MAKER:  # cancel the taker's remainder
-                    append(
-                        new(
-                            OrderCancelled,
-                            (seq, client_id, order_id, side, price, remaining, _C_SELF),
-                        )
-                    )
+                    fields = (seq, client_id, order_id, side, price, remaining, _C_SELF)
+                    append((_CANCELLED, fields) if compact else new(OrderCancelled, fields))
                     remaining = 0
                 if not level[0]:
                     if buy:
@@ -228,24 +228,20 @@ def _match(
                     book._unshare(entry, o)
             level[0] -= fill
             n += 1
-            append(
-                new(
-                    Trade,
-                    (
-                        seq,
-                        f"{seq}.{n}",
-                        ts,
-                        best,
-                        fill,
-                        side,
-                        o.client_id,
-                        o.order_id,
-                        maker_left,
-                        client_id,
-                        order_id,
-                    ),
-                )
+            fields = (
+                seq,
+                f"{seq}.{n}",
+                ts,
+                best,
+                fill,
+                side,
+                o.client_id,
+                o.order_id,
+                maker_left,
+                client_id,
+                order_id,
             )
+            append((_TRADE, fields) if compact else new(Trade, fields))
             if not level[0]:
                 if buy:
                     book._drop_ask_level(best)
@@ -255,16 +251,27 @@ def _match(
     return remaining
 
 
-def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
-    """Handle a :class:`NewOrder` (see the theory of operation above).
+def new_order(
+    book: BookState,
+    seq: Any,
+    ts: Any,
+    client_id: Any,
+    order_id: Any,
+    side: Any,
+    price: Any,
+    amount: Any,
+    tif: Any,
+    post_only: Any,
+    compact: bool,
+) -> tuple[Any, ...]:
+    """Handle a :class:`NewOrder`, given its fields (see the theory of operation above).
 
     Check order: price, amount, parameter combinations, duplicate id, post-only
-    cross, FOK fillability. The first failure is the rejection reason.
+    cross, FOK fillability. The first failure is the rejection reason. ``compact``
+    says which events to return: typed ones, or compact ones (see COMPACT_EVENT_TYPES).
     """
-    # Unpacked as Any, checked below: compiled (mypyc), typed locals would convert a
-    # wrong type on unpacking (True to 1, "IOC" to an error without the field's name).
-    fields: tuple[Any, ...] = cmd
-    seq, ts, client_id, order_id, side, price, amount, tif, post_only = fields
+    # The fields are Any, checked below: compiled (mypyc), typed parameters would convert
+    # a wrong type on entry (True to 1, "IOC" to an error without the field's name).
     if type(seq) is not int or type(ts) is not int:
         # A resting order stores them as ints (unboxed when compiled): refuse up front.
         raise TypeError(f"seq and ts must be ints, not {seq!r} and {ts!r}")
@@ -276,12 +283,12 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
             raise TypeError(f"price must be an int (ticks) or None, not {type(price).__name__}")
         if not book._min_ticks <= price <= book._max_ticks:
             reason = _R.PRICE_NOT_POSITIVE if price <= 0 else _R.PRICE_OUT_OF_RANGE
-            return _reject(seq, client_id, order_id, reason)
+            return _reject(seq, client_id, order_id, reason, compact)
     if type(amount) is not int:
         raise TypeError(f"amount must be an int (lots), not {type(amount).__name__}")
     if not book._min_lots <= amount <= book._max_lots:
         reason = _R.AMOUNT_NOT_POSITIVE if amount <= 0 else _R.AMOUNT_OUT_OF_RANGE
-        return _reject(seq, client_id, order_id, reason)
+        return _reject(seq, client_id, order_id, reason, compact)
     if tif is not _GTC and tif is not _IOC and tif is not _FOK:
         # A plain "IOC" string would otherwise be treated as GTC without a word.
         raise TypeError(f"tif must be a TimeInForce, not {tif!r}")
@@ -289,15 +296,15 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
         if post_only is not True:
             raise TypeError(f"post_only must be a bool, not {post_only!r}")
         if price is None:
-            return _reject(seq, client_id, order_id, _R.POST_ONLY_MARKET)
+            return _reject(seq, client_id, order_id, _R.POST_ONLY_MARKET, compact)
         if tif is not _GTC:
-            return _reject(seq, client_id, order_id, _R.POST_ONLY_TIF)
+            return _reject(seq, client_id, order_id, _R.POST_ONLY_TIF, compact)
     index = book._index
     entry = index.get(order_id)  # the id index (see _state): an order or a dict
     if entry is not None and (
         entry.client_id == client_id if type(entry) is Order else client_id in entry
     ):
-        return _reject(seq, client_id, order_id, _R.DUPLICATE_ORDER_ID)
+        return _reject(seq, client_id, order_id, _R.DUPLICATE_ORDER_ID, compact)
     # ---- validate (against the book)
     if side is _BUY:
         best = book._best_ask
@@ -312,19 +319,15 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
     else:
         raise TypeError(f"side must be a Side, not {side!r}")
     new = _new
-    fields = (seq, client_id, order_id, side, price, amount)  # accepted, and rested
-    accepted = new(OrderAccepted, fields)
+    fields: tuple[Any, ...] = (seq, client_id, order_id, side, price, amount)  # + rested
+    accepted = (_ACCEPTED, fields) if compact else new(OrderAccepted, fields)
     if not crosses:
         if tif is _FOK:
-            return _reject(seq, client_id, order_id, _R.FOK_NOT_FILLABLE)
-        if price is None:
-            return accepted, new(
-                OrderCancelled, (seq, client_id, order_id, side, None, amount, _C_MARKET)
-            )
-        if tif is _IOC:
-            return accepted, new(
-                OrderCancelled, (seq, client_id, order_id, side, price, amount, _C_IOC)
-            )
+            return _reject(seq, client_id, order_id, _R.FOK_NOT_FILLABLE, compact)
+        if price is None or tif is _IOC:
+            why = _C_MARKET if price is None else _C_IOC
+            fields = (seq, client_id, order_id, side, price, amount, why)
+            return accepted, (_CANCELLED, fields) if compact else new(OrderCancelled, fields)
         # ---- mutate: rest (the most common path; inlined for an existing level)
         level = own_levels.get(price)
         if level is None:
@@ -362,106 +365,108 @@ def new_order(book: BookState, cmd: NewOrder) -> tuple[Event, ...]:
                 index[order_id] = order
             else:
                 book._link(order)
-        return accepted, new(OrderRested, fields)
+        return accepted, (_RESTED, fields) if compact else new(OrderRested, fields)
     if post_only:
-        return _reject(seq, client_id, order_id, _R.POST_ONLY_WOULD_CROSS)
+        return _reject(seq, client_id, order_id, _R.POST_ONLY_WOULD_CROSS, compact)
     if tif is _FOK and not _fok_fillable(book, client_id, side, limit, amount):
-        return _reject(seq, client_id, order_id, _R.FOK_NOT_FILLABLE)
+        return _reject(seq, client_id, order_id, _R.FOK_NOT_FILLABLE, compact)
     # ---- mutate: match, then deal with the remainder
-    events: list[Event] = [accepted]
-    remaining = _match(book, events, seq, ts, client_id, order_id, side, price, limit, amount)
+    events: list[Any] = [accepted]
+    remaining = _match(
+        book, events, seq, ts, client_id, order_id, side, price, limit, amount, compact
+    )
     if remaining:
-        if price is None:
-            events.append(
-                new(OrderCancelled, (seq, client_id, order_id, side, None, remaining, _C_MARKET))
-            )
-        elif tif is _IOC:
-            events.append(
-                new(OrderCancelled, (seq, client_id, order_id, side, price, remaining, _C_IOC))
-            )
+        if price is None or tif is _IOC:
+            why = _C_MARKET if price is None else _C_IOC
+            fields = (seq, client_id, order_id, side, price, remaining, why)
+            events.append((_CANCELLED, fields) if compact else new(OrderCancelled, fields))
         else:  # GTC (a FOK never has a remainder here)
             # Always a new level: an own-side level at this price would have meant a
             # crossed book before this order arrived.
             book._rest(Order(client_id, order_id, side, price, remaining, seq, ts))
-            events.append(new(OrderRested, (seq, client_id, order_id, side, price, remaining)))
+            fields = (seq, client_id, order_id, side, price, remaining)
+            events.append((_RESTED, fields) if compact else new(OrderRested, fields))
     return tuple(events)
 
 
-def cancel_order(book: BookState, cmd: CancelOrder) -> tuple[Event, ...]:
-    """Handle a :class:`CancelOrder`: remove the order's whole remainder.
+def cancel_order(
+    book: BookState, seq: Any, client_id: Any, order_id: Any, compact: bool
+) -> tuple[Any, ...]:
+    """Handle a :class:`CancelOrder`, given its fields: remove the order's remainder.
 
     Orders are identified by ``(client_id, order_id)``, so only the owner can name an
     order: another client's cancel is ``ERR_ORDER_UNKNOWN`` (it does not reveal
-    whether the id exists). A filled or cancelled order is unknown too.
+    whether the id exists). A filled or cancelled order is unknown too. (A cancel's
+    ``ts`` changes nothing, so it is not passed.)
     """
-    seq, _ts, client_id, order_id = cmd
     # The id index lookup, inlined (see BookState._find).
     order: Any = book._index.get(order_id)
     if order is not None and type(order) is not Order:
         order = order.get(client_id)
     if order is None or order.client_id != client_id:
-        return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER)
+        return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER, compact)
     side, price, remaining = order.side, order.price, order.remaining
     book._unlink(order)
-    return (_new(OrderCancelled, (seq, client_id, order_id, side, price, remaining, _C_USER)),)
+    fields = (seq, client_id, order_id, side, price, remaining, _C_USER)
+    return ((_CANCELLED, fields) if compact else _new(OrderCancelled, fields),)
 
 
-def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
-    """Handle a :class:`ModifyOrder` (reprice and/or resize a resting order).
+def modify_order(
+    book: BookState,
+    seq: Any,
+    ts: Any,
+    client_id: Any,
+    order_id: Any,
+    price: Any,
+    amount: Any,
+    compact: bool,
+) -> tuple[Any, ...]:
+    """Handle a :class:`ModifyOrder`, given its fields (reprice and/or resize an order).
 
     ``amount`` is the new *remaining* amount. Check order: unknown order, price,
     amount, no change. A pure decrease at the same price keeps priority; anything
     else is cancel + reinsert (losing priority), trading first at the makers'
     prices if the new price crosses, with self-trade prevention as for a new order.
     """
-    fields: tuple[Any, ...] = cmd  # Any, checked below (see new_order)
-    seq, ts, client_id, order_id, price, amount = fields
+    # The fields are Any, checked below (see new_order).
     if type(seq) is not int or type(ts) is not int:
         raise TypeError(f"seq and ts must be ints, not {seq!r} and {ts!r}")
     order = book._find(client_id, order_id)
     if order is None:
-        return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER)
+        return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER, compact)
     if price is not None:
         reason = _check_price(book, price)
         if reason is not None:
-            return _reject(seq, client_id, order_id, reason)
+            return _reject(seq, client_id, order_id, reason, compact)
     if amount is not None:
         reason = _check_amount(book, amount)
         if reason is not None:
-            return _reject(seq, client_id, order_id, reason)
+            return _reject(seq, client_id, order_id, reason, compact)
     side, old_price, old_amount = order.side, order.price, order.remaining
     new_price = old_price if price is None else price
     new_amount = old_amount if amount is None else amount
     if new_price == old_price and new_amount == old_amount:
-        return _reject(seq, client_id, order_id, _R.MODIFY_NO_CHANGE)
+        return _reject(seq, client_id, order_id, _R.MODIFY_NO_CHANGE, compact)
     if new_price == old_price and new_amount < old_amount:
         # Pure size decrease: in place, time priority kept.
         level = (book._bids if side is _BUY else book._asks)[old_price]
         level[0] -= old_amount - new_amount
         order.remaining = new_amount
-        return (
-            _new(
-                OrderModified,
-                (
-                    seq,
-                    client_id,
-                    order_id,
-                    side,
-                    new_price,
-                    new_amount,
-                    old_price,
-                    old_amount,
-                    True,
-                ),
-            ),
+        fields = (
+            seq,
+            client_id,
+            order_id,
+            side,
+            new_price,
+            new_amount,
+            old_price,
+            old_amount,
+            True,
         )
+        return ((_MODIFIED, fields) if compact else _new(OrderModified, fields),)
     book._unlink(order)
-    events: list[Event] = [
-        _new(
-            OrderModified,
-            (seq, client_id, order_id, side, new_price, new_amount, old_price, old_amount, False),
-        )
-    ]
+    fields = (seq, client_id, order_id, side, new_price, new_amount, old_price, old_amount, False)
+    events: list[Any] = [(_MODIFIED, fields) if compact else _new(OrderModified, fields)]
     if side is _BUY:
         best = book._best_ask
         crosses = best is not None and best <= new_price
@@ -471,9 +476,11 @@ def modify_order(book: BookState, cmd: ModifyOrder) -> tuple[Event, ...]:
     remaining = new_amount
     if crosses:
         remaining = _match(
-            book, events, seq, ts, client_id, order_id, side, new_price, new_price, remaining
-        )
+            book, events, seq, ts, client_id, order_id, side, new_price, new_price, remaining,
+            compact,
+        )  # fmt: skip
     if remaining:
         book._rest(Order(client_id, order_id, side, new_price, remaining, seq, ts))
-        events.append(_new(OrderRested, (seq, client_id, order_id, side, new_price, remaining)))
+        rested = (seq, client_id, order_id, side, new_price, remaining)
+        events.append((_RESTED, rested) if compact else _new(OrderRested, rested))
     return tuple(events)

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 __all__ = [
+    "COMPACT_EVENT_TYPES",
     "CancelOrder",
     "CancelReason",
     "Command",
@@ -35,6 +36,8 @@ __all__ = [
     "Side",
     "TimeInForce",
     "Trade",
+    "event_from_compact",
+    "event_to_compact",
 ]
 
 
@@ -249,6 +252,32 @@ class OrderModified(NamedTuple):
 
 Event = OrderAccepted | Trade | OrderRested | OrderCancelled | OrderRejected | OrderModified
 """Every event the book emits."""
+
+COMPACT_EVENT_TYPES: tuple[type[Event], ...] = (
+    OrderAccepted,
+    Trade,
+    OrderRested,
+    OrderCancelled,
+    OrderRejected,
+    OrderModified,
+)
+"""The event types of compact events, by kind: a compact event is a plain 2-tuple
+``(kind, fields)``, ``fields`` the event's fields in order, ``COMPACT_EVENT_TYPES[kind]``
+its type (0 accepted, 1 trade, 2 rested, 3 cancelled, 4 rejected, 5 modified)."""
+
+
+def event_from_compact(compact: tuple[int, tuple[object, ...]]) -> Event:
+    """The typed event of a compact event ``(kind, fields)``: equal to what
+    :meth:`~orderbook_core.OrderBook.apply` returns for it, and of the same type."""
+    kind, fields = compact
+    event: Event = tuple.__new__(COMPACT_EVENT_TYPES[kind], fields)
+    return event
+
+
+def event_to_compact(event: Event) -> tuple[int, tuple[object, ...]]:
+    """The compact form ``(kind, fields)`` of a typed event (``event_from_compact``
+    inverts it)."""
+    return COMPACT_EVENT_TYPES.index(type(event)), tuple(event)
 
 
 class RestingOrder(NamedTuple):
