@@ -8,12 +8,21 @@ deletion: a cancel marks the order dead in O(1), matching skips dead orders.
 What is measured, each as the median of ``--repeat`` interleaved runs on fresh books,
 in CPU seconds of the process (``ratio_wall`` is ``ratio`` from wall-clock medians):
 
-* ``ratio``: messages per second of the core through its public API (each message
-  becomes a typed command, ``OrderBook.apply`` returns its events) over the naive
-  book's (each message becomes a method call that returns its fills);
-* per message kind (each message timed alone with ``perf_counter_ns``, both books in
+* ``ratio``: messages per second of the core through its fastest public one-at-a-time
+  path (each message becomes a call of ``OrderBook.new_order``, ``cancel_order`` or
+  ``modify_order`` with the command's fields, which returns the same typed events as
+  ``apply``) over the naive book's (each message becomes a method call that returns
+  its fills);
+* ``ratio_apply``: the same through ``OrderBook.apply`` (each message becomes a typed
+  command, ``NewOrder``/``CancelOrder``/``ModifyOrder``, first);
+* ``batch_ratio``: ``apply`` time over ``apply_many`` time from the same messages
+  (plain-tuple commands in chunks of 64, compact events out); ``batch_ratio_fields``
+  the field entry points' time over it; ``batch_ratio_typed_events`` apply over
+  ``apply_many`` returning typed events; ``batch_ratio_prebuilt`` apply over
+  ``apply_many(compact=True)`` on the same prebuilt typed commands;
+* per message kind (each message timed alone with ``perf_counter_ns``, the books in
   lockstep): the median ns of a GTC order that rests, one that trades, an IOC, a
-  cancel, a modify;
+  cancel, a modify (the core through the field entry points, and through apply);
 * ``bytes_per_order``: tracemalloc, what the book keeps alive per resting order once
   ``--memory-orders`` orders rest (ids and numbers included; see
   :func:`bytes_per_order`), for the core and the naive book, and
@@ -64,6 +73,7 @@ from core_stream import (  # noqa: E402
     resting_core,
     run_core,
     run_core_batch,
+    run_core_fields,
     run_naive,
     typed_commands,
 )
@@ -120,29 +130,35 @@ def cost_per_kind(messages: list[Message]) -> dict[str, Any]:
         int(statistics.median(-clock() + clock() for _ in range(1000))) for _ in range(5)
     )
     book = OrderBook(DEFAULT_SPEC)
+    by_apply = OrderBook(DEFAULT_SPEC)
     naive = NaiveBook()
     core: dict[str, list[int]] = {k: [] for k in KINDS}
     base: dict[str, list[int]] = {k: [] for k in KINDS}
+    applied: dict[str, list[int]] = {k: [] for k in KINDS}
     one = [None]
     for seq, m in enumerate(messages, 1):
         one[0] = m  # type: ignore[call-overload]
         t0 = clock()
-        run_core(one, book, seq)  # type: ignore[arg-type]
+        run_core_fields(one, book, seq)  # type: ignore[arg-type]
         t1 = clock()
         _, fills = run_naive(one, naive)  # type: ignore[arg-type]
         t2 = clock()
+        run_core(one, by_apply, seq)  # type: ignore[arg-type]
+        t3 = clock()
         if m[0] == LIMIT:
             kind = "ioc" if m[6] else "gtc_fill" if fills else "gtc_rest"
         else:
             kind = "cancel" if m[0] == CANCEL else "modify"
         core[kind].append(t1 - t0 - overhead)
         base[kind].append(t2 - t1 - overhead)
+        applied[kind].append(t3 - t2 - overhead)
     out: dict[str, Any] = {"timer_overhead_ns": overhead}
     for kind in KINDS:
         c, b = statistics.median(core[kind]), statistics.median(base[kind])
         out[kind] = {
             "count": len(core[kind]),
             "core_median_ns": round(c),
+            "apply_median_ns": round(statistics.median(applied[kind])),
             "baseline_median_ns": round(b),
             "ratio": round(b / c, 3),
         }
@@ -360,9 +376,19 @@ def main(argv: list[str] | None = None) -> int:
         final["core"], _ = run_core(messages)
         return clock() - start
 
+    def fields() -> float:
+        start = clock()
+        final["fields"], _ = run_core_fields(messages)
+        return clock() - start
+
     def batch() -> float:
         start = clock()
         final["batch"], _ = run_core_batch(messages)
+        return clock() - start
+
+    def batch_typed() -> float:
+        start = clock()
+        final["batch_typed"], _ = run_core_batch(messages, compact=False)
         return clock() - start
 
     def naive() -> float:
@@ -384,13 +410,15 @@ def main(argv: list[str] | None = None) -> int:
         chunks = [typed[i : i + 64] for i in range(0, len(typed), 64)]
         start = clock()
         for chunk in chunks:
-            apply_many(chunk)
+            apply_many(chunk, compact=True)
         return clock() - start
 
     runners = {
         "core": core,
+        "fields": fields,
         "naive": naive,
         "batch": batch,
+        "batch_typed": batch_typed,
         "prebuilt_apply": prebuilt_apply,
         "prebuilt_many": prebuilt_many,
     }
@@ -399,15 +427,20 @@ def main(argv: list[str] | None = None) -> int:
     if resting_core(final["core"]) != expected:
         print("ERROR: the core and the naive book disagree at the end", file=sys.stderr)
         return 1
-    if final["batch"] != final["core"]:
-        print("ERROR: apply_many and apply disagree at the end", file=sys.stderr)
-        return 1
+    for name in ("batch", "batch_typed", "fields"):
+        if final[name] != final["core"]:
+            print(f"ERROR: {name} and apply disagree at the end", file=sys.stderr)
+            return 1
     med = {name: statistics.median(t) for name, t in times.items()}
     n = args.messages
     throughput: dict[str, Any] = {
         "compiled": orderbook_core.COMPILED,
-        "ratio": round(med["naive"] / med["core"], 3),
+        "ratio": round(med["naive"] / med["fields"], 3),
+        "ratio_apply": round(med["naive"] / med["core"], 3),
+        "ratio_prebuilt_apply": round(med["naive"] / med["prebuilt_apply"], 3),
         "batch_ratio": round(med["core"] / med["batch"], 3),
+        "batch_ratio_fields": round(med["fields"] / med["batch"], 3),
+        "batch_ratio_typed_events": round(med["core"] / med["batch_typed"], 3),
         "batch_ratio_prebuilt": round(med["prebuilt_apply"] / med["prebuilt_many"], 3),
         "runs_cpu_s": {name: [round(x, 4) for x in t] for name, t in times.items()},
     }
@@ -429,7 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "compiled": orderbook_core.COMPILED,
         "ratio_compiled": None if compiled is None else compiled["ratio"],
+        "ratio_apply_compiled": None if compiled is None else compiled["ratio_apply"],
         "batch_ratio": throughput["batch_ratio"],
+        "batch_ratio_fields": throughput["batch_ratio_fields"],
+        "batch_ratio_typed_events": throughput["batch_ratio_typed_events"],
+        "batch_ratio_fields_compiled": None if compiled is None else compiled["batch_ratio_fields"],
         "batch_ratio_prebuilt": throughput["batch_ratio_prebuilt"],
         "batch_ratio_compiled": None if compiled is None else compiled["batch_ratio"],
         "batch_ratio_prebuilt_compiled": (
@@ -441,10 +478,15 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": args.repeat,
         "kinds": {k: sum(1 for m in messages if m[0] == k) for k in ("L", "C", "M")},
         "resting_at_end": len(final["core"]),
-        "ops_per_s": round(n / med["core"]),
+        "ops_per_s": round(n / med["fields"]),
+        "apply_ops_per_s": round(n / med["core"]),
         "baseline_ops_per_s": round(n / med["naive"]),
-        "ratio": round(med["naive"] / med["core"], 3),
-        "ratio_wall": round(statistics.median(wall["naive"]) / statistics.median(wall["core"]), 3),
+        "ratio": throughput["ratio"],
+        "ratio_apply": throughput["ratio_apply"],
+        "ratio_prebuilt_apply": throughput["ratio_prebuilt_apply"],
+        "ratio_wall": round(
+            statistics.median(wall["naive"]) / statistics.median(wall["fields"]), 3
+        ),
         "runs_cpu_s": {name: [round(x, 4) for x in t] for name, t in times.items()},
         "runs_wall_s": {name: [round(x, 4) for x in wall[name]] for name in times},
         "per_kind": kinds,
@@ -459,25 +501,30 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"orderbook_core bench: {n} messages (seed {args.seed}): {result['kinds']}, "
           f"{result['resting_at_end']} resting at the end; medians of {args.repeat}")  # fmt: skip
-    print(f"  core, public API (apply)   {n / med['core']:>12,.0f} msg/s")
+    print(f"  core, new_order & co.      {n / med['fields']:>12,.0f} msg/s")
+    print(f"  core, apply (typed cmds)   {n / med['core']:>12,.0f} msg/s")
     print(f"  naive lazy-delete book     {n / med['naive']:>12,.0f} msg/s")
-    print(f"  ratio                      {result['ratio']:>12.3f}")
+    print(f"  ratio (new_order & co.)    {result['ratio']:>12.3f}")
+    print(f"  ratio_apply                {result['ratio_apply']:>12.3f}")
     print(f"  core, bulk (apply_many)    {n / med['batch']:>12,.0f} msg/s")
-    print(f"  batch ratio (apply_many / apply, from the same messages) "
-          f"{result['batch_ratio']:.3f}; on the same prebuilt commands "
+    print(f"  batch ratio (apply_many compact / apply, from the same messages) "
+          f"{result['batch_ratio']:.3f}; over new_order & co. "
+          f"{result['batch_ratio_fields']:.3f}; typed events "
+          f"{result['batch_ratio_typed_events']:.3f}; on the same prebuilt commands "
           f"{result['batch_ratio_prebuilt']:.3f}")  # fmt: skip
     if compiled is not None:
         c = compiled
-        print(f"  compiled core: ratio_compiled {c['ratio']:.3f}, batch ratio "
-              f"{c['batch_ratio']:.3f} (prebuilt {c['batch_ratio_prebuilt']:.3f}), "
-              f"bytes per resting order {c['bytes_per_order']}")  # fmt: skip
+        print(f"  compiled core: ratio_compiled {c['ratio']:.3f} (apply "
+              f"{c['ratio_apply']:.3f}), batch ratio {c['batch_ratio']:.3f} (over new_order "
+              f"& co. {c['batch_ratio_fields']:.3f}, prebuilt {c['batch_ratio_prebuilt']:.3f}),"
+              f" bytes per resting order {c['bytes_per_order']}")  # fmt: skip
     else:
         print("  compiled core: not measured (no compiled build; make test-compiled)")
     print("  per message kind (median ns, each timed alone, timer overhead removed):")
-    print(f"    {'kind':<10}{'count':>8}{'core':>8}{'naive':>8}{'ratio':>8}")
+    print(f"    {'kind':<10}{'count':>8}{'core':>8}{'apply':>8}{'naive':>8}{'ratio':>8}")
     for kind in KINDS:
         k = kinds[kind]
-        print(f"    {kind:<10}{k['count']:>8}{k['core_median_ns']:>8}"
+        print(f"    {kind:<10}{k['count']:>8}{k['core_median_ns']:>8}{k['apply_median_ns']:>8}"
               f"{k['baseline_median_ns']:>8}{k['ratio']:>8.3f}")  # fmt: skip
     for orders, mem in memory.items():
         print(f"  bytes per resting order at {int(orders):,}: core {mem['core']} "

@@ -17,8 +17,11 @@ lots of ``DEFAULT_SPEC``.
 
 The drivers take messages through each book's public API, one at a time, and keep what
 comes back (the number of fills for the naive book, of events for the core), so both
-pay for building their input and returning their output; ``run_core_batch`` does the same
-through the core's bulk entry point, ``OrderBook.apply_many``, in chunks.
+pay for building their input and returning their output: ``run_core`` through
+``OrderBook.apply`` (a typed command per message), ``run_core_fields`` through the entry
+points that take the fields (``new_order``, ``cancel_order``, ``modify_order``: no
+command built); ``run_core_batch`` does the same through the core's bulk entry point,
+``OrderBook.apply_many``, in chunks, with compact events by default.
 """
 
 from __future__ import annotations
@@ -130,14 +133,37 @@ def run_core(
     return book, n
 
 
+def run_core_fields(
+    messages: list[Message], book: OrderBook | None = None, start: int = 1
+) -> tuple[OrderBook, int]:
+    """Feed ``messages`` to the core through ``new_order``/``cancel_order``/
+    ``modify_order`` (the fields, no typed command); (book, events seen)."""
+    book = OrderBook(DEFAULT_SPEC) if book is None else book
+    new_order, cancel_order, modify_order = book.new_order, book.cancel_order, book.modify_order
+    sides, tifs = _SIDES, _TIFS
+    n = 0
+    for seq, m in enumerate(messages, start):
+        kind = m[0]
+        if kind == LIMIT:
+            _, cid, oid, is_buy, price, amount, ioc = m
+            n += len(new_order(seq, seq, cid, oid, sides[is_buy], price, amount, tifs[ioc]))
+        elif kind == CANCEL:
+            n += len(cancel_order(seq, seq, m[1], m[2]))
+        else:
+            _, cid, oid, price, amount = m
+            n += len(modify_order(seq, seq, cid, oid, price, amount))
+    return book, n
+
+
 def run_core_batch(
-    messages: list[Message], book: OrderBook | None = None, chunk: int = 64
+    messages: list[Message], book: OrderBook | None = None, chunk: int = 64, compact: bool = True
 ) -> tuple[OrderBook, int]:
     """Feed ``messages`` to the core through ``OrderBook.apply_many``; (book, events seen).
 
     Each message becomes the compact command, a plain tuple of the typed command's
     fields (all of them), and every ``chunk`` commands go in one call, as a replayed
-    journal or a matcher's batch would.
+    journal or a matcher's batch would; the events come back compact (``compact``) or
+    typed.
     """
     book = OrderBook(DEFAULT_SPEC) if book is None else book
     apply_many = book.apply_many
@@ -156,10 +182,10 @@ def run_core_batch(
             _, cid, oid, price, amount = m
             add((seq, seq, cid, oid, price, amount))
         if len(rows) == chunk:
-            for events in apply_many(rows):
+            for events in apply_many(rows, compact=compact):
                 n += len(events)
             rows.clear()
-    for events in apply_many(rows):
+    for events in apply_many(rows, compact=compact):
         n += len(events)
     return book, n
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from orderbook_core import DEFAULT_SPEC, OrderBook, OrderRejected, Trade
+from orderbook_core import DEFAULT_SPEC, OrderBook, OrderRejected, Trade, encode_book
 
 # bench/ is scripts, not a package: put it on the path and import its modules by name
 # (they are type-checked with bench/ itself).
@@ -58,3 +58,10 @@ def test_the_drivers_agree() -> None:
     core, _ = stream.run_core(messages)
     naive, _ = stream.run_naive(messages)
     assert stream.resting_core(core) == list(naive.orders())
+    fields, n_fields = stream.run_core_fields(messages)
+    batch, n_batch = stream.run_core_batch(messages)
+    typed_batch, n_typed_batch = stream.run_core_batch(messages, compact=False)
+    _, n_core = stream.run_core(messages)
+    assert n_fields == n_batch == n_typed_batch == n_core
+    for book in (fields, batch, typed_batch):
+        assert encode_book(book) == encode_book(core)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from orderbook_core import (
     COMPACT_EVENT_TYPES,
     CancelOrder,
+    CancelReason,
     Command,
     Event,
     MarketSpec,
@@ -191,7 +192,7 @@ def test_field_entry_points_refuse_wrong_types_and_change_nothing() -> None:
     (modified,) = book.modify_order(3, 3, "a", "1", amount=3)
     assert modified == OrderModified(3, "a", "1", SELL, 100, 3, 100, 5, True)
     (cancelled,) = book.cancel_order(4, 4, "a", "1")
-    assert cancelled == OrderCancelled(4, "a", "1", SELL, 100, 3, "user")
+    assert cancelled == OrderCancelled(4, "a", "1", SELL, 100, 3, CancelReason.USER)
     (rejected,) = book.cancel_order(5, 5, "a", "1")
     assert isinstance(rejected, OrderRejected)
     assert len(book) == 0
