@@ -67,6 +67,19 @@ __all__ = ["cancel_order", "modify_order", "new_order"]
 
 _heappush: Final = heapq.heappush
 _new: Final[Any] = tuple.__new__  # builds a NamedTuple without its Python-level __new__
+# Final aliases of the classes the hot path uses: compiled, a static load instead of a
+# lookup in the module's dict each time.
+_Accepted: Final[Any] = OrderAccepted
+_Trade: Final[Any] = Trade
+_Rested: Final[Any] = OrderRested
+_Cancelled: Final[Any] = OrderCancelled
+_Rejected: Final[Any] = OrderRejected
+_Modified: Final[Any] = OrderModified
+_deque: Final[Any] = deque
+# The type checks compare with this alias, so that the checked names are not narrowed
+# to int: compiled, a narrowed int is unboxed, and boxed again (a new object) into each
+# event and order that carries it; the comparisons use explicitly unboxed copies.
+_INT: Final[Any] = int
 _BUY: Final = Side.BUY
 _SELL: Final = Side.SELL
 _GTC: Final = TimeInForce.GTC
@@ -91,8 +104,8 @@ _MODIFIED: Final = 5
 def _reject(
     seq: Any, client_id: Any, order_id: Any, reason: RejectReason, compact: bool
 ) -> tuple[Any, ...]:
-    fields = (seq, client_id, order_id, reason)
-    return ((_REJECTED, fields) if compact else _new(OrderRejected, fields),)
+    fields: Any = (seq, client_id, order_id, reason)
+    return ((_REJECTED, fields) if compact else _new(_Rejected, fields),)
 
 
 def _check_price(book: BookState, price: Any) -> RejectReason | None:
@@ -148,13 +161,13 @@ def _fok_fillable(book: BookState, client_id: str, side: Side, limit: int, amoun
 def _match(
     book: BookState,
     events: list[Any],
-    seq: int,
-    ts: int,
-    client_id: str,
-    order_id: str,
-    side: Side,
-    price: int | None,
-    limit: int,
+    seq: Any,
+    ts: Any,
+    client_id: Any,
+    order_id: Any,
+    side: Any,
+    price: Any,
+    limit: Any,
     remaining: int,
     compact: bool,
 ) -> int:
@@ -164,13 +177,17 @@ def _match(
     extreme price, so every level qualifies); ``price`` is what the taker's own
     events report (None for a market order). Appends Trade events (and self-trade
     cancellations) to ``events``. O(1) per fill, O(log L) per emptied level.
+
+    The numbers that go into events unchanged (seq, ts, prices) are Any: compiled, an
+    ``int`` would be unboxed, then boxed again (a new int object) into each event.
     """
     buy = side is _BUY
     levels = book._asks if buy else book._bids
     index = book._index
     new = _new
     append = events.append
-    fields: tuple[Any, ...]
+    fields: Any  # not a typed tuple: compiled, that is built twice (unboxed, then boxed)
+    best: Any
     n = 0
     while remaining:
         best = book._best_ask if buy else book._best_bid
@@ -199,10 +216,10 @@ def _match(
                     if entry is not o:
                         book._unshare(entry, o)
                     fields = (seq, client_id, o.order_id, maker_side, best, maker_left, _C_SELF)
-                    append((_CANCELLED, fields) if compact else new(OrderCancelled, fields))
+                    append((_CANCELLED, fields) if compact else new(_Cancelled, fields))
                 if stp is not _CANCEL_MAKER:  # cancel the taker's remainder
                     fields = (seq, client_id, order_id, side, price, remaining, _C_SELF)
-                    append((_CANCELLED, fields) if compact else new(OrderCancelled, fields))
+                    append((_CANCELLED, fields) if compact else new(_Cancelled, fields))
                     remaining = 0
                 if not level[0]:
                     if buy:
@@ -241,7 +258,7 @@ def _match(
                 client_id,
                 order_id,
             )
-            append((_TRADE, fields) if compact else new(Trade, fields))
+            append((_TRADE, fields) if compact else new(_Trade, fields))
             if not level[0]:
                 if buy:
                     book._drop_ask_level(best)
@@ -272,22 +289,25 @@ def new_order(
     """
     # The fields are Any, checked below: compiled (mypyc), typed parameters would convert
     # a wrong type on entry (True to 1, "IOC" to an error without the field's name).
-    if type(seq) is not int or type(ts) is not int:
+    if type(seq) is not _INT or type(ts) is not _INT:
         # A resting order stores them as ints (unboxed when compiled): refuse up front.
         raise TypeError(f"seq and ts must be ints, not {seq!r} and {ts!r}")
     # ---- validate (static). One chained comparison per number on the happy path
     # (the profiler pointed here); min_ticks/min_lots >= 1, so a value <= 0 is also
-    # out of range and is told apart only when rejecting.
+    # out of range and is told apart only when rejecting. The checks compare unboxed
+    # copies (p, a); the events carry the objects (see _INT).
     if price is not None:
-        if type(price) is not int:
+        if type(price) is not _INT:
             raise TypeError(f"price must be an int (ticks) or None, not {type(price).__name__}")
-        if not book._min_ticks <= price <= book._max_ticks:
-            reason = _R.PRICE_NOT_POSITIVE if price <= 0 else _R.PRICE_OUT_OF_RANGE
+        p: int = price
+        if not book._min_ticks <= p <= book._max_ticks:
+            reason = _R.PRICE_NOT_POSITIVE if p <= 0 else _R.PRICE_OUT_OF_RANGE
             return _reject(seq, client_id, order_id, reason, compact)
-    if type(amount) is not int:
+    if type(amount) is not _INT:
         raise TypeError(f"amount must be an int (lots), not {type(amount).__name__}")
-    if not book._min_lots <= amount <= book._max_lots:
-        reason = _R.AMOUNT_NOT_POSITIVE if amount <= 0 else _R.AMOUNT_OUT_OF_RANGE
+    a: int = amount
+    if not book._min_lots <= a <= book._max_lots:
+        reason = _R.AMOUNT_NOT_POSITIVE if a <= 0 else _R.AMOUNT_OUT_OF_RANGE
         return _reject(seq, client_id, order_id, reason, compact)
     if tif is not _GTC and tif is not _IOC and tif is not _FOK:
         # A plain "IOC" string would otherwise be treated as GTC without a word.
@@ -306,6 +326,8 @@ def new_order(
     ):
         return _reject(seq, client_id, order_id, _R.DUPLICATE_ORDER_ID, compact)
     # ---- validate (against the book)
+    best: Any  # Any, as in _match: compiled, no unboxing and boxing again
+    limit: Any
     if side is _BUY:
         best = book._best_ask
         limit = book._max_ticks if price is None else price
@@ -319,21 +341,22 @@ def new_order(
     else:
         raise TypeError(f"side must be a Side, not {side!r}")
     new = _new
-    fields: tuple[Any, ...] = (seq, client_id, order_id, side, price, amount)  # + rested
-    accepted = (_ACCEPTED, fields) if compact else new(OrderAccepted, fields)
+    # Any, not a typed tuple: compiled, that would be built twice (unboxed, then boxed).
+    fields: Any = (seq, client_id, order_id, side, price, amount)  # accepted, and rested
+    accepted = (_ACCEPTED, fields) if compact else new(_Accepted, fields)
     if not crosses:
         if tif is _FOK:
             return _reject(seq, client_id, order_id, _R.FOK_NOT_FILLABLE, compact)
         if price is None or tif is _IOC:
             why = _C_MARKET if price is None else _C_IOC
             fields = (seq, client_id, order_id, side, price, amount, why)
-            return accepted, (_CANCELLED, fields) if compact else new(OrderCancelled, fields)
+            return accepted, (_CANCELLED, fields) if compact else new(_Cancelled, fields)
         # ---- mutate: rest (the most common path; inlined for an existing level)
         level = own_levels.get(price)
         if level is None:
             # A new level (inlined: half the rests in the benchmark open a level).
             order = Order(client_id, order_id, side, price, amount, seq, ts)
-            own_levels[price] = [amount, 0, deque((order,))]
+            own_levels[price] = [amount, 0, _deque((order,))]
             if side is _BUY:
                 heap = book._bid_heap
                 if len(heap) > 2 * len(own_levels) + 64:
@@ -365,7 +388,7 @@ def new_order(
                 index[order_id] = order
             else:
                 book._link(order)
-        return accepted, (_RESTED, fields) if compact else new(OrderRested, fields)
+        return accepted, (_RESTED, fields) if compact else new(_Rested, fields)
     if post_only:
         return _reject(seq, client_id, order_id, _R.POST_ONLY_WOULD_CROSS, compact)
     if tif is _FOK and not _fok_fillable(book, client_id, side, limit, amount):
@@ -379,13 +402,13 @@ def new_order(
         if price is None or tif is _IOC:
             why = _C_MARKET if price is None else _C_IOC
             fields = (seq, client_id, order_id, side, price, remaining, why)
-            events.append((_CANCELLED, fields) if compact else new(OrderCancelled, fields))
+            events.append((_CANCELLED, fields) if compact else new(_Cancelled, fields))
         else:  # GTC (a FOK never has a remainder here)
             # Always a new level: an own-side level at this price would have meant a
             # crossed book before this order arrived.
             book._rest(Order(client_id, order_id, side, price, remaining, seq, ts))
             fields = (seq, client_id, order_id, side, price, remaining)
-            events.append((_RESTED, fields) if compact else new(OrderRested, fields))
+            events.append((_RESTED, fields) if compact else new(_Rested, fields))
     return tuple(events)
 
 
@@ -407,8 +430,8 @@ def cancel_order(
         return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER, compact)
     side, price, remaining = order.side, order.price, order.remaining
     book._unlink(order)
-    fields = (seq, client_id, order_id, side, price, remaining, _C_USER)
-    return ((_CANCELLED, fields) if compact else _new(OrderCancelled, fields),)
+    fields: Any = (seq, client_id, order_id, side, price, remaining, _C_USER)
+    return ((_CANCELLED, fields) if compact else _new(_Cancelled, fields),)
 
 
 def modify_order(
@@ -429,7 +452,8 @@ def modify_order(
     prices if the new price crosses, with self-trade prevention as for a new order.
     """
     # The fields are Any, checked below (see new_order).
-    if type(seq) is not int or type(ts) is not int:
+    fields: Any  # see new_order
+    if type(seq) is not _INT or type(ts) is not _INT:
         raise TypeError(f"seq and ts must be ints, not {seq!r} and {ts!r}")
     order = book._find(client_id, order_id)
     if order is None:
@@ -463,10 +487,10 @@ def modify_order(
             old_amount,
             True,
         )
-        return ((_MODIFIED, fields) if compact else _new(OrderModified, fields),)
+        return ((_MODIFIED, fields) if compact else _new(_Modified, fields),)
     book._unlink(order)
     fields = (seq, client_id, order_id, side, new_price, new_amount, old_price, old_amount, False)
-    events: list[Any] = [(_MODIFIED, fields) if compact else _new(OrderModified, fields)]
+    events: list[Any] = [(_MODIFIED, fields) if compact else _new(_Modified, fields)]
     if side is _BUY:
         best = book._best_ask
         crosses = best is not None and best <= new_price
@@ -481,6 +505,6 @@ def modify_order(
         )  # fmt: skip
     if remaining:
         book._rest(Order(client_id, order_id, side, new_price, remaining, seq, ts))
-        rested = (seq, client_id, order_id, side, new_price, remaining)
-        events.append((_RESTED, rested) if compact else _new(OrderRested, rested))
+        rested: Any = (seq, client_id, order_id, side, new_price, remaining)
+        events.append((_RESTED, rested) if compact else _new(_Rested, rested))
     return tuple(events)

@@ -23,6 +23,7 @@ _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
 
 _new: Final[Any] = tuple.__new__
+_deque: Final[Any] = deque  # compiled: a static load, not a module-dict lookup
 
 
 @final
@@ -132,7 +133,7 @@ class BookState:
         if order.side is _BUY:
             level = self._bids.get(price)
             if level is None:
-                self._bids[price] = [order.remaining, 0, deque((order,))]
+                self._bids[price] = [order.remaining, 0, _deque((order,))]
                 heap = self._bid_heap
                 if len(heap) > 2 * len(self._bids) + 64:
                     self._rebuild_heaps()
@@ -149,7 +150,7 @@ class BookState:
         else:
             level = self._asks.get(price)
             if level is None:
-                self._asks[price] = [order.remaining, 0, deque((order,))]
+                self._asks[price] = [order.remaining, 0, _deque((order,))]
                 heap = self._ask_heap
                 if len(heap) > 2 * len(self._asks) + 64:
                     self._rebuild_heaps()
