@@ -279,7 +279,7 @@ class OrderBook(JournaledState):
                 append(self._apply_journaled(cmd, kind, compact))
             return out
         for cmd in items:
-            if type(cmd) not in _COMMAND_TYPES:
+            if type(cmd) is not tuple and type(cmd) not in _COMMAND_TYPES:
                 raise TypeError(f"not a command: {cmd!r}")
             fields: tuple[Any, ...] = cmd
             n = len(fields)
