@@ -31,7 +31,7 @@ import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, Final
+from typing import Any, Final, Literal, overload
 
 from orderbook_core._journal import CANCEL, MODIFY, NEW, JournaledState
 from orderbook_core._rules import cancel_order as _cancel
@@ -42,6 +42,7 @@ from orderbook_core._state import Level, Order
 from orderbook_core._types import (
     CancelOrder,
     Command,
+    CompactEvent,
     Event,
     ModifyOrder,
     NewOrder,
@@ -233,6 +234,21 @@ class OrderBook(JournaledState):
                     return out
                 events.extend(out)
             return tuple(events)
+
+    @overload
+    def apply_many(
+        self, cmds: Iterable[tuple[Any, ...]], *, compact: Literal[False] = False
+    ) -> list[tuple[Event, ...]]: ...
+
+    @overload
+    def apply_many(
+        self, cmds: Iterable[tuple[Any, ...]], *, compact: Literal[True]
+    ) -> list[tuple[CompactEvent, ...]]: ...
+
+    @overload
+    def apply_many(
+        self, cmds: Iterable[tuple[Any, ...]], *, compact: bool
+    ) -> list[tuple[Event, ...]] | list[tuple[CompactEvent, ...]]: ...
 
     def apply_many(
         self, cmds: Iterable[tuple[Any, ...]], *, compact: bool = False

@@ -15,13 +15,14 @@ sequencer, never read from a clock.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "COMPACT_EVENT_TYPES",
     "CancelOrder",
     "CancelReason",
     "Command",
+    "CompactEvent",
     "Event",
     "ModifyOrder",
     "NewOrder",
@@ -265,8 +266,11 @@ COMPACT_EVENT_TYPES: tuple[type[Event], ...] = (
 ``(kind, fields)``, ``fields`` the event's fields in order, ``COMPACT_EVENT_TYPES[kind]``
 its type (0 accepted, 1 trade, 2 rested, 3 cancelled, 4 rejected, 5 modified)."""
 
+CompactEvent = tuple[int, tuple[Any, ...]]
+"""A compact event, ``(kind, fields)`` (see :data:`COMPACT_EVENT_TYPES`)."""
 
-def event_from_compact(compact: tuple[int, tuple[object, ...]]) -> Event:
+
+def event_from_compact(compact: CompactEvent) -> Event:
     """The typed event of a compact event ``(kind, fields)``: equal to what
     :meth:`~orderbook_core.OrderBook.apply` returns for it, and of the same type."""
     kind, fields = compact
@@ -274,7 +278,7 @@ def event_from_compact(compact: tuple[int, tuple[object, ...]]) -> Event:
     return event
 
 
-def event_to_compact(event: Event) -> tuple[int, tuple[object, ...]]:
+def event_to_compact(event: Event) -> CompactEvent:
     """The compact form ``(kind, fields)`` of a typed event (``event_from_compact``
     inverts it)."""
     return COMPACT_EVENT_TYPES.index(type(event)), tuple(event)
