@@ -275,7 +275,12 @@ class SubmitWorker(Forwarder):
     async def _load_seen(self, journal: ScansKeys) -> None:
         """Scan the journal's keys (`_seen.py`); lookups skip the journal from then on
         for the keys it never held."""
-        seen = await anyio.to_thread.run_sync(load_seen, journal)
+        try:
+            seen = await anyio.to_thread.run_sync(load_seen, journal)
+        except Exception as exc:  # every lookup goes to the journal, as without a scan
+            _log.warning("scanning the journal's dedupe keys failed: %s", exc)
+            self._seen_pending = None
+            return
         for key in self._seen_pending or ():
             seen.add(key)
         self._seen, self._seen_pending = seen, None

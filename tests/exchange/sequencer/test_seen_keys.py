@@ -3,7 +3,8 @@ never missed, so a repeat is still a repeat; a new key skips the journal's looku
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,8 @@ MODIFY = {"op": "modify", "clientId": "alice", "orderId": "a0", "requestId": "m1
 
 
 async def _submit_all(journal: Journal, payloads: list[dict[str, Any]]) -> list[Any]:
-    """Each payload in turn, on a fresh worker over `journal`, once its keys are scanned."""
+    """Each payload in turn, on a fresh worker over `journal`, once its keys are scanned
+    (or the scan failed)."""
     network = MemoryNetwork()
     async with (
         open_transport("memory", network=network) as server,
@@ -72,7 +74,7 @@ async def _submit_all(journal: Journal, payloads: list[dict[str, Any]]) -> list[
         worker = SubmitWorker(server, journal, DEFAULT_SPEC, signing_key=SEQUENCER_KEY)
         await tg.start(worker.run)
         with anyio.fail_after(10):
-            while worker._seen is None:  # noqa: ASYNC110 - set by the scan task
+            while worker._seen_pending is not None:  # noqa: ASYNC110 - the scan task clears it
                 await anyio.sleep(0.01)
         replies = [
             await client.request(SUBMIT_ORDER, signed(payload), timeout=10) for payload in payloads
@@ -102,3 +104,19 @@ def test_after_a_restart_a_repeat_is_still_a_repeat_and_new_keys_skip_the_journa
             ("alice", "cancel", "a1"),
         }
         assert len(journal.looked_up) < len(first) + 5
+
+
+class UnreadableKeys(CountedLookups):
+    def dedupe_keys(self) -> Iterator[tuple[str, str, str]]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_a_failed_scan_leaves_every_lookup_to_the_journal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with UnreadableKeys(tmp_path / "j.db") as journal:
+        journal.looked_up = []
+        replies = anyio.run(_submit_all, journal, [NEW, NEW])
+    assert replies[0] == replies[1]
+    assert journal.looked_up == [("alice", "new", "a1")] * 2
+    assert "scanning the journal's dedupe keys failed: disk I/O error" in caplog.text
