@@ -15,7 +15,8 @@ lookups go to the journal as before until the scan is done. A journal other writ
 share (JetStream, with a lease) is not scanned: every lookup goes to it.
 
 Sizes: 10 bits a key (10 million keys: about 12 MB), 7 probes, a false positive about
-1% of the time; the filter grows by layers of twice the capacity as keys come.
+1% of the time; the filter grows by layers of twice the capacity as keys come. The scan
+costs about 2 µs of CPU a key (10 million keys: ~20 s, in a thread, while serving).
 """
 
 from __future__ import annotations
