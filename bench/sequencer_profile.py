@@ -18,6 +18,7 @@ Usage::
 
     .venv/bin/python bench/sequencer_profile.py                 # 3,000 single submits
     .venv/bin/python bench/sequencer_profile.py --batch 16      # in batches of 16
+    .venv/bin/python bench/sequencer_profile.py --rate 1000     # offered: 1,000 orders/s
     .venv/bin/python bench/sequencer_profile.py --json          # one JSON object, last line
 """
 
@@ -35,7 +36,7 @@ import anyio
 from e2e_bench import cpu_seconds, exchange_on_grapes, head_of, run_loads, wait_head
 
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
-    ("ed25519 verify", ("'verify' of", "ed25519")),
+    ("ed25519 verify", ("'verify' of", "ed25519", "crypto_sign", "_sodium")),
     ("canonical json (signed bytes)", ("canonical_json", "_signing.py")),
     ("json encode/decode", ("json/", "{built-in method _json", "_codec.py")),
     ("validation (core)", ("orderbook_core/", "_submitted.py", "_fields.py")),
@@ -57,7 +58,9 @@ def category(key: tuple[str, int, str]) -> str:
     return "other"
 
 
-def run(orders: int, batch: int, concurrency: int, profile: Path | None) -> dict[str, Any]:
+def run(
+    orders: int, batch: int, concurrency: int, profile: Path | None, rate: float = 0.0
+) -> dict[str, Any]:
     """One load on a fresh exchange; the sequencer's CPU per order (and its profile)."""
     with tempfile.TemporaryDirectory(prefix="dex-seqprof-") as tmp:
         workdir = Path(tmp)
@@ -67,7 +70,13 @@ def run(orders: int, batch: int, concurrency: int, profile: Path | None) -> dict
             submit = next(p for p in procs if p.name == "submit")
             cpu0 = cpu_seconds(submit.popen.pid)
             records, _ = run_loads(
-                g0, workdir, count=orders, concurrency=concurrency, batch=batch, tag="prof"
+                g0,
+                workdir,
+                count=orders,
+                concurrency=concurrency,
+                batch=batch,
+                tag="prof",
+                rate=rate,
             )
             anyio.run(wait_head, g1, max(r[0] for r in records), 600.0)
             cpu = cpu_seconds(submit.popen.pid) - cpu0
@@ -217,6 +226,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=1, help="orders per submit_order request")
     parser.add_argument("--concurrency", type=int, default=64, help="orders in flight")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="orders/s offered (open loop; 0: flat out)"
+    )
     parser.add_argument("--top", type=int, default=25, help="functions shown")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--json", action="store_true", help="one JSON object, last line")
@@ -240,15 +252,16 @@ def main() -> None:
         if args.json:
             print(json.dumps({"json_us_per_order": codecs}))
         return
-    plain = run(args.orders, args.batch, args.concurrency, None)
+    plain = run(args.orders, args.batch, args.concurrency, None, args.rate)
     print(
         f"sequencer CPU: {plain['cpu_us_per_order']} µs/order"
-        f" ({plain['orders']} orders, batch {args.batch}, no profiler)"
+        f" ({plain['orders']} orders, batch {args.batch}, rate {args.rate or 'flat out'},"
+        " no profiler)"
     )
-    out: dict[str, Any] = {"batch": args.batch, **plain}
+    out: dict[str, Any] = {"batch": args.batch, "rate": args.rate, **plain}
     if args.profile:
         with tempfile.TemporaryDirectory(prefix="dex-seqprof-out-") as folder:
-            run(args.orders, args.batch, args.concurrency, Path(folder))
+            run(args.orders, args.batch, args.concurrency, Path(folder), args.rate)
             out.update(top_costs(Path(folder) / "submit.prof", plain["orders"], args.top))
         print(f"under cProfile: {out['profiled_us_per_order']} µs/order of own time; by kind:")
         for label, row in out["categories"].items():

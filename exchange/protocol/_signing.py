@@ -21,6 +21,12 @@ its 32 raw bytes (64 hex), a signature its 64 bytes (128 hex). docs/protocol.md
 
 Pure: no I/O (key files are `exchange.runtime`). Verification raises `AuthFailed`
 (``ERR_AUTH``), never returns a verdict to forget to check.
+
+Keys are `cryptography` objects (key files, generation); signing and verification run in
+libsodium (PyNaCl) on the keys' raw bytes: verification twice as fast as OpenSSL's on
+this path (the sequencer's largest cost per order), signing a third faster. Both are
+RFC 8032; libsodium also refuses small-order keys and ``R`` points and non-canonical
+encodings, which no honest signer produces (OpenSSL took a small-order key's forgery).
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.bindings import crypto_sign, crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from exchange.protocol._errors import AuthFailed
 from exchange.protocol._messages import Head
@@ -119,7 +126,10 @@ def signed_message(domain: str, obj: Mapping[str, Any]) -> bytes:
 
 def sign_object(domain: str, obj: Mapping[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
     """Return a copy of `obj` with its ``sig`` by `key` (any old ``sig`` replaced)."""
-    signature = key.sign(signed_message(domain, obj)).hex()
+    # libsodium's sign (Ed25519 is deterministic: OpenSSL's signature, byte for byte,
+    # in two thirds of its time); its secret key is the seed then the public key.
+    secret = key.private_bytes_raw() + key.public_key().public_bytes_raw()
+    signature = crypto_sign(signed_message(domain, obj), secret)[:64].hex()
     return {**{k: v for k, v in obj.items() if k != SIGNATURE_FIELD}, SIGNATURE_FIELD: signature}
 
 
@@ -134,14 +144,23 @@ def verify_object(
     Raises:
         AuthFailed: the signature is missing, malformed, or not `key`'s over `obj`.
     """
+    return _verify(domain, obj, key.public_bytes_raw(), what)
+
+
+def _verify(domain: str, obj: Mapping[str, Any], key: bytes, what: str) -> dict[str, Any]:
+    """`verify_object` on the key's 32 raw bytes."""
     signature = obj.get(SIGNATURE_FIELD)
     if not isinstance(signature, str) or not _SIG_RE.match(signature):
         raise AuthFailed(f"{SIGNATURE_FIELD}: missing or not 128 lowercase hex")
+    body = {k: v for k, v in obj.items() if k != SIGNATURE_FIELD}
+    message = f"{domain}\n{canonical_json(body)}".encode()
     try:
-        key.verify(bytes.fromhex(signature), signed_message(domain, obj))
-    except InvalidSignature:
+        # libsodium's verify of the detached signature (its "signed message" form is
+        # the signature then the message): every signature checked in full.
+        crypto_sign_open(bytes.fromhex(signature) + message, key)
+    except BadSignatureError:
         raise AuthFailed(f"{SIGNATURE_FIELD}: not a valid signature by {what}") from None
-    return {k: v for k, v in obj.items() if k != SIGNATURE_FIELD}
+    return body
 
 
 def sign_order(
@@ -190,8 +209,9 @@ def verify_order(payload: object, market: str = DEFAULT_MARKET) -> tuple[dict[st
         raise AuthFailed(f"{MARKET_FIELD}: signed for market {named!r:.40}, this is {market}")
     else:
         domain = MARKET_ORDER_DOMAIN
-    key = public_key_from_hex(key_hex)
-    body = verify_object(domain, payload, key, what=f"{PUBLIC_KEY_FIELD}")
+    if not isinstance(key_hex, str) or not _KEY_RE.match(key_hex):
+        raise AuthFailed(f"{PUBLIC_KEY_FIELD}: must be an Ed25519 public key, 64 lowercase hex")
+    body = _verify(domain, payload, bytes.fromhex(key_hex), PUBLIC_KEY_FIELD)
     del body[PUBLIC_KEY_FIELD]
     body.pop(MARKET_FIELD, None)
     return body, str(key_hex)

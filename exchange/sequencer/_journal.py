@@ -73,6 +73,9 @@ __all__ = ["Journal", "JournalConflict"]
 _PAGE = 500
 """Rows fetched per query by `Journal.entries` (the lock is released between pages)."""
 
+_KEY_PAGE = 5000
+"""Rows fetched per query by `Journal.dedupe_keys` (the lock is released between pages)."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY,
@@ -333,6 +336,30 @@ class Journal:
             if len(page) < _PAGE:
                 return
             after_seq = page[-1].seq
+
+    def dedupe_keys(self) -> Iterator[tuple[str, str, str]]:
+        """Yield every deduplicated key `find` answers: ``(client_id, op, order_id)`` of
+        the deduplicated entries, ``(client_id, "modify", request_id)`` of the modifies.
+
+        Reads in pages (`_KEY_PAGE` rows) and releases the lock between them; keys
+        appended while iterating may or may not be yielded.
+        """
+        queries = (
+            "SELECT seq, client_id, op, order_id FROM journal"
+            " WHERE seq > ? AND dedupe = 1 ORDER BY seq LIMIT ?",
+            "SELECT rowid, client_id, 'modify', request_id FROM modify_requests"
+            " WHERE rowid > ? ORDER BY rowid LIMIT ?",
+        )
+        for query in queries:
+            after = 0
+            while True:
+                with self._lock:
+                    rows = self._db.execute(query, (after, _KEY_PAGE)).fetchall()
+                for _, client_id, op, key_id in rows:
+                    yield client_id, op, key_id
+                if len(rows) < _KEY_PAGE:
+                    break
+                after = rows[-1][0]
 
     def _entry(self, seq: int, ts: int, text: str) -> Entry:
         """Raises: ReplayError: the stored command is not one."""

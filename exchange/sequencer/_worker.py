@@ -39,7 +39,9 @@ so in its log (`SteppedDown`), and stands by if it has a lease (`_standby.py`), 
 Dedupe: a new order or a cancel is looked up by ``(clientId, op, orderId)``, a modify
 by ``(clientId, "modify", requestId)``, among the queued entries, then in the journal.
 Journal lookups are batched too: one task looks up every key asked for since its last
-trip in one thread call. An entry committed while a lookup runs is
+trip in one thread call. A journal only this worker writes (SQLite) has its keys
+scanned into memory at start (`exchange.sequencer._seen`, a Bloom filter): a key it
+never held skips the trip. An entry committed while a lookup runs is
 noted for that lookup, so an entry is always found: queued, noted, or on disk.
 
 Batches: a ``submit_order`` payload that is a JSON array of signed payloads is answered
@@ -83,6 +85,7 @@ from exchange.sequencer._backend import (
 )
 from exchange.sequencer._batch import submit_each, submit_handler
 from exchange.sequencer._forwarder import Forwarder
+from exchange.sequencer._seen import ScansKeys, SeenKeys, load_seen
 from exchange.sequencer._standby import run_with_lease
 from exchange.sequencer._submitted import DedupeKey, is_modify
 from orderbook_core import (
@@ -213,6 +216,10 @@ class SubmitWorker(Forwarder):
         # The deduplicated keys committed last: a lookup that read the journal just
         # before a commit landed, and resumed after it settled, finds its key here.
         self._committed_keys: OrderedDict[DedupeKey, Entry] = OrderedDict()
+        # Every key the journal may hold (`_seen.py`), once scanned; meanwhile the keys
+        # queued since the scan began, and every lookup goes to the journal.
+        self._seen: SeenKeys | None = None
+        self._seen_pending: list[DedupeKey] | None = None
         self.forwarded = 0
         """The highest sequence number process_order has acknowledged in this run."""
 
@@ -252,6 +259,9 @@ class SubmitWorker(Forwarder):
         handlers = {self.names.submit_order: submit}
         with self.journal.writing():
             async with anyio.create_task_group() as tg:
+                if isinstance(self.journal, ScansKeys):
+                    self._seen, self._seen_pending = None, []  # before anything is queued
+                    tg.start_soon(self._load_seen, self.journal)
                 tg.start_soon(self._commit_loop)
                 tg.start_soon(self._lookup_loop)
                 serve = partial(self.transport.serve, handlers, port=self.port)
@@ -261,6 +271,20 @@ class SubmitWorker(Forwarder):
                     "submit_order: serving on port %d (journal %s)", port, self.journal.location
                 )
                 task_status.started(port)
+
+    async def _load_seen(self, journal: ScansKeys) -> None:
+        """Scan the journal's keys (`_seen.py`); lookups skip the journal from then on
+        for the keys it never held."""
+        try:
+            seen = await anyio.to_thread.run_sync(load_seen, journal)
+        except Exception as exc:  # every lookup goes to the journal, as without a scan
+            _log.warning("scanning the journal's dedupe keys failed: %s", exc)
+            self._seen_pending = None
+            return
+        for key in self._seen_pending or ():
+            seen.add(key)
+        self._seen, self._seen_pending = seen, None
+        _log.debug("dedupe keys scanned: %d", len(seen))
 
     async def catch_up(self) -> None:
         """Before an active spell (a standby that took the lease, which read the journal's
@@ -305,6 +329,13 @@ class SubmitWorker(Forwarder):
         next trip; a key committed while the trip ran is found too."""
         if not keys:
             return []
+        seen = self._seen
+        if seen is not None:
+            # A key never queued nor in the journal at start is not in the journal.
+            maybe = [key for key in keys if key in seen]
+            if len(maybe) < len(keys):
+                found = dict(zip(maybe, await self._look_up_many(maybe), strict=True))
+                return [found.get(key) or self._committed_keys.get(key) for key in keys]
         done = anyio.Event()  # one for them all: they are answered in one trip
         lookups = [_Lookup(key, done) for key in keys]
         self._lookups.extend(lookups)
@@ -365,6 +396,12 @@ class SubmitWorker(Forwarder):
         self._queue.append(queued)
         if key is not None:
             self._queued_keys[key] = queued
+            # Seen from now on, stored or not: a commit whose outcome is unknown may
+            # have stored it.
+            if self._seen is not None:
+                self._seen.add(key)
+            elif self._seen_pending is not None:
+                self._seen_pending.append(key)
         self._queue_changed.set()
         return queued
 

@@ -137,7 +137,7 @@ def test_dependencies_are_split_into_extras(installed: Installed) -> None:
     requires = installed.base["requires"]
     assert isinstance(requires, list)
     base = sorted(r.split(">")[0] for r in requires if "extra ==" not in r)
-    assert base == ["anyio", "cryptography"]  # Ed25519 signing is not optional
+    assert base == ["anyio", "cryptography", "pynacl"]  # Ed25519 signing is not optional
     extras = {r.split("extra == ")[1].strip("'\"") for r in requires if "extra ==" in r}
     assert {"grenache", "testing", "dev"} <= extras
 

@@ -172,3 +172,53 @@ def test_a_forged_head_is_refused(forged: Head) -> None:
 def test_head_key_and_sig_have_a_shape(reply: Any) -> None:
     with pytest.raises(BadMessage):
         Head.from_wire(reply)
+
+
+# Verification runs in libsodium, signing in OpenSSL (`cryptography`): both RFC 8032, but
+# libsodium is the stricter (small-order and non-canonical points refused). Every signature
+# a real key makes must still verify, and the edge cases OpenSSL lets through must not.
+
+_L = 2**252 + 27742317777372353535851937790883648493
+"""The order of Ed25519's base point: a canonical ``S`` is below it."""
+_IDENTITY = "01" + "00" * 31
+"""The neutral point's encoding: a small-order "public key" (no private key makes it)."""
+_IDENTITY_NON_CANONICAL = (2**255 - 18).to_bytes(32, "little").hex()
+"""The neutral point again, its y encoded as p + 1 (>= p: not canonical)."""
+
+
+@given(seed=st.binary(min_size=32, max_size=32), obj=st.dictionaries(st.text(max_size=6), _json))
+def test_every_signature_a_key_makes_verifies(seed: bytes, obj: dict[str, Any]) -> None:
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    signed = sign_object(PROCESS_DOMAIN, obj, key)
+    body = {k: v for k, v in obj.items() if k != "sig"}
+    assert verify_object(PROCESS_DOMAIN, signed, key.public_key(), what="k") == body
+    order = sign_order(ORDER, key)
+    assert verify_order(order) == (ORDER, public_key_hex(key))
+
+
+@pytest.mark.parametrize("key", [_IDENTITY, _IDENTITY_NON_CANONICAL])
+def test_a_small_order_key_signs_nothing(key: str) -> None:
+    # R = the neutral point and S = 0 satisfy [S]B = R + [k]A for A the neutral point and
+    # every message: OpenSSL takes this "signature" of anything; libsodium refuses the key.
+    forged = {**ORDER, "pubKey": key, "sig": _IDENTITY + "00" * 32}
+    with pytest.raises(AuthFailed, match="sig: not a valid signature by pubKey"):
+        verify_order(forged)
+    with pytest.raises(AuthFailed, match="not a valid signature by the matcher"):
+        verify_object(ORDER_DOMAIN, forged, public_key_from_hex(key), what="the matcher")
+
+
+def test_a_signature_with_a_non_canonical_s_is_refused() -> None:
+    payload = sign_order(ORDER, KEY)
+    signature = bytes.fromhex(payload["sig"])
+    s = int.from_bytes(signature[32:], "little")
+    malleated = signature[:32] + (s + _L).to_bytes(32, "little")  # the same S mod L
+    with pytest.raises(AuthFailed, match="sig: not a valid signature"):
+        verify_order({**payload, "sig": malleated.hex()})
+    assert verify_order(payload)[0] == ORDER  # the canonical one verifies
+
+
+@given(seed=st.binary(min_size=32, max_size=32), obj=st.dictionaries(st.text(max_size=6), _json))
+def test_a_signature_is_openssls_byte_for_byte(seed: bytes, obj: dict[str, Any]) -> None:
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    signed = sign_object(HEAD_DOMAIN, obj, key)
+    assert bytes.fromhex(signed["sig"]) == key.sign(signed_message(HEAD_DOMAIN, obj))
