@@ -16,7 +16,11 @@ It prints the CPU µs (this process) per command followed, per round and the med
 and the ratio per pair. Not a timed test: run it by hand.
 
     .venv/bin/python bench/replica_follow.py [--book 1000] [--versions 100]
-        [--per-version 50] [--rounds 7] [--json] [--only signed|validated]
+        [--per-version 50] [--rounds 7] [--json] [--only signed|validated] [--publish]
+
+``--publish`` (with ``--only``) adds ``publish_us_per_command``: the CPU µs per command
+of applying and publishing the versions after the first, as the matcher does (its
+network and its applied log aside), one fresh memory DHT per round.
 """
 
 from __future__ import annotations
@@ -85,7 +89,9 @@ def _normalized(entry: Entry) -> dict[str, Any]:
 
 async def publish(
     transport: Transport, key: Ed25519PrivateKey, args: argparse.Namespace
-) -> list[str]:
+) -> tuple[list[str], float]:
+    """The roots, and the CPU seconds of applying and publishing every version after the
+    first (the matcher's share, without its network and its log)."""
     entries = commands(args.book, args.versions * args.per_version, args.seed)
     book = OrderBook(SPEC)
     publisher = VersionPublisher(transport, SPEC, signing_key=key)
@@ -93,14 +99,18 @@ async def publish(
     rest = entries[args.book :]
     runs += [rest[i : i + args.per_version] for i in range(0, len(rest), args.per_version)]
     roots = []
-    for run in runs:
+    started = 0.0
+    for i, run in enumerate(runs):
+        if i == 1:
+            gc.collect()
+            started = time.process_time()
         events: list[Event] = []
         for entry in run:
             events.extend(apply_entry(book, entry))
         roots.append(
             await publisher.publish(book, events, seq=run[-1].seq, first=run[0].seq, commands=run)
         )
-    return roots
+    return roots, time.process_time() - started
 
 
 async def follow(
@@ -120,9 +130,13 @@ async def follow(
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     key = Ed25519PrivateKey.generate()
+    n = args.versions * args.per_version
+    published: list[float] = []
+    for _ in range(args.rounds if args.publish else 0):
+        async with open_transport("memory", network=MemoryNetwork()) as transport:
+            published.append((await publish(transport, key, args))[1] * 1e6 / n)
     async with open_transport("memory", network=MemoryNetwork()) as transport:
-        roots = await publish(transport, key, args)
-        n = args.versions * args.per_version
+        roots, _ = await publish(transport, key, args)
         modes = (args.only,) if args.only else ("signed", "validated")
         if not args.only:
             await follow(transport, key, roots, "signed")  # warm-up
@@ -131,7 +145,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             for mode in modes:
                 per[mode].append(await follow(transport, key, roots, mode) * 1e6 / n)
     if args.only:
-        return {"mode": args.only, "us_per_command": per[args.only]}
+        out: dict[str, Any] = {"mode": args.only, "us_per_command": per[args.only]}
+        if args.publish:
+            out["publish_us_per_command"] = published
+        return out
     ratios = [a / b for a, b in zip(per["signed"], per["validated"], strict=True)]
     return {
         "book": args.book,
@@ -153,6 +170,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="with --only: also the matcher's CPU per command (apply and publish each"
+        " version to the memory DHT; --rounds rounds, before the follows)",
+    )
     parser.add_argument(
         "--only",
         choices=("signed", "validated"),
