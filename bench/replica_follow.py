@@ -17,10 +17,13 @@ and the ratio per pair. Not a timed test: run it by hand.
 
     .venv/bin/python bench/replica_follow.py [--book 1000] [--versions 100]
         [--per-version 50] [--rounds 7] [--json] [--only signed|validated] [--publish]
+        [--stride 1]
 
-``--publish`` (with ``--only``) adds ``publish_us_per_command``: the CPU µs per command
-of applying and publishing the versions after the first, as the matcher does (its
-network and its applied log aside), one fresh memory DHT per round.
+``--stride N`` follows every N-th version (N versions in one `advance`, as a replica
+that finds N new versions announced when it looks). ``--publish`` (with ``--only``)
+adds ``publish_us_per_command``: the CPU µs per command of applying and publishing the
+versions after the first, as the matcher does (its network and its applied log aside),
+one fresh memory DHT per round.
 """
 
 from __future__ import annotations
@@ -114,16 +117,20 @@ async def publish(
 
 
 async def follow(
-    transport: Transport, key: Ed25519PrivateKey, roots: list[str], mode: str
+    transport: Transport, key: Ed25519PrivateKey, roots: list[str], mode: str, stride: int = 1
 ) -> float:
-    """CPU seconds of following roots[1:] from roots[0] with a fresh reader."""
+    """CPU seconds of following roots[1:] from roots[0] with a fresh reader, every
+    `stride`-th root (the last always): `stride` versions in one step each time."""
     reader = VersionReader(transport, SPEC, matcher_key=key.public_key())
     if mode == "validated":
         reader._signed = None  # the decoding before SignedCommands
     version = await reader.fetch(roots[0])
     gc.collect()
     started = time.process_time()
-    for root in roots[1:]:
+    steps = roots[stride::stride]
+    if steps[-1] != roots[-1]:
+        steps.append(roots[-1])
+    for root in steps:
         version, _ = await reader.advance(version, root)
     return time.process_time() - started
 
@@ -143,7 +150,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         per: dict[str, list[float]] = {mode: [] for mode in ("signed", "validated")}
         for _ in range(args.rounds):
             for mode in modes:
-                per[mode].append(await follow(transport, key, roots, mode) * 1e6 / n)
+                cpu = await follow(transport, key, roots, mode, args.stride)
+                per[mode].append(cpu * 1e6 / n)
     if args.only:
         out: dict[str, Any] = {"mode": args.only, "us_per_command": per[args.only]}
         if args.publish:
@@ -170,6 +178,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=1,
+        help="follow every N-th version only (N versions in one step: a replica that"
+        " was N behind when it looked)",
+    )
     parser.add_argument(
         "--publish",
         action="store_true",
