@@ -20,8 +20,8 @@ Applying one command (under a lock, so one at a time, in order):
 1. decode the request (`exchange.protocol.ProcessBatch`): its shape (``ERR_BAD_REQUEST``),
    then each command (``ERR_VALIDATION``), once: with the core's validator, or, in the
    sequencer's own form, to the same result without its Decimal work (`BatchDecoder`);
-   the typed entries (`exchange.protocol.Entry`)
-   are what is applied, published and recorded;
+   the typed entries (`exchange.protocol.Entry`) are what is applied, published and
+   recorded;
 2. in ``book.transaction()``: apply through the core (`apply_entry`), store the new
    version in the DHT (`VersionPublisher`), then record ``(seq, ts, command, root)`` in
    SQLite. If the DHT
