@@ -16,7 +16,14 @@ It prints the CPU µs (this process) per command followed, per round and the med
 and the ratio per pair. Not a timed test: run it by hand.
 
     .venv/bin/python bench/replica_follow.py [--book 1000] [--versions 100]
-        [--per-version 50] [--rounds 7] [--json] [--only signed|validated]
+        [--per-version 50] [--rounds 7] [--json] [--only signed|validated] [--publish]
+        [--stride 1]
+
+``--stride N`` follows every N-th version (N versions in one `advance`, as a replica
+that finds N new versions announced when it looks). ``--publish`` (with ``--only``)
+adds ``publish_us_per_command``: the CPU µs per command of applying and publishing the
+versions after the first, as the matcher does (its network and its applied log aside),
+one fresh memory DHT per round.
 """
 
 from __future__ import annotations
@@ -85,7 +92,9 @@ def _normalized(entry: Entry) -> dict[str, Any]:
 
 async def publish(
     transport: Transport, key: Ed25519PrivateKey, args: argparse.Namespace
-) -> list[str]:
+) -> tuple[list[str], float]:
+    """The roots, and the CPU seconds of applying and publishing every version after the
+    first (the matcher's share, without its network and its log)."""
     entries = commands(args.book, args.versions * args.per_version, args.seed)
     book = OrderBook(SPEC)
     publisher = VersionPublisher(transport, SPEC, signing_key=key)
@@ -93,45 +102,61 @@ async def publish(
     rest = entries[args.book :]
     runs += [rest[i : i + args.per_version] for i in range(0, len(rest), args.per_version)]
     roots = []
-    for run in runs:
+    started = 0.0
+    for i, run in enumerate(runs):
+        if i == 1:
+            gc.collect()
+            started = time.process_time()
         events: list[Event] = []
         for entry in run:
             events.extend(apply_entry(book, entry))
         roots.append(
             await publisher.publish(book, events, seq=run[-1].seq, first=run[0].seq, commands=run)
         )
-    return roots
+    return roots, time.process_time() - started
 
 
 async def follow(
-    transport: Transport, key: Ed25519PrivateKey, roots: list[str], mode: str
+    transport: Transport, key: Ed25519PrivateKey, roots: list[str], mode: str, stride: int = 1
 ) -> float:
-    """CPU seconds of following roots[1:] from roots[0] with a fresh reader."""
+    """CPU seconds of following roots[1:] from roots[0] with a fresh reader, every
+    `stride`-th root (the last always): `stride` versions in one step each time."""
     reader = VersionReader(transport, SPEC, matcher_key=key.public_key())
     if mode == "validated":
         reader._signed = None  # the decoding before SignedCommands
     version = await reader.fetch(roots[0])
     gc.collect()
     started = time.process_time()
-    for root in roots[1:]:
+    steps = roots[stride::stride]
+    if steps[-1] != roots[-1]:
+        steps.append(roots[-1])
+    for root in steps:
         version, _ = await reader.advance(version, root)
     return time.process_time() - started
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     key = Ed25519PrivateKey.generate()
+    n = args.versions * args.per_version
+    published: list[float] = []
+    for _ in range(args.rounds if args.publish else 0):
+        async with open_transport("memory", network=MemoryNetwork()) as transport:
+            published.append((await publish(transport, key, args))[1] * 1e6 / n)
     async with open_transport("memory", network=MemoryNetwork()) as transport:
-        roots = await publish(transport, key, args)
-        n = args.versions * args.per_version
+        roots, _ = await publish(transport, key, args)
         modes = (args.only,) if args.only else ("signed", "validated")
         if not args.only:
             await follow(transport, key, roots, "signed")  # warm-up
         per: dict[str, list[float]] = {mode: [] for mode in ("signed", "validated")}
         for _ in range(args.rounds):
             for mode in modes:
-                per[mode].append(await follow(transport, key, roots, mode) * 1e6 / n)
+                cpu = await follow(transport, key, roots, mode, args.stride)
+                per[mode].append(cpu * 1e6 / n)
     if args.only:
-        return {"mode": args.only, "us_per_command": per[args.only]}
+        out: dict[str, Any] = {"mode": args.only, "us_per_command": per[args.only]}
+        if args.publish:
+            out["publish_us_per_command"] = published
+        return out
     ratios = [a / b for a, b in zip(per["signed"], per["validated"], strict=True)]
     return {
         "book": args.book,
@@ -153,6 +178,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=1,
+        help="follow every N-th version only (N versions in one step: a replica that"
+        " was N behind when it looked)",
+    )
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="with --only: also the matcher's CPU per command (apply and publish each"
+        " version to the memory DHT; --rounds rounds, before the follows)",
+    )
     parser.add_argument(
         "--only",
         choices=("signed", "validated"),

@@ -19,7 +19,9 @@ harmless: the matcher then restarts at an older head, answers the next command w
 from ``n``; the deterministic core reproduces the same versions and the same hashes.
 
 Entries are stored and read with the protocol's row encoding (`entry_to_row`,
-`entry_from_row`, as the journal's): a command read back is validated once, there.
+`entry_from_row`, as the journal's; the command's canonical JSON written by
+`exchange.versions.command_text`, the same text without `json.dumps`): a command read
+back is validated once, there.
 
 Blocking; the matcher calls it through ``anyio.to_thread.run_sync``, one call at a time.
 """
@@ -31,7 +33,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from exchange.protocol import Entry, entry_from_row, entry_to_row
+from exchange.protocol import Entry, entry_from_row
+from exchange.versions import command_text
 from orderbook_core import DEFAULT_SPEC, MarketSpec
 
 __all__ = ["AppliedLog", "AppliedRecord"]
@@ -131,7 +134,8 @@ class AppliedLog:
             sqlite3.IntegrityError: a seq is already recorded (nothing stored).
             sqlite3.Error: the database failed; nothing was stored.
         """
-        rows = [(*entry_to_row(entry), root) for entry, root in records]
+        # `entry_to_row`'s row, the command's canonical JSON written directly.
+        rows = [(entry.seq, entry.ts, command_text(entry.wire), root) for entry, root in records]
         with self._db:  # BEGIN ... COMMIT, or ROLLBACK on error
             self._db.execute("BEGIN")
             self._db.executemany(

@@ -18,8 +18,10 @@ it is refused with ``ERR_AUTH`` before anything is looked at.
 Applying one command (under a lock, so one at a time, in order):
 
 1. decode the request (`exchange.protocol.ProcessBatch`): its shape (``ERR_BAD_REQUEST``),
-   then each command with the core's validator (``ERR_VALIDATION``), once: the typed
-   entries (`exchange.protocol.Entry`) are what is applied, published and recorded;
+   then each command (``ERR_VALIDATION``), once: with the core's validator, or, in the
+   sequencer's own form, to the same result without its Decimal work (`BatchDecoder`);
+   the typed entries (`exchange.protocol.Entry`) are what is applied, published and
+   recorded;
 2. in ``book.transaction()``: apply through the core (`apply_entry`), store the new
    version in the DHT (`VersionPublisher`), then record ``(seq, ts, command, root)`` in
    SQLite. If the DHT
@@ -68,6 +70,7 @@ from anyio.abc import TaskStatus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from exchange.matcher._applied import AppliedLog, AppliedRecord
+from exchange.matcher._batch import BatchDecoder
 from exchange.matcher._broadcaster import Broadcaster
 from exchange.matcher._restore import HeadVersion, VersionPart, restore
 from exchange.matcher._snapshots import (
@@ -89,7 +92,6 @@ from exchange.protocol import (
     Entry,
     Head,
     HeadRequest,
-    ProcessBatch,
     ProcessReply,
     Refused,
     apply_entry,
@@ -189,6 +191,7 @@ class ProcessWorker:
         # What the publishers put through: timed, when someone observes.
         self._dht = transport if metrics is NO_METRICS else TimedPuts(transport, metrics)
         self.book = OrderBook(spec)
+        self._batches = BatchDecoder(spec)  # the sequencer's signed batches (`_batch`)
         self.head_seq = 0
         self.head_root: str | None = None
         self.publisher = VersionPublisher(self._dht, spec, signing_key=signing_key)
@@ -377,7 +380,7 @@ class ProcessWorker:
                 applied number resent with another command), ERR_UNAVAILABLE (the DHT did
                 not store the version; nothing changed).
         """
-        batch = ProcessBatch.from_wire(self._verify(payload), self.spec)
+        batch = self._batches.decode(self._verify(payload))
         async with self._lock:
             if self._failure is not None:
                 raise Refused(ERR_UNAVAILABLE, "the worker is stopping")

@@ -12,6 +12,8 @@ from exchange.versions._book_pages import TreeBuilder, book_hash, build_book_tre
 from exchange.versions._flusher import DEFAULT_BOOK_INTERVAL, BookFlusher
 from exchange.versions._format import MAX_PAGE_BYTES, PageTree
 from exchange.versions._list_pages import build_command_pages, build_event_pages
+from exchange.versions._list_text import command_text
+from exchange.versions._parse import SignedCommands
 from exchange.versions._publisher import (
     DEFAULT_REFRESH_BUDGET,
     DEFAULT_RESIDENCY_WINDOW,
@@ -40,6 +42,7 @@ __all__ = [
     "OrderId",
     "PageTree",
     "RootDoc",
+    "SignedCommands",
     "TreeBuilder",
     "TreeDelta",
     "Version",
@@ -49,6 +52,7 @@ __all__ = [
     "build_book_tree",
     "build_command_pages",
     "build_event_pages",
+    "command_text",
     "decode_root",
     "encode_root",
     "sign_root",

@@ -43,6 +43,7 @@ __all__ = [
     "position",
     "position_of",
     "rechunk",
+    "refilled",
 ]
 
 Position = tuple[int, int, int]
@@ -72,10 +73,14 @@ class OrderEntry(NamedTuple):
 class TreePage:
     """One page of the tree: immutable once made. ``pos`` is its first order's."""
 
-    __slots__ = ("closed", "count", "cut", "entries", "key", "pos", "ref", "text")
+    __slots__ = ("closed", "count", "cut", "entries", "key", "pos", "ref", "sizes", "text")
 
-    def __init__(self, entries: tuple[Any, ...], text: str, count: int) -> None:
+    def __init__(
+        self, entries: tuple[Any, ...], text: str, count: int, sizes: list[int] | None = None
+    ) -> None:
         self.entries = entries  # tuple[OrderEntry, ...] in a leaf, tuple[TreePage, ...] in a node
+        # A leaf's page length with its first 1, 2, ... entries (`leaf_sizes`), if known.
+        self.sizes = sizes
         self.pos: Position = entries[0].pos
         self.text = text
         self.key = dht_key(text)
@@ -87,27 +92,65 @@ class TreePage:
         self.closed = len(entries) >= 2 and len(text) > entries[-1].cut
 
 
-def leaf_text(entries: Sequence[OrderEntry]) -> str:
+def leaf_text(entries: Sequence[OrderEntry], head: str = "", done: int = 0) -> str:
     """The BL page of `entries`: `_format.leaf_page` of their price groups (as
     ``_book_pages`` writes them), in one pass (the profiler's pick: a leaf is
-    re-encoded on most updates)."""
-    parts: list[str] = []
-    group = None
-    for entry in entries:
+    re-encoded on most updates).
+
+    `head`, when given, is the text of a page of ``entries[:done]`` without its
+    `_LEAF_TAIL` (``done >= 1``; `leaf_head`): it is reused as it is.
+    """
+    if not done:
+        first = entries[0]
+        head = '{"o":[[' + first.group + ",[" + first.enc
+        done = 1
+    group = entries[done - 1].group
+    parts = [head]
+    for entry in entries[done:]:
         if entry.group == group:
-            parts.append(",")
+            parts.append("," + entry.enc)
         else:
-            if group is not None:
-                parts.append("]],")
             group = entry.group
-            parts.append("[" + group + ",[")
-        parts.append(entry.enc)
-    return '{"o":[' + "".join(parts) + _LEAF_TAIL
+            parts.append("]],[" + group + ",[" + entry.enc)
+    parts.append(_LEAF_TAIL)
+    return "".join(parts)
 
 
-def make_leaf(entries: Sequence[OrderEntry]) -> TreePage:
-    """The leaf page of `entries` (a chunk). O(len(entries))."""
-    return TreePage(tuple(entries), leaf_text(entries), len(entries))
+def leaf_head(page: TreePage, done: int) -> str:
+    """The text of the page of ``page.entries[:done]`` without its `_LEAF_TAIL`: a
+    prefix of `page`'s own text (``1 <= done``). O(done) the first time (`leaf_sizes`),
+    then O(1) plus the copy."""
+    return page.text[: leaf_sizes(page)[done - 1] - len(_LEAF_TAIL)]
+
+
+def leaf_sizes(page: TreePage) -> list[int]:
+    """A leaf's page length with its first 1, 2, ... entries; computed once."""
+    sizes = page.sizes
+    if sizes is None:
+        entries = page.entries
+        size = LEAF_OVERHEAD + entries[0].opens
+        sizes = [size]
+        group = entries[0].group
+        for entry in entries[1:]:
+            size += entry.joins if entry.group == group else entry.opens + 1
+            group = entry.group
+            sizes.append(size)
+        page.sizes = sizes
+    return sizes
+
+
+def make_leaf(
+    entries: Sequence[OrderEntry],
+    sizes: list[int] | None = None,
+    head: str = "",
+    done: int = 0,
+) -> TreePage:
+    """The leaf page of `entries` (a chunk). O(len(entries)).
+
+    `sizes`: the page's lengths with its first 1, 2, ... entries, if known; `head` and
+    `done`: see `leaf_text`.
+    """
+    return TreePage(tuple(entries), leaf_text(entries, head, done), len(entries), sizes)
 
 
 def make_node(children: Sequence[TreePage], height: int) -> TreePage:
@@ -129,6 +172,18 @@ def new_entry(order: RestingOrder, ordinal: int) -> OrderEntry:
     """The level-0 entry of `order` (encoded and hashed: O(its size))."""
     enc, group, cut = leaf_entry(order)
     return entry_with(position(order, ordinal), enc, group, cut, order)
+
+
+def refilled(entry: OrderEntry, order: RestingOrder) -> OrderEntry:
+    """`entry`'s order with another remaining amount (a fill, a size decrease): same
+    position, same boundary number (it does not cover the amount), same encoding but
+    its first number. O(its size), no hash."""
+    remaining = order.remaining
+    if type(remaining) is not int:
+        return new_entry(order, entry.pos[2])
+    enc = entry.enc
+    enc = f"[{remaining}{enc[enc.index(',') :]}"
+    return entry_with(entry.pos, enc, entry.group, entry.cut, order)
 
 
 def entry_with(pos: Position, enc: str, group: str, cut: int, order: RestingOrder) -> OrderEntry:
@@ -215,40 +270,79 @@ class Chunker:
 
 
 class LeafChunker(Chunker):
-    __slots__ = ("group",)
+    """Chunks level 0. Keeps the page length after each entry of the open chunk
+    (``sizes``) and, when the chunk starts with entries of an old page, that page's
+    text for them (``head``, ``done``): the new page reuses both."""
+
+    __slots__ = ("done", "group", "head", "sizes")
 
     def __init__(self) -> None:
         super().__init__()
         self.group = ""
+        self.sizes: list[int] = []
+        self.head = ""
+        self.done = 0
 
     def resume(self, page: TreePage) -> None:
         super().resume(page)
         self.group = page.entries[-1].group
+        self.sizes = list(leaf_sizes(page))
+        self.head = page.text[: len(page.text) - len(_LEAF_TAIL)]
+        self.done = len(page.entries)
+
+    def resume_prefix(self, page: TreePage, done: int) -> None:
+        """Take ``page.entries[:done]`` as the open chunk (``1 <= done < len``), as if
+        pushed from the page's start: none of them closed the page, so none closes the
+        chunk (the same entries from the same start, each followed by the same entry
+        but the last, which is not the page's last)."""
+        sizes = leaf_sizes(page)
+        self.chunk = list(page.entries[:done])
+        self.sizes = sizes[:done]
+        self.size = sizes[done - 1]
+        self.group = page.entries[done - 1].group
+        self.head = page.text[: self.size - len(_LEAF_TAIL)]
+        self.done = done
+        self.known[page.pos] = page
+
+    def close(self) -> None:
+        if self.chunk:
+            chunk = self.chunk
+            page = self.known.get(chunk[0].pos)
+            if page is None or page.entries != tuple(chunk):
+                page = make_leaf(chunk, self.sizes, self.head, self.done)
+            self.pages.append(page)
+            self.chunk = []
+            self.sizes = []
+            self.done = 0
 
     def push(self, entry: OrderEntry) -> None:
-        # The profiler's hottest line when a leaf is re-chunked: kept flat.
-        chunk = self.chunk
-        if chunk:
-            size = self.size + (entry.joins if entry.group == self.group else entry.opens + 1)
-            if size > MAX_PAGE_BYTES:
-                self.close()
-                chunk = self.chunk
+        self.extend((entry,))
+
+    def extend(self, entries: Sequence[OrderEntry]) -> None:
+        """Push `entries` in order. The profiler's hottest loop when a leaf is
+        re-chunked: kept flat, its state in locals."""
+        chunk, sizes, size, group = self.chunk, self.sizes, self.size, self.group
+        for entry in entries:
+            if chunk:
+                size += entry.joins if entry.group == group else entry.opens + 1
+                if size > MAX_PAGE_BYTES:
+                    self.close()
+                    chunk, sizes = self.chunk, self.sizes
+                    size = LEAF_OVERHEAD + entry.opens
+            else:
                 size = LEAF_OVERHEAD + entry.opens
-        else:
-            size = LEAF_OVERHEAD + entry.opens
-        self.size = size
-        chunk.append(entry)
-        self.group = entry.group
-        if size > entry.cut and len(chunk) >= 2:
-            self.close()
+            chunk.append(entry)
+            sizes.append(size)
+            group = entry.group
+            if size > entry.cut and len(chunk) >= 2:
+                self.close()
+                chunk, sizes = self.chunk, self.sizes
+        self.size, self.group = size, group
 
     def closes_before(self, entry: OrderEntry) -> bool:
         """Whether the open chunk would close before `entry` (it does not fit)."""
         width = entry.joins if entry.group == self.group else entry.opens + 1
         return bool(self.chunk) and self.size + width > MAX_PAGE_BYTES
-
-    def _make(self, chunk: list[Any]) -> TreePage:
-        return make_leaf(chunk)
 
 
 class NodeChunker(Chunker):
@@ -260,18 +354,26 @@ class NodeChunker(Chunker):
         self.overhead = NODE_OVERHEAD[height]
 
     def push(self, entry: TreePage) -> None:
-        if self.chunk:
-            width = len(entry.ref) + 1
-            if self.size + width > MAX_PAGE_BYTES:
-                self.close()
-                self.size = self.overhead + len(entry.ref)
+        self.extend((entry,))
+
+    def extend(self, entries: Sequence[TreePage]) -> None:
+        """Push `entries` in order (flat, like `LeafChunker.extend`)."""
+        chunk, size, overhead = self.chunk, self.size, self.overhead
+        for entry in entries:
+            width = len(entry.ref)
+            if chunk:
+                size += width + 1
+                if size > MAX_PAGE_BYTES:
+                    self.close()
+                    chunk = self.chunk
+                    size = overhead + width
             else:
-                self.size += width
-        else:
-            self.size = self.overhead + len(entry.ref)
-        self.chunk.append(entry)
-        if self.size > entry.cut and len(self.chunk) >= 2:
-            self.close()
+                size = overhead + width
+            chunk.append(entry)
+            if size > entry.cut and len(chunk) >= 2:
+                self.close()
+                chunk = self.chunk
+        self.size = size
 
     def closes_before(self, entry: TreePage) -> bool:
         """Whether the open chunk would close before `entry` (it does not fit)."""
@@ -371,8 +473,7 @@ def rechunk(level: Level, k: int, edits: list[Edit]) -> list[Run]:
 
     if n == 0:
         fresh = chunker()
-        for _, entry in edits:
-            fresh.push(entry)
+        fresh.extend([entry for _, entry in edits])
         fresh.close()
         return [(0, [], fresh.pages)]
     where = [level.find(pos) for pos, _ in edits]
@@ -392,6 +493,7 @@ def rechunk(level: Level, k: int, edits: list[Edit]) -> list[Run]:
         i = lo
         out = chunker()
         start = j
+        skip = 0  # entries of the first page taken as they are, not pushed again
         if j > 0 and edits[i][0] == pages[j].pos:
             # The page's first entry changes: the page before may end elsewhere,
             # unless it ended at a boundary of its own.
@@ -399,15 +501,34 @@ def rechunk(level: Level, k: int, edits: list[Edit]) -> list[Run]:
             if not before.closed:
                 out.resume(before)
                 start = j - 1
+        elif k == 0:
+            # The entries before the first edit chunk as they did: the page's text
+            # and sizes for them are reused (`LeafChunker.resume_prefix`).
+            page = pages[j]
+            skip = bisect_left(page.entries, edits[i][0], key=position_of)
+            if skip >= len(page.entries):  # the edit is after the page's last entry
+                skip = len(page.entries)
+                if page.closed:
+                    out.known[page.pos] = page
+                    out.pages.append(page)
+                else:
+                    out.resume(page)
+            elif skip:
+                assert isinstance(out, LeafChunker)
+                out.resume_prefix(page, skip)
         while True:
             page = pages[j]
             out.known[page.pos] = page
             lo = i
             while i < m and where[i] == j:
                 i += 1
-            entries = page.entries if lo == i else merge(page.entries, edits[lo:i])
-            for entry in entries:
-                out.push(entry)
+            if skip:
+                out.extend(merge(page.entries[skip:], edits[lo:i]))
+                skip = 0
+            elif lo == i:
+                out.extend(page.entries)
+            else:
+                out.extend(merge(page.entries, edits[lo:i]))
             j += 1
             if j == n:
                 out.close()

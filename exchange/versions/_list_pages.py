@@ -23,7 +23,8 @@ from exchange.versions._format import (
     PageTree,
     build_levels,
 )
-from orderbook_core import Event, MarketSpec, canonical_json, event_to_wire
+from exchange.versions._list_text import ListText, list_text
+from orderbook_core import Event, MarketSpec
 from transports import dht_key
 
 __all__ = ["build_command_pages", "build_event_pages"]
@@ -97,6 +98,10 @@ def _fitting_run(encodings: Sequence[str], start: int, guess: int) -> tuple[int,
     return fits, fit_data
 
 
+_TEXTS: dict[MarketSpec, ListText] = {}
+"""One `ListText` per market (its memos of price and amount strings)."""
+
+
 def build_event_pages(events: Sequence[Event], spec: MarketSpec) -> PageTree:
     """The page tree of a version's events, in order, encoded with `event_to_wire`.
 
@@ -107,7 +112,12 @@ def build_event_pages(events: Sequence[Event], spec: MarketSpec) -> PageTree:
         ValueError: one event's encoding cannot fit in a page (it cannot happen with ids
             of at most 64 characters).
     """
-    encodings = [canonical_json(event_to_wire(event, spec)) for event in events]
+    text = _TEXTS.get(spec)
+    if text is None:
+        if len(_TEXTS) >= 16:
+            _TEXTS.clear()
+        text = _TEXTS[spec] = ListText(spec)
+    encodings = [text.event(event) for event in events]
     return _build_list(encodings, EVENT_ZLEAF, EVENT_NODE)
 
 
@@ -123,5 +133,5 @@ def build_command_pages(entries: Sequence[Entry]) -> PageTree:
         ValueError: one command's encoding cannot fit in a page (the sequencer's
             validator bounds every field, so it cannot happen with its commands).
     """
-    encodings = [canonical_json([e.seq, e.ts, e.wire]) for e in entries]
+    encodings = [list_text(e.seq, e.ts, e.wire) for e in entries]
     return _build_list(encodings, COMMAND_ZLEAF, COMMAND_NODE)

@@ -182,13 +182,18 @@ class SignedCommands:
     into ticks and lots; anything else (market orders, modifies, a string not seen yet)
     goes through the validator, which teaches it its price and amount. Only for a
     reader that requires the matcher's signature on every root.
+
+    With ``check_ids`` it also holds both ids to the id rule (else the validator
+    decodes the command, and refuses it): then a command is decoded exactly as the
+    validator decodes it, or refused as it refuses it (the matcher's `BatchDecoder`).
     """
 
     _UNITS_KEPT = 65_536
 
-    def __init__(self) -> None:
+    def __init__(self, *, check_ids: bool = False) -> None:
         self._ticks: dict[str, int] = {}
         self._lots: dict[str, int] = {}
+        self._check_ids = check_ids
 
     def entry(self, seq: int, ts: int, command: dict[str, Any], spec: MarketSpec) -> Entry:
         """The entry of `command`, numbered `seq` at `ts`.
@@ -205,6 +210,8 @@ class SignedCommands:
     def _decode(self, seq: int, ts: int, command: dict[str, Any]) -> Entry | None:
         client, order = command.get("clientId"), command.get("orderId")
         if type(client) is not str or type(order) is not str:
+            return None
+        if self._check_ids and not (is_identifier(client) and is_identifier(order)):
             return None
         op = command.get("op")
         if op == "cancel":

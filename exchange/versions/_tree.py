@@ -74,6 +74,7 @@ from exchange.versions._levels import (
     new_entry,
     position,
     rechunk,
+    refilled,
 )
 from orderbook_core import (
     Event,
@@ -375,7 +376,7 @@ class BookTree:
                 kept.seq,
                 kept.ts,
             ):
-                final[oid] = edits[old.pos] = new_entry(new, old.pos[2])
+                final[oid] = edits[old.pos] = refilled(old, new)
                 continue
             final[oid] = edits[old.pos] = None
             if new is not None:

@@ -215,6 +215,21 @@ async def test_a_replica_with_a_version_advances_instead_of_fetching() -> None:
     assert (replica.full_fetches, replica.advances, replica.seq) == (1, 1, 12)
 
 
+async def test_versions_announced_while_busy_are_followed_in_one_advance() -> None:
+    source = FakeSource(can_advance=True)
+    hashes = source.chain(6, per_version=2)
+    replica: Replica[FakeVersion] = Replica(source)
+    replica.notify(hashes[1])
+    await replica.sync()
+    for root_hash in hashes[2:]:  # announced one by one while the replica was busy
+        replica.notify(root_hash)
+    update = await replica.sync()
+    assert update is not None
+    assert seqs(update) == [5, 6, 7, 8, 9, 10, 11, 12]
+    assert source.advances == [hashes[5]]  # the newest only, in one step
+    assert (replica.full_fetches, replica.advances, replica.seq) == (1, 1, 12)
+
+
 async def test_a_replica_that_cannot_advance_fetches_the_version_whole() -> None:
     source = FakeSource(can_advance=True)
     hashes = source.chain(3)

@@ -145,6 +145,28 @@ async def test_advancing_walks_back_over_versions_it_never_saw() -> None:
         assert {e.seq for e in version.events} == set(range(191, 201))
 
 
+async def test_versions_already_announced_are_followed_in_one_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fifteen versions behind: one apply, one tree update, one hash check."""
+    updates: list[int] = []
+    update = BookTree.update
+
+    def counted(tree: BookTree, book: OrderBook, events: Any) -> Any:
+        updates.append(1)
+        return update(tree, book, events)
+
+    network = MemoryNetwork()
+    async with open_transport("memory", network=network) as transport:
+        entries = random_commands(200, seed=5)
+        matcher, reader, version, key = await held_then_published(transport, entries, 50)
+        monkeypatch.setattr(BookTree, "update", counted)
+        version, _ = await reader.advance(version, key)
+        assert len(updates) == 1
+        assert version.book == matcher.book
+        assert version.tree.root == version.root.book
+
+
 async def test_a_chain_longer_than_the_walk_is_refused_and_nothing_changes() -> None:
     network = MemoryNetwork()
     async with open_transport("memory", network=network) as transport:
