@@ -425,7 +425,7 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
             workdir = args.keep
             workdir.mkdir(parents=True, exist_ok=True)
         servers = args.journal_servers
-        after = ("--book-pages-after",) if args.book_pages_after else ()
+        after: tuple[str, ...] = ("--book-pages-after",) if args.book_pages_after else ()
         after += ("--book-pages-first",) if args.book_pages_first else ()
         after += () if args.book_interval is None else ("--book-interval", args.book_interval)
         with exchange_on_grapes(

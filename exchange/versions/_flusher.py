@@ -33,10 +33,12 @@ __all__ = ["DEFAULT_BOOK_INTERVAL", "DEFAULT_FLUSH_CONCURRENCY", "BookFlusher"]
 
 _log = logging.getLogger("exchange.versions")
 
-DEFAULT_BOOK_INTERVAL = 0.25
-"""Seconds from the start of one flush to the start of the next, at least: the pages a
-version changed wait at most about this long (plus a flush) to be stored, and the
-versions of one interval share one flush (measured: docs/benchmarks.md)."""
+DEFAULT_BOOK_INTERVAL = 0.5
+"""Seconds from the start of one flush to the start of the next, at least: the pages the
+versions of one interval changed are put once, and a cold reader follows by commands
+from the last flushed version. 0.1, 0.25 and 0.5 s halved the replicas' p99 alike; 0.5
+s put the fewest pages (half of main's per order at 1,000 orders/s), which paid for the
+versions being more (docs/benchmarks.md)."""
 
 DEFAULT_FLUSH_CONCURRENCY = 4
 """Puts in flight per flush: few, so a version's own puts wait behind few of them."""
