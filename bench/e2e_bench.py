@@ -428,6 +428,7 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
         after: tuple[str, ...] = ("--book-pages-after",) if args.book_pages_after else ()
         after += ("--book-pages-first",) if args.book_pages_first else ()
         after += () if args.book_interval is None else ("--book-interval", args.book_interval)
+        after += () if args.version_linger is None else ("--version-linger", args.version_linger)
         with exchange_on_grapes(
             workdir, max_values, args.profile, servers, args.forward_interval, after
         ) as (grapes, procs):
@@ -686,6 +687,11 @@ def main() -> None:
         "--book-interval",
         metavar="S",
         help="the matcher's --book-interval (at most one flush of book pages per S seconds)",
+    )
+    parser.add_argument(
+        "--version-linger",
+        metavar="K",
+        help="the matcher's --version-linger (its reply waits K x the version's time)",
     )
     import e2e_markets  # here: it imports this module
 

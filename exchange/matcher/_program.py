@@ -66,6 +66,7 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
         )
         process.books.background = not args.book_pages_first
         process.books.interval = args.book_interval
+        process.linger = args.version_linger
         return process
 
     if args.journal is None:
@@ -194,6 +195,16 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="book pages in the background: at most one flush every S seconds (the"
         " versions of S share it; default %(default)s)",
+    )
+    parser.add_argument(
+        "--version-linger",
+        type=_at_least_zero(float),
+        default=0.3,
+        metavar="K",
+        help="after each version, answer the sequencer K times the version's time later"
+        " (at most 0.1 s), so that under load versions are fewer and bigger (less CPU"
+        " per order; K=1 raised the p99 at 1,000 orders/s: docs/benchmarks.md; default"
+        " %(default)s; 0: at once)",
     )
     parser.add_argument(
         "--give-up-after",
