@@ -425,7 +425,10 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
             workdir = args.keep
             workdir.mkdir(parents=True, exist_ok=True)
         servers = args.journal_servers
-        after = ("--book-pages-after",) if args.book_pages_after else ()
+        after: tuple[str, ...] = ("--book-pages-after",) if args.book_pages_after else ()
+        after += ("--book-pages-first",) if args.book_pages_first else ()
+        after += () if args.book_interval is None else ("--book-interval", args.book_interval)
+        after += () if args.version_linger is None else ("--version-linger", args.version_linger)
         with exchange_on_grapes(
             workdir, max_values, args.profile, servers, args.forward_interval, after
         ) as (grapes, procs):
@@ -674,6 +677,21 @@ def main() -> None:
         "--book-pages-after",
         action="store_true",
         help="the matcher's --book-pages-after (book pages put after the announcement)",
+    )
+    parser.add_argument(
+        "--book-pages-first",
+        action="store_true",
+        help="the matcher's --book-pages-first (every version's book pages before its root)",
+    )
+    parser.add_argument(
+        "--book-interval",
+        metavar="S",
+        help="the matcher's --book-interval (at most one flush of book pages per S seconds)",
+    )
+    parser.add_argument(
+        "--version-linger",
+        metavar="K",
+        help="the matcher's --version-linger (its reply waits K x the version's time)",
     )
     import e2e_markets  # here: it imports this module
 

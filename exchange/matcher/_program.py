@@ -34,6 +34,7 @@ from exchange.runtime import (
     read_trusted_key,
     run_worker_program,
 )
+from exchange.versions import DEFAULT_BOOK_INTERVAL
 from orderbook_core import MarketSpec
 from transports import Transport
 
@@ -63,7 +64,9 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
             standby=args.standby,
             give_up_after=args.give_up_after,
         )
-        process.books.background = args.book_pages_after
+        process.books.background = not args.book_pages_first
+        process.books.interval = args.book_interval
+        process.linger = args.version_linger
         return process
 
     if args.journal is None:
@@ -176,10 +179,32 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--book-pages-after",
         action="store_true",
-        help="announce a version once its command and event pages and root are stored,"
-        " and put its book pages in the background (replicas reached sooner, more and"
-        " smaller versions: more CPU per order; only the newest version is readable"
-        " whole; docs/benchmarks.md)",
+        help="the default now (a version is announced once its command and event pages"
+        " and root are stored; its book pages follow in the background); kept for scripts",
+    )
+    parser.add_argument(
+        "--book-pages-first",
+        action="store_true",
+        help="put every version's book pages before its root, as before (every version"
+        " readable whole; fewer, bigger versions, later replicas)",
+    )
+    parser.add_argument(
+        "--book-interval",
+        type=_at_least_zero(float),
+        default=DEFAULT_BOOK_INTERVAL,
+        metavar="S",
+        help="book pages in the background: at most one flush every S seconds (the"
+        " versions of S share it; default %(default)s)",
+    )
+    parser.add_argument(
+        "--version-linger",
+        type=_at_least_zero(float),
+        default=0.3,
+        metavar="K",
+        help="after each version, answer the sequencer K times the version's time later"
+        " (at most 0.1 s), so that under load versions are fewer and bigger (less CPU"
+        " per order; K=1 raised the p99 at 1,000 orders/s: docs/benchmarks.md; default"
+        " %(default)s; 0: at once)",
     )
     parser.add_argument(
         "--give-up-after",

@@ -29,7 +29,9 @@ Applying one command (under a lock, so one at a time, in order):
    ``ERR_UNAVAILABLE``: the submit worker retries it, and no published version ever
    shows a half-applied command. A rejected order is *not* a failure: it is an
    ``OrderRejected`` event, consumes its number and is published like any command;
-3. hand the new root to the broadcaster and reply.
+3. hand the new root to the broadcaster and reply (with `linger`, the matcher's
+   ``--version-linger``, a fraction of the version's time later: the sequencer's next
+   run grows meanwhile, so under load versions are fewer and bigger).
 
 The broadcaster is a task of the worker's own task group: it ``map``s the *latest* root
 to ``orderbook_updated`` (per-peer results; failures are logged once per peer, never
@@ -121,6 +123,9 @@ _log = logging.getLogger("exchange.matcher")
 
 _T = TypeVar("_T")
 
+_MAX_LINGER = 0.1
+"""Seconds a reply waits after a version at most (`ProcessWorker.linger`)."""
+
 """Failing broadcast peers remembered (so each is logged once), least recent dropped."""
 
 
@@ -198,6 +203,10 @@ class ProcessWorker:
         self._log: AppliedLog | None = None
         self._lock = anyio.Lock()
         self.books = BookFlusher(lambda: self.publisher)  # puts the book pages, after
+        # After a version, the reply waits `linger` x the version's time (at most
+        # `_MAX_LINGER`), so the sequencer's next run grows meanwhile: under load, when
+        # versions are slow, fewer and bigger versions (the matcher's `--version-linger`).
+        self.linger = 0.0
         self._changed = anyio.Event()
         self._failed = anyio.Event()
         self._failure: BaseException | None = None
@@ -440,6 +449,8 @@ class ProcessWorker:
             self.publisher.last_put_count + flushed,
             self.publisher.last_refresh_count,
         )
+        if self.linger:  # announced already: only the next run waits
+            await anyio.sleep(min(self.linger * (time.perf_counter() - started), _MAX_LINGER))
         crash_point("before_process_reply")  # test hook: recorded, the sender not told
         return ProcessReply(seq, root).to_wire()
 

@@ -1,23 +1,20 @@
 """Put a publisher's owed book pages after the version is announced: `BookFlusher`.
 
-With `background` (the matcher's ``--book-pages-after``), the matcher publishes each
-version with ``book_later`` (its list pages and root only: what a following replica
-reads), records and announces it, then calls `after_version`, which kicks `run`: a
-task of its own puts the owed book pages and the refreshes due, one flush at a time,
-a few puts in flight, while the matcher goes on with the next version. The versions
-published meanwhile are covered by the next flush, whose pages overlap theirs (a hot
-leaf is put once, not once per version). Measured at 1,000 orders/s: replica p99 2-3
-times lower and 17% fewer puts per order, but the matcher's cycle is shorter, so it
-publishes 2-2.5 times more, smaller versions, each costing every replica a root, its
-command pages and a tree update: 7-26% more CPU per order in all; and the book pages
-of a version superseded before a flush are never stored, so only the newest version
-is readable whole (docs/benchmarks.md). Without `background` the matcher publishes
-as before (book pages, then the root) and `after_version` has nothing to put.
+The matcher's default (`background`): it publishes each version with ``book_later``
+(its list pages and root only: what a following replica reads), records and announces
+it, then calls `after_version`, which kicks `run`: a task of its own puts the owed book
+pages and the refreshes due, at most one flush per `interval` (a few puts in flight),
+while the matcher goes on with the next versions. Everything the versions of one
+interval changed is put once by the next flush (a hot leaf changed by ten versions: one
+put), and each flush stores one version's book whole (`VersionPublisher.flush`): a cold
+reader of a later version reads that one and follows by commands (`VersionReader.fetch`).
+Measured at 1,000 orders/s: docs/benchmarks.md, "Book pages at a bounded cadence".
+Without `background` (the matcher's ``--book-pages-first``) the matcher publishes as
+before (book pages, then the root) and `after_version` has nothing to put.
 
 `flush_now` puts what is owed at once (the publisher's concurrency). A failed flush is
 logged once while it lasts and tried again in the background: the version is recorded
-already, and its book pages are what only a cold reader needs (`VersionReader.fetch`
-waits a little for them).
+already, and its book pages are what only a cold reader needs.
 """
 
 from __future__ import annotations
@@ -36,8 +33,12 @@ __all__ = ["DEFAULT_BOOK_INTERVAL", "DEFAULT_FLUSH_CONCURRENCY", "BookFlusher"]
 
 _log = logging.getLogger("exchange.versions")
 
-DEFAULT_BOOK_INTERVAL = 0.0
-"""Seconds from the start of one flush to the start of the next, at least."""
+DEFAULT_BOOK_INTERVAL = 0.5
+"""Seconds from the start of one flush to the start of the next, at least: the pages the
+versions of one interval changed are put once, and a cold reader follows by commands
+from the last flushed version. 0.1, 0.25 and 0.5 s halved the replicas' p99 alike; 0.5
+s put the fewest pages (half of main's per order at 1,000 orders/s), which paid for the
+versions being more (docs/benchmarks.md)."""
 
 DEFAULT_FLUSH_CONCURRENCY = 4
 """Puts in flight per flush: few, so a version's own puts wait behind few of them."""
@@ -68,7 +69,7 @@ class BookFlusher:
         *,
         interval: float = DEFAULT_BOOK_INTERVAL,
         concurrency: int = DEFAULT_FLUSH_CONCURRENCY,
-        background: bool = False,
+        background: bool = True,
     ) -> None:
         if interval < 0 or concurrency < 1:
             raise ValueError("need interval >= 0 and concurrency >= 1")

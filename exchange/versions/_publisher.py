@@ -28,18 +28,19 @@ is ~620-650 pages). A much bigger book does not fit in the challenge's DHT at al
 values of 999 bytes); see docs/protocol.md. The pages of the version are kept in an
 LRU order of their last put, so choosing the refreshes is O(budget), not O(pages).
 
-Book pages later (``publish(..., book_later=True)``, the matcher's
-``--book-pages-after``): a replica that follows by commands reads a version's root and
-command pages, never its book pages, and those are most of a version's puts under load (about two
-thirds at 1,000 orders/s: the orders of a version touch many leaves). So such a publish
-puts only the list pages and the root; the tree's new pages are *owed* and go out with
-the refreshes at the next `flush` (or the next publish without `book_later`). Pages owed
-by several versions are put once, and only those still in the tree: a hot leaf changed
-by five versions between two flushes is put once, not five times. Until the flush, a
-reader of the whole version gets "missing page" for the book (the reader retries a
-while: `VersionReader.fetch`); the owner flushes soon after (`BookFlusher`). The pages
-of a version superseded before a flush are never put: only the newest version can then
-be read whole.
+Book pages later (``publish(..., book_later=True)``, the matcher's default): a replica
+that follows by commands reads a version's root and command pages, never its book pages,
+and those are most of a version's puts under load (about two thirds at 1,000 orders/s:
+the orders of a version touch many leaves). So such a publish puts only the list pages
+and the root; the tree's new pages are *owed* and go out with the refreshes at the next
+`flush` (or the next publish without `book_later`). Pages owed by several versions are
+put once, and only those still in the tree: a hot leaf changed by five versions between
+two flushes is put once, not five times. A flush takes the tree of the last version
+*published* (it waits for a publish under way), so each flush leaves one version whose
+book is stored whole (`last_flushed_root`); the book pages of a version superseded
+before a flush are never put, and a reader of such a version reads the nearest flushed
+one before it and follows by commands (`VersionReader.fetch`). The owner flushes at a
+bounded cadence (`BookFlusher`, at most one flush per interval).
 
 Failure: puts run concurrently (a bounded pool, `_bounded.run_bounded`); the first
 `TransportError` cancels the rest and is raised as itself. The tree update is undone
@@ -53,6 +54,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence, Set
 
+import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from exchange.protocol import Entry
@@ -97,6 +99,8 @@ class VersionPublisher:
         last_refresh_count: how many were refreshes of unchanged pages.
         last_list_count: how many were event and command pages.
         last_height: the height of the last book tree published (0 when empty).
+        last_flushed_root: the version whose book the last successful `flush` stored
+            whole (None before one).
         put_total: items put by every successful `publish` so far.
         full_builds: publishes that had to rebuild the tree from the book because the
             events did not account for every change (0 when used as documented).
@@ -131,6 +135,10 @@ class VersionPublisher:
         # the tree's pages, and none of them in `_last_put`.
         self._owed: dict[str, None] = {}
         self._versions_unflushed = 0  # publishes since the last refresh round
+        # Set while a publish has the tree updated but not committed: a flush waits for
+        # it, so what a flush puts is the whole book of one published version.
+        self._publishing: anyio.Event | None = None
+        self.last_flushed_root: str | None = None
         self.last_root: str | None = prev
         self.last_put_count = 0
         self.last_refresh_count = 0
@@ -204,6 +212,22 @@ class VersionPublisher:
             raise ValueError(f"book of market {book.spec.market!r}, publisher of {self._spec}")
         if commands and [c.seq for c in commands] != list(range(first, seq + 1)):
             raise ValueError(f"commands must be exactly {first}..{seq}, in order")
+        publishing = self._publishing = anyio.Event()
+        try:
+            return await self._publish(book, events, seq, first, commands, book_later)
+        finally:
+            self._publishing = None
+            publishing.set()
+
+    async def _publish(
+        self,
+        book: OrderBook,
+        events: Sequence[Event],
+        seq: int,
+        first: int,
+        commands: Sequence[Entry],
+        book_later: bool,
+    ) -> str:
         tree, delta, added, removed = self._update_tree(book, events)
         try:
             event_tree = build_event_pages(events, self._spec)
@@ -285,11 +309,13 @@ class VersionPublisher:
     async def flush(self, *, concurrency: int | None = None) -> int:
         """Put the book pages owed by `book_later` publishes, and the refreshes due.
 
-        May run while a `book_later` publish runs (the owner publishes the next version
-        meanwhile): it puts the pages owed when it starts, as they were then, and marks
-        as stored only those still in the tree when it ends. The refresh budget is
-        `refresh_budget` per publish since the last flush, so the pages' residency is
-        as if each publish had made its own. O(owed + budget).
+        It takes the tree of the last version published (waiting for a publish under
+        way to end first), so once it returns that version's book is stored whole
+        (`last_flushed_root`). The owner may publish the next version meanwhile: the
+        flush puts the pages as they were when it started and marks as stored only
+        those still in the tree when it ends. The refresh budget is `refresh_budget`
+        per publish since the last flush, so the pages' residency is as if each
+        publish had made its own. O(owed + budget).
 
         Args:
             concurrency: puts in flight at once (default: the publisher's); a low one
@@ -302,9 +328,12 @@ class VersionPublisher:
             transports.TransportError: a put failed; nothing is recorded as put, so the
                 next flush (or publish) puts them all again.
         """
+        while self._publishing is not None:  # take the book of a published version
+            await self._publishing.wait()
         tree = self._tree
         if tree is None:
             return 0
+        flushing = self.last_root
         versions = self._versions_unflushed
         texts: dict[str, str] = {}
         for key in self._owed:
@@ -333,6 +362,7 @@ class VersionPublisher:
         self._versions_unflushed = max(0, self._versions_unflushed - versions)
         self.put_total = base + len(todo)
         self.last_refresh_count = len(todo) - owed
+        self.last_flushed_root = flushing
         return len(todo)
 
     def _refreshes(self, leaving: Set[str], budget: int) -> list[str]:

@@ -27,14 +27,16 @@ DHT may return anything, or nothing. So `VersionReader.fetch` trusts no byte:
    ``first..seq`` in order, every command with at least one event (each command
    gives one at least, a rejection included).
 
-A missing book page is read again a few times over ~1.5 s before the fetch fails: the
-matcher stores a version's book pages shortly after its root (``BookFlusher``), since
-replicas that follow by commands never read them. Any failure raises `InvalidVersion`
-before anything is returned: the caller's replica
-is never touched by a bad version. Pages are cached by key (they are immutable, and a
-verified page stays valid forever) in an LRU of bounded size, so an update that
-changed one order costs a few gets (the changed pages and the root: about 7 on a
-10,000-order book), not the whole book.
+The matcher stores a version's book pages after its root, at most once per flush
+interval (``BookFlusher``; replicas that follow by commands never read them), so each
+flush stores one version's book whole. A book page missing: the fetch reads the nearest
+version before it (at most `DEFAULT_MAX_WALK` back) whose book is stored and follows by
+commands (as `advance` below) to the version asked for; when none is, it tries again a
+few times over ~1.5 s. Any failure raises `InvalidVersion` before anything is returned:
+the caller's replica is never touched by a bad version. Pages are cached by key (they
+are immutable, and a verified page stays valid forever) in an LRU of bounded size, so an
+update that changed one order costs a few gets (the changed pages and the root: about 7
+on a 10,000-order book), not the whole book.
 
 The tree rebuilt in step 3 is a `BookTree`, handed over with the version. A replica
 then follows with `VersionReader.advance`: it reads only the roots and *command* pages
@@ -96,10 +98,9 @@ DEFAULT_MAX_WALK = 64
 
 
 _BOOK_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8)
-"""Pauses (s) before reading a version's book again when a page is missing: the matcher
-puts a version's book pages after it announced the version (`BookFlusher`: tens of ms,
-more when a flush failed and is tried again), while what a replica needs to follow (the
-root, the command pages) is stored before the root is announced."""
+"""Pauses (s) before reading a version's book again when neither it nor one before it is
+stored whole: the matcher puts book pages after announcing versions (`BookFlusher`), at
+most one flush per interval, later when a flush failed and is tried again."""
 
 
 class _MissingPage(InvalidVersion):
@@ -210,6 +211,9 @@ class VersionReader:
         """Fetch, verify and rebuild the version named by `root_hash`.
 
         Gets only the pages not in the cache. O(n) in the book's size plus the gets.
+        When a book page of the version is missing (its book was not flushed), reads
+        the nearest version before it whose book is stored, then the commands from
+        there (`DEFAULT_MAX_WALK` versions at most): the same version, verified alike.
 
         Returns:
             The version, with a new `OrderBook` the caller owns.
@@ -223,12 +227,26 @@ class VersionReader:
         root = await self._root(root_hash)
         for pause in (*_BOOK_RETRIES, None):
             try:
-                leaves = await self._walk(root.book, BookLeaf, BookNode, "book")
+                book, tree, orders = await self._book(root_hash, root)
                 break
+            except _MissingPage as exc:
+                missing = exc
+            try:  # not flushed (yet, or ever): the nearest flushed version, then commands
+                return await self._by_commands(root_hash, root)
             except _MissingPage:
-                if pause is None:
-                    raise
-                await anyio.sleep(pause)  # the publisher may still owe them: wait a bit
+                pass
+            if pause is None:
+                raise missing
+            await anyio.sleep(pause)  # an outage, or no flush yet since a start: wait a bit
+        _check_priority(root_hash, root, orders)
+        events = await self._events(root_hash, root)
+        return Version(root, book, events, root_hash, tree)
+
+    async def _book(
+        self, root_hash: str, root: RootDoc
+    ) -> tuple[OrderBook, BookTree, list[RestingOrder]]:
+        """The version's book read from its pages, checked against its ``book`` key."""
+        leaves = await self._walk(root.book, BookLeaf, BookNode, "book")
         orders: list[RestingOrder] = []
         for leaf in leaves:
             assert isinstance(leaf, BookLeaf)
@@ -250,9 +268,45 @@ class VersionReader:
                 f"version {root_hash}: the book's pages are not its canonical tree "
                 f"(rebuilt {rebuilt}, root says {root.book})"
             )
-        _check_priority(root_hash, root, orders)
-        events = await self._events(root_hash, root)
-        return Version(root, book, events, root_hash, tree)
+        return book, tree, orders
+
+    async def _by_commands(self, root_hash: str, root: RootDoc) -> Version:
+        """The version from the nearest one before it whose book is stored, by commands.
+
+        The matcher stores the book of one version per flush (`BookFlusher`): the
+        versions in between are read as a replica follows them (`advance`: their
+        commands, applied and checked against each root's ``book``). At most
+        `DEFAULT_MAX_WALK` versions back; the events are the version's own pages,
+        which must be those the commands gave.
+
+        Raises:
+            _MissingPage: no such version within the walk, or a page of the way is
+                missing.
+            InvalidVersion: the way there does not verify.
+        """
+        key, here = root_hash, root
+        for _ in range(DEFAULT_MAX_WALK):
+            if here.prev is None:
+                break
+            key = here.prev
+            here = await self._root(key)
+            try:
+                book, tree, orders = await self._book(key, here)
+            except _MissingPage:
+                continue
+            _check_priority(key, here, orders)
+            gets = self.last_get_count
+            base = Version(here, book, (), key, tree)
+            version, _ = await self.advance(base, root_hash, max_walk=DEFAULT_MAX_WALK)
+            self.last_get_count += gets
+            events = await self._events(root_hash, root)
+            if events != version.events:
+                raise InvalidVersion(f"version {root_hash}: its events are not its commands'")
+            return Version(root, version.book, events, root_hash, version.tree)
+        raise _MissingPage(
+            f"version {root_hash}: a book page is missing, and so is one of each version "
+            f"up to {DEFAULT_MAX_WALK} before it"
+        )
 
     async def advance(
         self, current: Version, root_hash: str, *, max_walk: int = DEFAULT_MAX_WALK

@@ -15,6 +15,7 @@ from support.keys import MATCHER_KEY, SEQUENCER_KEY, by_sequencer, verified_head
 
 import exchange.matcher._broadcaster as matcher_broadcaster
 from exchange.matcher import ProcessWorker
+from exchange.protocol import HeadRequest
 from exchange.versions import VersionReader, book_hash
 from orderbook_core import DEFAULT_SPEC, OrderBook, OrderRejected, parse_command
 from transports import (
@@ -366,7 +367,7 @@ async def test_a_cancelled_application_leaves_no_trace(tmp_path: Path) -> None:
         before = rig.worker.book.copy()
         network.with_faults(delay=(0.02, 0.02))  # DHT puts now take a while
         payload = {"seq": 2, "ts": 1_000, "command": COMMANDS[2]}
-        with anyio.move_on_after(0.03):
+        with anyio.move_on_after(0.01):  # within the version's one round of puts
             await rig.worker.process(by_sequencer(payload))
             pytest.fail("the publish should have been cancelled")
         assert rig.worker.book == before
@@ -377,3 +378,25 @@ async def test_a_cancelled_application_leaves_no_trace(tmp_path: Path) -> None:
     async with running(tmp_path / "clean.db") as clean:
         await clean.process(1, COMMANDS[0])
         assert await clean.process(2, COMMANDS[2]) == second
+
+
+async def test_a_lingering_reply_comes_after_the_version_is_announced(tmp_path: Path) -> None:
+    # `linger`: the version is recorded and announced first; only the reply waits (so
+    # the sequencer's next run grows), at most K x the version's time.
+    network = LoopbackNetwork(seed=1)
+    async with running(tmp_path / "p.db", network) as rig:
+        rig.worker.linger = 1.0
+        network.with_faults(delay=(0.02, 0.02))  # a version takes a while
+        replied = anyio.Event()
+
+        async def process() -> None:
+            await rig.worker.process(by_sequencer({"seq": 1, "ts": 1_000, "command": COMMANDS[0]}))
+            replied.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(process)
+            await rig.worker.head(HeadRequest(0, 2_000).to_wire())  # a long poll
+            assert rig.worker.head_seq == 1
+            assert not replied.is_set()  # announced, the reply lingers
+        network.with_faults(delay=(0.0, 0.0))
+        assert (await rig.head())["seq"] == 1

@@ -6,7 +6,9 @@
   versions once, pages gone from the tree not at all); then a cold reader reads the
   version whole, and the publisher's bookkeeping is as after plain publishes.
 * A flush may run while the next version is published; a failed flush records nothing.
-* A cold `fetch` that finds a book page missing waits for it a while.
+* A flush stores the book of the last version published whole (it waits for a publish
+  under way); a cold `fetch` of a version whose book is missing reads the nearest
+  stored one before it and follows by commands (a bounded walk), else waits a while.
 * `BookFlusher` flushes in the background whenever kicked.
 """
 
@@ -19,7 +21,13 @@ from test_versions_follow import random_commands
 from versions_dht import FaultyDht
 
 from exchange.protocol import Entry, InvalidVersion, apply_entry
-from exchange.versions import BookFlusher, VersionPublisher, VersionReader, build_book_tree
+from exchange.versions import (
+    DEFAULT_MAX_WALK,
+    BookFlusher,
+    VersionPublisher,
+    VersionReader,
+    build_book_tree,
+)
 from orderbook_core import DEFAULT_SPEC, Event, OrderBook
 from transports import ConnectionFailed, MemoryNetwork, Transport, open_transport
 
@@ -181,11 +189,12 @@ async def test_a_publish_without_book_later_puts_what_is_owed() -> None:
 
 
 async def test_a_cold_fetch_waits_for_owed_pages_then_gives_up() -> None:
+    # The first version of a fresh publisher, with ``book_later``: no version before it
+    # has its book stored, so a cold reader can only wait for the flush.
     async with open_transport("memory", network=MemoryNetwork()) as inner:
         matcher = Matcher(inner)
-        chunks = runs(3, 30, seed=6)
-        await matcher.publish(chunks[0], book_later=False)
-        key = await matcher.publish(chunks[1])
+        chunks = runs(1, 30, seed=6)
+        key = await matcher.publish(chunks[0])
         assert matcher.publisher.owed > 0
         async with anyio.create_task_group() as tg:
 
@@ -196,9 +205,68 @@ async def test_a_cold_fetch_waits_for_owed_pages_then_gives_up() -> None:
             tg.start_soon(flush_later)
             version = await VersionReader(inner, SPEC).fetch(key)  # retried meanwhile
         assert version.book == matcher.book
-        key = await matcher.publish(chunks[2])  # never flushed
+        key = await Matcher(inner).publish(runs(1, 30, seed=13)[0])  # never flushed
         with pytest.raises(InvalidVersion, match="missing page"):
             await VersionReader(inner, SPEC).fetch(key)
+
+
+async def test_a_cold_fetch_of_an_unflushed_version_follows_from_a_flushed_one() -> None:
+    async with open_transport("memory", network=MemoryNetwork()) as inner:
+        dht = FaultyDht(inner)
+        matcher = Matcher(dht)
+        chunks = runs(12, 30, seed=10)
+        keys = [await matcher.publish(chunks[0], book_later=False)]
+        books = [matcher.book.copy()]
+        for i, chunk in enumerate(chunks[1:], start=1):
+            keys.append(await matcher.publish(chunk))
+            books.append(matcher.book.copy())
+            if i == 6:  # one flush in the middle: version 6's book is stored whole
+                await matcher.publisher.flush()
+                assert matcher.publisher.last_flushed_root == keys[6]
+        assert matcher.publisher.owed > 0
+        # Every version reads whole and exactly (its events are its own pages'), from
+        # the nearest version before it whose book is stored.
+        for key, book in zip(keys, books, strict=True):
+            reader = VersionReader(dht, SPEC)
+            gets = dht.gets
+            version = await reader.fetch(key)
+            assert version.book == book
+            assert version.tree.root == version.root.book
+            assert reader.last_get_count == dht.gets - gets
+            assert version.events == (await VersionReader(dht, SPEC).fetch_events(key))[1]
+
+
+async def test_a_cold_fetch_walks_back_a_bounded_number_of_versions() -> None:
+    async with open_transport("memory", network=MemoryNetwork()) as inner:
+        matcher = Matcher(inner)
+        chunks = runs(DEFAULT_MAX_WALK + 3, 2, seed=11)
+        await matcher.publish(chunks[0], book_later=False)
+        keys = [await matcher.publish(chunk) for chunk in chunks[1:]]
+        near = await VersionReader(inner, SPEC).fetch(keys[DEFAULT_MAX_WALK - 1])
+        assert near.root.seq == chunks[DEFAULT_MAX_WALK][-1].seq
+        with pytest.raises(InvalidVersion, match="missing page"):
+            await VersionReader(inner, SPEC).fetch(keys[-1])
+
+
+async def test_a_flush_waits_for_a_publish_under_way_and_stores_its_book_whole() -> None:
+    async with open_transport("memory", network=MemoryNetwork()) as inner:
+        dht = FaultyDht(inner)
+        matcher = Matcher(dht)
+        chunks = runs(3, 30, seed=12)
+        await matcher.publish(chunks[0], book_later=False)
+        await matcher.publish(chunks[1])
+        dht.blocked = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(matcher.publish, chunks[2])  # waits in its puts
+            await anyio.sleep(0.01)
+            tg.start_soon(matcher.publisher.flush)  # waits for the publish
+            await anyio.sleep(0.01)
+            dht.blocked.set()
+        dht.blocked = None
+        assert matcher.publisher.last_flushed_root == matcher.publisher.last_root
+        full = build_book_tree(matcher.book)
+        assert all([await inner.get(key) for key in full.pages])
+        assert_bookkeeping(matcher.publisher, matcher.book)
 
 
 async def test_the_flusher_puts_what_is_owed_in_the_background() -> None:
@@ -252,7 +320,7 @@ async def test_the_flushers_publish_puts_the_book_later_only_in_the_background()
         matcher = Matcher(inner)
         chunks = runs(3, 20, seed=9)
         await matcher.publish(chunks[0], book_later=False)
-        plain = BookFlusher(lambda: matcher.publisher)  # the matcher's default
+        plain = BookFlusher(lambda: matcher.publisher, background=False)  # --book-pages-first
         for flusher, chunk in (
             (plain, chunks[1]),
             (BookFlusher(lambda: matcher.publisher, background=True), chunks[2]),
