@@ -185,8 +185,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--book-pages-first",
         action="store_true",
-        help="put every version's book pages before its root, as before (every version"
-        " readable whole; fewer, bigger versions, later replicas)",
+        help="put every version's book pages before its root, as before (each version's"
+        " book stored with it; fewer, bigger versions, later replicas)",
     )
     parser.add_argument(
         "--book-interval",
