@@ -676,7 +676,7 @@ def main() -> None:
     parser.add_argument(
         "--book-pages-after",
         action="store_true",
-        help="the matcher's --book-pages-after (book pages put after the announcement)",
+        help="the matcher's --book-pages-after (now its default; kept for older command lines)",
     )
     parser.add_argument(
         "--book-pages-first",
