@@ -37,7 +37,8 @@ async def run_bounded(
     The first exception cancels the calls still running and is raised *as itself*, not
     wrapped in an ExceptionGroup, so callers can promise plain exception types (e.g.
     `TransportError`, `InvalidVersion`). Structured: every call has ended on return.
-    CPU: O(len(items)) plus one task per concurrent call actually needed.
+    CPU: O(len(items)) plus one task per concurrent call actually needed (none for
+    a single item).
 
     Args:
         items: what to call `call` with; each item once, in order of start.
@@ -50,6 +51,9 @@ async def run_bounded(
     if limit < 1:
         raise ValueError(f"limit must be >= 1, not {limit}")
     if not items:
+        return
+    if len(items) == 1:  # no task group for one call (a version's root, a command node)
+        await call(items[0])
         return
     failures: list[Exception] = []
     taken = 0  # items handed to a worker so far

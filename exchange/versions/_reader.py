@@ -556,10 +556,7 @@ class VersionReader:
             found[key] = page
             self._store(key, page)
 
-        if len(missing) == 1:  # no task group for one get: a version's command node
-            await get(missing[0])
-        else:
-            await run_bounded(missing, get, self._concurrency)
+        await run_bounded(missing, get, self._concurrency)
         return found
 
     async def _get(self, key: str) -> str:
