@@ -42,6 +42,7 @@ import json
 import os
 import random
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -56,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import grape_calls
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from peers import REPO, grapes, nats_servers, node, node_env
 
@@ -105,9 +107,11 @@ async def _load(args: argparse.Namespace) -> None:
     orders = [sign_order(make(args.client, n, rng), key) for n in range(args.count)]
     records: list[tuple[int, float, float]] = []
     started = time.time()
+    cpu_started = time.process_time()
     if args.batch > 1:
         await _load_batches(args, orders, records)
         json.dump(records, sys.stdout)
+        _load_cpu(cpu_started, len(records))
         return
     async with open_transport("grenache", grape=args.grape) as transport:
         send: Any = transport.request
@@ -119,6 +123,14 @@ async def _load(args: argparse.Namespace) -> None:
 
         await send_orders(send, SUBMIT_ORDER, orders, records, args=args, started=started)
     json.dump(records, sys.stdout)
+    _load_cpu(cpu_started, len(records))
+
+
+def _load_cpu(since: float, orders: int) -> None:
+    """The load's CPU while it sent (signing and start-up not counted), on stderr: the
+    last line of its log, which `run_loads` reads."""
+    sent = (time.process_time() - since) * 1e6 / max(1, orders)
+    print(json.dumps({"load_send_cpu_us_per_order": round(sent)}), file=sys.stderr)
 
 
 async def send_orders(
@@ -240,9 +252,10 @@ def exchange_on_grapes(
     journal_servers: int = 0,
     forward_interval: float = 0.0,
     matcher_args: tuple[str, ...] = (),
+    counter_dir: Path | None = None,
 ) -> Iterator[tuple[list[Grape], list[Proc]]]:
     extra = ["--dht_maxValues", str(max_values)] if max_values else []
-    with grapes(2, extra_args=extra) as started, ExitStack() as stack:
+    with grapes(2, extra_args=extra, counter_dir=counter_dir) as started, ExitStack() as stack:
         submit_port, process_port = free_port(), free_port()
         journal = ["--db", str(workdir / "journal.db")]
         if journal_servers:
@@ -321,7 +334,9 @@ def run_loads(
     resting: bool = False, node_count: int = 0, tag: str = "", batch: int = 1,
     linger: float = -1.0,
 ) -> tuple[list[tuple[int, float, float]], dict[str, Any] | None]:  # fmt: skip
-    """Run one Python load process (and a Node one) to the end; their records."""
+    """Run one Python load process (and a Node one) to the end; their records (and the
+    Node load's summary, with ``cpu``: both loads' CPU µs per order)."""
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     py = start(
         f"load{tag}",
         [PY, __file__, "load", "--grape", grape, "--count", str(count),
@@ -341,13 +356,30 @@ def run_loads(
     out, _ = py.popen.communicate(timeout=600)
     if py.popen.returncode != 0:
         raise RuntimeError(f"load process failed: {(workdir / f'load{tag}.log').read_text()}")
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     records = [tuple(r) for r in json.loads(out)]
+    cpu: dict[str, int] = {"python": _cpu_us(usage0, usage1, len(records))}
+    for line in reversed((workdir / f"load{tag}.log").read_text().splitlines()):
+        if line.startswith('{"load_send_cpu_us_per_order"'):
+            cpu["python_sending"] = json.loads(line)["load_send_cpu_us_per_order"]
+            break
     node_result = None
     if node_proc is not None:
         node_out, _ = node_proc.popen.communicate(timeout=600)
+        usage2 = resource.getrusage(resource.RUSAGE_CHILDREN)
         node_result = json.loads(node_out.decode().strip().splitlines()[-1])
-        records += [tuple(r) for r in node_result.pop("records")]
+        node_records = node_result.pop("records")
+        records += [tuple(r) for r in node_records]
+        cpu["node"] = _cpu_us(usage1, usage2, len(node_records))
+        node_result["cpu"] = cpu
     return records, node_result
+
+
+def _cpu_us(before: resource.struct_rusage, after: resource.struct_rusage, orders: int) -> int:
+    """CPU µs per order of the children reaped between two `getrusage` readings (their
+    whole life: start-up, signing and sending)."""
+    seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return round(seconds * 1e6 / max(1, orders))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -380,15 +412,16 @@ def throughput(
     log_from = process_log.stat().st_size
     cpu0 = {name: cpu_seconds(pid) for name, pid in measured.items()}
     t0 = time.time()
-    records, node = run_loads(
-        g0, workdir, count=args.orders - node_count, concurrency=args.concurrency,
-        node_count=node_count, tag=tag, batch=batch, linger=linger,
-    )  # fmt: skip
-    last = max(r[0] for r in records)
-    done = anyio.run(wait_head, g1, last, 600.0)
-    deadline = time.time() + 120
-    while any(w.seq < last for w in watchers) and time.time() < deadline:
-        time.sleep(0.02)
+    with grape_calls.Counting(grapes, _counter_dir(workdir, args)) as calls:
+        records, node = run_loads(
+            g0, workdir, count=args.orders - node_count, concurrency=args.concurrency,
+            node_count=node_count, tag=tag, batch=batch, linger=linger,
+        )  # fmt: skip
+        last = max(r[0] for r in records)
+        done = anyio.run(wait_head, g1, last, 600.0)
+        deadline = time.time() + 120
+        while any(w.seq < last for w in watchers) and time.time() < deadline:
+            time.sleep(0.02)
     cpu = {n: cpu_seconds(pid) - cpu0[n] for n, pid in measured.items()}
     log = process_log.read_text()
     versions = sum(1 for line in log.splitlines() if " applied seq=" in line)
@@ -406,11 +439,18 @@ def throughput(
         "submit_p50_ms": round(quantile(submit_ms, 0.5), 2),
         "submit_p99_ms": round(quantile(submit_ms, 0.99), 2),
         "node_submit_per_s": round(node["rps"], 1) if node else None,
+        **({"load_cpu_us_per_order": node["cpu"]} if node else {}),
         "wall_s": round(time.time() - t0, 2),
         "versions": versions,
         "cpu_us_per_order": {**per_order, "total": round(sum(cpu.values()) * 1e6 / len(records))},
         "puts_per_order": round(puts / len(records), 3),
+        **({"grape_calls_per_1000": counted} if (counted := calls.report(len(records))) else {}),
     }
+
+
+def _counter_dir(workdir: Path, args: argparse.Namespace) -> Path | None:
+    """Where the grapes count their calls (``--count-grape-calls``), else None."""
+    return workdir / "grape-counts" if getattr(args, "count_grape_calls", False) else None
 
 
 # The matcher's versions, and the book pages it puts after them (`BookFlusher`).
@@ -429,8 +469,9 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
         after += ("--book-pages-first",) if args.book_pages_first else ()
         after += () if args.book_interval is None else ("--book-interval", args.book_interval)
         after += () if args.version_linger is None else ("--version-linger", args.version_linger)
+        counters = _counter_dir(workdir, args)
         with exchange_on_grapes(
-            workdir, max_values, args.profile, servers, args.forward_interval, after
+            workdir, max_values, args.profile, servers, args.forward_interval, after, counters
         ) as (grapes, procs):
             g0, g1 = grapes[0].url, grapes[1].url
             anyio.run(head_of, g1)
@@ -493,12 +534,13 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
                 count = int(args.rate * args.latency_seconds)
                 log_from = (workdir / "process.log").stat().st_size
                 cpu0 = {name: cpu_seconds(pid) for name, pid in measured.items()}
-                lat, _ = run_loads(g0, workdir, count=count, concurrency=64, rate=args.rate,
-                                   tag="lat")  # fmt: skip
-                last = max(r[0] for r in lat)
-                deadline = time.time() + 60
-                while any(w.seq < last for w in watchers) and time.time() < deadline:
-                    time.sleep(0.05)
+                with grape_calls.Counting(grapes, _counter_dir(workdir, args)) as calls:
+                    lat, _ = run_loads(g0, workdir, count=count, concurrency=64,
+                                       rate=args.rate, tag="lat")  # fmt: skip
+                    last = max(r[0] for r in lat)
+                    deadline = time.time() + 60
+                    while any(w.seq < last for w in watchers) and time.time() < deadline:
+                        time.sleep(0.05)
                 by_process = {n: cpu_seconds(pid) - cpu0[n] for n, pid in measured.items()}
                 cpu = sum(by_process.values())
                 with (workdir / "process.log").open("rb") as file:
@@ -526,6 +568,8 @@ def run_config(book: int, replicas: int, args: argparse.Namespace) -> dict[str, 
                     offered_puts_per_order=round(puts / len(lat), 3),
                     offered_versions=tail.count(" applied seq="),
                 )
+                if counted := calls.report(len(lat)):
+                    result["offered_grape_calls_per_1000"] = counted
             for proc in procs:
                 proc.stop()
     return result
@@ -692,6 +736,13 @@ def main() -> None:
         "--version-linger",
         metavar="K",
         help="the matcher's --version-linger (its reply waits K x the version's time)",
+    )
+    parser.add_argument(
+        "--count-grape-calls",
+        action="store_true",
+        help="count what each grape serves (API calls by kind and by asker, DHT messages)"
+        " per 1,000 orders, under grape_calls_per_1000 (bench/grape_calls.py; the counting"
+        " costs the grapes CPU: take CPU figures without it)",
     )
     import e2e_markets  # here: it imports this module
 

@@ -46,10 +46,18 @@ def node_env() -> dict[str, str]:
 
 
 @contextmanager
-def grapes(n: int = 2, *, extra_args: Sequence[str] = ()) -> Iterator[list[Grape]]:
-    """`n` grapes with the challenge's flags plus `-b 127.0.0.1`, on free ports."""
+def grapes(
+    n: int = 2, *, extra_args: Sequence[str] = (), counter_dir: Path | None = None
+) -> Iterator[list[Grape]]:
+    """`n` grapes with the challenge's flags plus `-b 127.0.0.1`, on free ports; with
+    `counter_dir`, each counts what it serves there (`grape_calls`)."""
+    env = node_env()
+    if counter_dir is not None:
+        from grape_calls import counter_env
+
+        env = counter_env(env, counter_dir)
     with running_grapes(
-        n, grape=[node(), str(GRAPE_JS)], env=node_env(), cwd=REPO, extra_args=extra_args
+        n, grape=[node(), str(GRAPE_JS)], env=env, cwd=REPO, extra_args=extra_args
     ) as started:
         yield started
 

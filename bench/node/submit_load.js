@@ -1,7 +1,7 @@
 'use strict'
 // submit_order load from a grenache-nodejs-http client (a foreign peer of the workers).
 // Usage: node submit_load.js --grape URL --count N [--concurrency 64] [--client js]
-// Prints one JSON line: {"orders", "seconds", "rps", "errors", "records": [[seq, sent, acked]]}
+// Prints one JSON line: {"orders", "seconds", "rps", "errors", "cpu_us", "records": [[seq, sent, acked]]}
 // with times in seconds since the epoch, like bench/e2e_bench.py's own load process.
 const crypto = require('crypto')
 const { PeerRPCClient } = require('grenache-nodejs-http')
@@ -77,7 +77,8 @@ function worker () {
 
 function finish () {
   const seconds = (Date.now() - t0) / 1000
-  process.stdout.write(JSON.stringify({ orders: records.length, seconds, rps: records.length / seconds, errors, records }) + '\n')
+  const cpu = process.cpuUsage() // µs since start: start-up, signing and sending
+  process.stdout.write(JSON.stringify({ orders: records.length, seconds, rps: records.length / seconds, errors, cpu_us: cpu.user + cpu.system, records }) + '\n')
   peer.stop()
   link.stop()
 }
