@@ -88,6 +88,61 @@ async def test_lookup_cache_is_brief_never_empty_and_drops_refused_peers() -> No
             await link.aclose()
 
 
+async def test_concurrent_lookups_share_one_call_to_the_grape() -> None:
+    # As grenache-nodejs-link does: when the cached entry is missing or expired, the
+    # requests in flight wait for one lookup instead of each asking the grape.
+    release = anyio.Event()
+    fail_next = False
+
+    async def script(path: str, data: Any) -> bytes:
+        nonlocal fail_next
+        await release.wait()
+        if fail_next:
+            fail_next = False
+            return grape_reply("ERR_GRAPE_LOOKUP")
+        return grape_reply(["127.0.0.1:1"])
+
+    async with fake_grape(script) as grape:
+        link = GrapeLink(grape.url, lookup_ttl=0.2)
+        results: list[list[str]] = []
+        errors: list[str] = []
+
+        async def one() -> None:
+            try:
+                results.append(await link.lookup("svc"))
+            except RemoteError as exc:
+                errors.append(exc.message)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(one)
+                await anyio.sleep(0.05)
+                release.set()
+            assert results == [["127.0.0.1:1"]] * 20
+            assert len(grape.calls) == 1
+
+            # A lookup that fails is not shared: each caller that waited asks itself.
+            await anyio.sleep(0.25)  # the entry expired
+            release = anyio.Event()
+            fail_next = True
+            results.clear()
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(one)
+                await anyio.sleep(0.05)
+                release.set()
+            assert errors == ["ERR_GRAPE_LOOKUP"]
+            assert results == [["127.0.0.1:1"]] * 2
+            assert len(grape.calls) == 1 + 3
+
+            # fresh=True never joins a lookup in flight, nor uses the cache.
+            await link.lookup("svc", fresh=True)
+            assert len(grape.calls) == 5
+        finally:
+            await link.aclose()
+
+
 async def test_lookup_error_string() -> None:
     async def script(path: str, data: Any) -> bytes:
         return grape_reply("ERR_GRAPE_LOOKUP")

@@ -16,6 +16,11 @@ other JSON string into `RemoteError(message)`. Other quirks handled here:
   failed"`` after the grape stored the item: such a put is checked with a get.
 - Lookups are cached for `lookup_ttl` seconds (default 1 s), an empty result never is,
   and `drop_peer` removes a peer that refused a connection from the cached entry.
+- Concurrent lookups of one name share one call to the grape, as grenache-nodejs-link
+  does (its ``cbq``): when the cached entry expires under load, the many requests in
+  flight would otherwise each ask the grape (a grape lookup is also a DHT query). A
+  caller that joined asks again itself when that lookup fails; ``fresh=True`` never
+  joins (it must see the grape now).
 - Connections are kept alive (`ConnectionPool`); every call has a deadline.
 """
 
@@ -23,7 +28,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +38,7 @@ from transports._dht import check_key, check_value, dht_key
 from transports._exceptions import ProtocolError, RemoteError
 from transports.grenache._errors import map_errors
 from transports.grenache._http import ConnectionPool
+from transports.grenache._rid import new_rid
 
 __all__ = ["GrapeLink"]
 
@@ -54,6 +59,16 @@ def parse_grape_url(url: str) -> tuple[str, int]:
     if parts.path not in ("", "/") or parts.query:
         raise ValueError(f"grape URL must have no path or query: {url!r}")
     return parts.hostname, parts.port
+
+
+class _Flight:
+    """A lookup of one name on its way to the grape, that concurrent callers wait for."""
+
+    __slots__ = ("done", "peers")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.peers: list[str] | None = None  # the grape's answer; None if none came
 
 
 class GrapeLink:
@@ -81,6 +96,7 @@ class GrapeLink:
         self._own_pool = pool is None
         self._pool = pool if pool is not None else ConnectionPool()
         self._cache: dict[str, tuple[float, list[str]]] = {}
+        self._flights: dict[str, _Flight] = {}
 
     async def _call(self, path: str, data: JSON) -> tuple[bool, Any]:
         """POST ``{"rid", "data"}`` to `path`; return ``(empty_body, parsed_json)``.
@@ -89,7 +105,7 @@ class GrapeLink:
             RequestTimeout, ConnectionFailed, ProtocolError: see `map_errors`.
             RemoteError: HTTP status other than 200 (e.g. 500 ERR_GRAPE_PAYLOAD_INVALID).
         """
-        body = json.dumps({"rid": str(uuid.uuid4()), "data": data}, separators=(",", ":"))
+        body = json.dumps({"rid": new_rid(), "data": data}, separators=(",", ":"))
         where = f"grape {self.url}{path}"
         with map_errors(where), anyio.fail_after(self._timeout):
             response = await self._pool.post(
@@ -139,16 +155,34 @@ class GrapeLink:
         """Return the announced peers of `name` as ``"host:port"`` strings (maybe []).
 
         Args:
-            fresh: bypass the cache.
+            fresh: bypass the cache (and any lookup of the name already on its way).
 
         Raises:
             RemoteError: the grape answered with an error string.
             RequestTimeout, ConnectionFailed, ProtocolError: the grape could not be asked.
         """
-        if not fresh:
-            cached = self._cache.get(name)
-            if cached is not None and time.monotonic() < cached[0] and cached[1]:
-                return list(cached[1])
+        if fresh:
+            return await self._lookup(name)
+        cached = self._cache.get(name)
+        if cached is not None and time.monotonic() < cached[0] and cached[1]:
+            return list(cached[1])
+        flight = self._flights.get(name)
+        if flight is not None:  # another caller is asking the grape: share its answer
+            await flight.done.wait()
+            if flight.peers is not None:
+                return list(flight.peers)
+            return await self._lookup(name)  # it failed or was cancelled: ask ourselves
+        flight = self._flights[name] = _Flight()
+        try:
+            flight.peers = await self._lookup(name)
+        finally:
+            if self._flights.get(name) is flight:
+                del self._flights[name]
+            flight.done.set()
+        return list(flight.peers)
+
+    async def _lookup(self, name: str) -> list[str]:
+        """Ask the grape; cache a non-empty answer, forget the entry on an empty one."""
         _, result = await self._call("/lookup", name)
         if not isinstance(result, list) or not all(isinstance(p, str) for p in result):
             raise self._unexpected("lookup", result)

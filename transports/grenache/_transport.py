@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -31,6 +30,7 @@ from transports.grenache._errors import ConnectFailed, map_errors
 from transports.grenache._http import ConnectionPool
 from transports.grenache._link import GrapeLink
 from transports.grenache._links import GrapeLinks
+from transports.grenache._rid import new_rid
 from transports.grenache._server import ServerOptions, Watchdog, serve_connection
 from transports.grenache._stream import listen
 
@@ -420,7 +420,7 @@ class GrenacheTransport(Transport):
     async def _call(self, peer: str, name: str, payload: JSON) -> JSON:
         """One RPC to one peer; no deadline of its own (the caller's applies)."""
         host, port = _split_peer(peer)
-        rid = str(uuid.uuid4())
+        rid = new_rid()
         body = self._codec.request(rid, name, payload)
         try:
             response = await self._pool.post(host, port, b"/", self._codec.headers, body)
@@ -462,11 +462,14 @@ class GrenacheTransport(Transport):
         raise RequestTimeout(f"request {name!r}: no reply within {timeout} s")
 
     async def _request(self, name: str, payload: JSON) -> JSON:
-        peers = await self._lookup(name)
+        # The cached lookup without a coroutine: it is there for nearly every request.
+        peers = self._link.cached(name) or await self._lookup(name)
         if not peers:
             raise NoPeersError(f"no peer is announced for {name!r}")
         last: TransportError | None = None
-        for peer in random.sample(peers, len(peers)):
+        # Each peer in a random order (one uniformly random peer first, as Node's
+        # `request` picks); a single peer needs no shuffle.
+        for peer in peers if len(peers) == 1 else random.sample(peers, len(peers)):
             try:
                 return await self._call(peer, name, payload)
             except ConnectFailed as exc:
