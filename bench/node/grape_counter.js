@@ -3,7 +3,9 @@
 // unmodified grape with `node --require` (grape itself is not changed): it wraps the
 // body reader of the grape's HTTP API and the send of its DHT (k-rpc-socket), and writes
 // its counters as JSON to $GRAPE_COUNTER_DIR/<pid>.json every 200 ms and on exit.
-//   http: { "<path> <name>": n }   per API call, the name looked up / announced
+//   http: { "<path> <name>": n }   per API call, the name looked up / announced; and
+//         "/get (first time)", "/put (first time)": gets of a key, puts of a value, not
+//         asked of this grape before
 //   peers: { "<remote port>": { "<path> <name>": n } }   who asked (the harness maps
 //          each client port to a process with `ss`)
 //   dht: { "q:<query>": n, "r": n, "e": n }   DHT messages this grape sent
@@ -12,6 +14,7 @@ const path = require('path')
 
 const dir = process.env.GRAPE_COUNTER_DIR
 const counts = { http: {}, peers: {}, dht: {} }
+const seen = { '/get': new Set(), '/put': new Set() } // keys got, values put, ever
 
 function bump (table, key) { table[key] = (table[key] || 0) + 1 }
 
@@ -21,6 +24,13 @@ function label (url, body) {
     const data = JSON.parse(body).data
     if (url === '/lookup') name = String(data)
     else if (url === '/announce') name = String(data[0])
+    else if (url in seen) {
+      const item = url === '/get' ? JSON.stringify(data) : String(data.v)
+      if (!seen[url].has(item)) {
+        seen[url].add(item)
+        bump(counts.http, `${url} (first time)`)
+      }
+    }
   } catch (e) {}
   return name ? `${url} ${name}` : url
 }
