@@ -127,8 +127,8 @@ async def _load(args: argparse.Namespace) -> None:
 
 
 def _load_cpu(since: float, orders: int) -> None:
-    """The load's CPU while it sent (signing and start-up not counted), on stderr: the
-    last line of its log, which `run_loads` reads."""
+    """The load's CPU while it sent and then wrote its records (signing and start-up not
+    counted), on stderr: the last line of its log, which `run_loads` reads."""
     sent = (time.process_time() - since) * 1e6 / max(1, orders)
     print(json.dumps({"load_send_cpu_us_per_order": round(sent)}), file=sys.stderr)
 
