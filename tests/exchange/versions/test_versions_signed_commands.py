@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from support.keys import MATCHER_KEY
 
-from exchange.protocol import Entry, apply_entry, new_entry, parse_entry
+from exchange.protocol import Entry, InvalidVersion, apply_entry, new_entry, parse_entry
 from exchange.versions import VersionPublisher, VersionReader
-from exchange.versions._parse import SignedCommands
+from exchange.versions._parse import SignedCommands, _parse_command_entry
 from orderbook_core import DEFAULT_SPEC, Event, OrderBook, ValidationError, parse_command
 from transports import MemoryNetwork, MemoryTransport
 
@@ -114,3 +114,51 @@ async def test_a_signed_reader_follows_versions_to_the_matchers_book() -> None:
             version, _ = await reader.advance(version, key)
         assert list(version.book.orders()) == list(book.orders())
         assert version.tree.root == (await VersionReader(transport, SPEC).fetch(keys[-1])).root.book
+
+
+def _one_by_one(items: list[Any]) -> tuple[Entry, ...] | str:
+    signed = SignedCommands()
+    try:
+        return tuple(_parse_command_entry("k" * 40, item, SPEC, signed) for item in items)
+    except InvalidVersion as exc:
+        return str(exc)
+
+
+def _leaf(items: list[Any]) -> tuple[Entry, ...] | str:
+    try:
+        return SignedCommands().entries("k" * 40, items, SPEC)
+    except InvalidVersion as exc:
+        return str(exc)
+
+
+GOOD = {"op": "new", "clientId": "b", "orderId": "b-1", "side": "buy", "ordType": "limit",
+        "price": "100.00", "amount": "1.000", "tif": "GTC", "postOnly": False}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        [3, TS0, {**GOOD, "side": "sideways"}], [3, TS0, {**GOOD, "tif": "GTD"}],
+        [3, TS0, {**GOOD, "postOnly": 1}], [3, TS0, {**GOOD, "clientId": 7}],
+        [3, TS0, {**GOOD, "price": "0"}], [3, TS0, {**GOOD, "price": "100.10"}],
+        [3, TS0, {**GOOD, "more": 1}], [3, TS0, {"op": "cancel", "clientId": "b"}],
+        [3, TS0, {"op": "cancel", "clientId": "b", "orderId": "b-1", "x": 1}],
+        [True, TS0, GOOD], [3, -1, GOOD], [0, TS0, GOOD], [3, TS0, [GOOD]], [3, TS0],
+        "text", [3, 1.5, GOOD], [3, TS0, {**GOOD, "ordType": "market"}],
+        [3, TS0, {**GOOD, "op": "modify"}], [3, TS0, {**GOOD, "side": "BUY"}],
+    ],
+)  # fmt: skip
+def test_a_leaf_decodes_as_its_items_one_by_one(odd: Any) -> None:
+    """`SignedCommands.entries` (a leaf's loop) gives what `_parse_command_entry` gives
+    item by item: the same entries, or the same error."""
+    cancel = [2, TS0 + 2, {"op": "cancel", "clientId": "b", "orderId": "b-1"}]
+    items = [[1, TS0 + 1, GOOD], cancel, odd, [4, TS0 + 4, {**GOOD, "orderId": "b-4"}]]
+    assert _leaf(items) == _one_by_one(items)
+
+
+def test_journaled_leaves_decode_as_their_items_one_by_one() -> None:
+    entries = journaled(2_000, seed=5)
+    items: list[Any] = [[e.seq, e.ts, e.wire] for e in entries]
+    decoded = _leaf(items)
+    assert decoded == _one_by_one(items)
+    assert decoded == tuple(parse_entry(e.seq, e.ts, e.wire, SPEC) for e in entries)
