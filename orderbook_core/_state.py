@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from types import FunctionType
 from typing import Any, Final, final
 
 from orderbook_core._spec import DEFAULT_SPEC, MarketSpec
 from orderbook_core._types import RestingOrder, Side
 
-__all__ = ["BookState", "JournalEntry", "Level", "LevelImage", "Order"]
+__all__ = [
+    "PY_RECORD",
+    "BookState",
+    "JournalEntry",
+    "Level",
+    "LevelImage",
+    "Order",
+    "alloc",
+    "record",
+]
 
 _BUY: Final = Side.BUY
 _heappush: Final = heapq.heappush
@@ -63,6 +73,32 @@ class Order:
 
     def __repr__(self) -> str:
         return f"Order{tuple(self.view())!r}"
+
+
+# Pure Python, calling Order runs its __init__ in a Python frame of its own (type.__call__
+# enters the interpreter again; 3.11 inlines only Python-to-Python calls): building the
+# record by hand, alloc then seven slot stores, costs ~850 instructions less (callgrind,
+# 2,400 against 1,550). Compiled, Order is a native class whose constructor is C, and
+# object.__new__ would skip its set-up: the hot paths test PY_RECORD and call Order then.
+PY_RECORD: Final = isinstance(Order.__init__, FunctionType)
+alloc: Final[Any] = object.__new__
+
+
+def record(
+    client_id: Any, order_id: Any, side: Any, price: int, remaining: int, seq: int, ts: int
+) -> Order:
+    """``Order(...)``, without the ``__init__`` frame in pure Python (see PY_RECORD)."""
+    if PY_RECORD:
+        order: Order = alloc(Order)
+        order.client_id = client_id
+        order.order_id = order_id
+        order.side = side
+        order.price = price
+        order.remaining = remaining
+        order.seq = seq
+        order.ts = ts
+        return order
+    return Order(client_id, order_id, side, price, remaining, seq, ts)
 
 
 # A level is a plain list [total, dead, queue] (see _book's docstring).
