@@ -48,7 +48,7 @@ import heapq
 from collections import deque
 from typing import Any, Final
 
-from orderbook_core._state import PY_RECORD, BookState, Order, alloc, record
+from orderbook_core._state import CANCEL, MODIFY, NEW, PURE, BookState, Order, alloc, record
 from orderbook_core._types import (
     CancelReason,
     OrderAccepted,
@@ -284,16 +284,20 @@ def new_order(
     side: Any,
     price: Any,
     amount: Any,
-    tif: Any,
-    post_only: Any,
-    compact: bool,
+    tif: Any = _GTC,
+    post_only: Any = False,
 ) -> tuple[Any, ...]:
     """Handle a :class:`NewOrder`, given its fields (see the theory of operation above).
 
     Check order: price, amount, parameter combinations, duplicate id, post-only
-    cross, FOK fillability. The first failure is the rejection reason. ``compact``
-    says which events to return: typed ones, or compact ones (see COMPACT_EVENT_TYPES).
+    cross, FOK fillability. The first failure is the rejection reason. The events are
+    typed, or compact (see COMPACT_EVENT_TYPES) while ``book._compact`` says so. While
+    a transaction is open, the command goes through the book's undo log first.
     """
+    if book._journal is not None:
+        cmd = (seq, ts, client_id, order_id, side, price, amount, tif, post_only)
+        return book._apply_journaled(cmd, NEW)
+    compact = book._compact
     # The fields are Any, checked below: compiled (mypyc), typed parameters would convert
     # a wrong type on entry (True to 1, "IOC" to an error without the field's name).
     if type(seq) is not _INT or type(ts) is not _INT:
@@ -362,7 +366,7 @@ def new_order(
         level = own_levels.get(price)
         if level is None:
             # A new level (inlined: half the rests in the benchmark open a level).
-            if PY_RECORD:  # inlined record() (see _state)
+            if PURE:  # record(), inlined (see _state)
                 order = alloc(Order)
                 order.client_id = client_id
                 order.order_id = order_id
@@ -398,7 +402,7 @@ def new_order(
             # The order shares the price object of its level's head (equal by
             # definition): one int object fewer per resting order (see _book).
             queue = level[2]
-            if PY_RECORD:  # inlined record() (see _state)
+            if PURE:  # record(), inlined (see _state)
                 order = alloc(Order)
                 order.client_id = client_id
                 order.order_id = order_id
@@ -440,15 +444,18 @@ def new_order(
 
 
 def cancel_order(
-    book: BookState, seq: Any, client_id: Any, order_id: Any, compact: bool
+    book: BookState, seq: Any, ts: Any, client_id: Any, order_id: Any
 ) -> tuple[Any, ...]:
     """Handle a :class:`CancelOrder`, given its fields: remove the order's remainder.
 
     Orders are identified by ``(client_id, order_id)``, so only the owner can name an
     order: another client's cancel is ``ERR_ORDER_UNKNOWN`` (it does not reveal
-    whether the id exists). A filled or cancelled order is unknown too. (A cancel's
-    ``ts`` changes nothing, so it is not passed.)
+    whether the id exists). A filled or cancelled order is unknown too. A cancel's
+    ``ts`` changes nothing (it is journaled with the command).
     """
+    if book._journal is not None:
+        return book._apply_journaled((seq, ts, client_id, order_id), CANCEL)
+    compact = book._compact
     # The id index lookup, inlined (see BookState._find).
     order: Any = book._index.get(order_id)
     if order is not None and type(order) is not Order:
@@ -467,9 +474,8 @@ def modify_order(
     ts: Any,
     client_id: Any,
     order_id: Any,
-    price: Any,
-    amount: Any,
-    compact: bool,
+    price: Any = None,
+    amount: Any = None,
 ) -> tuple[Any, ...]:
     """Handle a :class:`ModifyOrder`, given its fields (reprice and/or resize an order).
 
@@ -478,6 +484,10 @@ def modify_order(
     else is cancel + reinsert (losing priority), trading first at the makers'
     prices if the new price crosses, with self-trade prevention as for a new order.
     """
+    if book._journal is not None:
+        cmd = (seq, ts, client_id, order_id, price, amount)
+        return book._apply_journaled(cmd, MODIFY)
+    compact = book._compact
     # The fields are Any, checked below (see new_order).
     fields: Any  # see new_order
     if type(seq) is not _INT or type(ts) is not _INT:
