@@ -110,28 +110,6 @@ def _reject(
     return ((_REJECTED, fields) if compact else _new(_Rejected, fields),)
 
 
-def _check_price(book: BookState, price: Any) -> RejectReason | None:
-    if type(price) is not int:
-        raise TypeError(f"price must be an int (ticks), not {type(price).__name__}")
-    if price <= 0:
-        return _R.PRICE_NOT_POSITIVE
-    spec = book._spec
-    if price < spec.min_ticks or price > spec.max_ticks:
-        return _R.PRICE_OUT_OF_RANGE
-    return None
-
-
-def _check_amount(book: BookState, amount: Any) -> RejectReason | None:
-    if type(amount) is not int:
-        raise TypeError(f"amount must be an int (lots), not {type(amount).__name__}")
-    if amount <= 0:
-        return _R.AMOUNT_NOT_POSITIVE
-    spec = book._spec
-    if amount < spec.min_lots or amount > spec.max_lots:
-        return _R.AMOUNT_OUT_OF_RANGE
-    return None
-
-
 def _fok_fillable(book: BookState, client_id: str, side: Side, limit: int, amount: int) -> bool:
     """Whether a FOK taker would fill ``amount`` completely. Looks, never touches.
 
@@ -492,16 +470,26 @@ def modify_order(
     fields: Any  # see new_order
     if type(seq) is not _INT or type(ts) is not _INT:
         raise TypeError(f"seq and ts must be ints, not {seq!r} and {ts!r}")
-    order = book._find(client_id, order_id)
-    if order is None:
+    # The id index lookup and the checks, inlined (as in cancel_order and new_order).
+    found: Any = book._index.get(order_id)
+    if found is not None and type(found) is not Order:
+        found = found.get(client_id)
+    if found is None or found.client_id != client_id:
         return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER, compact)
+    order: Order = found  # typed: compiled, its fields are struct loads
     if price is not None:
-        reason = _check_price(book, price)
-        if reason is not None:
+        if type(price) is not _INT:
+            raise TypeError(f"price must be an int (ticks), not {type(price).__name__}")
+        p: int = price
+        if not book._min_ticks <= p <= book._max_ticks:
+            reason = _R.PRICE_NOT_POSITIVE if p <= 0 else _R.PRICE_OUT_OF_RANGE
             return _reject(seq, client_id, order_id, reason, compact)
     if amount is not None:
-        reason = _check_amount(book, amount)
-        if reason is not None:
+        if type(amount) is not _INT:
+            raise TypeError(f"amount must be an int (lots), not {type(amount).__name__}")
+        a: int = amount
+        if not book._min_lots <= a <= book._max_lots:
+            reason = _R.AMOUNT_NOT_POSITIVE if a <= 0 else _R.AMOUNT_OUT_OF_RANGE
             return _reject(seq, client_id, order_id, reason, compact)
     side, old_price, old_amount = order.side, order.price, order.remaining
     new_price = old_price if price is None else price
