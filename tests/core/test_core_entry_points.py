@@ -4,6 +4,7 @@ state and encoding (so the same book hash) as `apply`, on both builds."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
@@ -196,3 +197,24 @@ def test_field_entry_points_refuse_wrong_types_and_change_nothing() -> None:
     (rejected,) = book.cancel_order(5, 5, "a", "1")
     assert isinstance(rejected, OrderRejected)
     assert len(book) == 0
+
+
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_events_are_typed_again_after_a_compact_batch_raised(in_transaction: bool) -> None:
+    # apply_many(compact=True) tells the rules to build compact events for its duration
+    # only: a command that raises in it must not leave the book building compact ones.
+    book = OrderBook(unit_spec())
+    bad = (2, 2, "b", "1", BUY, 100, 1.0, GTC, False)
+    with book.transaction() if in_transaction else nullcontext(book):
+        with pytest.raises(TypeError, match="amount"):
+            book.apply_many([(1, 1, "a", "1", SELL, 100, 5, GTC, False), bad], compact=True)
+        assert len(book) == 1
+        accepted, trade = book.new_order(3, 3, "b", "2", BUY, 100, 2)
+        assert type(accepted) is OrderAccepted
+        assert type(trade) is Trade
+        (cancelled,) = book.cancel_order(4, 4, "a", "1")
+        assert type(cancelled) is OrderCancelled
+        (rejected,) = book.modify_order(5, 5, "a", "1", amount=1)
+        assert type(rejected) is OrderRejected
+        ((again,),) = book.apply_many([(6, 6, "a", "1")])
+        assert type(again) is OrderRejected
