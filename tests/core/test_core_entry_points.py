@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from orderbook_core import (
     COMPACT_EVENT_TYPES,
+    COMPILED,
     CancelOrder,
     CancelReason,
     Command,
@@ -218,3 +219,19 @@ def test_events_are_typed_again_after_a_compact_batch_raised(in_transaction: boo
         assert type(rejected) is OrderRejected
         ((again,),) = book.apply_many([(6, 6, "a", "1")])
         assert type(again) is OrderRejected
+
+
+def test_field_entry_points_take_their_fields_by_name() -> None:
+    # Pure Python the methods are the rules functions themselves (docs/core.md): the
+    # same parameter names as the compiled methods, and no others.
+    book = OrderBook(unit_spec())
+    kw: dict[str, Any] = {"seq": 1, "ts": 1, "client_id": "a", "order_id": "1"}
+    book.new_order(**kw, side=SELL, price=100, amount=5, tif=GTC, post_only=False)
+    (modified,) = book.modify_order(**{**kw, "seq": 2}, price=None, amount=3)
+    assert modified == OrderModified(2, "a", "1", SELL, 100, 3, 100, 5, True)
+    (cancelled,) = book.cancel_order(**{**kw, "seq": 3})
+    assert cancelled == OrderCancelled(3, "a", "1", SELL, 100, 3, CancelReason.USER)
+    with pytest.raises(TypeError):
+        book.cancel_order(**{**kw, "seq": 4}, compact=True)  # type: ignore[call-arg]
+    if not COMPILED:  # (mypyc keeps no method docstrings)
+        assert "apply(NewOrder(" in (book.new_order.__doc__ or "")
