@@ -38,8 +38,13 @@ events are built with ``tuple.__new__`` (half the cost of a NamedTuple's generat
 ``__new__``, see _types), attributes are bound to locals, and internal orders are
 small slotted records (see _book; compiled, native objects with unboxed int fields).
 The profiler pointed at event construction and method calls as the dominant costs, so
-resting (on an existing level or a new one) is inlined into :func:`new_order`, and the
-id lookup into :func:`cancel_order`.
+resting (on an existing level or a new one) is inlined into :func:`new_order`, the id
+lookup into :func:`cancel_order` and :func:`modify_order` (with a modify's checks).
+
+The three entry functions take exactly the arguments of ``OrderBook.new_order``,
+``cancel_order`` and ``modify_order``, and in pure Python they are those methods (see
+the end of _book): each checks for an open transaction itself, and reads which events
+to build (typed, or compact for ``apply_many``) from ``book._compact``.
 """
 
 from __future__ import annotations
