@@ -35,9 +35,17 @@ from naive_book import NaiveBook
 from orderbook_core import (
     DEFAULT_SPEC,
     CancelOrder,
+    CancelReason,
+    Event,
     ModifyOrder,
     NewOrder,
+    OrderAccepted,
     OrderBook,
+    OrderCancelled,
+    OrderModified,
+    OrderRejected,
+    OrderRested,
+    RejectReason,
     Side,
     TimeInForce,
 )
@@ -227,3 +235,94 @@ def typed_commands(messages: list[Message]) -> list[NewOrder | CancelOrder | Mod
 def resting_core(book: OrderBook) -> list[tuple[str, bool, int, int]]:
     """The core's resting orders as the naive book lists them, in canonical order."""
     return [(o.order_id, o.side is Side.BUY, o.price, o.remaining) for o in book.orders()]
+
+
+_new: Any = tuple.__new__
+_GTC, _IOC, _BUY, _USER = TimeInForce.GTC, TimeInForce.IOC, Side.BUY, CancelReason.USER
+_PRICE_RANGE, _AMOUNT_RANGE = RejectReason.PRICE_OUT_OF_RANGE, RejectReason.AMOUNT_OUT_OF_RANGE
+
+
+class FloorBook:
+    """A measuring stub, not a book: what the field entry points cost with the core's
+    validation and typed events and nothing else (no levels, no matching, no index
+    updates). ``run_core_fields(messages, FloorBook())`` under callgrind, minus the
+    stream alone, gives the floor of the one-at-a-time typed path in pure Python.
+
+    Each message pays what ``OrderBook`` pays before and after its book work: a method
+    call with the fields, the type and range checks of ``new_order`` (or a modify's),
+    one id lookup, and the typed events of the common outcome, built as the core builds
+    them (``tuple.__new__``): a new order rests (accepted, rested), a cancel succeeds
+    (cancelled), a modify reinserts (modified, rested).
+    """
+
+    __slots__ = ("_index", "_max_lots", "_max_ticks", "_min_lots", "_min_ticks")
+
+    def __init__(self) -> None:
+        spec = DEFAULT_SPEC
+        self._index: dict[str, Any] = {}
+        self._min_ticks, self._max_ticks = spec.min_ticks, spec.max_ticks
+        self._min_lots, self._max_lots = spec.min_lots, spec.max_lots
+
+    def _reject(self, seq: int, cid: str, oid: str, reason: RejectReason) -> tuple[Event, ...]:
+        return (_new(OrderRejected, (seq, cid, oid, reason)),)
+
+    def new_order(
+        self, seq: Any, ts: Any, cid: Any, oid: Any, side: Any, price: Any, amount: Any,
+        tif: Any = _GTC, post_only: Any = False,
+    ) -> tuple[Event, ...]:  # fmt: skip
+        if type(seq) is not int or type(ts) is not int:
+            raise TypeError("seq and ts must be ints")
+        if price is not None:
+            if type(price) is not int:
+                raise TypeError("price must be an int")
+            if not self._min_ticks <= price <= self._max_ticks:
+                return self._reject(seq, cid, oid, _PRICE_RANGE)
+        if type(amount) is not int:
+            raise TypeError("amount must be an int")
+        if not self._min_lots <= amount <= self._max_lots:
+            return self._reject(seq, cid, oid, _AMOUNT_RANGE)
+        if tif is not _GTC and tif is not _IOC:
+            raise TypeError("tif must be a TimeInForce")
+        if post_only is not False:
+            raise TypeError("post_only must be a bool")
+        self._index.get(oid)
+        fields = (seq, cid, oid, side, price, amount)
+        return _new(OrderAccepted, fields), _new(OrderRested, fields)
+
+    def cancel_order(self, seq: Any, ts: Any, cid: Any, oid: Any) -> tuple[Event, ...]:
+        self._index.get(oid)
+        fields = (seq, cid, oid, _BUY, MID, LOT, _USER)
+        return (_new(OrderCancelled, fields),)
+
+    def modify_order(
+        self, seq: Any, ts: Any, cid: Any, oid: Any, price: Any = None, amount: Any = None
+    ) -> tuple[Event, ...]:
+        if type(seq) is not int or type(ts) is not int:
+            raise TypeError("seq and ts must be ints")
+        self._index.get(oid)
+        if type(price) is not int or not self._min_ticks <= price <= self._max_ticks:
+            return self._reject(seq, cid, oid, _PRICE_RANGE)
+        if type(amount) is not int or not self._min_lots <= amount <= self._max_lots:
+            return self._reject(seq, cid, oid, _AMOUNT_RANGE)
+        fields = (seq, cid, oid, _BUY, price, amount, MID, LOT, False)
+        rested = (seq, cid, oid, _BUY, price, amount)
+        return _new(OrderModified, fields), _new(OrderRested, rested)
+
+
+def run_floor(messages: list[Message], start: int = 1) -> tuple[FloorBook, int]:
+    """``run_core_fields``'s loop, on a :class:`FloorBook`; (stub, events seen)."""
+    book = FloorBook()
+    new_order, cancel_order, modify_order = book.new_order, book.cancel_order, book.modify_order
+    sides, tifs = _SIDES, _TIFS
+    n = 0
+    for seq, m in enumerate(messages, start):
+        kind = m[0]
+        if kind == LIMIT:
+            _, cid, oid, is_buy, price, amount, ioc = m
+            n += len(new_order(seq, seq, cid, oid, sides[is_buy], price, amount, tifs[ioc]))
+        elif kind == CANCEL:
+            n += len(cancel_order(seq, seq, m[1], m[2]))
+        else:
+            _, cid, oid, price, amount = m
+            n += len(modify_order(seq, seq, cid, oid, price, amount))
+    return book, n

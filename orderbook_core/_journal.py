@@ -14,7 +14,7 @@ import heapq
 from typing import Any, Final
 
 from orderbook_core._rules import cancel_order, modify_order, new_order
-from orderbook_core._state import BookState, JournalEntry, Order
+from orderbook_core._state import CANCEL, MODIFY, NEW, BookState, JournalEntry, Order
 from orderbook_core._types import (
     OrderRested,
     Side,
@@ -23,10 +23,6 @@ from orderbook_core._types import (
 __all__ = ["CANCEL", "MODIFY", "NEW", "JournaledState"]
 
 _BUY: Final = Side.BUY
-# What a command is, for _apply_journaled (a typed command's class, or a tuple's length).
-NEW: Final = 0
-CANCEL: Final = 1
-MODIFY: Final = 2
 _heappush: Final = heapq.heappush
 _heappop: Final = heapq.heappop
 # A compact OrderRested's kind (COMPACT_EVENT_TYPES).
@@ -41,30 +37,37 @@ class JournaledState(BookState):
 
     __slots__ = ()  # the journal itself is BookState._journal
 
-    def _apply_journaled(self, cmd: Any, kind: int, compact: bool = False) -> tuple[Any, ...]:
+    def _apply_journaled(self, cmd: Any, kind: int) -> tuple[Any, ...]:
         """apply, in a transaction: record the command's undo record first.
 
         ``cmd`` is a typed command or the tuple of its fields (the entry points that
-        take fields, apply_many), ``kind`` says which: NEW, CANCEL or MODIFY;
-        ``compact`` which events to return (as for the rules).
+        take fields, apply_many), ``kind`` says which: NEW, CANCEL or MODIFY. The
+        events are compact while apply_many(compact=True) runs (``_compact``).
         """
-        assert self._journal is not None
+        journal = self._journal
+        assert journal is not None
         fields: tuple[Any, ...] = cmd
         entry = self._preimage(fields, kind)
-        self._journal.append(entry)
-        if kind == NEW:
-            seq, ts, client_id, order_id, side, price, amount, tif, post_only = fields
-            events = new_order(
-                self, seq, ts, client_id, order_id, side, price, amount, tif, post_only, compact
-            )
-        elif kind == CANCEL:
-            seq, _ts, client_id, order_id = fields
-            events = cancel_order(self, seq, client_id, order_id, compact)
-        else:
-            seq, ts, client_id, order_id, price, amount = fields
-            events = modify_order(self, seq, ts, client_id, order_id, price, amount, compact)
+        journal.append(entry)
+        # The rules functions send a command here while a journal is open: detached for
+        # the call, so that they apply it (they never read the journal otherwise).
+        self._journal = None
+        try:
+            if kind == NEW:
+                seq, ts, client_id, order_id, side, price, amount, tif, post_only = fields
+                events = new_order(
+                    self, seq, ts, client_id, order_id, side, price, amount, tif, post_only
+                )
+            elif kind == CANCEL:
+                seq, ts, client_id, order_id = fields
+                events = cancel_order(self, seq, ts, client_id, order_id)
+            else:
+                seq, ts, client_id, order_id, price, amount = fields
+                events = modify_order(self, seq, ts, client_id, order_id, price, amount)
+        finally:
+            self._journal = journal
         last = events[-1]
-        if compact:
+        if self._compact:
             if last[0] == _RESTED:
                 entry[0] = self._find(last[1][1], last[1][2])
         elif type(last) is OrderRested:

@@ -38,8 +38,13 @@ events are built with ``tuple.__new__`` (half the cost of a NamedTuple's generat
 ``__new__``, see _types), attributes are bound to locals, and internal orders are
 small slotted records (see _book; compiled, native objects with unboxed int fields).
 The profiler pointed at event construction and method calls as the dominant costs, so
-resting (on an existing level or a new one) is inlined into :func:`new_order`, and the
-id lookup into :func:`cancel_order`.
+resting (on an existing level or a new one) is inlined into :func:`new_order`, the id
+lookup into :func:`cancel_order` and :func:`modify_order` (with a modify's checks).
+
+The three entry functions take exactly the arguments of ``OrderBook.new_order``,
+``cancel_order`` and ``modify_order``, and in pure Python they are those methods (see
+the end of _book): each checks for an open transaction itself, and reads which events
+to build (typed, or compact for ``apply_many``) from ``book._compact``.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ import heapq
 from collections import deque
 from typing import Any, Final
 
-from orderbook_core._state import BookState, Order
+from orderbook_core._state import CANCEL, MODIFY, NEW, PURE, BookState, Order, alloc, record
 from orderbook_core._types import (
     CancelReason,
     OrderAccepted,
@@ -92,6 +97,8 @@ _C_USER: Final = CancelReason.USER
 _C_IOC: Final = CancelReason.IOC
 _C_MARKET: Final = CancelReason.MARKET
 _C_SELF: Final = CancelReason.SELF_TRADE
+# A trade id's n, its decimal string (n up to 63; see _match).
+_NTH: Final = tuple(str(n) for n in range(64))
 # Compact events are (kind, fields): the kind indexes COMPACT_EVENT_TYPES (see _types).
 _ACCEPTED: Final = 0
 _TRADE: Final = 1
@@ -106,28 +113,6 @@ def _reject(
 ) -> tuple[Any, ...]:
     fields: Any = (seq, client_id, order_id, reason)
     return ((_REJECTED, fields) if compact else _new(_Rejected, fields),)
-
-
-def _check_price(book: BookState, price: Any) -> RejectReason | None:
-    if type(price) is not int:
-        raise TypeError(f"price must be an int (ticks), not {type(price).__name__}")
-    if price <= 0:
-        return _R.PRICE_NOT_POSITIVE
-    spec = book._spec
-    if price < spec.min_ticks or price > spec.max_ticks:
-        return _R.PRICE_OUT_OF_RANGE
-    return None
-
-
-def _check_amount(book: BookState, amount: Any) -> RejectReason | None:
-    if type(amount) is not int:
-        raise TypeError(f"amount must be an int (lots), not {type(amount).__name__}")
-    if amount <= 0:
-        return _R.AMOUNT_NOT_POSITIVE
-    spec = book._spec
-    if amount < spec.min_lots or amount > spec.max_lots:
-        return _R.AMOUNT_OUT_OF_RANGE
-    return None
 
 
 def _fok_fillable(book: BookState, client_id: str, side: Side, limit: int, amount: int) -> bool:
@@ -189,6 +174,7 @@ def _match(
     fields: Any  # not a typed tuple: compiled, that is built twice (unboxed, then boxed)
     best: Any
     n = 0
+    prefix = ""
     while remaining:
         best = book._best_ask if buy else book._best_bid
         if best is None or (best > limit if buy else best < limit):
@@ -245,9 +231,13 @@ def _match(
                     book._unshare(entry, o)
             level[0] -= fill
             n += 1
+            # The trade id f"{seq}.{n}", its "{seq}." formatted once per command (an
+            # int's formatting is most of the cost: ~1,200 of ~1,900 instructions).
+            if n == 1:
+                prefix = f"{seq}."
             fields = (
                 seq,
-                f"{seq}.{n}",
+                prefix + _NTH[n] if n < 64 else f"{prefix}{n}",
                 ts,
                 best,
                 fill,
@@ -277,16 +267,20 @@ def new_order(
     side: Any,
     price: Any,
     amount: Any,
-    tif: Any,
-    post_only: Any,
-    compact: bool,
+    tif: Any = _GTC,
+    post_only: Any = False,
 ) -> tuple[Any, ...]:
     """Handle a :class:`NewOrder`, given its fields (see the theory of operation above).
 
     Check order: price, amount, parameter combinations, duplicate id, post-only
-    cross, FOK fillability. The first failure is the rejection reason. ``compact``
-    says which events to return: typed ones, or compact ones (see COMPACT_EVENT_TYPES).
+    cross, FOK fillability. The first failure is the rejection reason. The events are
+    typed, or compact (see COMPACT_EVENT_TYPES) while ``book._compact`` says so. While
+    a transaction is open, the command goes through the book's undo log first.
     """
+    if book._journal is not None:
+        cmd = (seq, ts, client_id, order_id, side, price, amount, tif, post_only)
+        return book._apply_journaled(cmd, NEW)
+    compact = book._compact
     # The fields are Any, checked below: compiled (mypyc), typed parameters would convert
     # a wrong type on entry (True to 1, "IOC" to an error without the field's name).
     if type(seq) is not _INT or type(ts) is not _INT:
@@ -355,7 +349,17 @@ def new_order(
         level = own_levels.get(price)
         if level is None:
             # A new level (inlined: half the rests in the benchmark open a level).
-            order = Order(client_id, order_id, side, price, amount, seq, ts)
+            if PURE:  # record(), inlined (see _state)
+                order = alloc(Order)
+                order.client_id = client_id
+                order.order_id = order_id
+                order.side = side
+                order.price = price
+                order.remaining = amount
+                order.seq = seq
+                order.ts = ts
+            else:
+                order = Order(client_id, order_id, side, price, amount, seq, ts)
             own_levels[price] = [amount, 0, _deque((order,))]
             if side is _BUY:
                 heap = book._bid_heap
@@ -381,7 +385,17 @@ def new_order(
             # The order shares the price object of its level's head (equal by
             # definition): one int object fewer per resting order (see _book).
             queue = level[2]
-            order = Order(client_id, order_id, side, queue[0].price, amount, seq, ts)
+            if PURE:  # record(), inlined (see _state)
+                order = alloc(Order)
+                order.client_id = client_id
+                order.order_id = order_id
+                order.side = side
+                order.price = queue[0].price
+                order.remaining = amount
+                order.seq = seq
+                order.ts = ts
+            else:
+                order = Order(client_id, order_id, side, queue[0].price, amount, seq, ts)
             level[0] += amount
             queue.append(order)
             if entry is None:
@@ -406,22 +420,25 @@ def new_order(
         else:  # GTC (a FOK never has a remainder here)
             # Always a new level: an own-side level at this price would have meant a
             # crossed book before this order arrived.
-            book._rest(Order(client_id, order_id, side, price, remaining, seq, ts))
+            book._rest(record(client_id, order_id, side, price, remaining, seq, ts))
             fields = (seq, client_id, order_id, side, price, remaining)
             events.append((_RESTED, fields) if compact else new(_Rested, fields))
     return tuple(events)
 
 
 def cancel_order(
-    book: BookState, seq: Any, client_id: Any, order_id: Any, compact: bool
+    book: BookState, seq: Any, ts: Any, client_id: Any, order_id: Any
 ) -> tuple[Any, ...]:
     """Handle a :class:`CancelOrder`, given its fields: remove the order's remainder.
 
     Orders are identified by ``(client_id, order_id)``, so only the owner can name an
     order: another client's cancel is ``ERR_ORDER_UNKNOWN`` (it does not reveal
-    whether the id exists). A filled or cancelled order is unknown too. (A cancel's
-    ``ts`` changes nothing, so it is not passed.)
+    whether the id exists). A filled or cancelled order is unknown too. A cancel's
+    ``ts`` changes nothing (it is journaled with the command).
     """
+    if book._journal is not None:
+        return book._apply_journaled((seq, ts, client_id, order_id), CANCEL)
+    compact = book._compact
     # The id index lookup, inlined (see BookState._find).
     order: Any = book._index.get(order_id)
     if order is not None and type(order) is not Order:
@@ -440,9 +457,8 @@ def modify_order(
     ts: Any,
     client_id: Any,
     order_id: Any,
-    price: Any,
-    amount: Any,
-    compact: bool,
+    price: Any = None,
+    amount: Any = None,
 ) -> tuple[Any, ...]:
     """Handle a :class:`ModifyOrder`, given its fields (reprice and/or resize an order).
 
@@ -451,20 +467,34 @@ def modify_order(
     else is cancel + reinsert (losing priority), trading first at the makers'
     prices if the new price crosses, with self-trade prevention as for a new order.
     """
+    if book._journal is not None:
+        cmd = (seq, ts, client_id, order_id, price, amount)
+        return book._apply_journaled(cmd, MODIFY)
+    compact = book._compact
     # The fields are Any, checked below (see new_order).
     fields: Any  # see new_order
     if type(seq) is not _INT or type(ts) is not _INT:
         raise TypeError(f"seq and ts must be ints, not {seq!r} and {ts!r}")
-    order = book._find(client_id, order_id)
-    if order is None:
+    # The id index lookup and the checks, inlined (as in cancel_order and new_order).
+    found: Any = book._index.get(order_id)
+    if found is not None and type(found) is not Order:
+        found = found.get(client_id)
+    if found is None or found.client_id != client_id:
         return _reject(seq, client_id, order_id, _R.UNKNOWN_ORDER, compact)
+    order: Order = found  # typed: compiled, its fields are struct loads
     if price is not None:
-        reason = _check_price(book, price)
-        if reason is not None:
+        if type(price) is not _INT:
+            raise TypeError(f"price must be an int (ticks), not {type(price).__name__}")
+        p: int = price
+        if not book._min_ticks <= p <= book._max_ticks:
+            reason = _R.PRICE_NOT_POSITIVE if p <= 0 else _R.PRICE_OUT_OF_RANGE
             return _reject(seq, client_id, order_id, reason, compact)
     if amount is not None:
-        reason = _check_amount(book, amount)
-        if reason is not None:
+        if type(amount) is not _INT:
+            raise TypeError(f"amount must be an int (lots), not {type(amount).__name__}")
+        a: int = amount
+        if not book._min_lots <= a <= book._max_lots:
+            reason = _R.AMOUNT_NOT_POSITIVE if a <= 0 else _R.AMOUNT_OUT_OF_RANGE
             return _reject(seq, client_id, order_id, reason, compact)
     side, old_price, old_amount = order.side, order.price, order.remaining
     new_price = old_price if price is None else price
@@ -504,7 +534,7 @@ def modify_order(
             compact,
         )  # fmt: skip
     if remaining:
-        book._rest(Order(client_id, order_id, side, new_price, remaining, seq, ts))
+        book._rest(record(client_id, order_id, side, new_price, remaining, seq, ts))
         rested: Any = (seq, client_id, order_id, side, new_price, remaining)
         events.append((_RESTED, rested) if compact else _new(_Rested, rested))
     return tuple(events)

@@ -4,6 +4,7 @@ state and encoding (so the same book hash) as `apply`, on both builds."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from orderbook_core import (
     COMPACT_EVENT_TYPES,
+    COMPILED,
     CancelOrder,
     CancelReason,
     Command,
@@ -196,3 +198,40 @@ def test_field_entry_points_refuse_wrong_types_and_change_nothing() -> None:
     (rejected,) = book.cancel_order(5, 5, "a", "1")
     assert isinstance(rejected, OrderRejected)
     assert len(book) == 0
+
+
+@pytest.mark.parametrize("in_transaction", [False, True])
+def test_events_are_typed_again_after_a_compact_batch_raised(in_transaction: bool) -> None:
+    # apply_many(compact=True) tells the rules to build compact events for its duration
+    # only: a command that raises in it must not leave the book building compact ones.
+    book = OrderBook(unit_spec())
+    bad = (2, 2, "b", "1", BUY, 100, 1.0, GTC, False)
+    with book.transaction() if in_transaction else nullcontext(book):
+        with pytest.raises(TypeError, match="amount"):
+            book.apply_many([(1, 1, "a", "1", SELL, 100, 5, GTC, False), bad], compact=True)
+        assert len(book) == 1
+        accepted, trade = book.new_order(3, 3, "b", "2", BUY, 100, 2)
+        assert type(accepted) is OrderAccepted
+        assert type(trade) is Trade
+        (cancelled,) = book.cancel_order(4, 4, "a", "1")
+        assert type(cancelled) is OrderCancelled
+        (rejected,) = book.modify_order(5, 5, "a", "1", amount=1)
+        assert type(rejected) is OrderRejected
+        ((again,),) = book.apply_many([(6, 6, "a", "1")])
+        assert type(again) is OrderRejected
+
+
+def test_field_entry_points_take_their_fields_by_name() -> None:
+    # Pure Python the methods are the rules functions themselves (docs/core.md): the
+    # same parameter names as the compiled methods, and no others.
+    book = OrderBook(unit_spec())
+    kw: dict[str, Any] = {"seq": 1, "ts": 1, "client_id": "a", "order_id": "1"}
+    book.new_order(**kw, side=SELL, price=100, amount=5, tif=GTC, post_only=False)
+    (modified,) = book.modify_order(**{**kw, "seq": 2}, price=None, amount=3)
+    assert modified == OrderModified(2, "a", "1", SELL, 100, 3, 100, 5, True)
+    (cancelled,) = book.cancel_order(**{**kw, "seq": 3})
+    assert cancelled == OrderCancelled(3, "a", "1", SELL, 100, 3, CancelReason.USER)
+    with pytest.raises(TypeError):
+        book.cancel_order(**{**kw, "seq": 4}, compact=True)  # type: ignore[call-arg]
+    if not COMPILED:  # (mypyc keeps no method docstrings)
+        assert "apply(NewOrder(" in (book.new_order.__doc__ or "")
