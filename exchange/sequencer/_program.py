@@ -30,9 +30,10 @@ __all__ = ["DEFAULT_JOURNAL", "main"]
 DEFAULT_JOURNAL = "data/submit_journal.db"
 """Where the sequencer keeps its journal unless `--journal` (or `--db`) says otherwise."""
 
-DEFAULT_INLINE_COMMIT = 16
-"""Commits of at most this many entries run on the event loop (a SQLite journal only;
-docs/benchmarks.md, "The sequencer's commit path")."""
+DEFAULT_INLINE_COMMIT = 256
+"""Commits of at most this many entries run on the event loop (a SQLite journal only):
+every commit under load; a larger backlog (after a stall) goes through a thread.
+docs/benchmarks.md, "The sequencer's commit path"."""
 
 DEFAULT_COMMIT_INTERVAL = 0.005
 """Seconds between the starts of two commits, at least, while they come closer."""

@@ -29,7 +29,11 @@ Numbering happens in the event loop, with no await between choosing a number and
 queueing the entry, so numbers are handed out in the order payloads are validated. A
 committer task writes everything queued since its last commit in one transaction (one
 fsync), then wakes each submit whose entry it stored: every reply still goes out after
-its own commit. If a commit fails, nothing of it is stored, so the entries queued after
+its own commit. The transaction runs in a worker thread, or on the event loop itself
+when it is small enough (`inline_commit`: a local SQLite commit costs less than the
+thread hop around it); while commits come closer than `commit_interval`, each waits
+until that long after the previous one began, so that it covers more requests.
+If a commit fails, nothing of it is stored, so the entries queued after
 it (numbered beyond it) are failed too and numbering restarts at the journal's head:
 no gap is ever written. The failed submits get ``ERR_UNAVAILABLE`` and their clients
 retry with the same orderId. A commit that finds the journal moved on without it
