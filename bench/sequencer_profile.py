@@ -6,7 +6,8 @@ subcommand: signed orders over the project's Grenache transport, ``--batch N`` o
 request). Two runs of the same load on fresh exchanges:
 
 1. without a profiler: the sequencer's CPU µs per order from /proc (user + system),
-   the figure to compare;
+   the figure to compare, and its journal commits (from its log): at one order per
+   request what a commit costs (fsync, wake-ups) is shared by fewer orders;
 2. under cProfile with a CPU clock (`bench/e2e_bench.py`'s ``profiled``): its own CPU
    per order for the functions that cost most, and rolled up by what they do
    (signature verification, JSON, HTTP, journal, validation, event loop...). cProfile's
@@ -82,7 +83,16 @@ def run(
             cpu = cpu_seconds(submit.popen.pid) - cpu0
             for proc in procs:
                 proc.stop()  # cProfile writes its file on the way out
-    return {"orders": len(records), "cpu_us_per_order": round(cpu * 1e6 / len(records), 1)}
+            # one "accepted seq=a..b" line per commit (and the start-up's none)
+            log = (workdir / "submit.log").read_text(errors="replace")
+    orders = len(records)
+    commits = log.count(" accepted seq=")
+    return {
+        "orders": orders,
+        "cpu_us_per_order": round(cpu * 1e6 / orders, 1),
+        "commits": commits,
+        "orders_per_commit": round(orders / max(1, commits), 1),
+    }
 
 
 def top_costs(path: Path, orders: int, top: int) -> dict[str, Any]:
@@ -256,7 +266,7 @@ def main() -> None:
     print(
         f"sequencer CPU: {plain['cpu_us_per_order']} µs/order"
         f" ({plain['orders']} orders, batch {args.batch}, rate {args.rate or 'flat out'},"
-        " no profiler)"
+        f" no profiler; {plain['commits']} commits, {plain['orders_per_commit']} orders each)"
     )
     out: dict[str, Any] = {"batch": args.batch, "rate": args.rate, **plain}
     if args.profile:
