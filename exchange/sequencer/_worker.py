@@ -31,8 +31,9 @@ committer task writes everything queued since its last commit in one transaction
 fsync), then wakes each submit whose entry it stored: every reply still goes out after
 its own commit. The transaction runs in a worker thread, or on the event loop itself
 when it is small enough (`inline_commit`: a local SQLite commit costs less than the
-thread hop around it); while commits come closer than `commit_interval`, each waits
-until that long after the previous one began, so that it covers more requests.
+thread hop around it); while commits come closer than `commit_interval` and the last
+one held several entries, each waits until that long after the previous one began, so
+that it covers more requests.
 If a commit fails, nothing of it is stored, so the entries queued after
 it (numbered beyond it) are failed too and numbering restarts at the journal's head:
 no gap is ever written. The failed submits get ``ERR_UNAVAILABLE`` and their clients
@@ -162,8 +163,10 @@ class SubmitWorker(Forwarder):
             itself, not through a worker thread (see `_append`); 0, the default: every
             commit goes through a thread. Only for a journal on a local disk (SQLite).
         commit_interval: seconds from the start of one commit to the next, at least,
-            while commits follow each other closer than that (see `_pace`); the first
-            commit after a quiet spell goes at once. 0, the default: no bound.
+            while commits follow each other closer than that and the last one held
+            several entries (see `_pace`); the first commit after a quiet spell, and
+            every commit of a lone client sending one order at a time, go at once.
+            0, the default: no bound.
         lease: for a journal several sequencers share (JetStream): the worker is a
             standby until it holds this lease, active while it does, and a standby
             again when it loses it or finds another writer's entries (see `run`).
@@ -216,6 +219,7 @@ class SubmitWorker(Forwarder):
         self.inline_commit = inline_commit
         self.commit_interval = commit_interval
         self._commit_started = -math.inf  # anyio's clock
+        self._last_commit_size = 0
         self._clock = clock or _wall_clock_ms
         self._random = random.Random(seed)
         # Numbering state: what the next entry gets, if the queue commits.
@@ -440,6 +444,7 @@ class SubmitWorker(Forwarder):
                 await self._pace()
             limit = self.journal.max_append
             batch, self._queue = self._queue[:limit], self._queue[limit:]
+            self._last_commit_size = len(batch)
             started = time.perf_counter()
             try:
                 await self._append(batch)
@@ -488,14 +493,16 @@ class SubmitWorker(Forwarder):
             self._appended = anyio.Event()
 
     async def _pace(self) -> None:
-        """While commits come closer than `commit_interval`, wait until that long after
-        the last one began: under a steady trickle (one request at a time) each commit,
-        with its fsync, thread hop and wake-ups, then covers several requests; under a
-        burst the queue has grown meanwhile anyway, and after a quiet spell nothing waits.
+        """While commits come closer than `commit_interval` and the last one had company
+        (several entries: others are sending too), wait until that long after the last
+        one began: under a steady trickle each commit, with its fsync and wake-ups, then
+        covers several requests; under a burst the queue has grown meanwhile anyway.
+        Nothing waits after a quiet spell, nor for a lone client that sends one order at
+        a time (each of its commits holds one entry: it would only wait for itself).
         Every reply still goes out after its own commit."""
         now = anyio.current_time()
         wait = self._commit_started + self.commit_interval - now
-        if wait > 0:
+        if wait > 0 and self._last_commit_size > 1:
             await anyio.sleep(wait)
             now += wait
         self._commit_started = now

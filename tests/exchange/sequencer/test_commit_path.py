@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +117,7 @@ async def test_a_failed_commit_fails_its_submits_and_leaves_no_gap_either_way(
         assert [e.seq for e in journal.entries()] == [1, 2, 3, 4]
 
 
-async def test_close_commits_wait_for_the_interval_and_a_lone_one_does_not(
-    tmp_path: Path,
-) -> None:
+async def test_close_commits_wait_for_the_interval_unless_alone(tmp_path: Path) -> None:
     interval = 0.5
     network = MemoryNetwork()
     with RecordingJournal(tmp_path / "j.db") as journal:
@@ -135,27 +134,34 @@ async def test_close_commits_wait_for_the_interval_and_a_lone_one_does_not(
                 commit_interval=interval,
             )
             await tg.start(worker.run)
-            # A trickle, one request at a time: the first commit goes at once, the others
-            # wait for the interval and go together.
-            started = anyio.current_time()
-            first = await client.request("submit_order", order(0), timeout=10)
-            lone = anyio.current_time() - started
+            lone: list[float] = []
+
+            async def one(i: int) -> None:
+                started = anyio.current_time()
+                await client.request("submit_order", order(i), timeout=10)
+                lone.append(anyio.current_time() - started)
+
+            # A client alone, one order at a time: its commits hold one entry each, so
+            # none waits for the interval (it would only wait for itself).
+            for i in range(3):
+                await one(i)
+            # Others are sending (a commit of several): a trickle that follows within
+            # the interval waits for it, and goes as one commit.
+            await client.request("submit_order", [order(i) for i in range(3, 7)], timeout=10)
             async with anyio.create_task_group() as trickle:
-                for i in range(1, 6):
-                    trickle.start_soon(client.request, "submit_order", order(i))
+                for i in range(7, 12):
+                    trickle.start_soon(
+                        partial(client.request, timeout=10), "submit_order", order(i)
+                    )
                     await anyio.sleep(0.01)
             await anyio.sleep(interval * 2)  # a quiet spell: the next one goes at once
-            started = anyio.current_time()
-            await client.request("submit_order", order(6), timeout=10)
-            after_quiet = anyio.current_time() - started
+            await one(12)
             tg.cancel_scope.cancel()
-        assert first["seq"] == 1
-        assert lone < interval
-        assert after_quiet < interval
-        sizes = [size for size, _, _ in journal.appends]
-        assert sizes == [1, 5, 1]
+        assert all(seconds < interval for seconds in lone)
+        assert [size for size, _, _ in journal.appends] == [1, 1, 1, 4, 5, 1]
         starts = [at for _, _, at in journal.appends]
-        assert starts[1] - starts[0] >= interval * 0.99
+        assert starts[4] - starts[3] >= interval * 0.99
+        assert [e.seq for e in journal.entries()] == list(range(1, 14))
 
 
 def test_the_commit_interval_is_bounded(tmp_path: Path) -> None:
