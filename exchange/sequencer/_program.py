@@ -36,7 +36,8 @@ every commit under load; a larger backlog (after a stall) goes through a thread.
 docs/benchmarks.md, "The sequencer's commit path"."""
 
 DEFAULT_COMMIT_INTERVAL = 0.005
-"""Seconds between the starts of two commits, at least, while they come closer."""
+"""Seconds between the starts of two commits, at least, while they come closer and the
+last one held several entries."""
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,9 +79,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_commit_interval,
         default=DEFAULT_COMMIT_INTERVAL,
         metavar="SECONDS",
-        help="while commits follow each other closer than this, wait until this long after "
-        "the last one began, so one commit covers more requests (up to this much latency; "
-        f"default {DEFAULT_COMMIT_INTERVAL}; 0: none)",
+        help="while commits follow each other closer than this and the last held several "
+        "entries, wait until this long after the last one began, so one commit covers more "
+        "requests (up to this much latency; a lone client's one-at-a-time orders never "
+        f"wait; default {DEFAULT_COMMIT_INTERVAL}; 0: none)",
     )
 
 
