@@ -6,7 +6,8 @@ subcommand: signed orders over the project's Grenache transport, ``--batch N`` o
 request). Two runs of the same load on fresh exchanges:
 
 1. without a profiler: the sequencer's CPU µs per order from /proc (user + system),
-   the figure to compare;
+   the figure to compare, and its journal commits (from its log): at one order per
+   request what a commit costs (fsync, wake-ups) is shared by fewer orders;
 2. under cProfile with a CPU clock (`bench/e2e_bench.py`'s ``profiled``): its own CPU
    per order for the functions that cost most, and rolled up by what they do
    (signature verification, JSON, HTTP, journal, validation, event loop...). cProfile's
@@ -20,6 +21,17 @@ Usage::
     .venv/bin/python bench/sequencer_profile.py --batch 16      # in batches of 16
     .venv/bin/python bench/sequencer_profile.py --rate 1000     # offered: 1,000 orders/s
     .venv/bin/python bench/sequencer_profile.py --json          # one JSON object, last line
+    .venv/bin/python bench/sequencer_profile.py --in-process --rate 1000 \
+        --inline-commit 0 --commit-interval 0                   # one process, see below
+
+``--in-process``: one process, no grapes: a `SubmitWorker` on SQLite behind the real
+Grenache server code (`serve_connection`), `--concurrency` raw keep-alive clients
+sending pre-built signed requests (open loop at ``--rate``, or each as fast as its
+replies come), and a stand-in matcher that acknowledges every ``process_order`` at
+once. It prints the whole process's CPU per order (the clients' included), the
+journal's commits and the submit latency: the commit path's settings
+(``--inline-commit``, ``--commit-interval``; the program's defaults unless given)
+compared without the other processes' noise.
 """
 
 from __future__ import annotations
@@ -29,16 +41,19 @@ import json
 import pstats
 import tempfile
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import anyio
+from anyio.abc import TaskStatus
 from e2e_bench import cpu_seconds, exchange_on_grapes, head_of, run_loads, wait_head
 
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("ed25519 verify", ("'verify' of", "ed25519", "crypto_sign", "_sodium")),
     ("canonical json (signed bytes)", ("canonical_json", "_signing.py")),
-    ("json encode/decode", ("json/", "{built-in method _json", "_codec.py")),
+    # (the transport's codec; the core's own `_codec.py` is its validator)
+    ("json encode/decode", ("json/", "{built-in method _json", "transports/_codec.py")),
     ("validation (core)", ("orderbook_core/", "_submitted.py", "_fields.py")),
     ("journal (sqlite, fsync)", ("_journal.py", "sqlite3", "'commit' of", "'execute")),
     ("http server/client", ("transports/grenache/", "h11", "http")),
@@ -82,7 +97,16 @@ def run(
             cpu = cpu_seconds(submit.popen.pid) - cpu0
             for proc in procs:
                 proc.stop()  # cProfile writes its file on the way out
-    return {"orders": len(records), "cpu_us_per_order": round(cpu * 1e6 / len(records), 1)}
+            # one "accepted seq=a..b" line per commit (and the start-up's none)
+            log = (workdir / "submit.log").read_text(errors="replace")
+    orders = len(records)
+    commits = log.count(" accepted seq=")
+    return {
+        "orders": orders,
+        "cpu_us_per_order": round(cpu * 1e6 / orders, 1),
+        "commits": commits,
+        "orders_per_commit": round(orders / max(1, commits), 1),
+    }
 
 
 def top_costs(path: Path, orders: int, top: int) -> dict[str, Any]:
@@ -221,6 +245,134 @@ def _signed_order_body() -> tuple[bytes, Any, dict[str, Any]]:
     return body, [rid, None, {"seq": 123456, "orderId": "py-load-1234"}], payload
 
 
+async def in_process(
+    orders: int, concurrency: int, rate: float, inline_commit: int, commit_interval: float
+) -> dict[str, Any]:
+    """`--in-process`: see the module docstring."""
+    import resource
+    import time
+    import uuid
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from exchange.protocol import SUBMIT_ORDER, sign_order
+    from exchange.sequencer import Journal, SubmitWorker
+    from transports import JSON, Handler, Transport
+    from transports.grenache._server import ServerOptions, Watchdog, serve_connection
+    from transports.grenache._stream import listen
+
+    key = Ed25519PrivateKey.generate()
+    requests = []
+    for i in range(orders):
+        side = "buy" if i % 2 else "sell"
+        order = {"clientId": "c1", "orderId": f"o{i}", "side": side, "price": str(100 + i % 7)}
+        body = json.dumps(
+            [str(uuid.UUID(int=i)), SUBMIT_ORDER, sign_order({**order, "amount": "1.5"}, key)],
+            separators=(",", ":"),
+        ).encode()
+        head = b"POST / HTTP/1.1\r\nhost: 127.0.0.1\r\ngrc-compress: none\r\n"
+        requests.append(head + b"content-length: %d\r\n\r\n%s" % (len(body), body))
+
+    class Local(Transport):
+        """Serves on loopback with the Grenache server code; announces nothing."""
+
+        async def serve(
+            self,
+            handlers: Mapping[str, Handler],
+            *,
+            port: int = 0,
+            wait_announced: bool = True,
+            task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+        ) -> None:
+            options = ServerOptions(
+                max_body=1 << 20, read_timeout=30, idle_timeout=60, handler_timeout=None
+            )
+            watchdog = Watchdog()
+            listener = await listen("127.0.0.1", 0)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watchdog.run)
+                task_status.started(listener.port)
+                await listener.serve(lambda s: serve_connection(s, handlers, options, watchdog))
+
+        async def request(self, name: str, payload: JSON, *, timeout: float = 5) -> JSON:
+            assert isinstance(payload, dict)  # process_order: acknowledged at once
+            last = payload.get("entries", [payload])[-1]
+            return {"seq": last["seq"], "root": "ab" * 20}
+
+        async def map(self, name: str, payload: JSON, *, timeout: float = 5) -> Any:
+            raise NotImplementedError
+
+        async def put(self, value: str) -> str:
+            raise NotImplementedError
+
+        async def get(self, key: str) -> str | None:
+            return None
+
+        async def aclose(self) -> None:
+            pass
+
+    commits = 0
+
+    class Counted(Journal):
+        def append(self, *args: Any, **kwargs: Any) -> None:
+            nonlocal commits
+            commits += 1
+            super().append(*args, **kwargs)
+
+    latencies: list[float] = []
+    start = 0.0
+
+    async def client(port: int, k: int) -> None:
+        async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+            for j, request in enumerate(requests[k::concurrency]):
+                if rate:
+                    await anyio.sleep(max(0.0, start + (j * concurrency + k) / rate - time.time()))
+                sent = time.perf_counter()
+                await stream.send(request)
+                data = b""
+                while True:
+                    data += await stream.receive()
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = head.partition(b"content-length: ")[2].partition(b"\r\n")[0]
+                    if length and len(body) >= int(length):
+                        assert b'"seq"' in body, body
+                        break
+                latencies.append(time.perf_counter() - sent)
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    with (
+        tempfile.TemporaryDirectory(prefix="dex-seqprof-") as tmp,
+        Counted(Path(tmp) / "journal.db") as journal,
+    ):
+        worker = SubmitWorker(
+            Local(),
+            journal,
+            signing_key=Ed25519PrivateKey.generate(),
+            inline_commit=inline_commit,
+            commit_interval=commit_interval,
+        )
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(worker.run)
+            cpu0, commits = cpu(), 0
+            start = time.time() + 0.05
+            async with anyio.create_task_group() as clients:
+                for k in range(concurrency):
+                    clients.start_soon(client, port, k)
+            used = cpu() - cpu0
+            tg.cancel_scope.cancel()
+    latencies.sort()
+    return {
+        "orders": orders,
+        "process_cpu_us_per_order": round(used * 1e6 / orders, 1),
+        "commits": commits,
+        "submit_p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+        "submit_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=3000)
@@ -238,7 +390,29 @@ def main() -> None:
     parser.add_argument(
         "--linger-cost", action="store_true", help="only time a lone submit, linger off/on"
     )
+    parser.add_argument(
+        "--in-process", action="store_true", help="one process, no grapes (docstring)"
+    )
+    parser.add_argument("--inline-commit", type=int, default=None, help="with --in-process")
+    parser.add_argument("--commit-interval", type=float, default=None, help="with --in-process")
     args = parser.parse_args()
+    if args.in_process:
+        from exchange.sequencer._program import DEFAULT_COMMIT_INTERVAL, DEFAULT_INLINE_COMMIT
+
+        inline = DEFAULT_INLINE_COMMIT if args.inline_commit is None else args.inline_commit
+        interval = args.commit_interval
+        result = anyio.run(
+            in_process,
+            args.orders,
+            args.concurrency,
+            args.rate,
+            inline,
+            DEFAULT_COMMIT_INTERVAL if interval is None else interval,
+        )
+        print(", ".join(f"{k} {v}" for k, v in result.items()))
+        if args.json:
+            print(json.dumps(result))
+        return
     if args.linger_cost:
         cost = anyio.run(linger_cost, 300)
         print(", ".join(f"{k} {v}" for k, v in cost.items()))
@@ -256,7 +430,7 @@ def main() -> None:
     print(
         f"sequencer CPU: {plain['cpu_us_per_order']} µs/order"
         f" ({plain['orders']} orders, batch {args.batch}, rate {args.rate or 'flat out'},"
-        " no profiler)"
+        f" no profiler; {plain['commits']} commits, {plain['orders_per_commit']} orders each)"
     )
     out: dict[str, Any] = {"batch": args.batch, "rate": args.rate, **plain}
     if args.profile:

@@ -29,7 +29,12 @@ Numbering happens in the event loop, with no await between choosing a number and
 queueing the entry, so numbers are handed out in the order payloads are validated. A
 committer task writes everything queued since its last commit in one transaction (one
 fsync), then wakes each submit whose entry it stored: every reply still goes out after
-its own commit. If a commit fails, nothing of it is stored, so the entries queued after
+its own commit. The transaction runs in a worker thread, or on the event loop itself
+when it is small enough (`inline_commit`: a local SQLite commit costs less than the
+thread hop around it); while commits come closer than `commit_interval` and the last
+one held several entries, each waits until that long after the previous one began, so
+that it covers more requests.
+If a commit fails, nothing of it is stored, so the entries queued after
 it (numbered beyond it) are failed too and numbering restarts at the journal's head:
 no gap is ever written. The failed submits get ``ERR_UNAVAILABLE`` and their clients
 retry with the same orderId. A commit that finds the journal moved on without it
@@ -53,6 +58,7 @@ The forwarder (`exchange.sequencer._forwarder`) sends the journal to ``process_o
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections import OrderedDict, deque
@@ -153,6 +159,14 @@ class SubmitWorker(Forwarder):
         metrics: told of each commit, refusal and acknowledgement (`exchange.runtime`).
         signing_key: the sequencer's key: every ``process_order`` request is signed
             with it (the matcher takes no other).
+        inline_commit: a commit of at most this many entries runs on the event loop
+            itself, not through a worker thread (see `_append`); 0, the default: every
+            commit goes through a thread. Only for a journal on a local disk (SQLite).
+        commit_interval: seconds from the start of one commit to the next, at least,
+            while commits follow each other closer than that and the last one held
+            several entries (see `_pace`); the first commit after a quiet spell, and
+            every commit of a lone client sending one order at a time, go at once.
+            0, the default: no bound.
         lease: for a journal several sequencers share (JetStream): the worker is a
             standby until it holds this lease, active while it does, and a standby
             again when it loses it or finds another writer's entries (see `run`).
@@ -177,11 +191,15 @@ class SubmitWorker(Forwarder):
         metrics: Metrics = NO_METRICS,
         signing_key: Ed25519PrivateKey,
         lease: WriterLease | None = None,
+        inline_commit: int = 0,
+        commit_interval: float = 0.0,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be 1..{MAX_BATCH}, not {batch_size}")
         if not 0 <= forward_interval <= 10:
             raise ValueError(f"forward_interval must be 0..10 seconds, not {forward_interval}")
+        if not 0 <= commit_interval <= 1:
+            raise ValueError(f"commit_interval must be 0..1 seconds, not {commit_interval}")
         if journal.spec != spec:
             raise ValueError(f"the journal's market {journal.spec} is not {spec}")
         self.batch_size = batch_size
@@ -198,6 +216,10 @@ class SubmitWorker(Forwarder):
         self.metrics = metrics
         self.signing_key = signing_key
         self.lease = lease
+        self.inline_commit = inline_commit
+        self.commit_interval = commit_interval
+        self._commit_started = -math.inf  # anyio's clock
+        self._last_commit_size = 0
         self._clock = clock or _wall_clock_ms
         self._random = random.Random(seed)
         # Numbering state: what the next entry gets, if the queue commits.
@@ -418,16 +440,14 @@ class SubmitWorker(Forwarder):
                 await self._queue_changed.wait()
                 self._queue_changed = anyio.Event()
                 continue
+            if self.commit_interval:
+                await self._pace()
             limit = self.journal.max_append
             batch, self._queue = self._queue[:limit], self._queue[limit:]
+            self._last_commit_size = len(batch)
             started = time.perf_counter()
             try:
-                await anyio.to_thread.run_sync(
-                    self.journal.append,
-                    [queued.entry for queued in batch],
-                    {q.entry.seq: q.binding for q in batch if q.binding is not None},
-                    {q.entry.seq: q.key[2] for q in batch if q.key and is_modify(q.entry)},
-                )
+                await self._append(batch)
             except Exception as exc:
                 self.metrics.commit_failed(len(batch))
                 # Nothing of `batch` is stored, so nothing numbered after it may be.
@@ -471,6 +491,34 @@ class SubmitWorker(Forwarder):
             self._settle(batch, None)
             self._appended.set()
             self._appended = anyio.Event()
+
+    async def _pace(self) -> None:
+        """While commits come closer than `commit_interval` and the last one had company
+        (several entries: others are sending too), wait until that long after the last
+        one began: under a steady trickle each commit, with its fsync and wake-ups, then
+        covers several requests; under a burst the queue has grown meanwhile anyway.
+        Nothing waits after a quiet spell, nor for a lone client that sends one order at
+        a time (each of its commits holds one entry: it would only wait for itself).
+        Every reply still goes out after its own commit."""
+        now = anyio.current_time()
+        wait = self._commit_started + self.commit_interval - now
+        if wait > 0 and self._last_commit_size > 1:
+            await anyio.sleep(wait)
+            now += wait
+        self._commit_started = now
+
+    async def _append(self, batch: list[_Queued]) -> None:
+        """Store `batch` in the journal, in one transaction: on the event loop when it is
+        small (`inline_commit`: a local SQLite commit of a few entries blocks the loop
+        for about an fsync, cheaper than the thread hop and wake-ups around it), else
+        through a worker thread, so that requests are read and checked meanwhile."""
+        entries = [queued.entry for queued in batch]
+        bindings = {q.entry.seq: q.binding for q in batch if q.binding is not None}
+        requests = {q.entry.seq: q.key[2] for q in batch if q.key and is_modify(q.entry)}
+        if len(batch) <= self.inline_commit:
+            self.journal.append(entries, bindings, requests)
+        else:
+            await anyio.to_thread.run_sync(self.journal.append, entries, bindings, requests)
 
     def _remember_keys(self, batch: list[_Queued]) -> None:
         """Keep the last `_RECENT` committed keys: from their commit on, a key is in

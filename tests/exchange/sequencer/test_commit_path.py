@@ -1,0 +1,171 @@
+"""The commit path's two settings: small commits on the event loop (`inline_commit`) and
+a bound on commits per second while they come close together (`commit_interval`)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from support.keys import SEQUENCER_KEY, signed
+
+from exchange.sequencer import Journal, SubmitWorker
+from transports import MemoryNetwork, RemoteError, open_transport
+
+pytestmark = pytest.mark.anyio
+
+
+def order(i: int) -> dict[str, Any]:
+    return signed({"clientId": f"c{i % 3}", "orderId": f"o{i}", "side": "buy", "price": "100",
+                   "amount": "1"})  # fmt: skip
+
+
+class RecordingJournal(Journal):
+    """Records each append: its size, the thread it ran on and when it began; can be told
+    to fail the next ones."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.appends: list[tuple[int, bool, float]] = []  # (entries, on the loop, time)
+        self.loop_thread = threading.get_ident()
+        self.fail = 0
+
+    def append(self, entries: Any, bindings: Any = None, requests: Any = None) -> None:
+        on_loop = threading.get_ident() == self.loop_thread
+        self.appends.append((len(entries), on_loop, anyio.current_time() if on_loop else 0.0))
+        if self.fail:
+            self.fail -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        super().append(entries, bindings, requests)
+
+
+async def submit_all(client: Any, orders: range) -> list[Any]:
+    replies: list[Any] = []
+
+    async def submit(i: int) -> None:
+        replies.append(await client.request("submit_order", order(i), timeout=10))
+
+    async with anyio.create_task_group() as submits:
+        for i in orders:
+            submits.start_soon(submit, i)
+    return replies
+
+
+@pytest.mark.parametrize("inline", [0, 4, 1000])
+async def test_small_commits_run_on_the_loop_and_every_reply_follows_its_commit(
+    tmp_path: Path, inline: int
+) -> None:
+    network = MemoryNetwork()
+    with RecordingJournal(tmp_path / "j.db") as journal:
+        async with (
+            open_transport("memory", network=network) as server,
+            open_transport("memory", network=network) as client,
+            anyio.create_task_group() as tg,
+        ):
+            worker = SubmitWorker(server, journal, signing_key=SEQUENCER_KEY, inline_commit=inline)
+            await tg.start(worker.run)
+            replies = [await client.request("submit_order", order(0), timeout=10)]
+            replies += await submit_all(client, range(1, 200))
+            tg.cancel_scope.cancel()
+        assert sorted(r["seq"] for r in replies) == list(range(1, 201))
+        assert [e.seq for e in journal.entries()] == list(range(1, 201))
+        by_order = {e.wire["orderId"]: e.seq for e in journal.entries()}
+        assert all(by_order[r["orderId"]] == r["seq"] for r in replies)
+        # A group of at most `inline` entries is committed on the loop, a larger one in
+        # a worker thread.
+        assert all(on_loop == (size <= inline) for size, on_loop, _ in journal.appends)
+        assert journal.appends[0][:2] == (1, inline >= 1)
+
+
+@pytest.mark.parametrize("inline", [0, 8])
+async def test_a_failed_commit_fails_its_submits_and_leaves_no_gap_either_way(
+    tmp_path: Path, inline: int
+) -> None:
+    network = MemoryNetwork()
+    with RecordingJournal(tmp_path / "j.db") as journal:
+        async with (
+            open_transport("memory", network=network) as server,
+            open_transport("memory", network=network) as client,
+            anyio.create_task_group() as tg,
+        ):
+            worker = SubmitWorker(
+                server, journal, max_backoff=0.1, signing_key=SEQUENCER_KEY, inline_commit=inline
+            )
+            await tg.start(worker.run)
+            await client.request("submit_order", order(0), timeout=10)
+            journal.fail = 1
+            outcomes: list[str] = []
+
+            async def submit(i: int) -> None:
+                try:
+                    reply = await client.request("submit_order", order(i), timeout=10)
+                    outcomes.append(f"ok {reply['seq']}")
+                except RemoteError as exc:
+                    outcomes.append(exc.message.split(":")[0])
+
+            async with anyio.create_task_group() as submits:
+                for i in range(1, 4):
+                    submits.start_soon(submit, i)
+            assert "ERR_UNAVAILABLE" in outcomes
+            for i in range(1, 4):  # retried with the same orderIds: numbered on, no gap
+                await client.request("submit_order", order(i), timeout=10)
+            tg.cancel_scope.cancel()
+        assert [e.seq for e in journal.entries()] == [1, 2, 3, 4]
+
+
+async def test_close_commits_wait_for_the_interval_unless_alone(tmp_path: Path) -> None:
+    interval = 0.5
+    network = MemoryNetwork()
+    with RecordingJournal(tmp_path / "j.db") as journal:
+        async with (
+            open_transport("memory", network=network) as server,
+            open_transport("memory", network=network) as client,
+            anyio.create_task_group() as tg,
+        ):
+            worker = SubmitWorker(
+                server,
+                journal,
+                signing_key=SEQUENCER_KEY,
+                inline_commit=1000,
+                commit_interval=interval,
+            )
+            await tg.start(worker.run)
+            lone: list[float] = []
+
+            async def one(i: int) -> None:
+                started = anyio.current_time()
+                await client.request("submit_order", order(i), timeout=10)
+                lone.append(anyio.current_time() - started)
+
+            # A client alone, one order at a time: its commits hold one entry each, so
+            # none waits for the interval (it would only wait for itself).
+            for i in range(3):
+                await one(i)
+            # Others are sending (a commit of several): a trickle that follows within
+            # the interval waits for it, and goes as one commit.
+            await client.request("submit_order", [order(i) for i in range(3, 7)], timeout=10)
+            async with anyio.create_task_group() as trickle:
+                for i in range(7, 12):
+                    trickle.start_soon(
+                        partial(client.request, timeout=10), "submit_order", order(i)
+                    )
+                    await anyio.sleep(0.01)
+            await anyio.sleep(interval * 2)  # a quiet spell: the next one goes at once
+            await one(12)
+            tg.cancel_scope.cancel()
+        assert all(seconds < interval for seconds in lone)
+        assert [size for size, _, _ in journal.appends] == [1, 1, 1, 4, 5, 1]
+        starts = [at for _, _, at in journal.appends]
+        assert starts[4] - starts[3] >= interval * 0.99
+        assert [e.seq for e in journal.entries()] == list(range(1, 14))
+
+
+def test_the_commit_interval_is_bounded(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as journal:
+        for bad in (-0.1, 1.5):
+            with pytest.raises(ValueError, match="commit_interval"):
+                SubmitWorker(object(), journal, signing_key=SEQUENCER_KEY, commit_interval=bad)  # type: ignore[arg-type]
