@@ -22,16 +22,16 @@ Usage::
     .venv/bin/python bench/sequencer_profile.py --rate 1000     # offered: 1,000 orders/s
     .venv/bin/python bench/sequencer_profile.py --json          # one JSON object, last line
     .venv/bin/python bench/sequencer_profile.py --in-process --rate 1000 \
-        --inline-commit 0 --commit-interval 0                   # one process, see below
+        --commit-interval 0                                     # one process, see below
 
 ``--in-process``: one process, no grapes: a `SubmitWorker` on SQLite behind the real
 Grenache server code (`serve_connection`), `--concurrency` raw keep-alive clients
 sending pre-built signed requests (open loop at ``--rate``, or each as fast as its
 replies come), and a stand-in matcher that acknowledges every ``process_order`` at
 once. It prints the whole process's CPU per order (the clients' included), the
-journal's commits and the submit latency: the commit path's settings
-(``--inline-commit``, ``--commit-interval``; the program's defaults unless given)
-compared without the other processes' noise.
+journal's commits and the submit latency: the commit path's setting
+(``--commit-interval``; the program's default unless given) compared without the other
+processes' noise.
 """
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def _signed_order_body() -> tuple[bytes, Any, dict[str, Any]]:
 
 
 async def in_process(
-    orders: int, concurrency: int, rate: float, inline_commit: int, commit_interval: float
+    orders: int, concurrency: int, rate: float, commit_interval: float
 ) -> dict[str, Any]:
     """`--in-process`: see the module docstring."""
     import resource
@@ -351,7 +351,6 @@ async def in_process(
             Local(),
             journal,
             signing_key=Ed25519PrivateKey.generate(),
-            inline_commit=inline_commit,
             commit_interval=commit_interval,
         )
         async with anyio.create_task_group() as tg:
@@ -393,20 +392,17 @@ def main() -> None:
     parser.add_argument(
         "--in-process", action="store_true", help="one process, no grapes (docstring)"
     )
-    parser.add_argument("--inline-commit", type=int, default=None, help="with --in-process")
     parser.add_argument("--commit-interval", type=float, default=None, help="with --in-process")
     args = parser.parse_args()
     if args.in_process:
-        from exchange.sequencer._program import DEFAULT_COMMIT_INTERVAL, DEFAULT_INLINE_COMMIT
+        from exchange.sequencer._program import DEFAULT_COMMIT_INTERVAL
 
-        inline = DEFAULT_INLINE_COMMIT if args.inline_commit is None else args.inline_commit
         interval = args.commit_interval
         result = anyio.run(
             in_process,
             args.orders,
             args.concurrency,
             args.rate,
-            inline,
             DEFAULT_COMMIT_INTERVAL if interval is None else interval,
         )
         print(", ".join(f"{k} {v}" for k, v in result.items()))

@@ -19,7 +19,6 @@ from exchange.runtime import (
     run_worker_program,
 )
 from exchange.sequencer._backend import JournalConflict
-from exchange.sequencer._journal import Journal
 from exchange.sequencer._open import open_journal, open_lease
 from exchange.sequencer._worker import SteppedDown, SubmitWorker
 from orderbook_core import MarketSpec
@@ -29,11 +28,6 @@ __all__ = ["DEFAULT_JOURNAL", "main"]
 
 DEFAULT_JOURNAL = "data/submit_journal.db"
 """Where the sequencer keeps its journal unless `--journal` (or `--db`) says otherwise."""
-
-DEFAULT_INLINE_COMMIT = 256
-"""Commits of at most this many entries run on the event loop (a SQLite journal only):
-every commit under load; a larger backlog (after a stall) goes through a thread.
-docs/benchmarks.md, "The sequencer's commit path"."""
 
 DEFAULT_COMMIT_INTERVAL = 0.005
 """Seconds between the starts of two commits, at least, while they come closer and the
@@ -67,14 +61,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "default 0: as soon as the matcher answered",
     )
     parser.add_argument(
-        "--inline-commit",
-        type=_entries,
-        default=DEFAULT_INLINE_COMMIT,
-        metavar="N",
-        help="SQLite only: commit groups of at most N entries on the event loop instead "
-        f"of a worker thread (default {DEFAULT_INLINE_COMMIT}; 0: always a thread)",
-    )
-    parser.add_argument(
         "--commit-interval",
         type=_commit_interval,
         default=DEFAULT_COMMIT_INTERVAL,
@@ -97,13 +83,6 @@ def _interval(text: str) -> float:
     value = float(text)
     if not 0 <= value <= 10:
         raise argparse.ArgumentTypeError(f"not 0..10 seconds: {text}")
-    return value
-
-
-def _entries(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"not 0..10000 entries: {text}")
     return value
 
 
@@ -133,8 +112,6 @@ def _build(args: argparse.Namespace, stack: ExitStack) -> Callable[[Transport], 
             metrics=args.metrics,
             signing_key=args.key,
             lease=lease,
-            # a journal on NATS is a network round trip away: always from a thread
-            inline_commit=args.inline_commit if isinstance(journal, Journal) else 0,
             commit_interval=args.commit_interval,
         ).run
     )

@@ -29,11 +29,10 @@ Numbering happens in the event loop, with no await between choosing a number and
 queueing the entry, so numbers are handed out in the order payloads are validated. A
 committer task writes everything queued since its last commit in one transaction (one
 fsync), then wakes each submit whose entry it stored: every reply still goes out after
-its own commit. The transaction runs in a worker thread, or on the event loop itself
-when it is small enough (`inline_commit`: a local SQLite commit costs less than the
-thread hop around it); while commits come closer than `commit_interval` and the last
-one held several entries, each waits until that long after the previous one began, so
-that it covers more requests.
+its own commit. The transaction (its fsync) runs in a worker thread, never on the
+event loop; while commits come closer than `commit_interval` and the last one held
+several entries, each waits until that long after the previous one began, so that it
+covers more requests (and one thread hop and fsync serve them all).
 If a commit fails, nothing of it is stored, so the entries queued after
 it (numbered beyond it) are failed too and numbering restarts at the journal's head:
 no gap is ever written. The failed submits get ``ERR_UNAVAILABLE`` and their clients
@@ -159,9 +158,6 @@ class SubmitWorker(Forwarder):
         metrics: told of each commit, refusal and acknowledgement (`exchange.runtime`).
         signing_key: the sequencer's key: every ``process_order`` request is signed
             with it (the matcher takes no other).
-        inline_commit: a commit of at most this many entries runs on the event loop
-            itself, not through a worker thread (see `_append`); 0, the default: every
-            commit goes through a thread. Only for a journal on a local disk (SQLite).
         commit_interval: seconds from the start of one commit to the next, at least,
             while commits follow each other closer than that and the last one held
             several entries (see `_pace`); the first commit after a quiet spell, and
@@ -191,7 +187,6 @@ class SubmitWorker(Forwarder):
         metrics: Metrics = NO_METRICS,
         signing_key: Ed25519PrivateKey,
         lease: WriterLease | None = None,
-        inline_commit: int = 0,
         commit_interval: float = 0.0,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
@@ -216,7 +211,6 @@ class SubmitWorker(Forwarder):
         self.metrics = metrics
         self.signing_key = signing_key
         self.lease = lease
-        self.inline_commit = inline_commit
         self.commit_interval = commit_interval
         self._commit_started = -math.inf  # anyio's clock
         self._last_commit_size = 0
@@ -508,17 +502,13 @@ class SubmitWorker(Forwarder):
         self._commit_started = now
 
     async def _append(self, batch: list[_Queued]) -> None:
-        """Store `batch` in the journal, in one transaction: on the event loop when it is
-        small (`inline_commit`: a local SQLite commit of a few entries blocks the loop
-        for about an fsync, cheaper than the thread hop and wake-ups around it), else
-        through a worker thread, so that requests are read and checked meanwhile."""
+        """Store `batch` in the journal, in one transaction, from a worker thread: the
+        commit waits for an fsync (or a network round trip), which must not block the
+        event loop that reads and checks the next requests meanwhile."""
         entries = [queued.entry for queued in batch]
         bindings = {q.entry.seq: q.binding for q in batch if q.binding is not None}
         requests = {q.entry.seq: q.key[2] for q in batch if q.key and is_modify(q.entry)}
-        if len(batch) <= self.inline_commit:
-            self.journal.append(entries, bindings, requests)
-        else:
-            await anyio.to_thread.run_sync(self.journal.append, entries, bindings, requests)
+        await anyio.to_thread.run_sync(self.journal.append, entries, bindings, requests)
 
     def _remember_keys(self, batch: list[_Queued]) -> None:
         """Keep the last `_RECENT` committed keys: from their commit on, a key is in

@@ -1,10 +1,12 @@
-"""The commit path's two settings: small commits on the event loop (`inline_commit`) and
-a bound on commits per second while they come close together (`commit_interval`)."""
+"""The commit path: every commit in a worker thread (never on the event loop), every
+reply after its own commit, and a bound on commits per second while they come close
+together (`commit_interval`)."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,8 @@ def order(i: int) -> dict[str, Any]:
 
 
 class RecordingJournal(Journal):
-    """Records each append: its size, the thread it ran on and when it began; can be told
-    to fail the next ones."""
+    """Records each append: its size, whether it ran on the event loop's thread and when
+    it began (monotonic: anyio's clock on asyncio); can be told to fail the next ones."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -36,7 +38,7 @@ class RecordingJournal(Journal):
 
     def append(self, entries: Any, bindings: Any = None, requests: Any = None) -> None:
         on_loop = threading.get_ident() == self.loop_thread
-        self.appends.append((len(entries), on_loop, anyio.current_time() if on_loop else 0.0))
+        self.appends.append((len(entries), on_loop, time.monotonic()))
         if self.fail:
             self.fail -= 1
             raise sqlite3.OperationalError("disk I/O error")
@@ -55,9 +57,8 @@ async def submit_all(client: Any, orders: range) -> list[Any]:
     return replies
 
 
-@pytest.mark.parametrize("inline", [0, 4, 1000])
-async def test_small_commits_run_on_the_loop_and_every_reply_follows_its_commit(
-    tmp_path: Path, inline: int
+async def test_commits_run_in_a_thread_and_every_reply_follows_its_commit(
+    tmp_path: Path,
 ) -> None:
     network = MemoryNetwork()
     with RecordingJournal(tmp_path / "j.db") as journal:
@@ -66,7 +67,7 @@ async def test_small_commits_run_on_the_loop_and_every_reply_follows_its_commit(
             open_transport("memory", network=network) as client,
             anyio.create_task_group() as tg,
         ):
-            worker = SubmitWorker(server, journal, signing_key=SEQUENCER_KEY, inline_commit=inline)
+            worker = SubmitWorker(server, journal, signing_key=SEQUENCER_KEY)
             await tg.start(worker.run)
             replies = [await client.request("submit_order", order(0), timeout=10)]
             replies += await submit_all(client, range(1, 200))
@@ -75,16 +76,12 @@ async def test_small_commits_run_on_the_loop_and_every_reply_follows_its_commit(
         assert [e.seq for e in journal.entries()] == list(range(1, 201))
         by_order = {e.wire["orderId"]: e.seq for e in journal.entries()}
         assert all(by_order[r["orderId"]] == r["seq"] for r in replies)
-        # A group of at most `inline` entries is committed on the loop, a larger one in
-        # a worker thread.
-        assert all(on_loop == (size <= inline) for size, on_loop, _ in journal.appends)
-        assert journal.appends[0][:2] == (1, inline >= 1)
+        # The commit (its fsync) never blocks the event loop: always a worker thread.
+        assert not any(on_loop for _, on_loop, _ in journal.appends)
+        assert journal.appends[0][0] == 1
 
 
-@pytest.mark.parametrize("inline", [0, 8])
-async def test_a_failed_commit_fails_its_submits_and_leaves_no_gap_either_way(
-    tmp_path: Path, inline: int
-) -> None:
+async def test_a_failed_commit_fails_its_submits_and_leaves_no_gap(tmp_path: Path) -> None:
     network = MemoryNetwork()
     with RecordingJournal(tmp_path / "j.db") as journal:
         async with (
@@ -92,9 +89,7 @@ async def test_a_failed_commit_fails_its_submits_and_leaves_no_gap_either_way(
             open_transport("memory", network=network) as client,
             anyio.create_task_group() as tg,
         ):
-            worker = SubmitWorker(
-                server, journal, max_backoff=0.1, signing_key=SEQUENCER_KEY, inline_commit=inline
-            )
+            worker = SubmitWorker(server, journal, max_backoff=0.1, signing_key=SEQUENCER_KEY)
             await tg.start(worker.run)
             await client.request("submit_order", order(0), timeout=10)
             journal.fail = 1
@@ -130,7 +125,6 @@ async def test_close_commits_wait_for_the_interval_unless_alone(tmp_path: Path) 
                 server,
                 journal,
                 signing_key=SEQUENCER_KEY,
-                inline_commit=1000,
                 commit_interval=interval,
             )
             await tg.start(worker.run)
