@@ -280,12 +280,11 @@ class VersionReader:
             _MissingPage: the chain is longer, or its first version does not start at 1.
             InvalidVersion: the way there does not verify.
         """
-        chunks: list[tuple[Entry, ...]] = []
+        chain = [(root_hash, root)]  # newest first
         key, here = root_hash, root
         while here.prev is not None:
-            if len(chunks) >= DEFAULT_MAX_WALK:
+            if len(chain) > DEFAULT_MAX_WALK:
                 raise _MissingPage(f"version {root_hash}: a book page is missing")
-            chunks.append(await self._commands(key, here))
             key, after = here.prev, here
             here = await self._root(key)
             if here.seq != after.first - 1:
@@ -293,9 +292,10 @@ class VersionReader:
                     f"version {key}: seq {here.seq}, but the version after it starts at "
                     f"{after.first}"
                 )
-        if here.first != 1:
+            chain.append((key, here))
+        if here.first != 1 or any(r.commands is None and r.first <= r.seq for _, r in chain):
             raise _MissingPage(f"version {root_hash}: a book page is missing")
-        chunks.append(await self._commands(key, here))
+        chunks = [await self._commands(k, r) for k, r in chain]
         book = OrderBook(self._spec)
         events: list[Event] = []
         for chunk in reversed(chunks):
