@@ -19,7 +19,7 @@ from exchange.versions._publisher import (
     DEFAULT_RESIDENCY_WINDOW,
     VersionPublisher,
 )
-from exchange.versions._reader import DEFAULT_MAX_WALK, Version, VersionReader
+from exchange.versions._reader import DEFAULT_MAX_WALK, VersionReader
 from exchange.versions._root import (
     ROOT_FORMAT,
     RootDoc,
@@ -29,6 +29,7 @@ from exchange.versions._root import (
     verify_root,
 )
 from exchange.versions._tree import BookTree, OrderId, TreeDelta, touched_orders
+from exchange.versions._version import Version
 
 __all__ = [
     "DEFAULT_BOOK_INTERVAL",

@@ -56,7 +56,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import anyio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -76,6 +75,8 @@ from exchange.versions._parse import (
 )
 from exchange.versions._root import RootDoc, decode_root, spec_fields, verify_root
 from exchange.versions._tree import BookTree
+from exchange.versions._version import Version, check_priority
+from exchange.versions._walk import walk_tree
 from orderbook_core import Event, MarketSpec, OrderBook, RestingOrder
 from transports import Transport, check_key, dht_key
 
@@ -105,46 +106,6 @@ most one flush per interval, later when a flush failed and is tried again."""
 
 class _MissingPage(InvalidVersion):
     """A page is not in the DHT (yet, perhaps)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Version:
-    """One verified version: its root document, its book, its events and its key.
-
-    `book` is a fresh `OrderBook` that belongs to the caller; `key` is the root hash
-    the version was fetched by; `tree` is the book's page tree, verified against the
-    root's ``book`` key, also the caller's: a replica that follows later versions by
-    applying their events to `book` updates it (`BookTree.update`) to check each new
-    root's ``book`` in O(log n), instead of fetching the pages again.
-    """
-
-    root: RootDoc
-    book: OrderBook
-    events: tuple[Event, ...]
-    key: str
-    tree: BookTree
-
-
-def _check_priority(root_hash: str, root: RootDoc, orders: list[RestingOrder]) -> None:
-    """Each order got its priority from a command of this version or an earlier one
-    (``1 <= seq <= root.seq``), and at one price the order that trades first came
-    first: seqs strictly increase along a level (the book only ever appends a
-    command's order at a level's tail). `orders` are in canonical order. O(n)."""
-    level: tuple[object, int] | None = None
-    last_seq = 0
-    for o in orders:
-        if not 1 <= o.seq <= root.seq:
-            raise InvalidVersion(
-                f"version {root_hash}: order {o.client_id}/{o.order_id} has seq {o.seq}, "
-                f"outside 1..{root.seq}"
-            )
-        here = (o.side, o.price)
-        if here == level and o.seq <= last_seq:
-            raise InvalidVersion(
-                f"version {root_hash}: at price {o.price} order {o.client_id}/{o.order_id} "
-                f"(seq {o.seq}) is queued after an order of seq {last_seq}"
-            )
-        level, last_seq = here, o.seq
 
 
 class VersionReader:
@@ -238,7 +199,7 @@ class VersionReader:
             if pause is None:
                 raise missing
             await anyio.sleep(pause)  # an outage, or no flush yet since a start: wait a bit
-        _check_priority(root_hash, root, orders)
+        check_priority(root_hash, root, orders)
         events = await self._events(root_hash, root)
         return Version(root, book, events, root_hash, tree)
 
@@ -286,15 +247,15 @@ class VersionReader:
         """
         key, here = root_hash, root
         for _ in range(DEFAULT_MAX_WALK):
-            if here.prev is None:
-                break
+            if here.prev is None:  # the chain's start: from the empty book before it
+                return await self._from_start(root_hash, root)
             key = here.prev
             here = await self._root(key)
             try:
                 book, tree, orders = await self._book(key, here)
             except _MissingPage:
                 continue
-            _check_priority(key, here, orders)
+            check_priority(key, here, orders)
             gets = self.last_get_count
             base = Version(here, book, (), key, tree)
             version, _ = await self.advance(base, root_hash, max_walk=DEFAULT_MAX_WALK)
@@ -307,6 +268,49 @@ class VersionReader:
             f"version {root_hash}: a book page is missing, and so is one of each version "
             f"up to {DEFAULT_MAX_WALK} before it"
         )
+
+    async def _from_start(self, root_hash: str, root: RootDoc) -> Version:
+        """The version from the empty book, by the commands of every version of its
+        chain up to it (at most `DEFAULT_MAX_WALK`): for a chain none of whose books
+        before it is stored, its first one's included (a flush that failed and was
+        overtaken). The book the commands give must hash to the root's ``book``, and
+        the version's own event pages must be its commands' events.
+
+        Raises:
+            _MissingPage: the chain is longer, or its first version does not start at 1.
+            InvalidVersion: the way there does not verify.
+        """
+        chain = [(root_hash, root)]  # newest first
+        key, here = root_hash, root
+        while here.prev is not None:
+            if len(chain) > DEFAULT_MAX_WALK:
+                raise _MissingPage(f"version {root_hash}: a book page is missing")
+            key, after = here.prev, here
+            here = await self._root(key)
+            if here.seq != after.first - 1:
+                raise InvalidVersion(
+                    f"version {key}: seq {here.seq}, but the version after it starts at "
+                    f"{after.first}"
+                )
+            chain.append((key, here))
+        if here.first != 1 or any(r.commands is None and r.first <= r.seq for _, r in chain):
+            raise _MissingPage(f"version {root_hash}: a book page is missing")
+        chunks = [await self._commands(k, r) for k, r in chain]
+        book = OrderBook(self._spec)
+        events: list[Event] = []
+        for chunk in reversed(chunks):
+            for entry in chunk:
+                events.extend(apply_entry(book, entry))
+        tree = BookTree.from_orders(list(book.orders()))
+        if tree.root != root.book:
+            raise InvalidVersion(
+                f"version {root_hash}: its commands give book {tree.root}, "
+                f"the root says {root.book}"
+            )
+        own = await self._events(root_hash, root)
+        if own != tuple(event for event in events if event.seq >= root.first):
+            raise InvalidVersion(f"version {root_hash}: its events are not its commands'")
+        return Version(root, book, own, root_hash, tree)
 
     async def advance(
         self, current: Version, root_hash: str, *, max_walk: int = DEFAULT_MAX_WALK
@@ -509,55 +513,8 @@ class VersionReader:
         node_type: type[BookNode] | type[EventNode] | type[CommandNode],
         what: str,
     ) -> list[Page]:
-        """Fetch a whole tree level by level; return its leaves in order.
-
-        Checks every page's kind, that a level's pages all have the level's height, and
-        that each child holds as many entries as its parent says. O(pages).
-        """
-        if top is None:
-            return []
-        level: list[tuple[str, int | None]] = [(top, None)]
-        height: int | None = None
-        visited = 0
-        while True:
-            visited += len(level)
-            if visited > self._max_pages:
-                raise InvalidVersion(f"{what} tree {top}: more than {self._max_pages} pages")
-            pages = await self._load([key for key, _ in level])
-            children: list[tuple[str, int | None]] = []
-            leaves: list[Page] = []
-            for key, expected in level:
-                page = pages[key]
-                if isinstance(page, BookLeaf):
-                    page_height, count = 0, len(page.orders)
-                elif isinstance(page, EventLeaf):
-                    page_height, count = 0, len(page.events)
-                elif isinstance(page, CommandLeaf):
-                    page_height, count = 0, len(page.entries)
-                else:
-                    page_height, count = page.height, sum(n for _, n in page.children)
-                if isinstance(page, leaf_type):
-                    leaves.append(page)
-                elif isinstance(page, node_type):
-                    children.extend(page.children)
-                else:
-                    raise InvalidVersion(f"{what} tree {top}: page {key} is not a {what} page")
-                if height is None:
-                    height = page_height
-                if page_height != height:
-                    raise InvalidVersion(
-                        f"{what} tree {top}: page {key} has height {page_height}, expected {height}"
-                    )
-                if expected is not None and count != expected:
-                    raise InvalidVersion(
-                        f"{what} tree {top}: page {key} holds {count} entries, "
-                        f"its parent says {expected}"
-                    )
-            assert height is not None  # set from the first page
-            if height == 0:
-                return leaves
-            level = children
-            height -= 1
+        """Fetch a whole tree level by level; return its leaves in order (`walk_tree`)."""
+        return await walk_tree(self._load, top, leaf_type, node_type, what, self._max_pages)
 
     async def _load(self, keys: list[str]) -> dict[str, Page]:
         """The pages under `keys`: from the cache, or fetched (concurrently) and parsed."""

@@ -343,6 +343,29 @@ async def test_restart_republishes_the_head_version(
         assert version.book == rig.worker.book
 
 
+async def test_a_failed_republish_of_the_head_is_tried_again_until_it_works(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "p.db"
+    async with running(db) as rig:
+        for seq, command in enumerate(COMMANDS[:2], start=1):
+            head = await rig.process(seq, command)
+    fresh = LoopbackNetwork(seed=8)  # a DHT that forgot everything, and refuses puts
+    fresh.with_faults(put_fail=1.0)
+    async with running(db, fresh) as rig:
+        with anyio.fail_after(5):
+            await rig.worker.republished.wait()  # the first try: nothing waits for more
+        assert "republishing head seq=2 failed" in caplog.text
+        fresh.with_faults(put_fail=0.0)
+        reader = VersionReader(rig.client, DEFAULT_SPEC)
+        for _ in range(200):  # 10 s: the retries back off from 0.5 s
+            if await rig.client.get(head["root"]) is not None:
+                break
+            await anyio.sleep(0.05)
+        version = await reader.fetch(head["root"])
+        assert version.book == rig.worker.book
+
+
 async def test_unexpected_failures_become_err_internal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

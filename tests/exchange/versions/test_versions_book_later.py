@@ -188,14 +188,36 @@ async def test_a_publish_without_book_later_puts_what_is_owed() -> None:
         assert (await VersionReader(inner, SPEC).fetch(key)).book == matcher.book
 
 
-async def test_a_cold_fetch_waits_for_owed_pages_then_gives_up() -> None:
-    # The first version of a fresh publisher, with ``book_later``: no version before it
-    # has its book stored, so a cold reader can only wait for the flush.
+async def test_a_chain_never_flushed_reads_from_the_empty_book_by_its_commands() -> None:
+    # A fresh publisher's versions, with ``book_later`` and no flush (one that failed,
+    # then was overtaken): no version of the chain has its book stored, but its first
+    # version follows the empty book, so each is read by the commands from the start.
     async with open_transport("memory", network=MemoryNetwork()) as inner:
         matcher = Matcher(inner)
-        chunks = runs(1, 30, seed=6)
-        key = await matcher.publish(chunks[0])
+        keys, books = [], []
+        for chunk in runs(5, 30, seed=6):
+            keys.append(await matcher.publish(chunk))
+            books.append(matcher.book.copy())
         assert matcher.publisher.owed > 0
+        for key, book in zip(keys, books, strict=True):
+            version = await VersionReader(inner, SPEC).fetch(key)
+            assert version.book == book
+            assert version.tree.root == version.root.book
+            assert version.events == (await VersionReader(inner, SPEC).fetch_events(key))[1]
+
+
+async def test_a_cold_fetch_waits_for_owed_pages_then_gives_up() -> None:
+    # A version whose book is not stored, nor that of any of the 64 versions before it
+    # (nor is the chain's start within reach): a cold reader can only wait for a flush.
+    async with open_transport("memory", network=MemoryNetwork()) as inner:
+        matcher = Matcher(inner)
+        chunks = runs(DEFAULT_MAX_WALK + 2, 2, seed=6)
+        await matcher.publish(chunks[0], book_later=False)
+        for chunk in chunks[1:]:
+            key = await matcher.publish(chunk)
+        reader = VersionReader(inner, SPEC)
+        with pytest.raises(InvalidVersion, match="missing page"):
+            await reader.fetch(key)
         async with anyio.create_task_group() as tg:
 
             async def flush_later() -> None:
@@ -205,9 +227,6 @@ async def test_a_cold_fetch_waits_for_owed_pages_then_gives_up() -> None:
             tg.start_soon(flush_later)
             version = await VersionReader(inner, SPEC).fetch(key)  # retried meanwhile
         assert version.book == matcher.book
-        key = await Matcher(inner).publish(runs(1, 30, seed=13)[0])  # never flushed
-        with pytest.raises(InvalidVersion, match="missing page"):
-            await VersionReader(inner, SPEC).fetch(key)
 
 
 async def test_a_cold_fetch_of_an_unflushed_version_follows_from_a_flushed_one() -> None:
