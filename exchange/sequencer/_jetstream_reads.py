@@ -28,6 +28,9 @@ _T = TypeVar("_T")
 _PAGE = 500
 """Entries fetched per page by `JetStreamReads.entries`."""
 
+_KEY_READS = 5
+"""Watches of the client keys before `client_keys` gives up (see `_client_keys`)."""
+
 
 def key_hash(*parts: str) -> str:
     """The hash in a deduplicated command's subject (and a client key's name)."""
@@ -76,22 +79,38 @@ class JetStreamReads:
         return self.call(self._client_keys())
 
     async def _client_keys(self) -> dict[str, str]:
-        keys: dict[str, str] = {}
+        # nats-py's watch can say "every current value delivered" (None) before it has
+        # handled a value the server already sent (the consumer then reports nothing
+        # pending): a missed binding would let a move drop it. So the bound keys are
+        # counted from the bucket's stream, and read again until the watch saw them all.
         try:
-            watcher = await self._kv.watch("key.>", ignore_deletes=True)
-            try:
-                async for update in watcher:
-                    if update is None:  # every current value has been delivered
-                        break
-                    if update.value:
-                        bound = json.loads(update.value)
-                        keys[bound["clientId"]] = bound["key"]
-            finally:
-                await watcher.stop()  # type: ignore[no-untyped-call]
+            for _ in range(_KEY_READS):
+                keys = await self._watch_keys()
+                info = await self._js.stream_info(
+                    f"KV_{self.stream}", subjects_filter=f"$KV.{self.stream}.key.>"
+                )
+                if len(keys) >= len(info.state.subjects or {}):
+                    return keys
         except (TimeoutError, NatsError) as exc:
             raise StorageUnavailable(
                 f"{self.location}: client keys: {describe_error(exc)}"
             ) from exc
+        raise StorageUnavailable(
+            f"{self.location}: client keys: the watch missed bindings {_KEY_READS} times"
+        )
+
+    async def _watch_keys(self) -> dict[str, str]:
+        keys: dict[str, str] = {}
+        watcher = await self._kv.watch("key.>", ignore_deletes=True)
+        try:
+            async for update in watcher:
+                if update is None:  # every current value has been delivered
+                    break
+                if update.value:
+                    bound = json.loads(update.value)
+                    keys[bound["clientId"]] = bound["key"]
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
         return keys
 
     def modify_requests(self) -> dict[int, str]:

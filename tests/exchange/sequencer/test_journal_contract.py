@@ -236,3 +236,28 @@ def test_an_append_the_server_cannot_store_is_not_confirmed(tmp_path: Path) -> N
             assert journal.head() == 1
         finally:
             journal.close()
+
+
+def test_client_keys_reads_again_when_a_watch_misses_a_binding(
+    opener: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nats-py's watch can end before a value the server already sent: the keys are
+    counted from the stream, and a short read is read again."""
+    journal = opener()
+    journal.append([_entry(journal, 1, 1, _cmd("alice", "a"))], {1: KEY_A})
+    journal.append([_entry(journal, 2, 1, _cmd("bob", "b"))], {2: KEY_B})
+    reader = opener()
+    watch = getattr(reader, "_watch_keys", None)
+    if watch is None:
+        pytest.skip("only a JetStream journal reads its keys through a watch")
+    calls = 0
+
+    async def short_first(*args: Any) -> dict[str, str]:
+        nonlocal calls
+        calls += 1
+        keys: dict[str, str] = await watch(*args)
+        return dict(list(keys.items())[:1]) if calls == 1 else keys
+
+    monkeypatch.setattr(reader, "_watch_keys", short_first)
+    assert reader.client_keys() == {"alice": KEY_A, "bob": KEY_B}
+    assert calls == 2
