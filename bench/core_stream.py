@@ -147,6 +147,12 @@ def run_core_fields(
     """Feed ``messages`` to the core through ``new_order``/``cancel_order``/
     ``modify_order`` (the fields, no typed command); (book, events seen)."""
     book = OrderBook(DEFAULT_SPEC) if book is None else book
+    return book, _feed_fields(book, messages, start)
+
+
+def _feed_fields(book: Any, messages: list[Message], start: int) -> int:
+    """The loop of `run_core_fields` and `run_floor`: each message a call of the
+    book's field entry points; the events seen."""
     new_order, cancel_order, modify_order = book.new_order, book.cancel_order, book.modify_order
     sides, tifs = _SIDES, _TIFS
     n = 0
@@ -160,7 +166,7 @@ def run_core_fields(
         else:
             _, cid, oid, price, amount = m
             n += len(modify_order(seq, seq, cid, oid, price, amount))
-    return book, n
+    return n
 
 
 def run_core_batch(
@@ -312,17 +318,4 @@ class FloorBook:
 def run_floor(messages: list[Message], start: int = 1) -> tuple[FloorBook, int]:
     """``run_core_fields``'s loop, on a :class:`FloorBook`; (stub, events seen)."""
     book = FloorBook()
-    new_order, cancel_order, modify_order = book.new_order, book.cancel_order, book.modify_order
-    sides, tifs = _SIDES, _TIFS
-    n = 0
-    for seq, m in enumerate(messages, start):
-        kind = m[0]
-        if kind == LIMIT:
-            _, cid, oid, is_buy, price, amount, ioc = m
-            n += len(new_order(seq, seq, cid, oid, sides[is_buy], price, amount, tifs[ioc]))
-        elif kind == CANCEL:
-            n += len(cancel_order(seq, seq, m[1], m[2]))
-        else:
-            _, cid, oid, price, amount = m
-            n += len(modify_order(seq, seq, cid, oid, price, amount))
-    return book, n
+    return book, _feed_fields(book, messages, start)

@@ -4,7 +4,6 @@ together (`commit_interval`)."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from functools import partial
@@ -16,7 +15,7 @@ import pytest
 from support.keys import SEQUENCER_KEY, signed
 
 from exchange.sequencer import Journal, SubmitWorker
-from transports import MemoryNetwork, RemoteError, open_transport
+from transports import MemoryNetwork, open_transport
 
 pytestmark = pytest.mark.anyio
 
@@ -28,20 +27,17 @@ def order(i: int) -> dict[str, Any]:
 
 class RecordingJournal(Journal):
     """Records each append: its size, whether it ran on the event loop's thread and when
-    it began (monotonic: anyio's clock on asyncio); can be told to fail the next ones."""
+    it began (monotonic: anyio's clock on asyncio). (A failed commit:
+    test_group_commit.py.)"""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.appends: list[tuple[int, bool, float]] = []  # (entries, on the loop, time)
         self.loop_thread = threading.get_ident()
-        self.fail = 0
 
     def append(self, entries: Any, bindings: Any = None, requests: Any = None) -> None:
         on_loop = threading.get_ident() == self.loop_thread
         self.appends.append((len(entries), on_loop, time.monotonic()))
-        if self.fail:
-            self.fail -= 1
-            raise sqlite3.OperationalError("disk I/O error")
         super().append(entries, bindings, requests)
 
 
@@ -79,37 +75,6 @@ async def test_commits_run_in_a_thread_and_every_reply_follows_its_commit(
         # The commit (its fsync) never blocks the event loop: always a worker thread.
         assert not any(on_loop for _, on_loop, _ in journal.appends)
         assert journal.appends[0][0] == 1
-
-
-async def test_a_failed_commit_fails_its_submits_and_leaves_no_gap(tmp_path: Path) -> None:
-    network = MemoryNetwork()
-    with RecordingJournal(tmp_path / "j.db") as journal:
-        async with (
-            open_transport("memory", network=network) as server,
-            open_transport("memory", network=network) as client,
-            anyio.create_task_group() as tg,
-        ):
-            worker = SubmitWorker(server, journal, max_backoff=0.1, signing_key=SEQUENCER_KEY)
-            await tg.start(worker.run)
-            await client.request("submit_order", order(0), timeout=10)
-            journal.fail = 1
-            outcomes: list[str] = []
-
-            async def submit(i: int) -> None:
-                try:
-                    reply = await client.request("submit_order", order(i), timeout=10)
-                    outcomes.append(f"ok {reply['seq']}")
-                except RemoteError as exc:
-                    outcomes.append(exc.message.split(":")[0])
-
-            async with anyio.create_task_group() as submits:
-                for i in range(1, 4):
-                    submits.start_soon(submit, i)
-            assert "ERR_UNAVAILABLE" in outcomes
-            for i in range(1, 4):  # retried with the same orderIds: numbered on, no gap
-                await client.request("submit_order", order(i), timeout=10)
-            tg.cancel_scope.cancel()
-        assert [e.seq for e in journal.entries()] == [1, 2, 3, 4]
 
 
 async def test_close_commits_wait_for_the_interval_unless_alone(tmp_path: Path) -> None:
